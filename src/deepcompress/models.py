@@ -1,0 +1,59 @@
+"""The networks of Deep Compression's MNIST table: LeNet-300-100 and LeNet-5 (Caffe variant)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .errors import UserError
+
+
+class LeNet300100(nn.Module):
+    """Fully connected 784-300-100-10 with ReLU: 266,610 parameters."""
+
+    def __init__(self):
+        super().__init__()
+        self.ip1 = nn.Linear(784, 300)
+        self.ip2 = nn.Linear(300, 100)
+        self.ip3 = nn.Linear(100, 10)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        x = x.flatten(1)
+        x = self.relu(self.ip1(x))
+        x = self.relu(self.ip2(x))
+        return self.ip3(x)
+
+
+class LeNet5(nn.Module):
+    """Caffe LeNet: conv 20 5x5, max-pool, conv 50 5x5, max-pool, fc 800-500, ReLU, fc 500-10 (431,080)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 20, 5)
+        self.conv2 = nn.Conv2d(20, 50, 5)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.ip1 = nn.Linear(800, 500)
+        self.ip2 = nn.Linear(500, 10)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        x = self.pool(self.conv1(x))
+        x = self.pool(self.conv2(x))
+        x = self.relu(self.ip1(x.flatten(1)))
+        return self.ip2(x)
+
+
+MODELS = {"lenet-300-100": LeNet300100, "lenet-5": LeNet5}
+
+
+def build_model(name: str) -> nn.Module:
+    """A freshly initialised model by name (see MODELS)."""
+    try:
+        return MODELS[name]()
+    except KeyError:
+        raise UserError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}") from None
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of scalar parameters (weights and biases)."""
+    return sum(p.numel() for p in model.parameters())

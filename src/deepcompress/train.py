@@ -1,0 +1,209 @@
+"""The one training loop every stage uses: baseline training, prune+retrain, centroid fine-tuning.
+
+Deterministic for a given seed, checkpointed atomically at every epoch end, resumable to exactly the
+state an uninterrupted run reaches. Later stages plug in through `TrainHook` (keep masks applied,
+rewrite gradients).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from . import atomic
+from .errors import UserError
+
+SCHEDULES = ("constant", "step", "cosine")
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one training run."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    step_size: int = 10
+    gamma: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(f"optimizer {self.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"schedule {self.schedule!r}: expected one of {', '.join(SCHEDULES)}")
+        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
+            raise UserError(f"need epochs >= 0, batch_size >= 1, lr > 0; got {self.epochs}, "
+                            f"{self.batch_size}, {self.lr}")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """A config from a dict, refusing unknown keys (a typo in a recipe must not pass silently)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UserError(f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**values)
+
+
+class TrainHook:
+    """Extension points of the loop; the default methods do nothing."""
+
+    def after_backward(self, model: nn.Module) -> None:
+        """Called after loss.backward(), before the optimizer step: adjust gradients here."""
+
+    def after_step(self, model: nn.Module) -> None:
+        """Called after each optimizer step: re-apply constraints (masks, shared weights) here."""
+
+    def on_epoch_end(self, epoch: int, model: nn.Module, metrics: dict) -> None:
+        """Called after each epoch's evaluation, before the checkpoint is written."""
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced: per-epoch history, final test error, wall time of this call."""
+
+    history: list[dict] = field(default_factory=list)
+    test_error: float = float("nan")
+    wall_s: float = 0.0
+
+
+def learning_rate(cfg: TrainConfig, epoch: int) -> float:
+    """Learning rate for (0-based) `epoch` under the configured schedule."""
+    if cfg.schedule == "step":
+        return cfg.lr * cfg.gamma ** (epoch // max(cfg.step_size, 1))
+    if cfg.schedule == "cosine":
+        return 0.5 * cfg.lr * (1 + math.cos(math.pi * epoch / max(cfg.epochs, 1)))
+    return cfg.lr
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer named by the config over the model's trainable parameters."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2000) -> float:
+    """Top-1 error of `model` on (x, y), as a fraction."""
+    was_training = model.training
+    model.eval()
+    wrong = 0
+    for i in range(0, len(y), batch_size):
+        wrong += (model(x[i : i + batch_size]).argmax(1) != y[i : i + batch_size]).sum().item()
+    model.train(was_training)
+    return wrong / max(len(y), 1)
+
+
+def _epoch_order(cfg: TrainConfig, epoch: int, n: int) -> torch.Tensor:
+    # Order depends only on (seed, epoch), so a resumed run sees exactly the batches it would have seen.
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=gen)
+
+
+def _run_epoch(model, opt, data, cfg, epoch, hooks, progress) -> dict:
+    model.train()
+    order = _epoch_order(cfg, epoch, len(data.train_y))
+    total_loss, wrong, seen = 0.0, 0, 0
+    bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+               disable=None if progress else True, leave=False, unit="batch")
+    for start in bar:
+        idx = order[start : start + cfg.batch_size]
+        xb, yb = data.train_x[idx], data.train_y[idx]
+        opt.zero_grad(set_to_none=True)
+        out = model(xb)
+        loss = F.cross_entropy(out, yb)
+        loss.backward()
+        for hook in hooks:
+            hook.after_backward(model)
+        opt.step()
+        for hook in hooks:
+            hook.after_step(model)
+        total_loss += loss.item() * len(yb)
+        wrong += (out.argmax(1) != yb).sum().item()
+        seen += len(yb)
+        bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{1 - wrong / seen:.4f}", refresh=False)
+    return {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": total_loss / max(seen, 1),
+            "train_error": wrong / max(seen, 1)}
+
+
+def save_checkpoint(path: Path, model, opt, cfg: TrainConfig, epoch: int, history: list[dict]) -> None:
+    """Write the full training state atomically (a crash leaves the previous checkpoint intact)."""
+    state = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "config": asdict(cfg),
+        "epoch": epoch,
+        "history": history,
+        "rng": torch.get_rng_state(),
+    }
+    with atomic.atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Read a training checkpoint without unpickling arbitrary objects."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"checkpoint {path} not found") from None
+    except Exception as exc:  # torch raises several types for corrupt or hostile files
+        raise UserError(f"checkpoint {path} is unreadable or not a deepcompress checkpoint: {exc}") from None
+
+
+def _restore(path: Path, model, opt, cfg: TrainConfig) -> tuple[int, list[dict]]:
+    state = load_checkpoint(path)
+    if state.get("config") != asdict(cfg):
+        raise UserError(f"checkpoint {path} was written with different settings {state.get('config')}; "
+                        f"resume with the same options, or start a new output folder")
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"])
+    return int(state["epoch"]), list(state["history"])
+
+
+def train(model: nn.Module, data, cfg: TrainConfig, checkpoint: str | Path | None = None,
+          resume: bool = False, hooks: tuple[TrainHook, ...] = (), progress: bool = True,
+          verbose: bool = True) -> TrainResult:
+    """Train `model` on `data` (a deepcompress.data.Dataset) and return its history and test error.
+
+    With `checkpoint`, the state is saved there after every epoch; with `resume` and an existing
+    checkpoint, training continues from it and ends in the same state as an uninterrupted run.
+    `progress` shows a per-batch bar on a terminal; `verbose` prints one line per epoch.
+    """
+    start = time.perf_counter()
+    opt = make_optimizer(model, cfg)
+    first_epoch, history = 0, []
+    checkpoint = Path(checkpoint) if checkpoint else None
+    if resume and checkpoint is not None and checkpoint.exists():
+        first_epoch, history = _restore(checkpoint, model, opt, cfg)
+    for epoch in range(first_epoch, cfg.epochs):
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(cfg, epoch)
+        metrics = _run_epoch(model, opt, data, cfg, epoch, hooks, progress)
+        metrics["test_error"] = evaluate(model, data.test_x, data.test_y)
+        for hook in hooks:
+            hook.on_epoch_end(epoch, model, metrics)
+        history.append(metrics)
+        if verbose:
+            tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}  loss {metrics['train_loss']:.4f}  "
+                       f"train err {metrics['train_error']:.4f}  test err {metrics['test_error']:.4f}", file=sys.stderr)
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, model, opt, cfg, epoch + 1, history)
+    test_error = history[-1]["test_error"] if history else evaluate(model, data.test_x, data.test_y)
+    return TrainResult(history, test_error, time.perf_counter() - start)

@@ -10,6 +10,7 @@ import sys
 COMMAND_MODULES = [
     "deepcompress.cli_data",
     "deepcompress.cli_train",
+    "deepcompress.cli_compress",
 ]
 
 

@@ -26,12 +26,16 @@ def load_recipe(model: str, path: str | Path | None = None) -> dict:
         raise UserError(f"recipe {path}: {exc}") from None
 
 
+def merge(base: dict, over: dict) -> dict:
+    """`base` with `over` merged in, recursively for nested tables."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def stage(recipe: dict, name: str, dataset: str | None = None) -> dict:
-    """Settings of stage `name`, with a `[name.DATASET]` sub-table overriding them for that data set."""
+    """Settings of stage `name`; a `[name.dataset.DATASET]` table overrides them for that data set."""
     table = dict(recipe.get(name, {}))
-    overrides = {k: v for k, v in table.items() if isinstance(v, dict)}
-    for key in overrides:
-        table.pop(key)
-    if dataset in overrides:
-        table.update(overrides[dataset])
-    return table
+    per_dataset = table.pop("dataset", {})
+    return merge(table, per_dataset.get(dataset, {})) if dataset else table

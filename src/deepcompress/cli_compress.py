@@ -1,0 +1,70 @@
+"""`deepcompress compress`: the Deep Compression pipeline from a model name to a .dcz file and a report."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+
+from .data import DATASETS, load_dataset
+from .errors import UserError
+from .models import MODELS, build_model
+from .recipes import load_recipe, stage
+from .train import TrainConfig, load_checkpoint, train
+
+
+def baseline(args, recipe: dict, data, out: Path):
+    """The trained starting model: from --checkpoint, or trained with the recipe's [train] settings."""
+    model = build_model(args.model)
+    if args.checkpoint:
+        state = load_checkpoint(Path(args.checkpoint))
+        state = state.get("model", state)
+        try:
+            model.load_state_dict(state)
+        except (RuntimeError, KeyError) as exc:
+            raise UserError(f"checkpoint {args.checkpoint} does not fit {args.model}: {exc}") from None
+        return model
+    cfg = TrainConfig.from_dict(stage(recipe, "train", args.data))
+    torch.manual_seed(cfg.seed)
+    model = build_model(args.model)
+    print(f"training the {args.model} baseline ({cfg.epochs} epochs); pass --checkpoint to skip", file=sys.stderr)
+    train(model, data, cfg, checkpoint=out / "baseline-train.pt", resume=args.resume,
+          progress=not args.quiet, verbose=not args.quiet)
+    return model
+
+
+def _run(args) -> int:
+    from .compress import compress_model
+    from .compress.report import results_record, write_report
+
+    recipe = load_recipe(args.model, args.recipe)
+    data = load_dataset(args.data, folder=args.data_dir)
+    out = Path(args.out or f"runs/compress-{args.model}-{args.data}")
+    model = baseline(args, recipe, data, out)
+    meta = {"model": args.model, "dataset": args.data, "input_shape": [1, 28, 28]}
+    outcome = compress_model(model, data, recipe, out, meta=meta, resume=args.resume, progress=not args.quiet)
+    rec = results_record(args.model, args.data, outcome, "deepcompress " + shlex.join(args.argv))
+    write_report(out, rec)
+    print(f"{args.model} on {args.data}: {rec['file_bytes']:,} bytes, ratio {rec['ratio']:.1f}x, "
+          f"test error from the file {100 * rec['test_error']:.2f}% (baseline {100 * rec['baseline_error']:.2f}%); "
+          f"report: {out / 'report.md'}")
+    return 0
+
+
+def register(sub) -> None:
+    """Add the `compress` command."""
+    p = sub.add_parser("compress", help="prune, quantize and encode a model to a .dcz file, with a report",
+                       description="Run Deep Compression: baseline (or --checkpoint), prune + retrain, "
+                                   "quantize + fine-tune centroids, encode to OUT/model.dcz, and measure the "
+                                   "test error of the file itself. Writes OUT/report.md and OUT/results.json.")
+    p.add_argument("--model", choices=sorted(MODELS), default="lenet-300-100")
+    p.add_argument("--data", choices=DATASETS, default="mnist")
+    p.add_argument("--data-dir", help="folder of IDX files to use instead of the installed data set")
+    p.add_argument("--checkpoint", help="trained weights to start from (model.pt or a training checkpoint)")
+    p.add_argument("--recipe", help="TOML recipe (default: the model's built-in recipe)")
+    p.add_argument("--out", help="output folder (default runs/compress-MODEL-DATA)")
+    p.add_argument("--resume", action="store_true", help="skip finished stages and continue interrupted ones")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    p.set_defaults(func=_run)

@@ -1,0 +1,105 @@
+"""Between a PyTorch model and the .dcz file: layers out (encode), weights back in (decode), and the
+forward pass described as a list of ops so a runtime can run the file without the Python class."""
+
+from __future__ import annotations
+
+import operator
+from pathlib import Path
+
+import torch
+import torch.fx
+import torch.nn.functional as F
+from torch import nn
+
+from .. import format as dcz
+from ..errors import UserError
+from .quantize import SharedWeights
+
+KIND = {nn.Linear: "fc", nn.Conv2d: "conv"}
+
+
+def _module_op(name: str, module: nn.Module) -> dict | None:
+    if isinstance(module, nn.Linear):
+        return {"op": "fc", "layer": name}
+    if isinstance(module, nn.Conv2d):
+        if module.groups != 1 or module.dilation != (1, 1) or module.padding_mode != "zeros":
+            return None
+        return {"op": "conv", "layer": name, "stride": list(module.stride), "padding": list(module.padding)}
+    if isinstance(module, nn.ReLU):
+        return {"op": "relu"}
+    if isinstance(module, nn.MaxPool2d):
+        k, s = module.kernel_size, module.stride or module.kernel_size
+        return {"op": "maxpool", "kernel": k if isinstance(k, int) else k[0],
+                "stride": s if isinstance(s, int) else s[0]}
+    if isinstance(module, (nn.Dropout, nn.Identity)):
+        return {"op": "identity"}
+    if isinstance(module, nn.Flatten):
+        return {"op": "flatten"}
+    return None
+
+
+def _call_op(node: torch.fx.Node) -> dict | None:
+    if node.op == "call_method" and node.target in ("flatten", "view", "reshape"):
+        return {"op": "flatten"}
+    if node.op == "call_function" and node.target in (torch.flatten,):
+        return {"op": "flatten"}
+    if node.op == "call_function" and node.target in (F.relu, torch.relu):
+        return {"op": "relu"}
+    if node.op == "call_function" and node.target is operator.getitem:
+        return None
+    return None
+
+
+def architecture_ops(model: nn.Module) -> list[dict] | None:
+    """The model's forward pass as a chain of ops (fc, conv, relu, maxpool, flatten), or None if the
+    model is not a simple chain of supported ops (the file then stores weights only)."""
+    try:
+        graph = torch.fx.symbolic_trace(model).graph
+    except Exception:  # fx cannot trace data-dependent control flow; that model simply has no ops list
+        return None
+    modules = dict(model.named_modules())
+    ops = []
+    for node in graph.nodes:
+        if node.op in ("placeholder", "output"):
+            continue
+        op = _module_op(node.target, modules[node.target]) if node.op == "call_module" else _call_op(node)
+        if op is None:
+            return None
+        if op["op"] != "identity":
+            ops.append(op)
+    return ops
+
+
+def quantized_layers(model: nn.Module, shared: SharedWeights, gap_bits: dict[str, int],
+                     index_bits: dict[str, int]) -> list[dcz.QuantizedLayer]:
+    """The model's weight-shared layers as file records (weights must equal their codebook entries)."""
+    layers = []
+    for name, module in shared.modules.items():
+        bias = module.bias.detach().numpy() if module.bias is not None else None
+        layers.append(dcz.QuantizedLayer.from_dense(
+            name, KIND[type(module)], module.weight.detach().numpy(), shared.codes[name].codebook.numpy(),
+            bias=bias, index_bits=index_bits[name], gap_bits=gap_bits[name]))
+    return layers
+
+
+def write_model(path: str | Path, model: nn.Module, shared: SharedWeights, gap_bits: dict[str, int],
+                index_bits: dict[str, int], meta: dict) -> int:
+    """Encode the quantized model to a .dcz file at `path`; returns its size in bytes."""
+    meta = {**meta, "ops": architecture_ops(model)}
+    return dcz.write(path, quantized_layers(model, shared, gap_bits, index_bits), meta)
+
+
+@torch.no_grad()
+def load_into(model: nn.Module, path: str | Path) -> dict:
+    """Overwrite `model`'s layers with the weights decoded from the file; returns the file's meta."""
+    layers, meta = dcz.read(path)
+    modules = dict(model.named_modules())
+    for layer in layers:
+        module = modules.get(layer.name)
+        if module is None or tuple(module.weight.shape) != layer.shape:
+            got = None if module is None else tuple(module.weight.shape)
+            raise UserError(f"{path}: layer {layer.name} has shape {layer.shape}, the model has {got}")
+        module.weight.copy_(torch.from_numpy(layer.to_dense()))
+        if layer.bias is not None:
+            module.bias.copy_(torch.from_numpy(layer.bias))
+    return meta

@@ -1,0 +1,173 @@
+"""Deep Compression end to end: baseline -> prune + retrain -> quantize + fine-tune -> encode -> the
+file's own test error. Every stage saves its result in the output folder, so a rerun with `resume`
+skips finished stages and continues an interrupted retraining from its checkpoint."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .. import atomic
+from ..errors import UserError
+from ..recipes import stage
+from ..train import TrainConfig, evaluate, train
+from .export import load_into, write_model
+from .prune import GradualPruning, L1Penalty, Masks, StdThreshold, TargetSparsity, polynomial_sparsity
+from .quantize import SharedWeights
+
+PRUNE_RULES = ("sparsity", "std", "global")
+
+
+@dataclass
+class Run:
+    """Where a compression run writes, and what it has measured so far."""
+
+    out: Path
+    data: object
+    resume: bool = False
+    progress: bool = True
+    log: list[dict] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def note(self, stage_name: str, model: nn.Module, **extra) -> float:
+        """Measure the model's test error after a stage, print it and keep it in the log."""
+        err = evaluate(model, self.data.test_x, self.data.test_y)
+        self.log.append({"stage": stage_name, "test_error": err, **extra})
+        tqdm.write(f"[{stage_name}] test error {100 * err:.2f}%"
+                   + "".join(f"  {k} {v}" for k, v in extra.items()))
+        return err
+
+    def fit(self, model, cfg: dict, name: str, hooks=()) -> None:
+        """Train with the stage's settings, checkpointing to OUT/NAME-train.pt."""
+        train(model, self.data, TrainConfig.from_dict(cfg), checkpoint=self.out / f"{name}-train.pt",
+              resume=self.resume, hooks=hooks, progress=self.progress, verbose=self.progress)
+
+
+def _save(path: Path, state: dict) -> None:
+    with atomic.atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _load(path: Path) -> dict | None:
+    return torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
+
+
+def _round_rules(cfg: dict, masks: Masks, model: nn.Module, i: int, rounds: int) -> dict:
+    """Threshold rules of round i (1-based): the kept fraction falls geometrically to the target."""
+    layers = cfg.get("layers", {})
+    unknown = sorted(set(layers) - set(masks.modules))
+    if unknown:
+        raise UserError(f"recipe [prune.layers] names {', '.join(unknown)}; the model has {', '.join(masks.modules)}")
+    if cfg.get("rule", "sparsity") == "std":
+        return {n: StdThreshold(q) for n, q in layers.items()}
+    return {n: TargetSparsity(1 - (1 - s) ** (i / rounds)) for n, s in layers.items()}
+
+
+def prune_stage(model: nn.Module, cfg: dict, run: Run) -> Masks:
+    """Iterative (or gradual) magnitude pruning with retraining; returns the final masks."""
+    rule = cfg.get("rule", "sparsity")
+    if rule not in PRUNE_RULES:
+        raise UserError(f"recipe [prune] rule {rule!r}: expected one of {', '.join(PRUNE_RULES)}")
+    masks = Masks(model, list(cfg.get("layers", {})) or None)
+    if cfg.get("schedule", "iterative") == "gradual":
+        return _gradual(model, cfg, masks, run)
+    rounds = int(cfg.get("iterations", 1))
+    for i in range(1, rounds + 1):
+        saved = _load(run.out / f"prune-{i}.pt") if run.resume else None
+        if saved is not None:
+            model.load_state_dict(saved["model"])
+            masks.masks = saved["masks"]
+            continue
+        if rule == "global":
+            masks.prune_global(1 - (1 - cfg["sparsity"]) ** (i / rounds))
+        else:
+            masks.prune(_round_rules(cfg, masks, model, i, rounds))
+        run.note(f"prune {i}/{rounds} before retraining", model, kept=masks.kept())
+        hooks = [masks] + ([L1Penalty(masks, cfg["l1"])] if cfg.get("l1") else [])
+        run.fit(model, cfg.get("retrain", {}), f"prune-{i}", hooks)
+        _save(run.out / f"prune-{i}.pt", {"model": model.state_dict(), "masks": masks.masks})
+        run.note(f"prune {i}/{rounds} retrained", model, density=_fmt(masks.density()))
+    return masks
+
+
+def _gradual(model, cfg, masks, run) -> Masks:
+    retrain = TrainConfig.from_dict(cfg.get("retrain", {}))
+    steps = retrain.epochs * -(-len(run.data.train_y) // retrain.batch_size)
+    final = {n: s for n, s in cfg["layers"].items()}
+    hook = GradualPruning(masks, final, total_steps=int(0.8 * steps), every=int(cfg.get("every", 100)))
+    run.fit(model, cfg.get("retrain", {}), "prune-gradual", [hook])
+    masks.prune({n: TargetSparsity(polynomial_sparsity(1, 1, s)) for n, s in final.items()})
+    run.note("gradual pruning", model, density=_fmt(masks.density()))
+    return masks
+
+
+def _fmt(density: dict) -> dict:
+    return {n: round(d, 4) for n, d in density.items()}
+
+
+def layer_settings(cfg: dict, masks: Masks, key: str, default_fc: int, default_conv: int) -> dict[str, int]:
+    """Per-layer integer setting: [STAGE.layers] override, else fc_KEY / conv_KEY, else the default."""
+    out = {}
+    for name, module in masks.modules.items():
+        kind = "conv" if isinstance(module, nn.Conv2d) else "fc"
+        base = cfg.get(f"{kind}_{key}", default_conv if kind == "conv" else default_fc)
+        out[name] = int(cfg.get("layers", {}).get(name, base))
+    return out
+
+
+def quantize_stage(model: nn.Module, masks: Masks, cfg: dict, run: Run) -> SharedWeights:
+    """k-means weight sharing per layer, then centroid fine-tuning with masks kept."""
+    bits = layer_settings(cfg, masks, "bits", 5, 8)
+    shared = SharedWeights(model, masks, bits, init=cfg.get("init", "linear"), method=cfg.get("method", "kmeans"),
+                           iters=int(cfg.get("iters", 100)))
+    run.note("quantized", model, bits=bits)
+    finetune = cfg.get("finetune", {})
+    if finetune.get("epochs", 0) > 0:
+        run.fit(model, finetune, "quantize", [masks, shared])
+        shared.after_step(model)
+        run.note("centroids fine-tuned", model)
+    return shared
+
+
+def compress_model(model: nn.Module, data, recipe: dict, out: str | Path, *, meta: dict | None = None,
+                   resume: bool = False, progress: bool = True) -> dict:
+    """Prune, quantize and encode a trained `model`; write OUT/model.dcz and return what was measured.
+
+    `recipe` holds [prune], [quantize] and [encode] tables (see the built-in recipes). The returned
+    dict has the per-stage test errors, the file path and the file's own test error.
+    """
+    run = Run(Path(out), data, resume, progress)
+    run.out.mkdir(parents=True, exist_ok=True)
+    dataset = getattr(data, "name", None)
+    t0 = time.perf_counter()
+    run.note("baseline", model)
+    masks = prune_stage(model, stage(recipe, "prune", dataset), run)
+    run.timings["prune_s"] = time.perf_counter() - t0
+    qcfg = stage(recipe, "quantize", dataset)
+    shared = quantize_stage(model, masks, qcfg, run)
+    run.timings["quantize_s"] = time.perf_counter() - t0 - run.timings["prune_s"]
+    ecfg = stage(recipe, "encode", dataset)
+    gap_bits = layer_settings(ecfg, masks, "gap_bits", 5, 5)
+    path = run.out / "model.dcz"
+    nbytes = write_model(path, model, shared, gap_bits, shared.bits(), meta or {})
+    file_model = _reloaded(model, path)
+    file_error = run.note("from file", file_model, bytes=nbytes)
+    run.timings["total_s"] = time.perf_counter() - t0
+    return {"file": str(path), "file_bytes": nbytes, "test_error": file_error, "stages": run.log,
+            "bits": shared.bits(), "gap_bits": gap_bits, "timings": run.timings}
+
+
+def _reloaded(model: nn.Module, path: Path) -> nn.Module:
+    import copy
+
+    fresh = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in fresh.parameters():
+            p.zero_()
+    load_into(fresh, path)
+    return fresh

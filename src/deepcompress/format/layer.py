@@ -1,0 +1,140 @@
+"""One weight-shared, pruned layer as the .dcz format stores it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+KIND_NDIM = {"fc": 2, "conv": 4}  # PyTorch weight shapes: (out, in) and (out, in, kh, kw)
+MAX_INDEX_BITS = 8
+MAX_GAP_BITS = 8
+MAX_LAYER_ELEMENTS = (1 << 32) - 1  # counts are stored as u32
+
+
+class LayerError(ValueError):
+    """A QuantizedLayer's fields are inconsistent; `problems` lists each one."""
+
+    def __init__(self, name, problems: list[str]):
+        self.problems = problems
+        super().__init__(f"layer {name!r}: " + "; ".join(problems))
+
+
+def matrix_shape(shape) -> tuple[int, int]:
+    """The 2-D view (rows, cols) = (shape[0], product of the rest) the format indexes weights in."""
+    return int(shape[0]), math.prod(int(d) for d in shape[1:])
+
+
+def bits_for(count: int) -> int:
+    """The smallest index width (at least 1) that can address `count` codebook entries."""
+    return max(1, (max(count, 1) - 1).bit_length())
+
+
+@dataclass(eq=False)
+class QuantizedLayer:
+    """A pruned, weight-shared layer.
+
+    `positions` are the sorted flat indices of the nonzero weights in CSC order of the 2-D view
+    (rows, cols) = matrix_shape(shape): position p is row p % rows, column p // rows, i.e. columns in
+    turn, rows ascending within a column. Weight at positions[i] is codebook[indices[i]].
+    `index_bits` (1..8) is the width of a codebook index; `gap_bits` (1..8) that of a relative index.
+    Construction checks consistency and raises LayerError (a ValueError).
+    """
+
+    name: str
+    kind: str
+    shape: tuple
+    codebook: np.ndarray
+    positions: np.ndarray
+    indices: np.ndarray
+    bias: np.ndarray | None = None
+    index_bits: int | None = None
+    gap_bits: int = 5
+
+    def __post_init__(self):
+        self.shape = tuple(int(d) for d in self.shape)
+        self.codebook = np.ascontiguousarray(self.codebook, dtype=np.float32).reshape(-1)
+        self.positions = np.ascontiguousarray(self.positions, dtype=np.int64).reshape(-1)
+        indices = np.asarray(self.indices).reshape(-1)
+        if indices.size and (indices.min() < 0 or indices.max() >= self.codebook.size):
+            raise LayerError(self.name, [f"codebook indices must be in [0, {self.codebook.size})"])
+        self.indices = indices.astype(np.uint8)
+        if self.bias is not None:
+            self.bias = np.ascontiguousarray(self.bias, dtype=np.float32).reshape(-1)
+        if self.index_bits is None:
+            self.index_bits = bits_for(self.codebook.size)
+        self.index_bits, self.gap_bits = int(self.index_bits), int(self.gap_bits)
+        self._check()
+
+    def _check(self) -> None:
+        problems = []
+        if not isinstance(self.name, str) or not self.name or len(self.name.encode()) > 65535:
+            problems.append("name must be a nonempty string of at most 65535 UTF-8 bytes")
+        if KIND_NDIM.get(self.kind) != len(self.shape):
+            problems.append(f"kind {self.kind!r} with shape {self.shape}: expected 'fc' with 2 dims "
+                            "or 'conv' with 4")
+        elif min(self.shape) < 1 or self.size > MAX_LAYER_ELEMENTS:
+            problems.append(f"shape {self.shape}: dims must be >= 1 and total at most {MAX_LAYER_ELEMENTS}")
+        if not 1 <= self.index_bits <= MAX_INDEX_BITS or self.codebook.size > (1 << self.index_bits):
+            problems.append(f"index_bits {self.index_bits}: must be 1..8 and address all "
+                            f"{self.codebook.size} codebook entries")
+        if not 1 <= self.gap_bits <= MAX_GAP_BITS:
+            problems.append(f"gap_bits {self.gap_bits}: must be 1..8")
+        if not np.all(np.isfinite(self.codebook)):
+            problems.append("codebook has a NaN or infinite entry")
+        if self.positions.size != self.indices.size:
+            problems.append(f"{self.positions.size} positions but {self.indices.size} indices")
+        if self.positions.size and (np.any(np.diff(self.positions) <= 0) or self.positions[0] < 0
+                                    or self.positions[-1] >= self.size):
+            problems.append(f"positions must be strictly increasing and within [0, {self.size})")
+        bias_ok = self.bias is None or (self.bias.size == self.shape[0] and np.all(np.isfinite(self.bias)))
+        if self.shape and not bias_ok:
+            problems.append(f"bias must hold {self.shape[0]} finite values, got {self.bias.size}")
+        if problems:
+            raise LayerError(self.name, problems)
+
+    @property
+    def size(self) -> int:
+        """Number of weights, zeros included."""
+        return math.prod(self.shape)
+
+    @property
+    def nnz(self) -> int:
+        """Number of stored (nonzero) weights."""
+        return int(self.positions.size)
+
+    def to_dense(self) -> np.ndarray:
+        """The float32 weight array of `shape`, zeros where pruned."""
+        rows, cols = matrix_shape(self.shape)
+        dense = np.zeros(rows * cols, dtype=np.float32)
+        row, col = np.divmod(self.positions, rows)[::-1]
+        dense[row * cols + col] = self.codebook[self.indices]
+        return dense.reshape(self.shape)
+
+    @classmethod
+    def from_dense(cls, name: str, kind: str, weight, codebook, *, bias=None, index_bits: int | None = None,
+                   gap_bits: int = 5) -> "QuantizedLayer":
+        """Build from a dense weight array whose every nonzero equals some codebook entry exactly."""
+        weight = np.asarray(weight, dtype=np.float32)
+        codebook = np.asarray(codebook, dtype=np.float32).reshape(-1)
+        rows, cols = matrix_shape(weight.shape)
+        csc = weight.reshape(rows, cols).T.reshape(-1)
+        positions = np.flatnonzero(csc)
+        values = csc[positions]
+        order = np.argsort(codebook, kind="stable")
+        slot = np.clip(np.searchsorted(codebook[order], values), 0, max(codebook.size - 1, 0))
+        if values.size and (codebook.size == 0 or np.any(codebook[order][slot] != values)):
+            raise ValueError(f"layer {name!r}: a nonzero weight is not exactly a codebook entry")
+        indices = order[slot] if values.size else np.zeros(0, np.uint8)
+        return cls(name, kind, weight.shape, codebook, positions, indices, bias, index_bits, gap_bits)
+
+    def equals(self, other: "QuantizedLayer") -> bool:
+        """True when every field is bit-for-bit the same."""
+        def same(a, b):
+            if a is None or b is None:
+                return a is None and b is None
+            return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+        return (self.name, self.kind, self.shape, self.index_bits, self.gap_bits) == \
+            (other.name, other.kind, other.shape, other.index_bits, other.gap_bits) and \
+            all(same(getattr(self, f), getattr(other, f)) for f in ("codebook", "positions", "indices", "bias"))

@@ -1,0 +1,200 @@
+"""The .dcz preamble: fixed header, meta JSON, layer manifest and the CRC over all three.
+
+Layout and every field are specified in docs/FORMAT.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+import zlib
+from dataclasses import dataclass
+
+from .cursor import Cursor
+from .errors import FormatError, located
+from .layer import KIND_NDIM, MAX_GAP_BITS, MAX_INDEX_BITS, MAX_LAYER_ELEMENTS
+
+MAGIC = b"DCZ\x1a"
+VERSION = 1
+HEADER = "<4sHHIII"  # magic, version, flags, n_layers, meta_len, manifest_len
+HEADER_BYTES = struct.calcsize(HEADER)
+CRC = "<I"
+CRC_BYTES = 4
+KIND_CODES = {"fc": 0, "conv": 1}
+CODEBOOK_FLOAT32 = 1
+FLAG_INDEX_HUFFMAN, FLAG_GAP_HUFFMAN, FLAG_BIAS = 1, 2, 4
+_RECORD_TAIL = "<BBBBHIIIIII"  # index bits, gap bits, codebook dtype, flags, K, nnz, entries, 4 lengths
+SECTIONS = ("codebook", "index stream", "gap stream", "bias")
+_MIN_RECORD = struct.calcsize("<H") + 1 + 2 + 4 * 2 + struct.calcsize(_RECORD_TAIL)
+# A file may describe at most this many weights (zeros included) per byte, or 2**26 in all if more:
+# legitimate files stay far below it; a tiny hostile file cannot make a reader build huge arrays.
+WEIGHTS_PER_BYTE_LIMIT = 4096
+WEIGHTS_FLOOR = 1 << 26
+
+
+@dataclass
+class LayerRecord:
+    """One layer's manifest entry: everything needed to find and check its four sections."""
+
+    name: str
+    kind: str
+    shape: tuple
+    index_bits: int
+    gap_bits: int
+    flags: int
+    codebook_size: int
+    nnz: int
+    entries: int
+    section_lengths: tuple  # bytes of codebook, index stream, gap stream, bias (CRCs not included)
+    record_bytes: int = 0
+
+    @property
+    def size(self) -> int:
+        """Weights in the layer, zeros included."""
+        return math.prod(self.shape)
+
+    def pack(self) -> bytes:
+        """This record's manifest bytes."""
+        name = self.name.encode("utf-8")
+        return (struct.pack("<H", len(name)) + name
+                + struct.pack("<BB", KIND_CODES[self.kind], len(self.shape))
+                + struct.pack(f"<{len(self.shape)}I", *self.shape)
+                + struct.pack(_RECORD_TAIL, self.index_bits, self.gap_bits, CODEBOOK_FLOAT32, self.flags,
+                              self.codebook_size, self.nnz, self.entries, *self.section_lengths))
+
+
+def weight_limit(file_bytes: int) -> int:
+    """Most weights (zeros included, all layers) a file of this many bytes may describe."""
+    return max(WEIGHTS_FLOOR, WEIGHTS_PER_BYTE_LIMIT * file_bytes)
+
+
+def pack_preamble(meta_json: bytes, records: list[LayerRecord]) -> bytes:
+    """Header + meta + manifest + CRC32 of those."""
+    manifest = b"".join(r.pack() for r in records)
+    body = struct.pack(HEADER, MAGIC, VERSION, 0, len(records), len(meta_json), len(manifest)) + meta_json + manifest
+    return body + struct.pack(CRC, zlib.crc32(body))
+
+
+def check_crc(data, stored: int) -> None:
+    """FormatError unless zlib.crc32(data) == stored."""
+    actual = zlib.crc32(data)
+    if actual != stored:
+        raise FormatError(f"CRC32 mismatch: stored {stored:#010x}, computed {actual:#010x}")
+
+
+def _reject_constant(name):
+    raise FormatError(f"JSON constant {name} is not allowed")
+
+
+def parse_meta(data) -> dict:
+    """The meta dict from its UTF-8 JSON bytes."""
+    try:
+        text = bytes(data).decode("utf-8")
+        meta = json.loads(text, parse_constant=_reject_constant)
+    except UnicodeDecodeError as err:
+        raise FormatError(f"not valid UTF-8 ({err.reason} at byte {err.start})") from None
+    except (ValueError, RecursionError) as err:
+        raise FormatError(f"not valid JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise FormatError(f"expected a JSON object, got {type(meta).__name__}")
+    return meta
+
+
+def _parse_record(cur: Cursor) -> LayerRecord:
+    start = cur.pos
+    (name_len,) = cur.unpack("<H", "name length")
+    try:
+        name = bytes(cur.take(name_len, "name")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormatError("layer name is not valid UTF-8") from None
+    if not name:
+        raise FormatError("layer name is empty")
+    with located(layer_name=name):
+        kind_code, ndim = cur.unpack("<BB", "kind and rank")
+        kind = {v: k for k, v in KIND_CODES.items()}.get(kind_code)
+        if kind is None:
+            raise FormatError(f"kind: expected 0 (fc) or 1 (conv), got {kind_code}")
+        if ndim != KIND_NDIM[kind]:
+            raise FormatError(f"rank: a {kind} layer has {KIND_NDIM[kind]} dims, got {ndim}")
+        shape = cur.unpack(f"<{ndim}I", "shape")
+        tail = cur.unpack(_RECORD_TAIL, "record fields")
+        index_bits, gap_bits, cb_dtype, flags, k, nnz, entries = tail[:7]
+        rec = LayerRecord(name, kind, shape, index_bits, gap_bits, flags, k, nnz, entries, tail[7:],
+                          cur.pos - start)
+        _check_record(rec, cb_dtype)
+    return rec
+
+
+def _check_record(rec: LayerRecord, cb_dtype: int) -> None:
+    def need(ok, field, expected, got):
+        if not ok:
+            raise FormatError(f"{field}: expected {expected}, got {got}")
+
+    need(min(rec.shape) >= 1 and rec.size <= MAX_LAYER_ELEMENTS, "shape",
+         f"dims >= 1 and at most {MAX_LAYER_ELEMENTS} weights", rec.shape)
+    need(1 <= rec.index_bits <= MAX_INDEX_BITS, "index bits", f"1..{MAX_INDEX_BITS}", rec.index_bits)
+    need(1 <= rec.gap_bits <= MAX_GAP_BITS, "gap bits", f"1..{MAX_GAP_BITS}", rec.gap_bits)
+    need(cb_dtype == CODEBOOK_FLOAT32, "codebook dtype", f"{CODEBOOK_FLOAT32} (float32)", cb_dtype)
+    need(rec.flags < 8, "stream flags", "only bits 0-2 set", f"{rec.flags:#04x}")
+    need(rec.codebook_size <= 1 << rec.index_bits, "codebook size",
+         f"at most 2**{rec.index_bits}", rec.codebook_size)
+    need(rec.nnz <= rec.entries <= rec.size, "entry counts",
+         f"nonzeros <= entries <= {rec.size} weights", f"{rec.nnz} nonzeros, {rec.entries} entries")
+    need(rec.nnz == 0 or rec.codebook_size > 0, "codebook size", "at least 1 with nonzeros", 0)
+    need(rec.section_lengths[0] == 4 * rec.codebook_size, "codebook length",
+         f"{4 * rec.codebook_size} bytes", rec.section_lengths[0])
+    bias_len = 4 * rec.shape[0] if rec.flags & FLAG_BIAS else 0
+    need(rec.section_lengths[3] == bias_len, "bias length", f"{bias_len} bytes", rec.section_lengths[3])
+
+
+@dataclass
+class Preamble:
+    """What the preamble says: meta, layer records and where the layer sections start."""
+
+    meta: dict
+    records: list[LayerRecord]
+    header_bytes: int  # fixed header + meta + preamble CRC (the manifest records count per layer)
+
+
+def parse_preamble(blob, *, verify_crc: bool = True) -> tuple[Preamble, Cursor]:
+    """Read and check the preamble; the returned cursor stands at the first layer section."""
+    cur = Cursor(blob)
+    with located(section="header"):
+        magic, version, flags, n_layers, meta_len, manifest_len = cur.unpack(HEADER, "fixed header")
+        if magic != MAGIC:
+            raise FormatError(f"not a .dcz file: magic {magic!r}, expected {MAGIC!r}")
+        if version > VERSION:
+            raise FormatError(f"file format version {version} is newer than this reader supports ({VERSION})")
+        if version < 1:
+            raise FormatError("file format version 0 is not valid")
+        if flags:
+            raise FormatError(f"flags: expected 0, got {flags:#06x}")
+    with located(section="meta"):
+        meta_raw = cur.take(meta_len, "meta JSON")
+    with located(section="manifest"):
+        manifest = Cursor(cur.take(manifest_len, "manifest"))
+        if n_layers > manifest_len // _MIN_RECORD:
+            raise FormatError(f"{n_layers} layers cannot fit in a manifest of {manifest_len} bytes")
+    with located(section="preamble CRC"):
+        (stored,) = cur.unpack(CRC, "CRC32")
+        if verify_crc:
+            check_crc(cur.data[: cur.pos - CRC_BYTES], stored)
+    with located(section="meta"):
+        meta = parse_meta(meta_raw)
+    records, names = [], set()
+    for index in range(n_layers):
+        with located(layer_index=index, section="manifest"):
+            rec = _parse_record(manifest)
+            if rec.name in names:
+                raise FormatError("layer name appears twice", layer_name=rec.name)
+            names.add(rec.name)
+            records.append(rec)
+    with located(section="manifest"):
+        manifest.expect_end(f"{n_layers} layer records")
+    total = sum(r.size for r in records)
+    if total > weight_limit(len(cur.data)):
+        raise FormatError(f"the layers claim {total} weights, more than this reader accepts for a "
+                          f"{len(cur.data)}-byte file ({weight_limit(len(cur.data))})", section="manifest")
+    header_bytes = cur.pos - manifest_len
+    return Preamble(meta, records, header_bytes), cur

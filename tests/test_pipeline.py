@@ -1,0 +1,89 @@
+"""The compression pipeline end to end on a small problem: the file is the model, bit for bit."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from deepcompress import format as dcz
+from deepcompress.cli import main
+from deepcompress.compress import architecture_ops, compress_model, load_into
+from deepcompress.compress.report import results_record
+from deepcompress.models import build_model
+from deepcompress.train import TrainConfig, evaluate, train
+
+RECIPE = {
+    "prune": {"rule": "sparsity", "iterations": 2, "layers": {"ip1": 0.9, "ip2": 0.8, "ip3": 0.5},
+              "retrain": {"epochs": 1, "batch_size": 32, "lr": 0.01}},
+    "quantize": {"fc_bits": 4, "finetune": {"epochs": 1, "batch_size": 32, "optimizer": "adam", "lr": 1e-4}},
+    "encode": {"fc_gap_bits": 4},
+}
+
+
+@pytest.fixture
+def trained(tiny_data):
+    torch.manual_seed(0)
+    model = build_model("lenet-300-100")
+    train(model, tiny_data, TrainConfig(epochs=2, batch_size=32, lr=0.05), progress=False, verbose=False)
+    return model
+
+
+def test_file_reproduces_the_quantized_model_exactly(trained, tiny_data, tmp_path):
+    outcome = compress_model(trained, tiny_data, RECIPE, tmp_path, progress=False)
+    path = tmp_path / "model.dcz"
+    assert outcome["file_bytes"] == path.stat().st_size
+    layers, meta = dcz.read(path)
+    for layer in layers:
+        module = getattr(trained, layer.name)
+        assert np.array_equal(layer.to_dense(), module.weight.detach().numpy())
+        assert np.array_equal(layer.bias, module.bias.detach().numpy())
+        assert layer.gap_bits == 4 and len(np.unique(layer.codebook)) <= 16
+    assert {l.name: round(l.nnz / l.size, 2) for l in layers} == {"ip1": 0.1, "ip2": 0.2, "ip3": 0.5}
+    assert outcome["test_error"] == evaluate(trained, tiny_data.test_x, tiny_data.test_y)
+    assert meta["ops"] == architecture_ops(trained)
+    rec = results_record("lenet-300-100", "synthetic", outcome, "test")
+    assert rec["file_bytes"] == path.stat().st_size and rec["dense_bytes"] == 266_610 * 4
+    assert sum(r["bytes"] for r in rec["layers"]) + rec["file_header_bytes"] == rec["file_bytes"]
+
+
+def test_resume_skips_finished_rounds(trained, tiny_data, tmp_path):
+    first = compress_model(trained, tiny_data, RECIPE, tmp_path, progress=False)
+    again = compress_model(trained, tiny_data, RECIPE, tmp_path, resume=True, progress=False)
+    stages = [s["stage"] for s in again["stages"]]
+    assert not any(s.startswith("prune") for s in stages)  # both rounds were loaded from disk
+    assert again["file_bytes"] == first["file_bytes"]
+
+
+def test_architecture_ops_of_the_lenets():
+    assert architecture_ops(build_model("lenet-300-100")) == [
+        {"op": "flatten"}, {"op": "fc", "layer": "ip1"}, {"op": "relu"}, {"op": "fc", "layer": "ip2"},
+        {"op": "relu"}, {"op": "fc", "layer": "ip3"}]
+    ops = [o["op"] for o in architecture_ops(build_model("lenet-5"))]
+    assert ops == ["conv", "maxpool", "conv", "maxpool", "flatten", "fc", "relu", "fc"]
+
+
+def test_load_into_refuses_a_mismatched_model(trained, tiny_data, tmp_path):
+    compress_model(trained, tiny_data, RECIPE, tmp_path, progress=False)
+    with pytest.raises(Exception, match="shape"):
+        load_into(build_model("lenet-5"), tmp_path / "model.dcz")
+
+
+def test_compress_command_writes_report(trained, tmp_path, monkeypatch):
+    from conftest import write_idx_folder
+
+    (tmp_path / "idx").mkdir()
+    write_idx_folder(tmp_path / "idx", n_train=64, n_test=16)
+    torch.save(trained.state_dict(), tmp_path / "model.pt")
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[prune]\niterations = 1\n[prune.layers]\nip1 = 0.9\n[prune.retrain]\nepochs = 1\n'
+                      '[quantize]\nfc_bits = 3\n')
+    out = tmp_path / "out"
+    assert main(["compress", "--data-dir", str(tmp_path / "idx"), "--checkpoint", str(tmp_path / "model.pt"),
+                 "--recipe", str(recipe), "--out", str(out), "--quiet"]) == 0
+    rec = json.loads((out / "results.json").read_text())
+    assert {"model", "dataset", "test_error", "dense_bytes", "file_bytes", "ratio", "layers"} <= set(rec)
+    assert rec["file_bytes"] == (out / "model.dcz").stat().st_size
+    assert "ratio" in (out / "report.md").read_text()

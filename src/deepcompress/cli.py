@@ -11,6 +11,7 @@ COMMAND_MODULES = [
     "deepcompress.cli_data",
     "deepcompress.cli_train",
     "deepcompress.cli_compress",
+    "deepcompress.cli_hardware",
 ]
 
 

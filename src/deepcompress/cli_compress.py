@@ -68,3 +68,43 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true", help="skip finished stages and continue interrupted ones")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.set_defaults(func=_run)
+    register_sensitivity(sub)
+
+
+def _sensitivity(args) -> int:
+    from . import atomic
+    from .compress.sensitivity import plot_sensitivity, sensitivity, suggest_sparsity
+
+    if not args.checkpoint:
+        raise UserError("sensitivity needs --checkpoint with trained weights (e.g. runs/MODEL-DATA/model.pt)")
+    data = load_dataset(args.data, folder=args.data_dir, validation=True)
+    model = baseline(args, {}, data, Path(args.out))
+    curves = sensitivity(model, data.valid_x, data.valid_y)
+    out = Path(args.out)
+    suggestion = suggest_sparsity(curves, args.tolerance)
+    atomic.write_json(out / "sensitivity.json", {"model": args.model, "dataset": args.data, "split": "validation",
+                                                 "curves": curves, "suggested_sparsity": suggestion,
+                                                 "tolerance": args.tolerance})
+    plot_sensitivity(curves, out / "sensitivity.png", f"{args.model} on {args.data} (validation split)")
+    for name, points in curves.items():
+        print(f"{name:>8}: " + "  ".join(f"{100 * s:.0f}%:{100 * e:.2f}" for s, e in points))
+    print("suggested [prune.layers] (error within "
+          f"{100 * args.tolerance:.1f}% of unpruned, before retraining):")
+    for name, s in suggestion.items():
+        print(f"{name} = {s}")
+    return 0
+
+
+def register_sensitivity(sub) -> None:
+    """Add the `sensitivity` command."""
+    p = sub.add_parser("sensitivity", help="prune one layer at a time and plot error against sparsity",
+                       description="Prune each layer alone at increasing sparsity (no retraining), measure the "
+                                   "validation error (last 10k training images), plot the curves and suggest "
+                                   "per-layer sparsities. Writes OUT/sensitivity.png and OUT/sensitivity.json.")
+    p.add_argument("--model", choices=sorted(MODELS), default="lenet-300-100")
+    p.add_argument("--data", choices=DATASETS, default="mnist")
+    p.add_argument("--data-dir", help="folder of IDX files to use instead of the installed data set")
+    p.add_argument("--checkpoint", help="trained weights (model.pt or a training checkpoint)")
+    p.add_argument("--out", default="runs/sensitivity", help="output folder")
+    p.add_argument("--tolerance", type=float, default=0.005, help="allowed error increase for a suggestion")
+    p.set_defaults(func=_sensitivity)

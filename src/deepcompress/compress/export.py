@@ -3,6 +3,7 @@ forward pass described as a list of ops so a runtime can run the file without th
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 from pathlib import Path
 
@@ -70,15 +71,26 @@ def architecture_ops(model: nn.Module) -> list[dict] | None:
     return ops
 
 
-def quantized_layers(model: nn.Module, shared: SharedWeights, gap_bits: dict[str, int],
+def smallest_encoding(layer: dcz.QuantizedLayer) -> dcz.QuantizedLayer:
+    """The same layer with the relative-index width (1..8 bits) that makes its encoding smallest."""
+    candidates = [dataclasses.replace(layer, gap_bits=bits) for bits in range(1, 9)]
+    return min(candidates, key=lambda c: len(dcz.encode([c], {})))
+
+
+def quantized_layers(model: nn.Module, shared: SharedWeights, gap_bits: dict[str, int | str],
                      index_bits: dict[str, int]) -> list[dcz.QuantizedLayer]:
-    """The model's weight-shared layers as file records (weights must equal their codebook entries)."""
+    """The model's weight-shared layers as file records (weights must equal their codebook entries).
+
+    A gap width of "auto" picks, per layer, the width whose encoding is smallest.
+    """
     layers = []
     for name, module in shared.modules.items():
         bias = module.bias.detach().numpy() if module.bias is not None else None
-        layers.append(dcz.QuantizedLayer.from_dense(
+        auto = gap_bits[name] == "auto"
+        layer = dcz.QuantizedLayer.from_dense(
             name, KIND[type(module)], module.weight.detach().numpy(), shared.codes[name].codebook.numpy(),
-            bias=bias, index_bits=index_bits[name], gap_bits=gap_bits[name]))
+            bias=bias, index_bits=index_bits[name], gap_bits=5 if auto else int(gap_bits[name]))
+        layers.append(smallest_encoding(layer) if auto else layer)
     return layers
 
 

@@ -110,13 +110,15 @@ def _fmt(density: dict) -> dict:
     return {n: round(d, 4) for n, d in density.items()}
 
 
-def layer_settings(cfg: dict, masks: Masks, key: str, default_fc: int, default_conv: int) -> dict[str, int]:
-    """Per-layer integer setting: [STAGE.layers] override, else fc_KEY / conv_KEY, else the default."""
+def layer_settings(cfg: dict, masks: Masks, key: str, default_fc, default_conv) -> dict[str, int | str]:
+    """Per-layer integer setting ("auto" allowed): [STAGE.layers] override, else fc_KEY / conv_KEY, else
+    the default."""
     out = {}
     for name, module in masks.modules.items():
         kind = "conv" if isinstance(module, nn.Conv2d) else "fc"
         base = cfg.get(f"{kind}_{key}", default_conv if kind == "conv" else default_fc)
-        out[name] = int(cfg.get("layers", {}).get(name, base))
+        value = cfg.get("layers", {}).get(name, base)
+        out[name] = value if value == "auto" else int(value)
     return out
 
 
@@ -152,7 +154,7 @@ def compress_model(model: nn.Module, data, recipe: dict, out: str | Path, *, met
     shared = quantize_stage(model, masks, qcfg, run)
     run.timings["quantize_s"] = time.perf_counter() - t0 - run.timings["prune_s"]
     ecfg = stage(recipe, "encode", dataset)
-    gap_bits = layer_settings(ecfg, masks, "gap_bits", 5, 5)
+    gap_bits = layer_settings(ecfg, masks, "gap_bits", "auto", "auto")
     path = run.out / "model.dcz"
     nbytes = write_model(path, model, shared, gap_bits, shared.bits(), meta or {})
     file_model = _reloaded(model, path)

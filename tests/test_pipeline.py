@@ -87,3 +87,33 @@ def test_compress_command_writes_report(trained, tmp_path, monkeypatch):
     assert {"model", "dataset", "test_error", "dense_bytes", "file_bytes", "ratio", "layers"} <= set(rec)
     assert rec["file_bytes"] == (out / "model.dcz").stat().st_size
     assert "ratio" in (out / "report.md").read_text()
+
+
+def test_models_with_other_parameters_are_refused(tiny_data, tmp_path):
+    from torch import nn
+
+    from deepcompress.errors import UserError
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.BatchNorm1d(10))
+    with pytest.raises(UserError, match="2.weight"):
+        compress_model(model, tiny_data, RECIPE, tmp_path, progress=False)
+
+
+def test_any_sequential_model_compresses(tiny_data, tmp_path):
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(196, 10))
+    train(model, tiny_data, TrainConfig(epochs=2, batch_size=32, lr=0.05), progress=False, verbose=False)
+    recipe = {"prune": {"iterations": 1, "layers": {"0": 0.5, "4": 0.8}, "retrain": {"epochs": 1}},
+              "quantize": {"finetune": {"epochs": 0}}}
+    outcome = compress_model(model, tiny_data, recipe, tmp_path, progress=False)
+    layers, meta = dcz.read(tmp_path / "model.dcz")
+    assert [(l.name, l.kind) for l in layers] == [("0", "conv"), ("4", "fc")]
+    # 18 surviving conv weights cannot fill 256 clusters: the index is as wide as the codebook needs.
+    assert layers[0].index_bits == max(1, (len(layers[0].codebook) - 1).bit_length()) < 8
+    assert layers[1].index_bits == 5
+    assert [o["op"] for o in meta["ops"]] == ["conv", "relu", "maxpool", "flatten", "fc"]
+    assert meta["ops"][0]["stride"] == [2, 2] and meta["ops"][0]["padding"] == [1, 1]
+    assert outcome["test_error"] == evaluate(model, tiny_data.test_x, tiny_data.test_y)

@@ -143,6 +143,7 @@ def compress_model(model: nn.Module, data, recipe: dict, out: str | Path, *, met
     `recipe` holds [prune], [quantize] and [encode] tables (see the built-in recipes). The returned
     dict has the per-stage test errors, the file path and the file's own test error.
     """
+    _check_supported(model)
     run = Run(Path(out), data, resume, progress)
     run.out.mkdir(parents=True, exist_ok=True)
     dataset = getattr(data, "name", None)
@@ -162,6 +163,15 @@ def compress_model(model: nn.Module, data, recipe: dict, out: str | Path, *, met
     run.timings["total_s"] = time.perf_counter() - t0
     return {"file": str(path), "file_bytes": nbytes, "test_error": file_error, "stages": run.log,
             "bits": shared.bits(), "gap_bits": gap_bits, "timings": run.timings}
+
+
+def _check_supported(model: nn.Module) -> None:
+    """The file stores Linear and Conv2d layers only; refuse models with other learned parameters."""
+    stored = {id(p) for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d)) for p in m.parameters()}
+    other = [n for n, p in model.named_parameters() if id(p) not in stored]
+    if other:
+        raise UserError(f"parameters {', '.join(other[:5])} belong to layers other than Linear/Conv2d, which "
+                        f"the .dcz file cannot store; fold them into the adjacent layers first")
 
 
 def _reloaded(model: nn.Module, path: Path) -> nn.Module:

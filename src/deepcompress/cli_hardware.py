@@ -1,4 +1,5 @@
-"""`deepcompress formats | costs | simulate`: number formats, the 45 nm cost table, the EIE simulator."""
+"""`deepcompress formats | costs | simulate | subproblems`: number formats, the 45 nm cost table, the hardware
+models (EIE, DianNao, CPU/GPU roofline) and the talk's four sub-problems."""
 
 from __future__ import annotations
 
@@ -37,7 +38,13 @@ def _config(args):
     from .hardware.eie import EIEConfig
 
     return EIEConfig(num_pes=args.pes, fifo_depth=args.fifo, spmat_width_bits=args.width,
-                     clock_hz=args.clock_mhz * 1e6)
+                     clock_hz=(args.clock_mhz or 800.0) * 1e6)
+
+
+def _diannao_config(args):
+    from .hardware.diannao import DianNaoConfig
+
+    return DianNaoConfig(dram_gbps=args.dram_gbps, clock_hz=(args.clock_mhz or 980.0) * 1e6)
 
 
 def _print_result(res) -> None:
@@ -58,30 +65,101 @@ def _print_result(res) -> None:
           f"frames/s/mm^2 {d['frames_per_s_mm2']:,.0f}")
 
 
-def _simulate(args) -> int:
+def _emit(args, data, text: str) -> int:
+    print(json.dumps(data, indent=1) if args.json else text)
+    return 0
+
+
+def _simulate_eie(args):
     from .hardware.eie import simulate_spec
     from .hardware.eie_paper import format_paper_table, paper_records
     from .hardware.layers import parse_layer_spec
 
-    if args.arch != "eie":
-        raise UserError(f"architecture {args.arch!r} is not modelled yet; use --arch eie")
-    if args.paper == bool(args.layer):
-        raise UserError("give exactly one of --layer in,out,wdens,adens or --paper")
     config = _config(args)
     if args.paper:
         records = paper_records(config, seed=args.seed)
-        print(json.dumps(records, indent=1) if args.json else format_paper_table(records))
-        return 0
+        return _emit(args, records, format_paper_table(records))
     res = simulate_spec(parse_layer_spec(args.layer, seed=args.seed), config)
-    if args.json:
-        print(json.dumps(res.to_dict(), indent=1))
-    else:
+    if not args.json:
         _print_result(res)
-    return 0
+        return 0
+    return _emit(args, res.to_dict(), "")
+
+
+def _fc_shape(text: str):
+    from .hardware.layers import parse_layer_spec
+    from .hardware.netspecs import fc
+
+    spec = parse_layer_spec(text)
+    return fc(spec.label, spec.inputs, spec.outputs, spec.weight_density)
+
+
+def _simulate_other(args):
+    from .hardware import report
+    from .hardware.diannao import simulate_layer
+    from .hardware.model_sim import roofline_record
+    from .hardware.platforms import diannao_benchmarks
+    from .hardware.roofline import paper_comparison
+
+    if args.arch == "diannao":
+        if args.paper:
+            records = diannao_benchmarks(_diannao_config(args), args.batch)
+            return _emit(args, records, report.format_diannao_peak() + "\n\n" + report.format_diannao_table(records))
+        d = simulate_layer(_fc_shape(args.layer), args.batch, _diannao_config(args)).to_dict()
+        return _emit(args, d, report.format_diannao(d))
+    if args.paper:
+        records = paper_comparison(args.arch)
+        return _emit(args, records, report.format_roofline_paper(records))
+    rec = roofline_record(_fc_shape(args.layer), args.arch, args.batch)
+    return _emit(args, rec, report.format_roofline_layer(rec))
+
+
+def _simulate(args) -> int:
+    from .hardware import report
+
+    chosen = [bool(args.file), bool(args.layer), args.paper, args.table_v]
+    if sum(chosen) != 1:
+        raise UserError("give exactly one of FILE, --layer in,out,wdens,adens, --paper or --table-v")
+    if args.batch < 1:
+        raise UserError(f"--batch must be at least 1, got {args.batch}")
+    if args.table_v:
+        from .hardware.platforms import table_v_comparison
+
+        probe = _load_probe(args.machine) if args.machine else None
+        rows = table_v_comparison("Alex-7", args.dram_gbps, probe, args.seed)
+        return _emit(args, rows, report.format_table_v(rows))
+    if args.file:
+        from .hardware.model_sim import simulate_model
+
+        records = simulate_model(args.file, args.arch, eie_config=_config(args), diannao_config=_diannao_config(args),
+                                 act_density=args.act_density, acts=args.acts, batch=args.batch, seed=args.seed)
+        return _emit(args, records, f"{args.file} on {args.arch}\n" + report.format_layer_records(records))
+    if args.arch == "eie":
+        return _simulate_eie(args)
+    return _simulate_other(args)
+
+
+def _load_probe(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read machine probe {path}: {exc}") from None
+
+
+def _subproblems(args) -> int:
+    from .hardware.netspecs import network
+    from .hardware.report import format_subproblems
+    from .hardware.training import network_table
+
+    nets = ["alexnet", "vgg16"] if args.net == "all" else [args.net]
+    tables = {n: network_table(network(n), args.batch) for n in nets}
+    text = "\n\n".join(format_subproblems(rows, n) for n, rows in tables.items())
+    return _emit(args, tables, text)
 
 
 def register(sub) -> None:
-    """Add the `formats`, `costs` and `simulate` commands."""
+    """Add the `formats`, `costs`, `simulate` and `subproblems` commands."""
     f = sub.add_parser("formats", help="print the number representation table (range and accuracy)",
                        description="Range and accuracy of fp32, fp16, bf16, int32/16/8 and binary, computed.")
     f.add_argument("extra", nargs="*", help="more formats to list, e.g. Q7.8 or UQ0.8")
@@ -94,16 +172,34 @@ def register(sub) -> None:
     c.add_argument("--json", action="store_true", help="print JSON")
     c.set_defaults(func=_costs)
 
-    s = sub.add_parser("simulate", help="simulate a fully connected layer on EIE",
-                       description="Cycle-level EIE simulation of a uniform random layer (--layer) or of the "
-                                   "paper's nine benchmark layers beside Table IV (--paper).")
+    s = sub.add_parser("simulate", help="simulate layers or a compressed model on EIE, DianNao, CPU or GPU",
+                       description="Run a compressed model file (FILE), one FC layer spec (--layer), the paper's "
+                                   "nine benchmark layers (--paper) or the AlexNet FC7 platform comparison "
+                                   "beside Table V (--table-v) on a hardware model.")
+    s.add_argument("file", nargs="?", help="a .dcz compressed model: every layer, then the total")
     s.add_argument("--layer", metavar="IN,OUT,WDENS,ADENS", help="e.g. 4096,4096,0.09,0.353 (or 9%%,35.3%%)")
     s.add_argument("--paper", action="store_true", help="the nine benchmark layers beside the paper")
-    s.add_argument("--arch", default="eie", choices=["eie"], help="hardware model (default eie)")
-    s.add_argument("--pes", type=int, default=64, help="processing elements (default 64)")
-    s.add_argument("--fifo", type=int, default=8, help="activation FIFO depth per PE (default 8)")
-    s.add_argument("--width", type=int, default=64, help="sparse-matrix SRAM line in bits (default 64)")
-    s.add_argument("--clock-mhz", type=float, default=800.0, help="clock in MHz (default 800)")
-    s.add_argument("--seed", type=int, default=0, help="seed of the random layer (default 0)")
+    s.add_argument("--table-v", action="store_true", help="frames/s, frames/J, frames/s/mm^2 per platform (AlexNet FC7)")
+    s.add_argument("--arch", default="eie", choices=["eie", "diannao", "cpu", "gpu"], help="hardware model (default eie)")
+    s.add_argument("--pes", type=int, default=64, help="EIE processing elements (default 64)")
+    s.add_argument("--fifo", type=int, default=8, help="EIE activation FIFO depth per PE (default 8)")
+    s.add_argument("--width", type=int, default=64, help="EIE sparse-matrix SRAM line in bits (default 64)")
+    s.add_argument("--clock-mhz", type=float, default=None, help="clock in MHz (default: EIE 800, DianNao 980)")
+    s.add_argument("--dram-gbps", type=float, default=250.0, help="DianNao DRAM bandwidth, GB/s (default 250)")
+    s.add_argument("--batch", type=int, default=1, help="images per run for diannao, cpu, gpu (default 1)")
+    s.add_argument("--act-density", type=float, default=0.5,
+                   help="FILE on EIE: fraction of nonzero input activations (default 0.5, a ReLU output)")
+    s.add_argument("--acts", default="random", choices=["random", "ones"], help="FILE on EIE: input activations")
+    s.add_argument("--machine", metavar="PROBE.json", help="--table-v: add this machine's measured roofline "
+                                                           "(benchmarks/results/hardware_machine.json)")
+    s.add_argument("--seed", type=int, default=0, help="seed of random layers and activations (default 0)")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=_simulate)
+
+    t = sub.add_parser("subproblems", help="classify AlexNet/VGG-16 layers into the talk's 4 sub-problems",
+                       description="Conv/FC x training/inference per layer: weight reuse (B or B x S), weight- "
+                                   "or activation-dominated, roofline bound, and the GPU training cost.")
+    t.add_argument("--net", default="all", choices=["alexnet", "vgg16", "all"], help="network (default all)")
+    t.add_argument("--batch", type=int, default=128, help="training batch (default 128)")
+    t.add_argument("--json", action="store_true", help="print JSON")
+    t.set_defaults(func=_subproblems)

@@ -1,0 +1,123 @@
+"""Run every layer of a compressed model file on one architecture and total the results.
+
+- eie: FC layers through the cycle-level simulator with their real pruned weights; input activations
+  random at `act_density` (default 0.5: a ReLU output is about half zeros) or all ones. EIE runs FC layers
+  only, so conv layers go to the DianNao model, marked as such.
+- diannao: every layer, dense (DianNao does not skip zeros).
+- cpu / gpu: every layer on the roofline of the paper's i7-5930K / Titan X, dense and sparse CSR kernels;
+  the faster sustained kernel is the layer's time.
+A conv layer whose input size cannot be traced from the file is skipped, with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from ..errors import UserError
+from .diannao import DianNaoConfig, simulate_layer
+from .eie import EIEConfig, simulate
+from .model_file import FileLayer, load_model
+from .netspecs import LayerShape
+from .roofline import platform, roofline_time, sustained_time, traffic
+
+ARCHES = ("eie", "diannao", "cpu", "gpu")
+DEFAULT_ACT_DENSITY = 0.5
+
+
+def input_vector(n: int, act_density: float, mode: str, rng: np.random.Generator) -> np.ndarray:
+    """An input vector of `n`: 'random' has round(act_density x n) entries in [0.05, 1) at random places;
+    'ones' is all ones."""
+    if mode == "ones":
+        return np.ones(n, dtype=np.float32)
+    if mode != "random":
+        raise UserError(f"activations must be 'random' or 'ones', got {mode!r}")
+    if not 0.0 <= act_density <= 1.0:
+        raise UserError(f"activation density must lie in [0, 1], got {act_density}")
+    acts = np.zeros(n, dtype=np.float32)
+    k = int(round(act_density * n))
+    acts[rng.choice(n, size=k, replace=False)] = rng.uniform(0.05, 1.0, size=k)
+    return acts
+
+
+def _eie_record(layer: FileLayer, config: EIEConfig, acts: np.ndarray) -> dict:
+    # EIE's codebook is 16 entries (4 bits); a wider file codebook widens each stored entry
+    cfg = replace(config, weight_bits=max(config.weight_bits, layer.index_bits))
+    d = simulate(layer.matrix, acts, cfg, label=layer.name).to_dict()
+    d.update(kind="fc", arch="eie", time_us=d["sim_us"], weight_density=layer.shape.weight_density,
+             act_density=float(np.count_nonzero(acts)) / acts.size)
+    if cfg.weight_bits != config.weight_bits:
+        d["note"] = f"{layer.index_bits}-bit codebook indices: {cfg.entry_bits}-bit entries"
+    return d
+
+
+def _diannao_record(layer: FileLayer, config: DianNaoConfig, batch: int, note: str = "") -> dict:
+    d = simulate_layer(layer.shape, batch, config).to_dict()
+    d.update(energy_j=d["chip_energy_j"] + d["dram_energy_j"], frames_per_j=d["frames_per_j_with_dram"])
+    if note:
+        d["note"] = note
+    return d
+
+
+def roofline_record(shape: LayerShape, which: str, batch: int = 1) -> dict:
+    """`shape` on the paper's 'cpu' or 'gpu': roofline and sustained times of the dense and sparse kernels;
+    the faster sustained one sets time, frames/s and frames/J (at Table V's power)."""
+    plat = platform(which)
+    d = {"layer": shape.name, "kind": shape.kind, "arch": which, "platform": plat.name, "batch": batch,
+         "weight_density": shape.weight_density}
+    for kernel in ("dense", "sparse"):
+        t = traffic(shape, batch, kernel)
+        d[f"{kernel}_roofline_us"] = roofline_time(plat, t) * 1e6
+        d[f"{kernel}_sustained_us"] = sustained_time(plat, t, kernel) * 1e6
+    d["kernel"] = min(("dense", "sparse"), key=lambda k: d[f"{k}_sustained_us"])
+    d["time_us"] = d[f"{d['kernel']}_sustained_us"]
+    d["energy_j"] = plat.power_w * d["time_us"] * 1e-6
+    d["frames_per_s"] = batch / (d["time_us"] * 1e-6)
+    d["frames_per_j"] = batch / d["energy_j"]
+    return d
+
+
+def simulate_model(path, arch: str = "eie", *, eie_config: EIEConfig | None = None,
+                   diannao_config: DianNaoConfig | None = None, act_density: float = DEFAULT_ACT_DENSITY,
+                   acts: str = "random", batch: int = 1, seed: int = 0) -> list[dict]:
+    """One record per layer of the file at `path` on `arch`, then a 'total' record (layers in sequence)."""
+    if arch not in ARCHES:
+        raise UserError(f"architecture must be one of {', '.join(ARCHES)}, got {arch!r}")
+    if arch == "eie" and batch != 1:
+        raise UserError("EIE runs one input vector at a time: use --batch 1")
+    layers, meta, _ = load_model(path)
+    eie_config, diannao_config = eie_config or EIEConfig(), diannao_config or DianNaoConfig()
+    rng = np.random.default_rng(seed)
+    records = []
+    for layer in layers:
+        if layer.shape is None:
+            records.append({"layer": layer.name, "kind": layer.kind, "arch": arch, "skipped": True,
+                            "note": f"skipped: {layer.note}"})
+        elif arch == "eie" and layer.kind == "fc":
+            vec = input_vector(layer.matrix.shape[1], act_density, acts, rng)
+            records.append(_eie_record(layer, eie_config, vec))
+        elif arch in ("eie", "diannao"):
+            note = "conv layer: DianNao model (EIE runs FC layers only)" if arch == "eie" else ""
+            records.append(_diannao_record(layer, diannao_config, batch, note))
+        else:
+            records.append(roofline_record(layer.shape, arch, batch))
+    return records + [_total(records, arch, batch, meta)]
+
+
+def _total(records: list[dict], arch: str, batch: int, meta: dict) -> dict:
+    run = [r for r in records if not r.get("skipped")]
+    time_us = sum(r["time_us"] for r in run)
+    energy = sum(r["energy_j"] for r in run)
+    archs = sorted({r["arch"] for r in run})
+    total = {"layer": "total", "kind": "-", "arch": "+".join(archs) or arch, "batch": batch,
+             "model": meta.get("model"), "layers_run": len(run), "layers_skipped": len(records) - len(run),
+             "time_us": time_us, "energy_j": energy}
+    if run and time_us > 0:
+        total.update(frames_per_s=batch / (time_us * 1e-6), frames_per_j=batch / energy if energy else None)
+        if arch in ("eie", "diannao"):
+            area = sum({r["arch"]: r["area_mm2"] for r in run}.values())  # one chip per architecture used
+        else:
+            area = platform(arch).area_mm2
+        total.update(area_mm2=area, frames_per_s_mm2=total["frames_per_s"] / area)
+    return total

@@ -1,0 +1,125 @@
+"""`simulate FILE`: a .dcz model's layers as workloads (weights, traced conv sizes) on every architecture,
+per-layer and total records, and the hardware commands' JSON."""
+
+import json
+
+import numpy as np
+import pytest
+
+from deepcompress import format as dcz
+from deepcompress.cli import main
+from deepcompress.hardware.eie import EIEConfig, simulate
+from deepcompress.hardware.model_file import load_model, trace_conv_inputs
+from deepcompress.hardware.model_sim import input_vector, simulate_model
+
+OPS = [{"op": "conv", "layer": "conv1", "stride": [1, 1], "padding": [1, 1]}, {"op": "relu"},
+       {"op": "maxpool", "kernel": 2, "stride": 2}, {"op": "flatten"}, {"op": "fc", "layer": "ip1"}]
+
+
+def quantized(name, kind, shape, density, rng):
+    codebook = np.linspace(-1, 1, 8, dtype=np.float32)
+    w = codebook[rng.integers(0, 8, size=shape)] * (rng.random(shape) < density)
+    return dcz.QuantizedLayer.from_dense(name, kind, w.astype(np.float32), codebook)
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    rng = np.random.default_rng(0)
+    layers = [quantized("conv1", "conv", (4, 2, 3, 3), 0.5, rng), quantized("ip1", "fc", (10, 4 * 4 * 4), 0.3, rng)]
+    path = tmp_path / "m.dcz"
+    dcz.write(path, layers, {"model": "toy", "input_shape": [2, 8, 8], "ops": OPS})
+    return path, layers
+
+
+def test_layers_become_matrices_and_traced_shapes(model_file):
+    path, originals = model_file
+    layers, meta, note = load_model(path)
+    assert note == "" and [layer.name for layer in layers] == ["conv1", "ip1"]
+    for layer, q in zip(layers, originals):
+        assert np.array_equal(layer.matrix.toarray(), q.to_dense().reshape(q.shape[0], -1))
+    conv, ip1 = layers[0].shape, layers[1].shape
+    assert (conv.in_hw, conv.kernel, conv.padding, conv.out_hw) == ((8, 8), (3, 3), 1, (8, 8))
+    assert (ip1.in_channels, ip1.out_channels) == (64, 10)
+    assert ip1.weight_density == originals[1].nnz / 640
+
+
+def test_tracing_stops_with_a_reason():
+    found, note = trace_conv_inputs({"ops": OPS}, {"conv1": (4, 2, 3, 3)})
+    assert found == {} and "input_shape" in note
+    found, note = trace_conv_inputs({"input_shape": [2, 8, 8], "ops": [{"op": "softmax"}] + OPS},
+                                    {"conv1": (4, 2, 3, 3)})
+    assert "softmax" in note
+
+
+def test_eie_runs_fc_and_sends_conv_to_diannao(model_file):
+    path, originals = model_file
+    records = simulate_model(path, "eie", act_density=0.5)
+    conv, ip1, total = records
+    assert conv["arch"] == "diannao" and "EIE runs FC layers only" in conv["note"]
+    assert ip1["arch"] == "eie" and ip1["act_density"] == 0.5
+    # the same weights and input vector through the simulator directly
+    acts = input_vector(64, 0.5, "random", np.random.default_rng(0))
+    direct = simulate(originals[1].to_dense(), acts, EIEConfig())
+    assert ip1["cycles"] == direct.cycles
+    assert total["time_us"] == pytest.approx(conv["time_us"] + ip1["time_us"])
+    assert total["energy_j"] == pytest.approx(conv["energy_j"] + ip1["energy_j"])
+    assert total["arch"] == "diannao+eie" and total["frames_per_s"] == pytest.approx(1e6 / total["time_us"])
+
+
+def test_activation_modes(model_file):
+    path, _ = model_file
+    none = simulate_model(path, "eie", act_density=0.0)[1]
+    ones = simulate_model(path, "eie", acts="ones")[1]
+    assert none["act_density"] == 0.0 and ones["act_density"] == 1.0
+    assert none["cycles"] < ones["cycles"] and none["accesses"]["macs"] == 0
+
+
+@pytest.mark.parametrize("arch", ["diannao", "cpu", "gpu"])
+def test_every_layer_on_the_other_architectures(model_file, arch):
+    path, _ = model_file
+    records = simulate_model(path, arch, batch=2)
+    assert [r["layer"] for r in records] == ["conv1", "ip1", "total"]
+    assert all(r["arch"] == arch and r["batch"] == 2 for r in records)
+    assert records[-1]["time_us"] == pytest.approx(sum(r["time_us"] for r in records[:2]))
+
+
+def test_conv_without_forward_pass_is_skipped(tmp_path):
+    rng = np.random.default_rng(1)
+    path = tmp_path / "w.dcz"
+    dcz.write(path, [quantized("c", "conv", (2, 1, 3, 3), 0.5, rng), quantized("f", "fc", (3, 5), 0.5, rng)], {})
+    records = simulate_model(path, "diannao")
+    assert records[0]["skipped"] and "input size unknown" in records[0]["note"]
+    assert records[-1]["layers_skipped"] == 1 and records[-1]["layers_run"] == 1
+
+
+def run_json(capsys, *argv):
+    """Run a command with --json and parse what it printed."""
+    assert main([*argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_commands_print_json(model_file, capsys):
+    path, _ = model_file
+    assert [r["layer"] for r in run_json(capsys, "simulate", str(path), "--arch", "diannao")] == ["conv1", "ip1", "total"]
+    gpu = run_json(capsys, "simulate", "--paper", "--arch", "gpu")
+    assert len(gpu) == 9 and all(r["dense_measured_over_roofline"] >= 1 for r in gpu)
+    d = run_json(capsys, "simulate", "--layer", "4096,4096,9%,35%", "--arch", "diannao", "--dram-gbps", "1000")
+    assert not d["memory_bound"] and d["compute_cycles"] == 65_536
+    table = run_json(capsys, "subproblems", "--net", "alexnet", "--batch", "32")
+    assert table["alexnet"][0]["train"]["batch"] == 32
+
+
+def test_table_v_within_10_percent_for_eie(capsys):
+    rows = {r["platform"] + " " + r["model"]: r for r in run_json(capsys, "simulate", "--table-v")}
+    eie = rows["EIE 64 PE cycle-level simulator, 45 nm"]
+    assert abs(eie["frames_per_s"] / 81_967 - 1) < 0.10 and abs(eie["frames_per_j"] / 138_927 - 1) < 0.10
+    assert eie["area_mm2"] == pytest.approx(40.8, abs=0.05)
+
+
+def test_argument_errors_are_one_line(model_file, capsys):
+    path, _ = model_file
+    assert main(["simulate", str(path), "--paper"]) == 1
+    assert "exactly one" in capsys.readouterr().err
+    assert main(["simulate", str(path), "--batch", "2"]) == 1  # EIE is batch 1
+    assert main(["simulate", str(path.with_name("missing.dcz"))]) == 1
+    assert "cannot read" in capsys.readouterr().err

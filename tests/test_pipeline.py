@@ -117,3 +117,21 @@ def test_any_sequential_model_compresses(tiny_data, tmp_path):
     assert [o["op"] for o in meta["ops"]] == ["conv", "relu", "maxpool", "flatten", "fc"]
     assert meta["ops"][0]["stride"] == [2, 2] and meta["ops"][0]["padding"] == [1, 1]
     assert outcome["test_error"] == evaluate(model, tiny_data.test_x, tiny_data.test_y)
+
+
+@pytest.mark.parametrize("prune", [
+    {"schedule": "gradual", "every": 5, "layers": {"ip1": 0.9, "ip2": 0.8}, "retrain": {"epochs": 2, "batch_size": 32}},
+    {"rule": "global", "sparsity": 0.9, "iterations": 2, "retrain": {"epochs": 1, "batch_size": 32}},
+    {"rule": "std", "iterations": 1, "layers": {"ip1": 1.0, "ip2": 1.0}, "retrain": {"epochs": 1, "batch_size": 32}},
+])
+def test_pruning_schedules_reach_their_targets(trained, tiny_data, tmp_path, prune):
+    recipe = {"prune": prune, "quantize": {"fc_bits": 4, "finetune": {"epochs": 0}}}
+    compress_model(trained, tiny_data, recipe, tmp_path, progress=False)
+    layers, _ = dcz.read(tmp_path / "model.dcz")
+    kept = {l.name: l.nnz / l.size for l in layers}
+    if prune.get("schedule") == "gradual":
+        assert kept["ip1"] == pytest.approx(0.1, abs=0.002) and kept["ip2"] == pytest.approx(0.2, abs=0.002)
+    elif prune.get("rule") == "global":
+        assert sum(l.nnz for l in layers) == pytest.approx(0.1 * 266_200, rel=0.01)
+    else:  # |w| > std keeps about a third of roughly Gaussian weights
+        assert 0.2 < kept["ip1"] < 0.45 and kept["ip3"] == 1.0

@@ -57,7 +57,7 @@ def _load(path: Path) -> dict | None:
     return torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
 
 
-def _round_rules(cfg: dict, masks: Masks, model: nn.Module, i: int, rounds: int) -> dict:
+def _round_rules(cfg: dict, masks: Masks, i: int, rounds: int) -> dict:
     """Threshold rules of round i (1-based): the kept fraction falls geometrically to the target."""
     layers = cfg.get("layers", {})
     unknown = sorted(set(layers) - set(masks.modules))
@@ -73,7 +73,7 @@ def prune_stage(model: nn.Module, cfg: dict, run: Run) -> Masks:
     rule = cfg.get("rule", "sparsity")
     if rule not in PRUNE_RULES:
         raise UserError(f"recipe [prune] rule {rule!r}: expected one of {', '.join(PRUNE_RULES)}")
-    masks = Masks(model, list(cfg.get("layers", {})) or None)
+    masks = Masks(model)  # every layer is stored and quantized, pruned or not
     if cfg.get("schedule", "iterative") == "gradual":
         return _gradual(model, cfg, masks, run)
     rounds = int(cfg.get("iterations", 1))
@@ -86,7 +86,7 @@ def prune_stage(model: nn.Module, cfg: dict, run: Run) -> Masks:
         if rule == "global":
             masks.prune_global(1 - (1 - cfg["sparsity"]) ** (i / rounds))
         else:
-            masks.prune(_round_rules(cfg, masks, model, i, rounds))
+            masks.prune(_round_rules(cfg, masks, i, rounds))
         run.note(f"prune {i}/{rounds} before retraining", model, kept=masks.kept())
         hooks = [masks] + ([L1Penalty(masks, cfg["l1"])] if cfg.get("l1") else [])
         run.fit(model, cfg.get("retrain", {}), f"prune-{i}", hooks)

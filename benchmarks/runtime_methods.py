@@ -1,0 +1,136 @@
+"""The contenders of benchmarks/runtime_layers.py, and the timing harness they share.
+
+Each contender is a zero-argument callable computing one FC layer (batch 1 or N) from inputs prepared
+in advance; building it (converting weights, creating sessions) is never timed.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from deepcompress.runtime import Nonzeros, SparseLinear
+
+FLUSH_BYTES = 64 << 20  # twice this machine's 32 MB L3
+
+
+def geomean(values) -> float:
+    """Geometric mean of positive numbers."""
+    values = np.asarray(list(values), dtype=float)
+    return float(np.exp(np.log(values).mean()))
+
+
+def ours(nz: Nonzeros, x: np.ndarray, layout: str):
+    """deepcompress.runtime on one layout, built for x's batch size: (callable, built layer)."""
+    layer = SparseLinear.from_nonzeros(nz, layout=layout, batch=1 if x.ndim == 1 else x.shape[0])
+    return (lambda: layer(x)), layer
+
+
+def torch_dense(w: np.ndarray, x: np.ndarray):
+    """torch.nn.functional.linear on the dense fp32 weights."""
+    wt, xt = torch.from_numpy(w), torch.from_numpy(x)
+    return lambda: torch.nn.functional.linear(xt, wt)
+
+
+def numpy_dense(w: np.ndarray, x: np.ndarray):
+    """numpy matmul on the dense fp32 weights."""
+    return lambda: x @ w.T
+
+
+def torch_csr(nz: Nonzeros, x: np.ndarray):
+    """torch sparse CSR with int32 indices: torch.mv at batch 1, torch.sparse.mm on x.T at batch N."""
+    crow = np.zeros(nz.shape[0] + 1, np.int32)
+    np.cumsum(np.bincount(nz.rows, minlength=nz.shape[0]), out=crow[1:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+        w = torch.sparse_csr_tensor(torch.from_numpy(crow), torch.from_numpy(nz.cols.astype(np.int32)),
+                                    torch.from_numpy(nz.codebook[nz.codes]), nz.shape)
+    xt = torch.from_numpy(x)
+    if x.ndim == 1:
+        return lambda: torch.mv(w, xt)
+    return lambda: torch.sparse.mm(w, xt.t()).t()
+
+
+def scipy_csr(nz: Nonzeros, x: np.ndarray):
+    """scipy.sparse CSR (int32 indices)."""
+    w = sp.csr_matrix((nz.codebook[nz.codes], (nz.rows, nz.cols)), shape=nz.shape, dtype=np.float32)
+    if x.ndim == 1:
+        return lambda: w @ x
+    return lambda: (w @ x.T).T
+
+
+def onnxruntime_dense(w: np.ndarray, x: np.ndarray, threads: int):
+    """onnxruntime CPU Gemm on the dense fp32 weights, or None when onnxruntime or onnx is missing."""
+    try:
+        import onnxruntime as ort
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        return None
+    n_out, n_in = w.shape
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w"], ["y"], transB=1)], "fc",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, n_in])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, n_out])],
+        [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    feed = {"x": x.reshape(1, -1) if x.ndim == 1 else x}
+    return lambda: sess.run(None, feed)[0]
+
+
+def onnxruntime_version() -> str | None:
+    """The installed onnxruntime version, or None."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    return onnxruntime.__version__
+
+
+class Timer:
+    """Warm and cold (cache-flushed) timings of callables, one sample per call to `sample`."""
+
+    def __init__(self):
+        self._flush = np.ones(FLUSH_BYTES // 8, np.float64)
+
+    def flush(self) -> None:
+        """Evict caches by reading and writing a buffer larger than the last-level cache."""
+        self._flush += 1.0
+
+    def sample(self, fn, cache: str) -> float:
+        """Seconds for one call of fn: warm = after a warm-up call (mean of repeats for short calls),
+        cold = right after a cache flush."""
+        if cache == "cold":
+            self.flush()
+            t = time.perf_counter()
+            fn()
+            return time.perf_counter() - t
+        t = time.perf_counter()
+        fn()
+        first = time.perf_counter() - t
+        reps = int(min(10, max(1, 1e-3 / max(first, 1e-9))))
+        t = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        return (time.perf_counter() - t) / reps
+
+
+def interleaved_medians(timer: Timer, methods: dict, rounds: int, caches=("warm", "cold")) -> dict:
+    """{(method, cache): median microseconds} over `rounds` rounds; each round visits every method
+    once per cache in a rotated order, so slow drifts of a shared machine hit all methods alike."""
+    names = list(methods)
+    samples = {(m, c): [] for m in names for c in caches}
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            for cache in caches:
+                samples[(name, cache)].append(timer.sample(methods[name], cache))
+    return {key: float(np.median(v)) * 1e6 for key, v in samples.items()}

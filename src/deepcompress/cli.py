@@ -12,6 +12,7 @@ COMMAND_MODULES = [
     "deepcompress.cli_train",
     "deepcompress.cli_compress",
     "deepcompress.cli_hardware",
+    "deepcompress.cli_parallel",
 ]
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from . import atomic
@@ -72,6 +73,28 @@ class TrainHook:
         """Called after each epoch's evaluation, before the checkpoint is written."""
 
 
+class BatchShard:
+    """This process's part of each step; the default (one process) trains on the whole batch.
+
+    Data-parallel training (deepcompress.parallel.data_parallel) gives each process a share of every
+    batch instead, arranged so that the averaged gradient is the whole batch's.
+    """
+
+    writes = True  # this process shows progress, prints and writes checkpoints
+
+    def select(self, batch: torch.Tensor) -> torch.Tensor:
+        """The indices, out of the global batch `batch`, that this process trains on."""
+        return batch
+
+    def objective(self, loss: torch.Tensor, out: torch.Tensor, batch_size: int) -> torch.Tensor:
+        """What to back-propagate, given the mean `loss` over this process's share of a `batch_size` batch."""
+        return loss
+
+    def totals(self, values: list[float]) -> list[float]:
+        """An epoch's sums (loss, errors, samples) over all processes."""
+        return values
+
+
 @dataclass
 class TrainResult:
     """What a training run produced: per-epoch history, final test error, wall time of this call."""
@@ -116,36 +139,44 @@ def _epoch_order(cfg: TrainConfig, epoch: int, n: int) -> torch.Tensor:
     return torch.randperm(n, generator=gen)
 
 
-def _run_epoch(model, opt, data, cfg, epoch, hooks, progress) -> dict:
+def _run_epoch(model, opt, data, cfg, epoch, hooks, progress, shard) -> dict:
     model.train()
     order = _epoch_order(cfg, epoch, len(data.train_y))
     total_loss, wrong, seen = 0.0, 0, 0
     bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}",
                disable=None if progress else True, leave=False, unit="batch")
     for start in bar:
-        idx = order[start : start + cfg.batch_size]
+        batch = order[start : start + cfg.batch_size]
+        idx = shard.select(batch)
         xb, yb = data.train_x[idx], data.train_y[idx]
         opt.zero_grad(set_to_none=True)
         out = model(xb)
         loss = F.cross_entropy(out, yb)
-        loss.backward()
+        shard.objective(loss, out, len(batch)).backward()
         for hook in hooks:
             hook.after_backward(model)
         opt.step()
         for hook in hooks:
             hook.after_step(model)
-        total_loss += loss.item() * len(yb)
-        wrong += (out.argmax(1) != yb).sum().item()
-        seen += len(yb)
-        bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{1 - wrong / seen:.4f}", refresh=False)
+        if len(yb):  # a data-parallel share of the last, short batch can be empty
+            total_loss += loss.item() * len(yb)
+            wrong += (out.argmax(1) != yb).sum().item()
+            seen += len(yb)
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{1 - wrong / seen:.4f}", refresh=False)
+    total_loss, wrong, seen = shard.totals([total_loss, wrong, seen])
     return {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": total_loss / max(seen, 1),
             "train_error": wrong / max(seen, 1)}
+
+
+def _plain(model: nn.Module) -> nn.Module:
+    # Checkpoints hold the bare model's keys, so data-parallel and single-process runs share them.
+    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 def save_checkpoint(path: Path, model, opt, cfg: TrainConfig, epoch: int, history: list[dict]) -> None:
     """Write the full training state atomically (a crash leaves the previous checkpoint intact)."""
     state = {
-        "model": model.state_dict(),
+        "model": _plain(model).state_dict(),
         "optimizer": opt.state_dict(),
         "config": asdict(cfg),
         "epoch": epoch,
@@ -171,7 +202,7 @@ def _restore(path: Path, model, opt, cfg: TrainConfig) -> tuple[int, list[dict]]
     if state.get("config") != asdict(cfg):
         raise UserError(f"checkpoint {path} was written with different settings {state.get('config')}; "
                         f"resume with the same options, or start a new output folder")
-    model.load_state_dict(state["model"])
+    _plain(model).load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng"])
     return int(state["epoch"]), list(state["history"])
@@ -179,14 +210,17 @@ def _restore(path: Path, model, opt, cfg: TrainConfig) -> tuple[int, list[dict]]
 
 def train(model: nn.Module, data, cfg: TrainConfig, checkpoint: str | Path | None = None,
           resume: bool = False, hooks: tuple[TrainHook, ...] = (), progress: bool = True,
-          verbose: bool = True) -> TrainResult:
+          verbose: bool = True, shard: BatchShard | None = None) -> TrainResult:
     """Train `model` on `data` (a deepcompress.data.Dataset) and return its history and test error.
 
     With `checkpoint`, the state is saved there after every epoch; with `resume` and an existing
     checkpoint, training continues from it and ends in the same state as an uninterrupted run.
-    `progress` shows a per-batch bar on a terminal; `verbose` prints one line per epoch.
+    `progress` shows a per-batch bar on a terminal; `verbose` prints one line per epoch. `shard` makes
+    this process one of several data-parallel ones (only a shard that `writes` prints and checkpoints).
     """
     start = time.perf_counter()
+    shard = shard or BatchShard()
+    progress, verbose = progress and shard.writes, verbose and shard.writes
     opt = make_optimizer(model, cfg)
     first_epoch, history = 0, []
     checkpoint = Path(checkpoint) if checkpoint else None
@@ -195,7 +229,7 @@ def train(model: nn.Module, data, cfg: TrainConfig, checkpoint: str | Path | Non
     for epoch in range(first_epoch, cfg.epochs):
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, epoch)
-        metrics = _run_epoch(model, opt, data, cfg, epoch, hooks, progress)
+        metrics = _run_epoch(model, opt, data, cfg, epoch, hooks, progress, shard)
         metrics["test_error"] = evaluate(model, data.test_x, data.test_y)
         for hook in hooks:
             hook.on_epoch_end(epoch, model, metrics)
@@ -203,7 +237,7 @@ def train(model: nn.Module, data, cfg: TrainConfig, checkpoint: str | Path | Non
         if verbose:
             tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}  loss {metrics['train_loss']:.4f}  "
                        f"train err {metrics['train_error']:.4f}  test err {metrics['test_error']:.4f}", file=sys.stderr)
-        if checkpoint is not None:
+        if checkpoint is not None and shard.writes:
             save_checkpoint(checkpoint, model, opt, cfg, epoch + 1, history)
     test_error = history[-1]["test_error"] if history else evaluate(model, data.test_x, data.test_y)
     return TrainResult(history, test_error, time.perf_counter() - start)

@@ -1,0 +1,86 @@
+"""`deepcompress train-parallel`: the `train` command run as N local data-parallel processes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from . import atomic, cli_train
+from .data import load_dataset
+from .errors import UserError
+
+
+def _train_parser() -> argparse.ArgumentParser:
+    # Borrow every option of `train`, so the two commands cannot drift apart.
+    scratch = argparse.ArgumentParser(add_help=False).add_subparsers()
+    cli_train.register(scratch)
+    return scratch.choices["train"]
+
+
+def _run_under_torchrun(args, cfg, out, data) -> int:
+    import torch.distributed as dist
+
+    from .parallel.data_parallel import global_config, train_rank
+
+    dist.init_process_group("gloo")  # rank, world size and rendezvous from torchrun's environment
+    try:
+        world = dist.get_world_size()
+        result = train_rank(args.model, data, global_config(cfg, world), out, resume=args.resume,
+                            progress=not args.quiet and dist.get_rank() == 0)
+    finally:
+        dist.destroy_process_group()
+    print(f"rank {os.environ.get('RANK')}/{world}: test error {100 * result.test_error:.2f}%")
+    return 0
+
+
+def _run(args) -> int:
+    from .parallel.data_parallel import global_config, run_data_parallel
+
+    if args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    cfg = cli_train.train_config(args)
+    if args.torchrun:
+        return _run_under_torchrun(args, cfg, Path(args.out or f"runs/{args.model}-{args.data}-torchrun"),
+                                   load_dataset(args.data, folder=args.data_dir))
+    out = Path(args.out or f"runs/{args.model}-{args.data}-x{args.workers}")
+    data = load_dataset(args.data, folder=args.data_dir)
+    print(f"training {args.model} on {args.data} with {args.workers} processes x batch {cfg.batch_size} "
+          f"(global batch {cfg.batch_size * args.workers}); output in {out}", file=sys.stderr)
+    result = run_data_parallel(args.model, data, cfg, args.workers, out, resume=args.resume,
+                               progress=not args.quiet, threads=args.threads)
+    record = {
+        "model": args.model, "dataset": args.data, "test_error": result.test_error, "epochs": cfg.epochs,
+        "workers": args.workers, "wall_s": round(result.wall_s, 1),
+        "config": vars(global_config(cfg, args.workers)), "command": "deepcompress " + shlex.join(args.argv),
+    }
+    atomic.write_json(out / "train.json", {**record, "history": result.history})
+    if args.record:
+        cli_train.record_result(Path(args.record), record)
+    print(f"{args.model} on {args.data}, {args.workers} workers: test error {100 * result.test_error:.2f}% "
+          f"({cfg.epochs} epochs, {result.wall_s:.0f} s)")
+    return 0
+
+
+def register(sub) -> None:
+    """Add the `train-parallel` command."""
+    p = sub.add_parser("train-parallel", parents=[_train_parser()], add_help=False,
+                       help="train with N local data-parallel processes (DDP over gloo)",
+                       description="Like `train`, split over N local processes that average gradients each "
+                                   "step. --batch-size is per process: N workers with batch B train like one "
+                                   "with batch N x B. Only rank 0 prints and writes OUT/checkpoint.pt.")
+    p.add_argument("--workers", type=int, default=2, help="number of local processes (default 2)")
+    p.add_argument("--threads", type=int, help="torch threads per process (default: cores / workers)")
+    p.add_argument("--torchrun", action="store_true",
+                   help="be one process of a torchrun job (several hosts); --workers is then ignored")
+    p.set_defaults(func=_run)
+
+
+if __name__ == "__main__":  # python -m deepcompress.cli_parallel train-parallel ... (e.g. under torchrun)
+    _parser = argparse.ArgumentParser(prog="deepcompress")
+    register(_parser.add_subparsers(dest="command"))
+    _args = _parser.parse_args()
+    _args.argv = sys.argv[1:]
+    sys.exit(_args.func(_args))

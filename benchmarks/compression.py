@@ -23,7 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "compression.json"
 PAIRS = ["lenet-300-100:mnist", "lenet-5:mnist", "lenet-300-100:fashion-mnist", "lenet-5:fashion-mnist"]
-TARGETS = {("lenet-300-100", "mnist"): (0.0164, 40), ("lenet-5", "mnist"): (0.0080, 39)}
+# (max test error, min ratio): the paper's table, and the stretch goal at the same errors.
+TARGETS = {("lenet-300-100", "mnist", "default"): (0.0164, 40), ("lenet-5", "mnist", "default"): (0.0080, 39),
+           ("lenet-300-100", "mnist", "stretch"): (0.0164, 64), ("lenet-5", "mnist", "stretch"): (0.0080, 100)}
 
 
 def run_pair(model: str, data: str, variant: str = "default") -> dict:
@@ -64,7 +66,7 @@ def main(argv: list[str]) -> int:
     save(records)
     print(f"{'model':<15}{'data':<15}{'variant':<9}{'baseline':>9}{'file err':>9}{'bytes':>9}{'ratio':>8}{'wall s':>8}  target")
     for r in records:
-        target = TARGETS.get((r["model"], r["dataset"]))
+        target = TARGETS.get((r["model"], r["dataset"], r["variant"]))
         verdict = "-" if not target else (
             "met" if r["test_error"] <= target[0] and r["ratio"] >= target[1] else
             f"MISSED (need <= {100 * target[0]:.2f}% at >= {target[1]}x)")

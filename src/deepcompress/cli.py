@@ -13,6 +13,7 @@ COMMAND_MODULES = [
     "deepcompress.cli_compress",
     "deepcompress.cli_hardware",
     "deepcompress.cli_parallel",
+    "deepcompress.cli_runtime",
 ]
 
 

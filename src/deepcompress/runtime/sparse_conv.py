@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .layouts import LayoutBytes
 from .nonzeros import Nonzeros, from_positions
 from .policy import choose_conv_path
 from .sparse_fc import BATCH_BLOCK, SparseLinear
@@ -41,6 +42,7 @@ class SparseConv2d:
         if stride < 1 or padding < 0:
             raise ValueError(f"stride must be >= 1 and padding >= 0, got {stride} and {padding}")
         self.kernel_shape = (out_c, in_c, kh, kw)
+        self.nnz = nz.nnz
         self.stride, self.padding = int(stride), int(padding)
         self.path = choose_conv_path(nz) if path == "auto" else path
         if self.path not in CONV_PATHS:
@@ -53,6 +55,17 @@ class SparseConv2d:
                                                          batch=BATCH_BLOCK)  # patches arrive in blocks
         else:
             self._weight = nz.to_dense().reshape(self.kernel_shape)
+
+    @property
+    def kind(self) -> str:
+        """'dense', or 'sparse-' and the name of the sparse layout."""
+        return "dense" if self.path == "dense" else f"sparse-{self._linear.kind}"
+
+    def nbytes(self) -> LayoutBytes:
+        """Bytes of the prepared weights (the dense path's decoded array counts as entries); no bias."""
+        if self.path == "sparse":
+            return self._linear.nbytes()
+        return LayoutBytes(self.nnz, self._weight.nbytes, 0, 0)
 
     def __call__(self, x) -> np.ndarray:
         """Output (N, out_c, Ho, Wo) float32 for input (N, in_c, H, W)."""

@@ -1,0 +1,115 @@
+"""`deepcompress run FILE`: evaluate a compressed .dcz file end to end with the CPU runtime (no torch model).
+
+Reports the test error, which must equal the one in the compression report (results.json beside the
+file, when present), the batch-1 latency and the throughput at batch N, and each layer's runtime layout.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .data import DATASETS, load_dataset
+from .errors import UserError
+
+
+def compression_report(path: Path) -> dict | None:
+    """results.json next to the .dcz file, if it is there and describes a file of this size."""
+    report = path.parent / "results.json"
+    try:
+        rec = json.loads(report.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(rec, dict) or "test_error" not in rec:
+        return None
+    rec["describes_this_file"] = rec.get("file_bytes") in (None, path.stat().st_size)
+    rec["path"] = str(report)
+    return rec
+
+
+def run_file(path: Path, data: str | None, data_dir: str | None, batch: int, latency_images: int) -> dict:
+    """Everything `deepcompress run` reports, as a JSON-ready dict."""
+    from .runtime import load
+    from .runtime.measure import evaluate, latency
+
+    if batch < 1 or latency_images < 1:
+        raise UserError("--batch and --latency-images must be at least 1")
+    model1 = load(path, batch=1)
+    model_n = load(path, batch=batch)
+    name = data or model1.meta.get("dataset", "mnist")
+    if name not in DATASETS:
+        raise UserError(f"the file was made for data set {name!r}; pass --data ({', '.join(DATASETS)})")
+    ds = load_dataset(name, folder=data_dir)
+    x, y = ds.test_x.numpy(), ds.test_y.numpy()
+    if tuple(x.shape[1:]) != model1.input_shape:
+        raise UserError(f"{path}: the model takes inputs of shape {model1.input_shape}, "
+                        f"{name} images are {tuple(x.shape[1:])}")
+    ev = evaluate(model_n, x, y, batch)
+    lat = latency(model1, x, latency_images)
+    # batch 1 (sparse-input layouts) and batch N must classify the same images alike
+    consistent = bool((lat.pop("predictions") == ev["predictions"][:lat["images"]]).all())
+    ev.pop("predictions")
+    out = {"file": str(path), "model": model1.meta.get("model"), "dataset": name, "test": ev,
+           "latency_batch1": lat, "batch": batch, "batch1_agrees_with_batchN": consistent,
+           "layers": model1.summary(), "layers_batchN": [r["layout"] for r in model_n.summary()]}
+    report = compression_report(path)
+    if report is not None:
+        comparable = report["describes_this_file"] and report.get("dataset", name) == name
+        out["report"] = {"path": report["path"], "test_error": report["test_error"], "comparable": comparable,
+                         "matches": comparable and round(report["test_error"] * ev["images"]) == ev["wrong"]}
+    return out
+
+
+def print_text(res: dict) -> None:
+    """The human-readable form of run_file's result."""
+    ev, lat = res["test"], res["latency_batch1"]
+    print(f"{res['file']}: {res['model']} on the {res['dataset']} test set ({ev['images']:,} images)")
+    line = f"  test error  {100 * ev['error']:.2f}% ({ev['wrong']} wrong)"
+    rep = res.get("report")
+    if rep is None:
+        line += "; no compression report (results.json) beside the file"
+    elif not rep["comparable"]:
+        line += f"; {rep['path']} describes another file or data set ({100 * rep['test_error']:.2f}%)"
+    else:
+        line += f"; compression report {100 * rep['test_error']:.2f}%: {'match' if rep['matches'] else 'MISMATCH'}"
+    print(line)
+    print(f"  latency     batch 1: median {lat['median_us']:.1f} us per image (p10 {lat['p10_us']:.1f}, "
+          f"p90 {lat['p90_us']:.1f}) over {lat['images']} images")
+    print(f"  throughput  batch {res['batch']}: {ev['images_per_s']:,.0f} images/s "
+          f"({ev['seconds']:.3f} s for the test set)")
+    for r, layout_n in zip(res["layers"], res["layers_batchN"]):
+        shape = "x".join(map(str, r["shape"]))
+        print(f"  {r['name']:<8} {r['kind']:<4} {shape:<12} {r['nonzeros']:>8,} nonzeros "
+              f"({100 * r['density']:.1f}%)  layout {r['layout']} (batch {res['batch']}: {layout_n}), "
+              f"{r['bytes_per_nonzero']['total']:.2f} B/nonzero "
+              f"({r['bytes_per_nonzero']['entries']:.2f} entries + {r['bytes_per_nonzero']['pointers']:.2f} "
+              f"pointers, codebook {r['bytes']['codebook']} B)")
+    if not res["batch1_agrees_with_batchN"]:
+        print("  warning: batch-1 and batch-N predictions differ on some images", file=sys.stderr)
+
+
+def _run(args) -> int:
+    res = run_file(Path(args.file), args.data, args.data_dir, args.batch, args.latency_images)
+    if args.json:
+        print(json.dumps(res, indent=1))
+    else:
+        print_text(res)
+    rep = res.get("report")
+    return 1 if rep is not None and rep["comparable"] and not rep["matches"] else 0
+
+
+def register(sub) -> None:
+    """Add the `run` command."""
+    p = sub.add_parser("run", help="evaluate a compressed .dcz file with the CPU runtime: error and latency",
+                       description="Run a .dcz file with deepcompress.runtime (sparse layers straight from "
+                                   "the compressed form) on a test set: test error (checked against "
+                                   "results.json beside the file; exit status 1 if they differ), batch-1 "
+                                   "latency and batch-N throughput, and each layer's runtime layout.")
+    p.add_argument("file", help="the .dcz file")
+    p.add_argument("--data", choices=DATASETS, help="test set (default: the one the file was made for)")
+    p.add_argument("--data-dir", help="folder of IDX files to use instead of the installed data set")
+    p.add_argument("--batch", type=int, default=64, help="batch size for the error pass and throughput")
+    p.add_argument("--latency-images", type=int, default=1000, help="images timed one at a time (batch 1)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(func=_run)

@@ -1,0 +1,99 @@
+"""A compressed network loaded from a .dcz file and run with the runtime's sparse layers, numpy only."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from deepcompress import format as dcz
+
+from .errors import InputError, ModelError
+from .ops import Conv, Fc, build_ops
+
+
+class CompressedModel:
+    """The forward pass of a .dcz file: call it on one sample (input_shape) or a batch (N, *input_shape)."""
+
+    def __init__(self, layers, meta: dict, batch: int = 1, source: str | None = None):
+        """Build every op of meta['ops'] from the format's QuantizedLayers; `batch` tunes the FC layouts."""
+        if not isinstance(meta, dict):
+            raise ModelError(f"meta must be a dict, got {type(meta).__name__}")
+        self.meta = meta
+        self.source = source
+        self.batch = int(batch)
+        self.input_shape = _input_shape(meta)
+        self.ops, self.output_shape = build_ops(meta.get("ops"), {l.name: l for l in layers},
+                                                self.input_shape, self.batch)
+        self.layers = {op.layer_name: op for op in self.ops if isinstance(op, (Fc, Conv))}
+
+    def __call__(self, x) -> np.ndarray:
+        """float32 outputs (logits): shape output_shape for one sample, (N, *output_shape) for a batch."""
+        batch, single = self.prepare(x)
+        if batch.shape[0] == 0:
+            return np.zeros((0, *self.output_shape), np.float32)
+        for op in self.ops:
+            batch = op(batch)
+        return batch[0] if single else batch
+
+    def predict(self, x) -> np.ndarray:
+        """Argmax class of each sample (an int64 array; a 0-d one for a single sample)."""
+        return np.asarray(self(x).argmax(axis=-1))
+
+    def prepare(self, x) -> tuple[np.ndarray, bool]:
+        """x checked and copied to a float32 batch (N, *input_shape), and whether it was one sample."""
+        arr = np.asarray(x)
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise InputError(f"input must be floating point (e.g. float32 images in [0, 1]), "
+                             f"got dtype {arr.dtype}")
+        single = arr.shape == self.input_shape
+        if not single and arr.shape[1:] != self.input_shape:
+            raise InputError(f"input has shape {arr.shape}; the model takes {self.input_shape} or "
+                             f"(N, {', '.join(map(str, self.input_shape))})")
+        batch = np.array(arr.reshape(-1, *self.input_shape), dtype=np.float32, order="C")
+        # one reduction instead of an element-wise test: a float64 sum of float32 values cannot
+        # overflow, so it is finite exactly when every value is
+        if not math.isfinite(float(batch.sum(dtype=np.float64))):
+            bad = "NaN" if np.isnan(batch).any() else "infinite"
+            raise InputError(f"input has {bad} values")
+        return batch, single
+
+    def summary(self) -> list[dict]:
+        """Per weight layer: kind, shape, nonzeros, runtime layout or conv path, and its bytes (total and
+        per nonzero; the bias is not counted)."""
+        return [_layer_summary(name, op) for name, op in self.layers.items()]
+
+
+def _input_shape(meta: dict) -> tuple:
+    shape = meta.get("input_shape")
+    if (not isinstance(shape, list) or not shape
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape)):
+        raise ModelError(f"meta 'input_shape' must be a list of positive integers (per sample, e.g. "
+                         f"[1, 28, 28]), got {shape!r}")
+    return tuple(shape)
+
+
+def _layer_summary(name: str, op) -> dict:
+    if isinstance(op, Fc):
+        kind, shape, layout, size = "fc", op.layer.layout.shape, op.layer.kind, op.layer.nbytes()
+    else:
+        kind, shape, layout, size = "conv", op.conv.kernel_shape, op.conv.kind, op.conv.nbytes()
+    return {"name": name, "kind": kind, "shape": list(shape), "nonzeros": size.nnz,
+            "density": size.nnz / max(math.prod(shape), 1), "layout": layout,
+            "bytes": {"entries": size.entries, "pointers": size.pointers, "codebook": size.codebook,
+                      "total": size.total},
+            "bytes_per_nonzero": size.per_nonzero()}
+
+
+def load(path, batch: int = 1) -> CompressedModel:
+    """The model stored in the .dcz file at `path`, its FC layouts chosen for inputs of `batch` samples
+    (any batch size runs). FormatError for an unreadable file, ModelError for one without a runnable
+    forward pass."""
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    layers, meta = dcz.read(path)
+    try:
+        return CompressedModel(layers, meta, batch, source=str(path))
+    except ModelError as err:
+        raise ModelError(f"{Path(path)}: {err}") from None

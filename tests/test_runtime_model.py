@@ -1,0 +1,243 @@
+"""deepcompress.runtime.load: compressed files run end to end against a dense PyTorch reference."""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from deepcompress import format as dcz
+from deepcompress.errors import UserError
+from deepcompress.runtime import InputError, ModelError, load, sparse_conv
+
+REL_TOL = 1e-5
+
+
+def random_layer(rng, name, kind, shape, density, k, empty_cols=(), bias=True):
+    """A QuantizedLayer with uniform random sparsity, some whole columns of its 2-D view empty."""
+    rows, cols = shape[0], int(np.prod(shape[1:]))
+    mask = rng.random((rows, cols)) < density
+    mask[:, list(empty_cols)] = False
+    codebook = rng.standard_normal(k).astype(np.float32)
+    weight = np.where(mask, codebook[rng.integers(0, k, mask.shape)], 0).astype(np.float32)
+    b = rng.standard_normal(rows).astype(np.float32) if bias else None
+    return dcz.QuantizedLayer.from_dense(name, kind, weight.reshape(shape), codebook, bias=b)
+
+
+def fc_model(rng):
+    """LeNet-300-100 in miniature: flatten, fc, relu, fc (no bias), relu, fc."""
+    layers = [random_layer(rng, "ip1", "fc", (40, 42), 0.1, 32, empty_cols=(0, 5, 41)),
+              random_layer(rng, "ip2", "fc", (30, 40), 0.2, 16, empty_cols=(3,), bias=False),
+              random_layer(rng, "ip3", "fc", (10, 30), 0.3, 4)]
+    ops = [{"op": "flatten"}, {"op": "fc", "layer": "ip1"}, {"op": "relu"}, {"op": "fc", "layer": "ip2"},
+           {"op": "relu"}, {"op": "fc", "layer": "ip3"}]
+    return layers, {"model": "tiny-fc", "input_shape": [1, 6, 7], "ops": ops}
+
+
+def conv_model(rng):
+    """LeNet-5-like: a dense-path conv (padded), pooling, a sparse-path conv (1008 weights per output,
+    10% dense), overlapping pooling, then fc layers."""
+    layers = [random_layer(rng, "conv1", "conv", (112, 1, 3, 3), 0.7, 64),
+              random_layer(rng, "conv2", "conv", (8, 112, 3, 3), 0.1, 16, empty_cols=range(0, 1008, 7)),
+              random_layer(rng, "ip1", "fc", (16, 32), 0.3, 16, empty_cols=(1, 2)),
+              random_layer(rng, "ip2", "fc", (10, 16), 0.5, 8)]
+    ops = [{"op": "conv", "layer": "conv1", "stride": [1, 1], "padding": [1, 1]},
+           {"op": "maxpool", "kernel": 2, "stride": 2}, {"op": "relu"},
+           {"op": "conv", "layer": "conv2", "stride": 1, "padding": 0},
+           {"op": "maxpool", "k": 3, "stride": 1}, {"op": "flatten"},
+           {"op": "fc", "layer": "ip1"}, {"op": "relu"}, {"op": "fc", "layer": "ip2"}]
+    return layers, {"model": "tiny-conv", "input_shape": [1, 12, 12], "ops": ops}
+
+
+MODELS = {"fc": fc_model, "conv": conv_model}
+
+
+def torch_reference(layers, meta, x) -> np.ndarray:
+    """The forward pass of meta['ops'] in float64 PyTorch on the decoded dense weights."""
+    by_name = {layer.name: layer for layer in layers}
+    t = torch.from_numpy(np.asarray(x, np.float64))
+    for op in meta["ops"]:
+        layer = by_name.get(op.get("layer"))
+        if layer is not None:
+            w = torch.from_numpy(layer.to_dense().astype(np.float64))
+            b = None if layer.bias is None else torch.from_numpy(layer.bias.astype(np.float64))
+        if op["op"] == "fc":
+            t = F.linear(t, w, b)
+        elif op["op"] == "conv":
+            t = F.conv2d(t, w, b, op["stride"], op["padding"])
+        elif op["op"] == "relu":
+            t = F.relu(t)
+        elif op["op"] == "maxpool":
+            k = op.get("kernel", op.get("k"))
+            t = F.max_pool2d(t, k, op.get("stride", k))
+        elif op["op"] == "flatten":
+            t = t.flatten(1)
+    return t.numpy()
+
+
+def rel_error(got, ref) -> float:
+    """Norm-wise relative error."""
+    return float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-30))
+
+
+def inputs(rng, shape, n):
+    """n inputs of per-sample `shape`: about half zeros (like images and post-ReLU maps)."""
+    x = rng.random((n, *shape)).astype(np.float32)
+    x[rng.random(x.shape) < 0.5] = 0.0
+    return x
+
+
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def saved(request, tmp_path_factory):
+    """(kind, path, layers, meta) of a random model written with deepcompress.format."""
+    layers, meta = MODELS[request.param](np.random.default_rng(len(request.param)))
+    path = tmp_path_factory.mktemp("models") / f"{request.param}.dcz"
+    dcz.write(path, layers, meta)
+    return request.param, path, layers, meta
+
+
+@pytest.mark.parametrize("tuned_for", [1, 64])
+def test_matches_dense_torch_reference(saved, tuned_for):
+    kind, path, layers, meta = saved
+    model = load(path, batch=tuned_for)
+    rng = np.random.default_rng(tuned_for)
+    shape = tuple(meta["input_shape"])
+    for n in (1, 5, 70):  # 70 > the 64-sample blocks of the batched FC path
+        x = inputs(rng, shape, n)
+        got = model(x)
+        assert got.dtype == np.float32 and got.shape == (n, 10)
+        assert rel_error(got, torch_reference(layers, meta, x)) < REL_TOL
+    one = inputs(rng, shape, 1)
+    assert model(one[0]).shape == (10,)
+    assert rel_error(model(one[0]), torch_reference(layers, meta, one)[0]) < REL_TOL
+    zeros = np.zeros((3, *shape), np.float32)  # every activation of the first layer skipped
+    assert rel_error(model(zeros), torch_reference(layers, meta, zeros)) < REL_TOL
+    assert rel_error(model(zeros[0]), torch_reference(layers, meta, zeros[:1])[0]) < REL_TOL
+    assert model(np.zeros((0, *shape), np.float32)).shape == (0, 10)
+
+
+def test_float64_input_and_caller_array_untouched(saved):
+    _, path, layers, meta = saved
+    model = load(path)
+    x = inputs(np.random.default_rng(1), tuple(meta["input_shape"]), 4).astype(np.float64) - 0.25
+    before = x.copy()
+    assert rel_error(model(x), torch_reference(layers, meta, x)) < REL_TOL
+    np.testing.assert_array_equal(x, before)  # relu works in place, but on the model's own copy
+    np.testing.assert_array_equal(model.predict(x), torch_reference(layers, meta, x).argmax(1))
+
+
+def test_conv_paths_and_summary(saved):
+    kind, path, _, _ = saved
+    rows = {r["name"]: r for r in load(path).summary()}
+    for r in rows.values():
+        if r["kind"] == "fc":
+            assert r["layout"] in ("csc", "panel")
+            assert r["bytes_per_nonzero"]["entries"] <= 2.0  # the issue's compactness limit, before pointers
+        assert r["bytes"]["total"] == r["bytes"]["entries"] + r["bytes"]["pointers"] + r["bytes"]["codebook"]
+    if kind == "conv":
+        assert rows["conv1"]["layout"] == "dense" and rows["conv2"]["layout"] == "sparse-panel"
+        assert rows["conv2"]["nonzeros"] > 0
+
+
+def test_dense_conv_path_without_torch(saved, monkeypatch):
+    kind, path, layers, meta = saved
+    if kind != "conv":
+        pytest.skip("fc-only model has no conv")
+    x = inputs(np.random.default_rng(2), tuple(meta["input_shape"]), 3)
+    monkeypatch.setattr(sparse_conv, "_torch", lambda: None)  # the numpy im2col fallback
+    assert rel_error(load(path)(x), torch_reference(layers, meta, x)) < REL_TOL
+
+
+def test_runtime_imports_neither_torch_nor_training_code(saved):
+    kind, path, _, meta = saved
+    if kind != "fc":
+        pytest.skip("conv models use torch for dense convolutions when it is installed")
+    code = ("import sys, numpy as np; from deepcompress.runtime import load; "
+            f"m = load({str(path)!r}); m(np.zeros({tuple(meta['input_shape'])!r}, np.float32)); "
+            "bad = [n for n in sys.modules if n == 'torch' or n.startswith(('deepcompress.train', "
+            "'deepcompress.compress'))]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _write(tmp_path, layers, meta):
+    path = tmp_path / "m.dcz"
+    dcz.write(path, layers, meta)
+    return path
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"ops": None}, "no forward pass"),
+    ({"ops": []}, "no forward pass"),
+    ({"ops": "flatten"}, "no forward pass"),
+    ({"ops": [{"op": "flatten"}, {"op": "softmax"}]}, "unsupported op 'softmax'"),
+    ({"ops": [{"op": "flatten"}, {"layer": "ip1"}]}, "'op' name"),
+    ({"ops": [{"op": "flatten"}, {"op": "fc", "layer": "nope"}]}, "'nope' is not in the file"),
+    ({"ops": [{"op": "flatten"}, {"op": "fc"}]}, "must name its layer"),
+    ({"ops": [{"op": "fc", "layer": "ip1"}]}, "flatten op may be missing"),
+    ({"ops": [{"op": "flatten"}, {"op": "conv", "layer": "ip1"}]}, "is a fc layer, not conv"),
+    ({"ops": [{"op": "maxpool", "kernel": 7}]}, "at least 7x7"),
+    ({"ops": [{"op": "maxpool", "kernel": [2, 3]}]}, "only equal height and width"),
+    ({"ops": [{"op": "maxpool"}]}, "kernel and stride must be >= 1"),
+    ({"ops": [{"op": "maxpool", "kernel": 2, "padding": 1}]}, "padded max pooling"),
+    ({"input_shape": None}, "input_shape"),
+    ({"input_shape": [1, 0, 7]}, "input_shape"),
+    ({"input_shape": [1, 6, 8]}, "takes 42 inputs"),
+])
+def test_files_the_runtime_cannot_run(tmp_path, change, message):
+    layers, meta = fc_model(np.random.default_rng(0))
+    meta = {k: v for k, v in {**meta, **change}.items() if v is not None}
+    path = _write(tmp_path, layers, meta)
+    with pytest.raises(ModelError, match=message) as info:
+        load(path)
+    assert isinstance(info.value, UserError) and str(path) in str(info.value)
+
+
+def test_conv_op_parameters_checked(tmp_path):
+    layers, meta = conv_model(np.random.default_rng(0))
+    for bad, message in (({"stride": [1, 2]}, "only equal"), ({"padding": -1}, "padding >= 0"),
+                         ({"stride": "1"}, "must be an integer")):
+        ops = [dict(meta["ops"][0], **bad)] + meta["ops"][1:]
+        with pytest.raises(ModelError, match=message):
+            load(_write(tmp_path, layers, dict(meta, ops=ops)))
+
+
+def test_newer_format_version_and_missing_file(tmp_path):
+    layers, meta = fc_model(np.random.default_rng(0))
+    blob = bytearray(dcz.encode(layers, meta))
+    blob[4:6] = struct.pack("<H", dcz.VERSION + 1)
+    path = tmp_path / "new.dcz"
+    path.write_bytes(bytes(blob))
+    with pytest.raises(dcz.FormatError, match="newer than this reader supports"):
+        load(path)
+    with pytest.raises(dcz.FormatError, match="cannot read file"):
+        load(tmp_path / "absent.dcz")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: np.zeros((1, 28, 28), np.float32), r"shape \(1, 28, 28\); the model takes \(1, 6, 7\)"),
+    (lambda: np.zeros((2, 42), np.float32), "the model takes"),
+    (lambda: np.zeros((6, 7), np.float32), "the model takes"),
+    (lambda: np.zeros((2, 1, 6, 7), np.uint8), "floating point"),
+    (lambda: np.zeros((1, 6, 7), np.int64), "floating point"),
+    (lambda: np.array("a"), "floating point"),
+    (lambda: np.where(np.eye(42)[:2].reshape(2, 1, 6, 7) > 0, np.nan, 0.0), "NaN"),
+    (lambda: np.full((1, 6, 7), np.inf, np.float32), "infinite"),
+])
+def test_inputs_the_model_rejects(tmp_path, make, message):
+    layers, meta = fc_model(np.random.default_rng(0))
+    model = load(_write(tmp_path, layers, meta))
+    with pytest.raises(InputError, match=message) as info:
+        model(make())
+    assert isinstance(info.value, UserError)
+
+
+def test_large_finite_inputs_are_not_mistaken_for_infinite(tmp_path):
+    layers, meta = fc_model(np.random.default_rng(0))
+    model = load(_write(tmp_path, layers, meta))
+    x = np.full((2, 1, 6, 7), 3e38, np.float32)  # their sum overflows; each value is finite
+    assert model(x).shape == (2, 10)

@@ -42,6 +42,10 @@ def record_result(path: Path, record: dict) -> None:
 
 
 def _run(args) -> int:
+    if getattr(args, "workers", 1) != 1:
+        from .cli_parallel import run as run_parallel
+
+        return run_parallel(args)
     cfg = train_config(args)
     out = Path(args.out or f"runs/{args.model}-{args.data}")
     data = load_dataset(args.data, folder=args.data_dir)
@@ -88,5 +92,8 @@ def register(sub) -> None:
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--schedule", choices=("constant", "step", "cosine"))
     p.add_argument("--seed", type=int)
+    p.add_argument("--workers", type=int, default=1,
+                   help="local data-parallel processes (DDP over gloo; default %(default)s); --batch-size is then per "
+                        "process and the output folder defaults to runs/MODEL-DATA-xN (see docs/PARALLEL.md)")
     p.set_defaults(func=_run)
 

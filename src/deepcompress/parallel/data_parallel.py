@@ -15,6 +15,7 @@ what checkpoints record, is workers x batch_size.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,7 +28,7 @@ from .. import atomic
 from ..errors import UserError
 from ..models import build_model
 from ..train import BatchShard, TrainConfig, TrainResult, load_checkpoint, train
-from .launch import spawn
+from .launch import WorkerError, spawn
 
 
 class RankShard(BatchShard):
@@ -63,6 +64,7 @@ class ParallelResult(TrainResult):
 
     workers: int = 1
     state: dict = field(default_factory=dict)
+    faults: list[str] = field(default_factory=list)  # one report per failed attempt that was restarted
 
 
 def global_config(cfg: TrainConfig, workers: int) -> TrainConfig:
@@ -100,28 +102,50 @@ def default_threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
+def _checkpoint_epoch(path: Path) -> int:
+    return int(load_checkpoint(path)["epoch"]) if path.exists() else 0
+
+
 def run_data_parallel(model_name: str, dataset, cfg: TrainConfig, workers: int, out: str | Path, *,
                       resume: bool = False, init_state: dict | None = None, make_hooks=None,
                       progress: bool = False, threads: int | None = None,
-                      timeout_s: float | None = None) -> ParallelResult:
+                      timeout_s: float | None = None, restarts: int = 0) -> ParallelResult:
     """Train model `model_name` on `dataset` with `workers` local processes; per-worker batch cfg.batch_size.
 
     Equals train() with batch workers x cfg.batch_size up to float rounding. Rank 0 writes
     OUT/checkpoint.pt after every epoch (resumable with `resume`, also by a single-process run with the
     global batch size) and OUT/model.pt at the end. `init_state` is a state dict to start from;
-    `make_hooks(model)`, a picklable function, builds each rank's training hooks. `timeout_s` bounds the
-    whole run (None: no bound; a dead or stuck worker is still detected).
+    `make_hooks(model)`, a picklable function, builds each rank's training hooks. `timeout_s` bounds
+    each attempt (None: no bound; a dead or stuck worker is still detected). When a worker dies or
+    fails, the failure (which rank, how) is reported on stderr and the job starts again from the last
+    checkpoint, up to `restarts` times; the result then equals an uninterrupted run's. Raises WorkerError
+    once the restarts are used up.
     """
     if workers < 1:
         raise UserError(f"need at least one worker, got {workers}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    checkpoint = out / "checkpoint.pt"
+    if not resume:  # a fresh run: a restart must never pick up an older run's checkpoint
+        checkpoint.unlink(missing_ok=True)
     gcfg = global_config(cfg, workers)
+    faults: list[str] = []
     start = time.perf_counter()
-    spawn(_worker, (model_name, dataset, gcfg, out, resume, init_state, make_hooks, progress), workers,
-          timeout_s=timeout_s, threads=threads or default_threads(workers))
+    while True:
+        args = (model_name, dataset, gcfg, out, resume or bool(faults), init_state, make_hooks, progress)
+        try:
+            spawn(_worker, args, workers, timeout_s=timeout_s, threads=threads or default_threads(workers))
+            break
+        except WorkerError as exc:
+            report = str(exc).splitlines()[0]
+            if len(faults) >= restarts:
+                raise
+            faults.append(report)
+            print(f"{report}\nrestarting {workers} workers from {checkpoint} (epoch "
+                  f"{_checkpoint_epoch(checkpoint)} of {cfg.epochs}), restart {len(faults)} of {restarts}",
+                  file=sys.stderr)
     wall = time.perf_counter() - start
-    history = load_checkpoint(out / "checkpoint.pt")["history"] if (out / "checkpoint.pt").exists() else []
+    history = load_checkpoint(checkpoint)["history"] if checkpoint.exists() else []
     state = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
     test_error = history[-1]["test_error"] if history else float("nan")
-    return ParallelResult(history, test_error, wall, workers, state)
+    return ParallelResult(history, test_error, wall, workers, state, faults)

@@ -1,15 +1,18 @@
-"""Start N local worker processes joined in a torch.distributed (gloo) process group on 127.0.0.1.
+"""Start N local worker processes (spawned, on 127.0.0.1) and watch them with bounded waits.
 
-Every start and every wait is bounded: a worker that hangs or dies is reported with its rank instead of
-blocking the caller forever.
+Every start and every wait is bounded: a worker that hangs or dies is reported with its rank and how it
+ended (exit code, signal, or the exception it raised) instead of blocking the caller forever.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
+import signal
 import socket
 import time
 from datetime import timedelta
+from multiprocessing.connection import wait
 
 import torch
 import torch.distributed as dist
@@ -19,7 +22,16 @@ LOOPBACK = "127.0.0.1"
 
 
 class WorkerError(RuntimeError):
-    """A worker process failed, died or ran past its deadline; the message says which and how."""
+    """A worker process failed, died or ran past its deadline; the message says which and how.
+
+    `failures` maps each failed rank to how it ended; `first` is the rank that failed first (the likely
+    cause: the others usually fail because they lost that peer), or None after a timeout.
+    """
+
+    def __init__(self, message: str, failures: dict[int, str] | None = None, first: int | None = None):
+        super().__init__(message)
+        self.failures = failures or {}
+        self.first = first
 
 
 def free_port() -> int:
@@ -29,6 +41,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def describe_exit(code: int | None) -> str:
+    """How a process ended, from its exit code (negative: the signal that killed it)."""
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
 def init_local_group(rank: int, world: int, port: int, timeout_s: float = 60.0, threads: int = 1) -> None:
     """Join this process to a gloo group of `world` processes rendezvousing on 127.0.0.1:`port`."""
     torch.set_num_threads(threads)
@@ -36,6 +60,94 @@ def init_local_group(rank: int, world: int, port: int, timeout_s: float = 60.0, 
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     dist.init_process_group("gloo", init_method=f"tcp://{LOOPBACK}:{port}", rank=rank, world_size=world,
                             timeout=timedelta(seconds=timeout_s))
+
+
+def start(fn, args: tuple, nprocs: int):
+    """Spawn fn(i, *args) for i in 0..nprocs-1 without waiting; returns torch's ProcessContext."""
+    return mp.start_processes(fn, args=args, nprocs=nprocs, join=False, start_method="spawn")
+
+
+def _raised(ctx, i: int) -> str | None:
+    # torch's spawn wrapper leaves the traceback of an exception in the process's error file.
+    try:
+        with open(ctx.error_files[i], "rb") as fh:
+            return pickle.load(fh)
+    except (OSError, EOFError, pickle.UnpicklingError):
+        return None
+
+
+def _ending(ctx, i: int) -> str:
+    trace = _raised(ctx, i)
+    if trace:
+        return f"raised {trace.strip().splitlines()[-1]}"
+    return describe_exit(ctx.processes[i].exitcode)
+
+
+def stop(ctx) -> None:
+    """Kill whatever is still running in `ctx` and reap it."""
+    for proc in ctx.processes:
+        if proc.is_alive():
+            proc.kill()
+    for proc in ctx.processes:
+        proc.join(5)
+    for path in ctx.error_files:
+        if os.path.exists(path):
+            os.unlink(path)
+
+
+def watch(ctx, timeout_s: float | None, expendable: tuple[int, ...] = (), label=None,
+          grace_s: float = 2.0, on_exit=None) -> dict[int, str]:
+    """Wait for every process of `ctx` to end; returns {rank: how it ended} for expendable ranks that failed.
+
+    A failure of any other rank raises WorkerError naming every failed rank and how it ended (signal,
+    exit code or exception), after giving the survivors `grace_s` to fail of their own accord; then the
+    rest are killed. So does passing `timeout_s` (None: no limit). `label(i)` names rank i in messages;
+    `on_exit(i, exit_code)` is called as each process ends.
+    """
+    label = label or (lambda i: f"rank {i}")
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    running = {p.sentinel: i for i, p in enumerate(ctx.processes)}
+    tolerated: dict[int, str] = {}
+    try:
+        while running:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                names = ", ".join(label(i) for i in sorted(running.values()))
+                raise WorkerError(f"{names} still running after {timeout_s:.0f} s; stopped them")
+            ready = wait(list(running), timeout=1.0 if left is None else min(1.0, left))
+            failed = []
+            for sentinel in ready:
+                i = running.pop(sentinel)
+                ctx.processes[i].join()
+                if on_exit is not None:
+                    on_exit(i, ctx.processes[i].exitcode)
+                if ctx.processes[i].exitcode != 0:
+                    failed.append(i)
+            fatal = [i for i in failed if i not in expendable]
+            tolerated.update({i: _ending(ctx, i) for i in failed if i in expendable})
+            if fatal:
+                _fail(ctx, running, fatal, tolerated, label, grace_s)
+        return tolerated
+    finally:
+        stop(ctx)
+
+
+def _fail(ctx, running: dict, fatal: list[int], tolerated: dict, label, grace_s: float) -> None:
+    # Killed processes come first: a peer that raised most likely did so because it lost them.
+    first = sorted(fatal, key=lambda i: (ctx.processes[i].exitcode >= 0, i))[0]
+    late = wait(list(running), timeout=grace_s) if running else []
+    for sentinel in late:
+        i = running.pop(sentinel)
+        ctx.processes[i].join()
+        if ctx.processes[i].exitcode != 0:
+            fatal.append(i)
+    failures = {i: _ending(ctx, i) for i in fatal} | tolerated
+    lines = [f"{label(first)} {failures[first]} (first to fail)"]
+    lines += [f"{label(i)} {failures[i]}" for i in sorted(failures) if i != first]
+    lines += [f"{label(i)} was still running and was stopped" for i in sorted(running.values())]
+    trace = _raised(ctx, first)
+    detail = f"\n{trace}" if trace else ""
+    raise WorkerError("worker failure: " + "; ".join(lines) + detail, failures, first)
 
 
 def _entry(rank, fn, world, port, timeout_s, threads, args):
@@ -58,19 +170,5 @@ def spawn(fn, args: tuple, workers: int, timeout_s: float | None = 120.0, thread
     port = free_port()
     if timeout_s is not None:
         collective_timeout_s = min(collective_timeout_s, max(10.0, timeout_s / 2))
-    ctx = mp.start_processes(_entry, args=(fn, workers, port, collective_timeout_s, threads, args),
-                             nprocs=workers, join=False, start_method="spawn")
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    try:
-        while not ctx.join(timeout=1.0):
-            if deadline is not None and time.monotonic() > deadline:
-                raise WorkerError(f"{workers} workers still running after {timeout_s:.0f} s; stopped them")
-    except mp.ProcessRaisedException as exc:
-        raise WorkerError(f"a worker raised an exception:\n{exc}") from None
-    except mp.ProcessExitedException as exc:
-        raise WorkerError(f"worker {exc.error_index} died (exit code {exc.exit_code}): {exc}") from None
-    finally:
-        for proc in ctx.processes:
-            if proc.is_alive():
-                proc.kill()
-                proc.join(5)
+    ctx = start(_entry, (fn, workers, port, collective_timeout_s, threads, args), workers)
+    watch(ctx, timeout_s)

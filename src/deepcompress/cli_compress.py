@@ -8,10 +8,11 @@ from pathlib import Path
 
 import torch
 
-from .data import DATASETS, load_dataset
+from .data import load_dataset
 from .errors import UserError
-from .models import MODELS, build_model
+from .models import build_model
 from .recipes import load_recipe, stage
+from .cli_train import add_model_data_args
 from .train import TrainConfig, load_checkpoint, train
 
 
@@ -59,9 +60,7 @@ def register(sub) -> None:
                        description="Run Deep Compression: baseline (or --checkpoint), prune + retrain, "
                                    "quantize + fine-tune centroids, encode to OUT/model.dcz, and measure the "
                                    "test error of the file itself. Writes OUT/report.md and OUT/results.json.")
-    p.add_argument("--model", choices=sorted(MODELS), default="lenet-300-100")
-    p.add_argument("--data", choices=DATASETS, default="mnist")
-    p.add_argument("--data-dir", help="folder of IDX files to use instead of the installed data set")
+    add_model_data_args(p)
     p.add_argument("--checkpoint", help="trained weights to start from (model.pt or a training checkpoint)")
     p.add_argument("--recipe", help="TOML recipe (default: the model's built-in recipe)")
     p.add_argument("--out", help="output folder (default runs/compress-MODEL-DATA)")
@@ -101,9 +100,7 @@ def register_sensitivity(sub) -> None:
                        description="Prune each layer alone at increasing sparsity (no retraining), measure the "
                                    "validation error (last 10k training images), plot the curves and suggest "
                                    "per-layer sparsities. Writes OUT/sensitivity.png and OUT/sensitivity.json.")
-    p.add_argument("--model", choices=sorted(MODELS), default="lenet-300-100")
-    p.add_argument("--data", choices=DATASETS, default="mnist")
-    p.add_argument("--data-dir", help="folder of IDX files to use instead of the installed data set")
+    add_model_data_args(p)
     p.add_argument("--checkpoint", help="trained weights (model.pt or a training checkpoint)")
     p.add_argument("--out", default="runs/sensitivity", help="output folder")
     p.add_argument("--tolerance", type=float, default=0.005, help="allowed error increase for a suggestion")

@@ -71,14 +71,19 @@ def _run(args) -> int:
     return 0
 
 
+def add_model_data_args(p) -> None:
+    """The --model, --data and --data-dir options every model command shares."""
+    p.add_argument("--model", choices=sorted(MODELS), default="lenet-300-100")
+    p.add_argument("--data", choices=DATASETS, default="mnist")
+    p.add_argument("--data-dir", help="folder of IDX files to use instead of the installed data set")
+
+
 def register(sub) -> None:
     """Add the `train` command."""
     p = sub.add_parser("train", help="train a baseline model and print its test error",
                        description="Train a model with its recipe's [train] settings (options override them), "
                                    "checkpoint every epoch, and print the test error.")
-    p.add_argument("--model", choices=sorted(MODELS), default="lenet-300-100")
-    p.add_argument("--data", choices=DATASETS, default="mnist")
-    p.add_argument("--data-dir", help="folder of IDX files to use instead of the installed data set")
+    add_model_data_args(p)
     p.add_argument("--recipe", help="TOML recipe file (default: the model's built-in recipe)")
     p.add_argument("--out", help="output folder (default runs/MODEL-DATA)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")

@@ -68,7 +68,8 @@ def start(fn, args: tuple, nprocs: int):
 
 
 def _raised(ctx, i: int) -> str | None:
-    # torch's spawn wrapper leaves the traceback of an exception in the process's error file.
+    # torch's spawn wrapper leaves the traceback of an exception in the process's error file: a temporary
+    # file torch made for our own child process, never user input.
     try:
         with open(ctx.error_files[i], "rb") as fh:
             return pickle.load(fh)

@@ -135,3 +135,45 @@ def test_pruning_schedules_reach_their_targets(trained, tiny_data, tmp_path, pru
         assert sum(l.nnz for l in layers) == pytest.approx(0.1 * 266_200, rel=0.01)
     else:  # |w| > std keeps about a third of roughly Gaussian weights
         assert 0.2 < kept["ip1"] < 0.45 and kept["ip3"] == 1.0
+
+
+def test_gradual_pruning_resumes_where_it_stopped(trained, tiny_data, tmp_path):
+    """Kill the gradual schedule at the start of epoch 2, resume: the file is byte-identical."""
+    import copy
+
+    from deepcompress.train import TrainHook
+
+    recipe = {"prune": {"schedule": "gradual", "every": 5, "layers": {"ip1": 0.9, "ip2": 0.8},
+                        "retrain": {"epochs": 2, "batch_size": 32}},
+              "quantize": {"fc_bits": 4, "finetune": {"epochs": 0}}}
+    whole = compress_model(copy.deepcopy(trained), tiny_data, recipe, tmp_path / "whole", progress=False)
+
+    class Stop(Exception):
+        pass
+
+    class StopInEpoch2(TrainHook):
+        def on_epoch_end(self, epoch, model, metrics):
+            if epoch == 0:
+                self.armed = True
+
+        def after_step(self, model):
+            if getattr(self, "armed", False):
+                raise Stop
+
+    import deepcompress.compress.pipeline as pipeline
+
+    # The pipeline builds its own GradualPruning hook, so the crash is injected into that class.
+    original = pipeline.GradualPruning.after_step
+    stopper = StopInEpoch2()
+    pipeline.GradualPruning.on_epoch_end = lambda self, e, m, x: stopper.on_epoch_end(e, m, x)
+    pipeline.GradualPruning.after_step = lambda self, m: (original(self, m), stopper.after_step(m))
+    try:
+        with pytest.raises(Stop):
+            compress_model(copy.deepcopy(trained), tiny_data, recipe, tmp_path / "cut", progress=False)
+    finally:
+        pipeline.GradualPruning.after_step = original
+        del pipeline.GradualPruning.on_epoch_end
+    resumed = compress_model(copy.deepcopy(trained), tiny_data, recipe, tmp_path / "cut", resume=True,
+                             progress=False)
+    assert (tmp_path / "cut" / "model.dcz").read_bytes() == (tmp_path / "whole" / "model.dcz").read_bytes()
+    assert resumed["test_error"] == whole["test_error"]

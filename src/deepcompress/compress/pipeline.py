@@ -97,9 +97,15 @@ def prune_stage(model: nn.Module, cfg: dict, run: Run) -> Masks:
 
 def _gradual(model, cfg, masks, run) -> Masks:
     retrain = TrainConfig.from_dict(cfg.get("retrain", {}))
-    steps = retrain.epochs * -(-len(run.data.train_y) // retrain.batch_size)
+    per_epoch = -(-len(run.data.train_y) // retrain.batch_size)
     final = {n: s for n, s in cfg["layers"].items()}
-    hook = GradualPruning(masks, final, total_steps=int(0.8 * steps), every=int(cfg.get("every", 100)))
+    hook = GradualPruning(masks, final, total_steps=int(0.8 * retrain.epochs * per_epoch),
+                          every=int(cfg.get("every", 100)))
+    saved = _load(run.out / "prune-gradual-train.pt") if run.resume else None
+    if saved is not None:  # continue the schedule where the interrupted run left it
+        model.load_state_dict(saved["model"])
+        masks.masks = {n: m.weight.detach() != 0 for n, m in masks.modules.items()}
+        hook.step = int(saved["epoch"]) * per_epoch
     run.fit(model, cfg.get("retrain", {}), "prune-gradual", [hook])
     masks.prune({n: TargetSparsity(polynomial_sparsity(1, 1, s)) for n, s in final.items()})
     run.note("gradual pruning", model, density=_fmt(masks.density()))

@@ -4,7 +4,6 @@ forward pass described as a list of ops so a runtime can run the file without th
 from __future__ import annotations
 
 import dataclasses
-import operator
 from pathlib import Path
 
 import torch
@@ -46,8 +45,6 @@ def _call_op(node: torch.fx.Node) -> dict | None:
         return {"op": "flatten"}
     if node.op == "call_function" and node.target in (F.relu, torch.relu):
         return {"op": "relu"}
-    if node.op == "call_function" and node.target is operator.getitem:
-        return None
     return None
 
 

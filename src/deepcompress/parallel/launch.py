@@ -67,14 +67,21 @@ def start(fn, args: tuple, nprocs: int):
     return mp.start_processes(fn, args=args, nprocs=nprocs, join=False, start_method="spawn")
 
 
+class _TextOnlyUnpickler(pickle.Unpickler):
+    """Reads pickled plain data (the traceback string) and refuses every class or function."""
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"refusing {module}.{name}: only a traceback string is expected")
+
+
 def _raised(ctx, i: int) -> str | None:
-    # torch's spawn wrapper leaves the traceback of an exception in the process's error file: a temporary
-    # file torch made for our own child process, never user input.
+    # torch's spawn wrapper pickles the traceback of an exception into the process's error file.
     try:
         with open(ctx.error_files[i], "rb") as fh:
-            return pickle.load(fh)
+            trace = _TextOnlyUnpickler(fh).load()
     except (OSError, EOFError, pickle.UnpicklingError):
         return None
+    return trace if isinstance(trace, str) else None
 
 
 def _ending(ctx, i: int) -> str:

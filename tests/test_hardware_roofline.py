@@ -2,6 +2,7 @@
 against EIE's measured baselines (tolerances stated per test), and Table V's CPU/GPU rows."""
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -9,8 +10,8 @@ from deepcompress.errors import UserError
 from deepcompress.hardware.baselines import MEASURED_US, TABLE_V
 from deepcompress.hardware.netspecs import fc
 from deepcompress.hardware.roofline import (I7_5930K, PLATFORMS, TITAN_X, Kernel, Platform, Traffic, bound,
-                                            fit_sustained, from_probe, paper_comparison, roofline_time,
-                                            sustained_time, traffic)
+                                            fit_sustained, from_probe, llc_hit_bytes, paper_comparison,
+                                            roofline_time, sustained_time, traffic)
 
 TOY = Platform("toy", "cpu", "-", peak_flops=100.0, mem_bw=10.0, llc_bytes=None, area_mm2=1.0, power_w=2.0,
                tdp_w=None, dense=Kernel(0.5, 0.25, 1.0), sparse=Kernel(0.5, 0.25, 1.0))
@@ -58,6 +59,26 @@ def test_stored_sustained_constants_are_the_fit(which, kernel):
     fit, stored = fit_sustained(plat, kernel, which), plat.kernel(kernel)
     assert fit.bw_eff == pytest.approx(stored.bw_eff, rel=0.01)
     assert fit.overhead_s == pytest.approx(stored.overhead_s, abs=0.3e-6)
+    assert (fit.llc_bw is None) == (stored.llc_bw is None)
+    if fit.llc_bw:
+        assert fit.llc_bw == pytest.approx(stored.llc_bw, rel=0.01)
+    assert fit.bw_eff <= 1 + 1e-9 and fit.overhead_s >= 0  # physical bounds of the fit
+
+
+def test_llc_policies():
+    big, small = 20 * 2**20, 10 * 2**20
+    assert llc_hit_bytes(I7_5930K, small) == small  # fits the 15 MB L3: every byte from it on a repeated call
+    assert llc_hit_bytes(I7_5930K, big) == 15 * 2**20  # thrash-resistant L3 keeps its capacity of a bigger set
+    lru = replace(I7_5930K, llc_policy="lru")
+    assert llc_hit_bytes(lru, small) == small and llc_hit_bytes(lru, big) == 0  # LRU: a cyclic stream misses
+    assert llc_hit_bytes(TITAN_X, small) == 0  # the GPU's L2 is not modelled
+    with pytest.raises(UserError):
+        replace(I7_5930K, llc_policy="random")
+    # sustained: LLC bytes at the LLC rate, the rest at the DRAM rate
+    t = Traffic(1.0, big)
+    k = I7_5930K.dense
+    assert sustained_time(I7_5930K, t) == pytest.approx(
+        15 * 2**20 / k.llc_bw + 5 * 2**20 / (k.bw_eff * I7_5930K.mem_bw))
 
 
 def test_roofline_is_a_lower_bound_on_every_measured_time():
@@ -67,18 +88,51 @@ def test_roofline_is_a_lower_bound_on_every_measured_time():
 
 
 def test_sustained_model_against_the_measured_batch1_times():
-    """Tolerances: geometric mean within 10% everywhere; every layer within 30% for GPU dense, GPU sparse
-    and CPU sparse. CPU dense is only within 60%: its measured times differ by 1.47x between two layers of
-    the same shape (Alex-8 1134.9 us, VGG-8 774.2 us), which no shape-based model can follow."""
+    """The issue's tolerance, 30% per layer, holds for GPU dense, GPU sparse and CPU sparse. CPU dense misses
+    it on three layers by 1.1 points (Alex-6 and NT-LSTM +31.1%, Alex-7 -31.1%; the other six within 23%):
+    the fit minimises the largest error, so 31.1% is the best any setting of this model reaches (next
+    test). Geometric mean within 10% everywhere."""
     for which in ("cpu", "gpu"):
         rows = paper_comparison(which)
         for kernel in ("dense", "sparse"):
             ratios = [r[f"{kernel}_sustained_over_measured"] for r in rows]
             assert abs(gmean(ratios) - 1) < 0.10
-            tol = 0.60 if (which, kernel) == ("cpu", "dense") else 0.30
-            assert all(abs(x - 1) < tol for x in ratios), (which, kernel, ratios)
-    alex8, vgg8 = MEASURED_US[("cpu", "dense")][2], MEASURED_US[("cpu", "dense")][5]
-    assert alex8 / vgg8 > 1.4
+            if (which, kernel) != ("cpu", "dense"):
+                assert all(abs(x - 1) < 0.30 for x in ratios), (which, kernel, ratios)
+    ratios = {r["layer"]: r["dense_sustained_over_measured"] for r in paper_comparison("cpu")}
+    missed = {name for name, x in ratios.items() if abs(x - 1) >= 0.30}
+    assert missed == {"Alex-6", "Alex-7", "NT-LSTM"}
+    assert all(abs(x - 1) < 0.312 for x in ratios.values())
+    assert all(abs(ratios[name] - 1) < 0.23 for name in ratios if name not in missed)
+
+
+def test_cache_model_narrows_the_best_cpu_dense_fit():
+    """Minimax fits: the best possible largest error over the nine layers is 38.7% with every byte from DRAM,
+    32.3% with an LRU L3 (the 16.4 MB layers then miss it entirely) and 31.1% with the thrash-resistant L3.
+    The measurements bound any model of size alone: Alex-8 and VGG-8 (same shape) differ by 1.47x, and
+    Alex-6 streams 2.25x Alex-7's bytes in 1.21x its time."""
+    def best(plat):
+        k = fit_sustained(plat, "dense", "cpu")
+        p = replace(plat, dense=k)
+        return max(abs(r["dense_sustained_over_measured"] - 1) for r in _comparison(p))
+
+    assert best(replace(I7_5930K, llc_policy=None)) == pytest.approx(0.387, abs=0.002)
+    assert best(replace(I7_5930K, llc_policy="lru")) == pytest.approx(0.323, abs=0.002)
+    assert best(I7_5930K) == pytest.approx(0.311, abs=0.002)
+    m = MEASURED_US[("cpu", "dense")]
+    assert m[2] / m[5] > 1.46 and m[0] / m[1] < 1.22
+
+
+def _comparison(plat):
+    from deepcompress.hardware.baselines import LAYER_ORDER
+    from deepcompress.hardware.roofline import benchmark_shapes
+
+    out = []
+    for shape in benchmark_shapes():
+        meas = MEASURED_US[("cpu", "dense")][LAYER_ORDER.index(shape.name)]
+        out.append({"layer": shape.name,
+                    "dense_sustained_over_measured": sustained_time(plat, traffic(shape)) * 1e6 / meas})
+    return out
 
 
 def test_table_v_cpu_and_gpu_rows():

@@ -74,10 +74,22 @@ class DianNaoConfig:
         return self.dram_gbps * 1e9 / self.clock_hz
 
 
-def ops_per_cycle(config: DianNaoConfig = DianNaoConfig(), convention: str = "tree") -> int:
+# The paper's op count (Chen et al. 2014, Sec. 7): NFU-1 and NFU-2 busy every cycle on classifier and
+# convolutional layers, i.e. Tn x Ti multiplies plus Tn adder trees of Ti - 1 adds each (256 + 240 = 496 16-bit
+# fixed-point ops; NFU-2's partial-sum add and NFU-3 are not counted), at 0.98 GHz: 486.08e9 op/s. Its
+# "452 GOP/s" is that rate in binary giga-ops (2^30 op/s): 486.08e9 / 2^30 = 452.7, printed truncated. No whole
+# operator count gives 452 with a decimal giga (it needs 461.2 ops per cycle), so this is the only reading of
+# the published figure that follows from the machine; it is an inference from the arithmetic, the paper does
+# not name its prefix.
+PAPER_CONVENTION = "tree"
+BINARY_GIGA = 2.0 ** 30
+DECIMAL_GIGA = 1e9
+
+
+def ops_per_cycle(config: DianNaoConfig = DianNaoConfig(), convention: str = PAPER_CONVENTION) -> int:
     """Operations per cycle of a full NFU under a counting convention.
 
-    'tree': Tn x Ti multiplies + Tn x (Ti - 1) adder-tree adds (256 + 240 = 496); 'mac2': 2 per
+    'tree' (the paper's): Tn x Ti multiplies + Tn x (Ti - 1) adder-tree adds (256 + 240 = 496); 'mac2': 2 per
     multiply-accumulate, i.e. the tree adds plus the partial-sum add (512); 'mult': multiplies only (256).
     """
     tn, ti = config.tn, config.ti
@@ -87,14 +99,23 @@ def ops_per_cycle(config: DianNaoConfig = DianNaoConfig(), convention: str = "tr
     return counts[convention]
 
 
-def peak_gops(config: DianNaoConfig = DianNaoConfig(), convention: str = "tree") -> float:
-    """Peak throughput in GOP/s under `convention` (see ops_per_cycle)."""
-    return ops_per_cycle(config, convention) * config.clock_hz / 1e9
+def peak_gops(config: DianNaoConfig = DianNaoConfig(), convention: str = PAPER_CONVENTION,
+              giga: float = DECIMAL_GIGA) -> float:
+    """Peak throughput in giga-ops per second under `convention` (see ops_per_cycle); `giga` is 1e9
+    (decimal, the default) or BINARY_GIGA (2^30, the unit that turns the paper's 496 ops x 0.98 GHz into
+    its 452 GOP/s)."""
+    return ops_per_cycle(config, convention) * config.clock_hz / giga
 
 
-def published_ops_per_cycle() -> float:
-    """Operations per cycle implied by the published 452 GOP/s at 0.98 GHz (about 461)."""
-    return DIANNAO_PEAK_GOPS * 1e9 / DIANNAO_CLOCK_HZ
+def paper_peak_gops(config: DianNaoConfig = DianNaoConfig()) -> float:
+    """Peak under the paper's convention: 496 ops/cycle at 0.98 GHz in binary giga-ops (452.7 for 452)."""
+    return peak_gops(config, PAPER_CONVENTION, BINARY_GIGA)
+
+
+def published_ops_per_cycle(giga: float = DECIMAL_GIGA) -> float:
+    """Operations per 0.98 GHz cycle implied by the published 452 GOP/s: 461.2 with a decimal giga, 495.2
+    with a binary one (the NFU's 496, the published figure being truncated)."""
+    return DIANNAO_PEAK_GOPS * giga / DIANNAO_CLOCK_HZ
 
 
 def compute_cycles(layer: LayerShape, batch: int, config: DianNaoConfig) -> int:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .diannao import DianNaoConfig, ops_per_cycle, peak_gops, published_ops_per_cycle
+from .diannao import (BINARY_GIGA, PAPER_CONVENTION, DianNaoConfig, ops_per_cycle, peak_gops,
+                      published_ops_per_cycle)
 from .tech import DIANNAO_PEAK_GOPS
 
 
@@ -32,13 +33,15 @@ def format_diannao(d: dict) -> str:
 
 
 def format_diannao_peak(config: DianNaoConfig = DianNaoConfig()) -> str:
-    """The op-counting conventions beside the published 452 GOP/s."""
+    """The op-counting conventions beside the published 452 GOP/s, in decimal and binary giga-ops."""
     lines = [f"DianNao peak at {config.clock_hz / 1e9:.2f} GHz (published {DIANNAO_PEAK_GOPS:g} GOP/s = "
-             f"{published_ops_per_cycle():.1f} ops/cycle):"]
+             f"{published_ops_per_cycle():.1f} ops/cycle x 1e9, or {published_ops_per_cycle(BINARY_GIGA):.1f} "
+             f"x 2^30):"]
     for conv, what in (("tree", "multiplies + adder-tree adds"), ("mac2", "2 per MAC"), ("mult", "multiplies")):
-        g = peak_gops(config, conv)
-        lines.append(f"  {what:<30}{ops_per_cycle(config, conv):>5} ops/cycle {g:>8.1f} GOP/s "
-                     f"({g / DIANNAO_PEAK_GOPS:.3f} x published)")
+        g, gb = peak_gops(config, conv), peak_gops(config, conv, BINARY_GIGA)
+        mark = "  <- the paper's count and unit" if conv == PAPER_CONVENTION else ""
+        lines.append(f"  {what:<30}{ops_per_cycle(config, conv):>5} ops/cycle {g:>8.1f} GOP/s (1e9) "
+                     f"{gb:>7.1f} GOP/s (2^30, {gb / DIANNAO_PEAK_GOPS:.3f} x published){mark}")
     return "\n".join(lines)
 
 

@@ -32,3 +32,25 @@ def test_zero_workers_is_a_user_error(tmp_path, capsys):
     write_idx_folder(tmp_path, n_train=12, n_test=5)
     assert main(["train", "--data-dir", str(tmp_path), "--workers", "0", "--out", str(tmp_path / "o")]) == 1
     assert "--workers must be at least 1" in capsys.readouterr().err
+
+
+def test_train_ps_runs_downpour_and_prints_the_staleness_report(tmp_path, capsys):
+    write_idx_folder(tmp_path, n_train=64, n_test=16)
+    # 2 workers x 32 images, batch 8: 4 steps each, a push every 2 steps, so each shard applies 4 gradients.
+    assert main(["train-ps", "--data-dir", str(tmp_path), "--workers", "2", "--shards", "2", "--epochs", "1",
+                 "--batch-size", "8", "--n-fetch", "2", "--n-push", "2", "--lr", "0.05",
+                 "--out", str(tmp_path / "ps")]) == 0
+    out = capsys.readouterr().out
+    assert "updates per shard: 4, 4; steps per worker: worker0 4, worker1 4" in out
+    assert "staleness" in out and "8 gradients" in out
+    record = json.loads((tmp_path / "ps" / "ps.json").read_text())
+    assert record["updates"] == [4, 4] and record["staleness"]["gradients"] == 8 and not record["lost"]
+    assert record["ps"]["n_fetch"] == 2 and record["config"]["momentum"] == 0.0
+    assert set(torch.load(tmp_path / "ps" / "model.pt", weights_only=True)) == {
+        f"ip{i}.{k}" for i in (1, 2, 3) for k in ("weight", "bias")}
+
+
+def test_train_ps_rejects_zero_shards(tmp_path, capsys):
+    write_idx_folder(tmp_path, n_train=12, n_test=5)
+    assert main(["train-ps", "--data-dir", str(tmp_path), "--shards", "0", "--out", str(tmp_path / "o")]) == 1
+    assert "must be >= 1" in capsys.readouterr().err

@@ -13,11 +13,14 @@ from .errors import UserError
 from .models import build_model
 from .recipes import load_recipe, stage
 from .cli_train import add_model_data_args
-from .train import TrainConfig, load_checkpoint, train
+from .train import TrainConfig, load_checkpoint
 
 
-def baseline(args, recipe: dict, data, out: Path):
-    """The trained starting model: from --checkpoint, or trained with the recipe's [train] settings."""
+def baseline(args, recipe: dict, data, out: Path, team=None):
+    """The trained starting model: from --checkpoint, or trained with the recipe's [train] settings.
+
+    `team` (default: this process alone) is who trains it; see deepcompress.compress.pipeline.Team.
+    """
     model = build_model(args.model)
     if args.checkpoint:
         state = load_checkpoint(Path(args.checkpoint))
@@ -27,30 +30,66 @@ def baseline(args, recipe: dict, data, out: Path):
         except (RuntimeError, KeyError) as exc:
             raise UserError(f"checkpoint {args.checkpoint} does not fit {args.model}: {exc}") from None
         return model
-    cfg = TrainConfig.from_dict(stage(recipe, "train", args.data))
-    torch.manual_seed(cfg.seed)
+    from .compress.pipeline import Run, Team
+
+    run = Run(out, data, args.resume, not args.quiet, team or Team())
+    cfg = stage(recipe, "train", args.data)
+    settings = TrainConfig.from_dict(cfg)
+    torch.manual_seed(settings.seed)
     model = build_model(args.model)
-    print(f"training the {args.model} baseline ({cfg.epochs} epochs); pass --checkpoint to skip", file=sys.stderr)
-    train(model, data, cfg, checkpoint=out / "baseline-train.pt", resume=args.resume,
-          progress=not args.quiet, verbose=not args.quiet)
+    if run.team.writes:
+        print(f"training the {args.model} baseline ({settings.epochs} epochs); pass --checkpoint to skip",
+              file=sys.stderr)
+    run.fit(model, cfg, "baseline")
     return model
 
 
-def _run(args) -> int:
+def _compress(args, recipe: dict, data, out: Path, team=None) -> int:
+    """The command's work in this process: baseline, compress_model, report (the writing rank only)."""
     from .compress import compress_model
     from .compress.report import results_record, write_report
 
-    recipe = load_recipe(args.model, args.recipe)
-    data = load_dataset(args.data, folder=args.data_dir)
-    out = Path(args.out or f"runs/compress-{args.model}-{args.data}")
-    model = baseline(args, recipe, data, out)
+    model = baseline(args, recipe, data, out, team)
     meta = {"model": args.model, "dataset": args.data, "input_shape": [1, 28, 28]}
-    outcome = compress_model(model, data, recipe, out, meta=meta, resume=args.resume, progress=not args.quiet)
+    outcome = compress_model(model, data, recipe, out, meta=meta, resume=args.resume, progress=not args.quiet,
+                             team=team)
+    if outcome is None:  # a data-parallel rank other than 0
+        return 0
     rec = results_record(args.model, args.data, outcome, "deepcompress " + shlex.join(args.argv))
     write_report(out, rec)
     print(f"{args.model} on {args.data}: {rec['file_bytes']:,} bytes, ratio {rec['ratio']:.1f}x, "
           f"test error from the file {100 * rec['test_error']:.2f}% (baseline {100 * rec['baseline_error']:.2f}%); "
-          f"report: {out / 'report.md'}")
+          f"report: {out / 'report.md'}", flush=True)
+    return 0
+
+
+def _rank(rank: int, world: int, args, recipe: dict, data, out: Path) -> None:
+    """One data-parallel process of `compress --workers N`, inside the gloo group the launcher made."""
+    from .parallel.compression import RankTeam
+
+    _compress(args, recipe, data, out, RankTeam())
+
+
+def _run(args) -> int:
+    if args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    recipe = load_recipe(args.model, args.recipe)
+    data = load_dataset(args.data, folder=args.data_dir)
+    out = Path(args.out or f"runs/compress-{args.model}-{args.data}")
+    if args.workers == 1:
+        return _compress(args, recipe, data, out)
+    from .parallel.data_parallel import default_threads
+    from .parallel.launch import WorkerError, spawn
+
+    if args.checkpoint:
+        baseline(args, recipe, data, out)  # a checkpoint that does not fit is one clear error, here
+    print(f"compressing {args.model} on {args.data} with {args.workers} data-parallel processes (the recipe's "
+          f"batch sizes are split among them); output in {out}", file=sys.stderr)
+    try:
+        spawn(_rank, (args, recipe, data, out), args.workers, timeout_s=None,
+              threads=default_threads(args.workers))
+    except WorkerError as exc:
+        raise UserError(str(exc)) from None
     return 0
 
 
@@ -66,6 +105,10 @@ def register(sub) -> None:
     p.add_argument("--out", help="output folder (default runs/compress-MODEL-DATA)")
     p.add_argument("--resume", action="store_true", help="skip finished stages and continue interrupted ones")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    p.add_argument("--workers", type=int, default=1,
+                   help="local data-parallel processes for the training stages (DDP over gloo; default "
+                        "%(default)s); the recipe's batch sizes are global and split among them, so the "
+                        "result matches one process (see docs/PARALLEL.md)")
     p.set_defaults(func=_run)
     register_sensitivity(sub)
 

@@ -1,6 +1,10 @@
 """Deep Compression end to end: baseline -> prune + retrain -> quantize + fine-tune -> encode -> the
 file's own test error. Every stage saves its result in the output folder, so a rerun with `resume`
-skips finished stages and continues an interrupted retraining from its checkpoint."""
+skips finished stages and continues an interrupted retraining from its checkpoint.
+
+A `Team` says which processes share the run: by default this one alone. Data-parallel runs
+(deepcompress.parallel.compression.RankTeam) run the same pipeline on every rank; training goes through
+DDP, masks and codebooks are rank 0's everywhere, and only rank 0 prints and writes files."""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from tqdm import tqdm
 from .. import atomic
 from ..errors import UserError
 from ..recipes import stage
-from ..train import TrainConfig, evaluate, train
+from ..train import BatchShard, TrainConfig, evaluate, train
 from .export import load_into, write_model
 from .prune import GradualPruning, L1Penalty, Masks, StdThreshold, TargetSparsity, polynomial_sparsity
 from .quantize import SharedWeights
@@ -23,19 +27,45 @@ from .quantize import SharedWeights
 PRUNE_RULES = ("sparsity", "std", "global")
 
 
+class Team:
+    """The processes that share one compression run; this base class is the one process doing it all.
+
+    A data-parallel subclass makes each process a rank: `wrap` and `shard` route training through DDP
+    on the rank's share of every batch, `share` hands every rank rank 0's value, and only the rank whose
+    `writes` is true prints and writes files.
+    """
+
+    writes = True
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """The module to train (here the model itself)."""
+        return model
+
+    def shard(self) -> BatchShard | None:
+        """This process's part of each batch (None: all of it)."""
+        return None
+
+    def share(self, value):
+        """`value` as the run's deciding process computed it (here: this process's own)."""
+        return value
+
+
 @dataclass
 class Run:
-    """Where a compression run writes, and what it has measured so far."""
+    """Where a compression run writes, who shares it, and what it has measured so far."""
 
     out: Path
     data: object
     resume: bool = False
     progress: bool = True
+    team: Team = field(default_factory=Team)
     log: list[dict] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
     def note(self, stage_name: str, model: nn.Module, **extra) -> float:
-        """Measure the model's test error after a stage, print it and keep it in the log."""
+        """Measure the model's test error after a stage, print it and keep it in the log (writer only)."""
+        if not self.team.writes:
+            return float("nan")
         err = evaluate(model, self.data.test_x, self.data.test_y)
         self.log.append({"stage": stage_name, "test_error": err, **extra})
         tqdm.write(f"[{stage_name}] test error {100 * err:.2f}%"
@@ -43,14 +73,16 @@ class Run:
         return err
 
     def fit(self, model, cfg: dict, name: str, hooks=()) -> None:
-        """Train with the stage's settings, checkpointing to OUT/NAME-train.pt."""
-        train(model, self.data, TrainConfig.from_dict(cfg), checkpoint=self.out / f"{name}-train.pt",
-              resume=self.resume, hooks=hooks, progress=self.progress, verbose=self.progress)
+        """Train with the stage's settings (batch_size is the global batch), checkpointing to OUT/NAME-train.pt."""
+        train(self.team.wrap(model), self.data, TrainConfig.from_dict(cfg),
+              checkpoint=self.out / f"{name}-train.pt", resume=self.resume, hooks=hooks,
+              progress=self.progress, verbose=self.progress, shard=self.team.shard())
 
-
-def _save(path: Path, state: dict) -> None:
-    with atomic.atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    def save(self, name: str, state: dict) -> None:
+        """Write OUT/NAME atomically (writer only)."""
+        if self.team.writes:
+            with atomic.atomic_path(self.out / name) as tmp:
+                torch.save(state, tmp)
 
 
 def _load(path: Path) -> dict | None:
@@ -74,6 +106,7 @@ def prune_stage(model: nn.Module, cfg: dict, run: Run) -> Masks:
     if rule not in PRUNE_RULES:
         raise UserError(f"recipe [prune] rule {rule!r}: expected one of {', '.join(PRUNE_RULES)}")
     masks = Masks(model)  # every layer is stored and quantized, pruned or not
+    masks.agree = run.team.share  # every rank keeps rank 0's masks
     if cfg.get("schedule", "iterative") == "gradual":
         return _gradual(model, cfg, masks, run)
     rounds = int(cfg.get("iterations", 1))
@@ -90,7 +123,7 @@ def prune_stage(model: nn.Module, cfg: dict, run: Run) -> Masks:
         run.note(f"prune {i}/{rounds} before retraining", model, kept=masks.kept())
         hooks = [masks] + ([L1Penalty(masks, cfg["l1"])] if cfg.get("l1") else [])
         run.fit(model, cfg.get("retrain", {}), f"prune-{i}", hooks)
-        _save(run.out / f"prune-{i}.pt", {"model": model.state_dict(), "masks": masks.masks})
+        run.save(f"prune-{i}.pt", {"model": model.state_dict(), "masks": masks.masks})
         run.note(f"prune {i}/{rounds} retrained", model, density=_fmt(masks.density()))
     return masks
 
@@ -133,6 +166,7 @@ def quantize_stage(model: nn.Module, masks: Masks, cfg: dict, run: Run) -> Share
     bits = layer_settings(cfg, masks, "bits", 5, 8)
     shared = SharedWeights(model, masks, bits, init=cfg.get("init", "linear"), method=cfg.get("method", "kmeans"),
                            iters=int(cfg.get("iters", 100)))
+    shared.adopt(run.team.share(shared.codes))  # every rank fine-tunes rank 0's codebooks and assignments
     run.note("quantized", model, bits=bits)
     finetune = cfg.get("finetune", {})
     if finetune.get("epochs", 0) > 0:
@@ -143,14 +177,15 @@ def quantize_stage(model: nn.Module, masks: Masks, cfg: dict, run: Run) -> Share
 
 
 def compress_model(model: nn.Module, data, recipe: dict, out: str | Path, *, meta: dict | None = None,
-                   resume: bool = False, progress: bool = True) -> dict:
+                   resume: bool = False, progress: bool = True, team: Team | None = None) -> dict | None:
     """Prune, quantize and encode a trained `model`; write OUT/model.dcz and return what was measured.
 
     `recipe` holds [prune], [quantize] and [encode] tables (see the built-in recipes). The returned
-    dict has the per-stage test errors, the file path and the file's own test error.
+    dict has the per-stage test errors, the file path and the file's own test error. With a
+    data-parallel `team`, call it on every rank: the rank that writes returns the dict, the others None.
     """
     _check_supported(model)
-    run = Run(Path(out), data, resume, progress)
+    run = Run(Path(out), data, resume, progress, team or Team())
     run.out.mkdir(parents=True, exist_ok=True)
     dataset = getattr(data, "name", None)
     t0 = time.perf_counter()
@@ -160,6 +195,8 @@ def compress_model(model: nn.Module, data, recipe: dict, out: str | Path, *, met
     qcfg = stage(recipe, "quantize", dataset)
     shared = quantize_stage(model, masks, qcfg, run)
     run.timings["quantize_s"] = time.perf_counter() - t0 - run.timings["prune_s"]
+    if not run.team.writes:
+        return None
     ecfg = stage(recipe, "encode", dataset)
     gap_bits = layer_settings(ecfg, masks, "gap_bits", "auto", "auto")
     path = run.out / "model.dcz"

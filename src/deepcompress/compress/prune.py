@@ -7,7 +7,9 @@ A class per threshold rule behind a thin functional API, in the manner of torch.
 - `prune_global(model, sparsity)`: one magnitude threshold across all pruned layers.
 
 Masks live in a `Masks` object that is also a training hook: gradients of pruned weights are zeroed after
-backward and the weights are re-zeroed after every step, so pruned weights stay exactly zero.
+backward and the weights are re-zeroed after every step, so pruned weights stay exactly zero. Its
+`agree` function decides whose masks count after each pruning: this process's own, or, in a
+data-parallel run, rank 0's on every rank.
 """
 
 from __future__ import annotations
@@ -58,6 +60,11 @@ class TargetSparsity:
         return _kth_magnitude(weight, self.sparsity)
 
 
+def _own(masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A single process keeps the masks it computed."""
+    return masks
+
+
 def _check_fraction(name: str, value: float) -> None:
     if not 0.0 <= value < 1.0:
         raise UserError(f"sparsity for {name} must be in [0, 1), got {value}")
@@ -74,6 +81,7 @@ class Masks(TrainHook):
             raise UserError(f"no Linear/Conv2d layer named {', '.join(missing)}; layers: {', '.join(found)}")
         self.modules = {n: found[n] for n in names}
         self.masks = {n: torch.ones_like(m.weight, dtype=torch.bool) for n, m in self.modules.items()}
+        self.agree = _own  # maps the masks this process computed to the masks every process keeps
 
     def prune(self, rules: dict[str, object]) -> None:
         """Apply a threshold rule per layer (`rules` maps layer name to a rule object)."""
@@ -83,6 +91,7 @@ class Masks(TrainHook):
             weight = self.modules[name].weight.detach()
             cut = rule.threshold(weight, self.masks[name])
             self.masks[name] &= weight.abs() > cut if cut > 0 else torch.ones_like(self.masks[name])
+        self.masks = self.agree(self.masks)
         self.apply()
 
     def prune_global(self, sparsity: float) -> None:
@@ -92,6 +101,7 @@ class Masks(TrainHook):
         cut = _kth_magnitude(weights, sparsity)
         for name, module in self.modules.items():
             self.masks[name] &= module.weight.detach().abs() > cut
+        self.masks = self.agree(self.masks)
         self.apply()
 
     @torch.no_grad()

@@ -96,6 +96,11 @@ class SharedWeights(TrainHook):
                                              init, method, iters, seed)
         self.snap()
 
+    def adopt(self, codes: dict[str, LayerCode]) -> None:
+        """Use `codes` (e.g. rank 0's in a data-parallel run) and snap the weights to them."""
+        self.codes = codes
+        self.snap()
+
     @staticmethod
     def _cluster(weight, mask, k, init, method, iters, seed) -> LayerCode:
         alive = weight[mask].numpy()

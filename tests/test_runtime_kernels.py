@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from deepcompress.runtime import (SparseConv2d, SparseLinear, choose_fc_layout, conv_from_positions,
                                   from_dense, from_positions, linear_from_dense, linear_from_positions)
-from deepcompress.runtime.layouts import ENTRY_BITS, build_csc, csc_bits, csc_padding, predicted_bytes
+from deepcompress.runtime.layouts import (ENTRY_BITS, build_csc, csc_bits, csc_padding, csc_row_starts,
+                                         predicted_bytes)
 
 LAYOUTS = ("csc", "panel", "grouped")
 REL_TOL = 1e-5
@@ -85,6 +86,34 @@ def test_column_layout_pads_long_row_gaps(k):
     layer = SparseLinear(layout)
     check_layer(layer, nz, np.zeros(rows), rng.standard_normal(3).astype(np.float32))
     check_layer(layer, nz, np.zeros(rows), rng.standard_normal((4, 3)).astype(np.float32))
+
+
+@pytest.mark.parametrize("block_rows", [1, 7, 33, 97, 1000])
+def test_column_layout_in_row_blocks(block_rows):
+    """Row blocks change the layout, not the result; gaps restart at each block, so padding never grows."""
+    rng = np.random.default_rng(block_rows)
+    nz = random_nonzeros(rng, (97, 130), 0.2, 256, empty_rows=(0, 40, 96), empty_cols=(3,))
+    layout = build_csc(nz, block_rows)
+    starts = csc_row_starts(97, block_rows)
+    np.testing.assert_array_equal(layout.row_start, starts)
+    assert starts[0] == 0 and starts[-1] == 97 and np.all(np.diff(starts) <= block_rows)
+    assert layout.col_ptr.shape == (starts.size - 1, 131)
+    assert layout.padding == csc_padding(nz, block_rows) <= csc_padding(nz, 1000)
+    bias = rng.standard_normal(97).astype(np.float32)
+    layer = SparseLinear(layout, bias)
+    for act in (0.0, 0.3, 1.0):
+        check_layer(layer, nz, bias, sparse_inputs(rng, 130, act))
+        check_layer(layer, nz, bias, sparse_inputs(rng, (5, 130), act))
+
+
+def test_tall_column_layout_is_blocked_and_sized_as_predicted():
+    rng = np.random.default_rng(11)
+    nz = random_nonzeros(rng, (9000, 40), 0.05, 16)
+    layout = build_csc(nz)
+    assert layout.col_ptr.shape[0] == 3  # 9000 rows in blocks of at most 4096
+    nbytes = layout.nbytes()
+    assert nbytes.entries + nbytes.pointers == predicted_bytes(nz, "csc")
+    check_layer(SparseLinear(layout), nz, np.zeros(9000), sparse_inputs(rng, 40, 0.5))
 
 
 @pytest.mark.parametrize("n", [1, 5, 8, 24, 72, 136])

@@ -21,23 +21,29 @@ from .simd import LANES, row_block1, row_block2, row_block4, row_block8
 
 
 @njit(cache=True, nogil=True)
-def csc_matvec(col_ptr, entries, codebook, bits, x, y):
-    """y += W x for the column layout, skipping columns whose input is zero (EIE's LNZD in software)."""
+def csc_matvec(col_ptr, row_start, entries, codebook, bits, x, y):
+    """y += W x for the column layout, skipping columns whose input is zero (EIE's LNZD in software).
+
+    Row block b (rows row_start[b]..row_start[b+1]) is done for all columns before block b + 1, so the
+    part of y being scattered into stays in L1.
+    """
     mask = (1 << bits) - 1
-    for j in range(x.shape[0]):
-        xj = x[j]
-        if xj == 0.0:
-            continue
-        seg = entries[col_ptr[j]:col_ptr[j + 1]]
-        row = 0
-        for k in range(seg.shape[0]):
-            e = np.int64(seg[k])
-            row += e >> bits
-            y[row] += codebook[e & mask] * xj
+    for b in range(col_ptr.shape[0]):
+        ptr = col_ptr[b]
+        for j in range(x.shape[0]):
+            xj = x[j]
+            if xj == 0.0:
+                continue
+            seg = entries[ptr[j]:ptr[j + 1]]
+            row = np.int64(row_start[b])
+            for k in range(seg.shape[0]):
+                e = np.int64(seg[k])
+                row += e >> bits
+                y[row] += codebook[e & mask] * xj
 
 
 @njit(cache=True, nogil=True)
-def csc_matmat(col_ptr, entries, codebook, bits, xt, yt):
+def csc_matmat(col_ptr, row_start, entries, codebook, bits, xt, yt):
     """yt += W xt for the column layout; a column is skipped when its input is zero for the whole batch."""
     mask = (1 << bits) - 1
     n = xt.shape[1]
@@ -50,15 +56,16 @@ def csc_matmat(col_ptr, entries, codebook, bits, xt, yt):
                 break
         if not nonzero:
             continue
-        seg = entries[col_ptr[j]:col_ptr[j + 1]]
-        row = 0
-        for k in range(seg.shape[0]):
-            e = np.int64(seg[k])
-            row += e >> bits
-            w = codebook[e & mask]
-            yr = yt[row]
-            for q in range(n):
-                yr[q] += w * xr[q]
+        for b in range(col_ptr.shape[0]):
+            seg = entries[col_ptr[b, j]:col_ptr[b, j + 1]]
+            row = np.int64(row_start[b])
+            for k in range(seg.shape[0]):
+                e = np.int64(seg[k])
+                row += e >> bits
+                w = codebook[e & mask]
+                yr = yt[row]
+                for q in range(n):
+                    yr[q] += w * xr[q]
 
 
 @njit(cache=True, nogil=True)

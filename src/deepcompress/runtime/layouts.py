@@ -6,7 +6,9 @@ the high 16 - `bits` bits. Pointers (int32) are per column, per (panel, row) or 
 - `CscLayout` (EIE's format): column-major; the position field is the row gap from the previous
   nonzero of the column (from row 0 for the first). A gap larger than the field holds is bridged by
   padding entries that carry the spare codebook index `K`, whose weight is 0 (so the codebook index
-  needs bit_length(K) bits). Lets the kernel skip whole columns whose input is zero.
+  needs bit_length(K) bits). Lets the kernel skip whole columns whose input is zero. Tall matrices are
+  cut into row blocks of at most CSC_BLOCK_ROWS rows, each a column layout of its own (gaps start
+  again at the block's first row), so the slice of the output being scattered into fits in L1.
 - `PanelLayout`: row-major within column panels of width 2**(16 - bits); the position field is the
   column offset inside the panel. No padding, every nonzero costs exactly 2 bytes.
 - `GroupedLayout`: row-major, a row's nonzeros grouped by centroid; 16-bit column indices, the
@@ -23,6 +25,10 @@ from . import kernels
 from .nonzeros import Nonzeros
 
 ENTRY_BITS = 16
+# 4096 float32 outputs = 16 KB, half of a 32 KB L1 data cache. NT-Wd (8791 x 600, dense input, batch 1,
+# benchmarks/runtime_layers.py) ran 1.16x faster in 2-3 blocks than in one; layers of 1000-4096 rows
+# (Alex-6, Alex-8, VGG-6, NT-LSTM) ran 1.0-2.5x slower when cut into blocks they do not need.
+CSC_BLOCK_ROWS = 4096
 _MAX_ENTRIES = np.iinfo(np.int32).max
 
 
@@ -34,6 +40,13 @@ def _pointers(counts: np.ndarray) -> np.ndarray:
     ptr = np.zeros(counts.shape[0] + 1, np.int32)
     np.cumsum(counts, out=ptr[1:])
     return ptr
+
+
+def _pointer_rows(counts: np.ndarray, n: int, width: int) -> np.ndarray:
+    """int32 pointers of n x width consecutive segments as an (n, width + 1) array: segment (r, j) of
+    `counts` (row-major) spans ptr[r, j] .. ptr[r, j + 1]."""
+    flat = _pointers(counts)
+    return np.lib.stride_tricks.as_strided(flat, (n, width + 1), (width * 4, 4)).copy()
 
 
 def _padded_codebook(codebook: np.ndarray, bits: int) -> np.ndarray:
@@ -69,7 +82,8 @@ class CscLayout:
     shape: tuple[int, int]
     nnz: int
     bits: int
-    col_ptr: np.ndarray
+    row_start: np.ndarray  # int64, blocks + 1: block b holds rows row_start[b]..row_start[b+1]
+    col_ptr: np.ndarray  # int32, (blocks, cols + 1): block b's column j spans col_ptr[b, j]..col_ptr[b, j+1]
     entries: np.ndarray
     codebook: np.ndarray
     kind = "csc"
@@ -81,15 +95,16 @@ class CscLayout:
 
     def nbytes(self) -> LayoutBytes:
         """Bytes of entries, pointers and codebook."""
-        return LayoutBytes(self.nnz, self.entries.nbytes, self.col_ptr.nbytes, self.codebook.nbytes)
+        pointers = self.col_ptr.nbytes + self.row_start.nbytes
+        return LayoutBytes(self.nnz, self.entries.nbytes, pointers, self.codebook.nbytes)
 
     def matvec(self, x: np.ndarray, y: np.ndarray) -> None:
         """y += W x (float32, contiguous)."""
-        kernels.csc_matvec(self.col_ptr, self.entries, self.codebook, self.bits, x, y)
+        kernels.csc_matvec(self.col_ptr, self.row_start, self.entries, self.codebook, self.bits, x, y)
 
     def matmat(self, xt: np.ndarray, yt: np.ndarray) -> None:
         """yt += W xt, xt of shape (cols, N), yt of shape (rows, N)."""
-        kernels.csc_matmat(self.col_ptr, self.entries, self.codebook, self.bits, xt, yt)
+        kernels.csc_matmat(self.col_ptr, self.row_start, self.entries, self.codebook, self.bits, xt, yt)
 
 
 @dataclass(frozen=True)
@@ -155,36 +170,52 @@ def panel_bits(k: int) -> int:
     return int(k - 1).bit_length()
 
 
-def _column_gaps(nz: Nonzeros, max_gap: int):
-    """Column-major order of the nonzeros, each one's row gap, and the padding entries it needs."""
-    order = np.lexsort((nz.rows, nz.cols))
-    rows, cols = nz.rows[order], nz.cols[order]
-    prev = np.zeros_like(rows)
+def csc_row_starts(n_rows: int, block_rows: int = CSC_BLOCK_ROWS) -> np.ndarray:
+    """First row of each row block of the column layout, and n_rows at the end (int64)."""
+    if block_rows < 1:
+        raise ValueError(f"block_rows must be positive, got {block_rows}")
+    blocks = max(1, -(-n_rows // block_rows))
+    return np.linspace(0, n_rows, blocks + 1).astype(np.int64)
+
+
+def _column_gaps(nz: Nonzeros, max_gap: int, row_start: np.ndarray):
+    """Order of the nonzeros by (row block, column, row), each one's row gap, and the padding it needs."""
+    block = np.searchsorted(row_start, nz.rows, side="right") - 1
+    order = np.lexsort((nz.rows, nz.cols, block))
+    rows, cols, block = nz.rows[order], nz.cols[order], block[order]
+    prev = row_start[block]
     if rows.size:
-        prev[1:] = rows[:-1]
-        prev[np.flatnonzero(np.diff(cols)) + 1] = 0
+        same = (np.diff(cols) == 0) & (np.diff(block) == 0)
+        prev[1:] = np.where(same, rows[:-1], prev[1:])
     gap = rows - prev
-    return order, gap, np.where(gap > max_gap, (gap - 1) // max_gap, 0)
+    return order, block, gap, np.where(gap > max_gap, (gap - 1) // max_gap, 0)
 
 
-def csc_padding(nz: Nonzeros) -> int:
+def _max_gap(k: int) -> int:
+    return (1 << (ENTRY_BITS - csc_bits(k))) - 1
+
+
+def csc_padding(nz: Nonzeros, block_rows: int = CSC_BLOCK_ROWS) -> int:
     """Padding entries the column layout of `nz` needs."""
-    max_gap = (1 << (ENTRY_BITS - csc_bits(nz.codebook.shape[0]))) - 1
-    return int(_column_gaps(nz, max_gap)[2].sum())
+    row_start = csc_row_starts(nz.shape[0], block_rows)
+    return int(_column_gaps(nz, _max_gap(nz.codebook.shape[0]), row_start)[3].sum())
 
 
-def build_csc(nz: Nonzeros) -> CscLayout:
-    """The column layout of `nz`."""
+def build_csc(nz: Nonzeros, block_rows: int = CSC_BLOCK_ROWS) -> CscLayout:
+    """The column layout of `nz`, in row blocks of at most `block_rows` rows."""
     k = nz.codebook.shape[0]
-    bits = csc_bits(k)
-    max_gap = (1 << (ENTRY_BITS - bits)) - 1
-    order, gap, pads = _column_gaps(nz, max_gap)
+    bits, max_gap = csc_bits(k), _max_gap(k)
+    row_start = csc_row_starts(nz.shape[0], block_rows)
+    order, block, gap, pads = _column_gaps(nz, max_gap, row_start)
     last_gap = gap - pads * max_gap
     slots = np.arange(gap.size) + np.cumsum(pads)
     entries = np.full(gap.size + int(pads.sum()), (max_gap << bits) | k, np.uint16)
     entries[slots] = (last_gap << bits) | nz.codes[order]
-    per_col = np.bincount(nz.cols[order], weights=1 + pads, minlength=nz.shape[1]).astype(np.int64)
-    return CscLayout(nz.shape, nz.nnz, bits, _pointers(per_col), entries, _padded_codebook(nz.codebook, bits))
+    n_cols = nz.shape[1]
+    segment = block * n_cols + nz.cols[order]
+    per_seg = np.bincount(segment, weights=1 + pads, minlength=(row_start.size - 1) * n_cols).astype(np.int64)
+    col_ptr = _pointer_rows(per_seg, row_start.size - 1, n_cols)
+    return CscLayout(nz.shape, nz.nnz, bits, row_start, col_ptr, entries, _padded_codebook(nz.codebook, bits))
 
 
 def build_panel(nz: Nonzeros, width: int | None = None) -> PanelLayout:
@@ -197,9 +228,7 @@ def build_panel(nz: Nonzeros, width: int | None = None) -> PanelLayout:
     order = np.lexsort((nz.cols, nz.rows, panel))
     entries = (((nz.cols[order] - panel[order] * width) << bits) | nz.codes[order]).astype(np.uint16)
     counts = np.bincount(panel * n_rows + nz.rows, minlength=n_panels * n_rows)
-    flat = _pointers(counts)
-    # row i of panel p spans flat[p*rows + i] .. flat[p*rows + i + 1]; keep it as a (panels, rows+1) view
-    ptr = np.lib.stride_tricks.as_strided(flat, (n_panels, n_rows + 1), (n_rows * 4, 4)).copy()
+    ptr = _pointer_rows(counts, n_panels, n_rows)
     return PanelLayout(nz.shape, nz.nnz, bits, width, ptr, entries, _padded_codebook(nz.codebook, bits))
 
 
@@ -233,7 +262,8 @@ def predicted_bytes(nz: Nonzeros, name: str, width: int | None = None) -> int:
     in build_panel), without building it."""
     n_rows, n_cols = nz.shape
     if name == "csc":
-        return 2 * (nz.nnz + csc_padding(nz)) + 4 * (n_cols + 1)
+        blocks = csc_row_starts(n_rows).size - 1
+        return 2 * (nz.nnz + csc_padding(nz)) + 4 * blocks * (n_cols + 1) + 8 * (blocks + 1)
     if name == "panel":
         return 2 * nz.nnz + 4 * predicted_panels(nz, width) * (n_rows + 1)
     raise ValueError(f"no size prediction for layout {name!r}")

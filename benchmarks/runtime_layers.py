@@ -2,7 +2,7 @@
 
     python benchmarks/runtime_layers.py              # all layers, batch 1 and 64, warm and cold cache
     python benchmarks/runtime_layers.py --quick      # 3 rounds instead of 9 (about a third of the time)
-    python benchmarks/runtime_layers.py --threads 2  # torch / BLAS / onnxruntime threads (ours stay at 1);
+    python benchmarks/runtime_layers.py --threads 2  # every method on 2 threads (ours: output rows split);
                                                      # writes runtime_threads2*.json instead
     python benchmarks/runtime_layers.py --sweep      # layouts vs input density -> runtime_sweep.json
     python benchmarks/runtime_layers.py --conv       # conv dense vs sparse path -> runtime_conv.json
@@ -77,7 +77,7 @@ def contenders(nz: Nonzeros, dense: np.ndarray, x: np.ndarray, threads: int):
     for layout, method in LAYOUT_METHODS.items():
         if layout == "grouped" and nz.shape[1] > 0xFFFF:
             continue
-        methods[method], built[layout] = rm.ours(nz, x, layout)
+        methods[method], built[layout] = rm.ours(nz, x, layout, threads)
     methods["torch-dense-fp32"] = rm.torch_dense(dense, x)
     methods["numpy-dense-fp32"] = rm.numpy_dense(dense, x)
     methods["torch-csr-int32"] = rm.torch_csr(nz, x)
@@ -118,7 +118,7 @@ def run_layer(layer, timer: rm.Timer, rounds: int, threads: int) -> list[dict]:
                 rec.update(layout=layout, bytes_per_nonzero=built[layout].nbytes().per_nonzero())
             records.append(rec)
             if layout == auto:
-                records.append(dict(rec, method="deepcompress", ours_threads=1))
+                records.append(dict(rec, method="deepcompress", ours_threads=built[layout].threads))
         del methods, built
     return records
 
@@ -222,7 +222,7 @@ def main(argv=None) -> None:
     """Run the benchmark and write the JSON results."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="3 rounds instead of 9")
-    ap.add_argument("--threads", type=int, default=1, help="threads for torch, BLAS and onnxruntime")
+    ap.add_argument("--threads", type=int, default=1, help="threads for every method (ours, torch, BLAS, onnxruntime)")
     ap.add_argument("--layers", default="", help="comma-separated subset of the nine layers")
     ap.add_argument("--sweep", action="store_true", help="only the layout / input-density sweep")
     ap.add_argument("--conv", action="store_true", help="only the conv dense / sparse path comparison")
@@ -249,7 +249,7 @@ def main(argv=None) -> None:
     if wanted:  # a subset is for looking, not for the results files
         return
     summary = summarize(records)
-    summary["setup"] = {"threads_baselines": args.threads, "threads_ours": 1, "rounds": rounds,
+    summary["setup"] = {"threads_baselines": args.threads, "threads_ours": args.threads, "rounds": rounds,
                         "torch": torch.__version__, "numpy": np.__version__,
                         "onnxruntime": rm.onnxruntime_version(), "wall_s": time.time() - start}
     stem = "runtime" if args.threads == 1 else f"runtime_threads{args.threads}"

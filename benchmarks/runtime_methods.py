@@ -24,9 +24,9 @@ def geomean(values) -> float:
     return float(np.exp(np.log(values).mean()))
 
 
-def ours(nz: Nonzeros, x: np.ndarray, layout: str):
-    """deepcompress.runtime on one layout, built for x's batch size: (callable, built layer)."""
-    layer = SparseLinear.from_nonzeros(nz, layout=layout, batch=1 if x.ndim == 1 else x.shape[0])
+def ours(nz: Nonzeros, x: np.ndarray, layout: str, threads: int = 1):
+    """deepcompress.runtime on one layout, built for x's batch size and thread count: (callable, built layer)."""
+    layer = SparseLinear.from_nonzeros(nz, layout=layout, batch=1 if x.ndim == 1 else x.shape[0], threads=threads)
     return (lambda: layer(x)), layer
 
 

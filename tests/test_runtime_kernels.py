@@ -260,3 +260,22 @@ def test_conv_from_positions_and_bad_conv_inputs():
         conv(np.zeros((1, 1, 3, 3), np.int32))
     with pytest.raises(ValueError, match="do not fit"):
         SparseConv2d(from_positions((2, 3), [0], [0], np.ones(1)), (2, 1, 2, 2))
+
+
+@pytest.mark.parametrize("layout", ["csc", "panel"])
+@pytest.mark.parametrize("shape", [(97, 130), (9000, 40), (3, 500)])
+def test_threads_give_bit_identical_outputs(layout, shape):
+    """Threads split the output rows, never a sum, so every output equals the 1-thread one exactly."""
+    rng = np.random.default_rng(shape[0])
+    nz = random_nonzeros(rng, shape, 0.1, 16)
+    bias = rng.standard_normal(shape[0]).astype(np.float32)
+    one = SparseLinear.from_nonzeros(nz, bias, layout=layout)
+    two = SparseLinear.from_nonzeros(nz, bias, layout=layout, threads=2)
+    if layout == "csc" and two.threads == 2:
+        assert two.layout.col_ptr.shape[0] % 2 == 0  # row blocks shared evenly between the two threads
+    for x in (sparse_inputs(rng, shape[1], 0.4), sparse_inputs(rng, (16, shape[1]), 0.4),
+              sparse_inputs(rng, (5, shape[1]), 1.0)):
+        np.testing.assert_array_equal(two(x), one(x))
+    check_layer(two, nz, bias, sparse_inputs(rng, shape[1], 0.4))
+    with pytest.raises(ValueError, match="threads"):
+        SparseLinear.from_nonzeros(nz, bias, layout=layout, threads=0)

@@ -28,15 +28,16 @@ def compression_report(path: Path) -> dict | None:
     return rec
 
 
-def run_file(path: Path, data: str | None, data_dir: str | None, batch: int, latency_images: int) -> dict:
+def run_file(path: Path, data: str | None, data_dir: str | None, batch: int, latency_images: int,
+             threads: int = 1) -> dict:
     """Everything `deepcompress run` reports, as a JSON-ready dict."""
     from .runtime import load
     from .runtime.measure import evaluate, latency
 
     if batch < 1 or latency_images < 1:
         raise UserError("--batch and --latency-images must be at least 1")
-    model1 = load(path, batch=1)
-    model_n = load(path, batch=batch)
+    model1 = load(path, batch=1, threads=threads)
+    model_n = load(path, batch=batch, threads=threads)
     name = data or model1.meta.get("dataset", "mnist")
     if name not in DATASETS:
         raise UserError(f"the file was made for data set {name!r}; pass --data ({', '.join(DATASETS)})")
@@ -90,8 +91,8 @@ def print_text(res: dict) -> None:
 
 
 def _limit_threads(threads: int) -> None:
-    # Our kernels are single-threaded; torch (the dense conv path) spin-waits its extra threads, which
-    # on a busy machine made LeNet-5 at batch 1 100x slower (48 ms instead of 0.4 ms per image).
+    # torch (the dense conv path) spin-waits its extra threads, which on a busy machine made LeNet-5 at
+    # batch 1 100x slower (48 ms instead of 0.4 ms per image), so it gets no more threads than asked for.
     try:
         import torch
     except ImportError:
@@ -100,8 +101,11 @@ def _limit_threads(threads: int) -> None:
 
 
 def _run(args) -> int:
+    if args.threads < 1:
+        raise UserError(f"--threads must be at least 1, got {args.threads}")
     _limit_threads(args.threads)
-    res = run_file(Path(args.file), args.data, args.data_dir, args.batch, args.latency_images)
+    res = run_file(Path(args.file), args.data, args.data_dir, args.batch, args.latency_images,
+                   args.threads)
     if args.json:
         print(json.dumps(res, indent=1))
     else:
@@ -123,5 +127,6 @@ def register(sub) -> None:
     p.add_argument("--batch", type=int, default=64, help="batch size for the error pass and throughput")
     p.add_argument("--latency-images", type=int, default=1000, help="images timed one at a time (batch 1)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
-    p.add_argument("--threads", type=int, default=1, help="threads for torch's dense conv path (default 1)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="threads for our sparse kernels and torch's dense conv path (default 1)")
     p.set_defaults(func=_run)

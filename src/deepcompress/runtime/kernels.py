@@ -6,12 +6,15 @@ and reads weights straight from the compact 16-bit entries: no dense weight matr
 Batch kernels take the input transposed, xt of shape (in, N), and write yt of shape (out, N), so the
 innermost loop runs over the batch with unit stride and vectorises without gathers; the panel layout's
 batch kernel for N a multiple of 8 keeps its accumulators in vector registers (simd.py).
+
+The `*_threads` variants split the output rows among numba's threads (parallel=True, prange): every
+thread writes a disjoint range of y, so results are bit-identical to the single-threaded kernels.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from .simd import LANES, row_block1, row_block2, row_block4, row_block8
 
@@ -21,25 +24,37 @@ from .simd import LANES, row_block1, row_block2, row_block4, row_block8
 
 
 @njit(cache=True, nogil=True)
+def _csc_block(ptr, row0, entries, codebook, bits, x, y):
+    """y += one row block's part of W x; ptr is that block's column pointers, row0 its first row."""
+    mask = (1 << bits) - 1
+    for j in range(x.shape[0]):
+        xj = x[j]
+        if xj == 0.0:
+            continue
+        seg = entries[ptr[j]:ptr[j + 1]]
+        row = np.int64(row0)
+        for k in range(seg.shape[0]):
+            e = np.int64(seg[k])
+            row += e >> bits
+            y[row] += codebook[e & mask] * xj
+
+
+@njit(cache=True, nogil=True)
 def csc_matvec(col_ptr, row_start, entries, codebook, bits, x, y):
     """y += W x for the column layout, skipping columns whose input is zero (EIE's LNZD in software).
 
     Row block b (rows row_start[b]..row_start[b+1]) is done for all columns before block b + 1, so the
     part of y being scattered into stays in L1.
     """
-    mask = (1 << bits) - 1
     for b in range(col_ptr.shape[0]):
-        ptr = col_ptr[b]
-        for j in range(x.shape[0]):
-            xj = x[j]
-            if xj == 0.0:
-                continue
-            seg = entries[ptr[j]:ptr[j + 1]]
-            row = np.int64(row_start[b])
-            for k in range(seg.shape[0]):
-                e = np.int64(seg[k])
-                row += e >> bits
-                y[row] += codebook[e & mask] * xj
+        _csc_block(col_ptr[b], row_start[b], entries, codebook, bits, x, y)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def csc_matvec_threads(col_ptr, row_start, entries, codebook, bits, x, y):
+    """csc_matvec with the row blocks shared among numba's threads (each writes only its blocks' rows)."""
+    for b in prange(col_ptr.shape[0]):
+        _csc_block(col_ptr[b], row_start[b], entries, codebook, bits, x, y)
 
 
 @njit(cache=True, nogil=True)
@@ -69,13 +84,13 @@ def csc_matmat(col_ptr, row_start, entries, codebook, bits, xt, yt):
 
 
 @njit(cache=True, nogil=True)
-def panel_matvec(ptr, entries, codebook, bits, width, x, y):
-    """y += W x for the row-panel layout (every nonzero is visited; no activation skipping)."""
+def _panel_rows(ptr, entries, codebook, bits, width, x, y, r0, r1):
+    """y[r0:r1] += rows r0..r1 of W x for the row-panel layout."""
     mask = (1 << bits) - 1
     for p in range(ptr.shape[0]):
         pp = ptr[p]
         xp = x[p * width:]
-        for i in range(y.shape[0]):
+        for i in range(r0, r1):
             seg = entries[pp[i]:pp[i + 1]]
             n = seg.shape[0]
             a0 = np.float32(0.0)
@@ -96,6 +111,20 @@ def panel_matvec(ptr, entries, codebook, bits, width, x, y):
                 e0 = np.int64(seg[k])
                 a0 += codebook[e0 & mask] * xp[e0 >> bits]
             y[i] += (a0 + a1) + (a2 + a3)
+
+
+@njit(cache=True, nogil=True)
+def panel_matvec(ptr, entries, codebook, bits, width, x, y):
+    """y += W x for the row-panel layout (every nonzero is visited; no activation skipping)."""
+    _panel_rows(ptr, entries, codebook, bits, width, x, y, 0, y.shape[0])
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def panel_matvec_threads(ptr, entries, codebook, bits, width, x, y, chunks):
+    """panel_matvec with the rows cut into `chunks` equal ranges shared among numba's threads."""
+    rows = y.shape[0]
+    for c in prange(chunks):
+        _panel_rows(ptr, entries, codebook, bits, width, x, y, rows * c // chunks, rows * (c + 1) // chunks)
 
 
 @njit(cache=True, nogil=True)
@@ -143,12 +172,12 @@ def panel_matmat(ptr, entries, codebook, bits, width, xt, yt):
 
 
 @njit(cache=True, nogil=True)
-def panel_matmat_vec(ptr, entries, codebook, bits, width, xt, yt):
-    """yt += W xt for the row-panel layout with register accumulators; xt.shape[1] must be a multiple of 8."""
+def _panel_rows_vec(ptr, entries, codebook, bits, width, xt, yt, r0, r1):
+    """yt[r0:r1] += rows r0..r1 of W xt with register accumulators (xt.shape[1] a multiple of 8)."""
     n = xt.shape[1]
     for p in range(ptr.shape[0]):
         base = p * width
-        for i in range(yt.shape[0]):
+        for i in range(r0, r1):
             a = np.int64(ptr[p, i])
             b = np.int64(ptr[p, i + 1])
             if a == b:
@@ -165,6 +194,21 @@ def panel_matmat_vec(ptr, entries, codebook, bits, width, xt, yt):
                 lane += 2 * LANES
             if lane < n:
                 row_block1(entries, a, b, codebook, bits, xt, base, lane, yt, i * n + lane)
+
+
+@njit(cache=True, nogil=True)
+def panel_matmat_vec(ptr, entries, codebook, bits, width, xt, yt):
+    """yt += W xt for the row-panel layout with register accumulators; xt.shape[1] must be a multiple of 8."""
+    _panel_rows_vec(ptr, entries, codebook, bits, width, xt, yt, 0, yt.shape[0])
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def panel_matmat_vec_threads(ptr, entries, codebook, bits, width, xt, yt, chunks):
+    """panel_matmat_vec with the rows cut into `chunks` equal ranges shared among numba's threads."""
+    rows = yt.shape[0]
+    for c in prange(chunks):
+        _panel_rows_vec(ptr, entries, codebook, bits, width, xt, yt, rows * c // chunks,
+                        rows * (c + 1) // chunks)
 
 
 @njit(cache=True, nogil=True)

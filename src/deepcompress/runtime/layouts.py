@@ -98,12 +98,13 @@ class CscLayout:
         pointers = self.col_ptr.nbytes + self.row_start.nbytes
         return LayoutBytes(self.nnz, self.entries.nbytes, pointers, self.codebook.nbytes)
 
-    def matvec(self, x: np.ndarray, y: np.ndarray) -> None:
-        """y += W x (float32, contiguous)."""
-        kernels.csc_matvec(self.col_ptr, self.row_start, self.entries, self.codebook, self.bits, x, y)
+    def matvec(self, x: np.ndarray, y: np.ndarray, threads: int = 1) -> None:
+        """y += W x (float32, contiguous); with threads > 1 the row blocks are shared among threads."""
+        kernel = kernels.csc_matvec_threads if threads > 1 and self.col_ptr.shape[0] > 1 else kernels.csc_matvec
+        kernel(self.col_ptr, self.row_start, self.entries, self.codebook, self.bits, x, y)
 
-    def matmat(self, xt: np.ndarray, yt: np.ndarray) -> None:
-        """yt += W xt, xt of shape (cols, N), yt of shape (rows, N)."""
+    def matmat(self, xt: np.ndarray, yt: np.ndarray, threads: int = 1) -> None:
+        """yt += W xt, xt of shape (cols, N), yt of shape (rows, N) (one thread)."""
         kernels.csc_matmat(self.col_ptr, self.row_start, self.entries, self.codebook, self.bits, xt, yt)
 
 
@@ -124,14 +125,23 @@ class PanelLayout:
         """Bytes of entries, pointers and codebook."""
         return LayoutBytes(self.nnz, self.entries.nbytes, self.ptr.nbytes, self.codebook.nbytes)
 
-    def matvec(self, x: np.ndarray, y: np.ndarray) -> None:
-        """y += W x (float32, contiguous)."""
-        kernels.panel_matvec(self.ptr, self.entries, self.codebook, self.bits, self.width, x, y)
+    def matvec(self, x: np.ndarray, y: np.ndarray, threads: int = 1) -> None:
+        """y += W x (float32, contiguous); with threads > 1 the rows are shared among threads."""
+        args = (self.ptr, self.entries, self.codebook, self.bits, self.width, x, y)
+        if threads > 1:
+            kernels.panel_matvec_threads(*args, threads)
+        else:
+            kernels.panel_matvec(*args)
 
-    def matmat(self, xt: np.ndarray, yt: np.ndarray) -> None:
+    def matmat(self, xt: np.ndarray, yt: np.ndarray, threads: int = 1) -> None:
         """yt += W xt, xt of shape (cols, N), yt of shape (rows, N); fastest when N is a multiple of 8."""
-        kernel = kernels.panel_matmat_vec if xt.shape[1] % kernels.LANES == 0 else kernels.panel_matmat
-        kernel(self.ptr, self.entries, self.codebook, self.bits, self.width, xt, yt)
+        args = (self.ptr, self.entries, self.codebook, self.bits, self.width, xt, yt)
+        if xt.shape[1] % kernels.LANES != 0:
+            kernels.panel_matmat(*args)
+        elif threads > 1:
+            kernels.panel_matmat_vec_threads(*args, threads)
+        else:
+            kernels.panel_matmat_vec(*args)
 
 
 @dataclass(frozen=True)
@@ -151,12 +161,12 @@ class GroupedLayout:
         ptrs = self.row_ptr.nbytes + self.counts.nbytes
         return LayoutBytes(self.nnz, self.cols.nbytes, ptrs, self.codebook.nbytes)
 
-    def matvec(self, x: np.ndarray, y: np.ndarray) -> None:
-        """y += W x (float32, contiguous)."""
+    def matvec(self, x: np.ndarray, y: np.ndarray, threads: int = 1) -> None:
+        """y += W x (float32, contiguous; one thread)."""
         kernels.grouped_matvec(self.row_ptr, self.counts, self.cols, self.codebook, x, y)
 
-    def matmat(self, xt: np.ndarray, yt: np.ndarray) -> None:
-        """yt += W xt, xt of shape (cols, N), yt of shape (rows, N)."""
+    def matmat(self, xt: np.ndarray, yt: np.ndarray, threads: int = 1) -> None:
+        """yt += W xt, xt of shape (cols, N), yt of shape (rows, N) (one thread)."""
         kernels.grouped_matmat(self.row_ptr, self.counts, self.cols, self.codebook, xt, yt)
 
 

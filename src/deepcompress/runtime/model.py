@@ -16,8 +16,9 @@ from .ops import Conv, Fc, build_ops
 class CompressedModel:
     """The forward pass of a .dcz file: call it on one sample (input_shape) or a batch (N, *input_shape)."""
 
-    def __init__(self, layers, meta: dict, batch: int = 1, source: str | None = None):
-        """Build every op of meta['ops'] from the format's QuantizedLayers; `batch` tunes the FC layouts."""
+    def __init__(self, layers, meta: dict, batch: int = 1, source: str | None = None, threads: int = 1):
+        """Build every op of meta['ops'] from the format's QuantizedLayers; `batch` tunes the FC layouts,
+        `threads` is how many threads the sparse kernels use."""
         if not isinstance(meta, dict):
             raise ModelError(f"meta must be a dict, got {type(meta).__name__}")
         self.meta = meta
@@ -25,7 +26,7 @@ class CompressedModel:
         self.batch = int(batch)
         self.input_shape = _input_shape(meta)
         self.ops, self.output_shape = build_ops(meta.get("ops"), {l.name: l for l in layers},
-                                                self.input_shape, self.batch)
+                                                self.input_shape, self.batch, threads)
         self.layers = {op.layer_name: op for op in self.ops if isinstance(op, (Fc, Conv))}
 
     def __call__(self, x) -> np.ndarray:
@@ -86,14 +87,14 @@ def _layer_summary(name: str, op) -> dict:
             "bytes_per_nonzero": size.per_nonzero()}
 
 
-def load(path, batch: int = 1) -> CompressedModel:
+def load(path, batch: int = 1, threads: int = 1) -> CompressedModel:
     """The model stored in the .dcz file at `path`, its FC layouts chosen for inputs of `batch` samples
-    (any batch size runs). FormatError for an unreadable file, ModelError for one without a runnable
-    forward pass."""
+    (any batch size runs) and run on `threads` threads. FormatError for an unreadable file, ModelError
+    for one without a runnable forward pass."""
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     layers, meta = dcz.read(path)
     try:
-        return CompressedModel(layers, meta, batch, source=str(path))
+        return CompressedModel(layers, meta, batch, source=str(path), threads=threads)
     except ModelError as err:
         raise ModelError(f"{Path(path)}: {err}") from None

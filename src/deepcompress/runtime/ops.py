@@ -157,8 +157,9 @@ def _layer_for(op: dict, kind: str, layers: dict, where: str):
     return name, layer
 
 
-def build_op(op, index: int, layers: dict, batch: int):
-    """The runnable op for one entry of meta['ops'], its layer prepared for `batch`-sized inputs."""
+def build_op(op, index: int, layers: dict, batch: int, threads: int = 1):
+    """The runnable op for one entry of meta['ops'], its layer prepared for `batch`-sized inputs and
+    run on `threads` threads."""
     where = f"op {index}"
     if not isinstance(op, dict) or not isinstance(op.get("op"), str):
         raise ModelError(f"{where}: expected an object with an 'op' name, got {op!r}")
@@ -175,25 +176,26 @@ def build_op(op, index: int, layers: dict, batch: int):
         return MaxPool(kernel, _square(op, "stride", kernel, where), where)
     if kind == "fc":
         name, layer = _layer_for(op, "fc", layers, where)
-        linear = SparseLinear.from_nonzeros(nonzeros_of(layer), layer.bias, batch=batch)
+        linear = SparseLinear.from_nonzeros(nonzeros_of(layer), layer.bias, batch=batch, threads=threads)
         return Fc(linear, name, where)
     if kind == "conv":
         name, layer = _layer_for(op, "conv", layers, where)
         stride, padding = _square(op, "stride", 1, where), _square(op, "padding", 0, where)
         if stride < 1 or padding < 0:
             raise ModelError(f"{where}: stride must be >= 1 and padding >= 0, got {stride} and {padding}")
-        return Conv(SparseConv2d(nonzeros_of(layer), layer.shape, layer.bias, stride, padding), name, where)
+        conv = SparseConv2d(nonzeros_of(layer), layer.shape, layer.bias, stride, padding, threads=threads)
+        return Conv(conv, name, where)
     raise ModelError(f"{where}: unsupported op {kind!r}; the runtime runs {', '.join(SUPPORTED)}")
 
 
-def build_ops(ops, layers: dict, input_shape: tuple, batch: int) -> tuple[list, tuple]:
+def build_ops(ops, layers: dict, input_shape: tuple, batch: int, threads: int = 1) -> tuple[list, tuple]:
     """The runnable ops of meta['ops'] and the per-sample output shape; ModelError if they cannot run."""
     if not isinstance(ops, list) or not ops:
         raise ModelError("the file describes no forward pass (meta 'ops' is missing or empty): "
                          "it stores weights only")
     built, shape = [], tuple(input_shape)
     for index, op in enumerate(ops):
-        runnable = build_op(op, index, layers, batch)
+        runnable = build_op(op, index, layers, batch, threads)
         shape = runnable.out_shape(shape)
         built.append(runnable)
     return built, shape

@@ -34,8 +34,9 @@ class SparseConv2d:
     """Conv2d with weights (out_c, in_c, kh, kw) given as Nonzeros of the (out_c, in_c*kh*kw) matrix."""
 
     def __init__(self, nz: Nonzeros, kernel_shape, bias=None, stride: int = 1, padding: int = 0,
-                 path: str = "auto"):
-        """Prepare the chosen path once: 'dense' decodes the weights, 'sparse' builds a panel layout."""
+                 path: str = "auto", threads: int = 1):
+        """Prepare the chosen path once: 'dense' decodes the weights, 'sparse' builds a panel layout run
+        on `threads` threads (the dense path uses torch's own thread setting)."""
         out_c, in_c, kh, kw = (int(v) for v in kernel_shape)
         if nz.shape != (out_c, in_c * kh * kw):
             raise ValueError(f"nonzeros of shape {nz.shape} do not fit kernel shape {tuple(kernel_shape)}")
@@ -52,7 +53,7 @@ class SparseConv2d:
             raise ValueError(f"bias must have shape ({out_c},), got {self.bias.shape}")
         if self.path == "sparse":
             self._linear = SparseLinear.from_nonzeros(nz, self.bias, layout="panel",
-                                                         batch=BATCH_BLOCK)  # patches arrive in blocks
+                                                         batch=BATCH_BLOCK, threads=threads)  # patches arrive in blocks
         else:
             self._weight = nz.to_dense().reshape(self.kernel_shape)
 

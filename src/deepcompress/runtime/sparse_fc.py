@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
-from .layouts import BUILDERS, LayoutBytes, build_panel
+from .layouts import BUILDERS, CSC_BLOCK_ROWS, LayoutBytes, build_csc, build_panel
 from .nonzeros import Nonzeros, from_dense, from_positions
 from .policy import LAYOUTS, choose_fc_layout, panel_width
 from .simd import LANES
@@ -35,12 +36,31 @@ def transpose_into(src: np.ndarray, dst: np.ndarray) -> None:
     dst[...] = padded[:, :src.shape[1]].T
 
 
-class SparseLinear:
-    """y = W x + b for a sparse W (rows = outputs, cols = inputs, PyTorch's (out, in)) held in one layout."""
+def usable_threads(threads: int) -> int:
+    """`threads` checked (>= 1) and capped at the threads numba may start (NUMBA_NUM_THREADS)."""
+    if int(threads) < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    return min(int(threads), numba.config.NUMBA_NUM_THREADS)
 
-    def __init__(self, layout, bias=None):
-        """Wrap a built layout (see layouts.py) and an optional bias of length out_features."""
+
+def _csc_block_rows(n_rows: int, threads: int) -> int:
+    """Rows per block of the column layout: blocks of at most CSC_BLOCK_ROWS, a multiple of `threads` of them."""
+    blocks = -(-max(n_rows, 1) // CSC_BLOCK_ROWS)
+    blocks = -(-blocks // threads) * threads
+    return max(1, -(-n_rows // blocks))
+
+
+class SparseLinear:
+    """y = W x + b for a sparse W (rows = outputs, cols = inputs, PyTorch's (out, in)) held in one layout.
+
+    With threads > 1 the kernels share the output rows among that many threads (csc: its row blocks,
+    so build it with at least that many; panel: equal row ranges); results equal the 1-thread ones.
+    """
+
+    def __init__(self, layout, bias=None, threads: int = 1):
+        """Wrap a built layout (see layouts.py), an optional bias of length out_features, and the thread count."""
         self.layout = layout
+        self.threads = usable_threads(threads)
         n_out = layout.shape[0]
         if bias is None:
             self.bias = np.zeros(n_out, np.float32)
@@ -51,14 +71,17 @@ class SparseLinear:
 
     @classmethod
     def from_nonzeros(cls, nz: Nonzeros, bias=None, layout: str = "auto",
-                      act_density: float | None = None, batch: int = 1) -> "SparseLinear":
+                      act_density: float | None = None, batch: int = 1, threads: int = 1) -> "SparseLinear":
         """Build the layer; layout 'auto' picks one from the expected input density and batch size."""
         name = choose_fc_layout(nz, act_density, batch) if layout == "auto" else layout
         if name not in LAYOUTS:
             raise ValueError(f"unknown layout {layout!r}; choose auto or one of {', '.join(LAYOUTS)}")
+        threads = usable_threads(threads)
         if name == "panel":
-            return cls(build_panel(nz, panel_width(batch)), bias)
-        return cls(BUILDERS[name](nz), bias)
+            return cls(build_panel(nz, panel_width(batch)), bias, threads)
+        if name == "csc":
+            return cls(build_csc(nz, _csc_block_rows(nz.shape[0], threads)), bias, threads)
+        return cls(BUILDERS[name](nz), bias, threads)
 
     @property
     def in_features(self) -> int:
@@ -82,9 +105,11 @@ class SparseLinear:
     def __call__(self, x) -> np.ndarray:
         """The layer's float32 output for x of shape (in,) or (N, in): shape (out,) or (N, out)."""
         x = as_input(x, self.in_features)
+        if self.threads > 1:
+            numba.set_num_threads(self.threads)
         if x.ndim == 1:
             y = self.bias.copy()
-            self.layout.matvec(x, y)
+            self.layout.matvec(x, y, self.threads)
             return y
         n = x.shape[0]
         out = np.empty((n, self.out_features), np.float32)
@@ -97,19 +122,19 @@ class SparseLinear:
             transpose_into(block, xt[:, :m])
             yt = np.empty((self.out_features, lanes), np.float32)
             yt[:] = self.bias[:, None]
-            self.layout.matmat(xt, yt)
+            self.layout.matmat(xt, yt, self.threads)
             transpose_into(yt[:, :m], out[start:start + m])
         return out
 
 
 def linear_from_positions(shape, positions, codes, codebook, bias=None, layout: str = "auto",
-                          act_density: float | None = None, batch: int = 1) -> SparseLinear:
+                          act_density: float | None = None, batch: int = 1, threads: int = 1) -> SparseLinear:
     """A SparseLinear from flat row-major nonzero positions, their codebook indices and the codebook."""
     nz = from_positions(shape, positions, codes, codebook)
-    return SparseLinear.from_nonzeros(nz, bias, layout, act_density, batch)
+    return SparseLinear.from_nonzeros(nz, bias, layout, act_density, batch, threads)
 
 
 def linear_from_dense(weights, codebook, bias=None, layout: str = "auto",
-                      act_density: float | None = None, batch: int = 1) -> SparseLinear:
+                      act_density: float | None = None, batch: int = 1, threads: int = 1) -> SparseLinear:
     """A SparseLinear from a dense quantized (out, in) matrix whose nonzeros are codebook values."""
-    return SparseLinear.from_nonzeros(from_dense(weights, codebook), bias, layout, act_density, batch)
+    return SparseLinear.from_nonzeros(from_dense(weights, codebook), bias, layout, act_density, batch, threads)

@@ -10,6 +10,12 @@ table, wall time) go to benchmarks/results/compression.json; a table is printed.
     .venv/bin/python benchmarks/compression.py lenet-300-100:mnist:stretch   # benchmarks/recipes/M-stretch.toml
 
 Records are keyed by (model, dataset, variant); the variant is "default" for the built-in recipe.
+
+The recipes store codebooks and biases as float16 (`[encode] values = "f16"`, .dcz version 2). The current
+records were first measured with float32 values, then re-encoded from each run's checkpoints without
+retraining (the record's command with `--resume` and only the `values` setting changed, which reproduced
+the float32 files byte for byte); such a record keeps the full run's stages and timings, gets the new
+file's sizes and error, and says so under "reencoded" with the float32 file's bytes, ratio and error.
 """
 
 from __future__ import annotations

@@ -13,18 +13,21 @@ from deepcompress.format import FormatError, QuantizedLayer, decode, encode, siz
 from deepcompress.format.manifest import HEADER, MAGIC, VERSION
 
 
-def small_file() -> bytes:
+def small_file(values: str = "f32") -> bytes:
+    """A version-1 file (float32 values), or version 2 with values="f16"."""
     rng = np.random.default_rng(3)
     codebook = np.array([-0.5, 0.25, 1.0], np.float32)
     skewed = np.where(rng.random((9, 12)) < 0.4, codebook[np.minimum(rng.geometric(0.6, (9, 12)) - 1, 2)], 0)
     conv = np.where(rng.random((2, 2, 3, 3)) < 0.2, 1.0, 0).astype(np.float32)
-    layers = [QuantizedLayer.from_dense("a", "fc", skewed, codebook, bias=np.arange(9), gap_bits=2),
-              QuantizedLayer.from_dense("b", "conv", conv, codebook, gap_bits=5)]
+    layers = [QuantizedLayer.from_dense("a", "fc", skewed, codebook, bias=np.arange(9), gap_bits=2, value_dtype=values),
+              QuantizedLayer.from_dense("b", "conv", conv, codebook, gap_bits=5, value_dtype=values)]
     blob = encode(layers, {"ops": [{"op": "fc", "layer": "a"}]})
     return blob
 
 
 SMALL = small_file()
+SMALL16 = small_file("f16")
+FILES = pytest.mark.parametrize("blob", [SMALL, SMALL16], ids=["v1-f32", "v2-f16"])
 
 
 def check_rejected_or_valid(blob, **kw):
@@ -44,55 +47,69 @@ def assert_rejected(blob, **kw):
     return str(info.value)
 
 
-def test_small_file_uses_huffman_somewhere():
-    sizes = size_breakdown(SMALL).layers
+@FILES
+def test_small_files_use_huffman_somewhere(blob):
+    sizes = size_breakdown(blob).layers
     assert any(layer.index_huffman or layer.gap_huffman for layer in sizes)
 
 
-def test_every_truncation_is_rejected():
-    for end in range(len(SMALL)):
-        assert_rejected(SMALL[:end])
-        assert_rejected(SMALL[:end], verify_crc=False)
+def test_small_files_are_version_1_and_2():
+    assert struct.unpack_from("<H", SMALL, 4) == (1,) and struct.unpack_from("<H", SMALL16, 4) == (2,)
+    assert len(SMALL) - len(SMALL16) == 2 * (3 + 9 + 3)  # two 3-entry codebooks and a 9-value bias, 2 bytes less each
+    (a16, b16), _ = decode(SMALL16)
+    assert (a16.value_dtype, b16.value_dtype) == ("f16", "f16")
+    exact = [layer.to_dense().tolist() for layer in decode(SMALL)[0]]  # its values are exact in float16
+    assert exact == [a16.to_dense().tolist(), b16.to_dense().tolist()]
+
+
+@FILES
+def test_every_truncation_is_rejected(blob):
+    for end in range(len(blob)):
+        assert_rejected(blob[:end])
+        assert_rejected(blob[:end], verify_crc=False)
     with pytest.raises(FormatError):
-        size_breakdown(SMALL[:-1])
+        size_breakdown(blob[:-1])
 
 
-def test_trailing_bytes_are_rejected():
-    assert "unexpected bytes" in assert_rejected(SMALL + b"\0")
+@FILES
+def test_trailing_bytes_are_rejected(blob):
+    assert "unexpected bytes" in assert_rejected(blob + b"\0")
 
 
-def test_every_single_byte_flip_is_caught_by_a_crc_or_a_check():
-    for pos in range(len(SMALL)):
-        blob = bytearray(SMALL)
-        blob[pos] ^= 0x41
-        assert_rejected(bytes(blob))
-        check_rejected_or_valid(bytes(blob), verify_crc=False)
+@FILES
+def test_every_single_byte_flip_is_caught_by_a_crc_or_a_check(blob):
+    for pos in range(len(blob)):
+        flipped = bytearray(blob)
+        flipped[pos] ^= 0x41
+        assert_rejected(bytes(flipped))
+        check_rejected_or_valid(bytes(flipped), verify_crc=False)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.integers(0, len(SMALL) - 1), st.integers(1, 255)), min_size=1, max_size=6))
-def test_mutations_without_crc_protection(edits):
-    blob = bytearray(SMALL)
+@given(st.sampled_from([SMALL, SMALL16]), st.lists(st.tuples(st.integers(0, 10**6), st.integers(1, 255)),
+                                                   min_size=1, max_size=6))
+def test_mutations_without_crc_protection(original, edits):
+    blob = bytearray(original)
     for pos, xor in edits:
-        blob[pos] ^= xor
+        blob[pos % len(blob)] ^= xor
     check_rejected_or_valid(bytes(blob), verify_crc=False)
     check_rejected_or_valid(bytes(blob))
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.binary(max_size=300))
-def test_random_garbage(data):
+@given(st.binary(max_size=300), st.sampled_from(range(1, VERSION + 1)))
+def test_random_garbage(data, version):
     check_rejected_or_valid(data)
-    check_rejected_or_valid(MAGIC + struct.pack("<H", VERSION) + data, verify_crc=False)
+    check_rejected_or_valid(MAGIC + struct.pack("<H", version) + data, verify_crc=False)
 
 
 _, _, _, _, META_LEN, MANIFEST_LEN = struct.unpack_from(HEADER, SMALL)
 FIELDS = 20 + META_LEN + 2 + 1 + 2 + 8  # first record's fields after name length, name "a", kind, rank, 2 dims
 
 
-def patched(offset: int, fmt: str, value: int) -> bytes:
-    """SMALL with one field replaced and the preamble CRC recomputed, so the edit reaches the checks."""
-    blob = bytearray(SMALL)
+def patched(offset: int, fmt: str, value: int, original: bytes = SMALL) -> bytes:
+    """A small file with one field replaced and the preamble CRC recomputed, so the edit reaches the checks."""
+    blob = bytearray(original)
     struct.pack_into(fmt, blob, offset, value)
     end = 20 + META_LEN + MANIFEST_LEN
     struct.pack_into("<I", blob, end, zlib.crc32(bytes(blob[:end])))
@@ -126,3 +143,21 @@ def test_crafted_fields_are_checked_and_located():
             (20 + META_LEN + 3, "<B", 1, "rank")]:
         message_got = assert_rejected(patched(offset, fmt, value), verify_crc=False)
         assert "layer 0 'a'" in message_got and message in message_got, message_got
+
+
+def test_value_dtype_must_suit_the_file_version():
+    dtype_at = FIELDS + 2
+    assert SMALL[dtype_at] == 1 and SMALL16[dtype_at] == 2
+    for original, value, message in [
+            (SMALL, 2, "value dtype: expected 1 (f32) in a version-1 file, got 2"),
+            (SMALL16, 3, "value dtype: expected 1 (f32) or 2 (f16) in a version-2 file, got 3"),
+            (SMALL16, 0, "value dtype"),
+            (SMALL16, 1, "codebook length: expected 12 bytes, got 6")]:  # f32 needs 4 bytes a value
+        for verify_crc in (True, False):
+            got = assert_rejected(patched(dtype_at, "<B", value, original), verify_crc=verify_crc)
+            assert "layer 0 'a'" in got and message in got, got
+    # a version-2 file relabelled version 1 is refused by its float16 layers; version 3 by the reader
+    assert "in a version-1 file" in assert_rejected(patched(4, "<H", 1, SMALL16))
+    newer = f"version {VERSION + 1} is newer than this reader supports ({VERSION})"
+    assert newer in assert_rejected(patched(4, "<H", VERSION + 1, SMALL16))
+    assert "version 0 is not valid" in assert_rejected(patched(4, "<H", 0, SMALL))

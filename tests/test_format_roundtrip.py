@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deepcompress.format import (VERSION, FormatError, QuantizedLayer, decode, encode, file_size_breakdown, read,
-                                 read_bytes, size_breakdown, write)
+from deepcompress.format import (VERSION, FormatError, LayerError, QuantizedLayer, decode, encode, file_size_breakdown,
+                                 read, read_bytes, size_breakdown, write)
 from deepcompress.format import bitstream, relindex
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "FORMAT.md"
@@ -195,24 +195,129 @@ def test_newer_version_and_wrong_magic():
         decode(b"PK\x03\x04" + bytes(blob[4:]))
 
 
+# --- value dtypes: float32 (version 1) and float16 (version 2) ------------------------------------------
+
+def f16(values):
+    """float32 values rounded to float16 the way the writer does (nearest, ties to even), as float32."""
+    return np.asarray(values, np.float32).astype(np.float16).astype(np.float32)
+
+
+def version_of(blob) -> int:
+    return int.from_bytes(blob[4:6], "little")
+
+
+@pytest.mark.parametrize("kind,shape", [("fc", (30, 41)), ("conv", (6, 3, 5, 5)), ("fc", (1, 1))])
+@pytest.mark.parametrize("density", [0.0, 0.3, 1.0])
+def test_f16_roundtrip_decodes_to_the_rounded_values_exactly(kind, shape, density):
+    rng = np.random.default_rng(hash((shape, density, "f16")) % 2**32)
+    weight, codebook = random_quantized(rng, shape, density, 16)
+    bias = rng.normal(size=shape[0]).astype(np.float32)
+    layer = QuantizedLayer.from_dense("w", kind, weight, codebook, bias=bias, gap_bits=4, value_dtype="f16")
+    (out,), blob = roundtrip([layer])
+    assert version_of(blob) == 2 and out.value_dtype == "f16" and out.equals(layer)
+    assert out.codebook.dtype == np.float32 and out.codebook.tobytes() == f16(codebook).tobytes()
+    assert out.bias.dtype == np.float32 and out.bias.tobytes() == f16(bias).tobytes()
+    rounded = np.where(weight != 0, f16(weight), 0)  # every stored weight is its codebook entry, rounded
+    assert np.array_equal(out.to_dense(), rounded)
+    full = QuantizedLayer.from_dense("w", kind, weight, codebook, bias=bias, gap_bits=4)
+    f32_blob = encode([full], {})
+    assert version_of(f32_blob) == 1 and len(f32_blob) - len(blob) == 2 * (16 + shape[0])
+
+
+VALUES = st.floats(-7e4, 7e4, width=32)  # beyond float16's 65504 on purpose
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.sampled_from(["f32", "f16"]), st.lists(VALUES, min_size=1, max_size=16), st.integers(1, 12),
+       st.integers(1, 30), st.booleans(), st.data())
+def test_random_values_roundtrip_in_either_dtype(value_dtype, codebook, rows, cols, with_bias, data):
+    positions = sorted(data.draw(st.sets(st.integers(0, rows * cols - 1), max_size=40)))
+    indices = data.draw(st.lists(st.integers(0, len(codebook) - 1), min_size=len(positions),
+                                 max_size=len(positions)))
+    bias = data.draw(st.lists(VALUES, min_size=rows, max_size=rows)) if with_bias else None
+    stored = [np.float32(v) for v in codebook + (bias or [])]
+    if value_dtype == "f16" and any(abs(v) >= 65520 for v in stored):  # would round to infinity
+        with pytest.raises(LayerError, match="outside float16's range"):
+            QuantizedLayer("l", "fc", (rows, cols), codebook, positions, indices, bias, value_dtype=value_dtype)
+        return
+    layer = QuantizedLayer("l", "fc", (rows, cols), codebook, positions, indices, bias, value_dtype=value_dtype)
+    (out,), blob = roundtrip([layer])
+    assert out.equals(layer) and version_of(blob) == (2 if value_dtype == "f16" else 1)
+    expect = f16 if value_dtype == "f16" else (lambda v: np.asarray(v, np.float32))
+    assert out.codebook.tobytes() == expect(codebook).tobytes()
+    assert (out.bias is None) == (bias is None) and (bias is None or out.bias.tobytes() == expect(bias).tobytes())
+
+
+def test_all_f32_files_stay_version_1_and_one_f16_layer_makes_version_2():
+    rng = np.random.default_rng(21)
+    layers = [QuantizedLayer.from_dense(f"l{i}", "fc", *random_quantized(rng, (9, 13), 0.3, 8),
+                                        bias=rng.normal(size=9)) for i in range(3)]
+    blob = encode(layers, {})
+    assert version_of(blob) == 1 and blob == encode(decode(blob)[0], {})
+    layers[1] = QuantizedLayer(**{**vars(layers[1]), "value_dtype": "f16"})
+    out, blob = roundtrip(layers)
+    assert version_of(blob) == 2 and [layer.value_dtype for layer in out] == ["f32", "f16", "f32"]
+    sizes = size_breakdown(blob).layers
+    assert [s.values for s in sizes] == ["f32", "f16", "f32"]
+    assert [(s.codebook, s.bias) for s in sizes] == [(32, 36), (16, 18), (32, 36)]
+    assert sizes[1].dense_fp32 == sizes[0].dense_fp32  # ratios stay against dense float32
+
+
+def test_f16_range_limits():
+    weight = np.array([[1.0, 0.0]], np.float32)
+    edge = QuantizedLayer.from_dense("a", "fc", weight * 65519, [65519.0], bias=[-65504.0], value_dtype="f16")
+    assert edge.codebook.tolist() == [65504.0] and edge.bias.tolist() == [-65504.0]
+    assert decode(encode([edge], {}))[0][0].equals(edge)
+    for codebook, bias, field in [([65520.0], None, "codebook"), ([1.0], [-1e6], "bias")]:
+        with pytest.raises(LayerError, match=f"{field} value .* outside float16's range"):
+            QuantizedLayer.from_dense("a", "fc", weight * codebook[0], codebook, bias=bias, value_dtype="f16")
+    tiny = QuantizedLayer.from_dense("a", "fc", weight * 1e-9, [1e-9], value_dtype="f16")
+    assert tiny.codebook.tolist() == [0.0]  # underflow rounds to zero, as float16 arithmetic would
+    with pytest.raises(LayerError, match="value_dtype 'bf16'"):
+        QuantizedLayer.from_dense("a", "fc", weight, [1.0], value_dtype="bf16")
+    with pytest.raises(LayerError, match="NaN or infinite"):
+        QuantizedLayer.from_dense("a", "fc", weight, [1.0], bias=[np.inf], value_dtype="f16")
+
+
+@pytest.mark.parametrize("special, field", [(0x7C00, "codebook"), (0xFC00, "codebook"), (0x7E00, "codebook"),
+                                            (0x7C00, "bias"), (0x7E01, "bias")])
+def test_f16_infinity_and_nan_are_rejected(special, field):
+    layer = QuantizedLayer.from_dense("a", "fc", np.array([[0.5, 0.0], [0.0, 0.0]]), [0.5], bias=[1.0, 2.0],
+                                      value_dtype="f16")
+    blob = bytearray(encode([layer], {}))
+    sizes = size_breakdown(bytes(blob)).layers[0]
+    assert (sizes.codebook, sizes.bias) == (2, 4)
+    # sections: codebook, index, gap, bias, each followed by a 4-byte CRC; the bias is last
+    codebook_at = len(blob) - (sizes.codebook + sizes.index + sizes.gap + sizes.bias + 16)
+    offset = codebook_at if field == "codebook" else len(blob) - 4 - sizes.bias
+    assert blob[offset:offset + 2] == bytes.fromhex("0038" if field == "codebook" else "003c")  # 0.5, 1.0
+    blob[offset:offset + 2] = special.to_bytes(2, "little")
+    with pytest.raises(FormatError, match=f"layer 0 'a'.*{field} has a NaN or infinite"):
+        decode(bytes(blob), verify_crc=False)
+    with pytest.raises(FormatError, match="CRC32 mismatch"):
+        decode(bytes(blob))
+
+
 def test_missing_file_names_it(tmp_path):
     with pytest.raises(FormatError, match="nope.dcz"):
         read(tmp_path / "nope.dcz")
 
 
-def example_file() -> bytes:
-    """The worked example of docs/FORMAT.md."""
+def example_file(value_dtype: str = "f32") -> bytes:
+    """The worked example of docs/FORMAT.md (version 1; version 2 with value_dtype "f16")."""
     weight = np.zeros((3, 8), np.float32)
     weight[0, 0], weight[2, 0], weight[1, 7] = 0.5, -0.25, 0.5
-    layer = QuantizedLayer.from_dense("fc", "fc", weight, [-0.25, 0.5], bias=[0.0, 1.0, -1.0], gap_bits=3)
+    layer = QuantizedLayer.from_dense("fc", "fc", weight, [-0.25, 0.5], bias=[0.0, 1.0, -1.0], gap_bits=3,
+                                      value_dtype=value_dtype)
     return encode([layer], {"model": "example"})
 
 
-def test_doc_example_matches_encoder():
+@pytest.mark.parametrize("marker, value_dtype, size", [("example-hex", "f32", 126), ("example-hex-f16", "f16", 116)])
+def test_doc_example_matches_encoder(marker, value_dtype, size):
     text = DOC.read_text()
-    dump = text.split("<!-- example-hex -->")[1].split("```")[1]
+    dump = text.split(f"<!-- {marker} -->")[1].split("```")[1]
     hex_bytes = "".join(re.findall(r"^[0-9a-f]{8}: ((?:[0-9a-f]{2} ?)+)", dump, re.M)).replace(" ", "")
-    assert bytes.fromhex(hex_bytes) == example_file()
+    assert bytes.fromhex(hex_bytes) == example_file(value_dtype) and len(example_file(value_dtype)) == size
 
 
 def test_conv_positions_follow_the_2d_view():

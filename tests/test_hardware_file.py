@@ -43,6 +43,23 @@ def test_layers_become_matrices_and_traced_shapes(model_file):
     assert ip1.weight_density == originals[1].nnz / 640
 
 
+def test_f16_files_load_as_float32_matrices(tmp_path):
+    rng = np.random.default_rng(1)
+    originals = [quantized("conv1", "conv", (4, 2, 3, 3), 0.5, rng), quantized("ip1", "fc", (10, 4 * 4 * 4), 0.3, rng)]
+    codebook = np.float32([0.1, -1 / 3, 2 / 3, 1e-3]) * np.float32(1.7)  # not float16 values before rounding
+    originals[1] = dcz.QuantizedLayer(**{**vars(originals[1]), "codebook": np.resize(codebook, 8),
+                                         "value_dtype": "f16"})
+    path = tmp_path / "f16.dcz"
+    dcz.write(path, originals, {"model": "toy", "input_shape": [2, 8, 8], "ops": OPS})
+    assert path.read_bytes()[4:6] == b"\x02\x00"
+    layers, _, note = load_model(path)
+    assert note == ""
+    for layer, q in zip(layers, originals):
+        assert layer.matrix.dtype == np.float32
+        assert np.array_equal(layer.matrix.toarray(), q.to_dense().reshape(q.shape[0], -1))
+    assert set(np.unique(layers[1].matrix.data)) <= set(np.resize(codebook, 8).astype(np.float16).astype(np.float32))
+
+
 def test_tracing_stops_with_a_reason():
     found, note = trace_conv_inputs({"ops": OPS}, {"conv1": (4, 2, 3, 3)})
     assert found == {} and "input_shape" in note

@@ -49,6 +49,66 @@ def test_file_reproduces_the_quantized_model_exactly(trained, tiny_data, tmp_pat
     assert sum(r["bytes"] for r in rec["layers"]) + rec["file_header_bytes"] == rec["file_bytes"]
 
 
+def _f16(tensor) -> np.ndarray:
+    return tensor.detach().numpy().astype(np.float16).astype(np.float32)
+
+
+def test_f16_values_file_holds_the_rounded_model(trained, tiny_data, tmp_path):
+    import copy
+
+    from deepcompress.compress.report import report_markdown
+
+    recipe = {**RECIPE, "encode": {"fc_gap_bits": 4, "values": "f16"}}
+    outcome = compress_model(trained, tiny_data, recipe, tmp_path, progress=False)
+    path = tmp_path / "model.dcz"
+    assert path.read_bytes()[4:6] == b"\x02\x00" and outcome["values"] == "f16"
+    layers, _ = dcz.read(path)
+    rounded = copy.deepcopy(trained)
+    for layer in layers:
+        module = getattr(trained, layer.name)
+        assert layer.value_dtype == "f16"
+        assert np.array_equal(layer.to_dense(), _f16(module.weight))  # exactly the model's values, rounded
+        assert np.array_equal(layer.bias, _f16(module.bias))
+        with torch.no_grad():
+            getattr(rounded, layer.name).weight.copy_(torch.from_numpy(_f16(module.weight)))
+            getattr(rounded, layer.name).bias.copy_(torch.from_numpy(_f16(module.bias)))
+    assert outcome["test_error"] == evaluate(rounded, tiny_data.test_x, tiny_data.test_y)  # measured from the file
+    rec = results_record("lenet-300-100", "synthetic", outcome, "test")
+    sizes = dcz.file_size_breakdown(path)
+    assert rec["values"] == "f16" and all(r["values"] == "f16" for r in rec["layers"])
+    for row, layer, size in zip(rec["layers"], layers, sizes.layers):
+        assert row["codebook_bytes"] == size.codebook == 2 * layer.codebook.size
+        assert row["bias_bytes"] == size.bias == 2 * layer.shape[0]
+    assert sum(r["bytes"] for r in rec["layers"]) + rec["file_header_bytes"] == rec["file_bytes"]
+    assert "stored as float16" in report_markdown(rec)
+    # re-encoded from the run's checkpoints with float32 values (resume, no retraining): the same model,
+    # larger by exactly 2 bytes per codebook entry and bias value
+    import shutil
+
+    shutil.copytree(tmp_path, tmp_path / "f32", ignore=shutil.ignore_patterns("*.dcz"))
+    again = compress_model(copy.deepcopy(trained), tiny_data, {**RECIPE, "encode": {"fc_gap_bits": 4, "values": "f32"}},
+                           tmp_path / "f32", resume=True, progress=False)
+    assert again["file_bytes"] - outcome["file_bytes"] == sum(2 * (l.codebook.size + l.shape[0]) for l in layers)
+    assert [s["test_error"] for s in again["stages"][-3:-1]] == [s["test_error"] for s in outcome["stages"][-3:-1]]
+
+
+def test_encode_values_setting_is_checked(trained, tiny_data, tmp_path):
+    from deepcompress.compress.export import quantized_layers
+    from deepcompress.compress.prune import Masks
+    from deepcompress.compress.quantize import SharedWeights
+    from deepcompress.errors import UserError
+
+    with pytest.raises(UserError, match=r"\[encode\] values = 'float16': expected one of 'f32', 'f16'"):
+        compress_model(trained, tiny_data, {**RECIPE, "encode": {"values": "float16"}}, tmp_path, progress=False)
+    assert not (tmp_path / "prune-1.pt").exists()  # refused before any training
+    shared = SharedWeights(trained, Masks(trained), {"ip1": 2, "ip2": 2, "ip3": 2})
+    with torch.no_grad():
+        trained.ip3.bias[3] = 1e5
+    with pytest.raises(UserError, match=r"values = 'f16': layer 'ip3': bias value 100000 is outside float16's range"):
+        quantized_layers(trained, shared, {n: 4 for n in shared.modules}, shared.bits(), "f16")
+    assert len(quantized_layers(trained, shared, {n: 4 for n in shared.modules}, shared.bits(), "f32")) == 3
+
+
 def test_resume_skips_finished_rounds(trained, tiny_data, tmp_path):
     first = compress_model(trained, tiny_data, RECIPE, tmp_path, progress=False)
     again = compress_model(trained, tiny_data, RECIPE, tmp_path, resume=True, progress=False)

@@ -206,6 +206,25 @@ def test_conv_op_parameters_checked(tmp_path):
             load(_write(tmp_path, layers, dict(meta, ops=ops)))
 
 
+@pytest.mark.parametrize("kind", sorted(MODELS))
+def test_f16_file_matches_dense_reference_of_its_decoded_weights(tmp_path, kind):
+    layers, meta = MODELS[kind](np.random.default_rng(7))
+    layers = [dcz.QuantizedLayer(**{**vars(layer), "value_dtype": "f16"}) for layer in layers]
+    path = tmp_path / f"{kind}-f16.dcz"
+    dcz.write(path, layers, meta)
+    assert path.read_bytes()[4:6] == struct.pack("<H", 2)
+    decoded, _ = dcz.read(path)
+    for got, layer in zip(decoded, layers):  # float16 values come back as float32, exactly the rounded ones
+        assert got.value_dtype == "f16" and got.codebook.dtype == np.float32 and got.equals(layer)
+    rng = np.random.default_rng(3)
+    shape = tuple(meta["input_shape"])
+    for batch in (1, 64):
+        model = load(path, batch=batch)
+        for n in (1, 70):
+            x = inputs(rng, shape, n)
+            assert rel_error(model(x), torch_reference(decoded, meta, x)) < REL_TOL
+
+
 def test_newer_format_version_and_missing_file(tmp_path):
     layers, meta = fc_model(np.random.default_rng(0))
     blob = bytearray(dcz.encode(layers, meta))

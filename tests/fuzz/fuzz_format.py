@@ -17,7 +17,7 @@ with atheris.instrument_imports():
     from deepcompress.format import FormatError, decode, size_breakdown
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from test_format_fuzz import small_file  # noqa: E402  (the seed: fc + conv layers, Huffman and fixed width)
+from test_format_fuzz import small_file  # noqa: E402  (the seeds: fc + conv layers, Huffman and fixed width)
 
 
 def test_one_input(data: bytes) -> None:
@@ -33,7 +33,8 @@ def main() -> None:
     args = list(sys.argv)
     if all(a.startswith("-") for a in args[1:]):  # no corpus folder given: start from the seed file
         corpus = Path(tempfile.mkdtemp(prefix="dcz-fuzz-"))
-        (corpus / "seed.dcz").write_bytes(small_file())
+        (corpus / "seed.dcz").write_bytes(small_file())  # version 1, float32 values
+        (corpus / "seed-f16.dcz").write_bytes(small_file("f16"))  # version 2, float16 values
         args.append(str(corpus))
     atheris.Setup(args, test_one_input)
     atheris.Fuzz()

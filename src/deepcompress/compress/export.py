@@ -74,28 +74,42 @@ def smallest_encoding(layer: dcz.QuantizedLayer) -> dcz.QuantizedLayer:
     return min(candidates, key=lambda c: len(dcz.encode([c], {})))
 
 
+def check_values(values) -> str:
+    """The recipe's [encode] `values` setting checked: "f32" or "f16" (how codebooks and biases are stored)."""
+    if values not in dcz.VALUE_TYPES:
+        raise UserError(f"recipe [encode] values = {values!r}: expected one of "
+                        f"{', '.join(map(repr, dcz.VALUE_TYPES))}")
+    return values
+
+
 def quantized_layers(model: nn.Module, shared: SharedWeights, gap_bits: dict[str, int | str],
-                     index_bits: dict[str, int]) -> list[dcz.QuantizedLayer]:
+                     index_bits: dict[str, int], values: str = "f32") -> list[dcz.QuantizedLayer]:
     """The model's weight-shared layers as file records (weights must equal their codebook entries).
 
-    A gap width of "auto" picks, per layer, the width whose encoding is smallest.
+    A gap width of "auto" picks, per layer, the width whose encoding is smallest. `values` "f16" stores
+    codebooks and biases rounded to float16 (the file then differs from the model by that rounding);
+    a value beyond float16's range is a UserError.
     """
     layers = []
     for name, module in shared.modules.items():
         bias = module.bias.detach().numpy() if module.bias is not None else None
         auto = gap_bits[name] == "auto"
-        layer = dcz.QuantizedLayer.from_dense(
-            name, KIND[type(module)], module.weight.detach().numpy(), shared.codes[name].codebook.numpy(),
-            bias=bias, index_bits=index_bits[name], gap_bits=5 if auto else int(gap_bits[name]))
+        try:
+            layer = dcz.QuantizedLayer.from_dense(
+                name, KIND[type(module)], module.weight.detach().numpy(), shared.codes[name].codebook.numpy(),
+                bias=bias, index_bits=index_bits[name], gap_bits=5 if auto else int(gap_bits[name]),
+                value_dtype=check_values(values))
+        except dcz.LayerError as err:
+            raise UserError(f"cannot encode with [encode] values = {values!r}: {err}") from None
         layers.append(smallest_encoding(layer) if auto else layer)
     return layers
 
 
 def write_model(path: str | Path, model: nn.Module, shared: SharedWeights, gap_bits: dict[str, int],
-                index_bits: dict[str, int], meta: dict) -> int:
+                index_bits: dict[str, int], meta: dict, values: str = "f32") -> int:
     """Encode the quantized model to a .dcz file at `path`; returns its size in bytes."""
     meta = {**meta, "ops": architecture_ops(model)}
-    return dcz.write(path, quantized_layers(model, shared, gap_bits, index_bits), meta)
+    return dcz.write(path, quantized_layers(model, shared, gap_bits, index_bits, values), meta)
 
 
 @torch.no_grad()

@@ -20,7 +20,7 @@ from .. import atomic
 from ..errors import UserError
 from ..recipes import stage
 from ..train import BatchShard, TrainConfig, evaluate, train
-from .export import load_into, write_model
+from .export import check_values, load_into, write_model
 from .prune import GradualPruning, L1Penalty, Masks, StdThreshold, TargetSparsity, polynomial_sparsity
 from .quantize import SharedWeights
 
@@ -180,14 +180,16 @@ def compress_model(model: nn.Module, data, recipe: dict, out: str | Path, *, met
                    resume: bool = False, progress: bool = True, team: Team | None = None) -> dict | None:
     """Prune, quantize and encode a trained `model`; write OUT/model.dcz and return what was measured.
 
-    `recipe` holds [prune], [quantize] and [encode] tables (see the built-in recipes). The returned
+    `recipe` holds [prune], [quantize] and [encode] tables (see the built-in recipes); [encode] `values`
+    ("f32", the default, or "f16") is how codebooks and biases are stored. The returned
     dict has the per-stage test errors, the file path and the file's own test error. With a
     data-parallel `team`, call it on every rank: the rank that writes returns the dict, the others None.
     """
     _check_supported(model)
+    dataset = getattr(data, "name", None)
+    values = check_values(stage(recipe, "encode", dataset).get("values", "f32"))  # a typo fails before training
     run = Run(Path(out), data, resume, progress, team or Team())
     run.out.mkdir(parents=True, exist_ok=True)
-    dataset = getattr(data, "name", None)
     t0 = time.perf_counter()
     run.note("baseline", model)
     masks = prune_stage(model, stage(recipe, "prune", dataset), run)
@@ -200,12 +202,12 @@ def compress_model(model: nn.Module, data, recipe: dict, out: str | Path, *, met
     ecfg = stage(recipe, "encode", dataset)
     gap_bits = layer_settings(ecfg, masks, "gap_bits", "auto", "auto")
     path = run.out / "model.dcz"
-    nbytes = write_model(path, model, shared, gap_bits, shared.bits(), meta or {})
+    nbytes = write_model(path, model, shared, gap_bits, shared.bits(), meta or {}, values)
     file_model = _reloaded(model, path)
     file_error = run.note("from file", file_model, bytes=nbytes)
     run.timings["total_s"] = time.perf_counter() - t0
     return {"file": str(path), "file_bytes": nbytes, "test_error": file_error, "stages": run.log,
-            "bits": shared.bits(), "gap_bits": gap_bits, "timings": run.timings}
+            "bits": shared.bits(), "gap_bits": gap_bits, "values": values, "timings": run.timings}
 
 
 def _check_supported(model: nn.Module) -> None:

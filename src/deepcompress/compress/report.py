@@ -21,14 +21,17 @@ def results_record(model_name: str, dataset: str, outcome: dict, command: str) -
             "index_bits": layer.gap_bits, "fillers": size.fillers,
             "index_bytes_raw": size.index_raw, "index_bytes": size.index, "index_huffman": size.index_huffman,
             "gap_bytes_raw": size.gap_raw, "gap_bytes": size.gap, "gap_huffman": size.gap_huffman,
-            "codebook_bytes": size.codebook, "bias_bytes": size.bias, "header_bytes": size.header,
+            "codebook_bytes": size.codebook, "bias_bytes": size.bias, "values": size.values,
+            "header_bytes": size.header,
             "bytes": size.total, "dense_bytes": size.dense_fp32, "size_pct": 100 * size.total / size.dense_fp32,
         })
     stages = outcome["stages"]
+    stored = sorted({size.values for size in sizes.layers})
     return {
         "model": model_name, "dataset": dataset, "test_error": outcome["test_error"],
         "baseline_error": stages[0]["test_error"], "dense_bytes": sizes.dense_fp32, "file_bytes": sizes.total,
-        "ratio": sizes.ratio, "file_header_bytes": sizes.file_header, "meta_bytes": sizes.meta, "layers": layer_rows,
+        "ratio": sizes.ratio, "file_header_bytes": sizes.file_header, "meta_bytes": sizes.meta,
+        "values": "mixed" if len(stored) > 1 else (stored or ["f32"])[0], "layers": layer_rows,
         "stages": stages, "timings_s": {k: round(v, 1) for k, v in outcome["timings"].items()},
         "command": command,
     }
@@ -41,6 +44,11 @@ def _layer_line(r: dict) -> str:
             f"{r['index_bits']} | {r['fillers']:,} | {idx} | {gap} | "
             f"{r['codebook_bytes'] + r['bias_bytes'] + r['header_bytes']:,} | {r['bytes']:,} | "
             f"{r['size_pct']:.2f}% |")
+
+
+_VALUES_NOTE = {"f16": "Codebook and bias values are stored as float16 (2 bytes each; format version 2).",
+                "f32": "Codebook and bias values are stored as float32 (4 bytes each).",
+                "mixed": "Codebook and bias values are stored as float16 in some layers, float32 in others."}
 
 
 def report_markdown(rec: dict) -> str:
@@ -60,7 +68,8 @@ def report_markdown(rec: dict) -> str:
         f"| total | {weights:,} | {100 * kept / weights:.1f}% | | | | | | "
         f"file header {rec['file_header_bytes']:,} | {rec['file_bytes']:,} | "
         f"{100 * rec['file_bytes'] / rec['dense_bytes']:.2f}% |", "",
-        "(H) = Huffman-coded (used only where it makes the stream smaller).", "",
+        " ".join(filter(None, ["(H) = Huffman-coded (used only where it makes the stream smaller).",
+                               _VALUES_NOTE.get(rec.get("values"))])), "",
         "## Test error by stage", "", "| stage | test error | detail |", "|---|---|---|",
         *[f"| {s['stage']} | {100 * s['test_error']:.2f}% | "
           f"{', '.join(f'{k} {v}' for k, v in s.items() if k not in ('stage', 'test_error'))} |"

@@ -15,8 +15,8 @@ from deepcompress.atomic import write_bytes
 from . import relindex
 from .errors import FormatError, located, reading
 from .layer import LayerError, QuantizedLayer
-from .manifest import (CRC, FLAG_BIAS, FLAG_GAP_HUFFMAN, FLAG_INDEX_HUFFMAN, SECTIONS, LayerRecord, check_crc,
-                       pack_preamble, parse_preamble, weight_limit)
+from .manifest import (CRC, FLAG_BIAS, FLAG_GAP_HUFFMAN, FLAG_INDEX_HUFFMAN, SECTIONS, VALUE_CODES, VALUE_DTYPES,
+                       VALUE_NUMPY, LayerRecord, check_crc, pack_preamble, parse_preamble, weight_limit)
 from .streams import decode_stream, encode_stream
 
 
@@ -32,11 +32,14 @@ def _encode_layer(layer: QuantizedLayer) -> tuple[LayerRecord, list[bytes]]:
     gaps = relindex.positions_to_gaps(layer.positions, layer.gap_bits)
     index_data, index_huff = encode_stream(layer.indices, layer.codebook.size, layer.index_bits)
     gap_data, gap_huff = encode_stream(gaps, 1 << layer.gap_bits, layer.gap_bits)
-    bias = b"" if layer.bias is None else layer.bias.astype("<f4").tobytes()
-    sections = [layer.codebook.astype("<f4").tobytes(), index_data, gap_data, bias]
+    value_dtype = VALUE_CODES[layer.value_dtype]
+    values = VALUE_NUMPY[value_dtype]  # exact: the layer already holds values of that type
+    bias = b"" if layer.bias is None else layer.bias.astype(values).tobytes()
+    sections = [layer.codebook.astype(values).tobytes(), index_data, gap_data, bias]
     flags = (FLAG_INDEX_HUFFMAN * index_huff) | (FLAG_GAP_HUFFMAN * gap_huff) | (FLAG_BIAS * (layer.bias is not None))
     record = LayerRecord(layer.name, layer.kind, layer.shape, layer.index_bits, layer.gap_bits, flags,
-                         layer.codebook.size, layer.nnz, gaps.size, tuple(len(s) for s in sections))
+                         layer.codebook.size, layer.nnz, gaps.size, tuple(len(s) for s in sections),
+                         value_dtype=value_dtype)
     return record, sections
 
 
@@ -73,11 +76,12 @@ def _decode_layer(rec: LayerRecord, sections: list) -> QuantizedLayer:
     with located(section="index stream"):
         indices = decode_stream(index_raw, rec.codebook_size, rec.index_bits, rec.nnz,
                                 bool(rec.flags & FLAG_INDEX_HUFFMAN))
-    codebook = np.frombuffer(codebook_raw, dtype="<f4").astype(np.float32)
-    bias = np.frombuffer(bias_raw, dtype="<f4").astype(np.float32) if rec.flags & FLAG_BIAS else None
+    values = VALUE_NUMPY[rec.value_dtype]  # float16 values widen to float32 exactly (inf and NaN stay so)
+    codebook = np.frombuffer(codebook_raw, dtype=values).astype(np.float32)
+    bias = np.frombuffer(bias_raw, dtype=values).astype(np.float32) if rec.flags & FLAG_BIAS else None
     try:
         return QuantizedLayer(rec.name, rec.kind, rec.shape, codebook, positions, indices, bias,
-                              rec.index_bits, rec.gap_bits)
+                              rec.index_bits, rec.gap_bits, VALUE_DTYPES[rec.value_dtype])
     except LayerError as err:
         raise FormatError("; ".join(err.problems)) from None
 

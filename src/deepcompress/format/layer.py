@@ -11,6 +11,8 @@ KIND_NDIM = {"fc": 2, "conv": 4}  # PyTorch weight shapes: (out, in) and (out, i
 MAX_INDEX_BITS = 8
 MAX_GAP_BITS = 8
 MAX_LAYER_ELEMENTS = (1 << 32) - 1  # counts are stored as u32
+VALUE_TYPES = {"f32": np.float32, "f16": np.float16}  # how a file stores codebook and bias values
+F16_MAX = float(np.finfo(np.float16).max)  # 65504
 
 
 class LayerError(ValueError):
@@ -31,6 +33,13 @@ def bits_for(count: int) -> int:
     return max(1, (max(count, 1) - 1).bit_length())
 
 
+def stored_values(values: np.ndarray, value_dtype: str) -> np.ndarray:
+    """float32 `values` as the file stores them, as float32: unchanged for "f32", rounded to the nearest
+    float16 (ties to even) for "f16", where a finite value with |x| >= 65520 becomes infinite."""
+    with np.errstate(over="ignore"):
+        return values.astype(VALUE_TYPES[value_dtype]).astype(np.float32)
+
+
 @dataclass(eq=False)
 class QuantizedLayer:
     """A pruned, weight-shared layer.
@@ -39,6 +48,9 @@ class QuantizedLayer:
     (rows, cols) = matrix_shape(shape): position p is row p % rows, column p // rows, i.e. columns in
     turn, rows ascending within a column. Weight at positions[i] is codebook[indices[i]].
     `index_bits` (1..8) is the width of a codebook index; `gap_bits` (1..8) that of a relative index.
+    `value_dtype` says how the file stores codebook and bias values: "f32" or "f16" (format version 2).
+    With "f16", construction rounds codebook and bias to float16 (kept as float32 arrays), so the layer
+    holds exactly what a reader decodes; a finite value that would round to infinity is refused.
     Construction checks consistency and raises LayerError (a ValueError).
     """
 
@@ -51,9 +63,13 @@ class QuantizedLayer:
     bias: np.ndarray | None = None
     index_bits: int | None = None
     gap_bits: int = 5
+    value_dtype: str = "f32"
 
     def __post_init__(self):
         self.shape = tuple(int(d) for d in self.shape)
+        if self.value_dtype not in VALUE_TYPES:
+            raise LayerError(self.name, [f"value_dtype {self.value_dtype!r}: expected one of "
+                                         f"{', '.join(map(repr, VALUE_TYPES))}"])
         self.codebook = np.ascontiguousarray(self.codebook, dtype=np.float32).reshape(-1)
         self.positions = np.ascontiguousarray(self.positions, dtype=np.int64).reshape(-1)
         indices = np.asarray(self.indices).reshape(-1)
@@ -62,10 +78,27 @@ class QuantizedLayer:
         self.indices = indices.astype(np.uint8)
         if self.bias is not None:
             self.bias = np.ascontiguousarray(self.bias, dtype=np.float32).reshape(-1)
+        self._round_values()
         if self.index_bits is None:
             self.index_bits = bits_for(self.codebook.size)
         self.index_bits, self.gap_bits = int(self.index_bits), int(self.gap_bits)
         self._check()
+
+    def _round_values(self) -> None:
+        """Round codebook and bias to the stored type; LayerError if a finite value overflows it."""
+        problems = []
+        for field in ("codebook", "bias"):
+            values = getattr(self, field)
+            if values is None or self.value_dtype == "f32":
+                continue
+            rounded = stored_values(values, self.value_dtype)
+            over = np.isfinite(values) & ~np.isfinite(rounded)
+            if over.any():
+                problems.append(f"{field} value {values[over][0]:g} is outside float16's range "
+                                f"(|x| <= {F16_MAX:g}); store values as f32")
+            setattr(self, field, rounded)
+        if problems:
+            raise LayerError(self.name, problems)
 
     def _check(self) -> None:
         problems = []
@@ -88,9 +121,10 @@ class QuantizedLayer:
         if self.positions.size and (np.any(np.diff(self.positions) <= 0) or self.positions[0] < 0
                                     or self.positions[-1] >= self.size):
             problems.append(f"positions must be strictly increasing and within [0, {self.size})")
-        bias_ok = self.bias is None or (self.bias.size == self.shape[0] and np.all(np.isfinite(self.bias)))
-        if self.shape and not bias_ok:
+        if self.bias is not None and self.shape and self.bias.size != self.shape[0]:
             problems.append(f"bias must hold {self.shape[0]} finite values, got {self.bias.size}")
+        elif self.bias is not None and not np.all(np.isfinite(self.bias)):
+            problems.append("bias has a NaN or infinite entry")
         if problems:
             raise LayerError(self.name, problems)
 
@@ -114,8 +148,9 @@ class QuantizedLayer:
 
     @classmethod
     def from_dense(cls, name: str, kind: str, weight, codebook, *, bias=None, index_bits: int | None = None,
-                   gap_bits: int = 5) -> "QuantizedLayer":
-        """Build from a dense weight array whose every nonzero equals some codebook entry exactly."""
+                   gap_bits: int = 5, value_dtype: str = "f32") -> "QuantizedLayer":
+        """Build from a dense weight array whose every nonzero equals some codebook entry exactly (the
+        entry as given; with value_dtype "f16" the layer then rounds codebook and bias to float16)."""
         weight = np.asarray(weight, dtype=np.float32)
         codebook = np.asarray(codebook, dtype=np.float32).reshape(-1)
         rows, cols = matrix_shape(weight.shape)
@@ -127,7 +162,7 @@ class QuantizedLayer:
         if values.size and (codebook.size == 0 or np.any(codebook[order][slot] != values)):
             raise ValueError(f"layer {name!r}: a nonzero weight is not exactly a codebook entry")
         indices = order[slot] if values.size else np.zeros(0, np.uint8)
-        return cls(name, kind, weight.shape, codebook, positions, indices, bias, index_bits, gap_bits)
+        return cls(name, kind, weight.shape, codebook, positions, indices, bias, index_bits, gap_bits, value_dtype)
 
     def equals(self, other: "QuantizedLayer") -> bool:
         """True when every field is bit-for-bit the same."""
@@ -135,6 +170,6 @@ class QuantizedLayer:
             if a is None or b is None:
                 return a is None and b is None
             return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
-        return (self.name, self.kind, self.shape, self.index_bits, self.gap_bits) == \
-            (other.name, other.kind, other.shape, other.index_bits, other.gap_bits) and \
+        return (self.name, self.kind, self.shape, self.index_bits, self.gap_bits, self.value_dtype) == \
+            (other.name, other.kind, other.shape, other.index_bits, other.gap_bits, other.value_dtype) and \
             all(same(getattr(self, f), getattr(other, f)) for f in ("codebook", "positions", "indices", "bias"))

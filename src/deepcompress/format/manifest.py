@@ -16,15 +16,20 @@ from .errors import FormatError, located
 from .layer import KIND_NDIM, MAX_GAP_BITS, MAX_INDEX_BITS, MAX_LAYER_ELEMENTS
 
 MAGIC = b"DCZ\x1a"
-VERSION = 1
+VERSION = 2  # the newest version this reader accepts; a writer writes the lowest one that holds the file
 HEADER = "<4sHHIII"  # magic, version, flags, n_layers, meta_len, manifest_len
 HEADER_BYTES = struct.calcsize(HEADER)
 CRC = "<I"
 CRC_BYTES = 4
 KIND_CODES = {"fc": 0, "conv": 1}
-CODEBOOK_FLOAT32 = 1
+VALUE_F32, VALUE_F16 = 1, 2  # value dtype codes: codebook and bias values as float32 / float16
+VALUE_DTYPES = {VALUE_F32: "f32", VALUE_F16: "f16"}
+VALUE_CODES = {name: code for code, name in VALUE_DTYPES.items()}
+VALUE_BYTES = {VALUE_F32: 4, VALUE_F16: 2}
+VALUE_NUMPY = {VALUE_F32: "<f4", VALUE_F16: "<f2"}
+VALUE_SINCE = {VALUE_F32: 1, VALUE_F16: 2}  # the first file format version with that value dtype
 FLAG_INDEX_HUFFMAN, FLAG_GAP_HUFFMAN, FLAG_BIAS = 1, 2, 4
-_RECORD_TAIL = "<BBBBHIIIIII"  # index bits, gap bits, codebook dtype, flags, K, nnz, entries, 4 lengths
+_RECORD_TAIL = "<BBBBHIIIIII"  # index bits, gap bits, value dtype, flags, K, nnz, entries, 4 lengths
 SECTIONS = ("codebook", "index stream", "gap stream", "bias")
 _MIN_RECORD = struct.calcsize("<H") + 1 + 2 + 4 * 2 + struct.calcsize(_RECORD_TAIL)
 # A file may describe at most this many weights (zeros included) per byte, or 2**26 in all if more:
@@ -48,6 +53,7 @@ class LayerRecord:
     entries: int
     section_lengths: tuple  # bytes of codebook, index stream, gap stream, bias (CRCs not included)
     record_bytes: int = 0
+    value_dtype: int = VALUE_F32  # how codebook and bias values are stored (VALUE_DTYPES)
 
     @property
     def size(self) -> int:
@@ -60,7 +66,7 @@ class LayerRecord:
         return (struct.pack("<H", len(name)) + name
                 + struct.pack("<BB", KIND_CODES[self.kind], len(self.shape))
                 + struct.pack(f"<{len(self.shape)}I", *self.shape)
-                + struct.pack(_RECORD_TAIL, self.index_bits, self.gap_bits, CODEBOOK_FLOAT32, self.flags,
+                + struct.pack(_RECORD_TAIL, self.index_bits, self.gap_bits, self.value_dtype, self.flags,
                               self.codebook_size, self.nnz, self.entries, *self.section_lengths))
 
 
@@ -69,10 +75,17 @@ def weight_limit(file_bytes: int) -> int:
     return max(WEIGHTS_FLOOR, WEIGHTS_PER_BYTE_LIMIT * file_bytes)
 
 
+def file_version(records: list[LayerRecord]) -> int:
+    """The lowest format version that can hold these records: 1 unless a layer stores float16 values, so
+    an all-float32 file is byte-identical to what a version-1 writer produced."""
+    return max([1] + [VALUE_SINCE[r.value_dtype] for r in records])
+
+
 def pack_preamble(meta_json: bytes, records: list[LayerRecord]) -> bytes:
     """Header + meta + manifest + CRC32 of those."""
     manifest = b"".join(r.pack() for r in records)
-    body = struct.pack(HEADER, MAGIC, VERSION, 0, len(records), len(meta_json), len(manifest)) + meta_json + manifest
+    body = (struct.pack(HEADER, MAGIC, file_version(records), 0, len(records), len(meta_json), len(manifest))
+            + meta_json + manifest)
     return body + struct.pack(CRC, zlib.crc32(body))
 
 
@@ -101,7 +114,7 @@ def parse_meta(data) -> dict:
     return meta
 
 
-def _parse_record(cur: Cursor) -> LayerRecord:
+def _parse_record(cur: Cursor, version: int) -> LayerRecord:
     start = cur.pos
     (name_len,) = cur.unpack("<H", "name length")
     try:
@@ -119,14 +132,14 @@ def _parse_record(cur: Cursor) -> LayerRecord:
             raise FormatError(f"rank: a {kind} layer has {KIND_NDIM[kind]} dims, got {ndim}")
         shape = cur.unpack(f"<{ndim}I", "shape")
         tail = cur.unpack(_RECORD_TAIL, "record fields")
-        index_bits, gap_bits, cb_dtype, flags, k, nnz, entries = tail[:7]
+        index_bits, gap_bits, value_dtype, flags, k, nnz, entries = tail[:7]
         rec = LayerRecord(name, kind, shape, index_bits, gap_bits, flags, k, nnz, entries, tail[7:],
-                          cur.pos - start)
-        _check_record(rec, cb_dtype)
+                          cur.pos - start, value_dtype)
+        _check_record(rec, version)
     return rec
 
 
-def _check_record(rec: LayerRecord, cb_dtype: int) -> None:
+def _check_record(rec: LayerRecord, version: int) -> None:
     def need(ok, field, expected, got):
         if not ok:
             raise FormatError(f"{field}: expected {expected}, got {got}")
@@ -135,16 +148,20 @@ def _check_record(rec: LayerRecord, cb_dtype: int) -> None:
          f"dims >= 1 and at most {MAX_LAYER_ELEMENTS} weights", rec.shape)
     need(1 <= rec.index_bits <= MAX_INDEX_BITS, "index bits", f"1..{MAX_INDEX_BITS}", rec.index_bits)
     need(1 <= rec.gap_bits <= MAX_GAP_BITS, "gap bits", f"1..{MAX_GAP_BITS}", rec.gap_bits)
-    need(cb_dtype == CODEBOOK_FLOAT32, "codebook dtype", f"{CODEBOOK_FLOAT32} (float32)", cb_dtype)
+    allowed = [code for code, since in VALUE_SINCE.items() if since <= version]
+    need(rec.value_dtype in allowed, "value dtype",
+         " or ".join(f"{code} ({VALUE_DTYPES[code]})" for code in allowed) + f" in a version-{version} file",
+         rec.value_dtype)
     need(rec.flags < 8, "stream flags", "only bits 0-2 set", f"{rec.flags:#04x}")
     need(rec.codebook_size <= 1 << rec.index_bits, "codebook size",
          f"at most 2**{rec.index_bits}", rec.codebook_size)
     need(rec.nnz <= rec.entries <= rec.size, "entry counts",
          f"nonzeros <= entries <= {rec.size} weights", f"{rec.nnz} nonzeros, {rec.entries} entries")
     need(rec.nnz == 0 or rec.codebook_size > 0, "codebook size", "at least 1 with nonzeros", 0)
-    need(rec.section_lengths[0] == 4 * rec.codebook_size, "codebook length",
-         f"{4 * rec.codebook_size} bytes", rec.section_lengths[0])
-    bias_len = 4 * rec.shape[0] if rec.flags & FLAG_BIAS else 0
+    size = VALUE_BYTES[rec.value_dtype]
+    need(rec.section_lengths[0] == size * rec.codebook_size, "codebook length",
+         f"{size * rec.codebook_size} bytes", rec.section_lengths[0])
+    bias_len = size * rec.shape[0] if rec.flags & FLAG_BIAS else 0
     need(rec.section_lengths[3] == bias_len, "bias length", f"{bias_len} bytes", rec.section_lengths[3])
 
 
@@ -185,7 +202,7 @@ def parse_preamble(blob, *, verify_crc: bool = True) -> tuple[Preamble, Cursor]:
     records, names = [], set()
     for index in range(n_layers):
         with located(layer_index=index, section="manifest"):
-            rec = _parse_record(manifest)
+            rec = _parse_record(manifest, version)
             if rec.name in names:
                 raise FormatError("layer name appears twice", layer_name=rec.name)
             names.add(rec.name)

@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass
 from . import bitstream
 from .container import read_file_bytes, read_sections
 from .errors import located, reading
-from .manifest import CRC_BYTES, FLAG_GAP_HUFFMAN, FLAG_INDEX_HUFFMAN, HEADER_BYTES, SECTIONS, parse_preamble
+from .manifest import (CRC_BYTES, FLAG_GAP_HUFFMAN, FLAG_INDEX_HUFFMAN, HEADER_BYTES, SECTIONS, VALUE_DTYPES,
+                       parse_preamble)
 
 
 @dataclass
@@ -16,7 +17,8 @@ class LayerSizes:
 
     `header` is its manifest record plus the four section CRCs. The *_raw fields say what the stream
     would take at fixed width (before Huffman); they are not part of the total. `dense_fp32` is the
-    uncompressed weight + bias size, for compression ratios.
+    uncompressed weight + bias size, for compression ratios. `values` is how the codebook and bias are
+    stored: "f32" or "f16".
     """
 
     name: str
@@ -32,6 +34,7 @@ class LayerSizes:
     bias: int
     total: int
     dense_fp32: int
+    values: str = "f32"
 
 
 @dataclass
@@ -73,7 +76,8 @@ def size_breakdown(blob, *, file=None) -> SizeReport:
                 rec.name, header, codebook, index_len, bitstream.packed_size(rec.nnz, rec.index_bits),
                 bool(rec.flags & FLAG_INDEX_HUFFMAN), gap_len, bitstream.packed_size(rec.entries, rec.gap_bits),
                 bool(rec.flags & FLAG_GAP_HUFFMAN), rec.entries - rec.nnz, bias,
-                header + codebook + index_len + gap_len + bias, 4 * (rec.size + rec.shape[0] * (bias > 0))))
+                header + codebook + index_len + gap_len + bias, 4 * (rec.size + rec.shape[0] * (bias > 0)),
+                VALUE_DTYPES[rec.value_dtype]))
         cur.expect_end("last layer")
     return SizeReport(preamble.header_bytes, meta_len, layers, len(cur.data))
 

@@ -101,6 +101,8 @@ def test_encode_values_setting_is_checked(trained, tiny_data, tmp_path):
     with pytest.raises(UserError, match=r"\[encode\] values = 'float16': expected one of 'f32', 'f16'"):
         compress_model(trained, tiny_data, {**RECIPE, "encode": {"values": "float16"}}, tmp_path, progress=False)
     assert not (tmp_path / "prune-1.pt").exists()  # refused before any training
+    with pytest.raises(UserError, match=r"values = \['f16'\]"):  # a TOML list, not a string
+        compress_model(trained, tiny_data, {**RECIPE, "encode": {"values": ["f16"]}}, tmp_path, progress=False)
     shared = SharedWeights(trained, Masks(trained), {"ip1": 2, "ip2": 2, "ip3": 2})
     with torch.no_grad():
         trained.ip3.bias[3] = 1e5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 import torch
@@ -95,6 +96,9 @@ def test_column_layout_in_row_blocks(block_rows):
     nz = random_nonzeros(rng, (97, 130), 0.2, 256, empty_rows=(0, 40, 96), empty_cols=(3,))
     layout = build_csc(nz, block_rows)
     starts = csc_row_starts(97, block_rows)
+    for threads in (1, 2, 3, 4):  # block count a multiple of the threads, never above block_rows each
+        more = csc_row_starts(97, block_rows, threads)
+        assert (more.size - 1) % threads == 0 and np.all(np.diff(more) <= block_rows) and more[-1] == 97
     np.testing.assert_array_equal(layout.row_start, starts)
     assert starts[0] == 0 and starts[-1] == 97 and np.all(np.diff(starts) <= block_rows)
     assert layout.col_ptr.shape == (starts.size - 1, 131)
@@ -269,10 +273,14 @@ def test_threads_give_bit_identical_outputs(layout, shape):
     rng = np.random.default_rng(shape[0])
     nz = random_nonzeros(rng, shape, 0.1, 16)
     bias = rng.standard_normal(shape[0]).astype(np.float32)
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba may start only one thread here (NUMBA_NUM_THREADS)")
     one = SparseLinear.from_nonzeros(nz, bias, layout=layout)
     two = SparseLinear.from_nonzeros(nz, bias, layout=layout, threads=2)
-    if layout == "csc" and two.threads == 2:
+    assert two.threads == 2
+    if layout == "csc":
         assert two.layout.col_ptr.shape[0] % 2 == 0  # row blocks shared evenly between the two threads
+        assert two.nbytes().entries + two.nbytes().pointers == predicted_bytes(nz, "csc", threads=2)
     for x in (sparse_inputs(rng, shape[1], 0.4), sparse_inputs(rng, (16, shape[1]), 0.4),
               sparse_inputs(rng, (5, shape[1]), 1.0)):
         np.testing.assert_array_equal(two(x), one(x))

@@ -16,6 +16,9 @@ from .cli_train import add_model_data_args
 from .train import TrainConfig, load_checkpoint
 
 
+COLLECTIVE_TIMEOUT_S = 6 * 3600.0
+
+
 def baseline(args, recipe: dict, data, out: Path, team=None):
     """The trained starting model: from --checkpoint, or trained with the recipe's [train] settings.
 
@@ -86,8 +89,10 @@ def _run(args) -> int:
     print(f"compressing {args.model} on {args.data} with {args.workers} data-parallel processes (the recipe's "
           f"batch sizes are split among them); output in {out}", file=sys.stderr)
     try:
+        # Ranks 1.. wait in a collective while rank 0 alone encodes, evaluates and writes; a dead rank is
+        # caught by the launcher's watch, so the collective timeout is only a backstop and must outlast that.
         spawn(_rank, (args, recipe, data, out), args.workers, timeout_s=None,
-              threads=default_threads(args.workers))
+              threads=default_threads(args.workers), collective_timeout_s=COLLECTIVE_TIMEOUT_S)
     except WorkerError as exc:
         raise UserError(str(exc)) from None
     return 0

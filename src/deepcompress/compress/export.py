@@ -76,7 +76,7 @@ def smallest_encoding(layer: dcz.QuantizedLayer) -> dcz.QuantizedLayer:
 
 def check_values(values) -> str:
     """The recipe's [encode] `values` setting checked: "f32" or "f16" (how codebooks and biases are stored)."""
-    if values not in dcz.VALUE_TYPES:
+    if not isinstance(values, str) or values not in dcz.VALUE_TYPES:
         raise UserError(f"recipe [encode] values = {values!r}: expected one of "
                         f"{', '.join(map(repr, dcz.VALUE_TYPES))}")
     return values

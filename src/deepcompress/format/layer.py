@@ -67,7 +67,7 @@ class QuantizedLayer:
 
     def __post_init__(self):
         self.shape = tuple(int(d) for d in self.shape)
-        if self.value_dtype not in VALUE_TYPES:
+        if not isinstance(self.value_dtype, str) or self.value_dtype not in VALUE_TYPES:
             raise LayerError(self.name, [f"value_dtype {self.value_dtype!r}: expected one of "
                                          f"{', '.join(map(repr, VALUE_TYPES))}"])
         self.codebook = np.ascontiguousarray(self.codebook, dtype=np.float32).reshape(-1)

@@ -238,7 +238,12 @@ def fit_sustained(plat: Platform, kernel: str, which: str) -> Kernel:
     z = solve(np.r_[np.zeros(nv), 1.0], np.ones((n, 1)), [(0, None)])[-1]  # one deviation bound for all
     x = solve(np.r_[np.zeros(nv), np.ones(n)], np.eye(n), [(0, z * (1 + 1e-9) + 1e-12)] * n)[:nv]
     return Kernel(bw_eff=float(1e12 / x[-1] / plat.mem_bw), compute_eff=plat.kernel(kernel).compute_eff,
-                  overhead_s=float(x[0] * 1e-6), llc_bw=float(1e12 / x[1]) if use_llc else None)
+                  overhead_s=float(x[0] * 1e-6), llc_bw=_per_byte_to_rate(x[1]) if use_llc else None)
+
+
+def _per_byte_to_rate(ps_per_byte: float) -> float:
+    """Bytes/s from picoseconds per byte (infinite when the fit made the bytes free)."""
+    return float(1e12 / ps_per_byte) if ps_per_byte > 0 else float("inf")
 
 
 def paper_comparison(which: str) -> list[dict]:

@@ -180,12 +180,15 @@ def panel_bits(k: int) -> int:
     return int(k - 1).bit_length()
 
 
-def csc_row_starts(n_rows: int, block_rows: int = CSC_BLOCK_ROWS) -> np.ndarray:
-    """First row of each row block of the column layout, and n_rows at the end (int64)."""
-    if block_rows < 1:
-        raise ValueError(f"block_rows must be positive, got {block_rows}")
+def csc_row_starts(n_rows: int, block_rows: int = CSC_BLOCK_ROWS, threads: int = 1) -> np.ndarray:
+    """First row of each row block of the column layout, and n_rows at the end (int64): blocks of at most
+    `block_rows` rows, as many as a multiple of `threads` (so threads share them evenly; a block may be
+    empty when there are fewer rows than threads)."""
+    if block_rows < 1 or threads < 1:
+        raise ValueError(f"block_rows and threads must be positive, got {block_rows} and {threads}")
     blocks = max(1, -(-n_rows // block_rows))
-    return np.linspace(0, n_rows, blocks + 1).astype(np.int64)
+    blocks = -(-blocks // threads) * threads
+    return np.arange(blocks + 1, dtype=np.int64) * n_rows // blocks
 
 
 def _column_gaps(nz: Nonzeros, max_gap: int, row_start: np.ndarray):
@@ -205,17 +208,17 @@ def _max_gap(k: int) -> int:
     return (1 << (ENTRY_BITS - csc_bits(k))) - 1
 
 
-def csc_padding(nz: Nonzeros, block_rows: int = CSC_BLOCK_ROWS) -> int:
+def csc_padding(nz: Nonzeros, block_rows: int = CSC_BLOCK_ROWS, threads: int = 1) -> int:
     """Padding entries the column layout of `nz` needs."""
-    row_start = csc_row_starts(nz.shape[0], block_rows)
+    row_start = csc_row_starts(nz.shape[0], block_rows, threads)
     return int(_column_gaps(nz, _max_gap(nz.codebook.shape[0]), row_start)[3].sum())
 
 
-def build_csc(nz: Nonzeros, block_rows: int = CSC_BLOCK_ROWS) -> CscLayout:
-    """The column layout of `nz`, in row blocks of at most `block_rows` rows."""
+def build_csc(nz: Nonzeros, block_rows: int = CSC_BLOCK_ROWS, threads: int = 1) -> CscLayout:
+    """The column layout of `nz`, in row blocks of at most `block_rows` rows, a multiple of `threads` of them."""
     k = nz.codebook.shape[0]
     bits, max_gap = csc_bits(k), _max_gap(k)
-    row_start = csc_row_starts(nz.shape[0], block_rows)
+    row_start = csc_row_starts(nz.shape[0], block_rows, threads)
     order, block, gap, pads = _column_gaps(nz, max_gap, row_start)
     last_gap = gap - pads * max_gap
     slots = np.arange(gap.size) + np.cumsum(pads)
@@ -267,13 +270,13 @@ def predicted_panels(nz: Nonzeros, width: int | None = None) -> int:
     return max(1, -(-nz.shape[1] // _panel_width(nz, width)))
 
 
-def predicted_bytes(nz: Nonzeros, name: str, width: int | None = None) -> int:
+def predicted_bytes(nz: Nonzeros, name: str, width: int | None = None, threads: int = 1) -> int:
     """Bytes of entries plus pointers of the 'csc' or 'panel' layout of `nz` (panels `width` wide, as
     in build_panel), without building it."""
     n_rows, n_cols = nz.shape
     if name == "csc":
-        blocks = csc_row_starts(n_rows).size - 1
-        return 2 * (nz.nnz + csc_padding(nz)) + 4 * blocks * (n_cols + 1) + 8 * (blocks + 1)
+        blocks = csc_row_starts(n_rows, threads=threads).size - 1
+        return 2 * (nz.nnz + csc_padding(nz, threads=threads)) + 4 * blocks * (n_cols + 1) + 8 * (blocks + 1)
     if name == "panel":
         return 2 * nz.nnz + 4 * predicted_panels(nz, width) * (n_rows + 1)
     raise ValueError(f"no size prediction for layout {name!r}")

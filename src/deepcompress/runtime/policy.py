@@ -58,8 +58,9 @@ def panel_width(batch: int) -> int | None:
     return BATCH_PANEL_WIDTH if batch > 1 else None
 
 
-def choose_fc_layout(nz: Nonzeros, act_density: float | None = None, batch: int = 1) -> str:
-    """The layout name for an FC layer, given the expected fraction of nonzero inputs and batch size.
+def choose_fc_layout(nz: Nonzeros, act_density: float | None = None, batch: int = 1, threads: int = 1) -> str:
+    """The layout name for an FC layer, given the expected fraction of nonzero inputs, the batch size and
+    the threads it will run on (they change the column layout's row blocks, hence its size).
 
     act_density None means unknown.
     """
@@ -72,7 +73,7 @@ def choose_fc_layout(nz: Nonzeros, act_density: float | None = None, batch: int 
         segments = n_rows * predicted_panels(nz, panel_width(batch))
         fast = "csc" if segments >= CSC_MIN_SEGMENT_RATIO * max(n_cols, 1) else "panel"
     other = "panel" if fast == "csc" else "csc"
-    size = {name: predicted_bytes(nz, name, panel_width(batch)) for name in (fast, other)}
+    size = {name: predicted_bytes(nz, name, panel_width(batch), threads) for name in (fast, other)}
     return other if size[fast] > MAX_SIZE_RATIO * size[other] else fast
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .layouts import BUILDERS, CSC_BLOCK_ROWS, LayoutBytes, build_csc, build_panel
+from .layouts import BUILDERS, LayoutBytes, build_csc, build_panel
 from .nonzeros import Nonzeros, from_dense, from_positions
 from .policy import LAYOUTS, choose_fc_layout, panel_width
 from .simd import LANES
@@ -43,18 +43,13 @@ def usable_threads(threads: int) -> int:
     return min(int(threads), numba.config.NUMBA_NUM_THREADS)
 
 
-def _csc_block_rows(n_rows: int, threads: int) -> int:
-    """Rows per block of the column layout: blocks of at most CSC_BLOCK_ROWS, a multiple of `threads` of them."""
-    blocks = -(-max(n_rows, 1) // CSC_BLOCK_ROWS)
-    blocks = -(-blocks // threads) * threads
-    return max(1, -(-n_rows // blocks))
-
-
 class SparseLinear:
     """y = W x + b for a sparse W (rows = outputs, cols = inputs, PyTorch's (out, in)) held in one layout.
 
     With threads > 1 the kernels share the output rows among that many threads (csc: its row blocks,
     so build it with at least that many; panel: equal row ranges); results equal the 1-thread ones.
+    Calling a threaded layer from several Python threads at once needs numba's omp or tbb threading
+    layer (its fallback, workqueue, aborts the process then); 1-thread layers have no such limit.
     """
 
     def __init__(self, layout, bias=None, threads: int = 1):
@@ -73,14 +68,14 @@ class SparseLinear:
     def from_nonzeros(cls, nz: Nonzeros, bias=None, layout: str = "auto",
                       act_density: float | None = None, batch: int = 1, threads: int = 1) -> "SparseLinear":
         """Build the layer; layout 'auto' picks one from the expected input density and batch size."""
-        name = choose_fc_layout(nz, act_density, batch) if layout == "auto" else layout
+        threads = usable_threads(threads)
+        name = choose_fc_layout(nz, act_density, batch, threads) if layout == "auto" else layout
         if name not in LAYOUTS:
             raise ValueError(f"unknown layout {layout!r}; choose auto or one of {', '.join(LAYOUTS)}")
-        threads = usable_threads(threads)
         if name == "panel":
             return cls(build_panel(nz, panel_width(batch)), bias, threads)
         if name == "csc":
-            return cls(build_csc(nz, _csc_block_rows(nz.shape[0], threads)), bias, threads)
+            return cls(build_csc(nz, threads=threads), bias, threads)
         return cls(BUILDERS[name](nz), bias, threads)
 
     @property
@@ -105,8 +100,16 @@ class SparseLinear:
     def __call__(self, x) -> np.ndarray:
         """The layer's float32 output for x of shape (in,) or (N, in): shape (out,) or (N, out)."""
         x = as_input(x, self.in_features)
-        if self.threads > 1:
-            numba.set_num_threads(self.threads)
+        if self.threads == 1:
+            return self._run(x)
+        before = numba.get_num_threads()
+        numba.set_num_threads(self.threads)
+        try:
+            return self._run(x)
+        finally:
+            numba.set_num_threads(before)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
         if x.ndim == 1:
             y = self.bias.copy()
             self.layout.matvec(x, y, self.threads)

@@ -111,18 +111,22 @@ def test_ranks_agree_and_only_rank_0_writes_the_file(runs, name):
         assert torch.equal(value, rank0["state"][key]), key
 
 
-def test_compress_command_with_two_workers_trains_writes_and_resumes(tmp_path):
-    """Baseline training, gradual pruning and fine-tuning on 2 workers; a resumed run gives the same bytes."""
+def _cli_setup(tmp_path, prune: str) -> list[str]:
+    """A tiny IDX data set and a one-epoch-per-stage recipe with the given [prune] lines; the common
+    `compress` arguments for them."""
     (tmp_path / "idx").mkdir()
     write_idx_folder(tmp_path / "idx", n_train=48, n_test=16)
     recipe = tmp_path / "r.toml"
     recipe.write_text('[train]\nepochs = 1\nbatch_size = 16\n'
-                      '[prune]\nschedule = "gradual"\nevery = 2\n[prune.layers]\nip1 = 0.9\n'
-                      '[prune.retrain]\nepochs = 1\nbatch_size = 16\n'
+                      f'[prune]\n{prune}[prune.layers]\nip1 = 0.9\n[prune.retrain]\nepochs = 1\nbatch_size = 16\n'
                       '[quantize]\nfc_bits = 3\n[quantize.finetune]\nepochs = 1\nbatch_size = 16\n')
+    return ["compress", "--data-dir", str(tmp_path / "idx"), "--recipe", str(recipe), "--quiet"]
+
+
+def test_compress_command_with_two_workers_trains_writes_and_resumes(tmp_path):
+    """Baseline training, gradual pruning and fine-tuning on 2 workers; a resumed run gives the same bytes."""
     out = tmp_path / "out"
-    command = ["compress", "--data-dir", str(tmp_path / "idx"), "--recipe", str(recipe), "--out", str(out),
-               "--quiet", "--workers", "2"]
+    command = _cli_setup(tmp_path, 'schedule = "gradual"\nevery = 2\n') + ["--out", str(out), "--workers", "2"]
     assert main(command) == 0
     rec = json.loads((out / "results.json").read_text())
     first = (out / "model.dcz").read_bytes()
@@ -139,3 +143,24 @@ def test_compress_rejects_zero_workers(tmp_path, capsys):
     write_idx_folder(tmp_path, n_train=12, n_test=5)
     assert main(["compress", "--data-dir", str(tmp_path), "--workers", "0", "--out", str(tmp_path / "o")]) == 1
     assert "--workers must be at least 1" in capsys.readouterr().err
+
+
+def test_compress_under_torchrun_equals_local_workers(tmp_path):
+    """The multi-host form (one torchrun job, 2 ranks on 127.0.0.1) writes the same bytes as --workers 2."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from deepcompress.parallel.launch import free_port
+
+    common = _cli_setup(tmp_path, "")
+    assert main(common + ["--out", str(tmp_path / "local"), "--workers", "2"]) == 0
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    done = subprocess.run([str(torchrun), "--nnodes", "1", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+                           "--master-port", str(free_port()), "-m", "deepcompress.cli", *common,
+                           "--out", str(tmp_path / "tr"), "--torchrun", "--timeout", "60"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "tr" / "model.dcz").read_bytes() == (tmp_path / "local" / "model.dcz").read_bytes()

@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
-import socket
 import sys
 from pathlib import Path
 
@@ -28,6 +26,7 @@ def _run_under_torchrun(args, cfg, out, data) -> int:
     import torch.distributed as dist
 
     from .parallel.data_parallel import global_config, train_rank
+    from .parallel.launch import rank_failure
     from .train import load_checkpoint
 
     # Rank, world size and rendezvous come from torchrun's environment; a peer that stops answering
@@ -42,9 +41,7 @@ def _run_under_torchrun(args, cfg, out, data) -> int:
     except Exception as exc:  # gloo raises several types when a peer vanishes
         path = out / "checkpoint.pt"
         epoch = load_checkpoint(path)["epoch"] if path.exists() else 0
-        print(f"rank {rank}/{world} (node {os.environ.get('GROUP_RANK', '?')}, host {socket.gethostname()}): "
-              f"training failed: {type(exc).__name__}: "
-              f"{str(exc).splitlines()[0] if str(exc) else ''}\n"
+        print(f"{rank_failure(rank, world, 'training', exc)}\n"
               f"rank {rank}/{world}: last checkpoint {path} is at epoch {epoch} of {cfg.epochs}; "
               f"run the same command with --resume to continue from it", file=sys.stderr, flush=True)
         return 1

@@ -34,6 +34,13 @@ class WorkerError(RuntimeError):
         self.first = first
 
 
+def rank_failure(rank: int, world: int, what: str, exc: BaseException) -> str:
+    """One line naming this rank (node, host) and how `what` failed, for a torchrun job's log."""
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    where = f"node {os.environ.get('GROUP_RANK', '?')}, host {socket.gethostname()}"
+    return f"rank {rank}/{world} ({where}): {what} failed: {type(exc).__name__}: {first}"
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now (the OS picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

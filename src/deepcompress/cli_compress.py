@@ -12,7 +12,7 @@ from .data import load_dataset
 from .errors import UserError
 from .models import build_model
 from .recipes import load_recipe, stage
-from .cli_train import add_model_data_args
+from .cli_train import add_model_data_args, add_torchrun_args
 from .train import TrainConfig, load_checkpoint
 
 
@@ -75,28 +75,21 @@ def _rank(rank: int, world: int, args, recipe: dict, data, out: Path) -> None:
 
 def _run_under_torchrun(args, recipe: dict, data, out: Path) -> int:
     """This process as one rank of a torchrun job (rank, world and rendezvous from its environment)."""
-    from datetime import timedelta
-
-    import torch.distributed as dist
-
     from .parallel.compression import RankTeam
-    from .parallel.launch import rank_failure
+    from .parallel.launch import rank_failure, torchrun_group
 
     # The other ranks leave after the last broadcast (the codebooks) while rank 0 encodes alone, so no
     # collective waits on rank 0's local work; --timeout bounds the wait for a silent peer during training.
-    dist.init_process_group("gloo", timeout=timedelta(seconds=args.timeout))
-    rank, world = dist.get_rank(), dist.get_world_size()
-    try:
-        return _compress(args, recipe, data, out, RankTeam())
-    except UserError:
-        raise
-    except Exception as exc:  # gloo raises several types when a peer vanishes
-        print(f"{rank_failure(rank, world, 'compression', exc)}\n"
-              f"rank {rank}/{world}: finished stages and checkpoints are in {out}; run the same command "
-              f"with --resume to continue from them", file=sys.stderr, flush=True)
-        return 1
-    finally:
-        dist.destroy_process_group()
+    with torchrun_group(args.timeout) as (rank, world):
+        try:
+            return _compress(args, recipe, data, out, RankTeam())
+        except UserError:
+            raise
+        except Exception as exc:  # gloo raises several types when a peer vanishes
+            print(f"{rank_failure(rank, world, 'compression', exc)}\n"
+                  f"rank {rank}/{world}: finished stages and checkpoints are in {out}; run the same command "
+                  f"with --resume to continue from them", file=sys.stderr, flush=True)
+            return 1
 
 
 def _run(args) -> int:
@@ -142,12 +135,8 @@ def register(sub) -> None:
                    help="local data-parallel processes for the training stages (DDP over gloo; default "
                         "%(default)s); the recipe's batch sizes are global and split among them, so the "
                         "result matches one process (see docs/PARALLEL.md)")
-    p.add_argument("--torchrun", action="store_true",
-                   help="be one rank of a torchrun job (several hosts; OUT on storage every host sees); "
-                        "--workers is then ignored")
-    p.add_argument("--timeout", type=float, default=300.0,
-                   help="with --torchrun: seconds a collective waits for a silent peer before failing "
-                        "(default %(default)s)")
+    add_torchrun_args(p, "be one rank of a torchrun job (several hosts; OUT on storage every host sees); "
+                         "--workers is then ignored")
     p.set_defaults(func=_run)
     register_sensitivity(sub)
 

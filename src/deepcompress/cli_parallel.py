@@ -21,32 +21,24 @@ def _train_parser() -> argparse.ArgumentParser:
 
 
 def _run_under_torchrun(args, cfg, out, data) -> int:
-    from datetime import timedelta
-
-    import torch.distributed as dist
-
     from .parallel.data_parallel import global_config, train_rank
-    from .parallel.launch import rank_failure
+    from .parallel.launch import rank_failure, torchrun_group
     from .train import load_checkpoint
 
-    # Rank, world size and rendezvous come from torchrun's environment; a peer that stops answering
-    # (its host gone, its link cut) fails the next collective after --timeout seconds.
-    dist.init_process_group("gloo", timeout=timedelta(seconds=args.timeout))
-    rank, world = dist.get_rank(), dist.get_world_size()
-    try:
-        result = train_rank(args.model, data, global_config(cfg, world), out, resume=args.resume,
-                            progress=not args.quiet and rank == 0)
-    except UserError:
-        raise
-    except Exception as exc:  # gloo raises several types when a peer vanishes
-        path = out / "checkpoint.pt"
-        epoch = load_checkpoint(path)["epoch"] if path.exists() else 0
-        print(f"{rank_failure(rank, world, 'training', exc)}\n"
-              f"rank {rank}/{world}: last checkpoint {path} is at epoch {epoch} of {cfg.epochs}; "
-              f"run the same command with --resume to continue from it", file=sys.stderr, flush=True)
-        return 1
-    finally:
-        dist.destroy_process_group()
+    # A peer that stops answering (its host gone, its link cut) fails the next collective after --timeout s.
+    with torchrun_group(args.timeout) as (rank, world):
+        try:
+            result = train_rank(args.model, data, global_config(cfg, world), out, resume=args.resume,
+                                progress=not args.quiet and rank == 0)
+        except UserError:
+            raise
+        except Exception as exc:  # gloo raises several types when a peer vanishes
+            path = out / "checkpoint.pt"
+            epoch = load_checkpoint(path)["epoch"] if path.exists() else 0
+            print(f"{rank_failure(rank, world, 'training', exc)}\n"
+                  f"rank {rank}/{world}: last checkpoint {path} is at epoch {epoch} of {cfg.epochs}; "
+                  f"run the same command with --resume to continue from it", file=sys.stderr, flush=True)
+            return 1
     print(f"rank {rank}/{world}: test error {100 * result.test_error:.2f}%")
     return 0
 
@@ -92,10 +84,7 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, help="torch threads per process (default: cores / workers)")
     p.add_argument("--restarts", type=int, default=0,
                    help="when a worker dies, report it and restart from the last checkpoint up to this many times")
-    p.add_argument("--torchrun", action="store_true",
-                   help="be one process of a torchrun job (several hosts); --workers is then ignored")
-    p.add_argument("--timeout", type=float, default=300.0,
-                   help="with --torchrun: seconds a collective waits for a silent peer before failing (default 300)")
+    cli_train.add_torchrun_args(p, "be one process of a torchrun job (several hosts); --workers is then ignored")
     register_ps(sub)
 
 

@@ -71,6 +71,14 @@ def _run(args) -> int:
     return 0
 
 
+def add_torchrun_args(p, torchrun_help: str) -> None:
+    """The --torchrun flag (be one rank of a multi-host torchrun job) and its --timeout."""
+    p.add_argument("--torchrun", action="store_true", help=torchrun_help)
+    p.add_argument("--timeout", type=float, default=300.0,
+                   help="with --torchrun: seconds a collective waits for a silent peer before failing "
+                        "(default %(default)s)")
+
+
 def add_model_data_args(p) -> None:
     """The --model, --data and --data-dir options every model command shares."""
     p.add_argument("--model", choices=sorted(MODELS), default="lenet-300-100")

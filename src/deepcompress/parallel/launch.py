@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from contextlib import contextmanager
 import signal
 import socket
 import time
@@ -32,6 +33,17 @@ class WorkerError(RuntimeError):
         super().__init__(message)
         self.failures = failures or {}
         self.first = first
+
+
+@contextmanager
+def torchrun_group(timeout_s: float):
+    """Join the gloo group that torchrun's environment describes (rank, world size, rendezvous) for the
+    block; yields (rank, world). A peer that stops answering fails the next collective after timeout_s."""
+    dist.init_process_group("gloo", timeout=timedelta(seconds=timeout_s))
+    try:
+        yield dist.get_rank(), dist.get_world_size()
+    finally:
+        dist.destroy_process_group()
 
 
 def rank_failure(rank: int, world: int, what: str, exc: BaseException) -> str:

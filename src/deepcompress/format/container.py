@@ -29,6 +29,8 @@ def _meta_json(meta: dict) -> bytes:
 
 def _encode_layer(layer: QuantizedLayer) -> tuple[LayerRecord, list[bytes]]:
     layer = dataclasses.replace(layer)  # re-checks fields a caller may have changed since construction
+    if min(layer.shape) < 1:
+        raise LayerError(layer.name, [f"shape {layer.shape}: a file stores layers whose dims are all >= 1"])
     gaps = relindex.positions_to_gaps(layer.positions, layer.gap_bits)
     index_data, index_huff = encode_stream(layer.indices, layer.codebook.size, layer.index_bits)
     gap_data, gap_huff = encode_stream(gaps, 1 << layer.gap_bits, layer.gap_bits)

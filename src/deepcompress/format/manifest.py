@@ -36,9 +36,11 @@ FLAG_INDEX_HUFFMAN, FLAG_GAP_HUFFMAN, FLAG_BIAS = 1, 2, 4
 _RECORD_TAIL = "<BBBBHIIIIII"  # index bits, gap bits, value dtype, flags, K, nnz, entries, 4 lengths
 SECTIONS = ("codebook", "index stream", "gap stream", "bias")
 _MIN_RECORD = struct.calcsize("<H") + 1 + 2 + 4 * 2 + struct.calcsize(_RECORD_TAIL)
-# A file may describe at most this many weights (zeros included) per byte, or 2**26 in all if more:
-# legitimate files stay far below it; a tiny hostile file cannot make a reader build huge arrays.
-WEIGHTS_PER_BYTE_LIMIT = 4096
+# A file may describe at most this many weights (zeros included) per byte, or 2**26 in all if more, so a
+# small hostile file cannot make a dense reader build huge arrays. The densest legal encoding covers 2040
+# weights a byte (a gap entry spans at most 255 positions and costs at least 1 bit, docs/FORMAT.md s.10);
+# only zeros after a layer's last stored weight cost nothing, and the floor admits those in small files.
+WEIGHTS_PER_BYTE_LIMIT = 2048
 WEIGHTS_FLOOR = 1 << 26
 
 

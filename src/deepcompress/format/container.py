@@ -16,15 +16,24 @@ from . import relindex
 from .errors import FormatError, located, reading
 from .layer import LayerError, QuantizedLayer
 from .manifest import (CRC, FLAG_BIAS, FLAG_GAP_HUFFMAN, FLAG_INDEX_HUFFMAN, SECTIONS, VALUE_CODES, VALUE_DTYPES,
-                       VALUE_NUMPY, LayerRecord, check_crc, pack_preamble, parse_preamble, weight_limit)
+                       VALUE_NUMPY, LayerRecord, check_crc, pack_preamble, parse_meta, parse_preamble, weight_limit)
 from .streams import decode_stream, encode_stream
 
 
 def _meta_json(meta: dict) -> bytes:
+    """The meta section's bytes; ValueError for a meta a reader would refuse (docs/FORMAT.md section 4)."""
     if not isinstance(meta, dict):
         raise TypeError(f"meta must be a dict, got {type(meta).__name__}")
-    return json.dumps(meta, allow_nan=False, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False).encode("utf-8")
+    try:
+        blob = json.dumps(meta, allow_nan=False, sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"meta: a string holds an unpaired surrogate {err.object[err.start]!r}") from None
+    try:
+        parse_meta(blob)
+    except FormatError as err:
+        raise ValueError(f"meta: {err.detail}; readers refuse it (docs/FORMAT.md section 4)") from None
+    return blob
 
 
 def _encode_layer(layer: QuantizedLayer) -> tuple[LayerRecord, list[bytes]]:

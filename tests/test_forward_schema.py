@@ -42,7 +42,7 @@ def quantized_like(model: torch.nn.Module, rng) -> list[dcz.QuantizedLayer]:
 def test_documented_example_runs_through_export_runtime_and_hardware(tmp_path):
     meta = documented_meta()
     model = build_model(meta["model"])
-    assert architecture_ops(model) == meta["ops"]  # the exporter writes exactly the documented ops
+    assert architecture_ops(model, torch.zeros(1, *meta["input_shape"])) == meta["ops"]  # the exporter writes exactly the documented ops
     layers = quantized_like(model, np.random.default_rng(0))
     path = tmp_path / "lenet5.dcz"
     dcz.write(path, layers, meta)

@@ -43,7 +43,7 @@ def test_file_reproduces_the_quantized_model_exactly(trained, tiny_data, tmp_pat
         assert layer.gap_bits == 4 and len(np.unique(layer.codebook)) <= 16
     assert {l.name: round(l.nnz / l.size, 2) for l in layers} == {"ip1": 0.1, "ip2": 0.2, "ip3": 0.5}
     assert outcome["test_error"] == evaluate(trained, tiny_data.test_x, tiny_data.test_y)
-    assert meta["ops"] == architecture_ops(trained)
+    assert meta["ops"] == architecture_ops(trained, torch.zeros(1, 1, 28, 28))
     rec = results_record("lenet-300-100", "synthetic", outcome, "test")
     assert rec["file_bytes"] == path.stat().st_size and rec["dense_bytes"] == 266_610 * 4
     assert sum(r["bytes"] for r in rec["layers"]) + rec["file_header_bytes"] == rec["file_bytes"]
@@ -122,10 +122,10 @@ def test_resume_skips_finished_rounds(trained, tiny_data, tmp_path):
 
 
 def test_architecture_ops_of_the_lenets():
-    assert architecture_ops(build_model("lenet-300-100")) == [
+    assert architecture_ops(build_model("lenet-300-100"), torch.zeros(1, 1, 28, 28)) == [
         {"op": "flatten"}, {"op": "fc", "layer": "ip1"}, {"op": "relu"}, {"op": "fc", "layer": "ip2"},
         {"op": "relu"}, {"op": "fc", "layer": "ip3"}]
-    ops = [o["op"] for o in architecture_ops(build_model("lenet-5"))]
+    ops = [o["op"] for o in architecture_ops(build_model("lenet-5"), torch.zeros(1, 1, 28, 28))]
     assert ops == ["conv", "maxpool", "conv", "maxpool", "flatten", "fc", "relu", "fc"]
 
 

@@ -202,12 +202,20 @@ def compress_model(model: nn.Module, data, recipe: dict, out: str | Path, *, met
     ecfg = stage(recipe, "encode", dataset)
     gap_bits = layer_settings(ecfg, masks, "gap_bits", "auto", "auto")
     path = run.out / "model.dcz"
-    nbytes = write_model(path, model, shared, gap_bits, shared.bits(), meta or {}, values)
+    nbytes = write_model(path, model, shared, gap_bits, shared.bits(), meta or {}, values,
+                         example_input=_example(meta or {}, data))
     file_model = _reloaded(model, path)
     file_error = run.note("from file", file_model, bytes=nbytes)
     run.timings["total_s"] = time.perf_counter() - t0
     return {"file": str(path), "file_bytes": nbytes, "test_error": file_error, "stages": run.log,
             "bits": shared.bits(), "gap_bits": gap_bits, "values": values, "timings": run.timings}
+
+
+def _example(meta: dict, data) -> torch.Tensor | None:
+    """The input that fixes the file's input shape: meta's input_shape when given, else a real test sample."""
+    if meta.get("input_shape") is not None:
+        return None
+    return data.test_x[:1]
 
 
 def _check_supported(model: nn.Module) -> None:

@@ -110,6 +110,15 @@ def test_conv_without_forward_pass_is_skipped(tmp_path):
     records = simulate_model(path, "diannao")
     assert records[0]["skipped"] and "input size unknown" in records[0]["note"]
     assert records[-1]["layers_skipped"] == 1 and records[-1]["layers_run"] == 1
+    assert records[-1]["partial"] and records[-1]["skipped_layers"] == ["c"]
+    from deepcompress.hardware.report import format_layer_records
+    assert "PARTIAL total: 1 weight layer(s) not costed (c)" in format_layer_records(records)
+
+
+def test_ops_without_weights_are_listed_as_not_costed(model_file):
+    path, _ = model_file
+    total = simulate_model(path, "cpu")[-1]
+    assert not total["partial"] and total["not_costed"] == {"relu": 1, "maxpool": 1, "flatten": 1}
 
 
 def run_json(capsys, *argv):

@@ -62,6 +62,13 @@ def format_layer_records(records: list[dict]) -> str:
         fpj = r.get("frames_per_j")
         lines.append(f"{r['layer']:<10}{r['kind']:<6}{r['arch']:<14}{r['time_us']:>11.2f}{r['energy_j'] * 1e6:>12.3f}"
                      f"{_num(r.get('frames_per_s')):>13}{_num(fpj):>13}  {note}")
+    total = records[-1]
+    if total.get("partial"):
+        lines.append(f"PARTIAL total: {total['layers_skipped']} weight layer(s) not costed "
+                     f"({', '.join(total['skipped_layers'])}); see their notes")
+    if total.get("not_costed"):
+        lines.append("not costed (no weights; the models cost weight layers only): "
+                     + ", ".join(f"{n} x{c}" for n, c in total["not_costed"].items()))
     return "\n".join(lines)
 
 

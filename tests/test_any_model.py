@@ -188,3 +188,15 @@ def test_a_model_that_fails_on_the_example_says_so():
     with pytest.raises(Exception, match=r"failed on the example input of shape \(2, 5\)") as info:
         architecture_ops(nn.Sequential(nn.Linear(4, 4)), torch.rand(2, 5))
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("model, shape", [(Residual, (1, 12, 12)), (Separable, (1, 28, 28)), (Gates, (3, 9, 9))])
+def test_decompressed_module_reproduces_the_runtime(tmp_path, model, shape):
+    from deepcompress import decompress
+
+    torch.manual_seed(1)
+    x = torch.rand(4, *shape)
+    got, expected, path = round_trip(model(), x, tmp_path)
+    with torch.no_grad():
+        back = decompress(path)(x).numpy()
+    assert rel_error(back, got) < REL_TOL and rel_error(back, expected) < REL_TOL

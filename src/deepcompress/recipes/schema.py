@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import difflib
 import types
-import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, fields, is_dataclass
-from typing import Annotated, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, ClassVar, Union, get_args, get_origin, get_type_hints
 
 from ..errors import UserError
 
@@ -181,7 +180,7 @@ def check_value(value, hint, where: Where, key: str):
 class Table:
     """Mixin for a dataclass of settings read from a recipe table (see the module docstring)."""
 
-    TABLE: typing.ClassVar[str] = ""  # the table's name when no `where` is given, e.g. "train"
+    TABLE: ClassVar[str] = ""  # the table's name when no `where` is given, e.g. "train"
 
     @classmethod
     def from_dict(cls, values: dict, where: Where | None = None):

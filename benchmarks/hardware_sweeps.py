@@ -83,7 +83,8 @@ def real_layer_sweep(specs: list[str]) -> dict:
         if not found:
             print(f"--real-layer {spec}: no FC layer {name!r} in {path}; skipped")
             continue
-        real = sp.csc_matrix(found[0].matrix)
+        real = sp.csc_matrix((found[0].layer.values(), found[0].layer.rows_cols()),
+                             shape=found[0].layer.matrix_shape)
         outputs, inputs = real.shape
         density = real.nnz / (outputs * inputs)
         uniform, _ = random_layer(LayerSpec(inputs, outputs, density, 1.0, 0))

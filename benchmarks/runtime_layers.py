@@ -35,7 +35,8 @@ import torch  # noqa: E402
 import runtime_methods as rm  # noqa: E402
 from deepcompress.hardware.eie_paper import BENCHMARKS  # noqa: E402
 from deepcompress.hardware.layers import random_layer  # noqa: E402
-from deepcompress.runtime import Nonzeros, SparseConv2d, choose_fc_layout, from_positions  # noqa: E402
+from deepcompress.format import QuantizedLayer
+from deepcompress.runtime import SparseConv2d, choose_fc_layout, from_positions  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CODEBOOK_SIZE = 16
@@ -50,8 +51,8 @@ CONV_DENSITIES = (0.05, 0.12, 0.35, 0.66)
 LAYOUT_METHODS = {"csc": "deepcompress-csc", "panel": "deepcompress-panel", "grouped": "deepcompress-grouped"}
 
 
-def make_layer(layer, seed: int = 0) -> tuple[Nonzeros, np.ndarray]:
-    """The layer's weights as Nonzeros with random codes into a 16-entry codebook, and its input vector."""
+def make_layer(layer, seed: int = 0) -> tuple[QuantizedLayer, np.ndarray]:
+    """The layer's weights as a QuantizedLayer with random codes into a 16-entry codebook, and its input vector."""
     weights, acts = random_layer(layer.spec(seed))
     cols = np.repeat(np.arange(layer.inputs), np.diff(weights.indptr))
     positions = weights.indices.astype(np.int64) * layer.inputs + cols
@@ -71,11 +72,11 @@ def batch_inputs(layer, act_density: float, n: int, seed: int = 0) -> np.ndarray
     return x
 
 
-def contenders(nz: Nonzeros, dense: np.ndarray, x: np.ndarray, threads: int):
+def contenders(nz: QuantizedLayer, dense: np.ndarray, x: np.ndarray, threads: int):
     """{method: callable} for one layer and input, and {layout: built SparseLinear}."""
     methods, built = {}, {}
     for layout, method in LAYOUT_METHODS.items():
-        if layout == "grouped" and nz.shape[1] > 0xFFFF:
+        if layout == "grouped" and nz.matrix_shape[1] > 0xFFFF:
             continue
         methods[method], built[layout] = rm.ours(nz, x, layout, threads)
     methods["torch-dense-fp32"] = rm.torch_dense(dense, x)

@@ -13,7 +13,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from deepcompress.runtime import Nonzeros, SparseLinear
+from deepcompress.format import QuantizedLayer
+from deepcompress.runtime import SparseLinear
 
 FLUSH_BYTES = 64 << 20  # twice this machine's 32 MB L3
 
@@ -24,9 +25,9 @@ def geomean(values) -> float:
     return float(np.exp(np.log(values).mean()))
 
 
-def ours(nz: Nonzeros, x: np.ndarray, layout: str, threads: int = 1):
+def ours(nz: QuantizedLayer, x: np.ndarray, layout: str, threads: int = 1):
     """deepcompress.runtime on one layout, built for x's batch size and thread count: (callable, built layer)."""
-    layer = SparseLinear.from_nonzeros(nz, layout=layout, batch=1 if x.ndim == 1 else x.shape[0], threads=threads)
+    layer = SparseLinear.from_layer(nz, layout=layout, batch=1 if x.ndim == 1 else x.shape[0], threads=threads)
     return (lambda: layer(x)), layer
 
 
@@ -41,23 +42,25 @@ def numpy_dense(w: np.ndarray, x: np.ndarray):
     return lambda: x @ w.T
 
 
-def torch_csr(nz: Nonzeros, x: np.ndarray):
+def torch_csr(nz: QuantizedLayer, x: np.ndarray):
     """torch sparse CSR with int32 indices: torch.mv at batch 1, torch.sparse.mm on x.T at batch N."""
-    crow = np.zeros(nz.shape[0] + 1, np.int32)
-    np.cumsum(np.bincount(nz.rows, minlength=nz.shape[0]), out=crow[1:])
+    rows, cols = nz.rows_cols()
+    order = np.lexsort((cols, rows))  # the layer's entries are in CSC order; CSR wants them by row
+    crow = np.zeros(nz.matrix_shape[0] + 1, np.int32)
+    np.cumsum(np.bincount(rows, minlength=nz.matrix_shape[0]), out=crow[1:])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
-        w = torch.sparse_csr_tensor(torch.from_numpy(crow), torch.from_numpy(nz.cols.astype(np.int32)),
-                                    torch.from_numpy(nz.codebook[nz.codes]), nz.shape)
+        w = torch.sparse_csr_tensor(torch.from_numpy(crow), torch.from_numpy(cols[order].astype(np.int32)),
+                                    torch.from_numpy(nz.values()[order]), nz.matrix_shape)
     xt = torch.from_numpy(x)
     if x.ndim == 1:
         return lambda: torch.mv(w, xt)
     return lambda: torch.sparse.mm(w, xt.t()).t()
 
 
-def scipy_csr(nz: Nonzeros, x: np.ndarray):
+def scipy_csr(nz: QuantizedLayer, x: np.ndarray):
     """scipy.sparse CSR (int32 indices)."""
-    w = sp.csr_matrix((nz.codebook[nz.codes], (nz.rows, nz.cols)), shape=nz.shape, dtype=np.float32)
+    w = sp.csr_matrix((nz.values(), nz.rows_cols()), shape=nz.matrix_shape, dtype=np.float32)
     if x.ndim == 1:
         return lambda: w @ x
     return lambda: (w @ x.T).T

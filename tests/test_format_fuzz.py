@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deepcompress.format import FormatError, QuantizedLayer, decode, encode, size_breakdown
-from deepcompress.format.manifest import HEADER, MAGIC, VERSION
+from deepcompress.format.manifest import HEADER, MAGIC, VERSION, WEIGHTS_FLOOR, WEIGHTS_PER_BYTE_LIMIT, parse_preamble
 
 
 def small_file(values: str = "f32") -> bytes:
@@ -111,7 +111,8 @@ def patched(offset: int, fmt: str, value: int, original: bytes = SMALL) -> bytes
     """A small file with one field replaced and the preamble CRC recomputed, so the edit reaches the checks."""
     blob = bytearray(original)
     struct.pack_into(fmt, blob, offset, value)
-    end = 20 + META_LEN + MANIFEST_LEN
+    *_, meta_len, manifest_len = struct.unpack_from(HEADER, blob)
+    end = 20 + meta_len + manifest_len
     struct.pack_into("<I", blob, end, zlib.crc32(bytes(blob[:end])))
     return bytes(blob)
 
@@ -161,3 +162,62 @@ def test_value_dtype_must_suit_the_file_version():
     newer = f"version {VERSION + 1} is newer than this reader supports ({VERSION})"
     assert newer in assert_rejected(patched(4, "<H", VERSION + 1, SMALL16))
     assert "version 0 is not valid" in assert_rejected(patched(4, "<H", 0, SMALL))
+
+
+def test_huffman_table_padding_nibble_must_be_zero():
+    # a 3-entry codebook: the table is 3 lengths of 4 bits, so its second byte ends in 4 padding bits
+    weight = np.zeros((8, 8), np.float32)
+    weight.flat[:32] = [0.5] * 28 + [-1.0, -1.0, 2.0, 2.0]
+    blob = bytearray(encode([QuantizedLayer.from_dense("odd", "fc", weight, [0.5, -1.0, 2.0])], {}))
+    assert size_breakdown(bytes(blob)).layers[0].index_huffman
+    preamble, cur = parse_preamble(bytes(blob))
+    codebook_len, index_len = preamble.records[0].section_lengths[:2]
+    table_at = cur.pos + codebook_len + 4
+    assert blob[table_at + 1] & 0x0F == 0
+    blob[table_at + 1] |= 0x08
+    struct.pack_into("<I", blob, table_at + index_len, zlib.crc32(blob[table_at: table_at + index_len]))
+    message = assert_rejected(bytes(blob))
+    assert message == "layer 0 'odd': index stream: Huffman code table: the 4 padding bits at the end are not zero"
+
+
+def zero_layer(n: int) -> QuantizedLayer:
+    """An all-zero layer of n weights: its encoding costs the same few bytes whatever n is."""
+    return QuantizedLayer("zero", "fc", (1, n), [], [], [])
+
+
+def test_weight_limit_is_exactly_2048_a_byte_above_the_floor():
+    meta = {"pad": "x" * 40_000}  # makes 2048 * file bytes larger than the 2**26 floor
+    size = len(encode([zero_layer(1)], meta))  # the shape is a fixed-width field: the size does not depend on n
+    limit = WEIGHTS_PER_BYTE_LIMIT * size
+    assert WEIGHTS_PER_BYTE_LIMIT == 2048 and limit > WEIGHTS_FLOOR
+    at_limit = encode([zero_layer(limit)], meta)
+    assert len(at_limit) == size and decode(at_limit)[0][0].size == limit
+    with pytest.raises(ValueError, match="readers' limit"):
+        encode([zero_layer(limit + 1)], meta)
+    *_, meta_len, _ = struct.unpack_from(HEADER, at_limit)
+    shape_at = 20 + meta_len + 2 + len("zero") + 2 + 4  # shape[1] of the only record
+    assert struct.unpack_from("<I", at_limit, shape_at) == (limit,)
+    assert "more than this reader accepts" in assert_rejected(patched(shape_at, "<I", limit + 1, at_limit))
+
+
+def test_weight_limit_admits_the_densest_encoding():
+    # one weight at the very end: every zero before it is a Huffman-coded filler, 1 bit per 255 zeros
+    n = 2 * WEIGHTS_FLOOR
+    layer = QuantizedLayer("dense", "fc", (1, n), [1.0], [n - 1], [0], gap_bits=8, value_dtype="f16")
+    blob = encode([layer], {})
+    assert 2000 < n / len(blob) <= 2040 < WEIGHTS_PER_BYTE_LIMIT
+    assert decode(blob)[0][0].equals(layer)
+
+
+def test_weight_limit_admits_sparse_layers_and_an_all_zero_layer():
+    rng = np.random.default_rng(5)
+    rows, cols = 4096, WEIGHTS_FLOOR // 4096 + 64  # beyond the floor, so the per-byte rule decides
+    positions = np.cumsum(rng.geometric(0.01, size=rows * cols // 99)) - 1  # 99% sparse
+    positions = positions[positions < rows * cols]
+    sparse = QuantizedLayer("sparse", "fc", (rows, cols), np.linspace(-1, 1, 16), positions,
+                            rng.integers(0, 16, positions.size), gap_bits=8)
+    ninety = QuantizedLayer.from_dense("ninety", "fc", np.where(rng.random((300, 400)) < 0.1, 0.5, 0), [0.5])
+    layers = [sparse, ninety, zero_layer(10**6)]
+    blob = encode(layers, {})
+    assert sum(layer.size for layer in layers) / len(blob) < WEIGHTS_PER_BYTE_LIMIT / 16
+    assert all(a.equals(b) for a, b in zip(decode(blob)[0], layers))

@@ -152,6 +152,24 @@ def test_single_symbol_and_one_entry_codebooks():
     assert np.array_equal(out.to_dense(), weight) and out.index_bits == 1
 
 
+def test_stored_weights_may_decode_to_zero():
+    # a stored entry is a position with a codebook index; the entry's value may be 0.0 or -0.0
+    layer = QuantizedLayer("z", "fc", (2, 3), [0.0, -0.0, 1.5], [0, 2, 5], [0, 1, 2])
+    (out,), _ = roundtrip([layer])
+    assert out.nnz == 3 and out.positions.tolist() == [0, 2, 5] and out.indices.tolist() == [0, 1, 2]
+    dense = out.to_dense()
+    assert np.count_nonzero(dense) == 1 and np.signbit(dense[0, 1]) and not np.signbit(dense[0, 0])
+    # from_dense stores the float32 nonzeros only: a weight equal to a 0.0 centroid is not stored ...
+    weight = np.array([[0.0, 1.5], [-0.0, 1.5]], np.float32)
+    assert QuantizedLayer.from_dense("z", "fc", weight, [0.0, 1.5]).positions.tolist() == [2, 3]
+    # ... but float16 rounds a centroid with |x| <= 2**-25 to +-0 after the positions are chosen
+    tiny = QuantizedLayer.from_dense("t", "fc", np.array([[2e-8, 0.0], [-1e-8, 0.5]]), [-1e-8, 2e-8, 0.5],
+                                     value_dtype="f16")
+    (out,), _ = roundtrip([tiny])
+    assert out.nnz == 3 and out.codebook.tolist() == [0.0, 0.0, 0.5] and np.signbit(out.codebook[0])
+    assert np.count_nonzero(out.to_dense()) == 1
+
+
 def test_write_read_file_and_sizes_add_up(tmp_path):
     rng = np.random.default_rng(7)
     layers = []

@@ -9,7 +9,7 @@ import pytest
 from deepcompress import format as dcz
 from deepcompress.cli import main
 from deepcompress.hardware.eie import EIEConfig, simulate
-from deepcompress.hardware.model_file import load_model, trace_conv_inputs
+from deepcompress.hardware.model_file import conv_inputs, load_model
 from deepcompress.hardware.model_sim import input_vector, simulate_model
 
 OPS = [{"op": "conv", "layer": "conv1", "stride": [1, 1], "padding": [1, 1]}, {"op": "relu"},
@@ -31,19 +31,19 @@ def model_file(tmp_path):
     return path, layers
 
 
-def test_layers_become_matrices_and_traced_shapes(model_file):
+def test_layers_are_the_files_own_and_traced_shapes(model_file):
     path, originals = model_file
     layers, meta, note = load_model(path)
     assert note == "" and [layer.name for layer in layers] == ["conv1", "ip1"]
     for layer, q in zip(layers, originals):
-        assert np.array_equal(layer.matrix.toarray(), q.to_dense().reshape(q.shape[0], -1))
+        assert layer.layer.equals(q)  # the file's layer itself: positions and codebook indices, no re-encode
     conv, ip1 = layers[0].shape, layers[1].shape
     assert (conv.in_hw, conv.kernel, conv.padding, conv.out_hw) == ((8, 8), (3, 3), 1, (8, 8))
     assert (ip1.in_channels, ip1.out_channels) == (64, 10)
     assert ip1.weight_density == originals[1].nnz / 640
 
 
-def test_f16_files_load_as_float32_matrices(tmp_path):
+def test_f16_files_load_as_float32_values(tmp_path):
     rng = np.random.default_rng(1)
     originals = [quantized("conv1", "conv", (4, 2, 3, 3), 0.5, rng), quantized("ip1", "fc", (10, 4 * 4 * 4), 0.3, rng)]
     codebook = np.float32([0.1, -1 / 3, 2 / 3, 1e-3]) * np.float32(1.7)  # not float16 values before rounding
@@ -55,17 +55,20 @@ def test_f16_files_load_as_float32_matrices(tmp_path):
     layers, _, note = load_model(path)
     assert note == ""
     for layer, q in zip(layers, originals):
-        assert layer.matrix.dtype == np.float32
-        assert np.array_equal(layer.matrix.toarray(), q.to_dense().reshape(q.shape[0], -1))
-    assert set(np.unique(layers[1].matrix.data)) <= set(np.resize(codebook, 8).astype(np.float16).astype(np.float32))
+        assert layer.layer.values().dtype == np.float32
+        assert np.array_equal(layer.layer.to_dense(), q.to_dense())
+    assert set(np.unique(layers[1].layer.values())) <= set(np.resize(codebook, 8).astype(np.float16).astype(np.float32))
 
 
-def test_tracing_stops_with_a_reason():
-    found, note = trace_conv_inputs({"ops": OPS}, {"conv1": (4, 2, 3, 3)})
+def test_tracing_stops_with_a_reason(model_file):
+    _, originals = model_file
+    layers = {q.name: q for q in originals}
+    found, note = conv_inputs({"ops": OPS}, layers)
     assert found == {} and "input_shape" in note
-    found, note = trace_conv_inputs({"input_shape": [2, 8, 8], "ops": [{"op": "softmax"}] + OPS},
-                                    {"conv1": (4, 2, 3, 3)})
-    assert "softmax" in note
+    found, note = conv_inputs({"input_shape": [2, 8, 8], "ops": [{"op": "softmax"}] + OPS}, layers)
+    assert found == {} and "softmax" in note
+    found, note = conv_inputs({"input_shape": [2, 8, 8], "ops": [dict(OPS[0], stride=[1, 2])] + OPS[1:2]}, layers)
+    assert found == {} and "unequal stride" in note
 
 
 def test_eie_runs_fc_and_sends_conv_to_diannao(model_file):

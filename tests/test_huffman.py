@@ -140,3 +140,32 @@ def test_format_doc_stream_example():
     lengths = [1, 2, 3, 3]
     assert huffman.canonical_codes(lengths).tolist() == [0b0, 0b10, 0b110, 0b111]
     assert huffman.serialize_lengths(lengths) + huffman.encode([0, 3, 1], lengths) == bytes.fromhex("123378")
+
+
+def spec_package_merge(freqs, max_len=15):
+    """docs/FORMAT.md section 9's tie-breaking package-merge, written from the text alone."""
+    used = [s for s, f in enumerate(freqs) if f > 0]
+    lengths = [0] * len(freqs)
+    if len(used) <= 1:
+        for s in used:
+            lengths[s] = 1
+        return lengths
+    leaves = sorted(((freqs[s], [s]) for s in used), key=lambda leaf: (leaf[0], leaf[1][0]))
+    items = leaves
+    for _ in range(max_len - 1):
+        packages = [(items[2 * i][0] + items[2 * i + 1][0], items[2 * i][1] + items[2 * i + 1][1])
+                    for i in range(len(items) // 2)]
+        items = sorted(leaves + packages, key=lambda item: item[0])  # stable: leaves first at equal weight
+    for _, symbols in items[: 2 * len(used) - 2]:
+        for s in symbols:
+            lengths[s] += 1
+    return lengths
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 6), min_size=1, max_size=40), st.integers(2, 15))
+def test_spec_tie_breaks_reproduce_the_writer(freqs, max_len):
+    # small frequencies: many ties, so any other tie-break would show
+    if sum(f > 0 for f in freqs) > 1 << max_len:
+        return
+    assert huffman.code_lengths(freqs, max_len).tolist() == spec_package_merge(freqs, max_len)

@@ -11,7 +11,7 @@ import torch
 from deepcompress import format as dcz
 from deepcompress.cli import main
 from deepcompress.compress import architecture_ops, compress_model, load_into
-from deepcompress.compress.report import results_record
+from deepcompress.compress.report import report_markdown, results_record
 from deepcompress.models import build_model
 from deepcompress.train import TrainConfig, evaluate, train
 
@@ -47,6 +47,10 @@ def test_file_reproduces_the_quantized_model_exactly(trained, tiny_data, tmp_pat
     rec = results_record("lenet-300-100", "synthetic", outcome, "test")
     assert rec["file_bytes"] == path.stat().st_size and rec["dense_bytes"] == 266_610 * 4
     assert sum(r["bytes"] for r in rec["layers"]) + rec["file_header_bytes"] == rec["file_bytes"]
+    # the file's field names, with the file's meaning
+    widths = [(layer.index_bits, layer.gap_bits) for layer in layers]
+    assert [(r["index_bits"], r["gap_bits"]) for r in rec["layers"]] == widths
+    assert "| index bits | gap bits |" in report_markdown(rec)
 
 
 def _f16(tensor) -> np.ndarray:
@@ -55,8 +59,6 @@ def _f16(tensor) -> np.ndarray:
 
 def test_f16_values_file_holds_the_rounded_model(trained, tiny_data, tmp_path):
     import copy
-
-    from deepcompress.compress.report import report_markdown
 
     recipe = {**RECIPE, "encode": {"fc_gap_bits": 4, "values": "f16"}}
     outcome = compress_model(trained, tiny_data, recipe, tmp_path, progress=False)

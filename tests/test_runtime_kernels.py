@@ -51,7 +51,7 @@ def test_layouts_match_dense_reference(layout, k):
     shape = (97, 130)
     nz = random_nonzeros(rng, shape, 0.15, k, empty_rows=(0, 5, 96), empty_cols=(0, 7, 129))
     bias = rng.standard_normal(shape[0]).astype(np.float32)
-    layer = SparseLinear.from_nonzeros(nz, bias, layout=layout)
+    layer = SparseLinear.from_layer(nz, bias, layout=layout)
     assert layer.kind == layout
     for act in (0.0, 0.3, 1.0):
         check_layer(layer, nz, bias, sparse_inputs(rng, shape[1], act))
@@ -65,10 +65,10 @@ def test_all_zero_inputs_and_empty_matrix_give_the_bias(layout):
     bias = rng.standard_normal(40).astype(np.float32)
     for density in (0.0, 0.2):
         nz = random_nonzeros(rng, (40, 60), density, 16)
-        layer = SparseLinear.from_nonzeros(nz, bias, layout=layout)
+        layer = SparseLinear.from_layer(nz, bias, layout=layout)
         np.testing.assert_array_equal(layer(np.zeros(60, np.float32)), bias)
         np.testing.assert_array_equal(layer(np.zeros((3, 60), np.float32)), np.tile(bias, (3, 1)))
-    no_bias = SparseLinear.from_nonzeros(random_nonzeros(rng, (4, 6), 0.5, 3), layout=layout)
+    no_bias = SparseLinear.from_layer(random_nonzeros(rng, (4, 6), 0.5, 3), layout=layout)
     np.testing.assert_array_equal(no_bias(np.zeros(6, np.float32)), np.zeros(4, np.float32))
 
 
@@ -125,7 +125,7 @@ def test_panel_batch_kernels_generic_and_vector(n):
     """N % 8 == 0 runs the register-blocked vector kernel (all block sizes 64/32/16/8), else the generic one."""
     rng = np.random.default_rng(8)
     nz = random_nonzeros(rng, (50, 3000), 0.05, 16)
-    layout = SparseLinear.from_nonzeros(nz, layout="panel", batch=n).layout
+    layout = SparseLinear.from_layer(nz, layout="panel", batch=n).layout
     xt = sparse_inputs(rng, (3000, n), 0.5)
     yt = np.zeros((50, n), np.float32)
     layout.matmat(xt, yt)
@@ -137,10 +137,10 @@ def test_panel_batch_kernels_generic_and_vector(n):
 def test_panel_layout_spans_several_panels(k):
     rng = np.random.default_rng(3)
     nz = random_nonzeros(rng, (30, 70_000 if k == 2 else 1_000), 0.01, k)
-    layer = SparseLinear.from_nonzeros(nz, layout="panel")
+    layer = SparseLinear.from_layer(nz, layout="panel")
     assert layer.layout.ptr.shape[0] > 1
-    check_layer(layer, nz, np.zeros(30), sparse_inputs(rng, nz.shape[1], 0.5))
-    check_layer(layer, nz, np.zeros(30), sparse_inputs(rng, (3, nz.shape[1]), 0.5))
+    check_layer(layer, nz, np.zeros(30), sparse_inputs(rng, nz.matrix_shape[1], 0.5))
+    check_layer(layer, nz, np.zeros(30), sparse_inputs(rng, (3, nz.matrix_shape[1]), 0.5))
 
 
 @settings(max_examples=40, deadline=None)
@@ -153,7 +153,7 @@ def test_random_small_layers(rows, cols, k, density, act, batch, seed):
     bias = rng.standard_normal(rows).astype(np.float32)
     x = sparse_inputs(rng, cols if batch is None else (batch, cols), act)
     for layout in LAYOUTS:
-        check_layer(SparseLinear.from_nonzeros(nz, bias, layout=layout), nz, bias, x)
+        check_layer(SparseLinear.from_layer(nz, bias, layout=layout), nz, bias, x)
 
 
 @pytest.mark.parametrize("k", [1, 16, 256])
@@ -161,12 +161,12 @@ def test_entries_take_two_bytes_per_nonzero(k):
     rng = np.random.default_rng(4)
     nz = random_nonzeros(rng, (600, 900), 0.09, k)
     for layout in LAYOUTS:
-        built = SparseLinear.from_nonzeros(nz, layout=layout)
+        built = SparseLinear.from_layer(nz, layout=layout)
         padding = getattr(built.layout, "padding", 0)
         assert built.nbytes().entries == 2 * (nz.nnz + padding)
         assert padding <= 0.01 * nz.nnz
     for act, batch in ((0.3, 1), (1.0, 1), (0.3, 64)):
-        auto = SparseLinear.from_nonzeros(nz, act_density=act, batch=batch)
+        auto = SparseLinear.from_layer(nz, act_density=act, batch=batch)
         per_nz = auto.nbytes().per_nonzero()
         # pointers: one int32 per column (csc) or per row and panel (panel; 4 panels when K = 256)
         assert per_nz["entries"] <= 2.0 * 1.01 and per_nz["pointers"] <= 0.25, (auto.kind, per_nz)
@@ -179,7 +179,7 @@ def test_layout_choice_follows_input_density_batch_and_size():
     assert choose_fc_layout(nz, act_density=1.0) == "panel"
     assert choose_fc_layout(nz) == "csc"
     assert choose_fc_layout(nz, act_density=0.35, batch=64) == "panel"
-    assert SparseLinear.from_nonzeros(nz, batch=64).layout.width == 512
+    assert SparseLinear.from_layer(nz, batch=64).layout.width == 512
     tall = random_nonzeros(rng, (2000, 300), 0.1, 16)  # long columns, short rows: csc even for dense inputs
     assert choose_fc_layout(tall, act_density=1.0) == "csc"
     wide = random_nonzeros(rng, (2, 20_000), 0.01, 16)  # per-column pointers dwarf 400 entries
@@ -217,9 +217,9 @@ def test_bad_descriptions_are_rejected(bad, error):
     with pytest.raises(ValueError, match="not a codebook value"):
         from_dense(np.array([[0.0, 2.0]]), np.array([1.0], np.float32))
     with pytest.raises(ValueError, match="65535"):
-        SparseLinear.from_nonzeros(from_positions((1, 70_000), [3], [0], np.ones(1)), layout="grouped")
+        SparseLinear.from_layer(from_positions((1, 70_000), [3], [0], np.ones(1)), layout="grouped")
     with pytest.raises(ValueError, match="unknown layout"):
-        SparseLinear.from_nonzeros(from_positions((1, 2), [1], [0], np.ones(1)), layout="dense")
+        SparseLinear.from_layer(from_positions((1, 2), [1], [0], np.ones(1)), layout="dense")
 
 
 def test_bad_inputs_are_rejected():
@@ -275,8 +275,8 @@ def test_threads_give_bit_identical_outputs(layout, shape):
     bias = rng.standard_normal(shape[0]).astype(np.float32)
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("numba may start only one thread here (NUMBA_NUM_THREADS)")
-    one = SparseLinear.from_nonzeros(nz, bias, layout=layout)
-    two = SparseLinear.from_nonzeros(nz, bias, layout=layout, threads=2)
+    one = SparseLinear.from_layer(nz, bias, layout=layout)
+    two = SparseLinear.from_layer(nz, bias, layout=layout, threads=2)
     assert two.threads == 2
     if layout == "csc":
         assert two.layout.col_ptr.shape[0] % 2 == 0  # row blocks shared evenly between the two threads
@@ -286,4 +286,4 @@ def test_threads_give_bit_identical_outputs(layout, shape):
         np.testing.assert_array_equal(two(x), one(x))
     check_layer(two, nz, bias, sparse_inputs(rng, shape[1], 0.4))
     with pytest.raises(ValueError, match="threads"):
-        SparseLinear.from_nonzeros(nz, bias, layout=layout, threads=0)
+        SparseLinear.from_layer(nz, bias, layout=layout, threads=0)

@@ -181,8 +181,10 @@ def _write(tmp_path, layers, meta):
     ({"ops": [{"op": "fc", "layer": "ip1"}]}, "flatten op may be missing"),
     ({"ops": [{"op": "flatten"}, {"op": "conv", "layer": "ip1"}]}, "is a fc layer, not conv"),
     ({"ops": [{"op": "maxpool", "kernel": 7}]}, "at least 7x7"),
-    ({"ops": [{"op": "maxpool", "kernel": [2, 3]}]}, "only equal height and width"),
-    ({"ops": [{"op": "maxpool"}]}, "kernel and stride must be >= 1"),
+    ({"ops": [{"op": "maxpool"}]}, "needs a kernel"),
+    ({"ops": [{"op": "maxpool", "kernel": 0}]}, "kernel must be an integer >= 1"),
+    ({"ops": [{"op": "maxpool", "kernal": 2}]}, "unknown key 'kernal'"),
+    ({"ops": [{"op": "maxpool", "k": 2, "kernel": 2}]}, "given twice"),
     ({"ops": [{"op": "maxpool", "kernel": 2, "padding": 1}]}, "padded max pooling"),
     ({"input_shape": None}, "input_shape"),
     ({"input_shape": [1, 0, 7]}, "input_shape"),
@@ -199,7 +201,8 @@ def test_files_the_runtime_cannot_run(tmp_path, change, message):
 
 def test_conv_op_parameters_checked(tmp_path):
     layers, meta = conv_model(np.random.default_rng(0))
-    for bad, message in (({"stride": [1, 2]}, "only equal"), ({"padding": -1}, "padding >= 0"),
+    for bad, message in (({"stride": [1, 0]}, "stride must be an integer >= 1"),
+                         ({"padding": -1}, "padding must be an integer >= 0"), ({"dilation": 2}, "unknown key"),
                          ({"stride": "1"}, "must be an integer")):
         ops = [dict(meta["ops"][0], **bad)] + meta["ops"][1:]
         with pytest.raises(ModelError, match=message):
@@ -260,3 +263,16 @@ def test_large_finite_inputs_are_not_mistaken_for_infinite(tmp_path):
     model = load(_write(tmp_path, layers, meta))
     x = np.full((2, 1, 6, 7), 3e38, np.float32)  # their sum overflows; each value is finite
     assert model(x).shape == (2, 10)
+
+
+def test_unequal_stride_padding_and_pooling_match_torch(tmp_path):
+    layers, meta = conv_model(np.random.default_rng(3))
+    ops = [dict(meta["ops"][0], stride=[1, 2], padding=[2, 1]), {"op": "maxpool", "kernel": [2, 1], "stride": [2, 1]},
+           {"op": "relu"}, dict(meta["ops"][3], padding=[0, 1]), {"op": "maxpool", "kernel": [1, 2]},
+           {"op": "flatten"}]
+    meta = dict(meta, ops=ops)
+    model = load(_write(tmp_path, layers, meta))
+    x = inputs(np.random.default_rng(4), tuple(meta["input_shape"]), 3)
+    ref = torch_reference(layers, meta, x)
+    assert model.output_shape == ref.shape[1:]
+    assert rel_error(model(x), ref) < REL_TOL

@@ -1,5 +1,6 @@
 """Between a PyTorch model and the .dcz file: layers out (encode), weights back in (decode), and the
-forward pass described as a list of ops so a runtime can run the file without the Python class."""
+forward pass as the format's typed op records (deepcompress.format.graph) so a runtime can run the file
+without the Python class."""
 
 from __future__ import annotations
 
@@ -13,59 +14,65 @@ from torch import nn
 
 from .. import format as dcz
 from ..errors import UserError
+from ..format import graph
 from .quantize import SharedWeights
 
 KIND = {nn.Linear: "fc", nn.Conv2d: "conv"}
 
 
-def _module_op(name: str, module: nn.Module) -> dict | None:
+IDENTITY = "identity"  # a module that does nothing at inference (dropout): no op in the file
+
+
+def _module_op(name: str, module: nn.Module) -> graph.Op | str | None:
     if isinstance(module, nn.Linear):
-        return {"op": "fc", "layer": name}
+        return graph.Fc(layer=name)
     if isinstance(module, nn.Conv2d):
-        if module.groups != 1 or module.dilation != (1, 1) or module.padding_mode != "zeros":
+        if (module.groups != 1 or module.dilation != (1, 1) or module.padding_mode != "zeros"
+                or isinstance(module.padding, str)):
             return None
-        return {"op": "conv", "layer": name, "stride": list(module.stride), "padding": list(module.padding)}
+        return graph.Conv(layer=name, stride=tuple(module.stride), padding=tuple(module.padding))
     if isinstance(module, nn.ReLU):
-        return {"op": "relu"}
+        return graph.Relu()
     if isinstance(module, nn.MaxPool2d):
-        k, s = module.kernel_size, module.stride or module.kernel_size
-        return {"op": "maxpool", "kernel": k if isinstance(k, int) else k[0],
-                "stride": s if isinstance(s, int) else s[0]}
+        if module.padding not in (0, (0, 0)) or module.dilation not in (1, (1, 1)) or module.ceil_mode:
+            return None
+        kernel = graph.pair_of(module.kernel_size)
+        return graph.MaxPool(kernel, graph.pair_of(module.stride or module.kernel_size))
     if isinstance(module, (nn.Dropout, nn.Identity)):
-        return {"op": "identity"}
+        return IDENTITY
     if isinstance(module, nn.Flatten):
-        return {"op": "flatten"}
+        return graph.Flatten()
     return None
 
 
-def _call_op(node: torch.fx.Node) -> dict | None:
+def _call_op(node: torch.fx.Node) -> graph.Op | None:
     if node.op == "call_method" and node.target in ("flatten", "view", "reshape"):
-        return {"op": "flatten"}
+        return graph.Flatten()
     if node.op == "call_function" and node.target in (torch.flatten,):
-        return {"op": "flatten"}
+        return graph.Flatten()
     if node.op == "call_function" and node.target in (F.relu, torch.relu):
-        return {"op": "relu"}
+        return graph.Relu()
     return None
 
 
 def architecture_ops(model: nn.Module) -> list[dict] | None:
-    """The model's forward pass as a chain of ops (fc, conv, relu, maxpool, flatten), or None if the
-    model is not a simple chain of supported ops (the file then stores weights only)."""
+    """The model's forward pass as a chain of ops (fc, conv, relu, maxpool, flatten) in the file's JSON
+    form, or None if the model is not a simple chain of supported ops (the file then stores weights only)."""
     try:
-        graph = torch.fx.symbolic_trace(model).graph
+        traced = torch.fx.symbolic_trace(model).graph
     except Exception:  # fx cannot trace data-dependent control flow; that model simply has no ops list
         return None
     modules = dict(model.named_modules())
     ops = []
-    for node in graph.nodes:
+    for node in traced.nodes:
         if node.op in ("placeholder", "output"):
             continue
         op = _module_op(node.target, modules[node.target]) if node.op == "call_module" else _call_op(node)
         if op is None:
             return None
-        if op["op"] != "identity":
+        if op != IDENTITY:
             ops.append(op)
-    return ops
+    return graph.emit_ops(ops)
 
 
 def smallest_encoding(layer: dcz.QuantizedLayer) -> dcz.QuantizedLayer:
@@ -84,7 +91,8 @@ def check_values(values) -> str:
 
 def quantized_layers(model: nn.Module, shared: SharedWeights, gap_bits: dict[str, int | str],
                      index_bits: dict[str, int], values: str = "f32") -> list[dcz.QuantizedLayer]:
-    """The model's weight-shared layers as file records (weights must equal their codebook entries).
+    """The model's weight-shared layers as file records, built from weight sharing's labels (each
+    surviving weight's cluster) and codebooks directly.
 
     A gap width of "auto" picks, per layer, the width whose encoding is smallest. `values` "f16" stores
     codebooks and biases rounded to float16 (the file then differs from the model by that rounding);
@@ -94,9 +102,10 @@ def quantized_layers(model: nn.Module, shared: SharedWeights, gap_bits: dict[str
     for name, module in shared.modules.items():
         bias = module.bias.detach().numpy() if module.bias is not None else None
         auto = gap_bits[name] == "auto"
+        code = shared.codes[name]
         try:
-            layer = dcz.QuantizedLayer.from_dense(
-                name, KIND[type(module)], module.weight.detach().numpy(), shared.codes[name].codebook.numpy(),
+            layer = dcz.QuantizedLayer.from_labels(
+                name, KIND[type(module)], code.labels.numpy(), code.codebook.numpy(),
                 bias=bias, index_bits=index_bits[name], gap_bits=5 if auto else int(gap_bits[name]),
                 value_dtype=check_values(values))
         except dcz.LayerError as err:

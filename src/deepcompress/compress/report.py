@@ -10,15 +10,19 @@ from .. import format as dcz
 
 
 def results_record(model_name: str, dataset: str, outcome: dict, command: str) -> dict:
-    """results.json content: the keys benchmarks and the runtime rely on, plus the full detail."""
+    """results.json content: the keys benchmarks and the runtime rely on, plus the full detail.
+
+    Per-layer fields use the file's names (docs/FORMAT.md): `index_bits` is the codebook-index width,
+    `gap_bits` the relative-index width.
+    """
     sizes = dcz.file_size_breakdown(outcome["file"])
     layers, _ = dcz.read(outcome["file"])
     layer_rows = []
     for layer, size in zip(layers, sizes.layers):
         layer_rows.append({
             "name": layer.name, "kind": layer.kind, "shape": list(layer.shape), "weights": layer.size,
-            "nonzeros": layer.nnz, "kept": layer.nnz / layer.size, "weight_bits": layer.index_bits,
-            "index_bits": layer.gap_bits, "fillers": size.fillers,
+            "nonzeros": layer.nnz, "kept": layer.nnz / layer.size, "index_bits": layer.index_bits,
+            "gap_bits": layer.gap_bits, "fillers": size.fillers,
             "index_bytes_raw": size.index_raw, "index_bytes": size.index, "index_huffman": size.index_huffman,
             "gap_bytes_raw": size.gap_raw, "gap_bytes": size.gap, "gap_huffman": size.gap_huffman,
             "codebook_bytes": size.codebook, "bias_bytes": size.bias, "values": size.values,
@@ -40,8 +44,8 @@ def results_record(model_name: str, dataset: str, outcome: dict, command: str) -
 def _layer_line(r: dict) -> str:
     idx = f"{r['index_bytes_raw']:,} -> {r['index_bytes']:,}" + (" (H)" if r["index_huffman"] else "")
     gap = f"{r['gap_bytes_raw']:,} -> {r['gap_bytes']:,}" + (" (H)" if r["gap_huffman"] else "")
-    return (f"| {r['name']} | {r['weights']:,} | {100 * r['kept']:.1f}% | {r['weight_bits']} | "
-            f"{r['index_bits']} | {r['fillers']:,} | {idx} | {gap} | "
+    return (f"| {r['name']} | {r['weights']:,} | {100 * r['kept']:.1f}% | {r['index_bits']} | "
+            f"{r['gap_bits']} | {r['fillers']:,} | {idx} | {gap} | "
             f"{r['codebook_bytes'] + r['bias_bytes'] + r['header_bytes']:,} | {r['bytes']:,} | "
             f"{r['size_pct']:.2f}% |")
 
@@ -61,7 +65,7 @@ def report_markdown(rec: dict) -> str:
         f"{rec['dense_bytes']:,} bytes; **ratio {rec['ratio']:.1f}x**.",
         f"Test error measured from the decoded file: **{100 * rec['test_error']:.2f}%** "
         f"(baseline {100 * rec['baseline_error']:.2f}%).", "",
-        "| layer | weights | kept | weight bits | index bits | fillers | weight-index bytes (raw -> stored) "
+        "| layer | weights | kept | index bits | gap bits | fillers | index bytes (raw -> stored) "
         "| gap bytes (raw -> stored) | codebook + bias + header | total bytes | size % of dense |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
         *[_layer_line(r) for r in rec["layers"]],

@@ -16,19 +16,30 @@ from . import relindex
 from .errors import FormatError, located, reading
 from .layer import LayerError, QuantizedLayer
 from .manifest import (CRC, FLAG_BIAS, FLAG_GAP_HUFFMAN, FLAG_INDEX_HUFFMAN, SECTIONS, VALUE_CODES, VALUE_DTYPES,
-                       VALUE_NUMPY, LayerRecord, check_crc, pack_preamble, parse_preamble, weight_limit)
+                       VALUE_NUMPY, LayerRecord, check_crc, pack_preamble, parse_meta, parse_preamble, weight_limit)
 from .streams import decode_stream, encode_stream
 
 
 def _meta_json(meta: dict) -> bytes:
+    """The meta section's bytes; ValueError for a meta a reader would refuse (docs/FORMAT.md section 4)."""
     if not isinstance(meta, dict):
         raise TypeError(f"meta must be a dict, got {type(meta).__name__}")
-    return json.dumps(meta, allow_nan=False, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False).encode("utf-8")
+    try:
+        blob = json.dumps(meta, allow_nan=False, sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"meta: a string holds an unpaired surrogate {err.object[err.start]!r}") from None
+    try:
+        parse_meta(blob)
+    except FormatError as err:
+        raise ValueError(f"meta: {err.detail}; readers refuse it (docs/FORMAT.md section 4)") from None
+    return blob
 
 
 def _encode_layer(layer: QuantizedLayer) -> tuple[LayerRecord, list[bytes]]:
     layer = dataclasses.replace(layer)  # re-checks fields a caller may have changed since construction
+    if min(layer.shape) < 1:
+        raise LayerError(layer.name, [f"shape {layer.shape}: a file stores layers whose dims are all >= 1"])
     gaps = relindex.positions_to_gaps(layer.positions, layer.gap_bits)
     index_data, index_huff = encode_stream(layer.indices, layer.codebook.size, layer.index_bits)
     gap_data, gap_huff = encode_stream(gaps, 1 << layer.gap_bits, layer.gap_bits)

@@ -87,10 +87,14 @@ def table_size(alphabet: int) -> int:
 
 
 def parse_lengths(data, alphabet: int) -> np.ndarray:
-    """Read a serialised code of `alphabet` lengths; FormatError unless it is a valid prefix code."""
-    lengths = bitstream.unpack(data, LENGTH_FIELD_BITS, alphabet).astype(np.uint8)
+    """Read a serialised code of `alphabet` lengths; FormatError unless it is a valid prefix code and, for
+    an odd alphabet, the 4 padding bits after the last length are zero."""
+    try:
+        lengths = bitstream.unpack(data, LENGTH_FIELD_BITS, alphabet).astype(np.uint8)
+    except FormatError as err:
+        raise FormatError(f"Huffman code table: {err.detail}") from None
     if kraft_sum(lengths) > (1 << MAX_CODE_LEN):
-        raise FormatError("Huffman code lengths are over-subscribed (Kraft sum above 1)")
+        raise FormatError("Huffman code table: lengths are over-subscribed (Kraft sum above 1)")
     return lengths
 
 

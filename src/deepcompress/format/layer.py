@@ -40,6 +40,43 @@ def stored_values(values: np.ndarray, value_dtype: str) -> np.ndarray:
         return values.astype(VALUE_TYPES[value_dtype]).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class CscView:
+    """A layer's stored entries as compressed sparse columns of its 2-D view: column c's entries are
+    indptr[c] .. indptr[c + 1] - 1, at rows `rows` (ascending within a column) with codebook indices
+    `codes`."""
+
+    shape: tuple[int, int]
+    indptr: np.ndarray
+    rows: np.ndarray
+    codes: np.ndarray
+    codebook: np.ndarray
+
+    def columns(self) -> np.ndarray:
+        """Column (int64) of every entry."""
+        return np.repeat(np.arange(self.shape[1], dtype=np.int64), np.diff(self.indptr))
+
+
+@dataclass(frozen=True)
+class PeSlices:
+    """EIE's interleaved CSC as a view of a layer's entries (EIE s.III-B): row r belongs to PE r mod N at
+    local row r div N; within a column, each PE's entries keep the file's (ascending row) order. Arrays
+    are per entry, in the layer's CSC order."""
+
+    csc: CscView
+    num_pes: int
+
+    @property
+    def pe(self) -> np.ndarray:
+        """The PE holding each entry."""
+        return self.csc.rows % self.num_pes
+
+    @property
+    def local_rows(self) -> np.ndarray:
+        """Each entry's row within its PE's slice of the matrix."""
+        return self.csc.rows // self.num_pes
+
+
 @dataclass(eq=False)
 class QuantizedLayer:
     """A pruned, weight-shared layer.
@@ -51,7 +88,8 @@ class QuantizedLayer:
     `value_dtype` says how the file stores codebook and bias values: "f32" or "f16" (format version 2).
     With "f16", construction rounds codebook and bias to float16 (kept as float32 arrays), so the layer
     holds exactly what a reader decodes; a finite value that would round to infinity is refused.
-    Construction checks consistency and raises LayerError (a ValueError).
+    Construction checks consistency and raises LayerError (a ValueError). In memory a dim may be 0 (an
+    empty matrix the runtime can still run); a file stores only layers whose dims are all >= 1.
     """
 
     name: str
@@ -107,8 +145,8 @@ class QuantizedLayer:
         if KIND_NDIM.get(self.kind) != len(self.shape):
             problems.append(f"kind {self.kind!r} with shape {self.shape}: expected 'fc' with 2 dims "
                             "or 'conv' with 4")
-        elif min(self.shape) < 1 or self.size > MAX_LAYER_ELEMENTS:
-            problems.append(f"shape {self.shape}: dims must be >= 1 and total at most {MAX_LAYER_ELEMENTS}")
+        elif min(self.shape) < 0 or self.size > MAX_LAYER_ELEMENTS:
+            problems.append(f"shape {self.shape}: dims must be >= 0 and total at most {MAX_LAYER_ELEMENTS}")
         if not 1 <= self.index_bits <= MAX_INDEX_BITS or self.codebook.size > (1 << self.index_bits):
             problems.append(f"index_bits {self.index_bits}: must be 1..8 and address all "
                             f"{self.codebook.size} codebook entries")
@@ -138,13 +176,85 @@ class QuantizedLayer:
         """Number of stored (nonzero) weights."""
         return int(self.positions.size)
 
+    @property
+    def matrix_shape(self) -> tuple[int, int]:
+        """The 2-D view (rows, cols) = (outputs, inputs x kernel) that positions index."""
+        return matrix_shape(self.shape)
+
+    @property
+    def density(self) -> float:
+        """Stored entries over all weights (0 for an empty shape)."""
+        return self.nnz / self.size if self.size else 0.0
+
+    def rows_cols(self) -> tuple[np.ndarray, np.ndarray]:
+        """Row and column (int64) of every stored entry in the 2-D view, in the file's CSC order."""
+        col, row = np.divmod(self.positions, self.matrix_shape[0])
+        return row, col
+
+    def to_csc(self) -> CscView:
+        """The stored entries as compressed sparse columns (a view of positions and indices, no copy of
+        the codes)."""
+        rows, cols = self.matrix_shape
+        row, col = self.rows_cols()
+        indptr = np.zeros(cols + 1, dtype=np.int64)
+        np.cumsum(np.bincount(col, minlength=cols), out=indptr[1:])
+        return CscView((rows, cols), indptr, row, self.indices, self.codebook)
+
+    def interleaved(self, num_pes: int) -> "PeSlices":
+        """EIE's interleaving of the rows over `num_pes` PEs as a view of the stored entries (see PeSlices)."""
+        if num_pes < 1:
+            raise ValueError(f"need at least one PE, got {num_pes}")
+        return PeSlices(self.to_csc(), int(num_pes))
+
+    def values(self) -> np.ndarray:
+        """The float32 value of every stored entry (codebook[indices]); may hold zeros, see docs/FORMAT.md."""
+        return self.codebook[self.indices]
+
     def to_dense(self) -> np.ndarray:
         """The float32 weight array of `shape`, zeros where pruned."""
-        rows, cols = matrix_shape(self.shape)
+        rows, cols = self.matrix_shape
         dense = np.zeros(rows * cols, dtype=np.float32)
-        row, col = np.divmod(self.positions, rows)[::-1]
-        dense[row * cols + col] = self.codebook[self.indices]
+        row, col = self.rows_cols()
+        dense[row * cols + col] = self.values()
         return dense.reshape(self.shape)
+
+    @classmethod
+    def from_labels(cls, name: str, kind: str, labels, codebook, *, bias=None, index_bits: int | None = None,
+                    gap_bits: int = 5, value_dtype: str = "f32") -> "QuantizedLayer":
+        """Build from weight sharing's output: `labels` has the weight's shape and holds each weight's
+        codebook index, or -1 where the weight is pruned. Every label >= 0 is stored, even one whose
+        centroid is 0."""
+        labels = np.asarray(labels)
+        rows, cols = matrix_shape(labels.shape)
+        csc = labels.reshape(rows, cols).T.reshape(-1)
+        positions = np.flatnonzero(csc >= 0)
+        return cls(name, kind, labels.shape, codebook, positions, csc[positions], bias, index_bits, gap_bits,
+                   value_dtype)
+
+    @classmethod
+    def from_rowmajor(cls, name: str, shape, positions, indices, codebook, *, kind: str | None = None,
+                      bias=None, index_bits: int | None = None) -> "QuantizedLayer":
+        """Build from flat row-major positions into `shape`'s 2-D view (unique, any order) and one codebook
+        index per position; kind defaults to fc for 2-D shapes and conv for 4-D ones."""
+        shape = tuple(int(d) for d in shape)
+        rows, cols = matrix_shape(shape)
+        pos = np.asarray(positions)
+        idx = np.asarray(indices)
+        if pos.ndim != 1 or idx.shape != pos.shape:
+            raise LayerError(name, [f"positions and indices must be 1-D of equal length, got {pos.shape} "
+                                    f"and {idx.shape}"])
+        if pos.size and not (np.issubdtype(pos.dtype, np.integer) and np.issubdtype(idx.dtype, np.integer)):
+            raise LayerError(name, [f"positions and indices must be integers, got {pos.dtype} and {idx.dtype}"])
+        pos = pos.astype(np.int64)
+        if pos.size and (pos.min() < 0 or pos.max() >= rows * cols):
+            raise LayerError(name, [f"a position lies outside the {rows}x{cols} matrix"])
+        row, col = np.divmod(pos, cols) if cols else (pos, pos)
+        csc = col * rows + row
+        order = np.argsort(csc, kind="stable")
+        if csc.size > 1 and np.any(np.diff(csc[order]) == 0):
+            raise LayerError(name, ["positions repeat"])
+        kind = kind or {2: "fc", 4: "conv"}.get(len(shape), "fc")
+        return cls(name, kind, shape, codebook, csc[order], idx.astype(np.int64)[order], bias, index_bits)
 
     @classmethod
     def from_dense(cls, name: str, kind: str, weight, codebook, *, bias=None, index_bits: int | None = None,

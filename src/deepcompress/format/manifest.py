@@ -5,11 +5,15 @@ Layout and every field are specified in docs/FORMAT.md.
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
+import re
 import struct
 import zlib
 from dataclasses import dataclass
+
+import numpy as np
 
 from .cursor import Cursor
 from .errors import FormatError, located
@@ -32,9 +36,11 @@ FLAG_INDEX_HUFFMAN, FLAG_GAP_HUFFMAN, FLAG_BIAS = 1, 2, 4
 _RECORD_TAIL = "<BBBBHIIIIII"  # index bits, gap bits, value dtype, flags, K, nnz, entries, 4 lengths
 SECTIONS = ("codebook", "index stream", "gap stream", "bias")
 _MIN_RECORD = struct.calcsize("<H") + 1 + 2 + 4 * 2 + struct.calcsize(_RECORD_TAIL)
-# A file may describe at most this many weights (zeros included) per byte, or 2**26 in all if more:
-# legitimate files stay far below it; a tiny hostile file cannot make a reader build huge arrays.
-WEIGHTS_PER_BYTE_LIMIT = 4096
+# A file may describe at most this many weights (zeros included) per byte, or 2**26 in all if more, so a
+# small hostile file cannot make a dense reader build huge arrays. The densest legal encoding covers 2040
+# weights a byte (a gap entry spans at most 255 positions and costs at least 1 bit, docs/FORMAT.md s.10);
+# only zeros after a layer's last stored weight cost nothing, and the floor admits those in small files.
+WEIGHTS_PER_BYTE_LIMIT = 2048
 WEIGHTS_FLOOR = 1 << 26
 
 
@@ -96,21 +102,87 @@ def check_crc(data, stored: int) -> None:
         raise FormatError(f"CRC32 mismatch: stored {stored:#010x}, computed {actual:#010x}")
 
 
+META_MAX_DEPTH = 64  # levels of nested objects and arrays in meta; the top-level object is level 1
+META_INT_MIN, META_INT_MAX = -(1 << 63), (1 << 63) - 1  # integers any reader can hold in a signed 64-bit
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)  # a JSON string, escapes included
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # the only way a surrogate gets into decoded JSON
+
+
+def _short(text: str, keep: int = 24) -> str:
+    return text if len(text) <= keep else f"{text[:keep]}... ({len(text)} characters)"
+
+
 def _reject_constant(name):
     raise FormatError(f"JSON constant {name} is not allowed")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise FormatError(f"number {_short(text)} is beyond the range of a 64-bit float")
+    return value
+
+
+def _int64(text: str) -> int:
+    # the length test comes first so a hostile 10**6-digit integer is never converted
+    if len(text.lstrip("-")) > 19 or not META_INT_MIN <= int(text) <= META_INT_MAX:
+        raise FormatError(f"integer {_short(text)} is outside the signed 64-bit range -2**63..2**63-1")
+    return int(text)
+
+
+def _unique_keys(pairs: list) -> dict:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise FormatError(f"duplicate key {_short(key)!r} in an object")
+            seen.add(key)
+    return obj
+
+
+def _check_depth(text: str) -> None:
+    """FormatError if objects and arrays nest deeper than META_MAX_DEPTH (counted flat, without recursion)."""
+    # strings go first so brackets inside them do not count; UTF-8 multi-byte sequences hold no ASCII bytes
+    code = np.frombuffer(_STRING.sub("", text).encode("utf-8"), dtype=np.uint8)
+    step = ((code == ord("[")) | (code == ord("{"))).astype(np.int32) - ((code == ord("]")) | (code == ord("}")))
+    if code.size and int(np.cumsum(step).max()) > META_MAX_DEPTH:
+        raise FormatError(f"objects and arrays nest deeper than {META_MAX_DEPTH} levels")
+
+
+def _check_strings(meta: dict) -> None:
+    """FormatError if a key or string holds a lone surrogate (a \\ud800-\\udfff escape not in a pair)."""
+    stack = [meta]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack += [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            stack += item
+        elif isinstance(item, str) and (found := _SURROGATE.search(item)):
+            raise FormatError(f"string {_short(item)!r} has an unpaired surrogate \\u{ord(found.group()):04x}")
+
+
 def parse_meta(data) -> dict:
-    """The meta dict from its UTF-8 JSON bytes."""
+    """The meta dict from its UTF-8 JSON bytes; FormatError for anything docs/FORMAT.md section 4 refuses."""
+    raw = bytes(data)
+    if raw.startswith(codecs.BOM_UTF8):
+        raise FormatError("starts with a UTF-8 byte order mark (EF BB BF), which is not allowed")
     try:
-        text = bytes(data).decode("utf-8")
-        meta = json.loads(text, parse_constant=_reject_constant)
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise FormatError(f"not valid UTF-8 ({err.reason} at byte {err.start})") from None
+    _check_depth(text)
+    try:
+        meta = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_reject_constant,
+                          parse_float=_finite_float, parse_int=_int64)
     except (ValueError, RecursionError) as err:
         raise FormatError(f"not valid JSON ({err})") from None
     if not isinstance(meta, dict):
         raise FormatError(f"expected a JSON object, got {type(meta).__name__}")
+    if _SURROGATE_ESCAPE.search(text):
+        _check_strings(meta)
     return meta
 
 

@@ -130,7 +130,8 @@ class EIEResult:
 
 
 def simulate(weights, activations, config: EIEConfig | None = None, label: str = "") -> EIEResult:
-    """Run `weights` (scipy sparse or dense, rows = outputs, columns = inputs) on the input vector
+    """Run `weights` (a QuantizedLayer as the file stores it, or a scipy sparse / dense matrix; rows =
+    outputs, columns = inputs) on the input vector
     `activations` through EIE with `config` (default: the paper's 64 PEs, FIFO 8, 64-bit lines)."""
     config = config or EIEConfig()
     layout = encode(weights, config.num_pes, config.index_bits)

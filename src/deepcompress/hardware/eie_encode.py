@@ -1,9 +1,11 @@
-"""EIE's storage of a weight matrix: interleaved CSC over N PEs with relative row indices.
+"""EIE's storage of a weight matrix: interleaved CSC over N PEs with relative row indices, counted from
+the one sparse-layer type (deepcompress.format.QuantizedLayer) without re-encoding it.
 
-Row i belongs to PE i mod N, at local row i // N. Within one PE's slice of a column, each nonzero is
-stored as a weight index plus the number of zeros before it (its gap) in `index_bits` bits; a gap too
-large for the field is bridged by padding zeros (an entry with weight index 0), one per 2^index_bits
-skipped rows. A PE's column pointer marks where its entries for that column start.
+Row i belongs to PE i mod N, at local row i // N (QuantizedLayer.interleaved). Within one PE's slice of
+a column, each nonzero is stored as a weight index plus the number of zeros before it in `index_bits`
+bits; a longer run is bridged by padding zeros, one per 2^index_bits skipped rows (the rule and how it
+differs from the file's own gap stream: format/relindex.py). A PE's column pointer marks where its
+entries for that column start.
 """
 
 from __future__ import annotations
@@ -15,23 +17,35 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import UserError
+from ..format.layer import CscView, PeSlices, QuantizedLayer
+from ..format.relindex import padding_entries
 
 
 @numba.njit(cache=True)
-def _count_entries(indptr, indices, num_pes, span):  # pragma: no cover - compiled
+def _pe_zero_runs(indptr, local, pe, num_pes):  # pragma: no cover - compiled
+    """Zeros before each entry within its PE's slice of its column (format.relindex.zero_runs per
+    (column, PE) segment, without sorting the entries by PE first)."""
+    runs = np.empty(local.shape[0], dtype=np.int64)
+    last = np.empty(num_pes, dtype=np.int64)
+    for c in range(indptr.shape[0] - 1):
+        last[:] = -1
+        for k in range(indptr[c], indptr[c + 1]):
+            p = pe[k]
+            runs[k] = local[k] - last[p] - 1
+            last[p] = local[k]
+    return runs
+
+
+@numba.njit(cache=True)
+def _per_segment(indptr, pe, pads, num_pes):  # pragma: no cover - compiled
+    """Entries and padding zeros per (column, PE)."""
     ncols = indptr.shape[0] - 1
     nnz = np.zeros((ncols, num_pes), dtype=np.int32)
     pad = np.zeros((ncols, num_pes), dtype=np.int32)
-    last = np.empty(num_pes, dtype=np.int64)
     for c in range(ncols):
-        last[:] = -1
         for k in range(indptr[c], indptr[c + 1]):
-            r = indices[k]
-            p = r % num_pes
-            local = r // num_pes
-            pad[c, p] += (local - last[p] - 1) // span
-            nnz[c, p] += 1
-            last[p] = local
+            nnz[c, pe[k]] += 1
+            pad[c, pe[k]] += pads[k]
     return nnz, pad
 
 
@@ -80,13 +94,26 @@ def as_csc(matrix) -> sp.csc_matrix:
     return csc
 
 
-def encode(matrix, num_pes: int, index_bits: int = 4) -> InterleavedCSC:
-    """Count nonzeros and padding zeros of `matrix` (rows = outputs) per column and PE in EIE's layout."""
+def _interleaved(weights, num_pes: int) -> PeSlices:
+    """The PE view of a QuantizedLayer as stored (a stored zero stays an entry), or of a matrix's nonzeros."""
+    if isinstance(weights, QuantizedLayer):
+        return weights.interleaved(num_pes)
+    csc = as_csc(weights)
+    rows = csc.indices.astype(np.int64)
+    view = CscView(csc.shape, csc.indptr.astype(np.int64), rows, np.zeros(rows.size, np.uint8),
+                   np.zeros(1, np.float32))
+    return PeSlices(view, num_pes)
+
+
+def encode(weights, num_pes: int, index_bits: int = 4) -> InterleavedCSC:
+    """Count nonzeros and padding zeros per column and PE in EIE's layout, for a QuantizedLayer (rows =
+    outputs of its 2-D view) or a scipy sparse / dense matrix (rows = outputs)."""
     if num_pes < 1:
         raise UserError(f"need at least one PE, got {num_pes}")
     if not 1 <= index_bits <= 16:
         raise UserError(f"relative index width must be 1..16 bits, got {index_bits}")
-    csc = as_csc(matrix)
-    nnz, pad = _count_entries(csc.indptr.astype(np.int64), csc.indices.astype(np.int64),
-                              num_pes, 2 ** index_bits)
-    return InterleavedCSC(num_pes, index_bits, csc.shape, nnz, pad)
+    view = _interleaved(weights, num_pes)
+    local, pe = np.divmod(view.csc.rows, num_pes)
+    runs = _pe_zero_runs(view.csc.indptr, local, pe, num_pes)
+    nnz, pad = _per_segment(view.csc.indptr, pe, padding_entries(runs, 2 ** index_bits), num_pes)
+    return InterleavedCSC(num_pes, index_bits, view.csc.shape, nnz, pad)

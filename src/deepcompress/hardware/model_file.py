@@ -1,79 +1,62 @@
-"""A compressed model file (.dcz) as workloads for the hardware models: each layer's sparse weight matrix,
-and its shape, with conv layers' spatial sizes traced through the file's forward pass (meta "ops" from
-"input_shape"). The format package is numpy + stdlib, so this keeps the hardware package torch-free.
+"""A compressed model file (.dcz) as workloads for the hardware models: each layer as the file stores it
+(the one sparse-layer type, deepcompress.format.QuantizedLayer, never decoded to floats and re-encoded)
+and its shape, with conv layers' input sizes taken from the file's forward pass (deepcompress.format.graph,
+the same parser the runtime uses). The format package is numpy + stdlib, so this keeps hardware torch-free.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-import scipy.sparse as sp
-
 from ..errors import UserError
+from ..format import graph
+from ..format.layer import QuantizedLayer
 from .netspecs import LayerShape
 
 
 @dataclass(frozen=True)
 class FileLayer:
-    """One layer of a file: its weights as CSC (rows = outputs, columns = inputs, a conv's columns being
-    in x kh x kw), its shape (None for a conv whose input size is unknown), and the codebook index width."""
+    """One layer of a file as a workload: the file's layer itself, its shape for the cost models (None
+    for a conv whose input size is unknown) and, then, why."""
 
-    name: str
-    kind: str
-    matrix: sp.csc_matrix
+    layer: QuantizedLayer
     shape: LayerShape | None
-    index_bits: int
     note: str = ""
 
+    @property
+    def name(self) -> str:
+        """The layer's name in the file."""
+        return self.layer.name
 
-def weight_matrix(layer) -> sp.csc_matrix:
-    """The CSC matrix of a QuantizedLayer's 2-D view, built from its positions (already in CSC order)."""
-    rows, cols = int(layer.shape[0]), int(np.prod(layer.shape[1:]))
-    col, row = np.divmod(np.asarray(layer.positions, dtype=np.int64), rows)
-    indptr = np.zeros(cols + 1, dtype=np.int64)
-    np.cumsum(np.bincount(col, minlength=cols), out=indptr[1:])
-    data = np.asarray(layer.codebook, dtype=np.float32)[np.asarray(layer.indices, dtype=np.int64)]
-    return sp.csc_matrix((data, row.astype(np.int32), indptr), shape=(rows, cols))
+    @property
+    def kind(self) -> str:
+        """'fc' or 'conv'."""
+        return self.layer.kind
 
-
-def _pair(v) -> int:
-    if isinstance(v, (list, tuple)):
-        if len(set(v)) != 1:
-            raise ValueError(f"non-square {v}")
-        return int(v[0])
-    return int(v)
+    @property
+    def index_bits(self) -> int:
+        """Width of a codebook index in the file."""
+        return self.layer.index_bits
 
 
-def trace_conv_inputs(meta: dict, weight_shapes: dict[str, tuple]) -> tuple[dict[str, dict], str]:
-    """Input size, stride and padding of each conv layer in meta["ops"], walking from meta["input_shape"]
-    ([C, H, W]) with the conv weight shapes (out, in, kh, kw); and a note saying why tracing stopped early."""
-    ops, shape = meta.get("ops"), meta.get("input_shape")
-    if not ops or not shape or len(shape) != 3:
-        return {}, "the file has no forward pass with a [C, H, W] input_shape"
-    h, w = int(shape[1]), int(shape[2])
-    found: dict[str, dict] = {}
+def conv_inputs(meta: dict, layers: dict) -> tuple[dict[str, dict], str]:
+    """Input size, stride and padding of each conv op of the file's forward pass, from the parsed pass
+    (layers: name -> QuantizedLayer); and a note saying why nothing could be traced, or which conv the
+    cost models cannot take."""
     try:
-        for op in ops:
-            kind = op.get("op")
-            if kind == "conv":
-                if h is None:
-                    return found, f"conv {op['layer']} comes after flatten"
-                _, _, kh, kw = weight_shapes[op["layer"]]
-                s, p = _pair(op.get("stride", 1)), _pair(op.get("padding", 0))
-                found[op["layer"]] = {"in_hw": (h, w), "stride": s, "padding": p}
-                h, w = (h + 2 * p - kh) // s + 1, (w + 2 * p - kw) // s + 1
-            elif kind == "maxpool":
-                k = _pair(op["kernel"])
-                s = _pair(op.get("stride") or k)
-                h, w = (h - k) // s + 1, (w - k) // s + 1
-            elif kind == "flatten":
-                h = w = None
-            elif kind not in ("relu", "fc", "identity"):
-                return found, f"unknown op {kind!r}"
-    except (KeyError, TypeError, ValueError) as exc:
-        return found, f"cannot read the forward pass ({exc})"
-    return found, ""
+        forward = graph.parse_forward(meta, layers)
+    except graph.GraphError as exc:
+        return {}, f"cannot read the forward pass ({exc})"
+    found, notes = {}, []
+    for op, shape in zip(forward.ops, forward.shapes):
+        if not isinstance(op, graph.Conv):
+            continue
+        if op.stride[0] != op.stride[1] or op.padding[0] != op.padding[1]:
+            notes.append(f"conv {op.layer}: unequal stride or padding {list(op.stride)}, {list(op.padding)} "
+                         "is not modelled")
+            continue
+        found[op.layer] = {"in_hw": tuple(shape[1:]), "stride": op.stride[0], "padding": op.padding[0]}
+    return found, "; ".join(notes)
 
 
 def load_model(path) -> tuple[list[FileLayer], dict, str]:
@@ -84,21 +67,17 @@ def load_model(path) -> tuple[list[FileLayer], dict, str]:
         layers, meta = dcz.read(path)
     except (OSError, ValueError, dcz.FormatError) as exc:
         raise UserError(f"cannot read {path}: {exc}") from None
-    conv_shapes = {q.name: q.shape for q in layers if q.kind == "conv"}
-    traced, note = trace_conv_inputs(meta, conv_shapes) if conv_shapes else ({}, "")
+    has_conv = any(q.kind == "conv" for q in layers)
+    traced, note = conv_inputs(meta, {q.name: q for q in layers}) if has_conv else ({}, "")
     out = []
     for q in layers:
-        matrix = weight_matrix(q)
-        density = q.nnz / q.size
         if q.kind == "fc":
-            shape = LayerShape(q.name, "fc", q.shape[1], q.shape[0], weight_density=density)
-            out.append(FileLayer(q.name, "fc", matrix, shape, q.index_bits))
+            out.append(FileLayer(q, LayerShape(q.name, "fc", q.shape[1], q.shape[0], weight_density=q.density)))
         elif q.name in traced:
             t = traced[q.name]
             shape = LayerShape(q.name, "conv", q.shape[1], q.shape[0], t["in_hw"], tuple(q.shape[2:]),
-                               t["stride"], t["padding"], 1, density)
-            out.append(FileLayer(q.name, "conv", matrix, shape, q.index_bits))
+                               t["stride"], t["padding"], 1, q.density)
+            out.append(FileLayer(q, shape))
         else:
-            out.append(FileLayer(q.name, "conv", matrix, None, q.index_bits,
-                                 f"input size unknown: {note or 'layer not in the forward pass'}"))
+            out.append(FileLayer(q, None, f"input size unknown: {note or 'layer not in the forward pass'}"))
     return out, meta, note

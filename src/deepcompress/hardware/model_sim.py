@@ -44,7 +44,7 @@ def input_vector(n: int, act_density: float, mode: str, rng: np.random.Generator
 def _eie_record(layer: FileLayer, config: EIEConfig, acts: np.ndarray) -> dict:
     # EIE's codebook is 16 entries (4 bits); a wider file codebook widens each stored entry
     cfg = replace(config, weight_bits=max(config.weight_bits, layer.index_bits))
-    d = simulate(layer.matrix, acts, cfg, label=layer.name).to_dict()
+    d = simulate(layer.layer, acts, cfg, label=layer.name).to_dict()
     d.update(kind="fc", arch="eie", time_us=d["sim_us"], weight_density=layer.shape.weight_density,
              act_density=float(np.count_nonzero(acts)) / acts.size)
     if cfg.weight_bits != config.weight_bits:
@@ -95,7 +95,7 @@ def simulate_model(path, arch: str = "eie", *, eie_config: EIEConfig | None = No
             records.append({"layer": layer.name, "kind": layer.kind, "arch": arch, "skipped": True,
                             "note": f"skipped: {layer.note}"})
         elif arch == "eie" and layer.kind == "fc":
-            vec = input_vector(layer.matrix.shape[1], act_density, acts, rng)
+            vec = input_vector(layer.layer.matrix_shape[1], act_density, acts, rng)
             records.append(_eie_record(layer, eie_config, vec))
         elif arch in ("eie", "diannao"):
             note = "conv layer: DianNao model (EIE runs FC layers only)" if arch == "eie" else ""

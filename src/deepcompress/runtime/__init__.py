@@ -4,20 +4,20 @@
     logits = model(images)             # (1, 28, 28) or (N, 1, 28, 28) float32 -> (10,) or (N, 10)
     model.summary()                    # per layer: layout, bytes per nonzero
 
-Reads only the neutral `Nonzeros` description (positions, codebook indices, codebook); never imports
-training code. torch is used only, when present, for the dense path of convolutions.
+Reads the format's one sparse-layer type (deepcompress.format.QuantizedLayer: positions, codebook
+indices, codebook) and its typed forward pass (deepcompress.format.graph); never imports training code. torch is used only, when present, for the dense path of convolutions.
 """
 
 from .errors import InputError, ModelError
 from .layouts import CscLayout, GroupedLayout, LayoutBytes, PanelLayout
 from .model import CompressedModel, load
-from .nonzeros import Nonzeros, from_dense, from_positions
+from .nonzeros import from_dense, from_positions
 from .policy import choose_conv_path, choose_fc_layout
 from .sparse_conv import SparseConv2d, conv_from_positions
 from .sparse_fc import SparseLinear, linear_from_dense, linear_from_positions
 
 __all__ = [
-    "CompressedModel", "CscLayout", "GroupedLayout", "InputError", "LayoutBytes", "ModelError", "Nonzeros",
+    "CompressedModel", "CscLayout", "GroupedLayout", "InputError", "LayoutBytes", "ModelError",
     "PanelLayout", "SparseConv2d", "SparseLinear", "choose_conv_path", "choose_fc_layout",
     "conv_from_positions", "from_dense", "from_positions", "linear_from_dense", "linear_from_positions", "load",
 ]

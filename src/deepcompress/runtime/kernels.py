@@ -25,14 +25,15 @@ from .simd import LANES, row_block1, row_block2, row_block4, row_block8
 
 @njit(cache=True, nogil=True)
 def _csc_block(ptr, row0, entries, codebook, bits, x, y):
-    """y += one row block's part of W x; ptr is that block's column pointers, row0 its first row."""
+    """y += one row block's part of W x; ptr is that block's column pointers, row0 its first row (each
+    entry steps the row forward from the one before row0)."""
     mask = (1 << bits) - 1
     for j in range(x.shape[0]):
         xj = x[j]
         if xj == 0.0:
             continue
         seg = entries[ptr[j]:ptr[j + 1]]
-        row = np.int64(row0)
+        row = np.int64(row0) - 1
         for k in range(seg.shape[0]):
             e = np.int64(seg[k])
             row += e >> bits
@@ -73,7 +74,7 @@ def csc_matmat(col_ptr, row_start, entries, codebook, bits, xt, yt):
             continue
         for b in range(col_ptr.shape[0]):
             seg = entries[col_ptr[b, j]:col_ptr[b, j + 1]]
-            row = np.int64(row_start[b])
+            row = np.int64(row_start[b]) - 1
             for k in range(seg.shape[0]):
                 e = np.int64(seg[k])
                 row += e >> bits

@@ -3,10 +3,10 @@
 Each nonzero is one 16-bit entry: the codebook index in the low `bits` bits and a position field in
 the high 16 - `bits` bits. Pointers (int32) are per column, per (panel, row) or per (row, centroid).
 
-- `CscLayout` (EIE's format): column-major; the position field is the row gap from the previous
-  nonzero of the column (from row 0 for the first). A gap larger than the field holds is bridged by
-  padding entries that carry the spare codebook index `K`, whose weight is 0 (so the codebook index
-  needs bit_length(K) bits). Lets the kernel skip whole columns whose input is zero. Tall matrices are
+- `CscLayout` (EIE's format): column-major; the position field is the row step from the previous
+  nonzero of the column (zero run + 1; the first steps from the row before the block). A run longer
+  than the field holds is bridged by padding entries that carry the spare codebook index `K`, whose
+  weight is 0 (so the codebook index needs bit_length(K) bits); format/relindex.py states the rule. Lets the kernel skip whole columns whose input is zero. Tall matrices are
   cut into row blocks of at most CSC_BLOCK_ROWS rows, each a column layout of its own (gaps start
   again at the block's first row), so the slice of the output being scattered into fits in L1.
 - `PanelLayout`: row-major within column panels of width 2**(16 - bits); the position field is the
@@ -21,8 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..format.layer import QuantizedLayer
+from ..format.relindex import padding_entries, zero_runs
 from . import kernels
-from .nonzeros import Nonzeros
 
 ENTRY_BITS = 16
 # 4096 float32 outputs = 16 KB, half of a 32 KB L1 data cache. NT-Wd (8791 x 600, dense input, batch 1,
@@ -191,89 +192,93 @@ def csc_row_starts(n_rows: int, block_rows: int = CSC_BLOCK_ROWS, threads: int =
     return np.arange(blocks + 1, dtype=np.int64) * n_rows // blocks
 
 
-def _column_gaps(nz: Nonzeros, max_gap: int, row_start: np.ndarray):
-    """Order of the nonzeros by (row block, column, row), each one's row gap, and the padding it needs."""
-    block = np.searchsorted(row_start, nz.rows, side="right") - 1
-    order = np.lexsort((nz.rows, nz.cols, block))
-    rows, cols, block = nz.rows[order], nz.cols[order], block[order]
-    prev = row_start[block]
-    if rows.size:
-        same = (np.diff(cols) == 0) & (np.diff(block) == 0)
-        prev[1:] = np.where(same, rows[:-1], prev[1:])
-    gap = rows - prev
-    return order, block, gap, np.where(gap > max_gap, (gap - 1) // max_gap, 0)
+def _column_gaps(nz: QuantizedLayer, max_gap: int, row_start: np.ndarray):
+    """Order of the entries by (row block, column, row), each one's row step (zero run + 1) and the
+    padding it needs, and the columns in that order."""
+    rows, cols = nz.rows_cols()
+    block = np.searchsorted(row_start, rows, side="right") - 1
+    # the layer's CSC order sorts by (column, row), so a stable sort by block alone gives (block, column, row)
+    order = np.argsort(block, kind="stable")
+    rows, cols, block = rows[order], cols[order], block[order]
+    runs = zero_runs(rows - row_start[block], block * nz.matrix_shape[1] + cols)
+    pads = padding_entries(runs, max_gap)
+    return order, block, runs + 1, pads, cols
 
 
 def _max_gap(k: int) -> int:
     return (1 << (ENTRY_BITS - csc_bits(k))) - 1
 
 
-def csc_padding(nz: Nonzeros, block_rows: int = CSC_BLOCK_ROWS, threads: int = 1) -> int:
+def csc_padding(nz: QuantizedLayer, block_rows: int = CSC_BLOCK_ROWS, threads: int = 1) -> int:
     """Padding entries the column layout of `nz` needs."""
-    row_start = csc_row_starts(nz.shape[0], block_rows, threads)
+    row_start = csc_row_starts(nz.matrix_shape[0], block_rows, threads)
     return int(_column_gaps(nz, _max_gap(nz.codebook.shape[0]), row_start)[3].sum())
 
 
-def build_csc(nz: Nonzeros, block_rows: int = CSC_BLOCK_ROWS, threads: int = 1) -> CscLayout:
+def build_csc(nz: QuantizedLayer, block_rows: int = CSC_BLOCK_ROWS, threads: int = 1) -> CscLayout:
     """The column layout of `nz`, in row blocks of at most `block_rows` rows, a multiple of `threads` of them."""
     k = nz.codebook.shape[0]
     bits, max_gap = csc_bits(k), _max_gap(k)
-    row_start = csc_row_starts(nz.shape[0], block_rows, threads)
-    order, block, gap, pads = _column_gaps(nz, max_gap, row_start)
-    last_gap = gap - pads * max_gap
-    slots = np.arange(gap.size) + np.cumsum(pads)
-    entries = np.full(gap.size + int(pads.sum()), (max_gap << bits) | k, np.uint16)
-    entries[slots] = (last_gap << bits) | nz.codes[order]
-    n_cols = nz.shape[1]
-    segment = block * n_cols + nz.cols[order]
+    row_start = csc_row_starts(nz.matrix_shape[0], block_rows, threads)
+    order, block, step, pads, cols = _column_gaps(nz, max_gap, row_start)
+    last_step = step - pads * max_gap
+    slots = np.arange(step.size) + np.cumsum(pads)
+    entries = np.full(step.size + int(pads.sum()), (max_gap << bits) | k, np.uint16)
+    entries[slots] = (last_step << bits) | nz.indices[order]
+    n_cols = nz.matrix_shape[1]
+    segment = block * n_cols + cols
     per_seg = np.bincount(segment, weights=1 + pads, minlength=(row_start.size - 1) * n_cols).astype(np.int64)
     col_ptr = _pointer_rows(per_seg, row_start.size - 1, n_cols)
-    return CscLayout(nz.shape, nz.nnz, bits, row_start, col_ptr, entries, _padded_codebook(nz.codebook, bits))
+    return CscLayout(nz.matrix_shape, nz.nnz, bits, row_start, col_ptr, entries,
+                     _padded_codebook(nz.codebook, bits))
 
 
-def build_panel(nz: Nonzeros, width: int | None = None) -> PanelLayout:
+def build_panel(nz: QuantizedLayer, width: int | None = None) -> PanelLayout:
     """The row-panel layout of `nz` in panels `width` columns wide (at most, and by default, 2**(16 - bits))."""
-    n_rows = nz.shape[0]
+    n_rows = nz.matrix_shape[0]
     bits = panel_bits(nz.codebook.shape[0])
     width = _panel_width(nz, width)
     n_panels = predicted_panels(nz, width)
-    panel = nz.cols // width
-    order = np.lexsort((nz.cols, nz.rows, panel))
-    entries = (((nz.cols[order] - panel[order] * width) << bits) | nz.codes[order]).astype(np.uint16)
-    counts = np.bincount(panel * n_rows + nz.rows, minlength=n_panels * n_rows)
+    rows, cols = nz.rows_cols()
+    panel = cols // width
+    order = np.lexsort((cols, rows, panel))
+    entries = (((cols[order] - panel[order] * width) << bits) | nz.indices[order]).astype(np.uint16)
+    counts = np.bincount(panel * n_rows + rows, minlength=n_panels * n_rows)
     ptr = _pointer_rows(counts, n_panels, n_rows)
-    return PanelLayout(nz.shape, nz.nnz, bits, width, ptr, entries, _padded_codebook(nz.codebook, bits))
+    return PanelLayout(nz.matrix_shape, nz.nnz, bits, width, ptr, entries, _padded_codebook(nz.codebook, bits))
 
 
-def build_grouped(nz: Nonzeros) -> GroupedLayout:
+def build_grouped(nz: QuantizedLayer) -> GroupedLayout:
     """The centroid-grouped row layout of `nz` (needs at most 65535 columns)."""
-    n_rows, n_cols = nz.shape
+    n_rows, n_cols = nz.matrix_shape
     if n_cols > 0xFFFF:
         raise ValueError(f"the grouped layout holds at most 65535 columns, got {n_cols}")
     k = nz.codebook.shape[0]
-    order = np.lexsort((nz.cols, nz.codes, nz.rows))
-    counts = np.bincount(nz.rows * k + nz.codes, minlength=n_rows * k).astype(np.uint16).reshape(n_rows, k)
-    row_ptr = _pointers(np.bincount(nz.rows, minlength=n_rows))
-    return GroupedLayout(nz.shape, nz.nnz, row_ptr, counts, nz.cols[order].astype(np.uint16),
+    rows, cols = nz.rows_cols()
+    codes = nz.indices.astype(np.int64)
+    order = np.lexsort((cols, codes, rows))
+    counts = np.bincount(rows * k + codes, minlength=n_rows * k).astype(np.uint16).reshape(n_rows, k)
+    row_ptr = _pointers(np.bincount(rows, minlength=n_rows))
+    return GroupedLayout(nz.matrix_shape, nz.nnz, row_ptr, counts, cols[order].astype(np.uint16),
                          nz.codebook.copy())
 
 
-def _panel_width(nz: Nonzeros, width: int | None) -> int:
+def _panel_width(nz: QuantizedLayer, width: int | None) -> int:
     widest = 1 << (ENTRY_BITS - panel_bits(nz.codebook.shape[0]))
     if width is not None and width < 1:
         raise ValueError(f"panel width must be positive, got {width}")
     return widest if width is None else min(int(width), widest)
 
 
-def predicted_panels(nz: Nonzeros, width: int | None = None) -> int:
+def predicted_panels(nz: QuantizedLayer, width: int | None = None) -> int:
     """Number of column panels build_panel(nz, width) makes."""
-    return max(1, -(-nz.shape[1] // _panel_width(nz, width)))
+    return max(1, -(-nz.matrix_shape[1] // _panel_width(nz, width)))
 
 
-def predicted_bytes(nz: Nonzeros, name: str, width: int | None = None, threads: int = 1) -> int:
+def predicted_bytes(nz: QuantizedLayer, name: str, width: int | None = None, threads: int = 1) -> int:
     """Bytes of entries plus pointers of the 'csc' or 'panel' layout of `nz` (panels `width` wide, as
     in build_panel), without building it."""
-    n_rows, n_cols = nz.shape
+    n_rows, n_cols = nz.matrix_shape
     if name == "csc":
         blocks = csc_row_starts(n_rows, threads=threads).size - 1
         return 2 * (nz.nnz + csc_padding(nz, threads=threads)) + 4 * blocks * (n_cols + 1) + 8 * (blocks + 1)

@@ -24,9 +24,8 @@ class CompressedModel:
         self.meta = meta
         self.source = source
         self.batch = int(batch)
-        self.input_shape = _input_shape(meta)
-        self.ops, self.output_shape = build_ops(meta.get("ops"), {l.name: l for l in layers},
-                                                self.input_shape, self.batch, threads)
+        self.ops, self.forward = build_ops(meta, {l.name: l for l in layers}, self.batch, threads)
+        self.input_shape, self.output_shape = self.forward.input_shape, self.forward.output_shape
         self.layers = {op.layer_name: op for op in self.ops if isinstance(op, (Fc, Conv))}
 
     def __call__(self, x) -> np.ndarray:
@@ -64,15 +63,6 @@ class CompressedModel:
         """Per weight layer: kind, shape, nonzeros, runtime layout or conv path, and its bytes (total and
         per nonzero; the bias is not counted)."""
         return [_layer_summary(name, op) for name, op in self.layers.items()]
-
-
-def _input_shape(meta: dict) -> tuple:
-    shape = meta.get("input_shape")
-    if (not isinstance(shape, list) or not shape
-            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape)):
-        raise ModelError(f"meta 'input_shape' must be a list of positive integers (per sample, e.g. "
-                         f"[1, 28, 28]), got {shape!r}")
-    return tuple(shape)
 
 
 def _layer_summary(name: str, op) -> dict:

@@ -40,7 +40,7 @@ is at most CONV_SPARSE_MAX_DENSITY and each output has at least CONV_SPARSE_MIN_
 from __future__ import annotations
 
 from .layouts import predicted_bytes, predicted_panels
-from .nonzeros import Nonzeros
+from ..format.layer import QuantizedLayer
 
 CSC_MAX_ACT_DENSITY = 0.8
 CSC_MIN_SEGMENT_RATIO = 4.0
@@ -58,7 +58,7 @@ def panel_width(batch: int) -> int | None:
     return BATCH_PANEL_WIDTH if batch > 1 else None
 
 
-def choose_fc_layout(nz: Nonzeros, act_density: float | None = None, batch: int = 1, threads: int = 1) -> str:
+def choose_fc_layout(nz: QuantizedLayer, act_density: float | None = None, batch: int = 1, threads: int = 1) -> str:
     """The layout name for an FC layer, given the expected fraction of nonzero inputs, the batch size and
     the threads it will run on (they change the column layout's row blocks, hence its size).
 
@@ -69,7 +69,7 @@ def choose_fc_layout(nz: Nonzeros, act_density: float | None = None, batch: int 
     elif act_density is None or act_density <= CSC_MAX_ACT_DENSITY:
         fast = "csc"
     else:
-        n_rows, n_cols = nz.shape
+        n_rows, n_cols = nz.matrix_shape
         segments = n_rows * predicted_panels(nz, panel_width(batch))
         fast = "csc" if segments >= CSC_MIN_SEGMENT_RATIO * max(n_cols, 1) else "panel"
     other = "panel" if fast == "csc" else "csc"
@@ -77,7 +77,7 @@ def choose_fc_layout(nz: Nonzeros, act_density: float | None = None, batch: int 
     return other if size[fast] > MAX_SIZE_RATIO * size[other] else fast
 
 
-def choose_conv_path(nz: Nonzeros) -> str:
+def choose_conv_path(nz: QuantizedLayer) -> str:
     """'dense' or 'sparse' for a conv layer whose weights, flattened to (out, in*kh*kw), are `nz`."""
-    sparse = nz.density <= CONV_SPARSE_MAX_DENSITY and nz.shape[1] >= CONV_SPARSE_MIN_COLS
+    sparse = nz.density <= CONV_SPARSE_MAX_DENSITY and nz.matrix_shape[1] >= CONV_SPARSE_MIN_COLS
     return "sparse" if sparse else "dense"

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from .layouts import LayoutBytes
-from .nonzeros import Nonzeros, from_positions
+from ..format.graph import pair_of
+from ..format.layer import QuantizedLayer
+from .nonzeros import from_positions
 from .policy import choose_conv_path
 from .sparse_fc import BATCH_BLOCK, SparseLinear
 
@@ -20,31 +22,34 @@ def _torch():
     return torch
 
 
-def im2col(x: np.ndarray, kh: int, kw: int, stride: int, padding: int) -> tuple[np.ndarray, int, int]:
-    """Patches of x (N, C, H, W) as rows of shape (N*Ho*Wo, C*kh*kw), with Ho and Wo."""
-    if padding:
-        x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::stride, ::stride]
+def im2col(x: np.ndarray, kh: int, kw: int, stride, padding) -> tuple[np.ndarray, int, int]:
+    """Patches of x (N, C, H, W) as rows of shape (N*Ho*Wo, C*kh*kw), with Ho and Wo; stride and padding
+    are ints or (height, width) pairs."""
+    (sh, sw), (ph, pw) = pair_of(stride), pair_of(padding)
+    if ph or pw:
+        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
     n, c, ho, wo = win.shape[:4]
     patches = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * ho * wo, c * kh * kw)
     return np.ascontiguousarray(patches, dtype=np.float32), ho, wo
 
 
 class SparseConv2d:
-    """Conv2d with weights (out_c, in_c, kh, kw) given as Nonzeros of the (out_c, in_c*kh*kw) matrix."""
+    """Conv2d with weights (out_c, in_c, kh, kw) given as a layer whose 2-D view is (out_c, in_c*kh*kw)."""
 
-    def __init__(self, nz: Nonzeros, kernel_shape, bias=None, stride: int = 1, padding: int = 0,
+    def __init__(self, nz: QuantizedLayer, kernel_shape, bias=None, stride=1, padding=0,
                  path: str = "auto", threads: int = 1):
         """Prepare the chosen path once: 'dense' decodes the weights, 'sparse' builds a panel layout run
         on `threads` threads (the dense path uses torch's own thread setting)."""
         out_c, in_c, kh, kw = (int(v) for v in kernel_shape)
-        if nz.shape != (out_c, in_c * kh * kw):
-            raise ValueError(f"nonzeros of shape {nz.shape} do not fit kernel shape {tuple(kernel_shape)}")
-        if stride < 1 or padding < 0:
+        if nz.matrix_shape != (out_c, in_c * kh * kw):
+            raise ValueError(f"weights of shape {nz.matrix_shape} do not fit kernel shape {tuple(kernel_shape)}")
+        stride, padding = pair_of(stride), pair_of(padding)
+        if min(stride) < 1 or min(padding) < 0:
             raise ValueError(f"stride must be >= 1 and padding >= 0, got {stride} and {padding}")
         self.kernel_shape = (out_c, in_c, kh, kw)
         self.nnz = nz.nnz
-        self.stride, self.padding = int(stride), int(padding)
+        self.stride, self.padding = stride, padding
         self.path = choose_conv_path(nz) if path == "auto" else path
         if self.path not in CONV_PATHS:
             raise ValueError(f"unknown conv path {path!r}; choose auto, dense or sparse")
@@ -52,7 +57,7 @@ class SparseConv2d:
         if self.bias.shape != (out_c,):
             raise ValueError(f"bias must have shape ({out_c},), got {self.bias.shape}")
         if self.path == "sparse":
-            self._linear = SparseLinear.from_nonzeros(nz, self.bias, layout="panel",
+            self._linear = SparseLinear.from_layer(nz, self.bias, layout="panel",
                                                          batch=BATCH_BLOCK, threads=threads)  # patches arrive in blocks
         else:
             self._weight = nz.to_dense().reshape(self.kernel_shape)
@@ -76,7 +81,7 @@ class SparseConv2d:
         out_c, in_c, kh, kw = self.kernel_shape
         if arr.ndim != 4 or arr.shape[1] != in_c:
             raise ValueError(f"input must have shape (N, {in_c}, H, W), got {arr.shape}")
-        h, w = arr.shape[2] + 2 * self.padding, arr.shape[3] + 2 * self.padding
+        h, w = arr.shape[2] + 2 * self.padding[0], arr.shape[3] + 2 * self.padding[1]
         if h < kh or w < kw:
             raise ValueError(f"input of {arr.shape[2]}x{arr.shape[3]} is smaller than the {kh}x{kw} kernel")
         arr = np.ascontiguousarray(arr, dtype=np.float32)
@@ -94,8 +99,8 @@ class SparseConv2d:
         return np.ascontiguousarray(rows.reshape(arr.shape[0], ho, wo, out_c).transpose(0, 3, 1, 2))
 
 
-def conv_from_positions(kernel_shape, positions, codes, codebook, bias=None, stride: int = 1,
-                        padding: int = 0, path: str = "auto") -> SparseConv2d:
+def conv_from_positions(kernel_shape, positions, codes, codebook, bias=None, stride=1,
+                        padding=0, path: str = "auto") -> SparseConv2d:
     """A SparseConv2d from flat positions into the (out_c, in_c, kh, kw) weight, codes and codebook."""
     out_c, in_c, kh, kw = (int(v) for v in kernel_shape)
     nz = from_positions((out_c, in_c * kh * kw), positions, codes, codebook)

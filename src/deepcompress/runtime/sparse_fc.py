@@ -6,7 +6,8 @@ import numba
 import numpy as np
 
 from .layouts import BUILDERS, LayoutBytes, build_csc, build_panel
-from .nonzeros import Nonzeros, from_dense, from_positions
+from ..format.layer import QuantizedLayer
+from .nonzeros import from_dense, from_positions
 from .policy import LAYOUTS, choose_fc_layout, panel_width
 from .simd import LANES
 
@@ -65,7 +66,7 @@ class SparseLinear:
                 raise ValueError(f"bias must have shape ({n_out},), got {self.bias.shape}")
 
     @classmethod
-    def from_nonzeros(cls, nz: Nonzeros, bias=None, layout: str = "auto",
+    def from_layer(cls, nz: QuantizedLayer, bias=None, layout: str = "auto",
                       act_density: float | None = None, batch: int = 1, threads: int = 1) -> "SparseLinear":
         """Build the layer; layout 'auto' picks one from the expected input density and batch size."""
         threads = usable_threads(threads)
@@ -134,10 +135,10 @@ def linear_from_positions(shape, positions, codes, codebook, bias=None, layout: 
                           act_density: float | None = None, batch: int = 1, threads: int = 1) -> SparseLinear:
     """A SparseLinear from flat row-major nonzero positions, their codebook indices and the codebook."""
     nz = from_positions(shape, positions, codes, codebook)
-    return SparseLinear.from_nonzeros(nz, bias, layout, act_density, batch, threads)
+    return SparseLinear.from_layer(nz, bias, layout, act_density, batch, threads)
 
 
 def linear_from_dense(weights, codebook, bias=None, layout: str = "auto",
                       act_density: float | None = None, batch: int = 1, threads: int = 1) -> SparseLinear:
     """A SparseLinear from a dense quantized (out, in) matrix whose nonzeros are codebook values."""
-    return SparseLinear.from_nonzeros(from_dense(weights, codebook), bias, layout, act_density, batch, threads)
+    return SparseLinear.from_layer(from_dense(weights, codebook), bias, layout, act_density, batch, threads)

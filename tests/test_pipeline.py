@@ -205,6 +205,7 @@ def test_gradual_pruning_resumes_where_it_stopped(trained, tiny_data, tmp_path):
     """Kill the gradual schedule at the start of epoch 2, resume: the file is byte-identical."""
     import copy
 
+    from deepcompress.compress.pipeline import PipelineHooks
     from deepcompress.train import TrainHook
 
     recipe = {"prune": {"schedule": "gradual", "every": 5, "layers": {"ip1": 0.9, "ip2": 0.8},
@@ -224,19 +225,14 @@ def test_gradual_pruning_resumes_where_it_stopped(trained, tiny_data, tmp_path):
             if getattr(self, "armed", False):
                 raise Stop
 
-    import deepcompress.compress.pipeline as pipeline
+    class StopGradualPruning(PipelineHooks):
+        def training(self, name):
+            return [StopInEpoch2()] if name == "prune-gradual" else []
 
-    # The pipeline builds its own GradualPruning hook, so the crash is injected into that class.
-    original = pipeline.GradualPruning.after_step
-    stopper = StopInEpoch2()
-    pipeline.GradualPruning.on_epoch_end = lambda self, e, m, x: stopper.on_epoch_end(e, m, x)
-    pipeline.GradualPruning.after_step = lambda self, m: (original(self, m), stopper.after_step(m))
-    try:
-        with pytest.raises(Stop):
-            compress_model(copy.deepcopy(trained), tiny_data, recipe, tmp_path / "cut", progress=False)
-    finally:
-        pipeline.GradualPruning.after_step = original
-        del pipeline.GradualPruning.on_epoch_end
+    with pytest.raises(Stop):
+        compress_model(copy.deepcopy(trained), tiny_data, recipe, tmp_path / "cut", progress=False,
+                       hooks=StopGradualPruning())
+    assert torch.load(tmp_path / "cut" / "prune-gradual-train.pt", weights_only=True)["epoch"] == 1
     resumed = compress_model(copy.deepcopy(trained), tiny_data, recipe, tmp_path / "cut", resume=True,
                              progress=False)
     assert (tmp_path / "cut" / "model.dcz").read_bytes() == (tmp_path / "whole" / "model.dcz").read_bytes()

@@ -158,9 +158,35 @@ def test_models_with_other_parameters_are_refused(tiny_data, tmp_path):
 
     from deepcompress.errors import UserError
 
-    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.BatchNorm1d(10))
-    with pytest.raises(UserError, match="2.weight"):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.PReLU())
+    with pytest.raises(UserError, match=r"^2 \(PReLU\): parameters the .dcz file cannot store"):
         compress_model(model, tiny_data, RECIPE, tmp_path, progress=False)
+    assert not (tmp_path / "prune-1.pt").exists()  # refused before any work
+
+
+def test_batchnorm_is_folded_and_torch_prune_masks_are_applied(tiny_data, tmp_path):
+    from torch import nn
+    from torch.nn.utils import prune
+
+    from deepcompress.runtime import load
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, bias=False), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 13 * 13, 10), nn.BatchNorm1d(10))
+    prune.l1_unstructured(model[4], "weight", amount=0.5)  # a reparametrised weight_orig * weight_mask
+    recipe = {"prune": {"iterations": 1, "layers": {"0": 0.2, "4": 0.6}, "retrain": {"epochs": 1, "batch_size": 32}},
+              "quantize": {"fc_bits": 4, "conv_bits": 5}}
+    outcome = compress_model(model, tiny_data, recipe, tmp_path, progress=False, example_input=tiny_data.test_x[:2])
+    assert [s["stage"] for s in outcome["stages"]].count("batchnorm folded") == 1
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # folded into the layers
+    layers, meta = dcz.read(tmp_path / "model.dcz")
+    assert [o["op"] for o in meta["ops"]] == ["conv", "relu", "flatten", "fc"]
+    assert not hasattr(model[4], "weight_orig")
+    x = tiny_data.test_x[:50]
+    with torch.no_grad():
+        expected = model.eval()(x).numpy()
+    got = load(tmp_path / "model.dcz")(x.numpy())
+    assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
 
 
 def test_any_sequential_model_compresses(tiny_data, tmp_path):

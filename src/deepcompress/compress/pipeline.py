@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -23,7 +24,8 @@ from .. import atomic
 from ..data import DATASETS
 from ..errors import UserError
 from ..train import BatchShard, TrainConfig, TrainHook, evaluate, train
-from .export import load_into, write_model
+from .export import architecture_ops, example_of, load_into, write_model
+from .fold import apply_torch_prune, fold_batchnorm
 from .prune import (GradualPruning, L1Penalty, Masks, StdThreshold, TargetSparsity, polynomial_sparsity,
                     prunable_layers)
 from .quantize import SharedWeights
@@ -187,7 +189,8 @@ def quantize_stage(model: nn.Module, masks: Masks, cfg: QuantizeStage, run: Run)
 
 def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Path, *, meta: dict | None = None,
                    resume: bool = False, progress: bool = True, team: Team | None = None,
-                   hooks: PipelineHooks | None = None) -> dict | None:
+                   hooks: PipelineHooks | None = None, example_input: torch.Tensor | None = None,
+                   weights_only: bool = False) -> dict | None:
     """Prune, quantize and encode a trained `model`; write OUT/model.dcz and return what was measured.
 
     `recipe` is a typed Recipe or a dict of [prune], [quantize] and optional [encode] tables (see the
@@ -198,11 +201,21 @@ def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Pat
     every rank: the rank that writes returns the dict, the others None. `hooks` (PipelineHooks) add
     training hooks and calls after each stage.
 
+    The file holds the model's forward pass, captured with torch.fx on `example_input` (a batch of one or
+    more real inputs; default: zeros of meta["input_shape"], else the first test sample); a model the
+    file cannot describe is refused before any work, naming the module, unless `weights_only`. BatchNorm
+    after a convolution or linear layer is folded into it before quantization; torch.nn.utils.prune
+    masks are applied first.
+
     Example:
         compress_model(model, data, {"prune": {"layers": {"ip1": 0.9}}, "quantize": {"fc_bits": 4}}, "out/")
     """
     dataset = getattr(data, "name", None)
+    apply_torch_prune(model)
     cfg = checked_recipe(model, recipe, dataset)
+    example = None if weights_only else example_of(meta or {}, _example(meta or {}, data, example_input))
+    if example is not None:
+        architecture_ops(model, example)  # a model the file cannot describe fails here, before any work
     run = Run(Path(out), data, resume, progress, team or Team(), hooks or PipelineHooks())
     run.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -210,12 +223,15 @@ def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Pat
     masks = prune_stage(model, cfg.prune, run)
     run.hooks.after_stage("prune", model, masks)
     run.timings["prune_s"] = time.perf_counter() - t0
+    folded = fold_batchnorm(model)  # the file holds folded weights, so share (quantize) those
+    if folded:
+        run.note("batchnorm folded", model, layers=[layer for layer, _ in folded])
     shared = quantize_stage(model, masks, cfg.quantize, run)
     run.hooks.after_stage("quantize", model, shared)
     run.timings["quantize_s"] = time.perf_counter() - t0 - run.timings["prune_s"]
     if not run.team.writes:
         return None
-    return _encode(model, masks, shared, cfg, run, meta, t0)
+    return _encode(model, masks, shared, cfg, run, meta, t0, example)
 
 
 def checked_recipe(model: nn.Module, recipe: Recipe | dict, dataset: str | None) -> Recipe:
@@ -229,35 +245,59 @@ def checked_recipe(model: nn.Module, recipe: Recipe | dict, dataset: str | None)
     return recipe.for_dataset(dataset)
 
 
-def _encode(model, masks: Masks, shared: SharedWeights, cfg: Recipe, run: Run, meta, t0: float) -> dict:
+def _encode(model, masks: Masks, shared: SharedWeights, cfg: Recipe, run: Run, meta, t0: float,
+            example: torch.Tensor | None) -> dict:
     """Write OUT/model.dcz, measure the file's own test error; the run's outcome."""
     gap_bits = cfg.encode.gap_bits(layer_kinds(masks))
     values = cfg.encode.values
     path = run.out / "model.dcz"
     nbytes = write_model(path, model, shared, gap_bits, shared.bits(), meta or {}, values,
-                         example_input=_example(meta or {}, data))
+                         example_input=example, weights_only=example is None)
     run.hooks.after_stage("encode", model, path)
-    file_model = _reloaded(model, path)
+    file_model = _reloaded(model, path) if example is None else checked_file_model(path, run.data.test_x[:8])
     file_error = run.note("from file", file_model, bytes=nbytes)
     run.timings["total_s"] = time.perf_counter() - t0
     return {"file": str(path), "file_bytes": nbytes, "test_error": file_error, "stages": run.log,
             "bits": shared.bits(), "gap_bits": gap_bits, "values": values, "timings": run.timings}
 
 
-def _example(meta: dict, data) -> torch.Tensor | None:
-    """The input that fixes the file's input shape: meta's input_shape when given, else a real test sample."""
-    if meta.get("input_shape") is not None:
-        return None
+def _example(meta: dict, data, given: torch.Tensor | None) -> torch.Tensor | None:
+    """The input that fixes the file's input shape: the one given, else None when meta has an
+    input_shape, else the first real test sample."""
+    if given is not None or meta.get("input_shape") is not None:
+        return given
     return data.test_x[:1]
 
 
+def checked_file_model(path: Path, sample: torch.Tensor) -> nn.Module:
+    """The file's model in PyTorch, built from the file alone (deepcompress.decompress), after checking
+    that the CPU runtime gives it the same outputs on `sample`: the two readers of the forward pass agree."""
+    from ..runtime import load
+    from ..to_torch import decompress
+
+    torch_model = decompress(path)
+    with torch.no_grad():
+        expected = torch_model(sample).numpy()
+    got = load(path)(sample.numpy())
+    err = float(np.linalg.norm(got - expected) / max(float(np.linalg.norm(expected)), 1e-30))
+    if not err <= 1e-4:
+        raise UserError(f"{path}: the CPU runtime and PyTorch disagree on the file's forward pass (relative "
+                        f"error {err:.2e}); this is a deepcompress bug, please report it with the file")
+    return torch_model
+
+
+STORED = (nn.Linear, nn.Conv2d, nn.modules.batchnorm._BatchNorm, nn.LayerNorm)
+
+
 def _check_supported(model: nn.Module) -> None:
-    """The file stores Linear and Conv2d layers only; refuse models with other learned parameters."""
-    stored = {id(p) for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d)) for p in m.parameters()}
-    other = [n for n, p in model.named_parameters() if id(p) not in stored]
-    if other:
-        raise UserError(f"parameters {', '.join(other[:5])} belong to layers other than Linear/Conv2d, which "
-                        f"the .dcz file cannot store; fold them into the adjacent layers first")
+    """Refuse models with learned parameters in modules the file cannot store, naming them."""
+    stored = {id(p) for m in model.modules() if isinstance(m, STORED) for p in m.parameters()}
+    owners = {name: m for name, m in model.named_modules()
+              if any(id(p) not in stored for p in m.parameters(recurse=False))}
+    if owners:
+        listed = ", ".join(f"{n or 'the model'} ({type(m).__name__})" for n, m in list(owners.items())[:5])
+        raise UserError(f"{listed}: parameters the .dcz file cannot store (it stores Linear and Conv2d weights, "
+                        f"BatchNorm and LayerNorm)")
 
 
 def _reloaded(model: nn.Module, path: Path) -> nn.Module:
@@ -265,7 +305,8 @@ def _reloaded(model: nn.Module, path: Path) -> nn.Module:
 
     fresh = copy.deepcopy(model)
     with torch.no_grad():
-        for p in fresh.parameters():
-            p.zero_()
+        for layer in prunable_layers(fresh).values():  # what the file stores comes from the file alone
+            for p in layer.parameters():
+                p.zero_()
     load_into(fresh, path)
     return fresh

@@ -49,16 +49,14 @@ def baseline(args, settings: TrainConfig | None, data, out: Path, team=None):
 def _compress(args, recipe, data, out: Path, team=None) -> int:
     """The command's work in this process: baseline, compress_model, report (the writing rank only)."""
     from .compress import compress_model
-    from .compress.report import results_record, write_report
 
     model = baseline(args, recipe.for_dataset(args.data).train, data, out, team)
     meta = {"model": args.model, "dataset": args.data, "input_shape": [1, 28, 28]}
     outcome = compress_model(model, data, recipe, out, meta=meta, resume=args.resume, progress=not args.quiet,
-                             team=team)
+                             team=team, command="deepcompress " + shlex.join(args.argv))
     if outcome is None:  # a data-parallel rank other than 0
         return 0
-    rec = results_record(args.model, args.data, outcome, "deepcompress " + shlex.join(args.argv))
-    write_report(out, rec)
+    rec = outcome["record"]
     print(f"{args.model} on {args.data}: {rec['file_bytes']:,} bytes, ratio {rec['ratio']:.1f}x, "
           f"test error from the file {100 * rec['test_error']:.2f}% (baseline {100 * rec['baseline_error']:.2f}%); "
           f"report: {out / 'report.md'}", flush=True)

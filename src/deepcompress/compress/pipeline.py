@@ -26,6 +26,7 @@ from ..errors import UserError
 from ..train import BatchShard, TrainConfig, TrainHook, evaluate, train
 from .export import architecture_ops, example_of, load_into, write_model
 from .fold import apply_torch_prune, fold_batchnorm
+from .report import results_record, write_report
 from .prune import (GradualPruning, L1Penalty, Masks, StdThreshold, TargetSparsity, polynomial_sparsity,
                     prunable_layers)
 from .quantize import SharedWeights
@@ -190,7 +191,7 @@ def quantize_stage(model: nn.Module, masks: Masks, cfg: QuantizeStage, run: Run)
 def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Path, *, meta: dict | None = None,
                    resume: bool = False, progress: bool = True, team: Team | None = None,
                    hooks: PipelineHooks | None = None, example_input: torch.Tensor | None = None,
-                   weights_only: bool = False) -> dict | None:
+                   weights_only: bool = False, command: str | None = None) -> dict | None:
     """Prune, quantize and encode a trained `model`; write OUT/model.dcz and return what was measured.
 
     `recipe` is a typed Recipe or a dict of [prune], [quantize] and optional [encode] tables (see the
@@ -205,7 +206,8 @@ def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Pat
     more real inputs; default: zeros of meta["input_shape"], else the first test sample); a model the
     file cannot describe is refused before any work, naming the module, unless `weights_only`. BatchNorm
     after a convolution or linear layer is folded into it before quantization; torch.nn.utils.prune
-    masks are applied first.
+    masks are applied first. OUT/report.md and OUT/results.json describe the run (`command`: how it was
+    started, for the record); the returned dict holds that record under "record".
 
     Example:
         compress_model(model, data, {"prune": {"layers": {"ip1": 0.9}}, "quantize": {"fc_bits": 4}}, "out/")
@@ -231,7 +233,11 @@ def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Pat
     run.timings["quantize_s"] = time.perf_counter() - t0 - run.timings["prune_s"]
     if not run.team.writes:
         return None
-    return _encode(model, masks, shared, cfg, run, meta, t0, example)
+    outcome = _encode(model, masks, shared, cfg, run, meta, t0, example)
+    name = (meta or {}).get("model") or type(model).__name__
+    outcome["record"] = results_record(name, dataset or "custom", outcome, command or "compress_model(...)")
+    write_report(run.out, outcome["record"])
+    return outcome
 
 
 def checked_recipe(model: nn.Module, recipe: Recipe | dict, dataset: str | None) -> Recipe:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .diannao import (BINARY_GIGA, PAPER_CONVENTION, DianNaoConfig, ops_per_cycle, peak_gops,
                       published_ops_per_cycle)
-from .tech import DIANNAO_PEAK_GOPS
+from .tech import DIANNAO_PEAK_GOPS, DIANNAO_POWER_MW
 
 
 def _num(v, fmt: str = ",.0f") -> str:
@@ -25,9 +25,10 @@ def format_diannao(d: dict) -> str:
         f"  tiling {d['schedule']}; DRAM words: {words} ({d['dram_bytes'] / 1e6:.3f} MB)",
         f"  energy: {energy}",
         f"  chip {d['chip_energy_j'] * 1e6:.3f} uJ ({d['chip_power_w'] * 1e3:.0f} mW), DRAM "
-        f"{d['dram_energy_j'] * 1e6:.3f} uJ; at the published 485 mW: {d['published_power_energy_j'] * 1e6:.3f} uJ",
+        f"{d['dram_energy_j'] * 1e6:.3f} uJ; at the published {DIANNAO_POWER_MW:g} mW: "
+        f"{d['published_power_energy_j'] * 1e6:.3f} uJ",
         f"  frames/s {d['frames_per_s']:,.0f}  frames/J chip {d['frames_per_j_chip']:,.0f}, with DRAM "
-        f"{d['frames_per_j_with_dram']:,.0f}, at 485 mW {d['frames_per_j_published_power']:,.0f}  "
+        f"{d['frames_per_j_with_dram']:,.0f}, at {DIANNAO_POWER_MW:g} mW {d['frames_per_j_published_power']:,.0f}  "
         f"frames/s/mm^2 {d['frames_per_s_mm2']:,.0f} ({d['area_mm2']:.2f} mm^2)",
     ])
 

@@ -182,16 +182,10 @@ def eie_chip_area_mm2(num_pes: int = EIE_DEFAULT_PES) -> float:
     return num_pes * EIE_PE_AREA_UM2 * 1e-6
 
 
-def eie_chip_power_w(num_pes: int = EIE_DEFAULT_PES) -> float:
-    """Power of `num_pes` EIE PEs in W as published (64 PEs: 0.59 W)."""
-    return num_pes * EIE_PE_POWER_MW * 1e-3
-
-
 # --- DianNao, Table 6 (65 nm) -----------------------------------------------------------------------
 
 DIANNAO_AREA_UM2 = 3_023_077
 DIANNAO_POWER_MW = 485.0
-DIANNAO_CRITICAL_PATH_NS = 1.02
 DIANNAO_CLOCK_HZ = 0.98e9
 DIANNAO_PEAK_GOPS = 452.0
 DIANNAO_TN = 16  # output neurons x inputs per cycle: a 16 x 16 multiplier array

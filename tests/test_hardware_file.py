@@ -145,6 +145,20 @@ def test_table_v_within_10_percent_for_eie(capsys):
     assert eie["area_mm2"] == pytest.approx(40.8, abs=0.05)
 
 
+def test_table_v_adds_a_measured_machine(tmp_path, capsys):
+    probe = {"gemm_flops": 1e11, "copy_bandwidth": 2e10, "llc_bytes": 2**20, "how": "test"}
+    bare, wrapped, other = tmp_path / "probe.json", tmp_path / "hardware_machine.json", tmp_path / "other.json"
+    bare.write_text(json.dumps(probe))
+    wrapped.write_text(json.dumps({"probe": probe, "gemv": []}))  # as benchmarks/hardware_sweeps.py writes it
+    other.write_text(json.dumps({"gemv": []}))
+    for path in (bare, wrapped):
+        rows = run_json(capsys, "simulate", "--table-v", "--machine", str(path))
+        (mine,) = [r for r in rows if r["platform"] == "this machine"]
+        assert mine["time_us"] == pytest.approx((4096 * 4096 + 2 * 4096) * 4 / 2e10 * 1e6)
+    assert main(["simulate", "--table-v", "--machine", str(other)]) == 1
+    assert "not a machine probe" in capsys.readouterr().err
+
+
 def test_argument_errors_are_one_line(model_file, capsys):
     path, _ = model_file
     assert main(["simulate", str(path), "--paper"]) == 1

@@ -151,12 +151,18 @@ def _simulate(args) -> int:
     return _simulate_other(args)
 
 
-def _load_probe(path):
+def _load_probe(path) -> dict:
+    """A machine probe from `path`: probe.measure_machine()'s dict, or the benchmarks' hardware_machine.json
+    that holds it under "probe"."""
     try:
         with open(path) as f:
-            return json.load(f)
+            data = json.load(f)
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot read machine probe {path}: {exc}") from None
+    probe = data.get("probe", data) if isinstance(data, dict) else None
+    if not isinstance(probe, dict) or not {"gemm_flops", "copy_bandwidth"} <= probe.keys():
+        raise UserError(f"{path} is not a machine probe: it needs gemm_flops and copy_bandwidth")
+    return probe
 
 
 def _subproblems(args) -> int:

@@ -113,7 +113,7 @@ def encode(weights, num_pes: int, index_bits: int = 4) -> InterleavedCSC:
     if not 1 <= index_bits <= 16:
         raise UserError(f"relative index width must be 1..16 bits, got {index_bits}")
     view = _interleaved(weights, num_pes)
-    local, pe = np.divmod(view.csc.rows, num_pes)
-    runs = _pe_zero_runs(view.csc.indptr, local, pe, num_pes)
+    pe = view.pe
+    runs = _pe_zero_runs(view.csc.indptr, view.local_rows, pe, num_pes)
     nnz, pad = _per_segment(view.csc.indptr, pe, padding_entries(runs, 2 ** index_bits), num_pes)
     return InterleavedCSC(num_pes, index_bits, view.csc.shape, nnz, pad)

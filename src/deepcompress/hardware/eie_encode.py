@@ -19,6 +19,7 @@ import scipy.sparse as sp
 from ..errors import UserError
 from ..format.layer import CscView, PeSlices, QuantizedLayer
 from ..format.relindex import padding_entries
+from .tech import EIE_INDEX_BITS
 
 
 @numba.njit(cache=True)
@@ -105,7 +106,7 @@ def _interleaved(weights, num_pes: int) -> PeSlices:
     return PeSlices(view, num_pes)
 
 
-def encode(weights, num_pes: int, index_bits: int = 4) -> InterleavedCSC:
+def encode(weights, num_pes: int, index_bits: int = EIE_INDEX_BITS) -> InterleavedCSC:
     """Count nonzeros and padding zeros per column and PE in EIE's layout, for a QuantizedLayer (rows =
     outputs of its 2-D view) or a scipy sparse / dense matrix (rows = outputs)."""
     if num_pes < 1:

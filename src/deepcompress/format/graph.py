@@ -143,6 +143,11 @@ class Op:
         return self.out_shape(shapes[0], layers, where)
 
 
+def _named(cls_name: str, base: type, name: str, doc: str) -> type:
+    """An op class with no parameters of its own: `base` under the JSON name `name`."""
+    return type(cls_name, (base,), {"name": name, "__doc__": doc, "__module__": __name__})
+
+
 @dataclass(frozen=True)
 class LayerOp(Op):
     """An op that applies a weight layer of the file, named by `layer`."""
@@ -288,11 +293,7 @@ class Pool(Op):
                 pool_out(shape[2], kw, sw, pw, pw, 1, self.ceil_mode))
 
 
-@dataclass(frozen=True)
-class MaxPool(Pool):
-    """Maximum over each window; padding counts as -infinity."""
-
-    name: ClassVar[str] = "maxpool"
+MaxPool = _named("MaxPool", Pool, "maxpool", "Maximum over each window; padding counts as -infinity.")
 
 
 @dataclass(frozen=True)
@@ -402,18 +403,8 @@ class Activation(Op):
     """An element-wise function; the output has the input's shape."""
 
 
-@dataclass(frozen=True)
-class Relu(Activation):
-    """max(x, 0)."""
-
-    name: ClassVar[str] = "relu"
-
-
-@dataclass(frozen=True)
-class Relu6(Activation):
-    """min(max(x, 0), 6)."""
-
-    name: ClassVar[str] = "relu6"
+Relu = _named("Relu", Activation, "relu", "max(x, 0).")
+Relu6 = _named("Relu6", Activation, "relu6", "min(max(x, 0), 6).")
 
 
 @dataclass(frozen=True)
@@ -432,18 +423,8 @@ class LeakyRelu(Activation):
         return {"negative_slope": self.negative_slope}
 
 
-@dataclass(frozen=True)
-class Sigmoid(Activation):
-    """1 / (1 + exp(-x))."""
-
-    name: ClassVar[str] = "sigmoid"
-
-
-@dataclass(frozen=True)
-class Tanh(Activation):
-    """tanh(x)."""
-
-    name: ClassVar[str] = "tanh"
+Sigmoid = _named("Sigmoid", Activation, "sigmoid", "1 / (1 + exp(-x)).")
+Tanh = _named("Tanh", Activation, "tanh", "tanh(x).")
 
 
 @dataclass(frozen=True)
@@ -464,11 +445,7 @@ class Gelu(Activation):
         return {"approximate": self.approximate} if self.approximate != "none" else {}
 
 
-@dataclass(frozen=True)
-class Silu(Activation):
-    """x * sigmoid(x)."""
-
-    name: ClassVar[str] = "silu"
+Silu = _named("Silu", Activation, "silu", "x * sigmoid(x).")
 
 
 @dataclass(frozen=True)
@@ -561,18 +538,8 @@ class Binary(Op):
         return tuple(out)
 
 
-@dataclass(frozen=True)
-class Add(Binary):
-    """a + b."""
-
-    name: ClassVar[str] = "add"
-
-
-@dataclass(frozen=True)
-class Mul(Binary):
-    """a * b."""
-
-    name: ClassVar[str] = "mul"
+Add = _named("Add", Binary, "add", "a + b.")
+Mul = _named("Mul", Binary, "mul", "a * b.")
 
 
 @dataclass(frozen=True)

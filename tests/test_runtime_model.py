@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import struct
-import subprocess
-import sys
 
 import numba
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import LIST_HEAVY, without_torch
 
 from deepcompress import format as dcz
 from deepcompress.errors import UserError
-from deepcompress.runtime import InputError, ModelError, conv_from_positions, load, sparse_conv
+from deepcompress.runtime import InputError, ModelError, conv_from_positions, load
 
 REL_TOL = 1e-5
 
@@ -201,24 +200,16 @@ def test_conv_from_positions_passes_threads():
     np.testing.assert_array_equal(two(x), one(x))
 
 
-def test_dense_conv_path_without_torch(saved, monkeypatch):
+def test_runtime_runs_without_torch_or_training_code(saved, tmp_path):
+    """With torch blocked (convolutions then take the numpy path) the runtime imports no training code and
+    matches the float64 reference."""
     kind, path, layers, meta = saved
-    if kind != "conv":
-        pytest.skip("fc-only model has no conv")
     x = inputs(np.random.default_rng(2), tuple(meta["input_shape"]), 3)
-    monkeypatch.setattr(sparse_conv, "_torch", lambda: None)  # the numpy im2col fallback
-    assert rel_error(load(path)(x), torch_reference(layers, meta, x)) < REL_TOL
-
-
-def test_runtime_imports_neither_torch_nor_training_code(saved):
-    kind, path, _, meta = saved
-    if kind != "fc":
-        pytest.skip("conv models use torch for dense convolutions when it is installed")
-    code = ("import sys, numpy as np; from deepcompress.runtime import load; "
-            f"m = load({str(path)!r}); m(np.zeros({tuple(meta['input_shape'])!r}, np.float32)); "
-            "bad = [n for n in sys.modules if n == 'torch' or n.startswith(('deepcompress.train', "
-            "'deepcompress.compress'))]; assert not bad, bad")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    np.save(tmp_path / "x.npy", x)
+    code = ("import numpy as np; from deepcompress.runtime import load\n"
+            "np.save(sys.argv[3], load(sys.argv[1])(np.load(sys.argv[2])))\n" + LIST_HEAVY + "assert not heavy, heavy")
+    without_torch(code, str(path), str(tmp_path / "x.npy"), str(tmp_path / "y.npy"))
+    assert rel_error(np.load(tmp_path / "y.npy"), torch_reference(layers, meta, x)) < REL_TOL
 
 
 def _write(tmp_path, layers, meta):

@@ -32,8 +32,8 @@ def test_every_layer_decodes_and_the_sizes_are_the_file(model_name):
         dense = layer.to_dense()
         assert np.count_nonzero(dense) <= layer.nnz == made["layers"][layer.name]["nonzeros"]
         assert np.isin(dense[dense != 0], layer.codebook).all()
-        assert (layer.index_bits, layer.gap_bits) == (made["layers"][layer.name]["weight_bits"],
-                                                      made["layers"][layer.name]["index_bits"])
+        assert (layer.index_bits, layer.gap_bits) == (made["layers"][layer.name]["index_bits"],
+                                                      made["layers"][layer.name]["gap_bits"])
     sizes = dcz.file_size_breakdown(path)
     assert sizes.total == len(blob) == made["file_bytes"]
     assert sizes.file_header + sum(layer.total for layer in sizes.layers) == len(blob)

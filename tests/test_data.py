@@ -86,6 +86,15 @@ def test_tensors_are_the_arrays(tmp_path):
         assert got.numpy().dtype == want.dtype and got.shape == want.shape, key
 
 
+def test_load_dataset_still_importable_from_data():
+    """Code written before the split imports load_dataset from deepcompress.data; it gets the tensor loader."""
+    from deepcompress.data import load_dataset as from_data
+
+    assert from_data is load_dataset
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        data.nothing
+
+
 @pytest.mark.parametrize("cut", [0, 3, 10, 100, -1])
 def test_truncated_idx_is_reported(tmp_path, cut):
     blob = idx_bytes(np.zeros((4, 28, 28), np.uint8))

@@ -18,14 +18,15 @@ from deepcompress.data import Dataset, load_arrays
 from fixtures.make_lenet_dcz import TRAIN_IMAGES, fixture_paths
 
 FIXTURE_MODELS = tuple(TRAIN_IMAGES)
-TRAINING_MODULES = ("deepcompress.train", "deepcompress.compress", "deepcompress.parallel", "deepcompress.models",
-                    "deepcompress.data_torch")
+# The package's modules built on torch: training code, the tensor data loader, decompress (to_torch).
+TORCH_MODULES = ("deepcompress.train", "deepcompress.compress", "deepcompress.parallel", "deepcompress.models",
+                 "deepcompress.data_torch", "deepcompress.to_torch")
 # Prepended to code run by `without_torch`: any import of torch (or torch.*) raises ImportError.
 BLOCK_TORCH = "import sys; sys.modules['torch'] = None\n"
-# A line of such code: `heavy` lists the torch and training modules imported so far (the blocked torch
+# A line of such code: `heavy` lists torch and the TORCH_MODULES imported so far (the blocked torch
 # sits in sys.modules as None).
 LIST_HEAVY = (f"heavy = sorted(n for n, m in sys.modules.items() if m is not None and (n.split('.')[0] == 'torch' "
-              f"or n in {TRAINING_MODULES!r} or n.startswith({tuple(m + '.' for m in TRAINING_MODULES)!r})))\n")
+              f"or n in {TORCH_MODULES!r} or n.startswith({tuple(m + '.' for m in TORCH_MODULES)!r})))\n")
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

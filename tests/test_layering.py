@@ -9,18 +9,19 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import LIST_HEAVY, TRAINING_MODULES, fixture_file, without_torch
+from conftest import LIST_HEAVY, TORCH_MODULES, fixture_file, without_torch
 
 import deepcompress
 from deepcompress.cli import main
 
 PACKAGE = Path(deepcompress.__file__).parent
-FORBIDDEN = ("torch", *TRAINING_MODULES)
+FORBIDDEN = ("torch", *TORCH_MODULES)
 READERS = ("format", "runtime", "hardware")
 # Modules whose module-level imports must stay light, so that building the command line needs no torch;
 # the training commands import their heavy parts when they run.
-LIGHT = ("cli.py", "cli_compress.py", "cli_data.py", "cli_hardware.py", "cli_parallel.py", "cli_runtime.py",
-         "cli_train.py", "data.py", "errors.py", "fetch.py", "numerics.py", "atomic.py", "recipes/__init__.py")
+LIGHT = ("__init__.py", "cli.py", "cli_compress.py", "cli_data.py", "cli_hardware.py", "cli_parallel.py",
+         "cli_runtime.py", "cli_train.py", "data.py", "errors.py", "fetch.py", "numerics.py", "atomic.py",
+         "recipes/__init__.py")
 # The runtime's dense convolution calls torch when it is installed (faster); without it, numpy.
 OPTIONAL_TORCH = {"runtime/sparse_conv.py"}
 

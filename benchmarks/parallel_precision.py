@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from deepcompress.data import load_dataset
+from deepcompress.data_torch import load_dataset
 from deepcompress.models import build_model
 from deepcompress.parallel.precision import FixedPointWeights, fixed16, mixed_precision
 from deepcompress.recipes import load_recipe, stage

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from deepcompress.data import load_dataset
+from deepcompress.data_torch import load_dataset
 from deepcompress.models import build_model
 from deepcompress.parallel.param_server import PSConfig, run_parameter_server
 from deepcompress.train import TrainConfig, train

@@ -32,7 +32,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from deepcompress.data import load_dataset
+from deepcompress.data_torch import load_dataset
 from deepcompress.hardware.netspecs import ALEXNET, fc
 from deepcompress.hardware.training import training_cost
 from deepcompress.models import build_model, count_parameters

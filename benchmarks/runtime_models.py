@@ -31,7 +31,7 @@ import torch  # noqa: E402
 import runtime_methods as rm  # noqa: E402
 from deepcompress import format as dcz  # noqa: E402
 from deepcompress.compress.export import load_into  # noqa: E402
-from deepcompress.data import load_dataset  # noqa: E402
+from deepcompress.data import load_arrays  # noqa: E402
 from deepcompress.models import build_model  # noqa: E402
 from deepcompress.runtime import load  # noqa: E402
 
@@ -109,7 +109,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     torch.set_grad_enabled(False)
     rounds = 5 if args.quick else 25
-    images = load_dataset("mnist").test_x.numpy()
+    images = load_arrays("mnist").test_x
     timer, records, done, start = rm.Timer(), [], [], time.time()
     for name, path in (("LeNet-300-100", args.l300), ("LeNet-5", args.l5)):
         if not path.is_file():

@@ -60,7 +60,8 @@ say "hosts: $NS_A ($ADDR_A on $VETH_A) and $NS_B ($ADDR_B on $VETH_B)"
 import struct, sys
 from pathlib import Path
 import numpy as np
-from deepcompress.data import DataError, load_dataset
+from deepcompress.data import DataError
+from deepcompress.data_torch import load_dataset
 folder, n = Path(sys.argv[1]), int(sys.argv[2])
 folder.mkdir()
 try:

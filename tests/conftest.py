@@ -1,15 +1,32 @@
-"""Shared fixtures: small synthetic data sets in the shape of MNIST, and IDX writers."""
+"""Shared fixtures: small synthetic data sets in the shape of MNIST, IDX writers, the committed real .dcz
+files (tests/data, made by tests/fixtures/make_lenet_dcz.py), and Python run with torch blocked."""
 
 from __future__ import annotations
 
 import gzip
+import json
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from deepcompress.data import Dataset
+from deepcompress.data import Dataset, load_arrays
+from fixtures.make_lenet_dcz import TRAIN_IMAGES, fixture_paths
+
+FIXTURE_MODELS = tuple(TRAIN_IMAGES)
+# The package's modules built on torch: training code, the tensor data loader, decompress (to_torch).
+TORCH_MODULES = ("deepcompress.train", "deepcompress.compress", "deepcompress.parallel", "deepcompress.models",
+                 "deepcompress.data_torch", "deepcompress.to_torch")
+# Prepended to code run by `without_torch`: any import of torch (or torch.*) raises ImportError.
+BLOCK_TORCH = "import sys; sys.modules['torch'] = None\n"
+# A line of such code: `heavy` lists torch and the TORCH_MODULES imported so far (the blocked torch
+# sits in sys.modules as None).
+LIST_HEAVY = (f"heavy = sorted(n for n, m in sys.modules.items() if m is not None and (n.split('.')[0] == 'torch' "
+              f"or n in {TORCH_MODULES!r} or n.startswith({tuple(m + '.' for m in TORCH_MODULES)!r})))\n")
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -54,3 +71,32 @@ def separable_dataset(n_train=512, n_test=128, seed=0) -> Dataset:
 def tiny_data() -> Dataset:
     """A small learnable data set in MNIST's shape."""
     return separable_dataset()
+
+
+def fixture_file(model: str) -> tuple[Path, dict]:
+    """The committed .dcz file of `model` (see FIXTURE_MODELS) and its sidecar: what making it measured."""
+    path, sidecar = fixture_paths(model)
+    return path, json.loads(sidecar.read_text())
+
+
+@pytest.fixture(scope="session")
+def mnist_test() -> tuple[np.ndarray, np.ndarray]:
+    """The MNIST test images (10000, 1, 28, 28) and labels as numpy arrays."""
+    ds = load_arrays("mnist")
+    return ds.test_x, ds.test_y
+
+
+@pytest.fixture
+def keep_torch_threads():
+    """Restores torch's thread count after a test that runs `deepcompress run` in this process (it sets it)."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def without_torch(code: str, *args: str) -> subprocess.CompletedProcess:
+    """Run Python `code` (with sys.argv[1:] = args) in a fresh interpreter where torch cannot be imported;
+    fails the test, showing stderr, if it exits non-zero."""
+    proc = subprocess.run([sys.executable, "-c", BLOCK_TORCH + code, *args], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc

@@ -10,6 +10,8 @@ import pytest
 
 from conftest import write_idx_folder
 from deepcompress.cli import build_parser, main
+from deepcompress.cli_train import MODEL_NAMES
+from deepcompress.models import MODELS
 
 
 def _commands():
@@ -31,6 +33,11 @@ def test_each_command_has_help(name, capsys):
     with pytest.raises(SystemExit) as info:
         main([name, "--help"])
     assert info.value.code == 0 and "usage: deepcompress" in capsys.readouterr().out
+
+
+def test_model_choices_are_the_models():
+    """The --model choices are named without importing torch; they must be the models that exist."""
+    assert MODEL_NAMES == tuple(sorted(MODELS))
 
 
 def test_missing_folder_is_one_line(tmp_path, capsys):

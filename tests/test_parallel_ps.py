@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from conftest import separable_dataset
-from deepcompress.data import DataError, Dataset, load_dataset
+from deepcompress.data import DataError, Dataset
+from deepcompress.data_torch import load_dataset
 from deepcompress.models import build_model
 from deepcompress.parallel.param_server import (PSConfig, run_parameter_server, shard_bounds, staleness_summary,
                                                 total_updates)

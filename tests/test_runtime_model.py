@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import struct
-import subprocess
-import sys
 
+import numba
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import LIST_HEAVY, without_torch
 
 from deepcompress import format as dcz
 from deepcompress.errors import UserError
-from deepcompress.runtime import InputError, ModelError, load, sparse_conv
+from deepcompress.runtime import InputError, ModelError, conv_from_positions, load
 
 REL_TOL = 1e-5
 
@@ -144,24 +144,72 @@ def test_conv_paths_and_summary(saved):
         assert rows["conv2"]["nonzeros"] > 0
 
 
-def test_dense_conv_path_without_torch(saved, monkeypatch):
-    kind, path, layers, meta = saved
-    if kind != "conv":
-        pytest.skip("fc-only model has no conv")
-    x = inputs(np.random.default_rng(2), tuple(meta["input_shape"]), 3)
-    monkeypatch.setattr(sparse_conv, "_torch", lambda: None)  # the numpy im2col fallback
-    assert rel_error(load(path)(x), torch_reference(layers, meta, x)) < REL_TOL
+class SpyLayout:
+    """A layout that records, for each kernel call, the threads it is given and numba's thread count."""
+
+    def __init__(self, layout):
+        self.layout, self.calls = layout, []
+
+    def __getattr__(self, name):
+        return getattr(self.layout, name)
+
+    def matvec(self, x, y, threads=1):
+        """The wrapped matvec, recorded."""
+        self.calls.append((threads, numba.get_num_threads()))
+        self.layout.matvec(x, y, threads)
+
+    def matmat(self, xt, yt, threads=1):
+        """The wrapped matmat, recorded."""
+        self.calls.append((threads, numba.get_num_threads()))
+        self.layout.matmat(xt, yt, threads)
 
 
-def test_runtime_imports_neither_torch_nor_training_code(saved):
+def test_threads_reach_the_fc_kernels_at_every_batch_size(saved):
+    """load(path, threads=2) runs every FC kernel call on 2 threads, batch 1 included, and gives the outputs
+    of the same layouts on one thread exactly (threads split output rows, never a sum)."""
     kind, path, _, meta = saved
-    if kind != "fc":
-        pytest.skip("conv models use torch for dense convolutions when it is installed")
-    code = ("import sys, numpy as np; from deepcompress.runtime import load; "
-            f"m = load({str(path)!r}); m(np.zeros({tuple(meta['input_shape'])!r}, np.float32)); "
-            "bad = [n for n in sys.modules if n == 'torch' or n.startswith(('deepcompress.train', "
-            "'deepcompress.compress'))]; assert not bad, bad")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba may start only one thread here (NUMBA_NUM_THREADS)")
+    model = load(path, threads=2)
+    fcs = [op.layer for name, op in model.layers.items() if name.startswith("ip")]
+    spies = []
+    for layer in fcs:
+        layer.layout = SpyLayout(layer.layout)
+        spies.append(layer.layout)
+    x = inputs(np.random.default_rng(4), tuple(meta["input_shape"]), 5)
+    got = [model(x[0]), model(x)]
+    assert [spy.calls for spy in spies] == [[(2, 2), (2, 2)]] * len(fcs)
+    for layer in fcs:
+        layer.threads = 1
+    np.testing.assert_array_equal(got[0], model(x[0]))
+    np.testing.assert_array_equal(got[1], model(x))
+    if kind == "conv":
+        assert model.layers["conv2"].conv._linear.threads == 2  # the sparse conv path
+
+
+def test_conv_from_positions_passes_threads():
+    rng = np.random.default_rng(5)
+    layer = random_layer(rng, "conv", "conv", (8, 4, 3, 3), 0.2, 16)
+    rows, cols = 8, 4 * 9
+    col, row = np.divmod(np.asarray(layer.positions, np.int64), rows)
+    args = (layer.shape, row * cols + col, layer.indices, layer.codebook, layer.bias)
+    one = conv_from_positions(*args, path="sparse")
+    two = conv_from_positions(*args, path="sparse", threads=2)
+    assert (one._linear.threads, two._linear.threads) == (1, min(2, numba.config.NUMBA_NUM_THREADS))
+    x = inputs(rng, (4, 9, 9), 3)
+    np.testing.assert_array_equal(two(x), one(x))
+
+
+def test_runtime_runs_without_torch_or_training_code(saved, tmp_path):
+    """With torch blocked (convolutions then take the numpy path) the runtime imports no training code and
+    matches the float64 reference."""
+    kind, path, layers, meta = saved
+    x = inputs(np.random.default_rng(2), tuple(meta["input_shape"]), 3)
+    np.save(tmp_path / "x.npy", x)
+    code = ("import numpy as np; from deepcompress.runtime import load\n"
+            "np.save(sys.argv[3], load(sys.argv[1])(np.load(sys.argv[2])))\n" + LIST_HEAVY + "assert not heavy, heavy")
+    without_torch(code, str(path), str(tmp_path / "x.npy"), str(tmp_path / "y.npy"))
+    assert rel_error(np.load(tmp_path / "y.npy"), torch_reference(layers, meta, x)) < REL_TOL
 
 
 def _write(tmp_path, layers, meta):

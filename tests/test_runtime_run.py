@@ -1,60 +1,42 @@
-"""The runtime on real compressed files against the torch-decoded model, and `deepcompress run`."""
+"""The runtime on real compressed files (the committed LeNet files in tests/data) against the torch-decoded
+model and the error their making measured, and `deepcompress run`."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+import shutil
 
 import numpy as np
 import pytest
 import torch
-from conftest import write_idx_folder
+from conftest import FIXTURE_MODELS, fixture_file, write_idx_folder
 
 from deepcompress import cli_runtime
 from deepcompress import format as dcz
+from deepcompress.cli import main
 from deepcompress.compress.export import load_into
-from deepcompress.data import DataError, load_dataset
+from deepcompress.data import load_arrays
 from deepcompress.errors import UserError
 from deepcompress.models import build_model
 from deepcompress.runtime import load
 
-REPO = Path(__file__).resolve().parents[1]
-REAL_FILES = [REPO / "runs/compress-lenet-300-100-mnist/model.dcz", REPO / "runs/compress-lenet-5-mnist/model.dcz",
-              Path("/tmp/runs/c300c/model.dcz")]
 REL_TOL = 1e-5
 
 
-def existing(path: Path) -> Path:
-    """`path`, or a skip when that compressed file has not been produced on this machine."""
-    if not path.is_file():
-        pytest.skip(f"{path} not present (made by `deepcompress compress`)")
-    return path
-
-
-@pytest.fixture(scope="module")
-def mnist_test():
-    """The MNIST test images and labels as numpy arrays, or a skip when MNIST is not installed."""
-    try:
-        ds = load_dataset("mnist")
-    except DataError as exc:
-        pytest.skip(str(exc))
-    return ds.test_x.numpy(), ds.test_y.numpy()
-
-
-def torch_model(path: Path):
+def torch_model(path):
     """The PyTorch model named in the file's meta, its weights decoded from the file."""
     model = build_model(dcz.read(path)[1]["model"])
     load_into(model, path)
     return model.eval()
 
 
-@pytest.mark.parametrize("path", REAL_FILES, ids=lambda p: p.parent.name)
-def test_real_file_matches_torch_decoded_model(path, mnist_test):
-    path = existing(path)
+@pytest.mark.parametrize("model_name", FIXTURE_MODELS)
+def test_real_file_matches_torch_decoded_model(model_name, mnist_test):
+    path, _ = fixture_file(model_name)
     reference = torch_model(path)
     x, _ = mnist_test
-    x = x[:2000] if "lenet-5" in path.parent.name else x  # LeNet-5's convolutions are the slow part
+    x = x[:2000] if model_name == "lenet-5" else x  # LeNet-5's convolutions are the slow part
     with torch.no_grad():
         ref = torch.cat([reference(torch.from_numpy(x[i:i + 1000])) for i in range(0, len(x), 1000)]).numpy()
     for batch in (1, 64):
@@ -67,6 +49,16 @@ def test_real_file_matches_torch_decoded_model(path, mnist_test):
             assert np.linalg.norm(model(x[i]) - ref[i]) / np.linalg.norm(ref[i]) < REL_TOL
 
 
+@pytest.mark.parametrize("model_name", FIXTURE_MODELS)
+def test_runtime_gets_the_error_measured_when_the_file_was_made(model_name, mnist_test):
+    path, made = fixture_file(model_name)
+    x, y = mnist_test
+    for batch, threads in ((1, 1), (500, 2)):  # layouts tuned for batch 1 and for batch 500
+        model = load(path, batch=batch, threads=threads)
+        wrong = sum(int((model.predict(x[i:i + 1000]) != y[i:i + 1000]).sum()) for i in range(0, len(y), 1000))
+        assert (wrong, wrong / len(y)) == (made["test_wrong"], made["test_error"]), (batch, threads)
+
+
 def _run(argv) -> int:
     parser = argparse.ArgumentParser()
     cli_runtime.register(parser.add_subparsers())
@@ -74,19 +66,20 @@ def _run(argv) -> int:
     return args.func(args)
 
 
-@pytest.mark.parametrize("path", REAL_FILES[:2], ids=lambda p: p.parent.name)
-def test_run_reproduces_the_compression_report(path, capsys):
-    path = existing(path)
-    report = json.loads((path.parent / "results.json").read_text())
-    try:
-        code = _run([str(path), "--data", "mnist", "--latency-images", "20", "--batch", "500", "--json"])
-    except DataError as exc:
-        pytest.skip(str(exc))
+@pytest.mark.parametrize("model_name", FIXTURE_MODELS)
+def test_run_reproduces_the_compression_report(model_name, tmp_path, capsys, keep_torch_threads):
+    """`deepcompress run` on the file beside a results.json with the error its making measured: a match."""
+    path, made = fixture_file(model_name)
+    shutil.copy(path, tmp_path / "model.dcz")
+    (tmp_path / "results.json").write_text(json.dumps(made))
+    code = main(["run", str(tmp_path / "model.dcz"), "--data", "mnist", "--latency-images", "20", "--batch", "500",
+                 "--json"])
     res = json.loads(capsys.readouterr().out)
-    assert code == 0 and res["report"]["matches"]
-    assert res["test"]["error"] == pytest.approx(report["test_error"], abs=1e-9)
-    assert res["batch1_agrees_with_batchN"]
+    assert code == 0 and res["report"]["comparable"] and res["report"]["matches"]
+    assert (res["test"]["wrong"], res["test"]["error"]) == (made["test_wrong"], made["test_error"])
+    assert res["batch1_agrees_with_batchN"] and res["model"] == model_name
     assert res["latency_batch1"]["median_us"] > 0 and res["test"]["images_per_s"] > 0
+    assert [r["nonzeros"] for r in res["layers"]] == [layer["nonzeros"] for layer in made["layers"].values()]
 
 
 @pytest.fixture
@@ -106,16 +99,16 @@ def synthetic_run(tmp_path):
     return out / "model.dcz", tmp_path, nbytes, meta, layers
 
 
-def test_run_on_synthetic_data_checks_the_report(synthetic_run, capsys):
+def test_run_on_synthetic_data_checks_the_report(synthetic_run, capsys, keep_torch_threads):
     path, data_dir, nbytes, _, _ = synthetic_run
     common = [str(path), "--data", "mnist", "--data-dir", str(data_dir), "--latency-images", "7", "--batch", "16"]
     assert _run(common) == 0
     assert "no compression report" in capsys.readouterr().out
     assert _run(common + ["--json"]) == 0
     res = json.loads(capsys.readouterr().out)
-    truth = load_dataset("mnist", folder=data_dir).test_y.numpy()
+    truth = load_arrays("mnist", folder=data_dir).test_y
     assert res["test"]["images"] == 40 and res["latency_batch1"]["images"] == 7
-    assert res["test"]["wrong"] == int((load(path).predict(load_dataset("mnist", folder=data_dir).test_x.numpy())
+    assert res["test"]["wrong"] == int((load(path).predict(load_arrays("mnist", folder=data_dir).test_x)
                                         != truth).sum())
     assert [r["name"] for r in res["layers"]] == ["ip1", "ip2"]
     report = path.parent / "results.json"
@@ -131,7 +124,7 @@ def test_run_on_synthetic_data_checks_the_report(synthetic_run, capsys):
     assert "describes another file" in capsys.readouterr().out
 
 
-def test_run_refuses_a_model_whose_input_does_not_fit_the_data(synthetic_run):
+def test_run_refuses_a_model_whose_input_does_not_fit_the_data(synthetic_run, keep_torch_threads):
     path, data_dir, _, meta, layers = synthetic_run
     other = path.parent / "other.dcz"
     layers[0] = dcz.QuantizedLayer("ip1", "fc", (30, 3 * 16 * 16), np.ones(1, np.float32), [0], [0])

@@ -5,14 +5,13 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from .data import load_dataset
 from .errors import UserError
-from .models import build_model
 from .cli_train import add_model_data_args, add_torchrun_args, checked_recipe
-from .train import TrainConfig, load_checkpoint
+
+if TYPE_CHECKING:
+    from .train import TrainConfig
 
 
 COLLECTIVE_TIMEOUT_S = 6 * 3600.0
@@ -23,6 +22,11 @@ def baseline(args, settings: TrainConfig | None, data, out: Path, team=None):
 
     `team` (default: this process alone) is who trains it; see deepcompress.compress.pipeline.Team.
     """
+    import torch
+
+    from .models import build_model
+    from .train import load_checkpoint
+
     model = build_model(args.model)
     if args.checkpoint:
         state = load_checkpoint(Path(args.checkpoint))
@@ -90,6 +94,8 @@ def _run_under_torchrun(args, recipe, data, out: Path) -> int:
 
 
 def _run(args) -> int:
+    from .data_torch import load_dataset
+
     if args.workers < 1:
         raise UserError(f"--workers must be at least 1, got {args.workers}")
     recipe = checked_recipe(args, ("prune", "quantize") if args.checkpoint else ("prune", "quantize", "train"),
@@ -143,6 +149,7 @@ def register(sub) -> None:
 def _sensitivity(args) -> int:
     from . import atomic
     from .compress.sensitivity import plot_sensitivity, sensitivity, suggest_sparsity
+    from .data_torch import load_dataset
 
     if not args.checkpoint:
         raise UserError("sensitivity needs --checkpoint with trained weights (e.g. runs/MODEL-DATA/model.pt)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .data import DATASETS, load_dataset
+from .data import DATASETS, load_arrays
 
 
 def _fetch(args) -> int:
@@ -16,7 +16,7 @@ def _fetch(args) -> int:
 
 
 def _info(args) -> int:
-    ds = load_dataset(args.name, folder=args.data_dir)
+    ds = load_arrays(args.name, folder=args.data_dir)
     print(f"{ds.name}: train {tuple(ds.train_x.shape)}, test {tuple(ds.test_x.shape)}, "
           f"pixel range [{ds.train_x.min():.3f}, {ds.train_x.max():.3f}], classes {int(ds.train_y.max()) + 1}")
     return 0

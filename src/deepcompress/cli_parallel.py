@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from . import atomic, cli_train
-from .data import load_dataset
 from .errors import UserError
 
 
@@ -45,6 +44,7 @@ def _run_under_torchrun(args, cfg, out, data) -> int:
 
 def run(args) -> int:
     """Run the `train` options in `args` data-parallel: args.workers local processes, or one torchrun rank."""
+    from .data_torch import load_dataset
     from .parallel.data_parallel import global_config, run_data_parallel
 
     if args.workers < 1:
@@ -111,6 +111,7 @@ def run_ps(args) -> int:
 
     import torch
 
+    from .data_torch import load_dataset
     from .parallel.launch import WorkerError
     from .parallel.param_server import PSConfig, run_parameter_server
 

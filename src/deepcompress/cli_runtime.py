@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from .data import DATASETS, load_dataset
+from .data import DATASETS, load_arrays
 from .errors import UserError
 
 
@@ -41,8 +41,8 @@ def run_file(path: Path, data: str | None, data_dir: str | None, batch: int, lat
     name = data or model1.meta.get("dataset", "mnist")
     if name not in DATASETS:
         raise UserError(f"the file was made for data set {name!r}; pass --data ({', '.join(DATASETS)})")
-    ds = load_dataset(name, folder=data_dir)
-    x, y = ds.test_x.numpy(), ds.test_y.numpy()
+    ds = load_arrays(name, folder=data_dir)
+    x, y = ds.test_x, ds.test_y
     if tuple(x.shape[1:]) != model1.input_shape:
         raise UserError(f"{path}: the model takes inputs of shape {model1.input_shape}, "
                         f"{name} images are {tuple(x.shape[1:])}")

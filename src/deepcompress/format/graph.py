@@ -349,23 +349,41 @@ class Flatten(Op):
 
 
 @dataclass(frozen=True)
-class Reshape(Op):
-    """Per-sample reshape in C order to `shape` (one entry may be -1: inferred)."""
+class IntListOp(Op):
+    """Base of ops with one parameter, a list of integers named `key` (`valid` says which lists)."""
 
-    name: ClassVar[str] = "reshape"
-    shape: tuple = ()
+    key: ClassVar[str] = ""
+    expected: ClassVar[str] = ""
+
+    @staticmethod
+    def valid(values: list) -> bool:
+        """Whether a list of integers is an acceptable value."""
+        return True
 
     @classmethod
     def build(cls, args, where):
-        shape = args.get("shape")
-        if (not isinstance(shape, list) or not shape or sum(d == -1 for d in shape) > 1
-                or not all(isinstance(d, int) and not isinstance(d, bool) and (d >= 1 or d == -1) for d in shape)):
-            raise GraphError(f"{where}: shape must be a list of positive integers with at most one -1, "
-                             f"got {shape!r}")
-        return cls(tuple(shape), inputs=args.get("inputs"))
+        value = args.get(cls.key)
+        if (not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+                or not cls.valid(value)):
+            raise GraphError(f"{where}: {cls.key} must be {cls.expected}, got {value!r}")
+        return cls(tuple(value), inputs=args.get("inputs"))
 
     def params(self) -> dict:
-        return {"shape": list(self.shape)}
+        return {self.key: list(getattr(self, self.key))}
+
+
+@dataclass(frozen=True)
+class Reshape(IntListOp):
+    """Per-sample reshape in C order to `shape` (one entry may be -1: inferred)."""
+
+    name: ClassVar[str] = "reshape"
+    key: ClassVar[str] = "shape"
+    expected: ClassVar[str] = "a list of positive integers with at most one -1"
+    shape: tuple = ()
+
+    @staticmethod
+    def valid(values: list) -> bool:
+        return bool(values) and values.count(-1) <= 1 and all(v >= 1 or v == -1 for v in values)
 
     def out_shape(self, shape, layers, where):
         total, known = math.prod(shape), math.prod(d for d in self.shape if d != -1)
@@ -376,21 +394,17 @@ class Reshape(Op):
 
 
 @dataclass(frozen=True)
-class Permute(Op):
+class Permute(IntListOp):
     """Per-sample axis permutation: output axis i is input axis dims[i]."""
 
     name: ClassVar[str] = "permute"
+    key: ClassVar[str] = "dims"
+    expected: ClassVar[str] = "a permutation of 0..n-1 over per-sample axes"
     dims: tuple = ()
 
-    @classmethod
-    def build(cls, args, where):
-        dims = args.get("dims")
-        if not isinstance(dims, list) or sorted(dims) != list(range(len(dims))):
-            raise GraphError(f"{where}: dims must be a permutation of 0..n-1 over per-sample axes, got {dims!r}")
-        return cls(tuple(dims), inputs=args.get("inputs"))
-
-    def params(self) -> dict:
-        return {"dims": list(self.dims)}
+    @staticmethod
+    def valid(values: list) -> bool:
+        return sorted(values) == list(range(len(values)))
 
     def out_shape(self, shape, layers, where):
         if len(shape) != len(self.dims):

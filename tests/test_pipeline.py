@@ -263,3 +263,42 @@ def test_gradual_pruning_resumes_where_it_stopped(trained, tiny_data, tmp_path):
                              progress=False)
     assert (tmp_path / "cut" / "model.dcz").read_bytes() == (tmp_path / "whole" / "model.dcz").read_bytes()
     assert resumed["test_error"] == whole["test_error"]
+
+
+USER_MODEL = '''
+from torch import nn
+
+
+def build():
+    return nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, bias=False), nn.BatchNorm2d(4), nn.ReLU6(), nn.Flatten(),
+                         nn.Linear(4 * 13 * 13, 10))
+'''
+
+
+def test_compress_command_takes_a_users_model_file(tmp_path, capsys):
+    from conftest import write_idx_folder
+
+    from deepcompress.models import build_model
+    from deepcompress.runtime import load
+
+    (tmp_path / "idx").mkdir()
+    write_idx_folder(tmp_path / "idx", n_train=64, n_test=16)
+    (tmp_path / "net.py").write_text(USER_MODEL)
+    spec = f"{tmp_path / 'net.py'}:build"
+    torch.manual_seed(0)
+    torch.save(build_model(spec).state_dict(), tmp_path / "net.pt")
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[prune]\niterations = 1\n[prune.layers]\n"0" = 0.3\n"4" = 0.8\n[prune.retrain]\nepochs = 1\n'
+                      '[quantize]\nfc_bits = 3\nconv_bits = 4\n')
+    out = tmp_path / "out"
+    assert main(["compress", "--model", spec, "--data-dir", str(tmp_path / "idx"), "--checkpoint",
+                 str(tmp_path / "net.pt"), "--recipe", str(recipe), "--out", str(out), "--quiet"]) == 0
+    _, meta = dcz.read(out / "model.dcz")
+    assert [o["op"] for o in meta["ops"]] == ["conv", "relu6", "flatten", "fc"]  # BatchNorm folded
+    assert load(out / "model.dcz")(np.zeros((2, 1, 28, 28), np.float32)).shape == (2, 10)
+    capsys.readouterr()
+    assert main(["compress", "--model", spec, "--data-dir", str(tmp_path / "idx"), "--out", str(out)]) == 1
+    assert "your own model needs --recipe" in capsys.readouterr().err
+    assert main(["compress", "--model", f"{tmp_path / 'net.py'}:nope", "--data-dir", str(tmp_path / "idx"),
+                 "--checkpoint", str(tmp_path / "net.pt"), "--recipe", str(recipe), "--out", str(out)]) == 1
+    assert "defines no function 'nope'" in capsys.readouterr().err

@@ -55,7 +55,7 @@ def _compress(args, recipe, data, out: Path, team=None) -> int:
     from .compress import compress_model
 
     model = baseline(args, recipe.for_dataset(args.data).train, data, out, team)
-    meta = {"model": args.model, "dataset": args.data, "input_shape": [1, 28, 28]}
+    meta = {"model": args.model, "dataset": args.data, "input_shape": list(data.test_x.shape[1:])}
     outcome = compress_model(model, data, recipe, out, meta=meta, resume=args.resume, progress=not args.quiet,
                              team=team, command="deepcompress " + shlex.join(args.argv))
     if outcome is None:  # a data-parallel rank other than 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shlex
 import sys
@@ -19,6 +20,14 @@ if TYPE_CHECKING:
 # The --model choices, named here so that building the command line does not import torch (models.py
 # does); tests/test_cli.py checks they are models.MODELS.
 MODEL_NAMES = ("lenet-300-100", "lenet-5")
+def model_name(value: str) -> str:
+    """--model's value: a built-in model name, or FILE.py:FUNCTION (checked when the model is built)."""
+    path, sep, func = value.rpartition(":")
+    if value in MODEL_NAMES or (sep and path.endswith(".py") and func.isidentifier()):
+        return value
+    raise argparse.ArgumentTypeError(f"{value!r}: choose one of {', '.join(MODEL_NAMES)} or give FILE.py:FUNCTION")
+
+
 OVERRIDES = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "seed")
 
 
@@ -29,6 +38,9 @@ def checked_recipe(args, tables: tuple[str, ...], purpose: str):
     from .compress.recipe import read_recipe
     from .models import build_model
 
+    if args.model not in MODEL_NAMES and not args.recipe:
+        raise UserError(f"--model {args.model}: your own model needs --recipe (the built-in recipes are for "
+                        f"{', '.join(MODEL_NAMES)})")
     recipe = read_recipe(args.model, args.recipe)
     recipe.require(tables, purpose)
     recipe.check_layers(prunable_layers(build_model(args.model)), args.model)
@@ -103,7 +115,9 @@ def add_torchrun_args(p, torchrun_help: str) -> None:
 
 def add_model_data_args(p) -> None:
     """The --model, --data and --data-dir options every model command shares."""
-    p.add_argument("--model", choices=MODEL_NAMES, default="lenet-300-100")
+    p.add_argument("--model", type=model_name, default="lenet-300-100", metavar="|".join(MODEL_NAMES) + "|FILE.py:FN",
+                   help="a built-in model, or FILE.py:FN, a function of yours returning an nn.Module "
+                        "(then give --recipe)")
     p.add_argument("--data", choices=DATASETS, default="mnist")
     p.add_argument("--data-dir", help="folder of IDX files to use instead of the installed data set")
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 from torch import nn
 
 from .errors import UserError
@@ -47,11 +50,40 @@ MODELS = {"lenet-300-100": LeNet300100, "lenet-5": LeNet5}
 
 
 def build_model(name: str) -> nn.Module:
-    """A freshly initialised model by name (see MODELS)."""
+    """A freshly initialised model: a built-in one by name (see MODELS), or `path/to/file.py:function`,
+    a function of the user's that takes no arguments and returns an nn.Module."""
+    if is_user_model(name):
+        return _user_model(name)
     try:
         return MODELS[name]()
     except KeyError:
-        raise UserError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}") from None
+        raise UserError(f"unknown model {name!r}; choose one of {', '.join(MODELS)} or give "
+                        f"path/to/file.py:function") from None
+
+
+def is_user_model(name: str) -> bool:
+    """Whether `name` names a user's model function (`FILE.py:FUNCTION`) rather than a built-in model."""
+    path, sep, func = name.rpartition(":")
+    return bool(sep) and path.endswith(".py") and func.isidentifier()
+
+
+def _user_model(name: str) -> nn.Module:
+    path, _, func = name.rpartition(":")
+    if not Path(path).is_file():
+        raise UserError(f"--model {name}: {path} is not a file")
+    spec = importlib.util.spec_from_file_location(f"deepcompress_user_{Path(path).stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # the user's code failed: show its own error on one line
+        raise UserError(f"--model {name}: importing {path} failed ({type(exc).__name__}: {exc})") from None
+    build = getattr(module, func, None)
+    if not callable(build):
+        raise UserError(f"--model {name}: {path} defines no function {func!r}")
+    model = build()
+    if not isinstance(model, nn.Module):
+        raise UserError(f"--model {name}: {func}() returned {type(model).__name__}, not a torch.nn.Module")
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:

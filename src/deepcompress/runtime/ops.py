@@ -12,6 +12,7 @@ import numpy as np
 from ..format import graph
 from .errors import ModelError
 from .sparse_conv import SparseConv2d
+from .int_fc import IntLinear
 from .sparse_fc import SparseLinear
 
 
@@ -69,10 +70,16 @@ class Fc:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Apply to a batch."""
-        if x.shape[0] == 1:
+        if x.shape[0] == 1 and isinstance(self.layer, IntLinear):
+            y = np.empty(self.layer.out_features, np.float32)
+            self.layer.matvec(np.ascontiguousarray(x[0]), y)
+            return y.reshape(1, -1)
+        if x.shape[0] == 1 and self.layer.threads == 1:
             y = self.layer.bias.copy()
             self.layer.layout.matvec(np.ascontiguousarray(x[0]), y)
             return y.reshape(1, -1)
+        if x.shape[0] == 1:  # through __call__, which sets numba's thread count and passes it on
+            return self.layer(x[0]).reshape(1, -1)
         return self.layer(x)
 
 
@@ -89,9 +96,10 @@ class Conv:
         return self.conv(x)
 
 
-def build_op(op: graph.Op, layers: dict, batch: int, threads: int = 1, where: str = "op"):
+def build_op(op: graph.Op, layers: dict, batch: int, threads: int = 1, where: str = "op",
+             precision: str = "fp32"):
     """The runnable op for one typed op record, its layer prepared for `batch`-sized inputs and run on
-    `threads` threads."""
+    `threads` threads; FC layers in `precision` (convolutions stay fp32)."""
     if isinstance(op, graph.Flatten):
         return Flatten()
     if isinstance(op, graph.Relu):
@@ -100,7 +108,8 @@ def build_op(op: graph.Op, layers: dict, batch: int, threads: int = 1, where: st
         return MaxPool(op.kernel, op.stride)
     if isinstance(op, graph.Fc):
         layer = layers[op.layer]
-        return Fc(SparseLinear.from_layer(layer, layer.bias, batch=batch, threads=threads), op.layer, where)
+        fc = SparseLinear.from_layer(layer, layer.bias, batch=batch, threads=threads, precision=precision)
+        return Fc(fc, op.layer, where)
     if isinstance(op, graph.Conv):
         layer = layers[op.layer]
         conv = SparseConv2d(layer, layer.shape, layer.bias, op.stride, op.padding, threads=threads)
@@ -108,11 +117,13 @@ def build_op(op: graph.Op, layers: dict, batch: int, threads: int = 1, where: st
     raise ModelError(f"{where}: op {op.name!r} is defined by the format but the runtime cannot run it")
 
 
-def build_ops(meta: dict, layers: dict, batch: int, threads: int = 1) -> tuple[list, graph.ForwardPass]:
+def build_ops(meta: dict, layers: dict, batch: int, threads: int = 1,
+              precision: str = "fp32") -> tuple[list, graph.ForwardPass]:
     """The runnable ops of the file's forward pass and the parsed pass; ModelError if they cannot run."""
     try:
         forward = graph.parse_forward(meta, layers)
     except graph.GraphError as err:
         raise ModelError(str(err)) from None
-    built = [build_op(op, layers, batch, threads, f"op {i} ({op.name})") for i, op in enumerate(forward.ops)]
+    built = [build_op(op, layers, batch, threads, f"op {i} ({op.name})", precision)
+             for i, op in enumerate(forward.ops)]
     return built, forward

@@ -100,8 +100,9 @@ class SparseConv2d:
 
 
 def conv_from_positions(kernel_shape, positions, codes, codebook, bias=None, stride=1,
-                        padding=0, path: str = "auto") -> SparseConv2d:
-    """A SparseConv2d from flat positions into the (out_c, in_c, kh, kw) weight, codes and codebook."""
+                        padding=0, path: str = "auto", threads: int = 1) -> SparseConv2d:
+    """A SparseConv2d from flat positions into the (out_c, in_c, kh, kw) weight, codes and codebook,
+    its sparse path run on `threads` threads."""
     out_c, in_c, kh, kw = (int(v) for v in kernel_shape)
     nz = from_positions((out_c, in_c * kh * kw), positions, codes, codebook)
-    return SparseConv2d(nz, kernel_shape, bias, stride, padding, path)
+    return SparseConv2d(nz, kernel_shape, bias, stride, padding, path, threads)

@@ -10,6 +10,8 @@ from ..format.layer import QuantizedLayer
 from .nonzeros import from_dense, from_positions
 from .policy import LAYOUTS, choose_fc_layout, panel_width
 from .simd import LANES
+from .int_fc import IntLinear
+from .quantize import check_precision
 
 # Batches are processed in column blocks of xt of about BLOCK_BYTES (at least BATCH_BLOCK samples): a
 # block stays in L2, and narrow layers (im2col patches of a small convolution) still get few blocks,
@@ -67,8 +69,14 @@ class SparseLinear:
 
     @classmethod
     def from_layer(cls, nz: QuantizedLayer, bias=None, layout: str = "auto",
-                      act_density: float | None = None, batch: int = 1, threads: int = 1) -> "SparseLinear":
-        """Build the layer; layout 'auto' picks one from the expected input density and batch size."""
+                      act_density: float | None = None, batch: int = 1, threads: int = 1,
+                      precision: str = "fp32"):
+        """Build the layer; layout 'auto' picks one from the expected input density and batch size.
+
+        precision 'int8' or 'int16' returns an IntLinear (one thread; its layouts: rows, cols, csc).
+        """
+        if check_precision(precision) != "fp32":
+            return IntLinear(nz, bias, precision, layout, act_density)
         threads = usable_threads(threads)
         name = choose_fc_layout(nz, act_density, batch, threads) if layout == "auto" else layout
         if name not in LAYOUTS:

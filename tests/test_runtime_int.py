@@ -86,10 +86,10 @@ def test_every_layout_and_path_equals_numpy_reference(book, shape, density, prec
 
 def test_row_storage_follows_the_codebook():
     rng = np.random.default_rng(3)
-    kinds = {book: build_rows(layer(rng, (9, 40), 0.5, book), "int8").nibble for book in ("k7", "k16zero", "k16", "k40")}
-    assert kinds == {"k7": True, "k16zero": True, "k16": False, "k40": False}
+    kinds = {book: build_rows(layer(rng, (9, 40), 0.5, book), "int8").vectors.storage for book in ("k7", "k16zero", "k16", "k40")}
+    assert kinds == {"k7": "nibble", "k16zero": "nibble", "k16": "masked", "k40": "stored"}
     rows = build_rows(layer(rng, (9, 40), 0.5, "k7"), "int8")
-    assert rows.store.shape == (9, 32) and rows.nbytes().entries == 9 * 32  # 64 columns at 4 bits each
+    assert rows.vectors.store.shape == (9, 32) and rows.nbytes().entries == 9 * 32  # 64 columns at 4 bits each
 
 
 def test_paths_and_errors():

@@ -65,27 +65,33 @@ def best_path() -> str:
 # ---- portable kernels (the integer arithmetic written out; bit-identical to the C paths) ----
 
 @njit(cache=True, nogil=True)
-def rows_nibble(codes, table, x, acc):
-    """acc[r] = sum_j table[code(r, j)] x[j] for 4-bit codes (layout in _lut.c), chunk c of 32 columns."""
-    for r in range(codes.shape[0]):
-        s = np.int64(0)
-        row = codes[r]
-        for c in range(row.shape[0] // 16):
-            for i in range(16):
-                b = np.int64(row[16 * c + i])
-                s += np.int64(table[b & 15]) * np.int64(x[32 * c + i])
-                s += np.int64(table[b >> 4]) * np.int64(x[32 * c + 16 + i])
-        acc[r] = s
+def decode(store, mask, nibble, table, out):
+    """out[:] = the integer weights of one coded vector (layout in _lut.c): 4-bit codes into `table`,
+    zero where `mask` (when it has entries) has a clear bit; or the stored weights themselves."""
+    if not nibble:
+        for j in range(out.shape[0]):
+            out[j] = store[j]
+        return
+    for c in range(out.shape[0] // 32):
+        for i in range(16):
+            b = np.int64(store[16 * c + i])
+            out[32 * c + i] = table[b & 15]
+            out[32 * c + 16 + i] = table[b >> 4]
+    if mask.shape[0] > 0:
+        for j in range(out.shape[0]):
+            if (mask[j >> 3] >> (j & 7)) & 1 == 0:
+                out[j] = 0
 
 
 @njit(cache=True, nogil=True)
-def rows_stored(weights, x, acc):
-    """acc[r] = sum_j weights[r, j] x[j] (integer weights stored row-major)."""
-    for r in range(weights.shape[0]):
+def rows_portable(store, mask, nibble, table, x, acc):
+    """acc[r] = sum_j W[r, j] x[j] for a row layout (store and mask: one coded vector per row)."""
+    w = np.empty(x.shape[0], np.int64)
+    for r in range(store.shape[0]):
+        decode(store[r], mask[r], nibble, table, w)
         s = np.int64(0)
-        row = weights[r]
-        for j in range(row.shape[0]):
-            s += np.int64(row[j]) * np.int64(x[j])
+        for j in range(x.shape[0]):
+            s += w[j] * np.int64(x[j])
         acc[r] = s
 
 
@@ -101,15 +107,16 @@ def nonzero_columns(x, out):
 
 
 @njit(cache=True, nogil=True)
-def cols_portable(weights, nzcols, n, x, acc):
-    """acc[r] = sum over the n columns nzcols[:n] of weights[j, r] x[j] (column-major weights)."""
+def cols_portable(store, mask, nibble, table, nzcols, n, x, acc):
+    """acc[r] = sum over the n columns nzcols[:n] of W[r, j] x[j] (one coded vector per column)."""
     acc[:] = 0
+    w = np.empty(acc.shape[0], np.int64)
     for k in range(n):
         j = nzcols[k]
+        decode(store[j], mask[j], nibble, table, w)
         xj = np.int64(x[j])
-        col = weights[j]
-        for r in range(col.shape[0]):
-            acc[r] += np.int64(col[r]) * xj
+        for r in range(acc.shape[0]):
+            acc[r] += w[r] * xj
 
 
 @njit(cache=True, nogil=True)
@@ -141,27 +148,30 @@ def finish(acc, scale, bias, y):
 
 if LIB is not None:
     _P, _I64, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-    _rows8_avx2 = _bind(LIB, "dc_rows8_avx2", _P, _INT, _P, _I64, _I64, _I64, _P, _P)
-    _rows8_vnni = _bind(LIB, "dc_rows8_vnni", _P, _INT, _P, _I64, _I64, _I64, _P, _P)
-    _rows16_avx2 = _bind(LIB, "dc_rows16_avx2", _P, _INT, _P, _I64, _I64, _I64, _P, _P)
-    _cols8_avx2 = _bind(LIB, "dc_cols8_avx2", _P, _I64, _P, _I64, _P, _P)
+    _ROWS = (_P, _INT, _P, _I64, _P, _I64, _I64, _I64, _P, _P)
+    _rows8_avx2 = _bind(LIB, "dc_rows8_avx2", *_ROWS)
+    _rows8_vnni = _bind(LIB, "dc_rows8_vnni", *_ROWS)
+    _rows16_avx2 = _bind(LIB, "dc_rows16_avx2", *_ROWS)
+    _cols8_avx2 = _bind(LIB, "dc_cols8_avx2", _P, _INT, _P, _I64, _P, _I64, _I64, _P, _I64, _P, _P)
 
     @njit(cache=False, nogil=True)
-    def rows8_simd(vnni, store, nibble, table, chunks, x, acc):
-        """dc_rows8_* on a (rows, bytes) code or weight array `store`."""
+    def rows8_simd(vnni, store, mask, nibble, table, chunks, x, acc):
+        """dc_rows8_* on a (rows, bytes) code or weight array `store` and its mask (rows, 0) if none."""
         if vnni:
-            _rows8_vnni(store.ctypes, nibble, table.ctypes, store.shape[0], chunks, store.shape[1],
-                        x.ctypes, acc.ctypes)
+            _rows8_vnni(store.ctypes, nibble, mask.ctypes, mask.shape[1], table.ctypes, store.shape[0], chunks,
+                        store.shape[1], x.ctypes, acc.ctypes)
         else:
-            _rows8_avx2(store.ctypes, nibble, table.ctypes, store.shape[0], chunks, store.shape[1],
-                        x.ctypes, acc.ctypes)
+            _rows8_avx2(store.ctypes, nibble, mask.ctypes, mask.shape[1], table.ctypes, store.shape[0], chunks,
+                        store.shape[1], x.ctypes, acc.ctypes)
 
     @njit(cache=False, nogil=True)
-    def rows16_simd(store, nibble, tables, chunks, stride, x, acc):
+    def rows16_simd(store, mask, nibble, tables, chunks, stride, x, acc):
         """dc_rows16_avx2; stride in bytes."""
-        _rows16_avx2(store.ctypes, nibble, tables.ctypes, store.shape[0], chunks, stride, x.ctypes, acc.ctypes)
+        _rows16_avx2(store.ctypes, nibble, mask.ctypes, mask.shape[1], tables.ctypes, store.shape[0], chunks, stride,
+                     x.ctypes, acc.ctypes)
 
     @njit(cache=False, nogil=True)
-    def cols8_simd(weights, nzcols, n, x, acc):
-        """dc_cols8_avx2 on column-major int8 weights (cols, rows_pad)."""
-        _cols8_avx2(weights.ctypes, weights.shape[1], nzcols.ctypes, n, x.ctypes, acc.ctypes)
+    def cols8_simd(store, mask, nibble, table, rows_pad, nzcols, n, x, acc):
+        """dc_cols8_avx2 on one coded vector per column."""
+        _cols8_avx2(store.ctypes, nibble, mask.ctypes, mask.shape[1], table.ctypes, rows_pad, store.shape[1],
+                    nzcols.ctypes, n, x.ctypes, acc.ctypes)

@@ -1,12 +1,15 @@
 """Layouts of a weight-shared layer for the int8/int16 modes, built once from a QuantizedLayer.
 
-- `RowsLayout` (dense codes, row-major): every weight, pruned ones too, in 32-column chunks. With at
-  most 16 distinct quantized weights including 0 (a codebook of <= 15 entries, or one of whose entries
-  rounds to 0) each weight is a 4-bit code into a 16-entry integer table (0.5 B per weight, decoded by
-  vpshufb); otherwise the quantized weights themselves are stored (1 B int8, 2 B int16 per weight).
-  Visits every weight; no pointer chasing. Best for dense inputs.
-- `ColsLayout` (dense weights, column-major, rows padded to 32): skips the columns of zero inputs, so
-  it visits rows x nonzero-inputs weights. Best for sparse inputs on moderately sparse weights.
+Dense layouts hold every weight, pruned ones too, as coded vectors of 32-entry chunks (`CodedVectors`):
+- 4-bit codes into a 16-entry integer table (0.5 B per weight, decoded by vpshufb) when the quantized
+  codebook plus 0 has at most 16 values (<= 15 entries, or an entry that rounds to 0);
+- 4-bit codes plus one mask bit per weight (0.625 B) for 16-entry codebooks without a zero: a clear bit
+  means pruned (weight 0);
+- the quantized weights themselves (1 B int8, 2 B int16) for larger codebooks.
+
+- `RowsLayout`: one coded vector per row; visits every weight, no pointers. Best for dense inputs.
+- `ColsLayout`: one coded vector per column (rows padded to 32); skips the columns of zero inputs, so it
+  visits rows x nonzero-inputs weights. Best for sparse inputs on moderately sparse weights.
 - `IntCscLayout`: the fp32 runtime's column layout (layouts.CscLayout, 2 B per nonzero) with the
   integer codebook: visits only the nonzero weights of nonzero inputs. Best for very sparse weights.
 
@@ -35,37 +38,69 @@ def padded(n: int) -> int:
     return -(-n // CHUNK) * CHUNK
 
 
-def dense_quantized(nz: QuantizedLayer, q_c: np.ndarray, n_cols: int, dtype) -> np.ndarray:
-    """The quantized weights as a dense (rows, n_cols) array, zeros where pruned and in the padding."""
+@dataclass(frozen=True)
+class CodedVectors:
+    """n vectors of `length` (a multiple of 32) integer weights in one of three storages (module docstring)."""
+
+    storage: str  # 'nibble', 'masked' or 'stored'
+    store: np.ndarray  # uint8 (n, length/2) codes, or (n, length) integer weights
+    mask: np.ndarray  # uint8 (n, length/8) bits for 'masked', else (n, 0)
+    table: np.ndarray  # 16 integer weights of the codes (unused for 'stored')
+
+    @property
+    def nibble(self) -> int:
+        """1 when the vectors are 4-bit codes."""
+        return int(self.storage != "stored")
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of codes (or weights) and mask."""
+        return self.store.nbytes + self.mask.nbytes
+
+
+def code_vectors(codes: np.ndarray, keep: np.ndarray, q_c: np.ndarray) -> CodedVectors:
+    """Pack an (n, length) matrix of codebook indices (`keep` False where the weight is pruned)."""
+    n, length = codes.shape
+    no_mask = np.zeros((n, 0), np.uint8)
+    table = np.zeros(16, q_c.dtype)
+    if q_c.size > 16:
+        return CodedVectors("stored", np.where(keep, q_c[codes], 0).astype(q_c.dtype), no_mask, table)
+    table[:q_c.size] = q_c
+    zeros = np.flatnonzero(table == 0) if q_c.size == 16 else np.array([q_c.size])
+    c = np.where(keep, codes, zeros[0] if zeros.size else 0).astype(np.uint8)
+    halves = c.reshape(n, -1, 2, 16)
+    store = np.ascontiguousarray((halves[:, :, 0, :] | (halves[:, :, 1, :] << 4)).reshape(n, -1))
+    if zeros.size:
+        return CodedVectors("nibble", store, no_mask, table)
+    return CodedVectors("masked", store, np.packbits(keep, axis=1, bitorder="little"), table)
+
+
+def _dense_codes(nz: QuantizedLayer, n_rows: int, n_cols: int, transpose: bool):
+    """(codes, keep) of `nz` as a dense (n_rows, n_cols) matrix, or its transpose."""
     rows, cols = nz.rows_cols()
-    w = np.zeros((nz.matrix_shape[0], n_cols), dtype)
-    w[rows, cols] = q_c[nz.indices]
-    return w
-
-
-def nibble_table(q_c: np.ndarray) -> tuple[np.ndarray, int] | None:
-    """(16-entry table, code of weight 0) when the quantized codebook plus 0 fits 4-bit codes, else None."""
-    if q_c.size < 16:
-        table = np.zeros(16, q_c.dtype)
-        table[:q_c.size] = q_c
-        return table, int(q_c.size)
-    zeros = np.flatnonzero(q_c == 0)
-    if q_c.size == 16 and zeros.size:
-        return q_c.copy(), int(zeros[0])
-    return None
+    if transpose:
+        rows, cols = cols, rows
+    codes = np.zeros((n_rows, n_cols), np.uint8 if nz.codebook.size <= 256 else np.int64)
+    keep = np.zeros((n_rows, n_cols), bool)
+    codes[rows, cols] = nz.indices
+    keep[rows, cols] = True
+    return codes, keep
 
 
 @dataclass
 class RowsLayout:
-    """Dense codes (or stored weights) row-major in 32-column chunks."""
+    """One coded vector per row, 32-column chunks."""
 
     shape: tuple[int, int]
     nnz: int
     precision: str
-    nibble: bool
-    store: np.ndarray  # uint8 (rows, chunks*16) codes, or (rows, chunks*32) weights
-    table: np.ndarray  # 16 integer weights of the codes (nibble), else unused
+    vectors: CodedVectors
     kind = "rows"
+
+    def __post_init__(self):
+        # the int16 kernel looks up the low and the high byte of each weight in two byte tables
+        t = self.vectors.table
+        self._tables16 = t.view(np.uint8).reshape(16, 2).T.copy() if t.dtype == np.int16 else t
 
     @property
     def padded_in(self) -> int:
@@ -73,59 +108,46 @@ class RowsLayout:
         return padded(self.shape[1])
 
     def nbytes(self) -> LayoutBytes:
-        """Bytes of codes (or weights) and table."""
-        return LayoutBytes(self.nnz, self.store.nbytes, 0, self.table.nbytes)
+        """Bytes of codes (or weights), mask bits and table."""
+        return LayoutBytes(self.nnz, self.vectors.nbytes, 0, self.vectors.table.nbytes)
 
     def matvec(self, xq: np.ndarray, acc: np.ndarray, path: str) -> None:
         """acc = W xq."""
+        v = self.vectors
         chunks = self.padded_in // CHUNK
         if path != "portable" and self.precision == "int8":
-            ik.rows8_simd(path == "vnni", self.store, int(self.nibble), self.table, chunks, xq, acc)
-        elif path != "portable":
-            xp = xq.reshape(chunks, CHUNK)[:, PERM16].reshape(-1)
-            tables = self.table.view(np.uint8).reshape(16, 2).T.copy() if self.nibble else self.table
-            ik.rows16_simd(self.store.view(np.uint8), int(self.nibble), tables, chunks,
-                           self.store.strides[0], xp, acc)
-        elif self.nibble:
-            ik.rows_nibble(self.store, self.table, xq, acc)
+            ik.rows8_simd(path == "vnni", v.store, v.mask, v.nibble, v.table, chunks, xq, acc)
+            return
+        if self.precision == "int16" and v.storage == "stored":
+            xq = xq.reshape(chunks, CHUNK)[:, PERM16].reshape(-1)  # weights are kept in this order
+        if path != "portable" and self.precision == "int16":
+            xp = xq if v.storage == "stored" else xq.reshape(chunks, CHUNK)[:, PERM16].reshape(-1)
+            ik.rows16_simd(v.store.view(np.uint8), v.mask, v.nibble, self._tables16, chunks,
+                           v.store.strides[0], xp, acc)
         else:
-            ik.rows_stored(self.store, self._unpermuted_x(xq), acc)
-
-    def _unpermuted_x(self, xq):
-        # int16 stored weights are kept in the SIMD kernel's column order; permute x the same way
-        if self.precision == "int16":
-            return xq.reshape(-1, CHUNK)[:, PERM16].reshape(-1)
-        return xq
+            ik.rows_portable(v.store, v.mask, v.nibble, v.table, xq, acc)
 
 
 def build_rows(nz: QuantizedLayer, precision: str) -> RowsLayout:
     """The dense-code row layout of `nz` in `precision`."""
     q_c, _ = quantize_codebook(nz.codebook, precision)
     n_rows, n_cols = nz.matrix_shape
-    fit = nibble_table(q_c)
-    if fit is not None:
-        table, zero = fit
-        codes = np.full((n_rows, padded(n_cols)), zero, np.uint8)
-        rows, cols = nz.rows_cols()
-        codes[rows, cols] = nz.indices
-        halves = codes.reshape(n_rows, -1, 2, 16)
-        store = (halves[:, :, 0, :] | (halves[:, :, 1, :] << 4)).reshape(n_rows, -1)
-        return RowsLayout(nz.matrix_shape, nz.nnz, precision, True, np.ascontiguousarray(store), table)
-    w = dense_quantized(nz, q_c, padded(n_cols), int_dtype(precision))
-    if precision == "int16":
-        w = w.reshape(n_rows, -1, CHUNK)[:, :, PERM16].reshape(n_rows, -1)
-    return RowsLayout(nz.matrix_shape, nz.nnz, precision, False, np.ascontiguousarray(w),
-                      np.zeros(16, int_dtype(precision)))
+    codes, keep = _dense_codes(nz, n_rows, padded(n_cols), False)
+    v = code_vectors(codes, keep, q_c)
+    if precision == "int16" and v.storage == "stored":  # the SIMD kernel's column order within a chunk
+        v = CodedVectors("stored", np.ascontiguousarray(v.store.reshape(n_rows, -1, CHUNK)[:, :, PERM16]
+                                                        .reshape(n_rows, -1)), v.mask, v.table)
+    return RowsLayout(nz.matrix_shape, nz.nnz, precision, v)
 
 
 @dataclass
 class ColsLayout:
-    """Dense quantized weights column-major, rows padded to 32; zero-input columns skipped."""
+    """One coded vector per column (rows padded to 32); zero-input columns skipped."""
 
     shape: tuple[int, int]
     nnz: int
     precision: str
-    weights: np.ndarray  # (cols, padded rows)
+    vectors: CodedVectors
     kind = "cols"
 
     @property
@@ -134,27 +156,26 @@ class ColsLayout:
         return padded(self.shape[1])
 
     def nbytes(self) -> LayoutBytes:
-        """Bytes of the weights."""
-        return LayoutBytes(self.nnz, self.weights.nbytes, 0, 0)
+        """Bytes of codes (or weights), mask bits and table."""
+        return LayoutBytes(self.nnz, self.vectors.nbytes, 0, self.vectors.table.nbytes)
 
     def matvec(self, xq: np.ndarray, acc: np.ndarray, path: str) -> None:
         """acc = W xq (acc holds the padded rows)."""
+        v = self.vectors
         nzcols = np.empty(self.shape[1], np.int32)
         n = ik.nonzero_columns(xq[:self.shape[1]], nzcols)
         if path != "portable" and self.precision == "int8":
-            ik.cols8_simd(self.weights, nzcols, n, xq, acc)
+            ik.cols8_simd(v.store, v.mask, v.nibble, v.table, acc.shape[0], nzcols, n, xq, acc)
         else:
-            ik.cols_portable(self.weights, nzcols, n, xq, acc)
+            ik.cols_portable(v.store, v.mask, v.nibble, v.table, nzcols, n, xq, acc)
 
 
 def build_cols(nz: QuantizedLayer, precision: str) -> ColsLayout:
-    """The column-major dense layout of `nz` in `precision`."""
+    """The column-major dense-code layout of `nz` in `precision`."""
     q_c, _ = quantize_codebook(nz.codebook, precision)
     n_rows, n_cols = nz.matrix_shape
-    w = np.zeros((n_cols, padded(n_rows)), int_dtype(precision))
-    rows, cols = nz.rows_cols()
-    w[cols, rows] = q_c[nz.indices]
-    return ColsLayout(nz.matrix_shape, nz.nnz, precision, w)
+    codes, keep = _dense_codes(nz, n_cols, padded(n_rows), True)
+    return ColsLayout(nz.matrix_shape, nz.nnz, precision, code_vectors(codes, keep, q_c))
 
 
 @dataclass

@@ -58,19 +58,34 @@ class CodedVectors:
         return self.store.nbytes + self.mask.nbytes
 
 
+def storage_for(q_c: np.ndarray) -> tuple[str, int]:
+    """('nibble', code of weight 0), ('masked', 0) or ('stored', 0) for a quantized codebook."""
+    if q_c.size > 16:
+        return "stored", 0
+    if q_c.size < 16:
+        return "nibble", int(q_c.size)
+    zeros = np.flatnonzero(q_c == 0)
+    return ("nibble", int(zeros[0])) if zeros.size else ("masked", 0)
+
+
+def bytes_per_weight(storage: str, precision: str) -> float:
+    """Bytes a dense layout spends per weight in this storage."""
+    return {"nibble": 0.5, "masked": 0.625}.get(storage, 1.0 if precision == "int8" else 2.0)
+
+
 def code_vectors(codes: np.ndarray, keep: np.ndarray, q_c: np.ndarray) -> CodedVectors:
     """Pack an (n, length) matrix of codebook indices (`keep` False where the weight is pruned)."""
     n, length = codes.shape
     no_mask = np.zeros((n, 0), np.uint8)
     table = np.zeros(16, q_c.dtype)
-    if q_c.size > 16:
+    storage, zero = storage_for(q_c)
+    if storage == "stored":
         return CodedVectors("stored", np.where(keep, q_c[codes], 0).astype(q_c.dtype), no_mask, table)
     table[:q_c.size] = q_c
-    zeros = np.flatnonzero(table == 0) if q_c.size == 16 else np.array([q_c.size])
-    c = np.where(keep, codes, zeros[0] if zeros.size else 0).astype(np.uint8)
+    c = np.where(keep, codes, zero).astype(np.uint8)
     halves = c.reshape(n, -1, 2, 16)
     store = np.ascontiguousarray((halves[:, :, 0, :] | (halves[:, :, 1, :] << 4)).reshape(n, -1))
-    if zeros.size:
+    if storage == "nibble":
         return CodedVectors("nibble", store, no_mask, table)
     return CodedVectors("masked", store, np.packbits(keep, axis=1, bitorder="little"), table)
 

@@ -1,49 +1,65 @@
 """Which int8/int16 layout a layer gets: the one with the least predicted time, from measured costs.
 
-Predicted time (ns) = COST[precision][layout][path] x the units that layout visits:
-- rows: every weight, padded to 32 columns: rows x padded cols (a fixed cost per row is folded in).
-- cols: padded rows x the expected number of nonzero inputs (act_density x cols).
-- csc: the nonzero weights of nonzero inputs, act_density x nnz.
-act_density None (unknown) is taken as 1: the choice must be safe for dense inputs.
+Predicted time (ns) = a x units + b x bytes, with (a, b) = COST[precision][layout][dispatch path]:
+- units, what the layout visits for one input vector: rows: rows x padded cols (every weight); cols:
+  padded rows x the expected nonzero inputs (act_density x cols); csc: act_density x nnz.
+- bytes, what it streams beyond CACHE_BYTES: units x bytes per weight of its storage
+  (intlayouts.bytes_per_weight) for rows and cols, 2 B per visited nonzero for csc, less CACHE_BYTES.
+  This term carries what the unit term cannot: layers too large for the caches (Alex-6 and VGG-6
+  stream 10-60 MB) pay for memory traffic; small ones stay in L2 and pay per unit only.
+act_density None (unknown) is taken as 1, so the choice is safe for dense inputs.
 
-COST is ns per visited unit, 1 thread, fitted by `python benchmarks/runtime_layers.py --calibrate`
-(the median over EIE's nine layers of time / units) on the development machine (AMD EPYC Zen 3,
-AVX2, 2 shared cores); that run writes benchmarks/results/runtime_calibration.json.
+COST is fitted by `python benchmarks/runtime_layers.py --calibrate` (a least-squares fit of relative
+error over EIE's nine layers at batch 1, warm, 1 thread, on the development machine: AMD EPYC Zen 3,
+AVX2, 2 cores shared with other work) and copied from benchmarks/results/runtime_calibration.json.
 """
 
 from __future__ import annotations
 
 from ..format.layer import QuantizedLayer
-from .intlayouts import padded
+from .intlayouts import bytes_per_weight, padded, storage_for
+from .quantize import quantize_codebook
 
-# ns per unit; filled from benchmarks/results/runtime_calibration.json
-COST = {
-    "int8": {"rows": {"portable": 0.60, "avx2": 0.020, "vnni": 0.020},
-             "cols": {"portable": 0.50, "avx2": 0.030, "vnni": 0.030},
-             "csc": {"portable": 1.0, "avx2": 1.0, "vnni": 1.0}},
-    "int16": {"rows": {"portable": 0.60, "avx2": 0.060, "vnni": 0.060},
-              "cols": {"portable": 0.50, "avx2": 0.50, "vnni": 0.50},
-              "csc": {"portable": 1.0, "avx2": 1.0, "vnni": 1.0}},
-}
 INT_LAYOUTS = ("rows", "cols", "csc")
+CACHE_BYTES = 1 << 20  # about Zen 3's 512 KB L2 plus what one core keeps of a shared, busy L3
+# (ns per unit, ns per byte); runtime_calibration.json. 'vnni' (not measured here) reuses 'avx2'.
+COST = {
+    "int8": {"rows": {"portable": (5.551, 0), "avx2": (0.01936, 0.2448)},
+              "cols": {"portable": (6.059, 0), "avx2": (0.1445, 0.09613)},
+              "csc": {"portable": (2.148, 1.222), "avx2": (2.236, 1.528)}},
+    "int16": {"rows": {"portable": (3.922, 5.143), "avx2": (0.1727, 0)},
+              "cols": {"portable": (5.054, 0), "avx2": (7.111, 0)},
+              "csc": {"portable": (2.274, 7.006), "avx2": (2.321, 4.253)}},
+}
 
 
-def units(nz: QuantizedLayer, layout: str, act_density: float | None) -> float:
-    """What `layout` visits for one input vector (see the module docstring)."""
+def units_and_bytes(nz: QuantizedLayer, layout: str, precision: str, act_density: float | None) -> tuple[float, float]:
+    """(units, bytes) `layout` visits for one input vector (see the module docstring)."""
     n_rows, n_cols = nz.matrix_shape
     d = 1.0 if act_density is None else float(act_density)
+    per_weight = bytes_per_weight(storage_for(quantize_codebook(nz.codebook, precision)[0])[0], precision)
     if layout == "rows":
-        return float(n_rows * padded(n_cols))
-    if layout == "cols":
-        return float(padded(n_rows)) * d * n_cols
-    if layout == "csc":
-        return d * nz.nnz
-    raise ValueError(f"unknown int layout {layout!r}; choose one of {', '.join(INT_LAYOUTS)}")
+        u = float(n_rows * padded(n_cols))
+        streamed = u * per_weight
+    elif layout == "cols":
+        u = float(padded(n_rows)) * d * n_cols
+        streamed = u * per_weight
+    elif layout == "csc":
+        u = d * nz.nnz
+        streamed = 2.0 * u
+    else:
+        raise ValueError(f"unknown int layout {layout!r}; choose one of {', '.join(INT_LAYOUTS)}")
+    return u, max(streamed - CACHE_BYTES, 0.0)
 
 
 def predicted_ns(nz: QuantizedLayer, precision: str, path: str, act_density: float | None) -> dict:
     """{layout: predicted ns per input vector} for every int layout."""
-    return {name: COST[precision][name][path] * units(nz, name, act_density) for name in INT_LAYOUTS}
+    out = {}
+    for name in INT_LAYOUTS:
+        a, b = COST[precision][name]["avx2" if path == "vnni" else path]
+        u, nbytes = units_and_bytes(nz, name, precision, act_density)
+        out[name] = a * u + b * nbytes
+    return out
 
 
 def choose_int_layout(nz: QuantizedLayer, precision: str, path: str, act_density: float | None) -> tuple[str, dict]:

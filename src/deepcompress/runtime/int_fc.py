@@ -70,6 +70,8 @@ class IntLinear:
 
     def matvec(self, x: np.ndarray, y: np.ndarray) -> None:
         """y = W x + b for one float32 vector x (y is overwritten)."""
+        if self.layout.run(x, self._xq, self._acc, self.weight_scale, self.bias, y, self.path):
+            return
         s_x = quantize_into(x, QMAX[self.precision], self._xq)
         self.layout.matvec(self._xq, self._acc, self.path)
         ik.finish(self._acc, self.weight_scale * s_x, self.bias, y)

@@ -21,6 +21,8 @@ import warnings
 import numpy as np
 from numba import njit
 
+from .quantize import quantize_into
+
 PATHS = ("portable", "avx2", "vnni")
 _F_AVX2, _F_VNNI = 1, 2
 
@@ -175,3 +177,31 @@ if LIB is not None:
         """dc_cols8_avx2 on one coded vector per column."""
         _cols8_avx2(store.ctypes, nibble, mask.ctypes, mask.shape[1], table.ctypes, rows_pad, store.shape[1],
                     nzcols.ctypes, n, x.ctypes, acc.ctypes)
+
+    # One call per layer and input vector for the SIMD row and column kernels: quantize, sum, scale
+    # (three calls from Python cost about 2.5 us a layer, this about 1).
+
+    @njit(cache=False, nogil=True)
+    def rows8_fused(vnni, store, mask, nibble, table, chunks, x, xq, acc, s_w, bias, y):
+        """y = W x + b in int8 on the row layout (quantize_into, rows8_simd, finish)."""
+        s_x = quantize_into(x, 127, xq)
+        rows8_simd(vnni, store, mask, nibble, table, chunks, xq, acc)
+        finish(acc, s_w * s_x, bias, y)
+
+    @njit(cache=False, nogil=True)
+    def rows16_fused(store, mask, nibble, tables, chunks, stride, perm, x, xq, xp, acc, s_w, bias, y):
+        """y = W x + b in int16 on the row layout; xp receives xq in the kernel's column order `perm`."""
+        s_x = quantize_into(x, 32767, xq)
+        for c in range(chunks):
+            for i in range(32):
+                xp[32 * c + i] = xq[32 * c + perm[i]]
+        rows16_simd(store, mask, nibble, tables, chunks, stride, xp, acc)
+        finish(acc, s_w * s_x, bias, y)
+
+    @njit(cache=False, nogil=True)
+    def cols8_fused(store, mask, nibble, table, x, xq, nzcols, acc, s_w, bias, y):
+        """y = W x + b in int8 on the column layout."""
+        s_x = quantize_into(x, 127, xq)
+        n = nonzero_columns(xq[:x.shape[0]], nzcols)
+        cols8_simd(store, mask, nibble, table, acc.shape[0], nzcols, n, xq, acc)
+        finish(acc, s_w * s_x, bias, y)

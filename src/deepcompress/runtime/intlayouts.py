@@ -115,6 +115,7 @@ class RowsLayout:
     def __post_init__(self):
         # the int16 kernel looks up the low and the high byte of each weight in two byte tables
         t = self.vectors.table
+        self._xp = None
         self._tables16 = t.view(np.uint8).reshape(16, 2).T.copy() if t.dtype == np.int16 else t
 
     @property
@@ -125,6 +126,23 @@ class RowsLayout:
     def nbytes(self) -> LayoutBytes:
         """Bytes of codes (or weights), mask bits and table."""
         return LayoutBytes(self.nnz, self.vectors.nbytes, 0, self.vectors.table.nbytes)
+
+    def run(self, x, xq, acc, s_w, bias, y, path: str) -> bool:
+        """y = W x + b in one compiled call where this layout and path have one (False: not done)."""
+        v = self.vectors
+        chunks = self.padded_in // CHUNK
+        if path == "portable":
+            return False
+        if self.precision == "int8":
+            ik.rows8_fused(path == "vnni", v.store, v.mask, v.nibble, v.table, chunks, x, xq, acc, s_w, bias, y)
+            return True
+        if v.storage == "stored":
+            return False
+        if self._xp is None:
+            self._xp = np.empty_like(xq)
+        ik.rows16_fused(v.store.view(np.uint8), v.mask, v.nibble, self._tables16, chunks, v.store.strides[0],
+                        PERM16, x, xq, self._xp, acc, s_w, bias, y)
+        return True
 
     def matvec(self, xq: np.ndarray, acc: np.ndarray, path: str) -> None:
         """acc = W xq."""
@@ -174,10 +192,21 @@ class ColsLayout:
         """Bytes of codes (or weights), mask bits and table."""
         return LayoutBytes(self.nnz, self.vectors.nbytes, 0, self.vectors.table.nbytes)
 
+    def run(self, x, xq, acc, s_w, bias, y, path: str) -> bool:
+        """y = W x + b in one compiled call where this layout and path have one (False: not done)."""
+        if path == "portable" or self.precision != "int8":
+            return False
+        v = self.vectors
+        ik.cols8_fused(v.store, v.mask, v.nibble, v.table, x, xq, self._nzcols, acc, s_w, bias, y)
+        return True
+
+    def __post_init__(self):
+        self._nzcols = np.empty(self.shape[1], np.int32)
+
     def matvec(self, xq: np.ndarray, acc: np.ndarray, path: str) -> None:
         """acc = W xq (acc holds the padded rows)."""
         v = self.vectors
-        nzcols = np.empty(self.shape[1], np.int32)
+        nzcols = self._nzcols
         n = ik.nonzero_columns(xq[:self.shape[1]], nzcols)
         if path != "portable" and self.precision == "int8":
             ik.cols8_simd(v.store, v.mask, v.nibble, v.table, acc.shape[0], nzcols, n, xq, acc)
@@ -213,6 +242,10 @@ class IntCscLayout:
         """Bytes of the column layout, with the integer table as its codebook."""
         b = self.csc.nbytes()
         return LayoutBytes(self.nnz, b.entries, b.pointers, self.table.nbytes)
+
+    def run(self, x, xq, acc, s_w, bias, y, path: str) -> bool:
+        """No fused call for this layout (False)."""
+        return False
 
     def matvec(self, xq: np.ndarray, acc: np.ndarray, path: str) -> None:
         """acc = W xq (one path: the portable scalar loop)."""

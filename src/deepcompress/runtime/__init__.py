@@ -1,6 +1,7 @@
 """Run compressed networks on the CPU straight from their compact form (EIE's lesson in software).
 
     model = load("model.dcz")          # FC layers on 16-bit compact layouts, conv dense or sparse
+    model = load("model.dcz", precision="int8")   # FC layers in int8 (or int16): quantize.py
     logits = model(images)             # (1, 28, 28) or (N, 1, 28, 28) float32 -> (10,) or (N, 10)
     model.summary()                    # per layer: layout, bytes per nonzero
 

@@ -184,6 +184,17 @@ AVX2 static inline void add8(int32_t *y, __m128i v16) {
     _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), _mm256_cvtepi16_epi32(v16)));
 }
 
+/* acc[0:32] += |xa| wa + |xb| wb for 32 rows, xp holding the byte pair (|xa|, |xb|) in every 16-bit lane
+   and wa, wb the sign-adjusted weights; the per-lane unpacks give rows 0-7, 16-23 (lo), 8-15, 24-31 (hi). */
+AVX2 static inline void pair_step(int32_t *acc, __m256i xp, __m256i wa, __m256i wb) {
+    __m256i lo = _mm256_maddubs_epi16(xp, _mm256_unpacklo_epi8(wa, wb));
+    __m256i hi = _mm256_maddubs_epi16(xp, _mm256_unpackhi_epi8(wa, wb));
+    add8(acc, _mm256_castsi256_si128(lo));
+    add8(acc + 8, _mm256_castsi256_si128(hi));
+    add8(acc + 16, _mm256_extracti128_si256(lo, 1));
+    add8(acc + 24, _mm256_extracti128_si256(hi, 1));
+}
+
 /* acc[r] = sum over j with x[j] != 0 of W[r, j] x[j], int8, column-major weights (zero-input columns
    skipped). Two columns at a time: their weights interleaved byte-wise against the pair (|xa|, |xb|);
    the unpacks work per 128-bit lane, so a 32-row block's sums come out as rows 0-7, 16-23 (lo) and
@@ -206,12 +217,7 @@ AVX2 void dc_cols8_avx2(const uint8_t *w, int nibble, const uint8_t *mask, int64
         for (int64_t r = 0; r < rows_pad; r += 32) {
             __m256i wa = _mm256_sign_epi8(weights8(ca, ma, r / 32, nibble, table), sa);
             __m256i wb = _mm256_sign_epi8(weights8(cb, mb, r / 32, nibble, table), sb);
-            __m256i lo = _mm256_maddubs_epi16(xp, _mm256_unpacklo_epi8(wa, wb));
-            __m256i hi = _mm256_maddubs_epi16(xp, _mm256_unpackhi_epi8(wa, wb));
-            add8(acc + r, _mm256_castsi256_si128(lo));
-            add8(acc + r + 8, _mm256_castsi256_si128(hi));
-            add8(acc + r + 16, _mm256_extracti128_si256(lo, 1));
-            add8(acc + r + 24, _mm256_extracti128_si256(hi, 1));
+            pair_step(acc + r, xp, wa, wb);
         }
     }
     if (k < nnzc) {  /* the odd column last, paired with a zero input */
@@ -221,13 +227,7 @@ AVX2 void dc_cols8_avx2(const uint8_t *w, int nibble, const uint8_t *mask, int64
         const uint8_t *ca = w + (int64_t)ja * stride, *ma = mask ? mask + (int64_t)ja * mstride : 0;
         for (int64_t r = 0; r < rows_pad; r += 32) {
             __m256i wa = _mm256_sign_epi8(weights8(ca, ma, r / 32, nibble, table), sa);
-            __m256i z = _mm256_setzero_si256();
-            __m256i lo = _mm256_maddubs_epi16(xp, _mm256_unpacklo_epi8(wa, z));
-            __m256i hi = _mm256_maddubs_epi16(xp, _mm256_unpackhi_epi8(wa, z));
-            add8(acc + r, _mm256_castsi256_si128(lo));
-            add8(acc + r + 8, _mm256_castsi256_si128(hi));
-            add8(acc + r + 16, _mm256_extracti128_si256(lo, 1));
-            add8(acc + r + 24, _mm256_extracti128_si256(hi, 1));
+            pair_step(acc + r, xp, wa, _mm256_setzero_si256());
         }
     }
 }

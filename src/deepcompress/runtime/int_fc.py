@@ -8,11 +8,11 @@ from ..format.layer import QuantizedLayer
 from . import intkernels as ik
 from .intlayouts import INT_BUILDERS, padded
 from .intpolicy import choose_int_layout
-from .layouts import LayoutBytes
+from .layouts import LayerSizes, LayoutBytes
 from .quantize import MAX_COLS_INT8, QMAX, check_precision, int_dtype, quantize_codebook, quantize_into
 
 
-class IntLinear:
+class IntLinear(LayerSizes):
     """y = W x + b with W's codebook and each input vector quantized to integers; float32 in and out.
 
     Outputs equal quantize.reference_forward bit for bit on every layout and dispatch path.
@@ -48,16 +48,6 @@ class IntLinear:
             raise ValueError(f"bias must have shape ({n_rows},), got {self.bias.shape}")
         self._xq = np.zeros(padded(n_cols), int_dtype(precision))
         self._acc = np.zeros(padded(n_rows), np.int32 if precision == "int8" else np.int64)
-
-    @property
-    def in_features(self) -> int:
-        """Length of one input vector."""
-        return self.layout.shape[1]
-
-    @property
-    def out_features(self) -> int:
-        """Length of one output vector."""
-        return self.layout.shape[0]
 
     @property
     def kind(self) -> str:

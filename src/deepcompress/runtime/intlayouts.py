@@ -103,20 +103,13 @@ def _dense_codes(nz: QuantizedLayer, n_rows: int, n_cols: int, transpose: bool):
 
 
 @dataclass
-class RowsLayout:
-    """One coded vector per row, 32-column chunks."""
+class _DenseCodes:
+    """What the row and column layouts share: their fields, the padded input length and their bytes."""
 
     shape: tuple[int, int]
     nnz: int
     precision: str
     vectors: CodedVectors
-    kind = "rows"
-
-    def __post_init__(self):
-        # the int16 kernel looks up the low and the high byte of each weight in two byte tables
-        t = self.vectors.table
-        self._xp = None
-        self._tables16 = t.view(np.uint8).reshape(16, 2).T.copy() if t.dtype == np.int16 else t
 
     @property
     def padded_in(self) -> int:
@@ -126,6 +119,18 @@ class RowsLayout:
     def nbytes(self) -> LayoutBytes:
         """Bytes of codes (or weights), mask bits and table."""
         return LayoutBytes(self.nnz, self.vectors.nbytes, 0, self.vectors.table.nbytes)
+
+
+@dataclass
+class RowsLayout(_DenseCodes):
+    """One coded vector per row, 32-column chunks."""
+    kind = "rows"
+
+    def __post_init__(self):
+        # the int16 kernel looks up the low and the high byte of each weight in two byte tables
+        t = self.vectors.table
+        self._xp = None
+        self._tables16 = t.view(np.uint8).reshape(16, 2).T.copy() if t.dtype == np.int16 else t
 
     def run(self, x, xq, acc, s_w, bias, y, path: str) -> bool:
         """y = W x + b in one compiled call where this layout and path have one (False: not done)."""
@@ -174,23 +179,9 @@ def build_rows(nz: QuantizedLayer, precision: str) -> RowsLayout:
 
 
 @dataclass
-class ColsLayout:
+class ColsLayout(_DenseCodes):
     """One coded vector per column (rows padded to 32); zero-input columns skipped."""
-
-    shape: tuple[int, int]
-    nnz: int
-    precision: str
-    vectors: CodedVectors
     kind = "cols"
-
-    @property
-    def padded_in(self) -> int:
-        """Length of the padded input."""
-        return padded(self.shape[1])
-
-    def nbytes(self) -> LayoutBytes:
-        """Bytes of codes (or weights), mask bits and table."""
-        return LayoutBytes(self.nnz, self.vectors.nbytes, 0, self.vectors.table.nbytes)
 
     def run(self, x, xq, acc, s_w, bias, y, path: str) -> bool:
         """y = W x + b in one compiled call where this layout and path have one (False: not done)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .layouts import BUILDERS, LayoutBytes, build_csc, build_panel
+from .layouts import BUILDERS, LayerSizes, LayoutBytes, build_csc, build_panel
 from ..format.layer import QuantizedLayer
 from .nonzeros import from_dense, from_positions
 from .policy import LAYOUTS, choose_fc_layout, panel_width
@@ -46,7 +46,7 @@ def usable_threads(threads: int) -> int:
     return min(int(threads), numba.config.NUMBA_NUM_THREADS)
 
 
-class SparseLinear:
+class SparseLinear(LayerSizes):
     """y = W x + b for a sparse W (rows = outputs, cols = inputs, PyTorch's (out, in)) held in one layout.
 
     With threads > 1 the kernels share the output rows among that many threads (csc: its row blocks,
@@ -86,16 +86,6 @@ class SparseLinear:
         if name == "csc":
             return cls(build_csc(nz, threads=threads), bias, threads)
         return cls(BUILDERS[name](nz), bias, threads)
-
-    @property
-    def in_features(self) -> int:
-        """Length of one input vector."""
-        return self.layout.shape[1]
-
-    @property
-    def out_features(self) -> int:
-        """Length of one output vector."""
-        return self.layout.shape[0]
 
     @property
     def kind(self) -> str:

@@ -15,7 +15,8 @@ from .quantize import MAX_COLS_INT8, QMAX, check_precision, int_dtype, quantize_
 class IntLinear(LayerSizes):
     """y = W x + b with W's codebook and each input vector quantized to integers; float32 in and out.
 
-    Outputs equal quantize.reference_forward bit for bit on every layout and dispatch path.
+    Outputs equal quantize.reference_forward bit for bit on every layout and dispatch path. Runs on one
+    thread and reuses its quantization buffers: one call at a time per layer object.
     """
 
     threads = 1

@@ -52,7 +52,7 @@ CONV_LAYERS = (("LeNet5-conv1", (20, 1, 5, 5), 28, 0), ("LeNet5-conv2", (50, 20,
 CONV_DENSITIES = (0.05, 0.12, 0.35, 0.66)
 LAYOUT_METHODS = {"csc": "deepcompress-csc", "panel": "deepcompress-panel", "grouped": "deepcompress-grouped"}
 PRECISIONS = ("int8", "int16")
-INT_LAYOUTS = ("rows", "cols", "csc")
+from deepcompress.runtime.intpolicy import INT_LAYOUTS  # noqa: E402
 # relative error of the integer modes against torch dense fp32 that stops the run (quantization, not bugs)
 INT_TOLERANCE = {"int8": 3e-2, "int16": 1e-3}
 
@@ -230,7 +230,7 @@ def summarize_modes(records: list[dict]) -> dict:
     policy = {}
     for n in names:
         for p in PRECISIONS:
-            measured = {lay: _time(records, n, 1, "warm", f"deepcompress-{p}-{lay}") for lay in INT_LAYOUTS}
+            measured = {lay: t for lay in INT_LAYOUTS if (t := _time(records, n, 1, "warm", f"deepcompress-{p}-{lay}"))}
             best = min(measured, key=measured.get)
             picked = next(r["layout"] for r in records if (r["layer"], r["batch"], r["method"])
                           == (n, 1, f"deepcompress-{p}"))
@@ -310,16 +310,12 @@ def calibrate(timer: rm.Timer, rounds: int) -> dict:
 
 
 def fit_nonnegative(a: np.ndarray, y: np.ndarray) -> list[float]:
-    """Least-squares x >= 0 of a x = y for two unknowns (the better one-term fit when one goes negative)."""
+    """Least-squares x >= 0 of a x = y for (per unit, per byte); where the two-term fit goes negative,
+    the per-unit term alone (every visited weight costs something, bytes beyond the cache may not)."""
     x = np.linalg.lstsq(a, y, rcond=None)[0]
     if (x >= 0).all():
         return [float(v) for v in x]
-    fits = []
-    for k in range(2):
-        v = max(float(a[:, k] @ y / max(a[:, k] @ a[:, k], 1e-300)), 0.0)
-        fits.append((float(np.sum((a[:, k] * v - y) ** 2)), k, v))
-    _, k, v = min(fits)
-    return [v, 0.0] if k == 0 else [0.0, v]
+    return [max(float(a[:, 0] @ y / max(a[:, 0] @ a[:, 0], 1e-300)), 0.0), 0.0]
 
 
 def conv_paths(timer: rm.Timer, rounds: int) -> list[dict]:

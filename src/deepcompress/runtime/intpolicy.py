@@ -1,7 +1,8 @@
 """Which int8/int16 layout a layer gets: the one with the least predicted time, from measured costs.
 
 Predicted time (ns) = a x units + b x bytes, with (a, b) = COST[precision][layout][dispatch path]:
-- units, what the layout visits for one input vector: rows: rows x padded cols (every weight); cols:
+- units, what the layout visits for one input vector: rows (and rows-stored): rows x padded cols
+  (every weight); cols (and cols-stored):
   padded rows x the expected nonzero inputs (act_density x cols); csc: act_density x nnz.
 - bytes, what it streams beyond CACHE_BYTES: units x bytes per weight of its storage
   (intlayouts.bytes_per_weight) for rows and cols, 2 B per visited nonzero for csc, less CACHE_BYTES.
@@ -20,16 +21,20 @@ from ..format.layer import QuantizedLayer
 from .intlayouts import bytes_per_weight, padded, storage_for
 from .quantize import quantize_codebook
 
-INT_LAYOUTS = ("rows", "cols", "csc")
+INT_LAYOUTS = ("rows", "rows-stored", "cols", "cols-stored", "csc")
 CACHE_BYTES = 1 << 20  # about Zen 3's 512 KB L2 plus what one core keeps of a shared, busy L3
 # (ns per unit, ns per byte); runtime_calibration.json. 'vnni' (not measured here) reuses 'avx2'.
 COST = {
-    "int8": {"rows": {"portable": (5.551, 0), "avx2": (0.01936, 0.2448)},
-              "cols": {"portable": (6.059, 0), "avx2": (0.1445, 0.09613)},
-              "csc": {"portable": (2.148, 1.222), "avx2": (2.236, 1.528)}},
-    "int16": {"rows": {"portable": (3.922, 5.143), "avx2": (0.1727, 0)},
-              "cols": {"portable": (5.054, 0), "avx2": (7.111, 0)},
-              "csc": {"portable": (2.274, 7.006), "avx2": (2.321, 4.253)}},
+    "int8": {"rows": {"portable": (2.169, 0), "avx2": (0.1202, 0)},
+             "rows-stored": {"portable": (0.5037, 0), "avx2": (0.07079, 0)},
+             "cols": {"portable": (2.174, 0), "avx2": (0.1512, 0.06705)},
+             "cols-stored": {"portable": (0.437, 0.07819), "avx2": (0.1486, 0)},
+             "csc": {"portable": (2.39, 0.2111), "avx2": (2.303, 0.2616)}},
+    "int16": {"rows": {"portable": (2.199, 0), "avx2": (0.1553, 0)},
+             "rows-stored": {"portable": (0.5984, 0), "avx2": (0.1782, 0.03707)},
+             "cols": {"portable": (2.279, 0), "avx2": (2.547, 0)},
+             "cols-stored": {"portable": (0.7396, 0), "avx2": (0.643, 0.03967)},
+             "csc": {"portable": (2.243, 0.8515), "avx2": (2.229, 0.9033)}},
 }
 
 
@@ -37,7 +42,9 @@ def units_and_bytes(nz: QuantizedLayer, layout: str, precision: str, act_density
     """(units, bytes) `layout` visits for one input vector (see the module docstring)."""
     n_rows, n_cols = nz.matrix_shape
     d = 1.0 if act_density is None else float(act_density)
-    per_weight = bytes_per_weight(storage_for(quantize_codebook(nz.codebook, precision)[0])[0], precision)
+    storage = "stored" if layout.endswith("-stored") else storage_for(quantize_codebook(nz.codebook, precision)[0])[0]
+    per_weight = bytes_per_weight(storage, precision)
+    layout = layout.removesuffix("-stored")
     if layout == "rows":
         u = float(n_rows * padded(n_cols))
         streamed = u * per_weight

@@ -22,18 +22,21 @@ from pathlib import Path
 import numpy as np
 
 from deepcompress.hardware.eie import EIEConfig, simulate
-from deepcompress.hardware.eie_paper import BENCHMARKS, format_paper_table, geometric_mean, paper_records
+from deepcompress.hardware.eie_paper import format_paper_table, geometric_mean, paper_records
+from deepcompress.hardware.eie_tables import BENCHMARKS
 from deepcompress.hardware.layers import random_layer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SWEEP_LAYERS = ("Alex-7", "NT-We")
+PAPER = EIEConfig()  # the paper's machine: 64 PEs, FIFO depth 8, 800 MHz
 
 
 def comparison_runs() -> list[tuple[str, int, int]]:
-    """(layer, PEs, FIFO depth): all nine at 64 PEs / depth 8, then depth and PE sweeps on two layers."""
-    runs = [(b.name, 64, 8) for b in BENCHMARKS]
-    runs += [(name, 64, d) for name in SWEEP_LAYERS for d in (2, 4, 16)]
-    runs += [(name, p, 8) for name in SWEEP_LAYERS for p in (16, 256)]
+    """(layer, PEs, FIFO depth): all nine on the paper's machine, then depth and PE sweeps on two layers."""
+    pes, depth = PAPER.num_pes, PAPER.fifo_depth
+    runs = [(b.name, pes, depth) for b in BENCHMARKS]
+    runs += [(name, pes, d) for name in SWEEP_LAYERS for d in (2, 4, 16)]
+    runs += [(name, p, depth) for name in SWEEP_LAYERS for p in (16, 256)]
     return runs
 
 
@@ -65,7 +68,7 @@ def merge_reference(ours: list[dict], ref_path: Path) -> dict:
     for o in ours:
         same_cap = by_key.get((o["layer"], o["num_pes"], o["fifo_depth"] + 1), {})
         nominal = by_key.get((o["layer"], o["num_pes"], o["fifo_depth"]), {})
-        row = dict(o, ours_us=o["cycles"] / 800.0)
+        row = dict(o, ours_us=o["cycles"] / (PAPER.clock_hz / 1e6))
         for tag, r in (("equal_capacity", same_cap), ("nominal_depth", nominal)):
             c = r.get("cycles")
             row[f"reference_cycles_{tag}"] = c
@@ -75,7 +78,7 @@ def merge_reference(ours: list[dict], ref_path: Path) -> dict:
         row["reference_output_max_abs_err"] = same_cap.get("output_max_abs_err")
         row["reference_output_scale"] = same_cap.get("output_scale")
         rows.append(row)
-    nine = [r for r in rows if r["num_pes"] == 64 and r["fifo_depth"] == 8]
+    nine = [r for r in rows if r["num_pes"] == PAPER.num_pes and r["fifo_depth"] == PAPER.fifo_depth]
     ratios = [r["ours_over_reference_equal_capacity"] for r in rows if r["ours_over_reference_equal_capacity"]]
     return {
         "reference": ref.get("source"),
@@ -98,7 +101,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
-    records = paper_records(EIEConfig())
+    records = paper_records(PAPER)
     wall = time.perf_counter() - t0
     print(format_paper_table(records))
     print(f"simulator wall time, nine layers at 64 PEs (layer generation, encoding, energy model and "

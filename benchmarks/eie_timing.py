@@ -48,7 +48,7 @@ _CHILD = """
 import time
 t0 = time.perf_counter()
 from deepcompress.hardware.eie import simulate, EIEConfig
-from deepcompress.hardware.eie_paper import BENCHMARKS
+from deepcompress.hardware.eie_tables import BENCHMARKS
 from deepcompress.hardware.layers import random_layer
 t1 = time.perf_counter()
 w, a = random_layer(BENCHMARKS[0].spec(0))
@@ -63,7 +63,7 @@ def time_ours(repeats: int) -> dict:
     """Stage times of our simulator over the nine layers (see the module docstring)."""
     t0 = time.perf_counter()
     from deepcompress.hardware.eie import EIEConfig, simulate
-    from deepcompress.hardware.eie_paper import BENCHMARKS
+    from deepcompress.hardware.eie_tables import BENCHMARKS
     from deepcompress.hardware.layers import random_layer
     import_s = time.perf_counter() - t0
 
@@ -73,7 +73,7 @@ def time_ours(repeats: int) -> dict:
         layers[b.name] = random_layer(b.spec(0))
         gen_s[b.name] = time.perf_counter() - t0
 
-    config = EIEConfig()  # 64 PEs, FIFO 8
+    config = EIEConfig()  # the paper's machine
     first_s, cycles = {}, {}
     for name, (w, a) in layers.items():
         t0 = time.perf_counter()
@@ -94,7 +94,8 @@ def time_ours(repeats: int) -> dict:
 
     first_name = next(iter(layers))
     return {
-        "layers": layers, "cycles": cycles, "import_s": import_s, "generate_s": gen_s, "first_call_s": first_s,
+        "layers": layers, "config": {"num_pes": config.num_pes, "fifo_depth": config.fifo_depth},
+        "cycles": cycles, "import_s": import_s, "generate_s": gen_s, "first_call_s": first_s,
         "warm_s": warm_s, "repeats": repeats,
         # the first call over the warm time of the same layer: numba compilation (plus first-touch costs)
         "compile_s": first_s[first_name] - warm_s[first_name],
@@ -112,8 +113,9 @@ def dump_layers(layers: dict, folder: Path) -> None:
                  shape=np.array(w.shape))
 
 
-def time_reference(layers: dict, ref_dir: Path) -> dict | None:
-    """The reference's times on the same layers, or None (with a message) when it is not available."""
+def time_reference(layers: dict, ref_dir: Path, config: dict) -> dict | None:
+    """The reference's times on the same layers at `config`'s PEs and equal FIFO capacity, or None (with a
+    message) when it is not available."""
     driver = ref_dir / "time_reference.py"
     if not ref_dir.is_dir():
         print(f"reference simulator: {ref_dir} not found; skipping the C++ timing")
@@ -121,15 +123,16 @@ def time_reference(layers: dict, ref_dir: Path) -> dict | None:
     if not driver.is_file() or not (ref_dir / "run_reference.py").is_file():
         print(f"reference simulator: no timing driver {driver}; skipping the C++ timing")
         return None
-    if shutil.which("g++") is None and not any((ref_dir / "build").glob("*_64_9/simulation")):
+    pes, buffer = config["num_pes"], config["fifo_depth"] + 1
+    if shutil.which("g++") is None and not any((ref_dir / "build").glob(f"*_{pes}_{buffer}/simulation")):
         print("reference simulator: no built binary and no g++; skipping the C++ timing")
         return None
     with tempfile.TemporaryDirectory(prefix="eie-timing-layers-") as tmp:
         dump_layers(layers, Path(tmp))
         out = Path(tmp) / "timing.json"
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, str(driver), tmp, str(out), "--buffer", "9", "--pes", "64",
-                               "--layers", *layers], capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, str(driver), tmp, str(out), "--buffer", str(buffer),
+                               "--pes", str(pes), "--layers", *layers], capture_output=True, text=True)
         total = time.perf_counter() - t0
         if proc.returncode != 0 or not out.exists():
             print(f"reference simulator: driver failed (rc {proc.returncode}); skipping\n{proc.stderr[-800:]}")
@@ -148,14 +151,15 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     ours = time_ours(max(1, args.repeats))
-    layers = ours.pop("layers")
-    ref = None if args.no_reference else time_reference(layers, args.reference_dir)
+    layers, config = ours.pop("layers"), ours.pop("config")
+    ref = None if args.no_reference else time_reference(layers, args.reference_dir, config)
     ref_runs = {r["layer"]: r for r in ref["runs"]} if ref else {}
 
     names = list(layers)
     head = (f"{'layer':<9}{'cycles':>8}{'generate s':>12}{'first call s':>14}{'warm s':>9}"
             f"{'ref cycles':>12}{'ref convert s':>15}{'ref build s':>13}{'ref run s':>11}")
-    lines = ["EIE simulators, nine layers of EIE Table III, 64 PEs, FIFO 8 (reference: buffer 9, equal capacity)",
+    lines = [f"EIE simulators, nine layers of EIE Table III, {config['num_pes']} PEs, FIFO {config['fifo_depth']} "
+             f"(reference: buffer {config['fifo_depth'] + 1}, equal capacity)",
              head, "-" * len(head)]
     for n in names:
         r = ref_runs.get(n, {})
@@ -193,7 +197,7 @@ def main(argv=None) -> int:
     record = {
         "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
                     "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None},
-        "config": {"num_pes": 64, "fifo_depth": 8, "seed": 0, "repeats": ours["repeats"]},
+        "config": {**config, "seed": 0, "repeats": ours["repeats"]},
         "limit_s": LIMIT_S,
         "ours": {k: v for k, v in ours.items()},
         "ours_total": total,

@@ -37,7 +37,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from deepcompress.hardware import probe  # noqa: E402
 from deepcompress.hardware.diannao import DianNaoConfig, simulate_layer  # noqa: E402
 from deepcompress.hardware.eie import EIEConfig, simulate  # noqa: E402
-from deepcompress.hardware.eie_paper import BENCHMARKS  # noqa: E402
+from deepcompress.hardware.eie_tables import BENCHMARKS  # noqa: E402
 from deepcompress.hardware.layers import LayerSpec, random_layer  # noqa: E402
 from deepcompress.hardware.netspecs import ALEXNET, VGG16  # noqa: E402
 from deepcompress.hardware.platforms import table_v_comparison  # noqa: E402

@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import runtime_methods as rm  # noqa: E402
-from deepcompress.hardware.eie_paper import BENCHMARKS  # noqa: E402
+from deepcompress.hardware.eie_tables import BENCHMARKS  # noqa: E402
 from deepcompress.hardware.layers import random_layer  # noqa: E402
 from deepcompress.format import QuantizedLayer
 from deepcompress.runtime import SparseConv2d, SparseLinear, choose_fc_layout, from_positions  # noqa: E402

@@ -37,7 +37,7 @@ def test_tiny_fc_is_memory_bound_by_hand():
     res = simulate_layer(fc("a", 32, 32), 1, CFG)
     # weights 1024 words once, the 32 inputs fit NBin, 32 outputs: 1088 words = 2176 bytes
     assert sum(res.dram_words.values()) == 1088 and res.dram_bytes == 2176
-    bytes_per_cycle = 250e9 / 0.98e9
+    bytes_per_cycle = 250e9 / 0.98e9  # the reference: the default 250 GB/s at the paper's 0.98 GHz
     assert res.memory_cycles == pytest.approx(2176 / bytes_per_cycle)
     assert res.memory_bound and res.cycles == math.ceil(2176 / bytes_per_cycle) + 3
     assert res.time_s == pytest.approx(res.cycles / 0.98e9)

@@ -42,7 +42,7 @@ def quantized_like(model: torch.nn.Module, rng) -> list[dcz.QuantizedLayer]:
 def test_documented_example_runs_through_export_runtime_and_hardware(tmp_path):
     meta = documented_meta()
     model = build_model(meta["model"])
-    assert architecture_ops(model) == meta["ops"]  # the exporter writes exactly the documented ops
+    assert architecture_ops(model, torch.zeros(1, *meta["input_shape"])) == meta["ops"]  # the exporter writes exactly the documented ops
     layers = quantized_like(model, np.random.default_rng(0))
     path = tmp_path / "lenet5.dcz"
     dcz.write(path, layers, meta)
@@ -84,7 +84,7 @@ def test_shapes_are_inferred_for_every_op():
                     {"op": "fc", "layer": "f"}]}
     fp = graph.parse_forward(meta, layers)
     # conv: (7 + 2 - 3) // 2 + 1 = 4, (8 - 3) // 1 + 1 = 6; pool: (4 - 2) // 2 + 1 = 2, (6 - 3) // 2 + 1 = 2
-    assert fp.shapes == ((2, 7, 8), (4, 4, 6), (4, 4, 6), (4, 2, 2), (16,), (5,))
+    assert fp.input_shape == (2, 7, 8) and fp.outputs == ((4, 4, 6), (4, 4, 6), (4, 2, 2), (16,), (5,))
     meta["ops"][-1] = {"op": "fc", "layer": "g"}
     with pytest.raises(graph.GraphError, match=r"op 4 \(fc\): layer 'g' takes 36 inputs, gets shape \(16,\)"):
         graph.parse_forward(meta, layers)

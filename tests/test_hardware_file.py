@@ -65,10 +65,10 @@ def test_tracing_stops_with_a_reason(model_file):
     layers = {q.name: q for q in originals}
     found, note = conv_inputs({"ops": OPS}, layers)
     assert found == {} and "input_shape" in note
-    found, note = conv_inputs({"input_shape": [2, 8, 8], "ops": [{"op": "softmax"}] + OPS}, layers)
-    assert found == {} and "softmax" in note
+    found, note = conv_inputs({"input_shape": [2, 8, 8], "ops": [{"op": "lstm"}] + OPS}, layers)
+    assert found == {} and "lstm" in note
     found, note = conv_inputs({"input_shape": [2, 8, 8], "ops": [dict(OPS[0], stride=[1, 2])] + OPS[1:2]}, layers)
-    assert found == {} and "unequal stride" in note
+    assert found == {} and "only equal sides" in note
 
 
 def test_eie_runs_fc_and_sends_conv_to_diannao(model_file):
@@ -110,6 +110,15 @@ def test_conv_without_forward_pass_is_skipped(tmp_path):
     records = simulate_model(path, "diannao")
     assert records[0]["skipped"] and "input size unknown" in records[0]["note"]
     assert records[-1]["layers_skipped"] == 1 and records[-1]["layers_run"] == 1
+    assert records[-1]["partial"] and records[-1]["skipped_layers"] == ["c"]
+    from deepcompress.hardware.report import format_layer_records
+    assert "PARTIAL total: 1 weight layer(s) not costed (c)" in format_layer_records(records)
+
+
+def test_ops_without_weights_are_listed_as_not_costed(model_file):
+    path, _ = model_file
+    total = simulate_model(path, "cpu")[-1]
+    assert not total["partial"] and total["not_costed"] == {"relu": 1, "maxpool": 1, "flatten": 1}
 
 
 def run_json(capsys, *argv):
@@ -134,6 +143,20 @@ def test_table_v_within_10_percent_for_eie(capsys):
     eie = rows["EIE 64 PE cycle-level simulator, 45 nm"]
     assert abs(eie["frames_per_s"] / 81_967 - 1) < 0.10 and abs(eie["frames_per_j"] / 138_927 - 1) < 0.10
     assert eie["area_mm2"] == pytest.approx(40.8, abs=0.05)
+
+
+def test_table_v_adds_a_measured_machine(tmp_path, capsys):
+    probe = {"gemm_flops": 1e11, "copy_bandwidth": 2e10, "llc_bytes": 2**20, "how": "test"}
+    bare, wrapped, other = tmp_path / "probe.json", tmp_path / "hardware_machine.json", tmp_path / "other.json"
+    bare.write_text(json.dumps(probe))
+    wrapped.write_text(json.dumps({"probe": probe, "gemv": []}))  # as benchmarks/hardware_sweeps.py writes it
+    other.write_text(json.dumps({"gemv": []}))
+    for path in (bare, wrapped):
+        rows = run_json(capsys, "simulate", "--table-v", "--machine", str(path))
+        (mine,) = [r for r in rows if r["platform"] == "this machine"]
+        assert mine["time_us"] == pytest.approx((4096 * 4096 + 2 * 4096) * 4 / 2e10 * 1e6)
+    assert main(["simulate", "--table-v", "--machine", str(other)]) == 1
+    assert "not a machine probe" in capsys.readouterr().err
 
 
 def test_argument_errors_are_one_line(model_file, capsys):

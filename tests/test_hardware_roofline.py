@@ -7,14 +7,14 @@ from dataclasses import replace
 import pytest
 
 from deepcompress.errors import UserError
-from deepcompress.hardware.baselines import MEASURED_US, TABLE_V
-from deepcompress.hardware.netspecs import fc
+from deepcompress.hardware.eie_tables import MEASURED_US, TABLE_V, TABLE_V_LAYER, measured_us
+from deepcompress.hardware.netspecs import benchmark_fc, fc
 from deepcompress.hardware.roofline import (I7_5930K, PLATFORMS, TITAN_X, Kernel, Platform, Traffic, bound,
                                             fit_sustained, from_probe, llc_hit_bytes, paper_comparison,
                                             roofline_time, sustained_time, traffic)
 
 TOY = Platform("toy", "cpu", "-", peak_flops=100.0, mem_bw=10.0, llc_bytes=None, area_mm2=1.0, power_w=2.0,
-               tdp_w=None, dense=Kernel(0.5, 0.25, 1.0), sparse=Kernel(0.5, 0.25, 1.0))
+               dense=Kernel(0.5, 0.25, 1.0), sparse=Kernel(0.5, 0.25, 1.0))
 
 
 def gmean(xs):
@@ -124,19 +124,18 @@ def test_cache_model_narrows_the_best_cpu_dense_fit():
 
 
 def _comparison(plat):
-    from deepcompress.hardware.baselines import LAYER_ORDER
     from deepcompress.hardware.roofline import benchmark_shapes
 
     out = []
     for shape in benchmark_shapes():
-        meas = MEASURED_US[("cpu", "dense")][LAYER_ORDER.index(shape.name)]
+        meas = measured_us("cpu", "dense", shape.name)
         out.append({"layer": shape.name,
                     "dense_sustained_over_measured": sustained_time(plat, traffic(shape)) * 1e6 / meas})
     return out
 
 
 def test_table_v_cpu_and_gpu_rows():
-    shape = fc("Alex-7", 4096, 4096, 0.09)
+    shape = benchmark_fc(TABLE_V_LAYER)
     t = traffic(shape)
     for plat, name, tol in ((TITAN_X, "Titan X", 0.10), (I7_5930K, "Core i7-5930K", 0.50)):
         _, area, power, fps, fps_mm2, fpj = TABLE_V[name]

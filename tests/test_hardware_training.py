@@ -2,7 +2,7 @@
 
 import pytest
 
-from deepcompress.hardware.netspecs import ALEXNET, VGG16, fc, network
+from deepcompress.hardware.netspecs import ALEXNET, VGG16, benchmark_fc, fc, network
 from deepcompress.hardware.roofline import TITAN_X, roofline_time, Traffic
 from deepcompress.hardware.training import classify, network_table, step_traffic, training_cost
 
@@ -16,6 +16,15 @@ def test_network_shapes():
     assert names["conv5"].out_hw == (13, 13) and names["fc6"].in_channels == 256 * 6 * 6
     assert VGG16[-3].in_channels == 512 * 7 * 7 and VGG16[0].out_hw == (224, 224)
     assert network("VGG-16") is VGG16
+
+
+def test_fc_layers_are_eie_table3():
+    """The networks' FC layers are EIE's benchmark layers: the same shapes and weight densities."""
+    for net, prefix in ((ALEXNET, "Alex"), (VGG16, "VGG")):
+        for layer in net[-3:]:
+            table = benchmark_fc(f"{prefix}-{layer.name[2:]}")
+            assert (layer.kind, layer.in_channels, layer.out_channels, layer.weight_density) == \
+                   (table.kind, table.in_channels, table.out_channels, table.weight_density)
 
 
 def test_the_talks_table_holds_for_training():

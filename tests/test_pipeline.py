@@ -43,7 +43,7 @@ def test_file_reproduces_the_quantized_model_exactly(trained, tiny_data, tmp_pat
         assert layer.gap_bits == 4 and len(np.unique(layer.codebook)) <= 16
     assert {l.name: round(l.nnz / l.size, 2) for l in layers} == {"ip1": 0.1, "ip2": 0.2, "ip3": 0.5}
     assert outcome["test_error"] == evaluate(trained, tiny_data.test_x, tiny_data.test_y)
-    assert meta["ops"] == architecture_ops(trained)
+    assert meta["ops"] == architecture_ops(trained, torch.zeros(1, 1, 28, 28))
     rec = results_record("lenet-300-100", "synthetic", outcome, "test")
     assert rec["file_bytes"] == path.stat().st_size and rec["dense_bytes"] == 266_610 * 4
     assert sum(r["bytes"] for r in rec["layers"]) + rec["file_header_bytes"] == rec["file_bytes"]
@@ -122,10 +122,10 @@ def test_resume_skips_finished_rounds(trained, tiny_data, tmp_path):
 
 
 def test_architecture_ops_of_the_lenets():
-    assert architecture_ops(build_model("lenet-300-100")) == [
+    assert architecture_ops(build_model("lenet-300-100"), torch.zeros(1, 1, 28, 28)) == [
         {"op": "flatten"}, {"op": "fc", "layer": "ip1"}, {"op": "relu"}, {"op": "fc", "layer": "ip2"},
         {"op": "relu"}, {"op": "fc", "layer": "ip3"}]
-    ops = [o["op"] for o in architecture_ops(build_model("lenet-5"))]
+    ops = [o["op"] for o in architecture_ops(build_model("lenet-5"), torch.zeros(1, 1, 28, 28))]
     assert ops == ["conv", "maxpool", "conv", "maxpool", "flatten", "fc", "relu", "fc"]
 
 
@@ -158,9 +158,35 @@ def test_models_with_other_parameters_are_refused(tiny_data, tmp_path):
 
     from deepcompress.errors import UserError
 
-    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.BatchNorm1d(10))
-    with pytest.raises(UserError, match="2.weight"):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.PReLU())
+    with pytest.raises(UserError, match=r"^2 \(PReLU\): parameters the .dcz file cannot store"):
         compress_model(model, tiny_data, RECIPE, tmp_path, progress=False)
+    assert not (tmp_path / "prune-1.pt").exists()  # refused before any work
+
+
+def test_batchnorm_is_folded_and_torch_prune_masks_are_applied(tiny_data, tmp_path):
+    from torch import nn
+    from torch.nn.utils import prune
+
+    from deepcompress.runtime import load
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, bias=False), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 13 * 13, 10), nn.BatchNorm1d(10))
+    prune.l1_unstructured(model[4], "weight", amount=0.5)  # a reparametrised weight_orig * weight_mask
+    recipe = {"prune": {"iterations": 1, "layers": {"0": 0.2, "4": 0.6}, "retrain": {"epochs": 1, "batch_size": 32}},
+              "quantize": {"fc_bits": 4, "conv_bits": 5}}
+    outcome = compress_model(model, tiny_data, recipe, tmp_path, progress=False, example_input=tiny_data.test_x[:2])
+    assert [s["stage"] for s in outcome["stages"]].count("batchnorm folded") == 1
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # folded into the layers
+    layers, meta = dcz.read(tmp_path / "model.dcz")
+    assert [o["op"] for o in meta["ops"]] == ["conv", "relu", "flatten", "fc"]
+    assert not hasattr(model[4], "weight_orig")
+    x = tiny_data.test_x[:50]
+    with torch.no_grad():
+        expected = model.eval()(x).numpy()
+    got = load(tmp_path / "model.dcz")(x.numpy())
+    assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
 
 
 def test_any_sequential_model_compresses(tiny_data, tmp_path):
@@ -205,6 +231,7 @@ def test_gradual_pruning_resumes_where_it_stopped(trained, tiny_data, tmp_path):
     """Kill the gradual schedule at the start of epoch 2, resume: the file is byte-identical."""
     import copy
 
+    from deepcompress.compress.pipeline import PipelineHooks
     from deepcompress.train import TrainHook
 
     recipe = {"prune": {"schedule": "gradual", "every": 5, "layers": {"ip1": 0.9, "ip2": 0.8},
@@ -224,19 +251,14 @@ def test_gradual_pruning_resumes_where_it_stopped(trained, tiny_data, tmp_path):
             if getattr(self, "armed", False):
                 raise Stop
 
-    import deepcompress.compress.pipeline as pipeline
+    class StopGradualPruning(PipelineHooks):
+        def training(self, name):
+            return [StopInEpoch2()] if name == "prune-gradual" else []
 
-    # The pipeline builds its own GradualPruning hook, so the crash is injected into that class.
-    original = pipeline.GradualPruning.after_step
-    stopper = StopInEpoch2()
-    pipeline.GradualPruning.on_epoch_end = lambda self, e, m, x: stopper.on_epoch_end(e, m, x)
-    pipeline.GradualPruning.after_step = lambda self, m: (original(self, m), stopper.after_step(m))
-    try:
-        with pytest.raises(Stop):
-            compress_model(copy.deepcopy(trained), tiny_data, recipe, tmp_path / "cut", progress=False)
-    finally:
-        pipeline.GradualPruning.after_step = original
-        del pipeline.GradualPruning.on_epoch_end
+    with pytest.raises(Stop):
+        compress_model(copy.deepcopy(trained), tiny_data, recipe, tmp_path / "cut", progress=False,
+                       hooks=StopGradualPruning())
+    assert torch.load(tmp_path / "cut" / "prune-gradual-train.pt", weights_only=True)["epoch"] == 1
     resumed = compress_model(copy.deepcopy(trained), tiny_data, recipe, tmp_path / "cut", resume=True,
                              progress=False)
     assert (tmp_path / "cut" / "model.dcz").read_bytes() == (tmp_path / "whole" / "model.dcz").read_bytes()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+from torch import nn
 
-from deepcompress.compress import (L1Penalty, Masks, StdThreshold, TargetSparsity, adjusted_dropout,
-                                   polynomial_sparsity, prune_global, prune_layers)
+from deepcompress.compress import (L1Penalty, Masks, StdThreshold, TargetSparsity, adjust_dropout,
+                                   adjusted_dropout, polynomial_sparsity, prune_global, prune_layers)
 from deepcompress.errors import UserError
 from deepcompress.models import build_model
 from deepcompress.train import TrainConfig, train
@@ -76,3 +79,43 @@ def test_polynomial_schedule_closed_form():
 def test_dropout_rule():
     # D_r = D_o * sqrt(C_r / C_o): keeping 1/4 of the connections halves the dropout rate.
     assert adjusted_dropout(0.5, 0.25) == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("rate,before,after", [(0.5, 4096 * 4096, 1_509_949), (0.5, 300, 75), (0.3, 1000, 1000),
+                                               (0.5, 1000, 0), (0.0, 1000, 90), (1.0, 400, 100)])
+def test_dropout_rule_closed_form(rate, before, after):
+    """Han et al. 2015, eq. 2: D_r = D_o * sqrt(C_ir / C_io); all kept leaves the rate, none kept zeroes it."""
+    assert adjusted_dropout(rate, after / before) == pytest.approx(rate * math.sqrt(after / before), abs=1e-15)
+    assert adjusted_dropout(rate, after / before) <= rate
+
+
+@pytest.mark.parametrize("rate,kept", [(-0.1, 0.5), (1.5, 0.5), (0.5, -0.01), (0.5, 1.01)])
+def test_dropout_rule_refuses_values_outside_0_1(rate, kept):
+    with pytest.raises(UserError, match=r"\[0, 1\]"):
+        adjusted_dropout(rate, kept)
+
+
+def _dropout_net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(20, 30), nn.ReLU(), nn.Dropout(0.5), nn.Linear(30, 10), nn.Dropout(0.2))
+
+
+def test_adjust_dropout_follows_the_layer_it_feeds():
+    model = _dropout_net()
+    masks = prune_layers(model, {"0": TargetSparsity(0.5), "3": TargetSparsity(0.75)})
+    kept, total = masks.masks["3"].sum().item(), masks.masks["3"].numel()
+    new = adjust_dropout(model, masks, {"2": 0.5})
+    # dropout "2" feeds layer "3" (a quarter kept), not layer "0" before it (half kept)
+    assert new == {"2": pytest.approx(0.5 * math.sqrt(kept / total))} and kept / total == pytest.approx(0.25)
+    assert model[2].p == new["2"] and model[4].p == 0.2  # only the named dropout changes
+
+
+def test_adjust_dropout_refuses_what_it_cannot_place():
+    model = _dropout_net()
+    masks = prune_layers(model, {"0": TargetSparsity(0.5), "3": TargetSparsity(0.5)})
+    with pytest.raises(UserError, match="feeds no pruned layer"):
+        adjust_dropout(model, masks, {"4": 0.2})
+    for name in ("9", "0"):  # no such module; not a dropout module
+        with pytest.raises(UserError, match="not a dropout module"):
+            adjust_dropout(model, masks, {name: 0.5})
+    assert model[2].p == 0.5 and model[4].p == 0.2

@@ -12,6 +12,7 @@ from deepcompress.runtime import intkernels, load
 from deepcompress.runtime.int_fc import IntLinear
 from deepcompress.runtime.intlayouts import INT_BUILDERS, build_rows
 from deepcompress.runtime.nonzeros import from_dense
+from deepcompress.runtime.ops import Fc
 from deepcompress.runtime.quantize import (QMAX, quantize_codebook, quantize_into, quantize_vector,
                                            reference_forward)
 from deepcompress.runtime.sparse_fc import SparseLinear
@@ -146,7 +147,7 @@ class _Recorder:
 def test_batch1_fc_layers_run_on_the_threads_asked_for(saved):
     kind, path, meta = saved
     model = load(path, threads=2)
-    fcs = [op for op in model.ops if op.name == "fc"]
+    fcs = [op for op in model.ops if isinstance(op, Fc)]
     for op in fcs:
         op.layer.layout = _Recorder(op.layer.layout)
     model(np.zeros(tuple(meta["input_shape"]), np.float32))

@@ -174,7 +174,7 @@ def _write(tmp_path, layers, meta):
     ({"ops": None}, "no forward pass"),
     ({"ops": []}, "no forward pass"),
     ({"ops": "flatten"}, "no forward pass"),
-    ({"ops": [{"op": "flatten"}, {"op": "softmax"}]}, "unsupported op 'softmax'"),
+    ({"ops": [{"op": "flatten"}, {"op": "lstm"}]}, "unsupported op 'lstm'"),
     ({"ops": [{"op": "flatten"}, {"layer": "ip1"}]}, "'op' name"),
     ({"ops": [{"op": "flatten"}, {"op": "fc", "layer": "nope"}]}, "'nope' is not in the file"),
     ({"ops": [{"op": "flatten"}, {"op": "fc"}]}, "must name its layer"),
@@ -185,7 +185,7 @@ def _write(tmp_path, layers, meta):
     ({"ops": [{"op": "maxpool", "kernel": 0}]}, "kernel must be an integer >= 1"),
     ({"ops": [{"op": "maxpool", "kernal": 2}]}, "unknown key 'kernal'"),
     ({"ops": [{"op": "maxpool", "k": 2, "kernel": 2}]}, "given twice"),
-    ({"ops": [{"op": "maxpool", "kernel": 2, "padding": 1}]}, "padded max pooling"),
+    ({"ops": [{"op": "maxpool", "kernel": 2, "padding": 2}]}, "more than half the kernel"),
     ({"input_shape": None}, "input_shape"),
     ({"input_shape": [1, 0, 7]}, "input_shape"),
     ({"input_shape": [1, 6, 8]}, "takes 42 inputs"),
@@ -202,7 +202,7 @@ def test_files_the_runtime_cannot_run(tmp_path, change, message):
 def test_conv_op_parameters_checked(tmp_path):
     layers, meta = conv_model(np.random.default_rng(0))
     for bad, message in (({"stride": [1, 0]}, "stride must be an integer >= 1"),
-                         ({"padding": -1}, "padding must be an integer >= 0"), ({"dilation": 2}, "unknown key"),
+                         ({"padding": -1}, "padding must be an integer >= 0"), ({"dilaton": 2}, "unknown key .dilaton."),
                          ({"stride": "1"}, "must be an integer")):
         ops = [dict(meta["ops"][0], **bad)] + meta["ops"][1:]
         with pytest.raises(ModelError, match=message):

@@ -135,7 +135,7 @@ def test_learning_rate_schedules():
 
 
 def test_config_refuses_unknown_and_bad_values():
-    with pytest.raises(UserError, match="unknown training option"):
+    with pytest.raises(UserError, match=r"^recipe: \[train\] unknown key 'epoch' \(did you mean 'epochs'\?\)$"):
         TrainConfig.from_dict({"epoch": 3})
     with pytest.raises(UserError, match="optimizer"):
         TrainConfig(optimizer="rmsprop")

@@ -11,16 +11,15 @@ import torch
 from .data import load_dataset
 from .errors import UserError
 from .models import build_model
-from .recipes import load_recipe, stage
-from .cli_train import add_model_data_args, add_torchrun_args
+from .cli_train import add_model_data_args, add_torchrun_args, checked_recipe
 from .train import TrainConfig, load_checkpoint
 
 
 COLLECTIVE_TIMEOUT_S = 6 * 3600.0
 
 
-def baseline(args, recipe: dict, data, out: Path, team=None):
-    """The trained starting model: from --checkpoint, or trained with the recipe's [train] settings.
+def baseline(args, settings: TrainConfig | None, data, out: Path, team=None):
+    """The trained starting model: from --checkpoint, or trained with `settings` (the recipe's [train]).
 
     `team` (default: this process alone) is who trains it; see deepcompress.compress.pipeline.Team.
     """
@@ -35,45 +34,43 @@ def baseline(args, recipe: dict, data, out: Path, team=None):
         return model
     from .compress.pipeline import Run, Team
 
+    if settings is None:
+        raise UserError("training a baseline needs a recipe with a [train] table, or pass --checkpoint")
     run = Run(out, data, args.resume, not args.quiet, team or Team())
-    cfg = stage(recipe, "train", args.data)
-    settings = TrainConfig.from_dict(cfg)
     torch.manual_seed(settings.seed)
     model = build_model(args.model)
     if run.team.writes:
         print(f"training the {args.model} baseline ({settings.epochs} epochs); pass --checkpoint to skip",
               file=sys.stderr)
-    run.fit(model, cfg, "baseline")
+    run.fit(model, settings, "baseline")
     return model
 
 
-def _compress(args, recipe: dict, data, out: Path, team=None) -> int:
+def _compress(args, recipe, data, out: Path, team=None) -> int:
     """The command's work in this process: baseline, compress_model, report (the writing rank only)."""
     from .compress import compress_model
-    from .compress.report import results_record, write_report
 
-    model = baseline(args, recipe, data, out, team)
+    model = baseline(args, recipe.for_dataset(args.data).train, data, out, team)
     meta = {"model": args.model, "dataset": args.data, "input_shape": [1, 28, 28]}
     outcome = compress_model(model, data, recipe, out, meta=meta, resume=args.resume, progress=not args.quiet,
-                             team=team)
+                             team=team, command="deepcompress " + shlex.join(args.argv))
     if outcome is None:  # a data-parallel rank other than 0
         return 0
-    rec = results_record(args.model, args.data, outcome, "deepcompress " + shlex.join(args.argv))
-    write_report(out, rec)
+    rec = outcome["record"]
     print(f"{args.model} on {args.data}: {rec['file_bytes']:,} bytes, ratio {rec['ratio']:.1f}x, "
           f"test error from the file {100 * rec['test_error']:.2f}% (baseline {100 * rec['baseline_error']:.2f}%); "
           f"report: {out / 'report.md'}", flush=True)
     return 0
 
 
-def _rank(rank: int, world: int, args, recipe: dict, data, out: Path) -> None:
+def _rank(rank: int, world: int, args, recipe, data, out: Path) -> None:
     """One data-parallel process of `compress --workers N`, inside the gloo group the launcher made."""
     from .parallel.compression import RankTeam
 
     _compress(args, recipe, data, out, RankTeam())
 
 
-def _run_under_torchrun(args, recipe: dict, data, out: Path) -> int:
+def _run_under_torchrun(args, recipe, data, out: Path) -> int:
     """This process as one rank of a torchrun job (rank, world and rendezvous from its environment)."""
     from .parallel.compression import RankTeam
     from .parallel.launch import rank_failure, torchrun_group
@@ -95,7 +92,9 @@ def _run_under_torchrun(args, recipe: dict, data, out: Path) -> int:
 def _run(args) -> int:
     if args.workers < 1:
         raise UserError(f"--workers must be at least 1, got {args.workers}")
-    recipe = load_recipe(args.model, args.recipe)
+    recipe = checked_recipe(args, ("prune", "quantize") if args.checkpoint else ("prune", "quantize", "train"),
+                            "compress needs [prune] and [quantize], and [train] unless --checkpoint gives the "
+                            "trained model ([encode] is optional)")
     data = load_dataset(args.data, folder=args.data_dir)
     out = Path(args.out or f"runs/compress-{args.model}-{args.data}")
     if args.torchrun:
@@ -106,7 +105,7 @@ def _run(args) -> int:
     from .parallel.launch import WorkerError, spawn
 
     if args.checkpoint:
-        baseline(args, recipe, data, out)  # a checkpoint that does not fit is one clear error, here
+        baseline(args, None, data, out)  # a checkpoint that does not fit is one clear error, here
     print(f"compressing {args.model} on {args.data} with {args.workers} data-parallel processes (the recipe's "
           f"batch sizes are split among them); output in {out}", file=sys.stderr)
     try:
@@ -148,7 +147,7 @@ def _sensitivity(args) -> int:
     if not args.checkpoint:
         raise UserError("sensitivity needs --checkpoint with trained weights (e.g. runs/MODEL-DATA/model.pt)")
     data = load_dataset(args.data, folder=args.data_dir, validation=True)
-    model = baseline(args, {}, data, Path(args.out))
+    model = baseline(args, None, data, Path(args.out))
     curves = sensitivity(model, data.valid_x, data.valid_y)
     out = Path(args.out)
     suggestion = suggest_sparsity(curves, args.tolerance)

@@ -34,17 +34,26 @@ def _costs(args) -> int:
     return 0
 
 
+def _given(**options) -> dict:
+    """The options the user gave (not None); the config dataclass supplies the rest."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _clock_hz(args) -> float | None:
+    return None if args.clock_mhz is None else args.clock_mhz * 1e6
+
+
 def _config(args):
     from .hardware.eie import EIEConfig
 
-    return EIEConfig(num_pes=args.pes, fifo_depth=args.fifo, spmat_width_bits=args.width,
-                     clock_hz=(args.clock_mhz or 800.0) * 1e6)
+    return EIEConfig(**_given(num_pes=args.pes, fifo_depth=args.fifo, spmat_width_bits=args.width,
+                              clock_hz=_clock_hz(args)))
 
 
 def _diannao_config(args):
     from .hardware.diannao import DianNaoConfig
 
-    return DianNaoConfig(dram_gbps=args.dram_gbps, clock_hz=(args.clock_mhz or 980.0) * 1e6)
+    return DianNaoConfig(**_given(dram_gbps=args.dram_gbps, clock_hz=_clock_hz(args)))
 
 
 def _print_result(res) -> None:
@@ -123,10 +132,13 @@ def _simulate(args) -> int:
     if args.batch < 1:
         raise UserError(f"--batch must be at least 1, got {args.batch}")
     if args.table_v:
+        from .hardware.diannao import DianNaoConfig
         from .hardware.platforms import table_v_comparison
 
         probe = _load_probe(args.machine) if args.machine else None
-        rows = table_v_comparison("Alex-7", args.dram_gbps, probe, args.seed)
+        # the platforms run at the paper's clocks; only DianNao's DRAM bandwidth, an assumption, is an option
+        diannao = DianNaoConfig(**_given(dram_gbps=args.dram_gbps))
+        rows = table_v_comparison(diannao=diannao, probe=probe, seed=args.seed)
         return _emit(args, rows, report.format_table_v(rows))
     if args.file:
         from .hardware.model_sim import simulate_model
@@ -139,12 +151,18 @@ def _simulate(args) -> int:
     return _simulate_other(args)
 
 
-def _load_probe(path):
+def _load_probe(path) -> dict:
+    """A machine probe from `path`: probe.measure_machine()'s dict, or the benchmarks' hardware_machine.json
+    that holds it under "probe"."""
     try:
         with open(path) as f:
-            return json.load(f)
+            data = json.load(f)
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot read machine probe {path}: {exc}") from None
+    probe = data.get("probe", data) if isinstance(data, dict) else None
+    if not isinstance(probe, dict) or not {"gemm_flops", "copy_bandwidth"} <= probe.keys():
+        raise UserError(f"{path} is not a machine probe: it needs gemm_flops and copy_bandwidth")
+    return probe
 
 
 def _subproblems(args) -> int:
@@ -160,6 +178,9 @@ def _subproblems(args) -> int:
 
 def register(sub) -> None:
     """Add the `formats`, `costs`, `simulate` and `subproblems` commands."""
+    from .hardware import tech
+    from .hardware.diannao import DianNaoConfig
+
     f = sub.add_parser("formats", help="print the number representation table (range and accuracy)",
                        description="Range and accuracy of fp32, fp16, bf16, int32/16/8 and binary, computed.")
     f.add_argument("extra", nargs="*", help="more formats to list, e.g. Q7.8 or UQ0.8")
@@ -181,11 +202,14 @@ def register(sub) -> None:
     s.add_argument("--paper", action="store_true", help="the nine benchmark layers beside the paper")
     s.add_argument("--table-v", action="store_true", help="frames/s, frames/J, frames/s/mm^2 per platform (AlexNet FC7)")
     s.add_argument("--arch", default="eie", choices=["eie", "diannao", "cpu", "gpu"], help="hardware model (default eie)")
-    s.add_argument("--pes", type=int, default=64, help="EIE processing elements (default 64)")
-    s.add_argument("--fifo", type=int, default=8, help="EIE activation FIFO depth per PE (default 8)")
-    s.add_argument("--width", type=int, default=64, help="EIE sparse-matrix SRAM line in bits (default 64)")
-    s.add_argument("--clock-mhz", type=float, default=None, help="clock in MHz (default: EIE 800, DianNao 980)")
-    s.add_argument("--dram-gbps", type=float, default=250.0, help="DianNao DRAM bandwidth, GB/s (default 250)")
+    s.add_argument("--pes", type=int, help=f"EIE processing elements (default {tech.EIE_DEFAULT_PES})")
+    s.add_argument("--fifo", type=int, help=f"EIE activation FIFO depth per PE (default {tech.EIE_FIFO_DEPTH})")
+    s.add_argument("--width", type=int,
+                   help=f"EIE sparse-matrix SRAM line in bits (default {tech.EIE_SPMAT_WIDTH_BITS})")
+    s.add_argument("--clock-mhz", type=float, help=f"clock in MHz (default: EIE {tech.EIE_CLOCK_HZ / 1e6:g}, "
+                                                   f"DianNao {DianNaoConfig.clock_hz / 1e6:g})")
+    s.add_argument("--dram-gbps", type=float,
+                   help=f"DianNao DRAM bandwidth, GB/s (default {DianNaoConfig.dram_gbps:g})")
     s.add_argument("--batch", type=int, default=1, help="images per run for diannao, cpu, gpu (default 1)")
     s.add_argument("--act-density", type=float, default=0.5,
                    help="FILE on EIE: fraction of nonzero input activations (default 0.5, a ReLU output)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -13,17 +14,28 @@ from . import atomic
 from .data import DATASETS, load_dataset
 from .errors import UserError
 from .models import MODELS, build_model
-from .recipes import load_recipe, stage
 from .train import TrainConfig, train
 
 OVERRIDES = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "seed")
 
 
+def checked_recipe(args, tables: tuple[str, ...], purpose: str):
+    """The --recipe file (or the model's built-in recipe), checked whole before any work: every table and
+    key, the layers it names against --model, and that it has `tables` (`purpose` says who needs them)."""
+    from .compress.prune import prunable_layers
+    from .compress.recipe import read_recipe
+
+    recipe = read_recipe(args.model, args.recipe)
+    recipe.require(tables, purpose)
+    recipe.check_layers(prunable_layers(build_model(args.model)), args.model)
+    return recipe
+
+
 def train_config(args) -> TrainConfig:
     """The model's recipe [train] table, with any option given on the command line on top."""
-    values = stage(load_recipe(args.model, args.recipe), "train", args.data)
-    values.update({k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None})
-    return TrainConfig.from_dict(values)
+    recipe = checked_recipe(args, ("train",), "training needs [train]")
+    overrides = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
+    return replace(recipe.for_dataset(args.data).train, **overrides)
 
 
 def record_result(path: Path, record: dict) -> None:

@@ -65,11 +65,6 @@ class FloatFormat:
         return math.ldexp(1.0, self.emin - self.mantissa_bits)
 
     @property
-    def min_positive(self) -> float:
-        """Smallest positive representable value."""
-        return self.min_subnormal
-
-    @property
     def relative_accuracy(self) -> float:
         """Worst relative error of round-to-nearest on normal numbers (unit roundoff, 2^-(m+1))."""
         return 2.0 ** -(self.mantissa_bits + 1)
@@ -129,11 +124,6 @@ class FixedFormat:
     def min_value(self) -> float:
         """Most negative value (0 when unsigned)."""
         return self.min_code * self.resolution
-
-    @property
-    def min_positive(self) -> float:
-        """Smallest positive value (one LSB)."""
-        return self.resolution
 
     @property
     def min_normal(self) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -21,14 +21,20 @@ from tqdm import tqdm
 
 from . import atomic
 from .errors import UserError
+from .recipes.schema import Table
 
 SCHEDULES = ("constant", "step", "cosine")
 OPTIMIZERS = ("sgd", "adam")
 
 
 @dataclass
-class TrainConfig:
-    """Hyper-parameters of one training run."""
+class TrainConfig(Table):
+    """Hyper-parameters of one training run: a recipe's [train] table (and [prune.retrain], [quantize.finetune]).
+
+    `TrainConfig.from_dict(table, where)` refuses unknown keys and wrong types (see recipes.schema).
+    """
+
+    TABLE = "train"
 
     epochs: int = 10
     batch_size: int = 64
@@ -43,21 +49,12 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
-            raise UserError(f"optimizer {self.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
+            raise UserError(f"optimizer = {self.optimizer!r}: expected one of {', '.join(map(repr, OPTIMIZERS))}")
         if self.schedule not in SCHEDULES:
-            raise UserError(f"schedule {self.schedule!r}: expected one of {', '.join(SCHEDULES)}")
+            raise UserError(f"schedule = {self.schedule!r}: expected one of {', '.join(map(repr, SCHEDULES))}")
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
             raise UserError(f"need epochs >= 0, batch_size >= 1, lr > 0; got {self.epochs}, "
                             f"{self.batch_size}, {self.lr}")
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
-        """A config from a dict, refusing unknown keys (a typo in a recipe must not pass silently)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise UserError(f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**values)
 
 
 class TrainHook:

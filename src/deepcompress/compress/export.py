@@ -8,71 +8,21 @@ import dataclasses
 from pathlib import Path
 
 import torch
-import torch.fx
-import torch.nn.functional as F
 from torch import nn
 
 from .. import format as dcz
 from ..errors import UserError
 from ..format import graph
+from .capture import capture
 from .quantize import SharedWeights
 
 KIND = {nn.Linear: "fc", nn.Conv2d: "conv"}
 
 
-IDENTITY = "identity"  # a module that does nothing at inference (dropout): no op in the file
-
-
-def _module_op(name: str, module: nn.Module) -> graph.Op | str | None:
-    if isinstance(module, nn.Linear):
-        return graph.Fc(layer=name)
-    if isinstance(module, nn.Conv2d):
-        if (module.groups != 1 or module.dilation != (1, 1) or module.padding_mode != "zeros"
-                or isinstance(module.padding, str)):
-            return None
-        return graph.Conv(layer=name, stride=tuple(module.stride), padding=tuple(module.padding))
-    if isinstance(module, nn.ReLU):
-        return graph.Relu()
-    if isinstance(module, nn.MaxPool2d):
-        if module.padding not in (0, (0, 0)) or module.dilation not in (1, (1, 1)) or module.ceil_mode:
-            return None
-        kernel = graph.pair_of(module.kernel_size)
-        return graph.MaxPool(kernel, graph.pair_of(module.stride or module.kernel_size))
-    if isinstance(module, (nn.Dropout, nn.Identity)):
-        return IDENTITY
-    if isinstance(module, nn.Flatten):
-        return graph.Flatten()
-    return None
-
-
-def _call_op(node: torch.fx.Node) -> graph.Op | None:
-    if node.op == "call_method" and node.target in ("flatten", "view", "reshape"):
-        return graph.Flatten()
-    if node.op == "call_function" and node.target in (torch.flatten,):
-        return graph.Flatten()
-    if node.op == "call_function" and node.target in (F.relu, torch.relu):
-        return graph.Relu()
-    return None
-
-
-def architecture_ops(model: nn.Module) -> list[dict] | None:
-    """The model's forward pass as a chain of ops (fc, conv, relu, maxpool, flatten) in the file's JSON
-    form, or None if the model is not a simple chain of supported ops (the file then stores weights only)."""
-    try:
-        traced = torch.fx.symbolic_trace(model).graph
-    except Exception:  # fx cannot trace data-dependent control flow; that model simply has no ops list
-        return None
-    modules = dict(model.named_modules())
-    ops = []
-    for node in traced.nodes:
-        if node.op in ("placeholder", "output"):
-            continue
-        op = _module_op(node.target, modules[node.target]) if node.op == "call_module" else _call_op(node)
-        if op is None:
-            return None
-        if op != IDENTITY:
-            ops.append(op)
-    return graph.emit_ops(ops)
+def architecture_ops(model: nn.Module, example_input: torch.Tensor) -> list[dict]:
+    """The model's forward pass on inputs like `example_input` (batch first) as the file's "ops" JSON;
+    a UserError naming the first module the file cannot describe."""
+    return graph.emit_ops(capture(model, example_input))
 
 
 def smallest_encoding(layer: dcz.QuantizedLayer) -> dcz.QuantizedLayer:
@@ -114,10 +64,29 @@ def quantized_layers(model: nn.Module, shared: SharedWeights, gap_bits: dict[str
     return layers
 
 
+def example_of(meta: dict, example_input: torch.Tensor | None) -> torch.Tensor:
+    """The example input (batch first) that fixes the file's input_shape: the one given, else a zero
+    batch of meta["input_shape"]; a UserError when there is neither."""
+    if example_input is not None:
+        return torch.as_tensor(example_input)
+    shape = meta.get("input_shape")
+    if not isinstance(shape, (list, tuple)) or not shape:
+        raise UserError("the file's forward pass needs the model's input shape: pass example_input (a batch "
+                        "of one or more inputs) or weights_only=True")
+    return torch.zeros(1, *shape)
+
+
 def write_model(path: str | Path, model: nn.Module, shared: SharedWeights, gap_bits: dict[str, int],
-                index_bits: dict[str, int], meta: dict, values: str = "f32") -> int:
-    """Encode the quantized model to a .dcz file at `path`; returns its size in bytes."""
-    meta = {**meta, "ops": architecture_ops(model)}
+                index_bits: dict[str, int], meta: dict, values: str = "f32", *,
+                example_input: torch.Tensor | None = None, weights_only: bool = False) -> int:
+    """Encode the quantized model to a .dcz file at `path` with its forward pass (captured on
+    `example_input`, or on zeros of meta["input_shape"]); returns its size in bytes. With weights_only
+    the file has no forward pass."""
+    if weights_only:
+        meta = {k: v for k, v in meta.items() if k != "ops"}
+    else:
+        example = example_of(meta, example_input)
+        meta = {**meta, "input_shape": list(example.shape[1:]), "ops": architecture_ops(model, example)}
     return dcz.write(path, quantized_layers(model, shared, gap_bits, index_bits, values), meta)
 
 

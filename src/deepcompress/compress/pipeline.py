@@ -4,7 +4,10 @@ skips finished stages and continues an interrupted retraining from its checkpoin
 
 A `Team` says which processes share the run: by default this one alone. Data-parallel runs
 (deepcompress.parallel.compression.RankTeam) run the same pipeline on every rank; training goes through
-DDP, masks and codebooks are rank 0's everywhere, and only rank 0 prints and writes files."""
+DDP, masks and codebooks are rank 0's everywhere, and only rank 0 prints and writes files.
+
+`PipelineHooks` are the run's extension points: extra training hooks per training run and a call after
+each stage, for progress reporting, tests that interrupt a run, or measurements between stages."""
 
 from __future__ import annotations
 
@@ -12,19 +15,22 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from .. import atomic
+from ..data import DATASETS
 from ..errors import UserError
-from ..recipes import stage
-from ..train import BatchShard, TrainConfig, evaluate, train
-from .export import check_values, load_into, write_model
-from .prune import GradualPruning, L1Penalty, Masks, StdThreshold, TargetSparsity, polynomial_sparsity
+from ..train import BatchShard, TrainConfig, TrainHook, evaluate, train
+from .export import architecture_ops, example_of, load_into, write_model
+from .fold import apply_torch_prune, fold_batchnorm
+from .report import results_record, write_report
+from .prune import (GradualPruning, L1Penalty, Masks, StdThreshold, TargetSparsity, polynomial_sparsity,
+                    prunable_layers)
 from .quantize import SharedWeights
-
-PRUNE_RULES = ("sparsity", "std", "global")
+from .recipe import PruneStage, QuantizeStage, Recipe, as_recipe
 
 
 class Team:
@@ -50,6 +56,26 @@ class Team:
         return value
 
 
+class PipelineHooks:
+    """Extension points of a compression run (pass one to `compress_model`); the default methods do nothing.
+
+    Example, stopping a run in the second epoch of its gradual pruning:
+
+        class Stop(PipelineHooks):
+            def training(self, name):
+                return [StopInEpoch2()] if name == "prune-gradual" else []
+    """
+
+    def training(self, name: str) -> list[TrainHook]:
+        """Extra hooks for the training run `name` ("baseline", "prune-1", ..., "prune-gradual",
+        "quantize"); they run after the stage's own hooks (masks, shared weights)."""
+        return []
+
+    def after_stage(self, name: str, model: nn.Module, result) -> None:
+        """Called when stage `name` has finished: "prune" (result: the Masks), "quantize" (the
+        SharedWeights), "encode" (the path of the written file; the writing process only)."""
+
+
 @dataclass
 class Run:
     """Where a compression run writes, who shares it, and what it has measured so far."""
@@ -59,6 +85,7 @@ class Run:
     resume: bool = False
     progress: bool = True
     team: Team = field(default_factory=Team)
+    hooks: PipelineHooks = field(default_factory=PipelineHooks)
     log: list[dict] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -72,9 +99,10 @@ class Run:
                    + "".join(f"  {k} {v}" for k, v in extra.items()))
         return err
 
-    def fit(self, model, cfg: dict, name: str, hooks=()) -> None:
+    def fit(self, model, cfg: TrainConfig, name: str, hooks=()) -> None:
         """Train with the stage's settings (batch_size is the global batch), checkpointing to OUT/NAME-train.pt."""
-        train(self.team.wrap(model), self.data, TrainConfig.from_dict(cfg),
+        hooks = [*hooks, *self.hooks.training(name)]
+        train(self.team.wrap(model), self.data, cfg,
               checkpoint=self.out / f"{name}-train.pt", resume=self.resume, hooks=hooks,
               progress=self.progress, verbose=self.progress, shard=self.team.shard())
 
@@ -89,57 +117,49 @@ def _load(path: Path) -> dict | None:
     return torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
 
 
-def _round_rules(cfg: dict, masks: Masks, i: int, rounds: int) -> dict:
+def _round_rules(cfg: PruneStage, i: int, rounds: int) -> dict:
     """Threshold rules of round i (1-based): the kept fraction falls geometrically to the target."""
-    layers = cfg.get("layers", {})
-    unknown = sorted(set(layers) - set(masks.modules))
-    if unknown:
-        raise UserError(f"recipe [prune.layers] names {', '.join(unknown)}; the model has {', '.join(masks.modules)}")
-    if cfg.get("rule", "sparsity") == "std":
-        return {n: StdThreshold(q) for n, q in layers.items()}
-    return {n: TargetSparsity(1 - (1 - s) ** (i / rounds)) for n, s in layers.items()}
+    if cfg.rule == "std":
+        return {n: StdThreshold(q) for n, q in cfg.layers.items()}
+    return {n: TargetSparsity(1 - (1 - s) ** (i / rounds)) for n, s in cfg.layers.items()}
 
 
-def prune_stage(model: nn.Module, cfg: dict, run: Run) -> Masks:
+def prune_stage(model: nn.Module, cfg: PruneStage, run: Run) -> Masks:
     """Iterative (or gradual) magnitude pruning with retraining; returns the final masks."""
-    rule = cfg.get("rule", "sparsity")
-    if rule not in PRUNE_RULES:
-        raise UserError(f"recipe [prune] rule {rule!r}: expected one of {', '.join(PRUNE_RULES)}")
     masks = Masks(model)  # every layer is stored and quantized, pruned or not
     masks.agree = run.team.share  # every rank keeps rank 0's masks
-    if cfg.get("schedule", "iterative") == "gradual":
+    if cfg.schedule == "gradual":
         return _gradual(model, cfg, masks, run)
-    rounds = int(cfg.get("iterations", 1))
+    rounds = cfg.iterations
     for i in range(1, rounds + 1):
         saved = _load(run.out / f"prune-{i}.pt") if run.resume else None
         if saved is not None:
             model.load_state_dict(saved["model"])
             masks.masks = saved["masks"]
             continue
-        if rule == "global":
-            masks.prune_global(1 - (1 - cfg["sparsity"]) ** (i / rounds))
+        if cfg.rule == "global":
+            masks.prune_global(1 - (1 - cfg.sparsity) ** (i / rounds))
         else:
-            masks.prune(_round_rules(cfg, masks, i, rounds))
+            masks.prune(_round_rules(cfg, i, rounds))
         run.note(f"prune {i}/{rounds} before retraining", model, kept=masks.kept())
-        hooks = [masks] + ([L1Penalty(masks, cfg["l1"])] if cfg.get("l1") else [])
-        run.fit(model, cfg.get("retrain", {}), f"prune-{i}", hooks)
+        hooks = [masks] + ([L1Penalty(masks, cfg.l1)] if cfg.l1 else [])
+        run.fit(model, cfg.retrain, f"prune-{i}", hooks)
         run.save(f"prune-{i}.pt", {"model": model.state_dict(), "masks": masks.masks})
         run.note(f"prune {i}/{rounds} retrained", model, density=_fmt(masks.density()))
     return masks
 
 
-def _gradual(model, cfg, masks, run) -> Masks:
-    retrain = TrainConfig.from_dict(cfg.get("retrain", {}))
+def _gradual(model, cfg: PruneStage, masks, run) -> Masks:
+    retrain = cfg.retrain
     per_epoch = -(-len(run.data.train_y) // retrain.batch_size)
-    final = {n: s for n, s in cfg["layers"].items()}
-    hook = GradualPruning(masks, final, total_steps=int(0.8 * retrain.epochs * per_epoch),
-                          every=int(cfg.get("every", 100)))
+    final = dict(cfg.layers)
+    hook = GradualPruning(masks, final, total_steps=int(0.8 * retrain.epochs * per_epoch), every=cfg.every)
     saved = _load(run.out / "prune-gradual-train.pt") if run.resume else None
     if saved is not None:  # continue the schedule where the interrupted run left it
         model.load_state_dict(saved["model"])
         masks.masks = {n: m.weight.detach() != 0 for n, m in masks.modules.items()}
         hook.step = int(saved["epoch"]) * per_epoch
-    run.fit(model, cfg.get("retrain", {}), "prune-gradual", [hook])
+    run.fit(model, retrain, "prune-gradual", [hook])
     masks.prune({n: TargetSparsity(polynomial_sparsity(1, 1, s)) for n, s in final.items()})
     run.note("gradual pruning", model, density=_fmt(masks.density()))
     return masks
@@ -149,74 +169,141 @@ def _fmt(density: dict) -> dict:
     return {n: round(d, 4) for n, d in density.items()}
 
 
-def layer_settings(cfg: dict, masks: Masks, key: str, default_fc, default_conv) -> dict[str, int | str]:
-    """Per-layer integer setting ("auto" allowed): [STAGE.layers] override, else fc_KEY / conv_KEY, else
-    the default."""
-    out = {}
-    for name, module in masks.modules.items():
-        kind = "conv" if isinstance(module, nn.Conv2d) else "fc"
-        base = cfg.get(f"{kind}_{key}", default_conv if kind == "conv" else default_fc)
-        value = cfg.get("layers", {}).get(name, base)
-        out[name] = value if value == "auto" else int(value)
-    return out
+def layer_kinds(masks: Masks) -> dict[str, str]:
+    """"conv" or "fc" per masked layer: which of a stage's conv_* / fc_* settings it takes."""
+    return {n: "conv" if isinstance(m, nn.Conv2d) else "fc" for n, m in masks.modules.items()}
 
 
-def quantize_stage(model: nn.Module, masks: Masks, cfg: dict, run: Run) -> SharedWeights:
+def quantize_stage(model: nn.Module, masks: Masks, cfg: QuantizeStage, run: Run) -> SharedWeights:
     """k-means weight sharing per layer, then centroid fine-tuning with masks kept."""
-    bits = layer_settings(cfg, masks, "bits", 5, 8)
-    shared = SharedWeights(model, masks, bits, init=cfg.get("init", "linear"), method=cfg.get("method", "kmeans"),
-                           iters=int(cfg.get("iters", 100)))
+    bits = cfg.bits(layer_kinds(masks))
+    shared = SharedWeights(model, masks, bits, init=cfg.init, method=cfg.method, iters=cfg.iters)
     shared.adopt(run.team.share(shared.codes))  # every rank fine-tunes rank 0's codebooks and assignments
     run.note("quantized", model, bits=bits)
-    finetune = cfg.get("finetune", {})
-    if finetune.get("epochs", 0) > 0:
+    finetune = cfg.finetune
+    if finetune.epochs > 0:
         run.fit(model, finetune, "quantize", [masks, shared])
         shared.after_step(model)
         run.note("centroids fine-tuned", model)
     return shared
 
 
-def compress_model(model: nn.Module, data, recipe: dict, out: str | Path, *, meta: dict | None = None,
-                   resume: bool = False, progress: bool = True, team: Team | None = None) -> dict | None:
+def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Path, *, meta: dict | None = None,
+                   resume: bool = False, progress: bool = True, team: Team | None = None,
+                   hooks: PipelineHooks | None = None, example_input: torch.Tensor | None = None,
+                   weights_only: bool = False, command: str | None = None) -> dict | None:
     """Prune, quantize and encode a trained `model`; write OUT/model.dcz and return what was measured.
 
-    `recipe` holds [prune], [quantize] and [encode] tables (see the built-in recipes); [encode] `values`
-    ("f32", the default, or "f16") is how codebooks and biases are stored. The returned
-    dict has the per-stage test errors, the file path and the file's own test error. With a
-    data-parallel `team`, call it on every rank: the rank that writes returns the dict, the others None.
+    `recipe` is a typed Recipe or a dict of [prune], [quantize] and optional [encode] tables (see the
+    built-in recipes and deepcompress.compress.recipe); it is checked whole, against the model's layers
+    too, before any work starts, and `data.name` picks its data-set overrides. [encode] `values` ("f32",
+    the default, or "f16") is how codebooks and biases are stored. The returned dict has the per-stage
+    test errors, the file path and the file's own test error. With a data-parallel `team`, call it on
+    every rank: the rank that writes returns the dict, the others None. `hooks` (PipelineHooks) add
+    training hooks and calls after each stage.
+
+    The file holds the model's forward pass, captured with torch.fx on `example_input` (a batch of one or
+    more real inputs; default: zeros of meta["input_shape"], else the first test sample); a model the
+    file cannot describe is refused before any work, naming the module, unless `weights_only`. BatchNorm
+    after a convolution or linear layer is folded into it before quantization; torch.nn.utils.prune
+    masks are applied first. OUT/report.md and OUT/results.json describe the run (`command`: how it was
+    started, for the record); the returned dict holds that record under "record".
+
+    Example:
+        compress_model(model, data, {"prune": {"layers": {"ip1": 0.9}}, "quantize": {"fc_bits": 4}}, "out/")
     """
-    _check_supported(model)
     dataset = getattr(data, "name", None)
-    values = check_values(stage(recipe, "encode", dataset).get("values", "f32"))  # a typo fails before training
-    run = Run(Path(out), data, resume, progress, team or Team())
+    apply_torch_prune(model)
+    cfg = checked_recipe(model, recipe, dataset)
+    example = None if weights_only else example_of(meta or {}, _example(meta or {}, data, example_input))
+    if example is not None:
+        architecture_ops(model, example)  # a model the file cannot describe fails here, before any work
+    run = Run(Path(out), data, resume, progress, team or Team(), hooks or PipelineHooks())
     run.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     run.note("baseline", model)
-    masks = prune_stage(model, stage(recipe, "prune", dataset), run)
+    masks = prune_stage(model, cfg.prune, run)
+    run.hooks.after_stage("prune", model, masks)
     run.timings["prune_s"] = time.perf_counter() - t0
-    qcfg = stage(recipe, "quantize", dataset)
-    shared = quantize_stage(model, masks, qcfg, run)
+    folded = fold_batchnorm(model)  # the file holds folded weights, so share (quantize) those
+    if folded:
+        run.note("batchnorm folded", model, layers=[layer for layer, _ in folded])
+    shared = quantize_stage(model, masks, cfg.quantize, run)
+    run.hooks.after_stage("quantize", model, shared)
     run.timings["quantize_s"] = time.perf_counter() - t0 - run.timings["prune_s"]
     if not run.team.writes:
         return None
-    ecfg = stage(recipe, "encode", dataset)
-    gap_bits = layer_settings(ecfg, masks, "gap_bits", "auto", "auto")
+    outcome = _encode(model, masks, shared, cfg, run, meta, t0, example)
+    name = (meta or {}).get("model") or type(model).__name__
+    outcome["record"] = results_record(name, dataset or "custom", outcome, command or "compress_model(...)")
+    write_report(run.out, outcome["record"])
+    return outcome
+
+
+def checked_recipe(model: nn.Module, recipe: Recipe | dict, dataset: str | None) -> Recipe:
+    """`recipe` checked for compressing `model` (it has [prune] and [quantize], names only the model's
+    layers, and the model has only layers the file can store), as data set `dataset` sees it."""
+    _check_supported(model)
+    known = DATASETS if dataset is None else (*DATASETS, dataset)
+    recipe = as_recipe(recipe, datasets=known)
+    recipe.require(("prune", "quantize"), "compressing needs [prune] and [quantize] ([encode] is optional)")
+    recipe.check_layers(prunable_layers(model))
+    return recipe.for_dataset(dataset)
+
+
+def _encode(model, masks: Masks, shared: SharedWeights, cfg: Recipe, run: Run, meta, t0: float,
+            example: torch.Tensor | None) -> dict:
+    """Write OUT/model.dcz, measure the file's own test error; the run's outcome."""
+    gap_bits = cfg.encode.gap_bits(layer_kinds(masks))
+    values = cfg.encode.values
     path = run.out / "model.dcz"
-    nbytes = write_model(path, model, shared, gap_bits, shared.bits(), meta or {}, values)
-    file_model = _reloaded(model, path)
+    nbytes = write_model(path, model, shared, gap_bits, shared.bits(), meta or {}, values,
+                         example_input=example, weights_only=example is None)
+    run.hooks.after_stage("encode", model, path)
+    file_model = _reloaded(model, path) if example is None else checked_file_model(path, run.data.test_x[:8])
     file_error = run.note("from file", file_model, bytes=nbytes)
     run.timings["total_s"] = time.perf_counter() - t0
     return {"file": str(path), "file_bytes": nbytes, "test_error": file_error, "stages": run.log,
             "bits": shared.bits(), "gap_bits": gap_bits, "values": values, "timings": run.timings}
 
 
+def _example(meta: dict, data, given: torch.Tensor | None) -> torch.Tensor | None:
+    """The input that fixes the file's input shape: the one given, else None when meta has an
+    input_shape, else the first real test sample."""
+    if given is not None or meta.get("input_shape") is not None:
+        return given
+    return data.test_x[:1]
+
+
+def checked_file_model(path: Path, sample: torch.Tensor) -> nn.Module:
+    """The file's model in PyTorch, built from the file alone (deepcompress.decompress), after checking
+    that the CPU runtime gives it the same outputs on `sample`: the two readers of the forward pass agree."""
+    from ..runtime import load
+    from ..to_torch import decompress
+
+    torch_model = decompress(path)
+    with torch.no_grad():
+        expected = torch_model(sample).numpy()
+    got = load(path)(sample.numpy())
+    err = float(np.linalg.norm(got - expected) / max(float(np.linalg.norm(expected)), 1e-30))
+    if not err <= 1e-4:
+        raise UserError(f"{path}: the CPU runtime and PyTorch disagree on the file's forward pass (relative "
+                        f"error {err:.2e}); this is a deepcompress bug, please report it with the file")
+    return torch_model
+
+
+STORED = (nn.Linear, nn.Conv2d, nn.modules.batchnorm._BatchNorm, nn.LayerNorm)
+
+
 def _check_supported(model: nn.Module) -> None:
-    """The file stores Linear and Conv2d layers only; refuse models with other learned parameters."""
-    stored = {id(p) for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d)) for p in m.parameters()}
-    other = [n for n, p in model.named_parameters() if id(p) not in stored]
-    if other:
-        raise UserError(f"parameters {', '.join(other[:5])} belong to layers other than Linear/Conv2d, which "
-                        f"the .dcz file cannot store; fold them into the adjacent layers first")
+    """Refuse models with learned parameters in modules the file cannot store, naming them."""
+    stored = {id(p) for m in model.modules() if isinstance(m, STORED) for p in m.parameters()}
+    owners = {name: m for name, m in model.named_modules()
+              if any(id(p) not in stored for p in m.parameters(recurse=False))}
+    if owners:
+        listed = ", ".join(f"{n or 'the model'} ({type(m).__name__})" for n, m in list(owners.items())[:5])
+        raise UserError(f"{listed}: parameters the .dcz file cannot store (it stores Linear and Conv2d weights, "
+                        f"BatchNorm and LayerNorm)")
 
 
 def _reloaded(model: nn.Module, path: Path) -> nn.Module:
@@ -224,7 +311,8 @@ def _reloaded(model: nn.Module, path: Path) -> nn.Module:
 
     fresh = copy.deepcopy(model)
     with torch.no_grad():
-        for p in fresh.parameters():
-            p.zero_()
+        for layer in prunable_layers(fresh).values():  # what the file stores comes from the file alone
+            for p in layer.parameters():
+                p.zero_()
     load_into(fresh, path)
     return fresh

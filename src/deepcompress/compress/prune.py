@@ -183,22 +183,40 @@ class L1Penalty(TrainHook):
 
 
 def adjusted_dropout(original_rate: float, kept_fraction: float) -> float:
-    """Dropout rate after pruning: D_r = D_o x sqrt(C_r / C_o), with C_r / C_o the fraction kept."""
+    """Dropout rate for retraining after pruning (Han et al., NIPS 2015, eq. 2): D_r = D_o x sqrt(C_ir / C_io),
+    with `kept_fraction` = C_ir / C_io, the layer's connections after pruning over those before.
+
+    Example: adjusted_dropout(0.5, 0.09) gives 0.15 (a 0.5 dropout before a layer pruned to 9%).
+    """
+    if not 0.0 <= original_rate <= 1.0:
+        raise UserError(f"dropout rate must be in [0, 1], got {original_rate}")
+    if not 0.0 <= kept_fraction <= 1.0:
+        raise UserError(f"fraction of connections kept must be in [0, 1], got {kept_fraction}")
     return original_rate * kept_fraction ** 0.5
 
 
 def adjust_dropout(model: nn.Module, masks: Masks, original_rates: dict[str, float]) -> dict[str, float]:
-    """Set each named nn.Dropout's rate from the density of the masked layer it feeds.
+    """Set each named dropout module's rate from the density of the masked layer it feeds (adjusted_dropout).
 
-    `original_rates` maps "dropout_module_name" -> original rate; the layer it feeds is the next masked
-    layer in definition order. Returns the new rates.
+    A library function: the built-in recipes do not call it (the LeNets have no dropout).
+
+    Args:
+        model: the pruned model; its dropout modules are changed in place.
+        masks: the pruning masks; the layer a dropout feeds is the next masked layer in definition order.
+        original_rates: dropout module name -> its rate before pruning.
+
+    Returns:
+        The new rate of each named dropout module.
     """
-    names = list(dict(model.named_modules()))
+    modules = dict(model.named_modules())
+    names = list(modules)
     new = {}
     for drop_name, rate in original_rates.items():
+        if not isinstance(modules.get(drop_name), nn.modules.dropout._DropoutNd):
+            raise UserError(f"{drop_name!r} is not a dropout module of the model")
         after = [n for n in names[names.index(drop_name):] if n in masks.masks]
         if not after:
             raise UserError(f"dropout {drop_name} feeds no pruned layer")
         new[drop_name] = adjusted_dropout(rate, masks.density()[after[0]])
-        dict(model.named_modules())[drop_name].p = new[drop_name]
+        modules[drop_name].p = new[drop_name]
     return new

@@ -1,17 +1,23 @@
 """The forward pass a .dcz file describes, as typed op records: parsed from and emitted to the meta JSON
 once, here, with per-sample output-shape inference. Export writes it; the runtime and the hardware models
-read it. What each op computes is specified in docs/FORMAT.md, section "Forward pass".
+read it. What each op computes is specified in docs/FORMAT.md, section 4.1 "Forward pass".
+
+The pass is a DAG in topological order: op i reads the outputs of the ops listed in its "inputs" (indices
+of earlier ops, -1 for the model's input; by default the op just before it), and the last op's output is
+the model's output.
 
     fp = parse_forward(meta, {layer.name: layer for layer in layers})   # GraphError if malformed
-    fp.ops[0], fp.shapes[0]                                            # a record and its input shape
-    meta["ops"] = [op.emit() for op in ops]
+    fp.ops[i], fp.inputs[i], fp.outputs[i]     # a record, where its inputs come from, its output shape
+    meta["ops"] = emit_ops(ops)
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import ClassVar
+
+INPUT = -1  # the index that names the model's input in "inputs"
 
 
 class GraphError(ValueError):
@@ -34,6 +40,27 @@ def _pair(value, key: str, where: str, minimum: int) -> tuple[int, int]:
     return value, value
 
 
+def _floats(value, key: str, where: str) -> tuple:
+    """A list of finite numbers as a tuple of floats."""
+    if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+        raise GraphError(f"{where}: {key} must be a list of finite numbers")
+    return tuple(float(v) for v in value)
+
+
+def _bool(value, key: str, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise GraphError(f"{where}: {key} must be true or false, got {value!r}")
+    return value
+
+
+def _axis(value, ndim: int, where: str) -> int:
+    """A per-sample axis (negative counts from the end) as a nonnegative index."""
+    if isinstance(value, bool) or not isinstance(value, int) or not -ndim <= value < ndim:
+        raise GraphError(f"{where}: dim {value!r} is not an axis of a {ndim}-d per-sample shape")
+    return value % ndim
+
+
 def pair_of(value) -> tuple[int, int]:
     """(height, width) from an int or a 2-sequence of ints (PyTorch's convention for sizes)."""
     if isinstance(value, (list, tuple)):
@@ -41,17 +68,26 @@ def pair_of(value) -> tuple[int, int]:
     return int(value), int(value)
 
 
-def _window(size: int, kernel: int, stride: int, padding: int) -> int:
-    """Output length of a sliding window (PyTorch's floor mode)."""
-    return (size + 2 * padding - kernel) // stride + 1
+def pool_out(size: int, kernel: int, stride: int, pad_lo: int, pad_hi: int, dilation: int = 1,
+             ceil_mode: bool = False) -> int:
+    """Output length of a sliding window as PyTorch computes it (floor or ceil mode; in ceil mode a last
+    window that would start in the trailing padding is dropped)."""
+    span = size + pad_lo + pad_hi - dilation * (kernel - 1) - 1
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + pad_lo:
+        out -= 1
+    return out
 
 
 @dataclass(frozen=True)
 class Op:
-    """Base of the op records: `name` is the JSON "op" value; fields are the op's parameters."""
+    """Base of the op records: `name` is the JSON "op" value, `arity` how many inputs it takes (None: two
+    or more); dataclass fields are its parameters; `inputs` (keyword-only) says where they come from."""
 
     name: ClassVar[str] = ""
+    arity: ClassVar[int | None] = 1
     aliases: ClassVar[dict] = {}  # old spellings a reader accepts and a writer never emits
+    inputs: tuple | None = field(default=None, kw_only=True)
 
     @classmethod
     def parse(cls, obj: dict, where: str) -> "Op":
@@ -61,27 +97,55 @@ class Op:
         for key, value in obj.items():
             if key == "op":
                 continue
-            field = cls.aliases.get(key, key)
-            if field in args:
-                raise GraphError(f"{where}: {field!r} is given twice (as {key!r} and {field!r})")
-            if field not in allowed:
+            name = cls.aliases.get(key, key)
+            if name in args:
+                raise GraphError(f"{where}: {name!r} is given twice (as {key!r} and {name!r})")
+            if name not in allowed:
                 expected = ", ".join(sorted(allowed)) or "no parameters"
                 raise GraphError(f"{where}: unknown key {key!r} (expected {expected})")
-            args[field] = value
+            args[name] = value
+        if "inputs" in args:
+            args["inputs"] = cls._parse_inputs(args["inputs"], where)
         return cls.build(args, where)
 
     @classmethod
+    def _parse_inputs(cls, value, where: str) -> tuple:
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise GraphError(f"{where}: inputs must be a list of op indices (-1: the model's input)")
+        wanted = cls.arity or 2
+        if len(value) != wanted if cls.arity else len(value) < wanted:
+            raise GraphError(f"{where}: takes {'at least ' if cls.arity is None else ''}{wanted} input(s), "
+                             f"inputs lists {len(value)}")
+        return tuple(value)
+
+    @classmethod
     def build(cls, args: dict, where: str) -> "Op":
-        """The record from parsed parameters (subclasses check them)."""
+        """The record from parsed parameters (subclasses check theirs)."""
         return cls(**args)
+
+    def params(self) -> dict:
+        """The op's parameters as the JSON object stores them (no "op", no "inputs")."""
+        return {}
 
     def emit(self) -> dict:
         """The op as the JSON object a file stores."""
-        return {"op": self.name}
+        out = {"op": self.name, **self.params()}
+        if self.inputs is not None:
+            out["inputs"] = list(self.inputs)
+        return out
 
     def out_shape(self, shape: tuple, layers: dict, where: str) -> tuple:
-        """Per-sample output shape for a per-sample input shape; GraphError if the op cannot take it."""
+        """Per-sample output shape of a one-input op for its input's shape; GraphError if it cannot take it."""
         return shape
+
+    def infer(self, shapes: list, layers: dict, where: str) -> tuple:
+        """Per-sample output shape for the per-sample shapes of all inputs."""
+        return self.out_shape(shapes[0], layers, where)
+
+
+def _named(cls_name: str, base: type, name: str, doc: str) -> type:
+    """An op class with no parameters of its own: `base` under the JSON name `name`."""
+    return type(cls_name, (base,), {"name": name, "__doc__": doc, "__module__": __name__})
 
 
 @dataclass(frozen=True)
@@ -107,8 +171,8 @@ class LayerOp(Op):
             raise GraphError(f"{where}: layer {self.layer!r} is a {layer.kind} layer, not {self.kind}")
         return layer
 
-    def emit(self) -> dict:
-        return {"op": self.name, "layer": self.layer}
+    def params(self) -> dict:
+        return {"layer": self.layer}
 
 
 @dataclass(frozen=True)
@@ -128,42 +192,155 @@ class Fc(LayerOp):
 
 @dataclass(frozen=True)
 class Conv(LayerOp):
-    """2-D cross-correlation (PyTorch's conv2d, groups 1, dilation 1, zero padding) plus bias."""
+    """2-D cross-correlation with zero padding, plus bias (PyTorch's conv2d). `padding` is (top, bottom,
+    left, right); a file may give it as one integer, a pair (height, width) or four integers."""
 
     name: ClassVar[str] = "conv"
     kind: ClassVar[str] = "conv"
     stride: tuple = (1, 1)
-    padding: tuple = (0, 0)
+    padding: tuple = (0, 0, 0, 0)
+    dilation: tuple = (1, 1)
+    groups: int = 1
+
+    def __post_init__(self):
+        if len(self.padding) == 2:  # (height, width): the same on both sides
+            object.__setattr__(self, "padding", (self.padding[0],) * 2 + (self.padding[1],) * 2)
 
     @classmethod
     def build(cls, args, where):
         args = dict(args)
         args["stride"] = _pair(args.get("stride", 1), "stride", where, 1)
-        args["padding"] = _pair(args.get("padding", 0), "padding", where, 0)
+        args["dilation"] = _pair(args.get("dilation", 1), "dilation", where, 1)
+        args["padding"] = _padding(args.get("padding", 0), where)
+        args["groups"] = _int(args.get("groups", 1), "groups", where, 1)
         return super().build(args, where)
 
-    def emit(self) -> dict:
-        return {**super().emit(), "stride": list(self.stride), "padding": list(self.padding)}
+    def params(self) -> dict:
+        top, bottom, left, right = self.padding
+        padding = [top, left] if (top, left) == (bottom, right) else list(self.padding)
+        out = {**super().params(), "stride": list(self.stride), "padding": padding}
+        if self.dilation != (1, 1):
+            out["dilation"] = list(self.dilation)
+        if self.groups != 1:
+            out["groups"] = self.groups
+        return out
 
     def out_shape(self, shape, layers, where):
-        out_c, in_c, kh, kw = self.weight(layers, where).shape
-        (sh, sw), (ph, pw) = self.stride, self.padding
-        if len(shape) != 3 or shape[0] != in_c or shape[1] + 2 * ph < kh or shape[2] + 2 * pw < kw:
-            raise GraphError(f"{where}: layer {self.layer!r} needs ({in_c}, H, W) inputs of at least {kh}x{kw} "
-                             f"after padding {list(self.padding)}, gets {tuple(shape)}")
-        return out_c, _window(shape[1], kh, sh, ph), _window(shape[2], kw, sw, pw)
+        out_c, in_per_group, kh, kw = self.weight(layers, where).shape
+        (sh, sw), (dh, dw), (top, bottom, left, right) = self.stride, self.dilation, self.padding
+        in_c = in_per_group * self.groups
+        reach_h, reach_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+        if out_c % self.groups:
+            raise GraphError(f"{where}: layer {self.layer!r} has {out_c} outputs, not divisible into "
+                             f"{self.groups} groups")
+        if (len(shape) != 3 or shape[0] != in_c or shape[1] + top + bottom < reach_h
+                or shape[2] + left + right < reach_w):
+            raise GraphError(f"{where}: layer {self.layer!r} needs ({in_c}, H, W) inputs of at least "
+                             f"{reach_h}x{reach_w} after padding {list(self.padding)}, gets {tuple(shape)}")
+        return (out_c, pool_out(shape[1], kh, sh, top, bottom, dh), pool_out(shape[2], kw, sw, left, right, dw))
+
+
+def _padding(value, where: str) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) from an integer, a pair (height, width) or four integers."""
+    if isinstance(value, (list, tuple)) and len(value) == 4:
+        return tuple(_int(v, "padding", where, 0) for v in value)
+    ph, pw = _pair(value, "padding", where, 0)
+    return ph, ph, pw, pw
 
 
 @dataclass(frozen=True)
-class Relu(Op):
-    """max(x, 0), element-wise."""
+class Pool(Op):
+    """Base of the 2-D window pools over (C, H, W): kernel, stride (default: the kernel), symmetric
+    zero/-inf padding of at most half the kernel, floor or ceil mode (PyTorch's rules)."""
 
-    name: ClassVar[str] = "relu"
+    aliases: ClassVar[dict] = {"k": "kernel"}
+    kernel: tuple = (1, 1)
+    stride: tuple = (1, 1)
+    padding: tuple = (0, 0)
+    ceil_mode: bool = False
+
+    @classmethod
+    def build(cls, args, where):
+        if "kernel" not in args:
+            raise GraphError(f"{where}: a {cls.name} op needs a kernel (an integer >= 1 or a pair)")
+        args = dict(args)
+        args["kernel"] = _pair(args["kernel"], "kernel", where, 1)
+        stride = args.get("stride")
+        args["stride"] = _pair(stride, "stride", where, 1) if stride is not None else args["kernel"]
+        args["padding"] = _pair(args.get("padding", 0), "padding", where, 0)
+        args["ceil_mode"] = _bool(args.get("ceil_mode", False), "ceil_mode", where)
+        if any(2 * p > k for p, k in zip(args["padding"], args["kernel"])):
+            raise GraphError(f"{where}: padding {list(args['padding'])} is more than half the kernel "
+                             f"{list(args['kernel'])}")
+        return super().build(args, where)
+
+    def params(self) -> dict:
+        def compact(pair):
+            return pair[0] if pair[0] == pair[1] else list(pair)
+        out = {"kernel": compact(self.kernel), "stride": compact(self.stride)}
+        if self.padding != (0, 0):
+            out["padding"] = compact(self.padding)
+        if self.ceil_mode:
+            out["ceil_mode"] = True
+        return out
+
+    def out_shape(self, shape, layers, where):
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
+        if len(shape) != 3 or shape[1] + 2 * ph < kh or shape[2] + 2 * pw < kw:
+            raise GraphError(f"{where}: needs a (C, H, W) input of at least {kh}x{kw} after padding, "
+                             f"gets {tuple(shape)}")
+        return (shape[0], pool_out(shape[1], kh, sh, ph, ph, 1, self.ceil_mode),
+                pool_out(shape[2], kw, sw, pw, pw, 1, self.ceil_mode))
+
+
+MaxPool = _named("MaxPool", Pool, "maxpool", "Maximum over each window; padding counts as -infinity.")
+
+
+@dataclass(frozen=True)
+class AvgPool(Pool):
+    """Mean over each window; with count_include_pad the divisor counts padding positions (not those of
+    a ceil-mode window beyond the padding), without it only input positions."""
+
+    name: ClassVar[str] = "avgpool"
+    count_include_pad: bool = True
+
+    @classmethod
+    def build(cls, args, where):
+        args = dict(args)
+        args["count_include_pad"] = _bool(args.get("count_include_pad", True), "count_include_pad", where)
+        return super().build(args, where)
+
+    def params(self) -> dict:
+        out = super().params()
+        if not self.count_include_pad:
+            out["count_include_pad"] = False
+        return out
+
+
+@dataclass(frozen=True)
+class AdaptiveAvgPool(Op):
+    """Mean over PyTorch's adaptive bins: output cell i of n over a length L spans floor(i L / n) ..
+    ceil((i + 1) L / n) - 1."""
+
+    name: ClassVar[str] = "adaptive_avgpool"
+    output_size: tuple = (1, 1)
+
+    @classmethod
+    def build(cls, args, where):
+        return cls(_pair(args.get("output_size", 1), "output_size", where, 1), inputs=args.get("inputs"))
+
+    def params(self) -> dict:
+        return {"output_size": list(self.output_size)}
+
+    def out_shape(self, shape, layers, where):
+        if len(shape) != 3:
+            raise GraphError(f"{where}: needs a (C, H, W) input, gets {tuple(shape)}")
+        return (shape[0], *self.output_size)
 
 
 @dataclass(frozen=True)
 class Flatten(Op):
-    """(C, H, W) -> (C*H*W,) in C order (channel slowest), as torch.flatten(x, 1)."""
+    """(d0, d1, ...) -> (d0*d1*...,) in C order (first axis slowest), as torch.flatten(x, 1)."""
 
     name: ClassVar[str] = "flatten"
 
@@ -172,40 +349,230 @@ class Flatten(Op):
 
 
 @dataclass(frozen=True)
-class MaxPool(Op):
-    """2-D max pooling over (C, H, W): windows `kernel`, step `stride` (default: the kernel), no padding,
-    floor mode."""
+class Reshape(Op):
+    """Per-sample reshape in C order to `shape` (one entry may be -1: inferred)."""
 
-    name: ClassVar[str] = "maxpool"
-    aliases: ClassVar[dict] = {"k": "kernel"}
-    kernel: tuple = (1, 1)
-    stride: tuple = (1, 1)
-    padding: tuple = (0, 0)
+    name: ClassVar[str] = "reshape"
+    shape: tuple = ()
 
     @classmethod
     def build(cls, args, where):
-        if "kernel" not in args:
-            raise GraphError(f"{where}: a maxpool op needs a kernel (an integer >= 1 or a pair)")
-        kernel = _pair(args["kernel"], "kernel", where, 1)
-        stride = _pair(args["stride"], "stride", where, 1) if args.get("stride") is not None else kernel
-        padding = _pair(args.get("padding", 0), "padding", where, 0)
-        if padding != (0, 0):
-            raise GraphError(f"{where}: padded max pooling is not supported")
-        return cls(kernel, stride, padding)
+        shape = args.get("shape")
+        if (not isinstance(shape, list) or not shape or sum(d == -1 for d in shape) > 1
+                or not all(isinstance(d, int) and not isinstance(d, bool) and (d >= 1 or d == -1) for d in shape)):
+            raise GraphError(f"{where}: shape must be a list of positive integers with at most one -1, "
+                             f"got {shape!r}")
+        return cls(tuple(shape), inputs=args.get("inputs"))
 
-    def emit(self) -> dict:
-        def compact(pair):
-            return pair[0] if pair[0] == pair[1] else list(pair)
-        return {"op": self.name, "kernel": compact(self.kernel), "stride": compact(self.stride)}
+    def params(self) -> dict:
+        return {"shape": list(self.shape)}
 
     def out_shape(self, shape, layers, where):
-        (kh, kw), (sh, sw) = self.kernel, self.stride
-        if len(shape) != 3 or shape[1] < kh or shape[2] < kw:
-            raise GraphError(f"{where}: needs a (C, H, W) input of at least {kh}x{kw}, gets {tuple(shape)}")
-        return shape[0], _window(shape[1], kh, sh, 0), _window(shape[2], kw, sw, 0)
+        total, known = math.prod(shape), math.prod(d for d in self.shape if d != -1)
+        out = tuple(total // known if d == -1 else d for d in self.shape)
+        if math.prod(out) != total:
+            raise GraphError(f"{where}: cannot reshape {tuple(shape)} to {list(self.shape)}")
+        return out
 
 
-OPS = {cls.name: cls for cls in (Fc, Conv, Relu, MaxPool, Flatten)}
+@dataclass(frozen=True)
+class Permute(Op):
+    """Per-sample axis permutation: output axis i is input axis dims[i]."""
+
+    name: ClassVar[str] = "permute"
+    dims: tuple = ()
+
+    @classmethod
+    def build(cls, args, where):
+        dims = args.get("dims")
+        if not isinstance(dims, list) or sorted(dims) != list(range(len(dims))):
+            raise GraphError(f"{where}: dims must be a permutation of 0..n-1 over per-sample axes, got {dims!r}")
+        return cls(tuple(dims), inputs=args.get("inputs"))
+
+    def params(self) -> dict:
+        return {"dims": list(self.dims)}
+
+    def out_shape(self, shape, layers, where):
+        if len(shape) != len(self.dims):
+            raise GraphError(f"{where}: dims {list(self.dims)} do not fit a {len(shape)}-d input {tuple(shape)}")
+        return tuple(shape[d] for d in self.dims)
+
+
+@dataclass(frozen=True)
+class Activation(Op):
+    """An element-wise function; the output has the input's shape."""
+
+
+Relu = _named("Relu", Activation, "relu", "max(x, 0).")
+Relu6 = _named("Relu6", Activation, "relu6", "min(max(x, 0), 6).")
+
+
+@dataclass(frozen=True)
+class LeakyRelu(Activation):
+    """x if x >= 0 else negative_slope * x."""
+
+    name: ClassVar[str] = "leaky_relu"
+    negative_slope: float = 0.01
+
+    @classmethod
+    def build(cls, args, where):
+        slope = _floats([args.get("negative_slope", 0.01)], "negative_slope", where)[0]
+        return cls(slope, inputs=args.get("inputs"))
+
+    def params(self) -> dict:
+        return {"negative_slope": self.negative_slope}
+
+
+Sigmoid = _named("Sigmoid", Activation, "sigmoid", "1 / (1 + exp(-x)).")
+Tanh = _named("Tanh", Activation, "tanh", "tanh(x).")
+
+
+@dataclass(frozen=True)
+class Gelu(Activation):
+    """x * Phi(x) (approximate "none": the normal CDF via erf; "tanh": PyTorch's tanh formula)."""
+
+    name: ClassVar[str] = "gelu"
+    approximate: str = "none"
+
+    @classmethod
+    def build(cls, args, where):
+        approximate = args.get("approximate", "none")
+        if approximate not in ("none", "tanh"):
+            raise GraphError(f"{where}: approximate must be 'none' or 'tanh', got {approximate!r}")
+        return cls(approximate, inputs=args.get("inputs"))
+
+    def params(self) -> dict:
+        return {"approximate": self.approximate} if self.approximate != "none" else {}
+
+
+Silu = _named("Silu", Activation, "silu", "x * sigmoid(x).")
+
+
+@dataclass(frozen=True)
+class Softmax(Op):
+    """exp(x) / sum(exp(x)) along the per-sample axis `dim` (max subtracted first)."""
+
+    name: ClassVar[str] = "softmax"
+    dim: int = -1
+
+    @classmethod
+    def build(cls, args, where):
+        dim = args.get("dim", -1)
+        if isinstance(dim, bool) or not isinstance(dim, int):
+            raise GraphError(f"{where}: dim must be an integer, got {dim!r}")
+        return cls(dim, inputs=args.get("inputs"))
+
+    def params(self) -> dict:
+        return {"dim": self.dim}
+
+    def out_shape(self, shape, layers, where):
+        _axis(self.dim, len(shape), where)
+        return shape
+
+
+@dataclass(frozen=True)
+class Affine(Op):
+    """Per-channel y = x * scale[c] + shift[c], channel = per-sample axis 0 (a BatchNorm that could not be
+    folded into the layer before it)."""
+
+    name: ClassVar[str] = "affine"
+    scale: tuple = ()
+    shift: tuple = ()
+
+    @classmethod
+    def build(cls, args, where):
+        scale, shift = _floats(args.get("scale"), "scale", where), _floats(args.get("shift"), "shift", where)
+        if len(scale) != len(shift) or not scale:
+            raise GraphError(f"{where}: scale and shift must be nonempty and of equal length")
+        return cls(scale, shift, inputs=args.get("inputs"))
+
+    def params(self) -> dict:
+        return {"scale": list(self.scale), "shift": list(self.shift)}
+
+    def out_shape(self, shape, layers, where):
+        if not shape or shape[0] != len(self.scale):
+            raise GraphError(f"{where}: {len(self.scale)} channels, input {tuple(shape)}")
+        return shape
+
+
+@dataclass(frozen=True)
+class LayerNorm(Op):
+    """Normalise over the last `len(weight)`-sized axis: (x - mean) / sqrt(var + eps) * weight + bias
+    (biased variance, as torch.nn.LayerNorm over the last dimension)."""
+
+    name: ClassVar[str] = "layernorm"
+    weight: tuple = ()
+    bias: tuple = ()
+    eps: float = 1e-5
+
+    @classmethod
+    def build(cls, args, where):
+        weight, bias = _floats(args.get("weight"), "weight", where), _floats(args.get("bias"), "bias", where)
+        eps = _floats([args.get("eps", 1e-5)], "eps", where)[0]
+        if len(weight) != len(bias) or not weight or eps <= 0:
+            raise GraphError(f"{where}: weight and bias must be nonempty and of equal length, eps > 0")
+        return cls(weight, bias, eps, inputs=args.get("inputs"))
+
+    def params(self) -> dict:
+        return {"weight": list(self.weight), "bias": list(self.bias), "eps": self.eps}
+
+    def out_shape(self, shape, layers, where):
+        if not shape or shape[-1] != len(self.weight):
+            raise GraphError(f"{where}: normalises {len(self.weight)} values, input {tuple(shape)}")
+        return shape
+
+
+@dataclass(frozen=True)
+class Binary(Op):
+    """An element-wise op of two inputs with NumPy broadcasting of their per-sample shapes."""
+
+    arity: ClassVar[int | None] = 2
+
+    def infer(self, shapes, layers, where):
+        a, b = shapes
+        out = []
+        for x, y in zip((1,) * (len(b) - len(a)) + tuple(a), (1,) * (len(a) - len(b)) + tuple(b)):
+            if x != y and 1 not in (x, y):
+                raise GraphError(f"{where}: shapes {tuple(a)} and {tuple(b)} do not broadcast")
+            out.append(max(x, y))
+        return tuple(out)
+
+
+Add = _named("Add", Binary, "add", "a + b.")
+Mul = _named("Mul", Binary, "mul", "a * b.")
+
+
+@dataclass(frozen=True)
+class Concat(Op):
+    """Inputs joined along the per-sample axis `dim`; other axes must agree."""
+
+    name: ClassVar[str] = "concat"
+    arity: ClassVar[int | None] = None
+    dim: int = 0
+
+    @classmethod
+    def build(cls, args, where):
+        dim = args.get("dim", 0)
+        if isinstance(dim, bool) or not isinstance(dim, int):
+            raise GraphError(f"{where}: dim must be an integer, got {dim!r}")
+        return cls(dim, inputs=args.get("inputs"))
+
+    def params(self) -> dict:
+        return {"dim": self.dim}
+
+    def infer(self, shapes, layers, where):
+        axis = _axis(self.dim, len(shapes[0]), where)
+        rest = {tuple(s[:axis]) + tuple(s[axis + 1:]) for s in shapes}
+        if len(rest) != 1 or len({len(s) for s in shapes}) != 1:
+            raise GraphError(f"{where}: cannot concatenate shapes {[tuple(s) for s in shapes]} along dim {self.dim}")
+        out = list(shapes[0])
+        out[axis] = sum(s[axis] for s in shapes)
+        return tuple(out)
+
+
+OPS = {cls.name: cls for cls in (Fc, Conv, MaxPool, AvgPool, AdaptiveAvgPool, Flatten, Reshape, Permute, Relu,
+                                 Relu6, LeakyRelu, Sigmoid, Tanh, Gelu, Silu, Softmax, Affine, LayerNorm, Add,
+                                 Mul, Concat)}
 
 
 def parse_op(obj, index: int) -> Op:
@@ -231,17 +598,47 @@ def parse_input_shape(meta: dict) -> tuple:
 
 @dataclass(frozen=True)
 class ForwardPass:
-    """A file's forward pass: the per-sample input shape, the op records in order, and the per-sample
-    shape entering each op (shapes[i] for ops[i]; shapes[-1] is the output)."""
+    """A file's forward pass: the per-sample input shape, the op records in order, where each op's inputs
+    come from (indices of earlier ops, INPUT for the model's input) and each op's per-sample output shape."""
 
     input_shape: tuple
     ops: tuple
-    shapes: tuple
+    inputs: tuple
+    outputs: tuple
 
     @property
     def output_shape(self) -> tuple:
-        """Per-sample shape of the result."""
-        return self.shapes[-1]
+        """Per-sample shape of the result (the last op's output)."""
+        return self.outputs[-1]
+
+    def shape_of(self, index: int) -> tuple:
+        """Per-sample shape of op `index`'s output, or of the model's input for INPUT."""
+        return self.input_shape if index == INPUT else self.outputs[index]
+
+    def input_shapes(self, i: int) -> list:
+        """Per-sample shapes of op i's inputs."""
+        return [self.shape_of(j) for j in self.inputs[i]]
+
+    def consumers(self) -> dict[int, int]:
+        """How many ops read each value (INPUT and op indices); the last op's output counts once more."""
+        counts: dict[int, int] = {}
+        for sources in self.inputs:
+            for j in sources:
+                counts[j] = counts.get(j, 0) + 1
+        last = len(self.ops) - 1
+        counts[last] = counts.get(last, 0) + 1
+        return counts
+
+
+def _sources(op: Op, i: int, where: str) -> tuple:
+    if op.inputs is None:
+        if op.arity != 1:
+            raise GraphError(f"{where}: a {op.name} op must list its inputs")
+        return (i - 1,)
+    for j in op.inputs:
+        if not INPUT <= j < i:
+            raise GraphError(f"{where}: input {j} is not an earlier op (0..{i - 1}) or -1 (the model's input)")
+    return op.inputs
 
 
 def parse_forward(meta: dict, layers: dict) -> ForwardPass:
@@ -251,14 +648,17 @@ def parse_forward(meta: dict, layers: dict) -> ForwardPass:
     if not isinstance(ops, list) or not ops:
         raise GraphError("the file describes no forward pass (meta 'ops' is missing or empty): it stores "
                          "weights only")
-    shape = parse_input_shape(meta)
-    records, shapes = [], [shape]
-    for index, obj in enumerate(ops):
-        op = parse_op(obj, index)
-        shape = op.out_shape(shape, layers, f"op {index} ({op.name})")
+    input_shape = parse_input_shape(meta)
+    records, sources, outputs = [], [], []
+    for i, obj in enumerate(ops):
+        op = parse_op(obj, i)
+        where = f"op {i} ({op.name})"
+        src = _sources(op, i, where)
+        shapes = [input_shape if j == INPUT else outputs[j] for j in src]
         records.append(op)
-        shapes.append(tuple(shape))
-    return ForwardPass(shapes[0], tuple(records), tuple(shapes))
+        sources.append(src)
+        outputs.append(tuple(op.infer(shapes, layers, where)))
+    return ForwardPass(input_shape, tuple(records), tuple(sources), tuple(outputs))
 
 
 def emit_ops(ops) -> list[dict]:

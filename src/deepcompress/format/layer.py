@@ -52,10 +52,6 @@ class CscView:
     codes: np.ndarray
     codebook: np.ndarray
 
-    def columns(self) -> np.ndarray:
-        """Column (int64) of every entry."""
-        return np.repeat(np.arange(self.shape[1], dtype=np.int64), np.diff(self.indptr))
-
 
 @dataclass(frozen=True)
 class PeSlices:

@@ -19,6 +19,7 @@ import scipy.sparse as sp
 from ..errors import UserError
 from ..format.layer import CscView, PeSlices, QuantizedLayer
 from ..format.relindex import padding_entries
+from .tech import EIE_INDEX_BITS
 
 
 @numba.njit(cache=True)
@@ -105,7 +106,7 @@ def _interleaved(weights, num_pes: int) -> PeSlices:
     return PeSlices(view, num_pes)
 
 
-def encode(weights, num_pes: int, index_bits: int = 4) -> InterleavedCSC:
+def encode(weights, num_pes: int, index_bits: int = EIE_INDEX_BITS) -> InterleavedCSC:
     """Count nonzeros and padding zeros per column and PE in EIE's layout, for a QuantizedLayer (rows =
     outputs of its 2-D view) or a scipy sparse / dense matrix (rows = outputs)."""
     if num_pes < 1:
@@ -113,7 +114,7 @@ def encode(weights, num_pes: int, index_bits: int = 4) -> InterleavedCSC:
     if not 1 <= index_bits <= 16:
         raise UserError(f"relative index width must be 1..16 bits, got {index_bits}")
     view = _interleaved(weights, num_pes)
-    local, pe = np.divmod(view.csc.rows, num_pes)
-    runs = _pe_zero_runs(view.csc.indptr, local, pe, num_pes)
+    pe = view.pe
+    runs = _pe_zero_runs(view.csc.indptr, view.local_rows, pe, num_pes)
     nnz, pad = _per_segment(view.csc.indptr, pe, padding_entries(runs, 2 ** index_bits), num_pes)
     return InterleavedCSC(num_pes, index_bits, view.csc.shape, nnz, pad)

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .eie_encode import encode
+from .eie_tables import TABLE_V_LAYER, benchmark
 from .eie_timing import Activity, EIEConfig, run_schedule
-from .layers import LayerSpec, random_layer
+from .layers import random_layer
 from .tech import EIE_CLOCK_HZ, EIE_PE_POWER_MW, EIE_SPMAT_WIDTH_BITS, eie_block
 
-REFERENCE_WORKLOAD = LayerSpec(4096, 4096, 0.09, 0.353, seed=0, name="Alex-7")
+REFERENCE_WORKLOAD = benchmark(TABLE_V_LAYER).spec(seed=0)
 
 # Table II module -> the activity counts (Activity.counts) whose accesses spend its energy.
 MODULE_ACCESSES: dict[str, tuple[str, ...]] = {

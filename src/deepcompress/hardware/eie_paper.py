@@ -1,62 +1,11 @@
-"""EIE's nine benchmark layers (ISCA 2016, Tables III and IV) and Table V, beside our simulation.
-
-`authors_sim_us` is the authors' public C++ simulator (RalphMao/EIE-simulator) on uniform random
-layers of these shapes and densities at 64 PEs, FIFO 8, as recorded in the project's REFERENCE.md.
-"""
+"""EIE's nine benchmark layers (ISCA 2016, Tables III and IV; eie_tables.py) beside our simulation."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
-from ..errors import UserError
 from .eie import EIEConfig, simulate_spec
-from .layers import LayerSpec
-
-EIE_PAPER = "Han et al., EIE, ISCA 2016"
-
-
-@dataclass(frozen=True)
-class PaperLayer:
-    """A benchmark layer: shape, densities, and the published latencies in microseconds at batch 1."""
-
-    name: str
-    inputs: int
-    outputs: int
-    weight_density: float
-    act_density: float
-    theoretical_us: float
-    actual_us: float
-    authors_sim_us: float
-
-    def spec(self, seed: int = 0) -> LayerSpec:
-        """The layer as a random-layer spec."""
-        return LayerSpec(self.inputs, self.outputs, self.weight_density, self.act_density, seed, self.name)
-
-
-BENCHMARKS: tuple[PaperLayer, ...] = (
-    PaperLayer("Alex-6", 9216, 4096, 0.09, 0.351, 28.1, 30.3, 28.8),
-    PaperLayer("Alex-7", 4096, 4096, 0.09, 0.353, 11.7, 12.2, 12.8),
-    PaperLayer("Alex-8", 4096, 1000, 0.25, 0.375, 8.9, 9.9, 8.4),
-    PaperLayer("VGG-6", 25088, 4096, 0.04, 0.183, 28.1, 34.4, 25.4),
-    PaperLayer("VGG-7", 4096, 4096, 0.04, 0.375, 7.9, 8.7, 8.3),
-    PaperLayer("VGG-8", 4096, 1000, 0.23, 0.411, 7.3, 8.4, 8.6),
-    PaperLayer("NT-We", 4096, 600, 0.10, 1.0, 5.2, 8.0, 7.5),
-    PaperLayer("NT-Wd", 600, 8791, 0.11, 1.0, 13.0, 13.9, 13.3),
-    PaperLayer("NT-LSTM", 1201, 2400, 0.10, 1.0, 6.5, 7.5, 6.7),
-)
-
-# Table V, EIE 64 PEs on AlexNet FC7 (45 nm).
-TABLE_V_EIE_64 = {"layer": "Alex-7", "area_mm2": 40.8, "power_w": 0.59, "frames_per_s": 81_967,
-                  "frames_per_s_mm2": 2_009, "frames_per_j": 138_927}
-
-
-def benchmark(name: str) -> PaperLayer:
-    """The benchmark layer called `name`."""
-    for layer in BENCHMARKS:
-        if layer.name.lower() == name.lower():
-            return layer
-    raise UserError(f"no benchmark layer {name!r}; known: {', '.join(b.name for b in BENCHMARKS)}")
+from .eie_tables import BENCHMARKS, EIE_PAPER
 
 
 def paper_records(config: EIEConfig | None = None, seed: int = 0) -> list[dict]:

@@ -27,19 +27,24 @@ import numpy as np
 
 from ..errors import UserError
 from .eie_encode import InterleavedCSC
+from .tech import (EIE_CLOCK_HZ, EIE_DEFAULT_PES, EIE_FIFO_DEPTH, EIE_INDEX_BITS, EIE_SPMAT_WIDTH_BITS,
+                   EIE_WEIGHT_BITS)
 
 
 @dataclass(frozen=True)
 class EIEConfig:
     """EIE parameters: PEs, activation FIFO depth, sparse-matrix SRAM width, relative index and weight
-    index bits per entry, clock, and the arithmetic pipeline's depth after an entry is issued."""
+    index bits per entry, clock, and the arithmetic pipeline's depth after an entry is issued.
 
-    num_pes: int = 64
-    fifo_depth: int = 8
-    spmat_width_bits: int = 64
-    index_bits: int = 4
-    weight_bits: int = 4
-    clock_hz: float = 800e6
+    The defaults are the paper's machine (tech.py), except `pipeline_cycles`, which is this model's.
+    """
+
+    num_pes: int = EIE_DEFAULT_PES
+    fifo_depth: int = EIE_FIFO_DEPTH
+    spmat_width_bits: int = EIE_SPMAT_WIDTH_BITS
+    index_bits: int = EIE_INDEX_BITS
+    weight_bits: int = EIE_WEIGHT_BITS
+    clock_hz: float = EIE_CLOCK_HZ
     pipeline_cycles: int = 4
 
     def __post_init__(self):

@@ -48,14 +48,15 @@ def conv_inputs(meta: dict, layers: dict) -> tuple[dict[str, dict], str]:
     except graph.GraphError as exc:
         return {}, f"cannot read the forward pass ({exc})"
     found, notes = {}, []
-    for op, shape in zip(forward.ops, forward.shapes):
+    for i, op in enumerate(forward.ops):
         if not isinstance(op, graph.Conv):
             continue
-        if op.stride[0] != op.stride[1] or op.padding[0] != op.padding[1]:
-            notes.append(f"conv {op.layer}: unequal stride or padding {list(op.stride)}, {list(op.padding)} "
-                         "is not modelled")
+        if op.stride[0] != op.stride[1] or len(set(op.padding)) != 1 or op.dilation != (1, 1):
+            notes.append(f"conv {op.layer}: stride {list(op.stride)}, padding {list(op.padding)}, dilation "
+                         f"{list(op.dilation)} (only equal sides and no dilation are modelled)")
             continue
-        found[op.layer] = {"in_hw": tuple(shape[1:]), "stride": op.stride[0], "padding": op.padding[0]}
+        found[op.layer] = {"in_hw": tuple(forward.input_shapes(i)[0][1:]), "stride": op.stride[0],
+                           "padding": op.padding[0], "groups": op.groups}
     return found, "; ".join(notes)
 
 
@@ -75,8 +76,8 @@ def load_model(path) -> tuple[list[FileLayer], dict, str]:
             out.append(FileLayer(q, LayerShape(q.name, "fc", q.shape[1], q.shape[0], weight_density=q.density)))
         elif q.name in traced:
             t = traced[q.name]
-            shape = LayerShape(q.name, "conv", q.shape[1], q.shape[0], t["in_hw"], tuple(q.shape[2:]),
-                               t["stride"], t["padding"], 1, q.density)
+            shape = LayerShape(q.name, "conv", q.shape[1] * t["groups"], q.shape[0], t["in_hw"], tuple(q.shape[2:]),
+                               t["stride"], t["padding"], t["groups"], q.density)
             out.append(FileLayer(q, shape))
         else:
             out.append(FileLayer(q, None, f"input size unknown: {note or 'layer not in the forward pass'}"))

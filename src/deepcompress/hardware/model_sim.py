@@ -16,6 +16,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..errors import UserError
+from ..format import graph
 from .diannao import DianNaoConfig, simulate_layer
 from .eie import EIEConfig, simulate
 from .model_file import FileLayer, load_model
@@ -102,7 +103,23 @@ def simulate_model(path, arch: str = "eie", *, eie_config: EIEConfig | None = No
             records.append(_diannao_record(layer, diannao_config, batch, note))
         else:
             records.append(roofline_record(layer.shape, arch, batch))
-    return records + [_total(records, arch, batch, meta)]
+    total = _total(records, arch, batch, meta)
+    total["not_costed"] = not_costed_ops(meta, {layer.name: layer.layer for layer in layers})
+    return records + [total]
+
+
+def not_costed_ops(meta: dict, layers: dict) -> dict[str, int]:
+    """How many ops of each kind the models leave out (no weights: activations, pooling, normalisation,
+    element-wise arithmetic, reshapes); empty when the file has no readable forward pass."""
+    try:
+        forward = graph.parse_forward(meta, layers)
+    except graph.GraphError:
+        return {}
+    counts: dict[str, int] = {}
+    for op in forward.ops:
+        if not isinstance(op, graph.LayerOp):
+            counts[op.name] = counts.get(op.name, 0) + 1
+    return counts
 
 
 def _total(records: list[dict], arch: str, batch: int, meta: dict) -> dict:
@@ -112,6 +129,7 @@ def _total(records: list[dict], arch: str, batch: int, meta: dict) -> dict:
     archs = sorted({r["arch"] for r in run})
     total = {"layer": "total", "kind": "-", "arch": "+".join(archs) or arch, "batch": batch,
              "model": meta.get("model"), "layers_run": len(run), "layers_skipped": len(records) - len(run),
+             "partial": len(run) < len(records), "skipped_layers": [r["layer"] for r in records if r.get("skipped")],
              "time_us": time_us, "energy_j": energy}
     if run and time_us > 0:
         total.update(frames_per_s=batch / (time_us * 1e-6), frames_per_j=batch / energy if energy else None)

@@ -3,7 +3,7 @@ and VGG-16 (ImageNet) as lists of them.
 
 AlexNet is the Caffe reference net (227 x 227 input, conv2/4/5 in two groups, 61M weights); VGG-16 is
 configuration D (224 x 224, 3 x 3 convolutions, 138M weights). FC weight densities are EIE's Table III
-(REFERENCE.md section 5); conv layers are given dense (density 1), since only shapes matter here.
+(eie_tables.py); conv layers are given dense (density 1), since only shapes matter here.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, replace
 
 from ..errors import UserError
+from .eie_tables import benchmark
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,17 @@ def conv(name: str, cin: int, cout: int, hw: int, k: int, stride: int = 1, pad: 
     return LayerShape(name, "conv", cin, cout, (hw, hw), (k, k), stride, pad, groups)
 
 
+def benchmark_fc(name: str) -> LayerShape:
+    """EIE's benchmark layer `name` (Table III) as an FC shape at its weight density."""
+    b = benchmark(name)
+    return fc(b.name, b.inputs, b.outputs, b.weight_density)
+
+
+def _density(name: str) -> float:
+    """Weight density of EIE's benchmark layer `name` (Table III)."""
+    return benchmark(name).weight_density
+
+
 def _vgg16() -> tuple[LayerShape, ...]:
     layers, cin, hw = [], 3, 224
     for block, (cout, reps) in enumerate(((64, 2), (128, 2), (256, 3), (512, 3), (512, 3)), start=1):
@@ -95,7 +107,8 @@ def _vgg16() -> tuple[LayerShape, ...]:
             layers.append(conv(f"conv{block}_{r}", cin, cout, hw, 3, 1, 1))
             cin = cout
         hw //= 2  # 2 x 2 max pooling after each block
-    layers += [fc("fc6", 512 * 7 * 7, 4096, 0.04), fc("fc7", 4096, 4096, 0.04), fc("fc8", 4096, 1000, 0.23)]
+    layers += [fc("fc6", 512 * 7 * 7, 4096, _density("VGG-6")), fc("fc7", 4096, 4096, _density("VGG-7")),
+               fc("fc8", 4096, 1000, _density("VGG-8"))]
     return tuple(layers)
 
 
@@ -105,9 +118,9 @@ ALEXNET: tuple[LayerShape, ...] = (
     conv("conv3", 256, 384, 13, 3, pad=1),
     conv("conv4", 384, 384, 13, 3, pad=1, groups=2),
     conv("conv5", 384, 256, 13, 3, pad=1, groups=2),
-    fc("fc6", 256 * 6 * 6, 4096, 0.09),
-    fc("fc7", 4096, 4096, 0.09),
-    fc("fc8", 4096, 1000, 0.25),
+    fc("fc6", 256 * 6 * 6, 4096, _density("Alex-6")),
+    fc("fc7", 4096, 4096, _density("Alex-7")),
+    fc("fc8", 4096, 1000, _density("Alex-8")),
 )
 VGG16: tuple[LayerShape, ...] = _vgg16()
 NETWORKS: dict[str, tuple[LayerShape, ...]] = {"alexnet": ALEXNET, "vgg16": VGG16}

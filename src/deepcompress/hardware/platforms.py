@@ -9,12 +9,11 @@ activity plus DRAM. EIE: the cycle-level simulator at 64 and 256 PEs (45 nm; the
 
 from __future__ import annotations
 
-from .baselines import TABLE_V
 from .diannao import DianNaoConfig, simulate_layer
 from .eie import EIEConfig, simulate_spec
-from .eie_paper import benchmark
+from .eie_tables import TABLE_V_EIE_PES, TABLE_V_LAYER, benchmark, table_v_record
+from .netspecs import benchmark_fc
 from .roofline import I7_5930K, TITAN_X, Platform, from_probe, roofline_time, sustained_time, traffic
-from .netspecs import fc
 
 
 def _row(platform: str, model: str, time_s: float, energy_j: float | None, area: float | None,
@@ -24,10 +23,8 @@ def _row(platform: str, model: str, time_s: float, energy_j: float | None, area:
            "frames_per_s_mm2": 1 / time_s / area if area else None, "area_mm2": area,
            "power_w": energy_j / time_s if energy_j else None, "paper": None, **extra}
     if paper:
-        node, p_area, p_power, fps, fps_mm2, fpj = TABLE_V[paper]
-        row["paper"] = {"platform": paper, "node": node, "area_mm2": p_area, "power_w": p_power,
-                        "frames_per_s": fps, "frames_per_s_mm2": fps_mm2, "frames_per_j": fpj}
-        row["fps_over_paper"] = row["frames_per_s"] / fps
+        row["paper"] = table_v_record(paper)
+        row["fps_over_paper"] = row["frames_per_s"] / row["paper"]["frames_per_s"]
     return row
 
 
@@ -43,30 +40,32 @@ def _roofline_rows(plat: Platform, layer, paper: str | None) -> list[dict]:
     return rows
 
 
-def table_v_comparison(layer_name: str = "Alex-7", dram_gbps: float = 250.0, probe: dict | None = None,
-                       seed: int = 0) -> list[dict]:
-    """One row per platform and model on `layer_name` (a benchmark layer), with Table V's row beside."""
+def table_v_comparison(layer_name: str = TABLE_V_LAYER, diannao: DianNaoConfig | None = None,
+                       probe: dict | None = None, seed: int = 0) -> list[dict]:
+    """One row per platform and model on `layer_name` (a benchmark layer), with Table V's row beside;
+    DianNao runs with `diannao` (default DianNaoConfig())."""
     bench = benchmark(layer_name)
-    shape = fc(bench.name, bench.inputs, bench.outputs, bench.weight_density)
-    paper = bench.name == "Alex-7"
-    rows = _roofline_rows(I7_5930K, shape, "Core i7-5930K" if paper else None)
-    rows += _roofline_rows(TITAN_X, shape, "Titan X" if paper else None)
+    shape = benchmark_fc(bench.name)
+    paper = bench.name == TABLE_V_LAYER
+    rows = []
+    for plat in (I7_5930K, TITAN_X):
+        rows += _roofline_rows(plat, shape, plat.name if paper else None)
     if probe:
         rows += _roofline_rows(from_probe(probe), shape, None)
-    d = simulate_layer(shape, 1, DianNaoConfig(dram_gbps=dram_gbps)).to_dict()
-    rows.append(_row("DianNao", f"model, {dram_gbps:g} GB/s, chip+DRAM J", d["time_us"] * 1e-6,
+    d = simulate_layer(shape, 1, diannao).to_dict()
+    rows.append(_row("DianNao", f"model, {d['dram_gbps']:g} GB/s, chip+DRAM J", d["time_us"] * 1e-6,
                      d["chip_energy_j"] + d["dram_energy_j"], d["area_mm2"], None, node="65 nm",
                      chip_only_frames_per_j=d["frames_per_j_chip"], memory_bound=d["memory_bound"]))
-    for pes, paper_row in ((64, "EIE 64 PE"), (256, "EIE 256 PE (projected)")):
+    for paper_row, pes in TABLE_V_EIE_PES.items():
         r = simulate_spec(bench.spec(seed), EIEConfig(num_pes=pes))
         rows.append(_row(f"EIE {pes} PE", "cycle-level simulator, 45 nm", r.time_s, r.energy_j, r.area_mm2,
                          paper_row if paper else None, node="45 nm"))
-    for name in ("Tegra K1", "DaDianNao", "TrueNorth"):
-        if paper:
-            node, area, power, fps, _, fpj = TABLE_V[name]
-            row = _row(name, "paper only (not modelled)", 1 / fps, power / fps, area, name, node=node)
-            row.update(frames_per_j=fpj, frames_per_s_mm2=row["paper"]["frames_per_s_mm2"], power_w=power)
-            rows.append(row)
+    for name in ("Tegra K1", "DaDianNao", "TrueNorth") if paper else ():
+        p = table_v_record(name)
+        row = _row(name, "paper only (not modelled)", 1 / p["frames_per_s"], p["power_w"] / p["frames_per_s"],
+                   p["area_mm2"], name, node=p["node"])
+        row.update(frames_per_j=p["frames_per_j"], frames_per_s_mm2=p["frames_per_s_mm2"], power_w=p["power_w"])
+        rows.append(row)
     return rows
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .diannao import (BINARY_GIGA, PAPER_CONVENTION, DianNaoConfig, ops_per_cycle, peak_gops,
                       published_ops_per_cycle)
-from .tech import DIANNAO_PEAK_GOPS
+from .tech import DIANNAO_PEAK_GOPS, DIANNAO_POWER_MW
 
 
 def _num(v, fmt: str = ",.0f") -> str:
@@ -25,9 +25,10 @@ def format_diannao(d: dict) -> str:
         f"  tiling {d['schedule']}; DRAM words: {words} ({d['dram_bytes'] / 1e6:.3f} MB)",
         f"  energy: {energy}",
         f"  chip {d['chip_energy_j'] * 1e6:.3f} uJ ({d['chip_power_w'] * 1e3:.0f} mW), DRAM "
-        f"{d['dram_energy_j'] * 1e6:.3f} uJ; at the published 485 mW: {d['published_power_energy_j'] * 1e6:.3f} uJ",
+        f"{d['dram_energy_j'] * 1e6:.3f} uJ; at the published {DIANNAO_POWER_MW:g} mW: "
+        f"{d['published_power_energy_j'] * 1e6:.3f} uJ",
         f"  frames/s {d['frames_per_s']:,.0f}  frames/J chip {d['frames_per_j_chip']:,.0f}, with DRAM "
-        f"{d['frames_per_j_with_dram']:,.0f}, at 485 mW {d['frames_per_j_published_power']:,.0f}  "
+        f"{d['frames_per_j_with_dram']:,.0f}, at {DIANNAO_POWER_MW:g} mW {d['frames_per_j_published_power']:,.0f}  "
         f"frames/s/mm^2 {d['frames_per_s_mm2']:,.0f} ({d['area_mm2']:.2f} mm^2)",
     ])
 
@@ -62,6 +63,13 @@ def format_layer_records(records: list[dict]) -> str:
         fpj = r.get("frames_per_j")
         lines.append(f"{r['layer']:<10}{r['kind']:<6}{r['arch']:<14}{r['time_us']:>11.2f}{r['energy_j'] * 1e6:>12.3f}"
                      f"{_num(r.get('frames_per_s')):>13}{_num(fpj):>13}  {note}")
+    total = records[-1]
+    if total.get("partial"):
+        lines.append(f"PARTIAL total: {total['layers_skipped']} weight layer(s) not costed "
+                     f"({', '.join(total['skipped_layers'])}); see their notes")
+    if total.get("not_costed"):
+        lines.append("not costed (no weights; the models cost weight layers only): "
+                     + ", ".join(f"{n} x{c}" for n, c in total["not_costed"].items()))
     return "\n".join(lines)
 
 

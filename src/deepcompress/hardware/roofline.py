@@ -29,13 +29,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..errors import UserError
-from .baselines import LAYER_ORDER, MEASURED_US
-from .eie_paper import BENCHMARKS
-from .netspecs import LayerShape, fc
+from .eie_tables import BENCHMARKS, MEASURED_US, measured_us, table_v_record
+from .netspecs import LayerShape, benchmark_fc
 
 VALUE_BYTES = 4
 INDEX_BYTES = 4
-SPARSE_BYTES_PER_NONZERO = VALUE_BYTES + INDEX_BYTES
 
 
 @dataclass(frozen=True)
@@ -53,8 +51,8 @@ class Kernel:
 @dataclass(frozen=True)
 class Platform:
     """A processor: peak fp32 FLOP/s, memory bandwidth (B/s), last-level cache (bytes, replacement policy,
-    and its bandwidth where measured), area, power as measured under load (Table V) and TDP, and its dense
-    and sparse kernels. See the module docstring for how the LLC serves repeated calls."""
+    and its bandwidth where measured), area, power as measured under load (Table V), and its dense and
+    sparse kernels. See the module docstring for how the LLC serves repeated calls."""
 
     name: str
     kind: str
@@ -64,7 +62,6 @@ class Platform:
     llc_bytes: int | None
     area_mm2: float | None
     power_w: float | None
-    tdp_w: float | None
     dense: Kernel
     sparse: Kernel
     source: str = ""
@@ -87,6 +84,12 @@ class Platform:
         return self.peak_flops / self.mem_bw
 
 
+def _table_v(name: str) -> dict:
+    """Process node, die area and power under load of the platform `name` as EIE's Table V gives them."""
+    row = table_v_record(name)
+    return {k: row[k] for k in ("node", "area_mm2", "power_w")}
+
+
 # Compute efficiencies are assumptions: large GEMMs reach roughly 70% of peak; sparse kernels far less.
 GEMM_EFF, SPARSE_COMPUTE_EFF = 0.7, 0.1
 
@@ -95,20 +98,20 @@ GEMM_EFF, SPARSE_COMPUTE_EFF = 0.7, 0.1
 # peak (bw_eff = 1): the nine times cannot separate a per-call cost from a bandwidth there.
 
 I7_5930K = Platform(
-    "Core i7-5930K", "cpu", "22 nm",
+    "Core i7-5930K", "cpu", **_table_v("Core i7-5930K"),
     peak_flops=6 * 3.5e9 * 32,  # 6 Haswell-E cores x 3.5 GHz x (2 FMA units x 8 fp32 lanes x 2)
     mem_bw=4 * 2133e6 * 8,  # four DDR4-2133 channels x 8 bytes
-    llc_bytes=15 * 2**20, area_mm2=356, power_w=73, tdp_w=140,
+    llc_bytes=15 * 2**20,
     dense=Kernel(bw_eff=0.2200, compute_eff=GEMM_EFF, overhead_s=0.0, llc_bw=18.72e9),
     sparse=Kernel(bw_eff=0.1105, compute_eff=SPARSE_COMPUTE_EFF, overhead_s=54.3e-6, llc_bw=11.02e9),
     source="Intel spec sheet (cores, clock, AVX2, 15 MB L3, DDR4-2133 x 4); area and power: EIE Table V",
     llc_policy="adaptive",
 )
 TITAN_X = Platform(
-    "Titan X", "gpu", "28 nm",
+    "Titan X", "gpu", **_table_v("Titan X"),
     peak_flops=3072 * 2 * 1.075e9,  # 3072 CUDA cores x FMA x 1.075 GHz boost
     mem_bw=384 / 8 * 7.01e9,  # 384-bit GDDR5 at 7 Gb/s per pin
-    llc_bytes=3 * 2**20, area_mm2=601, power_w=159, tdp_w=250,
+    llc_bytes=3 * 2**20,
     dense=Kernel(bw_eff=1.0, compute_eff=GEMM_EFF, overhead_s=25.6e-6),
     sparse=Kernel(bw_eff=0.5479, compute_eff=SPARSE_COMPUTE_EFF, overhead_s=8.9e-6),
     source="NVIDIA spec sheet (GM200: 3072 cores, 1.075 GHz boost, 336 GB/s, 3 MB L2); area and power: EIE Table V",
@@ -132,7 +135,7 @@ def from_probe(probe: dict, name: str = "this machine") -> Platform:
     mem = max(probe["copy_bandwidth"], probe.get("read_bandwidth", 0.0))
     cache = max(probe.get("cache_copy_bandwidth", 0.0), probe.get("cache_read_bandwidth", 0.0)) or None
     return Platform(name, "cpu", "?", float(probe["gemm_flops"]), float(mem), probe.get("llc_bytes"), None, None,
-                    None, ideal, replace(ideal, compute_eff=SPARSE_COMPUTE_EFF),
+                    ideal, replace(ideal, compute_eff=SPARSE_COMPUTE_EFF),
                     source=f"measured: {probe.get('how', 'probe')}", cache_bw=cache, llc_policy="lru")
 
 
@@ -201,7 +204,7 @@ def bound(plat: Platform, t: Traffic) -> str:
 
 def benchmark_shapes() -> list[LayerShape]:
     """EIE's nine benchmark layers as FC shapes with their weight densities."""
-    return [fc(b.name, b.inputs, b.outputs, b.weight_density) for b in BENCHMARKS]
+    return [benchmark_fc(b.name) for b in BENCHMARKS]
 
 
 def fit_sustained(plat: Platform, kernel: str, which: str) -> Kernel:
@@ -256,7 +259,7 @@ def paper_comparison(which: str) -> list[dict]:
         for kernel in ("dense", "sparse"):
             t = traffic(shape, 1, kernel)
             roof, sus = roofline_time(plat, t), sustained_time(plat, t, kernel)
-            meas = MEASURED_US[(which, kernel)][LAYER_ORDER.index(shape.name)]
+            meas = measured_us(which, kernel, shape.name)
             rec.update({f"{kernel}_bytes": t.bytes, f"{kernel}_llc_hit_bytes": llc_hit_bytes(plat, t.bytes),
                         f"{kernel}_roofline_us": roof * 1e6,
                         f"{kernel}_sustained_us": sus * 1e6, f"{kernel}_measured_us": meas,

@@ -3,8 +3,10 @@
 - 45 nm, 0.9 V energy per operation and memory access: M. Horowitz, "Computing's Energy Problem
   (and what we can do about it)", ISSCC 2014. Areas: TSMC 45 nm synthesis (Design Compiler,
   DesignWare FP units), as on the talk's "Cost of Operations" slide.
-- EIE processing element power and area (Table II): S. Han et al., "EIE: Efficient Inference Engine
-  on Compressed Deep Neural Network", ISCA 2016 (TSMC 45 nm, 800 MHz).
+- EIE processing element power and area (Table II) and the machine's parameters (section III-IV:
+  PEs, clock, activation FIFO depth, sparse-matrix SRAM width, 4-bit weight and relative-index
+  fields): S. Han et al., "EIE: Efficient Inference Engine on Compressed Deep Neural Network",
+  ISCA 2016 (TSMC 45 nm, 800 MHz).
 - DianNao accelerator by component and block (Table 6): T. Chen et al., "DianNao: A Small-Footprint
   High-Throughput Accelerator for Ubiquitous Machine-Learning", ASPLOS 2014 (65 nm).
 """
@@ -17,8 +19,6 @@ from dataclasses import dataclass
 from ..errors import UserError
 
 HOROWITZ_2014 = "Horowitz, ISSCC 2014 (45 nm, 0.9 V); areas: TSMC 45 nm synthesis"
-EIE_2016 = "Han et al., EIE, ISCA 2016, Table II (45 nm, 800 MHz)"
-DIANNAO_2014 = "Chen et al., DianNao, ASPLOS 2014, Table 6 (65 nm)"
 
 
 @dataclass(frozen=True)
@@ -147,13 +147,12 @@ EIE_CLOCK_HZ = 800e6
 EIE_PE_POWER_MW = 9.157
 EIE_PE_AREA_UM2 = 638_024
 EIE_DEFAULT_PES = 64
-# Per-PE memories (EIE section IV): sparse matrix 128 KB (64-bit lines), pointers 32 KB in two banks,
-# activations 2 KB, activation queue depth 8.
-EIE_SPMAT_SRAM_BYTES = 128 * 1024
-EIE_PTR_SRAM_BYTES = 32 * 1024
-EIE_ACT_SRAM_BYTES = 2 * 1024
+# Per PE (EIE section IV): sparse-matrix SRAM read in 64-bit lines, activation queue depth 8; each
+# stored entry is a 4-bit codebook index and a 4-bit relative row index.
 EIE_SPMAT_WIDTH_BITS = 64
 EIE_FIFO_DEPTH = 8
+EIE_WEIGHT_BITS = 4
+EIE_INDEX_BITS = 4
 
 EIE_PE_BLOCKS: tuple[Block, ...] = (
     Block("memory", 5.416, 594_786, "type"),
@@ -183,16 +182,10 @@ def eie_chip_area_mm2(num_pes: int = EIE_DEFAULT_PES) -> float:
     return num_pes * EIE_PE_AREA_UM2 * 1e-6
 
 
-def eie_chip_power_w(num_pes: int = EIE_DEFAULT_PES) -> float:
-    """Power of `num_pes` EIE PEs in W as published (64 PEs: 0.59 W)."""
-    return num_pes * EIE_PE_POWER_MW * 1e-3
-
-
 # --- DianNao, Table 6 (65 nm) -----------------------------------------------------------------------
 
 DIANNAO_AREA_UM2 = 3_023_077
 DIANNAO_POWER_MW = 485.0
-DIANNAO_CRITICAL_PATH_NS = 1.02
 DIANNAO_CLOCK_HZ = 0.98e9
 DIANNAO_PEAK_GOPS = 452.0
 DIANNAO_TN = 16  # output neurons x inputs per cycle: a 16 x 16 multiplier array

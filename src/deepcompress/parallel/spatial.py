@@ -160,12 +160,6 @@ def tiled_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     return torch.cat(rows, dim=-2)
 
 
-def stitch(tiles: list[torch.Tensor], plan: SpatialPlan) -> torch.Tensor:
-    """Put per-rank output tiles (in rank order) back together into the whole output map."""
-    cols = plan.grid[1]
-    return torch.cat([torch.cat(tiles[r * cols : (r + 1) * cols], dim=-1) for r in range(plan.grid[0])], dim=-2)
-
-
 def _origin(rect: Rect) -> tuple[int, int]:
     return rect[0][0], rect[1][0]
 

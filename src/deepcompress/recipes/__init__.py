@@ -1,4 +1,7 @@
-"""Built-in recipes: one TOML file per model with the settings of each stage."""
+"""Built-in recipes: one TOML file per model with the settings of each stage.
+
+This module reads the tables as dicts; deepcompress.compress.recipe (`read_recipe`) checks them into typed
+stages, with the schema language of `recipes.schema`."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from deepcompress import format as dcz
 
+from ..format.graph import INPUT
 from .errors import InputError, ModelError
 from .ops import Conv, Fc, build_ops
 from .quantize import check_precision
@@ -30,6 +31,7 @@ class CompressedModel:
         self.precision = check_precision(precision)
         self.ops, self.forward = build_ops(meta, {l.name: l for l in layers}, self.batch, threads, precision)
         self.input_shape, self.output_shape = self.forward.input_shape, self.forward.output_shape
+        self._done_after = _last_reads(self.forward)
         self.layers = {op.layer_name: op for op in self.ops if isinstance(op, (Fc, Conv))}
 
     def __call__(self, x) -> np.ndarray:
@@ -37,9 +39,13 @@ class CompressedModel:
         batch, single = self.prepare(x)
         if batch.shape[0] == 0:
             return np.zeros((0, *self.output_shape), np.float32)
-        for op in self.ops:
-            batch = op(batch)
-        return batch[0] if single else batch
+        values = {INPUT: batch}
+        for i, op in enumerate(self.ops):
+            values[i] = op(*(values[j] for j in self.forward.inputs[i]))
+            for j in self._done_after[i]:
+                del values[j]  # no later op reads it
+        out = values[len(self.ops) - 1]
+        return out[0] if single else out
 
     def predict(self, x) -> np.ndarray:
         """Argmax class of each sample (an int64 array; a 0-d one for a single sample)."""
@@ -67,6 +73,19 @@ class CompressedModel:
         """Per weight layer: kind, shape, nonzeros, runtime layout or conv path and why it was picked,
         and its bytes (total and per nonzero; the bias is not counted)."""
         return [_layer_summary(name, op) for name, op in self.layers.items()]
+
+
+def _last_reads(forward) -> list[list[int]]:
+    """For each op i, the values (INPUT or op indices) that no op after i reads."""
+    last = {}
+    for i, sources in enumerate(forward.inputs):
+        for j in sources:
+            last[j] = i
+    done = [[] for _ in forward.ops]
+    for j, i in last.items():
+        if j != len(forward.ops) - 1:
+            done[i].append(j)
+    return done
 
 
 def _layer_summary(name: str, op) -> dict:

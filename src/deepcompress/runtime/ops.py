@@ -1,13 +1,14 @@
 """The forward-pass ops of a .dcz file (typed records from deepcompress.format.graph) on numpy arrays.
 
 The format parses and shape-checks the pass once at load time; `build_ops` turns each record into a
-runnable op on float32 batches of shape (N, ...) that the model owns, so element-wise ops work in place.
+runnable op on float32 batches of shape (N, ...). An element-wise op may overwrite its input, and does so
+only when no later op reads that value (`inplace`). What each op computes: docs/FORMAT.md section 4.1.
 """
 
 from __future__ import annotations
 
-
 import numpy as np
+from scipy import special
 
 from ..format import graph
 from .errors import ModelError
@@ -16,47 +17,119 @@ from .int_fc import IntLinear
 from .sparse_fc import SparseLinear
 
 
-class Flatten:
-    """(N, ...) -> (N, prod(...))."""
+class Elementwise:
+    """A function applied to every value; in place when allowed."""
 
-    name = "flatten"
-
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Apply to a batch."""
-        return x.reshape(x.shape[0], -1)
-
-
-class Relu:
-    """max(x, 0), in place."""
-
-    name = "relu"
-
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Apply to a batch (overwrites it)."""
-        return np.maximum(x, 0.0, out=x)
-
-
-class MaxPool:
-    """2-D max pooling over (N, C, H, W): (height, width) window and stride, no padding, floor mode."""
-
-    name = "maxpool"
-
-    def __init__(self, kernel: tuple[int, int], stride: tuple[int, int]):
-        self.kernel, self.stride = kernel, stride
+    def __init__(self, fn, inplace: bool):
+        self.fn, self.inplace = fn, inplace
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Apply to a batch."""
-        (kh, kw), (sh, sw) = self.kernel, self.stride
-        ho, wo = (x.shape[2] - kh) // sh + 1, (x.shape[3] - kw) // sw + 1
-        # kh*kw element-wise maxima of strided views: numpy's reduction over window axes (reshape or
-        # sliding_window_view, then max) took 310 us on LeNet-5's first pooling at batch 1, this 10 us
-        out = None
-        for i in range(kh):
-            for j in range(kw):
-                view = x[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
-                out = view.copy() if out is None else np.maximum(out, view, out=out)
+        return self.fn(x, x if self.inplace else None)
+
+
+def _sigmoid(x, out=None):
+    # exp of -|x| never overflows; the two halves give 1 / (1 + e^-x) and e^x / (1 + e^x)
+    e = np.exp(-np.abs(x))
+    return np.divide(np.where(x >= 0, 1.0, e), 1.0 + e, out=out, dtype=np.float32)
+
+
+def _gelu(x, out=None, approximate="none"):
+    if approximate == "tanh":
+        inner = np.float32(np.sqrt(2 / np.pi)) * (x + np.float32(0.044715) * x * x * x)
+        return np.multiply(0.5 * x, 1.0 + np.tanh(inner), out=out, dtype=np.float32)
+    return np.multiply(0.5 * x, 1.0 + special.erf(x / np.float32(np.sqrt(2))), out=out, dtype=np.float32)
+
+
+def _activation(op: graph.Op):
+    """The numpy function (x, out) -> y of an activation record."""
+    if isinstance(op, graph.Relu):
+        return lambda x, out: np.maximum(x, 0.0, out=out)
+    if isinstance(op, graph.Relu6):
+        return lambda x, out: np.clip(x, 0.0, 6.0, out=out)
+    if isinstance(op, graph.LeakyRelu):
+        slope = np.float32(op.negative_slope)
+        return lambda x, out: np.where(x >= 0, x, x * slope).astype(np.float32, copy=False)
+    if isinstance(op, graph.Sigmoid):
+        return _sigmoid
+    if isinstance(op, graph.Tanh):
+        return lambda x, out: np.tanh(x, out=out)
+    if isinstance(op, graph.Gelu):
+        return lambda x, out: _gelu(x, out, op.approximate)
+    if isinstance(op, graph.Silu):
+        return lambda x, out: np.multiply(x, _sigmoid(x), out=out)
+    raise ModelError(f"activation {op.name!r} has no runtime function")
+
+
+def _pad_to_windows(x, kernel, stride, padding, out_hw, fill):
+    """x (N, C, H, W) padded with `fill` so that out_hw windows fit: `padding` before, as much as needed
+    (ceil mode) after; cropped where floor mode leaves rows unused."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    need_h, need_w = (out_hw[0] - 1) * sh + kh, (out_hw[1] - 1) * sw + kw
+    after_h, after_w = max(need_h - x.shape[2] - ph, 0), max(need_w - x.shape[3] - pw, 0)
+    padded = np.pad(x, ((0, 0), (0, 0), (ph, after_h), (pw, after_w)), constant_values=fill)
+    return padded[:, :, :need_h, :need_w]
+
+
+def _window_reduce(xp, kernel, stride, out_hw, reduce):
+    """Reduce kh*kw strided views of xp element-wise (max or add): numpy's reduction over window axes
+    (reshape or sliding_window_view, then max) took 310 us on LeNet-5's first pooling at batch 1, this 10 us."""
+    (kh, kw), (sh, sw), (ho, wo) = kernel, stride, out_hw
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            view = xp[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+            out = view.copy() if out is None else reduce(out, view, out=out)
+    return out
+
+
+def _counted(op: graph.AvgPool, hw: tuple, out_hw: tuple) -> np.ndarray:
+    """1 where a padded grid position counts towards an average's divisor: inside the input or, with
+    count_include_pad, inside its padding; never beyond the padding (a ceil-mode window's overhang)."""
+    (kh, kw), (sh, sw), (ph, pw), (h, w) = op.kernel, op.stride, op.padding, hw
+    rows, cols = np.arange((out_hw[0] - 1) * sh + kh), np.arange((out_hw[1] - 1) * sw + kw)
+    if op.count_include_pad:
+        rows_ok, cols_ok = rows < h + 2 * ph, cols < w + 2 * pw
+    else:
+        rows_ok, cols_ok = (rows >= ph) & (rows < ph + h), (cols >= pw) & (cols < pw + w)
+    return (rows_ok[:, None] & cols_ok[None, :]).astype(np.float32)[None, None]
+
+
+class Pool:
+    """Max or average pooling over (N, C, H, W) with PyTorch's padding and ceil-mode rules."""
+
+    def __init__(self, op: graph.Pool, in_shape: tuple, out_shape: tuple):
+        self.op, self.out_hw = op, tuple(out_shape[1:])
+        if isinstance(op, graph.AvgPool):
+            self.divisor = _window_reduce(_counted(op, in_shape[1:], self.out_hw), op.kernel, op.stride,
+                                          self.out_hw, np.add)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Apply to a batch."""
+        op = self.op
+        if isinstance(op, graph.MaxPool):
+            xp = _pad_to_windows(x, op.kernel, op.stride, op.padding, self.out_hw, -np.inf)
+            return _window_reduce(xp, op.kernel, op.stride, self.out_hw, np.maximum)
+        xp = _pad_to_windows(x, op.kernel, op.stride, op.padding, self.out_hw, 0.0)
+        total = _window_reduce(xp, op.kernel, op.stride, self.out_hw, np.add)
+        return np.divide(total, self.divisor, out=total)
+
+
+class AdaptiveAvgPool:
+    """Mean over PyTorch's adaptive bins of (N, C, H, W)."""
+
+    def __init__(self, out_hw: tuple):
+        self.out_hw = out_hw
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Apply to a batch."""
+        (oh, ow), (h, w) = self.out_hw, x.shape[2:]
+        out = np.empty((*x.shape[:2], oh, ow), np.float32)
+        for i in range(oh):
+            r0, r1 = i * h // oh, -(-(i + 1) * h // oh)
+            for j in range(ow):
+                c0, c1 = j * w // ow, -(-(j + 1) * w // ow)
+                out[:, :, i, j] = x[:, :, r0:r1, c0:c1].mean(axis=(2, 3), dtype=np.float32)
         return out
 
 
@@ -96,24 +169,83 @@ class Conv:
         return self.conv(x)
 
 
-def build_op(op: graph.Op, layers: dict, batch: int, threads: int = 1, where: str = "op",
-             precision: str = "fp32"):
-    """The runnable op for one typed op record, its layer prepared for `batch`-sized inputs and run on
-    `threads` threads; FC layers in `precision` (convolutions stay fp32)."""
-    if isinstance(op, graph.Flatten):
-        return Flatten()
-    if isinstance(op, graph.Relu):
-        return Relu()
-    if isinstance(op, graph.MaxPool):
-        return MaxPool(op.kernel, op.stride)
+def _per_channel(values, ndim: int) -> np.ndarray:
+    """A (C,) vector shaped to broadcast over (N, C, ...) of `ndim` axes."""
+    return np.asarray(values, np.float32).reshape(-1, *([1] * (ndim - 2)))
+
+
+def _batch_aligned(x: np.ndarray, ndim: int) -> np.ndarray:
+    """x (N, ...) with unit axes after N so that it has `ndim` axes (NumPy broadcasting of per-sample shapes)."""
+    return x.reshape(x.shape[0], *([1] * (ndim - x.ndim)), *x.shape[1:])
+
+
+def _layernorm(op: graph.LayerNorm):
+    weight, bias, eps = np.float32(op.weight), np.float32(op.bias), np.float32(op.eps)
+
+    def run(x):
+        mean = x.mean(axis=-1, keepdims=True, dtype=np.float32)
+        centred = x - mean
+        var = np.mean(centred * centred, axis=-1, keepdims=True, dtype=np.float32)
+        return centred / np.sqrt(var + eps) * weight + bias
+    return run
+
+
+def _softmax(axis: int):
+    def run(x):
+        e = np.exp(x - x.max(axis=axis, keepdims=True))
+        return e / e.sum(axis=axis, keepdims=True)
+    return run
+
+
+def _binary(fn):
+    def run(a, b):
+        ndim = max(a.ndim, b.ndim)
+        return fn(_batch_aligned(a, ndim), _batch_aligned(b, ndim)).astype(np.float32, copy=False)
+    return run
+
+
+def build_op(op: graph.Op, layers: dict, forward: graph.ForwardPass, i: int, inplace: bool, batch: int,
+             threads: int = 1, precision: str = "fp32"):
+    """The runnable op for record i of the pass, its layer prepared for `batch`-sized inputs and run on
+    `threads` threads, FC layers in `precision` (convolutions stay fp32); `inplace` allows it to overwrite
+    its input."""
+    where = f"op {i} ({op.name})"
+    in_shape = forward.input_shapes(i)[0]
     if isinstance(op, graph.Fc):
         layer = layers[op.layer]
         fc = SparseLinear.from_layer(layer, layer.bias, batch=batch, threads=threads, precision=precision)
         return Fc(fc, op.layer, where)
     if isinstance(op, graph.Conv):
         layer = layers[op.layer]
-        conv = SparseConv2d(layer, layer.shape, layer.bias, op.stride, op.padding, threads=threads)
+        conv = SparseConv2d(layer, layer.shape, layer.bias, op.stride, op.padding, threads=threads,
+                            dilation=op.dilation, groups=op.groups)
         return Conv(conv, op.layer, where)
+    if isinstance(op, graph.Activation):
+        return Elementwise(_activation(op), inplace)
+    if isinstance(op, graph.Pool):
+        return Pool(op, in_shape, forward.outputs[i])
+    if isinstance(op, graph.AdaptiveAvgPool):
+        return AdaptiveAvgPool(op.output_size)
+    if isinstance(op, graph.Flatten):
+        return lambda x: x.reshape(x.shape[0], -1)
+    if isinstance(op, graph.Reshape):
+        return lambda x: x.reshape(x.shape[0], *forward.outputs[i])
+    if isinstance(op, graph.Permute):
+        return lambda x: np.ascontiguousarray(x.transpose(0, *(d + 1 for d in op.dims)))
+    if isinstance(op, graph.Softmax):
+        return _softmax(op.dim % len(in_shape) + 1)
+    if isinstance(op, graph.Affine):
+        scale, shift = _per_channel(op.scale, len(in_shape) + 1), _per_channel(op.shift, len(in_shape) + 1)
+        return lambda x: x * scale + shift
+    if isinstance(op, graph.LayerNorm):
+        return _layernorm(op)
+    if isinstance(op, graph.Add):
+        return _binary(np.add)
+    if isinstance(op, graph.Mul):
+        return _binary(np.multiply)
+    if isinstance(op, graph.Concat):
+        axis = op.dim % len(in_shape) + 1
+        return lambda *xs: np.concatenate(xs, axis=axis)
     raise ModelError(f"{where}: op {op.name!r} is defined by the format but the runtime cannot run it")
 
 
@@ -124,6 +256,10 @@ def build_ops(meta: dict, layers: dict, batch: int, threads: int = 1,
         forward = graph.parse_forward(meta, layers)
     except graph.GraphError as err:
         raise ModelError(str(err)) from None
-    built = [build_op(op, layers, batch, threads, f"op {i} ({op.name})", precision)
-             for i, op in enumerate(forward.ops)]
+    readers = forward.consumers()
+    built = []
+    for i, op in enumerate(forward.ops):
+        # the model's input is a private copy (CompressedModel.prepare), so it may be overwritten too
+        inplace = len(forward.inputs[i]) == 1 and readers[forward.inputs[i][0]] == 1
+        built.append(build_op(op, layers, forward, i, inplace, batch, threads, precision))
     return built, forward

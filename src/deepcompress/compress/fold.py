@@ -1,0 +1,73 @@
+"""Preparing a user's model for compression: BatchNorm folded into the convolution or linear layer before
+it (so weight sharing quantizes the weights the file will hold), and torch.nn.utils.prune's
+reparametrisation made permanent (so the weights compression sees are the masked ones)."""
+
+from __future__ import annotations
+
+import torch
+import torch.fx
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.utils import prune
+
+
+def apply_torch_prune(model: nn.Module) -> list[str]:
+    """Make every torch.nn.utils.prune reparametrisation permanent (weight = weight_orig * weight_mask);
+    returns the names of the parameters it changed."""
+    done = []
+    for name, module in model.named_modules():
+        for param in ("weight", "bias"):
+            if hasattr(module, f"{param}_orig"):
+                prune.remove(module, param)
+                done.append(f"{name}.{param}" if name else param)
+    return done
+
+
+def _calls(graph: torch.fx.Graph) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            counts[node.target] = counts.get(node.target, 0) + 1
+    return counts
+
+
+def foldable_pairs(model: nn.Module) -> list[tuple[str, str]]:
+    """(layer, batchnorm) names where a Conv2d or Linear feeds only a BatchNorm in inference mode, each
+    called once; empty when torch.fx cannot trace the model (capture then says why)."""
+    try:
+        graph = torch.fx.symbolic_trace(model).graph
+    except Exception:  # an untraceable model is refused, with fx's reason, when its forward pass is captured
+        return []
+    modules, calls = dict(model.named_modules()), _calls(graph)
+    pairs = []
+    for node in graph.nodes:
+        if node.op != "call_module" or not isinstance(modules[node.target], _BatchNorm):
+            continue
+        src = node.args[0]
+        if (isinstance(src, torch.fx.Node) and src.op == "call_module"
+                and isinstance(modules[src.target], (nn.Conv2d, nn.Linear)) and len(src.users) == 1
+                and calls[src.target] == 1 and calls[node.target] == 1
+                and modules[node.target].running_mean is not None):
+            pairs.append((src.target, node.target))
+    return pairs
+
+
+@torch.no_grad()
+def fold_batchnorm(model: nn.Module) -> list[tuple[str, str]]:
+    """Fold every foldable BatchNorm (inference statistics) into the layer before it and replace it by
+    nn.Identity; returns the (layer, batchnorm) pairs folded. Pruned weights stay exactly zero."""
+    pairs = foldable_pairs(model)
+    for layer_name, bn_name in pairs:
+        layer, bn = model.get_submodule(layer_name), model.get_submodule(bn_name)
+        scale = (bn.weight if bn.affine else torch.ones_like(bn.running_var)) / torch.sqrt(bn.running_var + bn.eps)
+        shift = bn.bias if bn.affine else torch.zeros_like(bn.running_mean)
+        layer.weight.mul_(scale.reshape(-1, *[1] * (layer.weight.dim() - 1)))
+        bias = layer.bias if layer.bias is not None else torch.zeros_like(bn.running_mean)
+        new_bias = (bias - bn.running_mean) * scale + shift
+        if layer.bias is None:
+            layer.bias = nn.Parameter(new_bias)
+        else:
+            layer.bias.copy_(new_bias)
+        parent, _, attr = bn_name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, attr, nn.Identity())
+    return pairs

@@ -1,0 +1,124 @@
+"""Back to PyTorch: a .dcz file as an nn.Module with the decoded weights, running the file's forward pass
+(docs/FORMAT.md section 4.1) with torch ops, so a compressed model can be deployed with the usual tools
+(torch.export, TorchScript, ONNX).
+
+    model = decompress("model.dcz")       # eval mode; model(x) matches deepcompress.runtime.load(...)(x)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import format as dcz
+from .errors import UserError
+from .format import graph
+
+
+def _module(layer: dcz.QuantizedLayer, op: graph.Op) -> nn.Module:
+    """An nn.Linear or nn.Conv2d holding the layer's decoded weights and bias."""
+    weight = torch.from_numpy(layer.to_dense())
+    if isinstance(op, graph.Fc):
+        m = nn.Linear(layer.shape[1], layer.shape[0], bias=layer.bias is not None)
+    else:
+        out_c, in_per_group, kh, kw = layer.shape
+        m = nn.Conv2d(in_per_group * op.groups, out_c, (kh, kw), op.stride, 0, op.dilation, op.groups,
+                      bias=layer.bias is not None)
+    with torch.no_grad():
+        m.weight.copy_(weight)
+        if layer.bias is not None:
+            m.bias.copy_(torch.from_numpy(layer.bias))
+    return m
+
+
+def _pool(op: graph.Pool, x: torch.Tensor) -> torch.Tensor:
+    if isinstance(op, graph.MaxPool):
+        return F.max_pool2d(x, op.kernel, op.stride, op.padding, ceil_mode=op.ceil_mode)
+    return F.avg_pool2d(x, op.kernel, op.stride, op.padding, op.ceil_mode, op.count_include_pad)
+
+
+ACTIVATIONS = {graph.Relu: F.relu, graph.Relu6: F.relu6, graph.Sigmoid: torch.sigmoid, graph.Tanh: torch.tanh,
+               graph.Silu: F.silu}
+
+
+def _apply(op: graph.Op, xs: list, layer: nn.Module | None, out_shape: tuple) -> torch.Tensor:
+    """One op on batched tensors."""
+    x = xs[0]
+    if isinstance(op, graph.Conv):
+        top, bottom, left, right = op.padding
+        padded = F.pad(x, (left, right, top, bottom)) if any(op.padding) else x
+        return F.conv2d(padded, layer.weight, layer.bias, op.stride, 0, op.dilation, op.groups)
+    if isinstance(op, graph.Fc):
+        return layer(x)
+    if type(op) in ACTIVATIONS:
+        return ACTIVATIONS[type(op)](x)
+    simple = {
+        graph.LeakyRelu: lambda: F.leaky_relu(x, op.negative_slope),
+        graph.Gelu: lambda: F.gelu(x, approximate=op.approximate),
+        graph.Softmax: lambda: F.softmax(x, dim=op.dim % (x.dim() - 1) + 1),
+        graph.AdaptiveAvgPool: lambda: F.adaptive_avg_pool2d(x, op.output_size),
+        graph.Flatten: lambda: x.flatten(1),
+        graph.Reshape: lambda: x.reshape(x.shape[0], *out_shape),
+        graph.Permute: lambda: x.permute(0, *(d + 1 for d in op.dims)),
+        graph.Affine: lambda: (x * torch.tensor(op.scale).reshape(-1, *[1] * (x.dim() - 2))
+                               + torch.tensor(op.shift).reshape(-1, *[1] * (x.dim() - 2))),
+        graph.LayerNorm: lambda: F.layer_norm(x, (len(op.weight),), torch.tensor(op.weight), torch.tensor(op.bias),
+                                              op.eps),
+        graph.Concat: lambda: torch.cat(xs, dim=op.dim % (x.dim() - 1) + 1),
+    }
+    if type(op) in simple:
+        return simple[type(op)]()
+    if isinstance(op, graph.Pool):
+        return _pool(op, x)
+    if isinstance(op, (graph.Add, graph.Mul)):
+        a, b = (_aligned(t, max(xs[0].dim(), xs[1].dim())) for t in xs)
+        return a + b if isinstance(op, graph.Add) else a * b
+    raise UserError(f"op {op.name!r} has no PyTorch equivalent here")
+
+
+def _aligned(t: torch.Tensor, ndim: int) -> torch.Tensor:
+    """t (N, ...) with unit axes after N up to `ndim` axes (NumPy broadcasting of per-sample shapes)."""
+    return t.reshape(t.shape[0], *[1] * (ndim - t.dim()), *t.shape[1:])
+
+
+class Decompressed(nn.Module):
+    """A .dcz file's forward pass in PyTorch; its Linear/Conv2d modules hold the decoded weights, named
+    as in the file (dots become underscores)."""
+
+    def __init__(self, layers: list[dcz.QuantizedLayer], meta: dict):
+        super().__init__()
+        by_name = {layer.name: layer for layer in layers}
+        try:
+            self.forward_pass = graph.parse_forward(meta, by_name)
+        except graph.GraphError as err:
+            raise UserError(f"cannot rebuild the model: {err}") from None
+        self.weights = nn.ModuleDict()
+        for op in self.forward_pass.ops:
+            key = _key(op)
+            if key is not None and key not in self.weights:
+                self.weights[key] = _module(by_name[op.layer], op)
+        self.meta = meta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's output for a batch (N, *input_shape)."""
+        values = {graph.INPUT: x}
+        fp = self.forward_pass
+        for i, op in enumerate(fp.ops):
+            key = _key(op)
+            values[i] = _apply(op, [values[j] for j in fp.inputs[i]], self.weights[key] if key else None,
+                               fp.outputs[i])
+        return values[len(fp.ops) - 1]
+
+
+def _key(op: graph.Op) -> str | None:
+    """The ModuleDict key of a weight op's layer (its file name; ModuleDict keys cannot hold dots)."""
+    return op.layer.replace(".", "_") if isinstance(op, graph.LayerOp) else None
+
+
+def decompress(path: str | Path) -> Decompressed:
+    """The model in the .dcz file at `path` as a PyTorch module in eval mode (decoded float32 weights)."""
+    layers, meta = dcz.read(path)
+    return Decompressed(layers, meta).eval()

@@ -6,6 +6,7 @@
                                                      # writes runtime_threads2*.json instead
     python benchmarks/runtime_layers.py --sweep      # layouts vs input density -> runtime_sweep.json
     python benchmarks/runtime_layers.py --conv       # conv dense vs sparse path -> runtime_conv.json
+    python benchmarks/runtime_layers.py --calibrate  # int layouts' ns per visited unit -> runtime_calibration.json
 
 Layers: shapes, weight and activation densities of REFERENCE.md s.5 (from deepcompress.hardware),
 uniform random sparsity, a 16-entry codebook, fixed seeds. Writes benchmarks/results/runtime.json, a list
@@ -36,7 +37,8 @@ import runtime_methods as rm  # noqa: E402
 from deepcompress.hardware.eie_tables import BENCHMARKS  # noqa: E402
 from deepcompress.hardware.layers import random_layer  # noqa: E402
 from deepcompress.format import QuantizedLayer
-from deepcompress.runtime import SparseConv2d, choose_fc_layout, from_positions  # noqa: E402
+from deepcompress.runtime import SparseConv2d, SparseLinear, choose_fc_layout, from_positions  # noqa: E402
+from deepcompress.runtime.int_fc import IntLinear  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CODEBOOK_SIZE = 16
@@ -49,6 +51,10 @@ CONV_LAYERS = (("LeNet5-conv1", (20, 1, 5, 5), 28, 0), ("LeNet5-conv2", (50, 20,
                ("Alex-conv3", (384, 256, 3, 3), 13, 1))
 CONV_DENSITIES = (0.05, 0.12, 0.35, 0.66)
 LAYOUT_METHODS = {"csc": "deepcompress-csc", "panel": "deepcompress-panel", "grouped": "deepcompress-grouped"}
+PRECISIONS = ("int8", "int16")
+from deepcompress.runtime.intpolicy import INT_LAYOUTS  # noqa: E402
+# relative error of the integer modes against torch dense fp32 that stops the run (quantization, not bugs)
+INT_TOLERANCE = {"int8": 3e-2, "int16": 1e-3}
 
 
 def make_layer(layer, seed: int = 0) -> tuple[QuantizedLayer, np.ndarray]:
@@ -72,7 +78,7 @@ def batch_inputs(layer, act_density: float, n: int, seed: int = 0) -> np.ndarray
     return x
 
 
-def contenders(nz: QuantizedLayer, dense: np.ndarray, x: np.ndarray, threads: int):
+def contenders(nz: QuantizedLayer, dense: np.ndarray, x: np.ndarray, threads: int, act_density: float):
     """{method: callable} for one layer and input, and {layout: built SparseLinear}."""
     methods, built = {}, {}
     for layout, method in LAYOUT_METHODS.items():
@@ -83,6 +89,13 @@ def contenders(nz: QuantizedLayer, dense: np.ndarray, x: np.ndarray, threads: in
     methods["numpy-dense-fp32"] = rm.numpy_dense(dense, x)
     methods["torch-csr-int32"] = rm.torch_csr(nz, x)
     methods["scipy-csr"] = rm.scipy_csr(nz, x)
+    for precision in PRECISIONS:
+        # every int layout at batch 1 (the cost model is checked against them); the automatic pick at batch N
+        layouts = INT_LAYOUTS if x.ndim == 1 else ("auto",)
+        for layout in layouts:
+            fn, layer = rm.ours_int(nz, x, precision, layout, act_density)
+            methods[f"deepcompress-{precision}-{layer.layout.kind}"] = fn
+            built[f"{precision}-{layer.layout.kind}"] = layer
     ort = rm.onnxruntime_dense(dense, x, threads)
     if ort is not None:
         methods["onnxruntime-dense-fp32"] = ort
@@ -90,8 +103,15 @@ def contenders(nz: QuantizedLayer, dense: np.ndarray, x: np.ndarray, threads: in
 
 
 def check_outputs(methods: dict, reference) -> None:
-    """Stop if any of our layouts disagrees with torch dense fp32 beyond float32 summation noise."""
+    """Stop if any of our layouts disagrees with torch dense fp32 beyond float32 summation noise (fp32)
+    or quantization error (INT_TOLERANCE)."""
     ref = np.asarray(reference)
+    for method, fn in methods.items():
+        precision = method.split("-")[1]
+        if precision in INT_TOLERANCE:
+            err = np.linalg.norm(fn() - ref) / max(np.linalg.norm(ref), 1e-30)
+            if err > INT_TOLERANCE[precision]:
+                raise SystemExit(f"{method}: relative error {err:.2e} against torch dense")
     for layout, method in LAYOUT_METHODS.items():
         if method in methods:
             err = np.linalg.norm(methods[method]() - ref) / max(np.linalg.norm(ref), 1e-30)
@@ -105,23 +125,39 @@ def run_layer(layer, timer: rm.Timer, rounds: int, threads: int) -> list[dict]:
     dense = nz.to_dense()
     records = []
     for batch, x in ((1, x1), (BATCH, batch_inputs(layer, layer.act_density, BATCH))):
-        methods, built = contenders(nz, dense, x, threads)
+        methods, built = contenders(nz, dense, x, threads, layer.act_density)
         check_outputs(methods, methods["torch-dense-fp32"]())
         medians = rm.interleaved_medians(timer, methods, rounds)
         auto = choose_fc_layout(nz, layer.act_density, batch)
+        int_auto = {p: SparseLinear.from_layer(nz, precision=p, act_density=layer.act_density) for p in PRECISIONS}
+        visited = visited_nonzeros(nz, x)
         common = {"layer": layer.name, "batch": batch, "in": layer.inputs, "out": layer.outputs,
                   "weight_density": layer.weight_density, "act_density": layer.act_density,
                   "threads": threads, "rounds": rounds}
         for (method, cache), us in medians.items():
-            rec = dict(common, cache=cache, method=method, median_us=us)
+            rec = dict(common, cache=cache, method=method, median_us=us,
+                       ns_per_weight=1e3 * us / (batch * layer.inputs * layer.outputs),
+                       ns_per_visited_nonzero=1e3 * us / max(visited, 1))
+            for p, chosen in int_auto.items():
+                if method == f"deepcompress-{p}-{chosen.layout.kind}":
+                    records.append(dict(rec, method=f"deepcompress-{p}", layout=chosen.layout.kind,
+                                        why=chosen.why, predicted_ns=chosen.predicted_ns,
+                                        bytes_per_nonzero=chosen.nbytes().per_nonzero()))
             layout = next((k for k, v in LAYOUT_METHODS.items() if v == method), None)
             if layout is not None:
                 rec.update(layout=layout, bytes_per_nonzero=built[layout].nbytes().per_nonzero())
             records.append(rec)
             if layout == auto:
                 records.append(dict(rec, method="deepcompress", ours_threads=built[layout].threads))
+                records.append(dict(rec, method="deepcompress-fp32", ours_threads=built[layout].threads))
         del methods, built
     return records
+
+
+def visited_nonzeros(nz: QuantizedLayer, x: np.ndarray) -> int:
+    """Nonzero weights in the columns of nonzero inputs, summed over the samples of x."""
+    per_col = np.bincount(nz.rows_cols()[1], minlength=nz.matrix_shape[1])
+    return int(((np.atleast_2d(x) != 0) @ per_col).sum())
 
 
 def _time(records, layer, batch, cache, method):
@@ -154,6 +190,7 @@ def summarize(records: list[dict]) -> dict:
                for n in low}
         out[f"batch{BATCH}_{cache}"] = {"speedup_vs_torch_dense_on_4_11pct_layers": b64,
                                         "min": min(b64.values()), "geomean": rm.geomean(b64.values())}
+    out["issue12"] = summarize_modes(records)
     w = out["batch1_warm"]
     out["targets"] = {
         "batch1_warm_geomean_vs_torch_dense>=10": w["geomean_speedup_vs_torch_dense"] >= 10,
@@ -161,6 +198,49 @@ def summarize(records: list[dict]) -> dict:
         "batch1_warm_no_layer_below_0.8x_torch_csr": w["worst_ratio_vs_torch_csr_int32"] >= 0.8,
         f"batch{BATCH}_warm_>=2x_torch_dense_on_4_11pct": out[f"batch{BATCH}_warm"]["min"] >= 2,
     }
+    return out
+
+
+MODES = ("deepcompress-fp32", "deepcompress-int16", "deepcompress-int8")
+
+
+def summarize_modes(records: list[dict]) -> dict:
+    """Issue 12's targets per precision mode and for the best mode per layer (batch 1 and BATCH, warm),
+    and the int cost model's pick against the fastest int layout measured on each layer (batch 1)."""
+    names = [b.name for b in BENCHMARKS if _time(records, b.name, 1, "warm", MODES[0])]
+    out = {}
+    for mode in MODES + ("best",):
+        def t(n, batch):
+            if mode != "best":
+                return _time(records, n, batch, "warm", mode)
+            return min(v for m in MODES if (v := _time(records, n, batch, "warm", m)) is not None)
+        vs_dense = {n: _time(records, n, 1, "warm", "torch-dense-fp32") / t(n, 1) for n in names}
+        vs_csr = {n: _time(records, n, 1, "warm", "torch-csr-int32") / t(n, 1) for n in names}
+        b64 = {n: _time(records, n, BATCH, "warm", "torch-dense-fp32") / t(n, BATCH) for n in names}
+        out[mode] = {"batch1_vs_torch_dense": vs_dense, "batch1_vs_torch_csr_int32": vs_csr,
+                     f"batch{BATCH}_vs_torch_dense": b64,
+                     "batch1_geomean_vs_torch_dense": rm.geomean(vs_dense.values()),
+                     "batch1_geomean_vs_torch_csr_int32": rm.geomean(vs_csr.values()),
+                     "batch1_worst_vs_torch_csr_int32": min(vs_csr.values()),
+                     f"batch{BATCH}_min_vs_torch_dense": min(b64.values()),
+                     "targets": {"batch1_geomean_vs_torch_dense>=10": rm.geomean(vs_dense.values()) >= 10,
+                                 "batch1_geomean_vs_torch_csr>=2": rm.geomean(vs_csr.values()) >= 2,
+                                 "batch1_no_layer_below_1.2x_torch_csr": min(vs_csr.values()) >= 1.2,
+                                 f"batch{BATCH}_>=4x_torch_dense_every_layer": min(b64.values()) >= 4}}
+    policy = {}
+    for n in names:
+        for p in PRECISIONS:
+            measured = {lay: t for lay in INT_LAYOUTS if (t := _time(records, n, 1, "warm", f"deepcompress-{p}-{lay}"))}
+            best = min(measured, key=measured.get)
+            picked = next(r["layout"] for r in records if (r["layer"], r["batch"], r["method"])
+                          == (n, 1, f"deepcompress-{p}"))
+            policy[f"{n} {p}"] = {"picked": picked, "fastest": best,
+                                  "picked_over_fastest": measured[picked] / measured[best]}
+        fp32 = {lay: _time(records, n, 1, "warm", m) for lay, m in LAYOUT_METHODS.items()
+                if _time(records, n, 1, "warm", m)}
+        auto = _time(records, n, 1, "warm", "deepcompress")
+        policy[f"{n} fp32"] = {"fastest": min(fp32, key=fp32.get), "picked_over_fastest": auto / min(fp32.values())}
+    out["policy_vs_measurement"] = policy
     return out
 
 
@@ -196,6 +276,48 @@ def sweep(timer: rm.Timer, rounds: int) -> list[dict]:
     return records
 
 
+def calibrate(timer: rm.Timer, rounds: int) -> dict:
+    """(ns per unit, ns per byte) of each int layout, precision and dispatch path (intpolicy's cost
+    model): a least-squares fit of relative error over the nine layers at batch 1, warm, at each layer's
+    input density. The COST table of deepcompress.runtime.intpolicy is copied from this."""
+    from deepcompress.runtime.intkernels import available_paths
+    from deepcompress.runtime.intpolicy import units_and_bytes
+    per = {}
+    for layer in BENCHMARKS:
+        nz, x = make_layer(layer)
+        methods = {}
+        for p in PRECISIONS:
+            for lay in INT_LAYOUTS:
+                for path in available_paths():
+                    fc = IntLinear(nz, None, p, lay, path=path)
+                    methods[(p, lay, path)] = (lambda fc=fc: fc(x))
+        meds = rm.interleaved_medians(timer, methods, rounds, ("warm",))
+        d = float((x != 0).mean())
+        for (key, _), us in meds.items():
+            u, b = units_and_bytes(nz, key[1], key[0], d)
+            per.setdefault(key, {})[layer.name] = (u, b, 1e3 * us)
+        print(f"{layer.name} calibrated", flush=True)
+    cost = {}
+    for (p, lay, path), by_layer in per.items():
+        ub = np.array([v[:2] for v in by_layer.values()])
+        ns = np.array([v[2] for v in by_layer.values()])
+        coef = fit_nonnegative(ub / ns[:, None], np.ones(len(ns)))
+        cost.setdefault(p, {}).setdefault(lay, {})[path] = {
+            "ns_per_unit": coef[0], "ns_per_byte": coef[1],
+            "per_layer": {n: {"units": u, "bytes": b, "ns": t, "predicted_ns": coef[0] * u + coef[1] * b}
+                          for n, (u, b, t) in by_layer.items()}}
+    return cost
+
+
+def fit_nonnegative(a: np.ndarray, y: np.ndarray) -> list[float]:
+    """Least-squares x >= 0 of a x = y for (per unit, per byte); where the two-term fit goes negative,
+    the per-unit term alone (every visited weight costs something, bytes beyond the cache may not)."""
+    x = np.linalg.lstsq(a, y, rcond=None)[0]
+    if (x >= 0).all():
+        return [float(v) for v in x]
+    return [max(float(a[:, 0] @ y / max(a[:, 0] @ a[:, 0], 1e-300)), 0.0), 0.0]
+
+
 def conv_paths(timer: rm.Timer, rounds: int) -> list[dict]:
     """Warm time of the dense and sparse conv paths against weight density, at batch 1 and BATCH."""
     records = []
@@ -227,6 +349,8 @@ def main(argv=None) -> None:
     ap.add_argument("--layers", default="", help="comma-separated subset of the nine layers")
     ap.add_argument("--sweep", action="store_true", help="only the layout / input-density sweep")
     ap.add_argument("--conv", action="store_true", help="only the conv dense / sparse path comparison")
+    ap.add_argument("--calibrate", action="store_true",
+                    help="only the int layouts' ns per visited unit -> runtime_calibration.json (intpolicy.COST)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     rounds = 3 if args.quick else 9
@@ -235,6 +359,14 @@ def main(argv=None) -> None:
     start = time.time()
     if args.sweep:
         (RESULTS / "runtime_sweep.json").write_text(json.dumps(sweep(timer, rounds), indent=1) + "\n")
+        return
+    if args.calibrate:
+        cost = calibrate(timer, rounds)
+        (RESULTS / "runtime_calibration.json").write_text(json.dumps(cost, indent=1) + "\n")
+        for p, by_layout in cost.items():
+            for lay, by_path in by_layout.items():
+                print(p, lay, {path: (round(v["ns_per_unit"], 4), round(v["ns_per_byte"], 4))
+                               for path, v in by_path.items()})
         return
     if args.conv:
         (RESULTS / "runtime_conv.json").write_text(json.dumps(conv_paths(timer, rounds), indent=1) + "\n")

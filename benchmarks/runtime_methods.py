@@ -31,6 +31,12 @@ def ours(nz: QuantizedLayer, x: np.ndarray, layout: str, threads: int = 1):
     return (lambda: layer(x)), layer
 
 
+def ours_int(nz: QuantizedLayer, x: np.ndarray, precision: str, layout: str, act_density=None):
+    """deepcompress.runtime in int8/int16 on one layout ('auto': the cost model's pick): (callable, built layer)."""
+    layer = SparseLinear.from_layer(nz, layout=layout, precision=precision, act_density=act_density)
+    return (lambda: layer(x)), layer
+
+
 def torch_dense(w: np.ndarray, x: np.ndarray):
     """torch.nn.functional.linear on the dense fp32 weights."""
     wt, xt = torch.from_numpy(w), torch.from_numpy(x)

@@ -54,8 +54,13 @@ def cycling(fn, inputs: list):
     return call
 
 
+# relative error of the integer modes' logits against torch that stops the run (quantization, not bugs)
+INT_TOLERANCE = {"int16": 1e-3, "int8": 5e-2}
+
+
 def contenders(path: Path, images: np.ndarray, batch: int) -> tuple[dict, object]:
-    """{method: callable} for one file at one batch size, and our loaded model."""
+    """{method: callable} for one file at one batch size (fp32 as 'deepcompress', and one method per
+    integer mode, 'deepcompress-int8'...), and our loaded fp32 model."""
     ours = load(path, batch=batch)
     dense = build_model(ours.meta["model"])
     load_into(dense, path)
@@ -67,7 +72,14 @@ def contenders(path: Path, images: np.ndarray, batch: int) -> tuple[dict, object
     err = np.linalg.norm(ours(xs[0]) - ref) / np.linalg.norm(ref)
     if err > 1e-5:
         raise SystemExit(f"{path}: relative error {err:.2e} against the torch model")
-    return {"deepcompress": cycling(ours, xs), "torch-dense-fp32": cycling(dense, ts)}, ours
+    methods = {"deepcompress": cycling(ours, xs), "torch-dense-fp32": cycling(dense, ts)}
+    for precision, tol in INT_TOLERANCE.items():
+        model = load(path, batch=batch, precision=precision)
+        err = np.linalg.norm(model(xs[0]) - ref) / np.linalg.norm(ref)
+        if err > tol:
+            raise SystemExit(f"{path}: {precision} relative error {err:.2e} against the torch model")
+        methods[f"deepcompress-{precision}"] = cycling(model, xs)
+    return methods, ours
 
 
 def run_model(name: str, path: Path, images: np.ndarray, timer: rm.Timer, rounds: int) -> list[dict]:
@@ -86,9 +98,12 @@ def run_model(name: str, path: Path, images: np.ndarray, timer: rm.Timer, rounds
             if method == "deepcompress":
                 rec.update(layouts=layouts, fc_bytes_per_nonzero=bpn)
             records.append(rec)
-        d, t = medians[("deepcompress", "warm")], medians[("torch-dense-fp32", "warm")]
-        print(f"{name:<14} batch {batch:<3} deepcompress {d:9.1f} us  torch dense {t:9.1f} us  "
-              f"speed-up {t / d:5.2f}x  layouts {layouts}", flush=True)
+        t = medians[("torch-dense-fp32", "warm")]
+        for method in ("deepcompress", "deepcompress-int16", "deepcompress-int8"):
+            d = medians[(method, "warm")]
+            print(f"{name:<14} batch {batch:<3} {method:<19} {d:9.1f} us  torch dense {t:9.1f} us  "
+                  f"speed-up {t / d:5.2f}x", flush=True)
+        print(f"  fp32 layouts {layouts}")
     return records
 
 

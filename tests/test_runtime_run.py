@@ -133,3 +133,22 @@ def test_run_refuses_a_model_whose_input_does_not_fit_the_data(synthetic_run, ke
         _run([str(other), "--data-dir", str(data_dir)])
     with pytest.raises(UserError, match="--batch"):
         _run([str(path), "--data-dir", str(data_dir), "--batch", "0"])
+
+
+@pytest.mark.parametrize("precision", ["int16", "int8"])
+def test_run_in_integer_precision_reports_it_and_never_claims_the_fp32_report(synthetic_run, capsys, precision):
+    path, data_dir, nbytes, _, _ = synthetic_run
+    common = [str(path), "--data", "mnist", "--data-dir", str(data_dir), "--latency-images", "3", "--batch", "16",
+              "--precision", precision]
+    report = path.parent / "results.json"
+    report.write_text(json.dumps({"dataset": "mnist", "test_error": 0.5, "file_bytes": nbytes}))
+    assert _run(common + ["--json"]) == 0  # an int error differing from the fp32 report is no mismatch
+    res = json.loads(capsys.readouterr().out)
+    images = load_dataset("mnist", folder=data_dir)
+    wrong = int((load(path, precision=precision).predict(images.test_x.numpy()) != images.test_y.numpy()).sum())
+    assert res["precision"] == precision and res["test"]["wrong"] == wrong
+    assert all(r["layout"].startswith(precision) for r in res["layers"])
+    assert not res["report"]["comparable"]
+    assert _run(common) == 0
+    assert f"in {precision}; compression report (fp32) 50.00%" in capsys.readouterr().out
+    report.unlink()

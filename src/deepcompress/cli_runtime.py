@@ -29,15 +29,15 @@ def compression_report(path: Path) -> dict | None:
 
 
 def run_file(path: Path, data: str | None, data_dir: str | None, batch: int, latency_images: int,
-             threads: int = 1) -> dict:
+             threads: int = 1, precision: str = "fp32") -> dict:
     """Everything `deepcompress run` reports, as a JSON-ready dict."""
     from .runtime import load
     from .runtime.measure import evaluate, latency
 
     if batch < 1 or latency_images < 1:
         raise UserError("--batch and --latency-images must be at least 1")
-    model1 = load(path, batch=1, threads=threads)
-    model_n = load(path, batch=batch, threads=threads)
+    model1 = load(path, batch=1, threads=threads, precision=precision)
+    model_n = load(path, batch=batch, threads=threads, precision=precision)
     name = data or model1.meta.get("dataset", "mnist")
     if name not in DATASETS:
         raise UserError(f"the file was made for data set {name!r}; pass --data ({', '.join(DATASETS)})")
@@ -51,12 +51,14 @@ def run_file(path: Path, data: str | None, data_dir: str | None, batch: int, lat
     # batch 1 (sparse-input layouts) and batch N must classify the same images alike
     consistent = bool((lat.pop("predictions") == ev["predictions"][:lat["images"]]).all())
     ev.pop("predictions")
-    out = {"file": str(path), "model": model1.meta.get("model"), "dataset": name, "test": ev,
+    out = {"file": str(path), "model": model1.meta.get("model"), "dataset": name, "precision": precision, "test": ev,
            "latency_batch1": lat, "batch": batch, "batch1_agrees_with_batchN": consistent,
            "layers": model1.summary(), "layers_batchN": [r["layout"] for r in model_n.summary()]}
     report = compression_report(path)
     if report is not None:
-        comparable = report["describes_this_file"] and report.get("dataset", name) == name
+        # the report's error is the fp32 one: an int8/int16 run is compared with it only in the output
+        comparable = (report["describes_this_file"] and report.get("dataset", name) == name
+                      and precision == "fp32")
         out["report"] = {"path": report["path"], "test_error": report["test_error"], "comparable": comparable,
                          "matches": comparable and round(report["test_error"] * ev["images"]) == ev["wrong"]}
     return out
@@ -70,6 +72,8 @@ def print_text(res: dict) -> None:
     rep = res.get("report")
     if rep is None:
         line += "; no compression report (results.json) beside the file"
+    elif res.get("precision", "fp32") != "fp32":
+        line += f" in {res['precision']}; compression report (fp32) {100 * rep['test_error']:.2f}%"
     elif not rep["comparable"]:
         line += f"; {rep['path']} describes another file or data set ({100 * rep['test_error']:.2f}%)"
     else:
@@ -85,7 +89,7 @@ def print_text(res: dict) -> None:
               f"({100 * r['density']:.1f}%)  layout {r['layout']} (batch {res['batch']}: {layout_n}), "
               f"{r['bytes_per_nonzero']['total']:.2f} B/nonzero "
               f"({r['bytes_per_nonzero']['entries']:.2f} entries + {r['bytes_per_nonzero']['pointers']:.2f} "
-              f"pointers, codebook {r['bytes']['codebook']} B)")
+              f"pointers, codebook {r['bytes']['codebook']} B); {r['why']}")
     if not res["batch1_agrees_with_batchN"]:
         print("  warning: batch-1 and batch-N predictions differ on some images", file=sys.stderr)
 
@@ -105,7 +109,7 @@ def _run(args) -> int:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
     _limit_threads(args.threads)
     res = run_file(Path(args.file), args.data, args.data_dir, args.batch, args.latency_images,
-                   args.threads)
+                   args.threads, args.precision)
     if args.json:
         print(json.dumps(res, indent=1))
     else:
@@ -127,6 +131,9 @@ def register(sub) -> None:
     p.add_argument("--batch", type=int, default=64, help="batch size for the error pass and throughput")
     p.add_argument("--latency-images", type=int, default=1000, help="images timed one at a time (batch 1)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--precision", choices=("fp32", "int16", "int8"), default="fp32",
+                   help="arithmetic of the FC layers: fp32 (exact, default), int16 or int8 (quantized "
+                        "codebook and activations, see the README)")
     p.add_argument("--threads", type=int, default=1,
                    help="threads for our sparse kernels and torch's dense conv path (default 1)")
     p.set_defaults(func=_run)

@@ -56,6 +56,20 @@ def _padded_codebook(codebook: np.ndarray, bits: int) -> np.ndarray:
     return out
 
 
+class LayerSizes:
+    """in_features and out_features of a layer object from its `layout`'s (rows, cols) shape."""
+
+    @property
+    def in_features(self) -> int:
+        """Length of one input vector."""
+        return self.layout.shape[1]
+
+    @property
+    def out_features(self) -> int:
+        """Length of one output vector."""
+        return self.layout.shape[0]
+
+
 @dataclass(frozen=True)
 class LayoutBytes:
     """Bytes a layout occupies, split by role, and per stored nonzero."""

@@ -12,20 +12,24 @@ from deepcompress import format as dcz
 from ..format.graph import INPUT
 from .errors import InputError, ModelError
 from .ops import Conv, Fc, build_ops
+from .quantize import check_precision
 
 
 class CompressedModel:
     """The forward pass of a .dcz file: call it on one sample (input_shape) or a batch (N, *input_shape)."""
 
-    def __init__(self, layers, meta: dict, batch: int = 1, source: str | None = None, threads: int = 1):
+    def __init__(self, layers, meta: dict, batch: int = 1, source: str | None = None, threads: int = 1,
+                 precision: str = "fp32"):
         """Build every op of meta['ops'] from the format's QuantizedLayers; `batch` tunes the FC layouts,
-        `threads` is how many threads the sparse kernels use."""
+        `threads` is how many threads the sparse kernels use, `precision` the FC layers' arithmetic
+        (fp32, int16 or int8: quantize.py)."""
         if not isinstance(meta, dict):
             raise ModelError(f"meta must be a dict, got {type(meta).__name__}")
         self.meta = meta
         self.source = source
         self.batch = int(batch)
-        self.ops, self.forward = build_ops(meta, {l.name: l for l in layers}, self.batch, threads)
+        self.precision = check_precision(precision)
+        self.ops, self.forward = build_ops(meta, {l.name: l for l in layers}, self.batch, threads, precision)
         self.input_shape, self.output_shape = self.forward.input_shape, self.forward.output_shape
         self._done_after = _last_reads(self.forward)
         self.layers = {op.layer_name: op for op in self.ops if isinstance(op, (Fc, Conv))}
@@ -66,8 +70,8 @@ class CompressedModel:
         return batch, single
 
     def summary(self) -> list[dict]:
-        """Per weight layer: kind, shape, nonzeros, runtime layout or conv path, and its bytes (total and
-        per nonzero; the bias is not counted)."""
+        """Per weight layer: kind, shape, nonzeros, runtime layout or conv path and why it was picked,
+        and its bytes (total and per nonzero; the bias is not counted)."""
         return [_layer_summary(name, op) for name, op in self.layers.items()]
 
 
@@ -87,23 +91,29 @@ def _last_reads(forward) -> list[list[int]]:
 def _layer_summary(name: str, op) -> dict:
     if isinstance(op, Fc):
         kind, shape, layout, size = "fc", op.layer.layout.shape, op.layer.kind, op.layer.nbytes()
+        why = getattr(op.layer, "why", "fp32 layout policy (policy.py)")
     else:
         kind, shape, layout, size = "conv", op.conv.kernel_shape, op.conv.kind, op.conv.nbytes()
+        why = "conv path policy (policy.py); convolutions run in fp32"
     return {"name": name, "kind": kind, "shape": list(shape), "nonzeros": size.nnz,
-            "density": size.nnz / max(math.prod(shape), 1), "layout": layout,
+            "density": size.nnz / max(math.prod(shape), 1), "layout": layout, "why": why,
             "bytes": {"entries": size.entries, "pointers": size.pointers, "codebook": size.codebook,
                       "total": size.total},
             "bytes_per_nonzero": size.per_nonzero()}
 
 
-def load(path, batch: int = 1, threads: int = 1) -> CompressedModel:
+def load(path, batch: int = 1, threads: int = 1, precision: str = "fp32") -> CompressedModel:
     """The model stored in the .dcz file at `path`, its FC layouts chosen for inputs of `batch` samples
-    (any batch size runs) and run on `threads` threads. FormatError for an unreadable file, ModelError
-    for one without a runnable forward pass."""
+    (any batch size runs) and run on `threads` threads, its FC layers in `precision` ('fp32', exact;
+    'int16' or 'int8', see runtime/quantize.py). FormatError for an unreadable file, ModelError
+    for one without a runnable forward pass.
+
+    Example: load("lenet.dcz", precision="int8")(images).argmax(-1)
+    """
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     layers, meta = dcz.read(path)
     try:
-        return CompressedModel(layers, meta, batch, source=str(path), threads=threads)
+        return CompressedModel(layers, meta, batch, source=str(path), threads=threads, precision=precision)
     except ModelError as err:
         raise ModelError(f"{Path(path)}: {err}") from None

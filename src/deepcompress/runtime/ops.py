@@ -13,6 +13,7 @@ from scipy import special
 from ..format import graph
 from .errors import ModelError
 from .sparse_conv import SparseConv2d
+from .int_fc import IntLinear
 from .sparse_fc import SparseLinear
 
 
@@ -142,6 +143,10 @@ class Fc:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Apply to a batch."""
+        if x.shape[0] == 1 and isinstance(self.layer, IntLinear):
+            y = np.empty(self.layer.out_features, np.float32)
+            self.layer.matvec(np.ascontiguousarray(x[0]), y)
+            return y.reshape(1, -1)
         if x.shape[0] == 1 and self.layer.threads == 1:
             y = self.layer.bias.copy()
             self.layer.layout.matvec(np.ascontiguousarray(x[0]), y)
@@ -200,14 +205,16 @@ def _binary(fn):
 
 
 def build_op(op: graph.Op, layers: dict, forward: graph.ForwardPass, i: int, inplace: bool, batch: int,
-             threads: int = 1):
+             threads: int = 1, precision: str = "fp32"):
     """The runnable op for record i of the pass, its layer prepared for `batch`-sized inputs and run on
-    `threads` threads; `inplace` allows it to overwrite its input."""
+    `threads` threads, FC layers in `precision` (convolutions stay fp32); `inplace` allows it to overwrite
+    its input."""
     where = f"op {i} ({op.name})"
     in_shape = forward.input_shapes(i)[0]
     if isinstance(op, graph.Fc):
         layer = layers[op.layer]
-        return Fc(SparseLinear.from_layer(layer, layer.bias, batch=batch, threads=threads), op.layer, where)
+        fc = SparseLinear.from_layer(layer, layer.bias, batch=batch, threads=threads, precision=precision)
+        return Fc(fc, op.layer, where)
     if isinstance(op, graph.Conv):
         layer = layers[op.layer]
         conv = SparseConv2d(layer, layer.shape, layer.bias, op.stride, op.padding, threads=threads,
@@ -242,7 +249,8 @@ def build_op(op: graph.Op, layers: dict, forward: graph.ForwardPass, i: int, inp
     raise ModelError(f"{where}: op {op.name!r} is defined by the format but the runtime cannot run it")
 
 
-def build_ops(meta: dict, layers: dict, batch: int, threads: int = 1) -> tuple[list, graph.ForwardPass]:
+def build_ops(meta: dict, layers: dict, batch: int, threads: int = 1,
+              precision: str = "fp32") -> tuple[list, graph.ForwardPass]:
     """The runnable ops of the file's forward pass and the parsed pass; ModelError if they cannot run."""
     try:
         forward = graph.parse_forward(meta, layers)
@@ -253,5 +261,5 @@ def build_ops(meta: dict, layers: dict, batch: int, threads: int = 1) -> tuple[l
     for i, op in enumerate(forward.ops):
         # the model's input is a private copy (CompressedModel.prepare), so it may be overwritten too
         inplace = len(forward.inputs[i]) == 1 and readers[forward.inputs[i][0]] == 1
-        built.append(build_op(op, layers, forward, i, inplace, batch, threads))
+        built.append(build_op(op, layers, forward, i, inplace, batch, threads, precision))
     return built, forward

@@ -5,11 +5,13 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .layouts import BUILDERS, LayoutBytes, build_csc, build_panel
+from .layouts import BUILDERS, LayerSizes, LayoutBytes, build_csc, build_panel
 from ..format.layer import QuantizedLayer
 from .nonzeros import from_dense, from_positions
 from .policy import LAYOUTS, choose_fc_layout, panel_width
 from .simd import LANES
+from .int_fc import IntLinear
+from .quantize import check_precision
 
 # Batches are processed in column blocks of xt of about BLOCK_BYTES (at least BATCH_BLOCK samples): a
 # block stays in L2, and narrow layers (im2col patches of a small convolution) still get few blocks,
@@ -44,7 +46,7 @@ def usable_threads(threads: int) -> int:
     return min(int(threads), numba.config.NUMBA_NUM_THREADS)
 
 
-class SparseLinear:
+class SparseLinear(LayerSizes):
     """y = W x + b for a sparse W (rows = outputs, cols = inputs, PyTorch's (out, in)) held in one layout.
 
     With threads > 1 the kernels share the output rows among that many threads (csc: its row blocks,
@@ -67,8 +69,14 @@ class SparseLinear:
 
     @classmethod
     def from_layer(cls, nz: QuantizedLayer, bias=None, layout: str = "auto",
-                      act_density: float | None = None, batch: int = 1, threads: int = 1) -> "SparseLinear":
-        """Build the layer; layout 'auto' picks one from the expected input density and batch size."""
+                      act_density: float | None = None, batch: int = 1, threads: int = 1,
+                      precision: str = "fp32"):
+        """Build the layer; layout 'auto' picks one from the expected input density and batch size.
+
+        precision 'int8' or 'int16' returns an IntLinear (one thread; its layouts: rows, cols, csc).
+        """
+        if check_precision(precision) != "fp32":
+            return IntLinear(nz, bias, precision, layout, act_density)
         threads = usable_threads(threads)
         name = choose_fc_layout(nz, act_density, batch, threads) if layout == "auto" else layout
         if name not in LAYOUTS:
@@ -78,16 +86,6 @@ class SparseLinear:
         if name == "csc":
             return cls(build_csc(nz, threads=threads), bias, threads)
         return cls(BUILDERS[name](nz), bias, threads)
-
-    @property
-    def in_features(self) -> int:
-        """Length of one input vector."""
-        return self.layout.shape[1]
-
-    @property
-    def out_features(self) -> int:
-        """Length of one output vector."""
-        return self.layout.shape[0]
 
     @property
     def kind(self) -> str:

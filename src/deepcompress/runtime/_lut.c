@@ -1,0 +1,237 @@
+/* SIMD integer kernels of the runtime's int8/int16 modes (see intkernels.py for the arithmetic).
+
+Built by pip (setup.py) as an extension module with no Python methods; intkernels.py loads it with
+ctypes. Every function sets acc[r] to an exact integer sum of products, so each path (AVX2, AVX-512
+VNNI) gives the same integers as the portable numba kernels. Instruction sets are chosen per function
+with target attributes and at run time by the caller (dc_features), never assumed at build time.
+
+Layouts (built in intlayouts.py):
+  rows, nibble codes: row r, chunk c (32 columns) is 16 bytes at codes + r*stride + 16*c; byte i holds
+    the code of column 32c+i in its low nibble and of column 32c+16+i in its high nibble.
+  masks (16-entry codebooks without a zero; mstride 0: none): one bit per weight, bit i of byte i/8 of a chunk's 4 bytes
+    at mask + r*mstride + 4*c is set where the weight is stored and clear where it is pruned (weight 0);
+    a clear bit sets bit 7 of the code byte, for which vpshufb yields 0.
+  rows, stored weights: row r is `chunks*32` int8 (or int16) weights at w + r*stride.
+  cols (int8): column j is coded like a row above (codes + j*stride, mask + j*mstride), or as rows_pad
+    int8 weights at w + j*stride, rows_pad a multiple of 32.
+Inputs x are padded with zeros to chunks*32 entries.
+*/
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+#include <immintrin.h>
+
+#define F_AVX2 1
+#define F_VNNI 2
+
+int dc_features(void) {
+    int f = 0;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2")) f |= F_AVX2;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni")) f |= F_VNNI;
+    return f;
+}
+
+#define AVX2 __attribute__((target("avx2,fma")))
+#define VNNI __attribute__((target("avx2,avx512f,avx512bw,avx512vl,avx512vnni")))
+
+AVX2 static inline int32_t hsum32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
+AVX2 static inline int64_t hsum64(__m256i v) {
+    __m128i s = _mm_add_epi64(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi64(s, _mm_unpackhi_epi64(s, s));
+    return _mm_cvtsi128_si64(s);
+}
+
+AVX2 static inline __m256i nibbles(const uint8_t *p) {
+    __m128i v = _mm_loadu_si128((const __m128i *)p);
+    __m256i both = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
+    return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+}
+
+/* The 32 code bytes of a chunk, bit 7 set where the mask bit is clear (pruned). */
+AVX2 static inline __m256i masked_nibbles(const uint8_t *p, const uint8_t *m) {
+    int32_t bits32;
+    memcpy(&bits32, m, 4);
+    __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32(bits32),
+        _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                         2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+    __m256i bit = _mm256_set1_epi64x((int64_t)0x8040201008040201ULL);
+    __m256i keep = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+    return _mm256_or_si256(nibbles(p), _mm256_andnot_si256(keep, _mm256_set1_epi8((char)0x80)));
+}
+
+/* Code bytes of chunk c of a coded vector (nibble codes, optional mask). */
+AVX2 static inline __m256i codes32(const uint8_t *v, const uint8_t *mv, int64_t c) {
+    return mv ? masked_nibbles(v + 16 * c, mv + 4 * c) : nibbles(v + 16 * c);
+}
+
+/* int8 weights of chunk c of a vector: a table lookup on nibble codes, or a plain load. */
+AVX2 static inline __m256i weights8(const uint8_t *v, const uint8_t *mv, int64_t c, int nibble, __m256i table) {
+    if (nibble) return _mm256_shuffle_epi8(table, codes32(v, mv, c));
+    return _mm256_loadu_si256((const __m256i *)(v + 32 * c));
+}
+
+/* acc[r] = sum_j W[r, j] x[j], int8 weights and activations (|values| <= 127), 4 rows at a time.
+   |x| times sign-adjusted weights: vpmaddubsw's pairs stay within 2 * 127 * 127, never saturating. */
+AVX2 void dc_rows8_avx2(const uint8_t *codes, int nibble, const uint8_t *mask, int64_t mstride,
+                        const int8_t *table16, int64_t rows, int64_t chunks, int64_t stride,
+                        const int8_t *x, int32_t *acc) {
+    __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)table16));
+    if (!mstride) mask = 0;  /* no mask */
+    __m256i ones = _mm256_set1_epi16(1);
+    int64_t r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        const uint8_t *p0 = codes + r * stride, *p1 = p0 + stride, *p2 = p1 + stride, *p3 = p2 + stride;
+        const uint8_t *m0 = mask ? mask + r * mstride : 0, *m1 = mask ? m0 + mstride : 0;
+        const uint8_t *m2 = mask ? m1 + mstride : 0, *m3 = mask ? m2 + mstride : 0;
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t c = 0; c < chunks; c++) {
+            __m256i xs = _mm256_loadu_si256((const __m256i *)(x + 32 * c));
+            __m256i xa = _mm256_sign_epi8(xs, xs);
+            __m256i w0 = _mm256_sign_epi8(weights8(p0, m0, c, nibble, table), xs);
+            __m256i w1 = _mm256_sign_epi8(weights8(p1, m1, c, nibble, table), xs);
+            __m256i w2 = _mm256_sign_epi8(weights8(p2, m2, c, nibble, table), xs);
+            __m256i w3 = _mm256_sign_epi8(weights8(p3, m3, c, nibble, table), xs);
+            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_maddubs_epi16(xa, w0), ones));
+            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_maddubs_epi16(xa, w1), ones));
+            a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(_mm256_maddubs_epi16(xa, w2), ones));
+            a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(_mm256_maddubs_epi16(xa, w3), ones));
+        }
+        acc[r] = hsum32(a0); acc[r + 1] = hsum32(a1); acc[r + 2] = hsum32(a2); acc[r + 3] = hsum32(a3);
+    }
+    for (; r < rows; r++) {
+        const uint8_t *p0 = codes + r * stride, *m0 = mask ? mask + r * mstride : 0;
+        __m256i a0 = _mm256_setzero_si256();
+        for (int64_t c = 0; c < chunks; c++) {
+            __m256i xs = _mm256_loadu_si256((const __m256i *)(x + 32 * c));
+            __m256i w0 = _mm256_sign_epi8(weights8(p0, m0, c, nibble, table), xs);
+            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(xs, xs), w0), ones));
+        }
+        acc[r] = hsum32(a0);
+    }
+}
+
+/* The same sums with AVX-512 VNNI's vpdpbusd on 256-bit registers (AVX512VL): four u8 x s8 products
+   per int32 lane, no intermediate saturation. Untested on the development machine (Zen 3 has no
+   AVX-512); it gives the same integers as dc_rows8_avx2 by construction. */
+VNNI void dc_rows8_vnni(const uint8_t *codes, int nibble, const uint8_t *mask, int64_t mstride,
+                        const int8_t *table16, int64_t rows, int64_t chunks, int64_t stride,
+                        const int8_t *x, int32_t *acc) {
+    __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)table16));
+    if (!mstride) mask = 0;  /* no mask */
+    for (int64_t r = 0; r < rows; r++) {
+        const uint8_t *p0 = codes + r * stride;
+        __m256i a0 = _mm256_setzero_si256();
+        for (int64_t c = 0; c < chunks; c++) {
+            __m256i xs = _mm256_loadu_si256((const __m256i *)(x + 32 * c));
+            __m256i w;
+            w = weights8(p0, mask ? mask + r * mstride : 0, c, nibble, table);
+            a0 = _mm256_dpbusd_epi32(a0, _mm256_abs_epi8(xs), _mm256_sign_epi8(w, xs));
+        }
+        __m128i s = _mm_add_epi32(_mm256_castsi256_si128(a0), _mm256_extracti128_si256(a0, 1));
+        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+        acc[r] = _mm_cvtsi128_si32(s);
+    }
+}
+
+/* acc[r] = sum_j W[r, j] x[j], int16 weights and activations (|values| <= 32767), int64 sums.
+   Nibble codes look up the low and high weight bytes in two tables; the bytes are interleaved per
+   128-bit lane, so x is read in the matching order (columns 0-7, 16-23 then 8-15, 24-31 of a chunk:
+   xperm, built by the caller). vpmaddwd's pair sums are at most 2 * 32767^2 < 2^31; each is widened
+   to int64 before it is added. */
+AVX2 void dc_rows16_avx2(const uint8_t *codes, int nibble, const uint8_t *mask, int64_t mstride,
+                         const uint8_t *tables, int64_t rows, int64_t chunks, int64_t stride,
+                         const int16_t *xperm, int64_t *acc) {
+    if (!mstride) mask = 0;  /* no mask */
+    __m256i tlo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)tables));
+    __m256i thi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(tables + 16)));
+    for (int64_t r = 0; r < rows; r++) {
+        const uint8_t *p = codes + r * stride, *mp = mask ? mask + r * mstride : 0;
+        __m256i a = _mm256_setzero_si256(), b = a;
+        for (int64_t c = 0; c < chunks; c++) {
+            __m256i w0, w1;
+            if (nibble) {
+                __m256i idx = codes32(p, mp, c);
+                __m256i lo = _mm256_shuffle_epi8(tlo, idx), hi = _mm256_shuffle_epi8(thi, idx);
+                w0 = _mm256_unpacklo_epi8(lo, hi);
+                w1 = _mm256_unpackhi_epi8(lo, hi);
+            } else {
+                w0 = _mm256_loadu_si256((const __m256i *)(p + 64 * c));
+                w1 = _mm256_loadu_si256((const __m256i *)(p + 64 * c + 32));
+            }
+            __m256i s0 = _mm256_madd_epi16(w0, _mm256_loadu_si256((const __m256i *)(xperm + 32 * c)));
+            __m256i s1 = _mm256_madd_epi16(w1, _mm256_loadu_si256((const __m256i *)(xperm + 32 * c + 16)));
+            a = _mm256_add_epi64(a, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(s0)));
+            b = _mm256_add_epi64(b, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(s0, 1)));
+            a = _mm256_add_epi64(a, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(s1)));
+            b = _mm256_add_epi64(b, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(s1, 1)));
+        }
+        acc[r] = hsum64(_mm256_add_epi64(a, b));
+    }
+}
+
+AVX2 static inline void add8(int32_t *y, __m128i v16) {
+    __m256i *p = (__m256i *)y;
+    _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), _mm256_cvtepi16_epi32(v16)));
+}
+
+/* acc[0:32] += |xa| wa + |xb| wb for 32 rows, xp holding the byte pair (|xa|, |xb|) in every 16-bit lane
+   and wa, wb the sign-adjusted weights; the per-lane unpacks give rows 0-7, 16-23 (lo), 8-15, 24-31 (hi). */
+AVX2 static inline void pair_step(int32_t *acc, __m256i xp, __m256i wa, __m256i wb) {
+    __m256i lo = _mm256_maddubs_epi16(xp, _mm256_unpacklo_epi8(wa, wb));
+    __m256i hi = _mm256_maddubs_epi16(xp, _mm256_unpackhi_epi8(wa, wb));
+    add8(acc, _mm256_castsi256_si128(lo));
+    add8(acc + 8, _mm256_castsi256_si128(hi));
+    add8(acc + 16, _mm256_extracti128_si256(lo, 1));
+    add8(acc + 24, _mm256_extracti128_si256(hi, 1));
+}
+
+/* acc[r] = sum over j with x[j] != 0 of W[r, j] x[j], int8, column-major weights (zero-input columns
+   skipped). Two columns at a time: their weights interleaved byte-wise against the pair (|xa|, |xb|);
+   the unpacks work per 128-bit lane, so a 32-row block's sums come out as rows 0-7, 16-23 (lo) and
+   8-15, 24-31 (hi), stored back in row order. */
+AVX2 void dc_cols8_avx2(const uint8_t *w, int nibble, const uint8_t *mask, int64_t mstride,
+                        const int8_t *table16, int64_t rows_pad, int64_t stride, const int32_t *nzcols,
+                        int64_t nnzc, const int8_t *x, int32_t *acc) {
+    if (!mstride) mask = 0;  /* no mask */
+    __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)table16));
+    memset(acc, 0, rows_pad * sizeof(int32_t));
+    int64_t k = 0;
+    for (; k + 2 <= nnzc; k += 2) {
+        int32_t ja = nzcols[k], jb = nzcols[k + 1];
+        int8_t xa = x[ja], xb = x[jb];
+        __m256i sa = _mm256_set1_epi8(xa), sb = _mm256_set1_epi8(xb);
+        uint16_t pair = (uint16_t)((uint8_t)(xa < 0 ? -xa : xa) | ((uint16_t)(uint8_t)(xb < 0 ? -xb : xb) << 8));
+        __m256i xp = _mm256_set1_epi16((int16_t)pair);
+        const uint8_t *ca = w + (int64_t)ja * stride, *cb = w + (int64_t)jb * stride;
+        const uint8_t *ma = mask ? mask + (int64_t)ja * mstride : 0, *mb = mask ? mask + (int64_t)jb * mstride : 0;
+        for (int64_t r = 0; r < rows_pad; r += 32) {
+            __m256i wa = _mm256_sign_epi8(weights8(ca, ma, r / 32, nibble, table), sa);
+            __m256i wb = _mm256_sign_epi8(weights8(cb, mb, r / 32, nibble, table), sb);
+            pair_step(acc + r, xp, wa, wb);
+        }
+    }
+    if (k < nnzc) {  /* the odd column last, paired with a zero input */
+        int32_t ja = nzcols[k];
+        __m256i sa = _mm256_set1_epi8(x[ja]);
+        __m256i xp = _mm256_set1_epi16((int16_t)(uint8_t)(x[ja] < 0 ? -x[ja] : x[ja]));
+        const uint8_t *ca = w + (int64_t)ja * stride, *ma = mask ? mask + (int64_t)ja * mstride : 0;
+        for (int64_t r = 0; r < rows_pad; r += 32) {
+            __m256i wa = _mm256_sign_epi8(weights8(ca, ma, r / 32, nibble, table), sa);
+            pair_step(acc + r, xp, wa, _mm256_setzero_si256());
+        }
+    }
+}
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_lut", "SIMD kernels, loaded with ctypes.", -1, NULL};
+
+PyMODINIT_FUNC PyInit__lut(void) { return PyModule_Create(&module); }

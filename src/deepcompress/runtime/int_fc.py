@@ -1,0 +1,81 @@
+"""A weight-shared FC layer run in integer arithmetic (int8 or int16; quantize.py states the rules)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..format.layer import QuantizedLayer
+from . import intkernels as ik
+from .intlayouts import INT_BUILDERS, padded
+from .intpolicy import choose_int_layout
+from .layouts import LayerSizes, LayoutBytes
+from .quantize import MAX_COLS_INT8, QMAX, check_precision, int_dtype, quantize_codebook, quantize_into
+
+
+class IntLinear(LayerSizes):
+    """y = W x + b with W's codebook and each input vector quantized to integers; float32 in and out.
+
+    Outputs equal quantize.reference_forward bit for bit on every layout and dispatch path. Runs on one
+    thread and reuses its quantization buffers: one call at a time per layer object.
+    """
+
+    threads = 1
+
+    def __init__(self, nz: QuantizedLayer, bias=None, precision: str = "int8", layout: str = "auto",
+                 act_density: float | None = None, path: str | None = None):
+        """Build `layout` ('auto': the cost model's pick for `act_density`) run on dispatch `path`
+        (None: the fastest this machine has, intkernels.available_paths())."""
+        if check_precision(precision) == "fp32":
+            raise ValueError("IntLinear runs int8 or int16; fp32 is SparseLinear")
+        self.precision = precision
+        self.path = ik.best_path() if path is None else path
+        if self.path not in ik.available_paths():
+            raise ValueError(f"dispatch path {self.path!r} is not available here; "
+                             f"have {', '.join(ik.available_paths())}")
+        n_rows, n_cols = nz.matrix_shape
+        if precision == "int8" and n_cols > MAX_COLS_INT8:
+            raise ValueError(f"int8 sums of {n_cols} inputs could overflow int32 (at most {MAX_COLS_INT8}); "
+                             f"use int16")
+        picked, self.predicted_ns = choose_int_layout(nz, precision, self.path, act_density)
+        name = picked if layout == "auto" else layout
+        if name not in INT_BUILDERS:
+            raise ValueError(f"unknown int layout {layout!r}; choose auto or one of {', '.join(INT_BUILDERS)}")
+        self.why = ("cost model (predicted ns: " + ", ".join(f"{k} {v:.0f}" for k, v in self.predicted_ns.items())
+                    + ")") if layout == "auto" else "asked for by name"
+        self.layout = INT_BUILDERS[name](nz, precision)
+        _, self.weight_scale = quantize_codebook(nz.codebook, precision)
+        self.bias = np.zeros(n_rows, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
+        if self.bias.shape != (n_rows,):
+            raise ValueError(f"bias must have shape ({n_rows},), got {self.bias.shape}")
+        self._xq = np.zeros(padded(n_cols), int_dtype(precision))
+        self._acc = np.zeros(padded(n_rows), np.int32 if precision == "int8" else np.int64)
+
+    @property
+    def kind(self) -> str:
+        """Name of the layout in use, with the precision and dispatch path."""
+        return f"{self.precision}-{self.layout.kind}-{self.path}"
+
+    def nbytes(self) -> LayoutBytes:
+        """Bytes of the weight layout; the bias is not counted."""
+        return self.layout.nbytes()
+
+    def matvec(self, x: np.ndarray, y: np.ndarray) -> None:
+        """y = W x + b for one float32 vector x (y is overwritten)."""
+        if self.layout.run(x, self._xq, self._acc, self.weight_scale, self.bias, y, self.path):
+            return
+        s_x = quantize_into(x, QMAX[self.precision], self._xq)
+        self.layout.matvec(self._xq, self._acc, self.path)
+        ik.finish(self._acc, self.weight_scale * s_x, self.bias, y)
+
+    def __call__(self, x) -> np.ndarray:
+        """float32 output for x of shape (in,) or (N, in): shape (out,) or (N, out)."""
+        arr = np.asarray(x)
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise TypeError(f"input must be a floating-point array, got dtype {arr.dtype}")
+        if arr.ndim not in (1, 2) or arr.shape[-1] != self.in_features:
+            raise ValueError(f"input must have shape ({self.in_features},) or (N, {self.in_features}), got {arr.shape}")
+        x2 = np.ascontiguousarray(np.atleast_2d(arr), dtype=np.float32)
+        out = np.empty((x2.shape[0], self.out_features), np.float32)
+        for i in range(x2.shape[0]):
+            self.matvec(x2[i], out[i])
+        return out if arr.ndim == 2 else out[0]

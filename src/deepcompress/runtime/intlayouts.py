@@ -1,0 +1,269 @@
+"""Layouts of a weight-shared layer for the int8/int16 modes, built once from a QuantizedLayer.
+
+Dense layouts hold every weight, pruned ones too, as coded vectors of 32-entry chunks (`CodedVectors`):
+- 4-bit codes into a 16-entry integer table (0.5 B per weight, decoded by vpshufb) when the quantized
+  codebook plus 0 has at most 16 values (<= 15 entries, or an entry that rounds to 0);
+- 4-bit codes plus one mask bit per weight (0.625 B) for 16-entry codebooks without a zero: a clear bit
+  means pruned (weight 0);
+- the quantized weights themselves (1 B int8, 2 B int16) for larger codebooks.
+
+- `RowsLayout`: one coded vector per row; visits every weight, no pointers. Best for dense inputs.
+- `ColsLayout`: one coded vector per column (rows padded to 32); skips the columns of zero inputs, so it
+  visits rows x nonzero-inputs weights. Best for sparse inputs on moderately sparse weights.
+- 'rows-stored' and 'cols-stored' are the same layouts with the weights stored even where 4-bit codes
+  would do: twice the bytes of 4-bit codes, but no lookup (faster when the layer fits the caches).
+- `IntCscLayout`: the fp32 runtime's column layout (layouts.CscLayout, 2 B per nonzero) with the
+  integer codebook: visits only the nonzero weights of nonzero inputs. Best for very sparse weights.
+
+`matvec(xq, acc, path)` sets acc[:rows] to the exact integer W xq; xq is the quantized input padded with
+zeros to `padded_in` entries (see intkernels.py for the paths).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..format.layer import QuantizedLayer
+from . import intkernels as ik
+from .layouts import LayoutBytes, build_csc
+from .quantize import int_dtype, quantize_codebook
+
+CHUNK = 32
+# chunk-local column order of the int16 SIMD row kernel (vpunpck{l,h}bw interleave per 128-bit lane)
+PERM16 = np.concatenate([np.arange(0, 8), np.arange(16, 24), np.arange(8, 16), np.arange(24, 32)])
+
+
+def padded(n: int) -> int:
+    """n rounded up to whole 32-entry chunks."""
+    return -(-n // CHUNK) * CHUNK
+
+
+@dataclass(frozen=True)
+class CodedVectors:
+    """n vectors of `length` (a multiple of 32) integer weights in one of three storages (module docstring)."""
+
+    storage: str  # 'nibble', 'masked' or 'stored'
+    store: np.ndarray  # uint8 (n, length/2) codes, or (n, length) integer weights
+    mask: np.ndarray  # uint8 (n, length/8) bits for 'masked', else (n, 0)
+    table: np.ndarray  # 16 integer weights of the codes (unused for 'stored')
+
+    @property
+    def nibble(self) -> int:
+        """1 when the vectors are 4-bit codes."""
+        return int(self.storage != "stored")
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of codes (or weights) and mask."""
+        return self.store.nbytes + self.mask.nbytes
+
+
+def storage_for(q_c: np.ndarray) -> tuple[str, int]:
+    """('nibble', code of weight 0), ('masked', 0) or ('stored', 0) for a quantized codebook."""
+    if q_c.size > 16:
+        return "stored", 0
+    if q_c.size < 16:
+        return "nibble", int(q_c.size)
+    zeros = np.flatnonzero(q_c == 0)
+    return ("nibble", int(zeros[0])) if zeros.size else ("masked", 0)
+
+
+def bytes_per_weight(storage: str, precision: str) -> float:
+    """Bytes a dense layout spends per weight in this storage."""
+    return {"nibble": 0.5, "masked": 0.625}.get(storage, 1.0 if precision == "int8" else 2.0)
+
+
+def code_vectors(codes: np.ndarray, keep: np.ndarray, q_c: np.ndarray, stored: bool = False) -> CodedVectors:
+    """Pack an (n, length) matrix of codebook indices (`keep` False where the weight is pruned); `stored`
+    keeps the quantized weights themselves even where 4-bit codes would do."""
+    n, length = codes.shape
+    no_mask = np.zeros((n, 0), np.uint8)
+    table = np.zeros(16, q_c.dtype)
+    storage, zero = ("stored", 0) if stored else storage_for(q_c)
+    if storage == "stored":
+        return CodedVectors("stored", np.where(keep, q_c[codes], 0).astype(q_c.dtype), no_mask, table)
+    table[:q_c.size] = q_c
+    c = np.where(keep, codes, zero).astype(np.uint8)
+    halves = c.reshape(n, -1, 2, 16)
+    store = np.ascontiguousarray((halves[:, :, 0, :] | (halves[:, :, 1, :] << 4)).reshape(n, -1))
+    if storage == "nibble":
+        return CodedVectors("nibble", store, no_mask, table)
+    return CodedVectors("masked", store, np.packbits(keep, axis=1, bitorder="little"), table)
+
+
+def _dense_codes(nz: QuantizedLayer, n_rows: int, n_cols: int, transpose: bool):
+    """(codes, keep) of `nz` as a dense (n_rows, n_cols) matrix, or its transpose."""
+    rows, cols = nz.rows_cols()
+    if transpose:
+        rows, cols = cols, rows
+    codes = np.zeros((n_rows, n_cols), np.uint8 if nz.codebook.size <= 256 else np.int64)
+    keep = np.zeros((n_rows, n_cols), bool)
+    codes[rows, cols] = nz.indices
+    keep[rows, cols] = True
+    return codes, keep
+
+
+@dataclass
+class _DenseCodes:
+    """What the row and column layouts share: their fields, the padded input length and their bytes."""
+
+    shape: tuple[int, int]
+    nnz: int
+    precision: str
+    vectors: CodedVectors
+
+    @property
+    def padded_in(self) -> int:
+        """Length of the padded input."""
+        return padded(self.shape[1])
+
+    def nbytes(self) -> LayoutBytes:
+        """Bytes of codes (or weights), mask bits and table."""
+        return LayoutBytes(self.nnz, self.vectors.nbytes, 0, self.vectors.table.nbytes)
+
+
+@dataclass
+class RowsLayout(_DenseCodes):
+    """One coded vector per row, 32-column chunks."""
+
+    @property
+    def kind(self) -> str:
+        """'rows', or 'rows-stored' when the weights themselves are stored."""
+        return "rows-stored" if self.vectors.storage == "stored" else "rows"
+
+    def __post_init__(self):
+        # the int16 kernel looks up the low and the high byte of each weight in two byte tables
+        t = self.vectors.table
+        self._xp = None
+        self._tables16 = t.view(np.uint8).reshape(16, 2).T.copy() if t.dtype == np.int16 else t
+
+    def run(self, x, xq, acc, s_w, bias, y, path: str) -> bool:
+        """y = W x + b in one compiled call where this layout and path have one (False: not done)."""
+        v = self.vectors
+        chunks = self.padded_in // CHUNK
+        if path == "portable":
+            return False
+        if self.precision == "int8":
+            ik.rows8_fused(path == "vnni", v.store, v.mask, v.nibble, v.table, chunks, x, xq, acc, s_w, bias, y)
+            return True
+        if v.storage == "stored":
+            return False
+        if self._xp is None:
+            self._xp = np.empty_like(xq)
+        ik.rows16_fused(v.store.view(np.uint8), v.mask, v.nibble, self._tables16, chunks, v.store.strides[0],
+                        PERM16, x, xq, self._xp, acc, s_w, bias, y)
+        return True
+
+    def matvec(self, xq: np.ndarray, acc: np.ndarray, path: str) -> None:
+        """acc = W xq."""
+        v = self.vectors
+        chunks = self.padded_in // CHUNK
+        if path != "portable" and self.precision == "int8":
+            ik.rows8_simd(path == "vnni", v.store, v.mask, v.nibble, v.table, chunks, xq, acc)
+            return
+        if self.precision == "int16" and v.storage == "stored":
+            xq = xq.reshape(chunks, CHUNK)[:, PERM16].reshape(-1)  # weights are kept in this order
+        if path != "portable" and self.precision == "int16":
+            xp = xq if v.storage == "stored" else xq.reshape(chunks, CHUNK)[:, PERM16].reshape(-1)
+            ik.rows16_simd(v.store.view(np.uint8), v.mask, v.nibble, self._tables16, chunks,
+                           v.store.strides[0], xp, acc)
+        else:
+            ik.rows_portable(v.store, v.mask, v.nibble, v.table, xq, acc)
+
+
+def build_rows(nz: QuantizedLayer, precision: str, stored: bool = False) -> RowsLayout:
+    """The dense-code row layout of `nz` in `precision` (`stored`: weights, not 4-bit codes)."""
+    q_c, _ = quantize_codebook(nz.codebook, precision)
+    n_rows, n_cols = nz.matrix_shape
+    codes, keep = _dense_codes(nz, n_rows, padded(n_cols), False)
+    v = code_vectors(codes, keep, q_c, stored)
+    if precision == "int16" and v.storage == "stored":  # the SIMD kernel's column order within a chunk
+        v = CodedVectors("stored", np.ascontiguousarray(v.store.reshape(n_rows, -1, CHUNK)[:, :, PERM16]
+                                                        .reshape(n_rows, -1)), v.mask, v.table)
+    return RowsLayout(nz.matrix_shape, nz.nnz, precision, v)
+
+
+@dataclass
+class ColsLayout(_DenseCodes):
+    """One coded vector per column (rows padded to 32); zero-input columns skipped."""
+
+    @property
+    def kind(self) -> str:
+        """'cols', or 'cols-stored' when the weights themselves are stored."""
+        return "cols-stored" if self.vectors.storage == "stored" else "cols"
+
+    def run(self, x, xq, acc, s_w, bias, y, path: str) -> bool:
+        """y = W x + b in one compiled call where this layout and path have one (False: not done)."""
+        if path == "portable" or self.precision != "int8":
+            return False
+        v = self.vectors
+        ik.cols8_fused(v.store, v.mask, v.nibble, v.table, x, xq, self._nzcols, acc, s_w, bias, y)
+        return True
+
+    def __post_init__(self):
+        self._nzcols = np.empty(self.shape[1], np.int32)
+
+    def matvec(self, xq: np.ndarray, acc: np.ndarray, path: str) -> None:
+        """acc = W xq (acc holds the padded rows)."""
+        v = self.vectors
+        nzcols = self._nzcols
+        n = ik.nonzero_columns(xq[:self.shape[1]], nzcols)
+        if path != "portable" and self.precision == "int8":
+            ik.cols8_simd(v.store, v.mask, v.nibble, v.table, acc.shape[0], nzcols, n, xq, acc)
+        else:
+            ik.cols_portable(v.store, v.mask, v.nibble, v.table, nzcols, n, xq, acc)
+
+
+def build_cols(nz: QuantizedLayer, precision: str, stored: bool = False) -> ColsLayout:
+    """The column-major dense-code layout of `nz` in `precision` (`stored`: weights, not 4-bit codes)."""
+    q_c, _ = quantize_codebook(nz.codebook, precision)
+    n_rows, n_cols = nz.matrix_shape
+    codes, keep = _dense_codes(nz, n_cols, padded(n_rows), True)
+    return ColsLayout(nz.matrix_shape, nz.nnz, precision, code_vectors(codes, keep, q_c, stored))
+
+
+@dataclass
+class IntCscLayout:
+    """The column layout of layouts.py with an integer codebook (its padding code's weight is 0)."""
+
+    shape: tuple[int, int]
+    nnz: int
+    precision: str
+    csc: object
+    table: np.ndarray
+    kind = "csc"
+
+    @property
+    def padded_in(self) -> int:
+        """Length of the padded input."""
+        return padded(self.shape[1])
+
+    def nbytes(self) -> LayoutBytes:
+        """Bytes of the column layout, with the integer table as its codebook."""
+        b = self.csc.nbytes()
+        return LayoutBytes(self.nnz, b.entries, b.pointers, self.table.nbytes)
+
+    def run(self, x, xq, acc, s_w, bias, y, path: str) -> bool:
+        """No fused call for this layout (False)."""
+        return False
+
+    def matvec(self, xq: np.ndarray, acc: np.ndarray, path: str) -> None:
+        """acc = W xq (one path: the portable scalar loop)."""
+        c = self.csc
+        ik.csc_int(c.col_ptr, c.row_start, c.entries, self.table, c.bits, xq[:self.shape[1]], acc)
+
+
+def build_int_csc(nz: QuantizedLayer, precision: str) -> IntCscLayout:
+    """The column layout of `nz` with the quantized codebook."""
+    q_c, _ = quantize_codebook(nz.codebook, precision)
+    csc = build_csc(nz)
+    table = np.zeros(csc.codebook.shape[0], q_c.dtype)
+    table[:q_c.size] = q_c
+    return IntCscLayout(nz.matrix_shape, nz.nnz, precision, csc, table)
+
+
+INT_BUILDERS = {"rows": build_rows, "rows-stored": lambda nz, precision: build_rows(nz, precision, True),
+                "cols": build_cols, "cols-stored": lambda nz, precision: build_cols(nz, precision, True),
+                "csc": build_int_csc}

@@ -1,0 +1,162 @@
+"""The int8/int16 modes: every kernel, layout and dispatch path equals the numpy reference bit for bit;
+models in int16/int8 stay close to fp32; load/CLI wiring; threads reach the kernels."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+from deepcompress import format as dcz
+from deepcompress.runtime import intkernels, load
+from deepcompress.runtime.int_fc import IntLinear
+from deepcompress.runtime.intlayouts import INT_BUILDERS, build_rows
+from deepcompress.runtime.nonzeros import from_dense
+from deepcompress.runtime.ops import Fc
+from deepcompress.runtime.quantize import (QMAX, quantize_codebook, quantize_into, quantize_vector,
+                                           reference_forward)
+from deepcompress.runtime.sparse_fc import SparseLinear
+
+from test_runtime_model import MODELS, inputs
+
+PATHS = intkernels.available_paths()
+
+
+def codebook_of(kind: str, rng) -> np.ndarray:
+    """Codebooks that exercise each row storage: 4-bit codes with a zero code appended (7), 4-bit codes
+    whose zero is a codebook entry (16, one entry 0), stored weights (16 without 0, and 40)."""
+    if kind == "k7":
+        return np.sort(rng.uniform(-1, 1, 7)).astype(np.float32)
+    if kind == "k16zero":
+        c = np.sort(rng.uniform(-1, 1, 16)).astype(np.float32)
+        c[3] = 0.0
+        return c
+    if kind == "k16":
+        return np.concatenate([rng.uniform(-1, -0.1, 8), rng.uniform(0.1, 1, 8)]).astype(np.float32)
+    return np.sort(rng.uniform(-2, 2, 40)).astype(np.float32)
+
+
+def layer(rng, shape, density, book):
+    codebook = codebook_of(book, rng)
+    w = codebook[rng.integers(0, codebook.size, shape)] * (rng.random(shape) < density)
+    return from_dense(w.astype(np.float32), codebook)
+
+
+def signed_inputs(rng, n, cols):
+    x = (rng.standard_normal((n, cols)) * (rng.random((n, cols)) < 0.4)).astype(np.float32)
+    x[0] = 0.0  # an all-zero input vector
+    x[-1, ::3] = np.abs(x[-1, ::3]) * 50  # a wide range in one vector
+    return x
+
+
+@pytest.mark.parametrize("x", [np.array([0.5, -1.5, 2.5, 0.0, -0.0, 3.0], np.float32),
+                               np.random.default_rng(0).standard_normal(1001).astype(np.float32),
+                               np.zeros(5, np.float32), np.array([1e-30, -2e-30], np.float32)])
+@pytest.mark.parametrize("precision", ["int8", "int16"])
+def test_compiled_activation_quantizer_equals_numpy_rule(x, precision):
+    out = np.full(x.size + 7, 99, np.int8 if precision == "int8" else np.int16)
+    scale = quantize_into(x, QMAX[precision], out)
+    ref, ref_scale = quantize_vector(x, precision)
+    assert np.array_equal(out[:x.size], ref) and scale == ref_scale
+    assert (out[x.size:] == 99).all()
+    assert np.abs(ref).max(initial=0) <= QMAX[precision]
+
+
+def test_quantization_rules_by_hand():
+    q, s = quantize_codebook(np.array([-0.5, 0.25, 1.0, 0.0], np.float32), "int8")
+    assert s == 1.0 / 127 and q.tolist() == [-64, 32, 127, 0]  # -63.5 -> -64, 31.75 -> 32 (half to even, then nearest)
+    q, s = quantize_vector(np.array([2.0, -1.0, 1.0 / 127, 0.0], np.float32), "int8")
+    assert s == 2.0 / 127 and q.tolist() == [127, -64, 0, 0]  # -63.5 rounds to even -64; 0.5 to 0
+
+
+@pytest.mark.parametrize("book", ["k7", "k16zero", "k16", "k40"])
+@pytest.mark.parametrize("shape, density", [((37, 75), 0.3), ((1, 1), 1.0), ((65, 33), 0.05), ((300, 130), 0.5)])
+@pytest.mark.parametrize("precision", ["int8", "int16"])
+def test_every_layout_and_path_equals_numpy_reference(book, shape, density, precision):
+    rng = np.random.default_rng(shape[0] * 7 + len(book))
+    nz = layer(rng, shape, density, book)
+    bias = rng.standard_normal(shape[0]).astype(np.float32)
+    x = signed_inputs(rng, 4, shape[1])
+    ref = reference_forward(nz, bias, x, precision)
+    for name in INT_BUILDERS:
+        for path in PATHS:
+            fc = IntLinear(nz, bias, precision, name, path=path)
+            assert np.array_equal(fc(x), ref), (name, path)
+            assert np.array_equal(fc(x[1]), ref[1]), (name, path)
+
+
+def test_row_storage_follows_the_codebook():
+    rng = np.random.default_rng(3)
+    kinds = {book: build_rows(layer(rng, (9, 40), 0.5, book), "int8").vectors.storage for book in ("k7", "k16zero", "k16", "k40")}
+    assert kinds == {"k7": "nibble", "k16zero": "nibble", "k16": "masked", "k40": "stored"}
+    rows = build_rows(layer(rng, (9, 40), 0.5, "k7"), "int8")
+    assert rows.vectors.store.shape == (9, 32) and rows.nbytes().entries == 9 * 32  # 64 columns at 4 bits each
+
+
+def test_paths_and_errors():
+    nz = layer(np.random.default_rng(1), (5, 8), 0.5, "k7")
+    assert PATHS[0] == "portable" and intkernels.best_path() == PATHS[-1]
+    with pytest.raises(ValueError, match="not available"):
+        IntLinear(nz, None, "int8", path="sve")
+    with pytest.raises(ValueError, match="unknown precision"):
+        SparseLinear.from_layer(nz, precision="int4")
+    with pytest.raises(ValueError, match="unknown int layout"):
+        IntLinear(nz, None, "int8", "panel")
+    wide = from_dense(np.ones((1, 140_000), np.float32), np.array([1.0], np.float32))
+    with pytest.raises(ValueError, match="overflow int32"):
+        IntLinear(wide, None, "int8", "rows")
+
+
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def saved(request, tmp_path_factory):
+    layers, meta = MODELS[request.param](np.random.default_rng(len(request.param)))
+    path = tmp_path_factory.mktemp("intmodels") / f"{request.param}.dcz"
+    dcz.write(path, layers, meta)
+    return request.param, path, meta
+
+
+@pytest.mark.parametrize("precision, tol", [("int16", 2e-4), ("int8", 3e-2)])
+def test_models_in_integer_modes_stay_close_to_fp32(saved, precision, tol):
+    _, path, meta = saved
+    x = inputs(np.random.default_rng(5), tuple(meta["input_shape"]), 64)
+    ref = load(path)(x)
+    model = load(path, precision=precision)
+    got = model(x)
+    err = np.linalg.norm(got - ref, axis=1) / np.linalg.norm(ref, axis=1)
+    assert np.median(err) < tol
+    assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.9
+    assert np.array_equal(model(x[7]), got[7])  # batch 1 (Fc's matvec) equals the batch path
+    rows = [r for r in model.summary() if r["kind"] == "fc"]
+    assert rows and all(r["layout"].startswith(precision) and "cost model" in r["why"] for r in rows)
+
+
+class _Recorder:
+    """A layout stand-in that records the thread count each matvec is called with."""
+
+    def __init__(self, layout):
+        self.inner, self.calls = layout, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def matvec(self, x, y, threads=1):
+        self.calls.append(threads)
+        self.inner.matvec(x, y, threads)
+
+
+def test_batch1_fc_layers_run_on_the_threads_asked_for(saved):
+    kind, path, meta = saved
+    model = load(path, threads=2)
+    fcs = [op for op in model.ops if isinstance(op, Fc)]
+    for op in fcs:
+        op.layer.layout = _Recorder(op.layer.layout)
+    model(np.zeros(tuple(meta["input_shape"]), np.float32))
+    expected = min(2, numba.config.NUMBA_NUM_THREADS)
+    assert [op.layer.layout.calls for op in fcs] == [[expected]] * len(fcs)
+
+
+def test_conv_from_positions_keeps_its_threads():
+    from deepcompress.runtime import conv_from_positions
+    conv = conv_from_positions((4, 3, 3, 3), np.arange(0, 108, 5), np.zeros(22, np.int64),
+                               np.array([0.5], np.float32), path="sparse", threads=2)
+    assert conv._linear.threads == min(2, numba.config.NUMBA_NUM_THREADS)

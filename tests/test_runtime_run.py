@@ -144,8 +144,8 @@ def test_run_in_integer_precision_reports_it_and_never_claims_the_fp32_report(sy
     report.write_text(json.dumps({"dataset": "mnist", "test_error": 0.5, "file_bytes": nbytes}))
     assert _run(common + ["--json"]) == 0  # an int error differing from the fp32 report is no mismatch
     res = json.loads(capsys.readouterr().out)
-    images = load_dataset("mnist", folder=data_dir)
-    wrong = int((load(path, precision=precision).predict(images.test_x.numpy()) != images.test_y.numpy()).sum())
+    images = load_arrays("mnist", folder=data_dir)
+    wrong = int((load(path, precision=precision).predict(images.test_x) != images.test_y).sum())
     assert res["precision"] == precision and res["test"]["wrong"] == wrong
     assert all(r["layout"].startswith(precision) for r in res["layers"])
     assert not res["report"]["comparable"]

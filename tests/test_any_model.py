@@ -200,3 +200,65 @@ def test_decompressed_module_reproduces_the_runtime(tmp_path, model, shape):
     with torch.no_grad():
         back = decompress(path)(x).numpy()
     assert rel_error(back, got) < REL_TOL and rel_error(back, expected) < REL_TOL
+
+
+class Lambda(nn.Module):
+    """A linear layer then `fn(h)`: small models for the corner cases a review found."""
+
+    def __init__(self, fn, out: int = 16):
+        super().__init__()
+        self.fc, self.fn = nn.Linear(8, out), fn
+
+    def forward(self, x):
+        return self.fn(self.fc(x))
+
+
+@pytest.mark.parametrize("fn", [
+    lambda h: torch.relu(h.reshape(-1, 4, 4)).reshape(-1, 16) + h,   # a view read twice: no in-place relu
+    lambda h: torch.relu(torch.flatten(h, 1)) + torch.flatten(h, 1),
+    lambda h: torch.relu(h.reshape(-1, 1, 16).permute(0, 2, 1)).permute(0, 2, 1).reshape(-1, 16) + h,
+    lambda h: h + h,
+    lambda h: h * torch.sigmoid(h),
+])
+def test_values_read_through_views_are_not_overwritten(tmp_path, fn):
+    got, expected, _ = round_trip(Lambda(fn), torch.rand(3, 8) - 0.5, tmp_path)
+    assert rel_error(got, expected) < REL_TOL
+
+
+class InPlaceResidual(nn.Module):
+    """torchvision's BasicBlock pattern: ReLU(inplace=True) in a chain, then out += identity."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2, self.relu = nn.Linear(8, 8), nn.Linear(8, 8), nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        out = self.relu(self.fc1(x))
+        out = self.fc2(out)
+        out += x
+        return self.relu(out)
+
+
+def test_in_place_forms_that_keep_their_meaning_are_captured(tmp_path):
+    got, expected, _ = round_trip(InPlaceResidual(), torch.rand(3, 8) - 0.5, tmp_path)
+    assert rel_error(got, expected) < REL_TOL
+
+
+@pytest.mark.parametrize("fn, message", [
+    (lambda h: h.view(-1, 2), "does not keep the batch"),
+    (lambda h: torch.add(h, h, alpha=2), "keyword arguments .alpha."),
+    (lambda h: h + 1.0, "a constant"),
+    (lambda h: F.relu(h, inplace=True) + h, "in-place operation whose input is used again"),
+])
+def test_what_would_compute_differently_is_refused(fn, message):
+    with pytest.raises(Unsupported, match=message):
+        architecture_ops(Lambda(fn), torch.rand(1, 8))
+
+
+def test_batchnorm1d_on_a_sequence_is_not_folded_into_the_linear_layer():
+    from deepcompress.compress.fold import fold_batchnorm
+
+    model = nn.Sequential(nn.Linear(8, 4), nn.BatchNorm1d(4)).eval()
+    model[1].running_mean.uniform_(-1, 1)
+    assert fold_batchnorm(model, torch.rand(2, 4, 8)) == []  # BatchNorm1d of (N, 4, 4) normalises axis 1
+    assert fold_batchnorm(model, torch.rand(2, 8)) == [("0", "1")]

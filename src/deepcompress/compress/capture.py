@@ -70,10 +70,10 @@ def _adaptive(name: str, m: nn.AdaptiveAvgPool2d, in_hw):
     return graph.AdaptiveAvgPool(tuple(in_hw[i] if s is None else int(s) for i, s in enumerate(size)))
 
 
-def _affine(m: nn.modules.batchnorm._BatchNorm):
+def _affine(name: str, m: nn.modules.batchnorm._BatchNorm):
     """A BatchNorm in inference mode as a per-channel affine op."""
     if m.running_mean is None:
-        _refuse("BatchNorm", "BatchNorm without running statistics (track_running_stats=False)")
+        _refuse(name, "BatchNorm without running statistics (track_running_stats=False)")
     scale = (m.weight if m.affine else 1.0) / torch.sqrt(m.running_var + m.eps)
     shift = (m.bias if m.affine else 0.0) - m.running_mean * scale
     return graph.Affine(tuple(scale.detach().tolist()), tuple(shift.detach().tolist()))
@@ -122,7 +122,7 @@ def module_op(name: str, m: nn.Module, in_shape: tuple):
     if isinstance(m, (nn.Dropout, nn.Identity)):
         return SKIP
     if isinstance(m, nn.modules.batchnorm._BatchNorm):
-        return _affine(m)
+        return _affine(name, m)
     if isinstance(m, nn.LayerNorm):
         return _layernorm(name, m)
     _refuse(name, f"{type(m).__name__} ({m!r})" if len(repr(m)) < 80 else type(m).__name__,
@@ -134,8 +134,9 @@ FUNCTION_MODULES = {F.max_pool2d: nn.MaxPool2d, F.avg_pool2d: nn.AvgPool2d, F.ad
 ELEMENTWISE = {F.relu: graph.Relu, torch.relu: graph.Relu, torch.sigmoid: graph.Sigmoid, F.sigmoid: graph.Sigmoid,
                torch.tanh: graph.Tanh, F.tanh: graph.Tanh, F.silu: graph.Silu, "relu": graph.Relu,
                "sigmoid": graph.Sigmoid, "tanh": graph.Tanh}
-BINARY = {operator.add: graph.Add, torch.add: graph.Add, "add": graph.Add, operator.mul: graph.Mul,
-          torch.mul: graph.Mul, "mul": graph.Mul}
+BINARY = {operator.add: graph.Add, torch.add: graph.Add, "add": graph.Add, operator.iadd: graph.Add,
+          operator.mul: graph.Mul, torch.mul: graph.Mul, "mul": graph.Mul, operator.imul: graph.Mul}
+IN_PLACE = (operator.iadd, operator.imul)
 
 
 def call_op(node: torch.fx.Node, where: str, in_shape: tuple, out_shape: tuple):
@@ -147,6 +148,9 @@ def call_op(node: torch.fx.Node, where: str, in_shape: tuple, out_shape: tuple):
     if target in ELEMENTWISE:
         return ELEMENTWISE[target]()
     if target in BINARY:
+        if kwargs or len(_tensor_inputs(node)) != 2:
+            _refuse(where, f"{getattr(target, '__name__', target)!r} with a constant or keyword arguments "
+                    f"({', '.join(kwargs) or 'a number'})", "add or multiply two tensors only")
         return BINARY[target]()
     if target in (torch.flatten, "flatten", "view", "reshape"):
         return "reshape"
@@ -208,6 +212,9 @@ def capture(model: nn.Module, example_input: torch.Tensor) -> list[graph.Op]:
                           f"({WEIGHTS_ONLY_HINT})")
     was_training = model.training
     model.eval()
+    # a batch of two shows an op that mixes samples (a reshape across the batch), which batch 1 hides
+    example_input = torch.as_tensor(example_input)
+    example_input = torch.cat([example_input[:1], example_input[:1]]) if len(example_input) < 2 else example_input
     try:
         with torch.no_grad():
             ShapeProp(traced).propagate(example_input)
@@ -217,10 +224,28 @@ def capture(model: nn.Module, example_input: torch.Tensor) -> list[graph.Op]:
                         f"({type(cause).__name__}: {str(cause).splitlines()[0]})") from None
     finally:
         model.train(was_training)
-    return _ops_of(traced, dict(model.named_modules()))
+    return _ops_of(traced, dict(model.named_modules()), len(example_input))
 
 
-def _ops_of(traced: torch.fx.GraphModule, modules: dict) -> list[graph.Op]:
+def _writes_its_input(node: torch.fx.Node, modules: dict) -> bool:
+    """Whether the node overwrites its first argument (inplace=True activations, +=, *=)."""
+    if node.op == "call_module":
+        return bool(getattr(modules[node.target], "inplace", False))
+    return node.target in IN_PLACE or bool(node.kwargs.get("inplace", False))
+
+
+def _check_node(node: torch.fx.Node, sources: list, modules: dict, batch: int, where: str) -> None:
+    """Refuse what the file would compute differently: an op whose output does not keep the batch as its
+    first axis, or an in-place op whose input is read again elsewhere."""
+    shape = _shape(node)
+    if shape and shape[0] != batch:
+        _refuse(where, f"an operation whose output {tuple(shape)} does not keep the batch ({batch}) as its "
+                       "first dimension", "keep the batch dimension first and separate")
+    if sources and _writes_its_input(node, modules) and len(sources[0].users) > 1:
+        _refuse(where, "an in-place operation whose input is used again", "use the out-of-place form")
+
+
+def _ops_of(traced: torch.fx.GraphModule, modules: dict, batch: int) -> list[graph.Op]:
     index: dict[torch.fx.Node, int] = {}
     ops: list[graph.Op] = []
     for node in traced.graph.nodes:
@@ -239,6 +264,7 @@ def _ops_of(traced: torch.fx.GraphModule, modules: dict) -> list[graph.Op]:
             raise Unsupported(f"{node.name}: reads a value the file cannot describe ({WEIGHTS_ONLY_HINT})")
         in_shape = _shape(sources[0])[1:] if sources else ()
         where = node.target if node.op == "call_module" else f"forward() {node.name}"
+        _check_node(node, sources, modules, batch, where)
         op = (module_op(node.target, modules[node.target], in_shape) if node.op == "call_module"
               else call_op(node, where, in_shape, _shape(node)[1:]))
         if op == SKIP:

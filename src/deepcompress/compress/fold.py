@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 import torch.fx
+from torch.fx.passes.shape_prop import ShapeProp
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils import prune
@@ -31,13 +32,22 @@ def _calls(graph: torch.fx.Graph) -> dict[str, int]:
     return counts
 
 
-def foldable_pairs(model: nn.Module) -> list[tuple[str, str]]:
+def foldable_pairs(model: nn.Module, example: torch.Tensor | None = None) -> list[tuple[str, str]]:
     """(layer, batchnorm) names where a Conv2d or Linear feeds only a BatchNorm in inference mode, each
-    called once; empty when torch.fx cannot trace the model (capture then says why)."""
+    called once; a Linear only when its output is (batch, features) on `example` (BatchNorm1d of a 3-D
+    tensor normalises another axis), so without an example only convolutions fold. Empty when torch.fx
+    cannot trace the model (capture then says why)."""
     try:
-        graph = torch.fx.symbolic_trace(model).graph
+        traced = torch.fx.symbolic_trace(model)
     except Exception:  # an untraceable model is refused, with fx's reason, when its forward pass is captured
         return []
+    graph = traced.graph
+    if example is not None:
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            ShapeProp(traced).propagate(torch.as_tensor(example))
+        model.train(was_training)
     modules, calls = dict(model.named_modules()), _calls(graph)
     pairs = []
     for node in graph.nodes:
@@ -47,16 +57,25 @@ def foldable_pairs(model: nn.Module) -> list[tuple[str, str]]:
         if (isinstance(src, torch.fx.Node) and src.op == "call_module"
                 and isinstance(modules[src.target], (nn.Conv2d, nn.Linear)) and len(src.users) == 1
                 and calls[src.target] == 1 and calls[node.target] == 1
-                and modules[node.target].running_mean is not None):
+                and modules[node.target].running_mean is not None and _folds_along_features(src, modules)):
             pairs.append((src.target, node.target))
     return pairs
 
 
+def _folds_along_features(node: torch.fx.Node, modules: dict) -> bool:
+    """Whether a BatchNorm after this layer's output normalises the layer's output channels."""
+    if isinstance(modules[node.target], nn.Conv2d):
+        return True
+    meta = node.meta.get("tensor_meta")
+    return meta is not None and len(meta.shape) == 2
+
+
 @torch.no_grad()
-def fold_batchnorm(model: nn.Module) -> list[tuple[str, str]]:
+def fold_batchnorm(model: nn.Module, example: torch.Tensor | None = None) -> list[tuple[str, str]]:
     """Fold every foldable BatchNorm (inference statistics) into the layer before it and replace it by
-    nn.Identity; returns the (layer, batchnorm) pairs folded. Pruned weights stay exactly zero."""
-    pairs = foldable_pairs(model)
+    nn.Identity; returns the (layer, batchnorm) pairs folded (see foldable_pairs for `example`). Pruned
+    weights stay exactly zero."""
+    pairs = foldable_pairs(model, example)
     for layer_name, bn_name in pairs:
         layer, bn = model.get_submodule(layer_name), model.get_submodule(bn_name)
         scale = (bn.weight if bn.affine else torch.ones_like(bn.running_var)) / torch.sqrt(bn.running_var + bn.eps)

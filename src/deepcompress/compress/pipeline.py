@@ -225,7 +225,7 @@ def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Pat
     masks = prune_stage(model, cfg.prune, run)
     run.hooks.after_stage("prune", model, masks)
     run.timings["prune_s"] = time.perf_counter() - t0
-    folded = fold_batchnorm(model)  # the file holds folded weights, so share (quantize) those
+    folded = fold_batchnorm(model, example)  # the file holds folded weights, so share (quantize) those
     if folded:
         run.note("batchnorm folded", model, layers=[layer for layer, _ in folded])
     shared = quantize_stage(model, masks, cfg.quantize, run)

@@ -633,16 +633,6 @@ class ForwardPass:
         """Per-sample shapes of op i's inputs."""
         return [self.shape_of(j) for j in self.inputs[i]]
 
-    def consumers(self) -> dict[int, int]:
-        """How many ops read each value (INPUT and op indices); the last op's output counts once more."""
-        counts: dict[int, int] = {}
-        for sources in self.inputs:
-            for j in sources:
-                counts[j] = counts.get(j, 0) + 1
-        last = len(self.ops) - 1
-        counts[last] = counts.get(last, 0) + 1
-        return counts
-
 
 def _sources(op: Op, i: int, where: str) -> tuple:
     if op.inputs is None:

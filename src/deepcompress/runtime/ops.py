@@ -256,10 +256,28 @@ def build_ops(meta: dict, layers: dict, batch: int, threads: int = 1,
         forward = graph.parse_forward(meta, layers)
     except graph.GraphError as err:
         raise ModelError(str(err)) from None
-    readers = forward.consumers()
-    built = []
-    for i, op in enumerate(forward.ops):
-        # the model's input is a private copy (CompressedModel.prepare), so it may be overwritten too
-        inplace = len(forward.inputs[i]) == 1 and readers[forward.inputs[i][0]] == 1
-        built.append(build_op(op, layers, forward, i, inplace, batch, threads, precision))
+    overwritable = _overwritable(forward)
+    built = [build_op(op, layers, forward, i, overwritable[i], batch, threads, precision)
+             for i, op in enumerate(forward.ops)]
     return built, forward
+
+
+VIEWS = (graph.Flatten, graph.Reshape, graph.Permute)  # their outputs may share memory with their input
+
+
+def _overwritable(forward: graph.ForwardPass) -> list[bool]:
+    """Per op: whether it may write its result into its input's memory. Views share memory with their
+    input, so reads are counted per underlying buffer: in place only when this op is the buffer's one
+    reader (a view's own read does not count) and the buffer is not the model's output. The model's
+    input is a private copy (CompressedModel.prepare), so it may be overwritten too."""
+    buffer = {graph.INPUT: graph.INPUT}
+    for i, op in enumerate(forward.ops):
+        buffer[i] = buffer[forward.inputs[i][0]] if isinstance(op, VIEWS) else i
+    reads: dict[int, int] = {}
+    for i, op in enumerate(forward.ops):
+        if not isinstance(op, VIEWS):
+            for j in forward.inputs[i]:
+                reads[buffer[j]] = reads.get(buffer[j], 0) + 1
+    last = buffer[len(forward.ops) - 1]
+    reads[last] = reads.get(last, 0) + 1
+    return [len(src) == 1 and reads[buffer[src[0]]] == 1 for src in forward.inputs]

@@ -14,7 +14,7 @@ the model's output.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 from typing import ClassVar
 
 INPUT = -1  # the index that names the model's input in "inputs"
@@ -372,44 +372,34 @@ class IntListOp(Op):
         return {self.key: list(getattr(self, self.key))}
 
 
-@dataclass(frozen=True)
-class Reshape(IntListOp):
-    """Per-sample reshape in C order to `shape` (one entry may be -1: inferred)."""
-
-    name: ClassVar[str] = "reshape"
-    key: ClassVar[str] = "shape"
-    expected: ClassVar[str] = "a list of positive integers with at most one -1"
-    shape: tuple = ()
-
-    @staticmethod
-    def valid(values: list) -> bool:
-        return bool(values) and values.count(-1) <= 1 and all(v >= 1 or v == -1 for v in values)
-
-    def out_shape(self, shape, layers, where):
-        total, known = math.prod(shape), math.prod(d for d in self.shape if d != -1)
-        out = tuple(total // known if d == -1 else d for d in self.shape)
-        if math.prod(out) != total:
-            raise GraphError(f"{where}: cannot reshape {tuple(shape)} to {list(self.shape)}")
-        return out
+def _reshape_out(op, shape, layers, where):
+    total, known = math.prod(shape), math.prod(d for d in op.shape if d != -1)
+    out = tuple(total // known if d == -1 else d for d in op.shape)
+    if math.prod(out) != total:
+        raise GraphError(f"{where}: cannot reshape {tuple(shape)} to {list(op.shape)}")
+    return out
 
 
-@dataclass(frozen=True)
-class Permute(IntListOp):
-    """Per-sample axis permutation: output axis i is input axis dims[i]."""
+def _permute_out(op, shape, layers, where):
+    if len(shape) != len(op.dims):
+        raise GraphError(f"{where}: dims {list(op.dims)} do not fit a {len(shape)}-d input {tuple(shape)}")
+    return tuple(shape[d] for d in op.dims)
 
-    name: ClassVar[str] = "permute"
-    key: ClassVar[str] = "dims"
-    expected: ClassVar[str] = "a permutation of 0..n-1 over per-sample axes"
-    dims: tuple = ()
 
-    @staticmethod
-    def valid(values: list) -> bool:
-        return sorted(values) == list(range(len(values)))
+def _int_list_op(cls_name: str, name: str, key: str, doc: str, expected: str, valid, out_shape) -> type:
+    """An IntListOp subclass whose one parameter, `key`, is a tuple of integers."""
+    return make_dataclass(cls_name, [(key, tuple, field(default=()))], bases=(IntListOp,), frozen=True,
+                          namespace={"name": name, "key": key, "expected": expected, "__doc__": doc,
+                                     "valid": staticmethod(valid), "out_shape": out_shape,
+                                     "__module__": __name__})
 
-    def out_shape(self, shape, layers, where):
-        if len(shape) != len(self.dims):
-            raise GraphError(f"{where}: dims {list(self.dims)} do not fit a {len(shape)}-d input {tuple(shape)}")
-        return tuple(shape[d] for d in self.dims)
+
+Reshape = _int_list_op("Reshape", "reshape", "shape", "Per-sample reshape in C order to `shape` (one entry may be "
+                       "-1: inferred).", "a list of positive integers with at most one -1",
+                       lambda v: bool(v) and v.count(-1) <= 1 and all(d >= 1 or d == -1 for d in v), _reshape_out)
+Permute = _int_list_op("Permute", "permute", "dims", "Per-sample axis permutation: output axis i is input axis "
+                       "dims[i].", "a permutation of 0..n-1 over per-sample axes",
+                       lambda v: sorted(v) == list(range(len(v))), _permute_out)
 
 
 @dataclass(frozen=True)

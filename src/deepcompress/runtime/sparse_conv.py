@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..format.graph import pair_of
+from ..format.graph import padding4, pair_of
 from ..format.layer import QuantizedLayer
 from .layouts import LayoutBytes
 from .nonzeros import from_positions
@@ -20,14 +20,6 @@ def _torch():
     except ImportError:  # torch is optional for the runtime
         return None
     return torch
-
-
-def padding4(padding) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) from an int, a (height, width) pair or four ints."""
-    if isinstance(padding, (tuple, list)) and len(padding) == 4:
-        return tuple(int(p) for p in padding)
-    ph, pw = pair_of(padding)
-    return ph, ph, pw, pw
 
 
 def im2col(x: np.ndarray, kh: int, kw: int, stride, padding, dilation=1) -> tuple[np.ndarray, int, int]:

@@ -139,7 +139,7 @@ BINARY = {operator.add: graph.Add, torch.add: graph.Add, "add": graph.Add, opera
 IN_PLACE = (operator.iadd, operator.imul)
 
 
-def call_op(node: torch.fx.Node, where: str, in_shape: tuple, out_shape: tuple):
+def call_op(node: torch.fx.Node, where: str, in_shape: tuple):
     """The op record (SKIP, or "reshape") of a call_function / call_method node."""
     target = node.target
     kwargs = dict(node.kwargs)
@@ -266,7 +266,7 @@ def _ops_of(traced: torch.fx.GraphModule, modules: dict, batch: int) -> list[gra
         where = node.target if node.op == "call_module" else f"forward() {node.name}"
         _check_node(node, sources, modules, batch, where)
         op = (module_op(node.target, modules[node.target], in_shape) if node.op == "call_module"
-              else call_op(node, where, in_shape, _shape(node)[1:]))
+              else call_op(node, where, in_shape))
         if op == SKIP:
             index[node] = index[sources[0]]
             continue

@@ -143,3 +143,17 @@ def test_real_fashion_mnist_official_splits():
     ds = _installed("fashion-mnist")
     assert ds.train_x.shape == (60000, 1, 28, 28) and ds.test_x.shape == (10000, 1, 28, 28)
     assert np.bincount(ds.test_y).tolist() == [1000] * 10
+
+
+def test_validation_split_of_a_small_training_set_keeps_five_sixths(tmp_path):
+    arrays = write_idx_folder(tmp_path, n_train=12, n_test=5)
+    ds = load_arrays("mnist", folder=tmp_path, validation=True)
+    assert ds.train_x.shape[0] == 10 and ds.valid_x.shape[0] == 2
+    assert np.array_equal(ds.valid_y, arrays["train-labels-idx1-ubyte"][10:])
+
+
+def test_validation_split_refuses_a_set_too_small_to_split(tmp_path):
+    write_idx_folder(tmp_path, n_train=5, n_test=5)
+    with pytest.raises(DataError, match="5 images is too small"):
+        load_arrays("mnist", folder=tmp_path, validation=True)
+    assert data.validation_size(60_000) == 10_000

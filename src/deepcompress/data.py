@@ -240,7 +240,7 @@ def load_arrays(name: str, folder: str | Path | None = None, validation: bool = 
     """Load `name` ("mnist" or "fashion-mnist") with official splits, as numpy arrays.
 
     By default the training set is all 60,000 images; with `validation=True` the last 10,000 of them are
-    held out as a validation set. `folder` names a folder of IDX files to use instead of the installed copy.
+    held out as a validation set (the last sixth of a smaller training set, as in MNIST's 50,000/10,000). `folder` names a folder of IDX files to use instead of the installed copy.
 
     Example: ``load_arrays("mnist").test_x.shape`` is (10000, 1, 28, 28).
     """
@@ -249,10 +249,18 @@ def load_arrays(name: str, folder: str | Path | None = None, validation: bool = 
     train_x, train_y, test_x, test_y = _raw_splits(name, folder)
     ds = Dataset(name, _images(train_x), train_y, _images(test_x), test_y)
     if validation:
-        cut = len(ds.train_y) - VALID_SIZE
+        cut = len(ds.train_y) - validation_size(len(ds.train_y))
         ds.valid_x, ds.valid_y = ds.train_x[cut:], ds.train_y[cut:]
         ds.train_x, ds.train_y = ds.train_x[:cut], ds.train_y[:cut]
     return ds
+
+
+def validation_size(train_size: int) -> int:
+    """How many of `train_size` training images `validation=True` holds out; refuses a set too small to split."""
+    size = min(VALID_SIZE, train_size // 6)
+    if size < 1:
+        raise DataError(f"a training set of {train_size} images is too small to hold out a validation set")
+    return size
 
 
 def _images(x: np.ndarray) -> np.ndarray:

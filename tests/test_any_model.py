@@ -169,7 +169,7 @@ class Exp(nn.Module):
 
 @pytest.mark.parametrize("model, shape, message", [
     (nn.Sequential(nn.Linear(4, 4), nn.LSTM(4, 4)), (4,), r"^1: LSTM .*not supported"),
-    (nn.Sequential(nn.Embedding(10, 4)), "tokens", r"^0: Embedding .*not supported"),
+    (nn.Sequential(nn.EmbeddingBag(10, 4)), "tokens", r"^0: EmbeddingBag .*not supported"),
     (nn.Sequential(nn.Conv1d(1, 2, 3)), (1, 8), r"^0: Conv1d .*not supported"),
     (nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2, dilation=2)), (1, 9, 9), r"^1: MaxPool2d\(dilation=2"),
     (nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect")), (1, 5, 5), "padding_mode='reflect'"),

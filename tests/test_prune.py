@@ -63,7 +63,7 @@ def test_pruned_weights_stay_zero_through_retraining(tiny_data, optimizer, wd):
 
 
 def test_unknown_layer_and_bad_sparsity_are_refused():
-    with pytest.raises(UserError, match="no Linear/Conv2d layer named fc9"):
+    with pytest.raises(UserError, match="no prunable layer named fc9"):
         Masks(_model(), ["fc9"])
     with pytest.raises(UserError, match=r"\[0, 1\)"):
         prune_layers(_model(), {"ip1": TargetSparsity(1.0)})

@@ -222,7 +222,7 @@ def _write(tmp_path, layers, meta):
     ({"ops": None}, "no forward pass"),
     ({"ops": []}, "no forward pass"),
     ({"ops": "flatten"}, "no forward pass"),
-    ({"ops": [{"op": "flatten"}, {"op": "lstm"}]}, "unsupported op 'lstm'"),
+    ({"ops": [{"op": "flatten"}, {"op": "rnn"}]}, "unsupported op 'rnn'"),
     ({"ops": [{"op": "flatten"}, {"layer": "ip1"}]}, "'op' name"),
     ({"ops": [{"op": "flatten"}, {"op": "fc", "layer": "nope"}]}, "'nope' is not in the file"),
     ({"ops": [{"op": "flatten"}, {"op": "fc"}]}, "must name its layer"),

@@ -19,7 +19,12 @@ from .format import graph
 
 
 def _module(layer: dcz.QuantizedLayer, op: graph.Op) -> nn.Module:
-    """An nn.Linear or nn.Conv2d holding the layer's decoded weights and bias."""
+    """An nn.Linear, nn.Conv2d or nn.Embedding holding the layer's decoded weights and bias."""
+    if isinstance(op, graph.Embedding):
+        m = nn.Embedding(*layer.shape, padding_idx=op.padding_idx)
+        with torch.no_grad():
+            m.weight.copy_(torch.from_numpy(layer.to_dense()))
+        return m
     weight = torch.from_numpy(layer.to_dense())
     if isinstance(op, graph.Fc):
         m = nn.Linear(layer.shape[1], layer.shape[0], bias=layer.bias is not None)
@@ -32,6 +37,37 @@ def _module(layer: dcz.QuantizedLayer, op: graph.Op) -> nn.Module:
         if layer.bias is not None:
             m.bias.copy_(torch.from_numpy(layer.bias))
     return m
+
+
+RECURRENT = {graph.Lstm: nn.LSTM, graph.Gru: nn.GRU}
+
+
+def _recurrent(op: graph.Recurrent, layers: dict) -> nn.Module:
+    """An nn.LSTM or nn.GRU (batch_first) holding the decoded weights of the op's layers; a matrix the file
+    stores without a bias gets a zero one when others have one (PyTorch's bias is all or none)."""
+    names = [n for pair in graph.weight_names(op.layer, op.num_layers, op.bidirectional) for n in pair]
+    has_bias = any(layers[n].bias is not None for n in names)
+    w_ih, w_hh = layers[names[0]], layers[names[1]]
+    m = RECURRENT[type(op)](w_ih.shape[1], w_hh.shape[1], op.num_layers, bias=has_bias, batch_first=True,
+                            bidirectional=op.bidirectional)
+    with torch.no_grad():
+        for name in names:
+            attr = name[len(op.layer) + 1:]
+            getattr(m, attr).copy_(torch.from_numpy(layers[name].to_dense()))
+            if has_bias:
+                bias = layers[name].bias
+                getattr(m, attr.replace("weight", "bias")).copy_(
+                    torch.from_numpy(bias) if bias is not None else torch.zeros(layers[name].shape[0]))
+    return m
+
+
+def _run_recurrent(op: graph.Recurrent, m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    out, state = m(x)
+    if op.output == "sequence":
+        return out
+    if isinstance(op, graph.Lstm):
+        state = state[0] if op.output == "h_n" else state[1]
+    return state[op.index]
 
 
 def _pool(op: graph.Pool, x: torch.Tensor) -> torch.Tensor:
@@ -51,8 +87,12 @@ def _apply(op: graph.Op, xs: list, layer: nn.Module | None, out_shape: tuple) ->
         top, bottom, left, right = op.padding
         padded = F.pad(x, (left, right, top, bottom)) if any(op.padding) else x
         return F.conv2d(padded, layer.weight, layer.bias, op.stride, 0, op.dilation, op.groups)
-    if isinstance(op, graph.Fc):
+    if isinstance(op, (graph.Fc, graph.Embedding)):
         return layer(x)
+    if isinstance(op, graph.Recurrent):
+        return _run_recurrent(op, layer, x)
+    if isinstance(op, graph.Select):
+        return x.select(op.dim % (x.dim() - 1) + 1, op.index)
     if type(op) in ACTIVATIONS:
         return ACTIVATIONS[type(op)](x)
     simple = {
@@ -85,8 +125,8 @@ def _aligned(t: torch.Tensor, ndim: int) -> torch.Tensor:
 
 
 class Decompressed(nn.Module):
-    """A .dcz file's forward pass in PyTorch; its Linear/Conv2d modules hold the decoded weights, named
-    as in the file (dots become underscores)."""
+    """A .dcz file's forward pass in PyTorch; its Linear/Conv2d/Embedding/LSTM/GRU modules hold the
+    decoded weights, named as in the file (dots become underscores; a recurrent op's prefix)."""
 
     def __init__(self, layers: list[dcz.QuantizedLayer], meta: dict):
         super().__init__()
@@ -99,7 +139,8 @@ class Decompressed(nn.Module):
         for op in self.forward_pass.ops:
             key = _key(op)
             if key is not None and key not in self.weights:
-                self.weights[key] = _module(by_name[op.layer], op)
+                self.weights[key] = (_recurrent(op, by_name) if isinstance(op, graph.Recurrent)
+                                     else _module(by_name[op.layer], op))
         self.meta = meta
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -115,7 +156,7 @@ class Decompressed(nn.Module):
 
 def _key(op: graph.Op) -> str | None:
     """The ModuleDict key of a weight op's layer (its file name; ModuleDict keys cannot hold dots)."""
-    return op.layer.replace(".", "_") if isinstance(op, graph.LayerOp) else None
+    return op.layer.replace(".", "_") if isinstance(op, (graph.LayerOp, graph.Recurrent)) else None
 
 
 def decompress(path: str | Path) -> Decompressed:

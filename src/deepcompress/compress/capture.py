@@ -18,6 +18,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from ..errors import UserError
 from ..format import graph
+from .capture_seq import SequenceCapture, embedding_op
 
 SKIP = "skip"  # a node that passes its input through unchanged at inference (dropout, contiguous)
 WEIGHTS_ONLY_HINT = "or write weights only (weights_only=True)"
@@ -125,6 +126,8 @@ def module_op(name: str, m: nn.Module, in_shape: tuple):
         return _affine(name, m)
     if isinstance(m, nn.LayerNorm):
         return _layernorm(name, m)
+    if isinstance(m, nn.Embedding):
+        return embedding_op(name, m, _refuse)
     _refuse(name, f"{type(m).__name__} ({m!r})" if len(repr(m)) < 80 else type(m).__name__,
             "see docs/API.md for the supported layers")
 
@@ -248,12 +251,15 @@ def _check_node(node: torch.fx.Node, sources: list, modules: dict, batch: int, w
 def _ops_of(traced: torch.fx.GraphModule, modules: dict, batch: int) -> list[graph.Op]:
     index: dict[torch.fx.Node, int] = {}
     ops: list[graph.Op] = []
+    seq = SequenceCapture(modules, _refuse)
     for node in traced.graph.nodes:
         if node.op == "placeholder":
             index[node] = graph.INPUT
             continue
         if node.op == "output":
             return _finish(node, index, ops)
+        if seq.take(node, index, lambda n, op, src: _append(n, op, src, index, ops)):
+            continue
         if node.op != "call_module" and not _shape(node):
             continue  # an int or a size: only shape arguments of a reshape read it
         if node.op == "get_attr":
@@ -273,12 +279,16 @@ def _ops_of(traced: torch.fx.GraphModule, modules: dict, batch: int) -> list[gra
         if op == "reshape":
             out = _shape(node)[1:]
             op = graph.Flatten() if len(out) == 1 else graph.Reshape(tuple(out))
-        src = tuple(index[s] for s in sources)
-        if src != (len(ops) - 1,) or op.arity != 1:
-            op = _with_inputs(op, src)
-        index[node] = len(ops)
-        ops.append(op)
+        _append(node, op, tuple(index[s] for s in sources), index, ops)
     raise Unsupported("the traced graph has no output")
+
+
+def _append(node: torch.fx.Node, op: graph.Op, src: tuple, index: dict, ops: list) -> None:
+    """Add op (reading the op indices `src`) as the value of `node`."""
+    if src != (len(ops) - 1,) or op.arity != 1:
+        op = _with_inputs(op, src)
+    index[node] = len(ops)
+    ops.append(op)
 
 
 def _with_inputs(op: graph.Op, src: tuple) -> graph.Op:

@@ -14,6 +14,7 @@ from .. import format as dcz
 from ..errors import UserError
 from ..format import graph
 from .capture import capture
+from .prune import prunable_layers
 from .quantize import SharedWeights
 
 KIND = {nn.Linear: "fc", nn.Conv2d: "conv"}
@@ -55,7 +56,7 @@ def quantized_layers(model: nn.Module, shared: SharedWeights, gap_bits: dict[str
         code = shared.codes[name]
         try:
             layer = dcz.QuantizedLayer.from_labels(
-                name, KIND[type(module)], code.labels.numpy(), code.codebook.numpy(),
+                name, KIND.get(type(module), "fc"), code.labels.numpy(), code.codebook.numpy(),
                 bias=bias, index_bits=index_bits[name], gap_bits=5 if auto else int(gap_bits[name]),
                 value_dtype=check_values(values))
         except dcz.LayerError as err:
@@ -73,7 +74,7 @@ def example_of(meta: dict, example_input: torch.Tensor | None) -> torch.Tensor:
     if not isinstance(shape, (list, tuple)) or not shape:
         raise UserError("the file's forward pass needs the model's input shape: pass example_input (a batch "
                         "of one or more inputs) or weights_only=True")
-    return torch.zeros(1, *shape)
+    return torch.zeros(1, *shape, dtype=torch.int64 if meta.get("input_dtype") == "int64" else torch.float32)
 
 
 def write_model(path: str | Path, model: nn.Module, shared: SharedWeights, gap_bits: dict[str, int],
@@ -87,6 +88,8 @@ def write_model(path: str | Path, model: nn.Module, shared: SharedWeights, gap_b
     else:
         example = example_of(meta, example_input)
         meta = {**meta, "input_shape": list(example.shape[1:]), "ops": architecture_ops(model, example)}
+        if not torch.is_floating_point(example):  # token ids (an embedding reads them)
+            meta["input_dtype"] = "int64"
     return dcz.write(path, quantized_layers(model, shared, gap_bits, index_bits, values), meta)
 
 
@@ -94,7 +97,7 @@ def write_model(path: str | Path, model: nn.Module, shared: SharedWeights, gap_b
 def load_into(model: nn.Module, path: str | Path) -> dict:
     """Overwrite `model`'s layers with the weights decoded from the file; returns the file's meta."""
     layers, meta = dcz.read(path)
-    modules = dict(model.named_modules())
+    modules = {**dict(model.named_modules()), **prunable_layers(model)}
     for layer in layers:
         module = modules.get(layer.name)
         if module is None or tuple(module.weight.shape) != layer.shape:

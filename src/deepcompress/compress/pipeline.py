@@ -298,12 +298,13 @@ STORED = (nn.Linear, nn.Conv2d, nn.modules.batchnorm._BatchNorm, nn.LayerNorm)
 def _check_supported(model: nn.Module) -> None:
     """Refuse models with learned parameters in modules the file cannot store, naming them."""
     stored = {id(p) for m in model.modules() if isinstance(m, STORED) for p in m.parameters()}
+    stored |= {id(p) for slot in prunable_layers(model).values() for p in slot.parameters()}
     owners = {name: m for name, m in model.named_modules()
               if any(id(p) not in stored for p in m.parameters(recurse=False))}
     if owners:
         listed = ", ".join(f"{n or 'the model'} ({type(m).__name__})" for n, m in list(owners.items())[:5])
-        raise UserError(f"{listed}: parameters the .dcz file cannot store (it stores Linear and Conv2d weights, "
-                        f"BatchNorm and LayerNorm)")
+        raise UserError(f"{listed}: parameters the .dcz file cannot store (it stores Linear, Conv2d, Embedding, "
+                        f"LSTM and GRU weights, BatchNorm and LayerNorm)")
 
 
 def _reloaded(model: nn.Module, path: Path) -> nn.Module:

@@ -21,13 +21,22 @@ from torch import nn
 
 from ..errors import UserError
 from ..train import TrainHook
+from .slots import sequence_slots
 
 PRUNABLE = (nn.Linear, nn.Conv2d)
 
 
 def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """The model's Linear and Conv2d layers by qualified name, in definition order."""
-    return {name: m for name, m in model.named_modules() if isinstance(m, PRUNABLE)}
+    """The model's Linear and Conv2d layers by qualified name, in definition order, and the weight slots
+    of its Embedding, LSTM and GRU modules (compress/slots.py: an Embedding under its own name, an LSTM's
+    matrices as NAME.weight_ih_l0, NAME.weight_hh_l0, ...)."""
+    found = {}
+    for name, m in model.named_modules():
+        if isinstance(m, PRUNABLE):
+            found[name] = m
+        else:
+            found.update(sequence_slots(name, m))
+    return found
 
 
 def _kth_magnitude(values: torch.Tensor, fraction: float) -> float:
@@ -70,6 +79,13 @@ def _check_fraction(name: str, value: float) -> None:
         raise UserError(f"sparsity for {name} must be in [0, 1), got {value}")
 
 
+def _initial_mask(layer) -> torch.Tensor:
+    """Keep everything, except what a weight slot says must stay zero (an Embedding's padding row)."""
+    if hasattr(layer, "initial_mask"):
+        return layer.initial_mask()
+    return torch.ones_like(layer.weight, dtype=torch.bool)
+
+
 class Masks(TrainHook):
     """Boolean keep-masks per layer; as a hook, keeps pruned weights at exactly zero during training."""
 
@@ -78,9 +94,9 @@ class Masks(TrainHook):
         names = layers if layers is not None else list(found)
         missing = [n for n in names if n not in found]
         if missing:
-            raise UserError(f"no Linear/Conv2d layer named {', '.join(missing)}; layers: {', '.join(found)}")
+            raise UserError(f"no prunable layer named {', '.join(missing)}; layers: {', '.join(found)}")
         self.modules = {n: found[n] for n in names}
-        self.masks = {n: torch.ones_like(m.weight, dtype=torch.bool) for n, m in self.modules.items()}
+        self.masks = {n: _initial_mask(m) for n, m in self.modules.items()}
         self.agree = _own  # maps the masks this process computed to the masks every process keeps
 
     def prune(self, rules: dict[str, object]) -> None:

@@ -20,6 +20,8 @@ from .op_records import (  # noqa: F401 - the op records are part of this module
     GraphError, Op, LayerOp, Fc, Conv, Pool, MaxPool, AvgPool, AdaptiveAvgPool, Flatten, IntListOp,
     Reshape, Permute, Activation, Relu, Relu6, LeakyRelu, Sigmoid, Tanh, Gelu, Silu, Softmax, Affine,
     LayerNorm, Binary, Add, Mul, Concat, OPS, pair_of, padding4, parse_op, pool_out)
+from .op_records_seq import (  # noqa: F401
+    Embedding, Recurrent, Lstm, Gru, Select, check_dtype, parse_input_dtype, weight_names)
 
 INPUT = -1  # the index that names the model's input in "inputs"
 
@@ -43,6 +45,7 @@ class ForwardPass:
     ops: tuple
     inputs: tuple
     outputs: tuple
+    input_dtype: str = "float32"  # or "int64": token ids (meta "input_dtype")
 
     @property
     def output_shape(self) -> tuple:
@@ -77,16 +80,18 @@ def parse_forward(meta: dict, layers: dict) -> ForwardPass:
         raise GraphError("the file describes no forward pass (meta 'ops' is missing or empty): it stores "
                          "weights only")
     input_shape = parse_input_shape(meta)
+    input_dtype = parse_input_dtype(meta)
     records, sources, outputs = [], [], []
     for i, obj in enumerate(ops):
         op = parse_op(obj, i)
         where = f"op {i} ({op.name})"
         src = _sources(op, i, where)
+        check_dtype(op, src, input_dtype, where)
         shapes = [input_shape if j == INPUT else outputs[j] for j in src]
         records.append(op)
         sources.append(src)
         outputs.append(tuple(op.infer(shapes, layers, where)))
-    return ForwardPass(input_shape, tuple(records), tuple(sources), tuple(outputs))
+    return ForwardPass(input_shape, tuple(records), tuple(sources), tuple(outputs), input_dtype)
 
 
 def emit_ops(ops) -> list[dict]:

@@ -174,10 +174,10 @@ class Fc(LayerOp):
 
     def out_shape(self, shape, layers, where):
         out_f, in_f = self.weight(layers, where).shape
-        if tuple(shape) != (in_f,):
+        if not shape or shape[-1] != in_f:
             raise GraphError(f"{where}: layer {self.layer!r} takes {in_f} inputs, gets shape {tuple(shape)} "
                              "(a flatten op may be missing)")
-        return (out_f,)
+        return (*shape[:-1], out_f)  # applied to each vector along the last axis, as nn.Linear
 
 
 @dataclass(frozen=True)
@@ -573,6 +573,14 @@ class Concat(Op):
 OPS = {cls.name: cls for cls in (Fc, Conv, MaxPool, AvgPool, AdaptiveAvgPool, Flatten, Reshape, Permute, Relu,
                                  Relu6, LeakyRelu, Sigmoid, Tanh, Gelu, Silu, Softmax, Affine, LayerNorm, Add,
                                  Mul, Concat)}
+
+
+def _register_sequence_ops() -> None:
+    from .op_records_seq import SEQ_OPS  # imports this module's base classes, so registered last
+    OPS.update(SEQ_OPS)
+
+
+_register_sequence_ops()
 
 
 def parse_op(obj, index: int) -> Op:

@@ -6,6 +6,7 @@ the same parser the runtime uses). The format package is numpy + stdlib, so this
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..errors import UserError
@@ -22,6 +23,8 @@ class FileLayer:
     layer: QuantizedLayer
     shape: LayerShape | None
     note: str = ""
+    steps: int = 1  # matrix-vector products per sample: T for a recurrent matrix or an fc over a sequence
+    role: str = ""  # "w_ih" or "w_hh" for an LSTM/GRU matrix (a W_hh's first step reads the zero state)
 
     @property
     def name(self) -> str:
@@ -60,6 +63,30 @@ def conv_inputs(meta: dict, layers: dict) -> tuple[dict[str, dict], str]:
     return found, "; ".join(notes)
 
 
+def sequence_uses(meta: dict, layers: dict) -> dict[str, dict]:
+    """Per layer the forward pass uses more than once per sample, or not as a matrix product: "steps"
+    (matrix-vector products per sample), "role" ("w_ih" or "w_hh" of an LSTM/GRU), or "note" (an
+    embedding: not costed).
+    Empty when the pass cannot be read (conv_inputs' note says why) or has no such use."""
+    try:
+        forward = graph.parse_forward(meta, layers)
+    except graph.GraphError:
+        return {}
+    uses = {}
+    for i, op in enumerate(forward.ops):
+        shape = forward.input_shapes(i)[0]
+        if isinstance(op, graph.Embedding):
+            uses[op.layer] = {"note": f"embedding: a table lookup (one row of {layers[op.layer].shape[1]} values "
+                                      f"read per token), not a matrix product; not costed"}
+        elif isinstance(op, graph.Recurrent):
+            for w_ih, w_hh in graph.weight_names(op.layer, op.num_layers, op.bidirectional):
+                uses[w_ih] = {"steps": shape[0], "role": "w_ih"}
+                uses[w_hh] = {"steps": shape[0], "role": "w_hh"}
+        elif isinstance(op, graph.Fc) and len(shape) > 1:
+            uses[op.layer] = {"steps": math.prod(shape[:-1])}
+    return uses
+
+
 def load_model(path) -> tuple[list[FileLayer], dict, str]:
     """The layers of the .dcz file at `path` as workloads, its meta, and a note on conv shape tracing."""
     from .. import format as dcz
@@ -70,10 +97,15 @@ def load_model(path) -> tuple[list[FileLayer], dict, str]:
         raise UserError(f"cannot read {path}: {exc}") from None
     has_conv = any(q.kind == "conv" for q in layers)
     traced, note = conv_inputs(meta, {q.name: q for q in layers}) if has_conv else ({}, "")
+    uses = sequence_uses(meta, {q.name: q for q in layers})
     out = []
     for q in layers:
-        if q.kind == "fc":
-            out.append(FileLayer(q, LayerShape(q.name, "fc", q.shape[1], q.shape[0], weight_density=q.density)))
+        use = uses.get(q.name, {})
+        if "note" in use:
+            out.append(FileLayer(q, None, use["note"]))
+        elif q.kind == "fc":
+            out.append(FileLayer(q, LayerShape(q.name, "fc", q.shape[1], q.shape[0], weight_density=q.density),
+                                 steps=use.get("steps", 1), role=use.get("role", "")))
         elif q.name in traced:
             t = traced[q.name]
             shape = LayerShape(q.name, "conv", q.shape[1] * t["groups"], q.shape[0], t["in_hw"], tuple(q.shape[2:]),

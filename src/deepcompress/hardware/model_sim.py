@@ -6,7 +6,9 @@
 - diannao: every layer, dense (DianNao does not skip zeros).
 - cpu / gpu: every layer on the roofline of the paper's i7-5930K / Titan X, dense and sparse CSR kernels;
   the faster sustained kernel is the layer's time.
-A conv layer whose input size cannot be traced from the file is skipped, with the reason.
+A conv layer whose input size cannot be traced from the file is skipped, with the reason, and so is an
+embedding (a table lookup, not a matrix product). A layer run T times per sample (an LSTM/GRU matrix,
+an fc over a sequence) costs T products: sequence_sim.py.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .eie import EIEConfig, simulate
 from .model_file import FileLayer, load_model
 from .netspecs import LayerShape
 from .roofline import platform, roofline_time, sustained_time, traffic
+from .sequence_sim import RECURRENT_ACT_DENSITY, repeated, step_vectors, summed_steps
 
 ARCHES = ("eie", "diannao", "cpu", "gpu")
 DEFAULT_ACT_DENSITY = 0.5
@@ -95,17 +98,34 @@ def simulate_model(path, arch: str = "eie", *, eie_config: EIEConfig | None = No
         if layer.shape is None:
             records.append({"layer": layer.name, "kind": layer.kind, "arch": arch, "skipped": True,
                             "note": f"skipped: {layer.note}"})
+        elif arch == "eie" and layer.kind == "fc" and layer.steps > 1:
+            records.append(_eie_steps(layer, eie_config, act_density, acts, rng))
         elif arch == "eie" and layer.kind == "fc":
             vec = input_vector(layer.layer.matrix_shape[1], act_density, acts, rng)
             records.append(_eie_record(layer, eie_config, vec))
         elif arch in ("eie", "diannao"):
             note = "conv layer: DianNao model (EIE runs FC layers only)" if arch == "eie" else ""
-            records.append(_diannao_record(layer, diannao_config, batch, note))
+            records.append(_steps(_diannao_record(layer, diannao_config, batch, note), layer, batch))
         else:
-            records.append(roofline_record(layer.shape, arch, batch))
+            records.append(_steps(roofline_record(layer.shape, arch, batch), layer, batch))
     total = _total(records, arch, batch, meta)
     total["not_costed"] = not_costed_ops(meta, {layer.name: layer.layer for layer in layers})
     return records + [total]
+
+
+def _steps(record: dict, layer: FileLayer, batch: int) -> dict:
+    return repeated(record, layer.steps, batch) if layer.steps > 1 else record
+
+
+def _eie_steps(layer: FileLayer, config: EIEConfig, act_density: float, acts: str, rng) -> dict:
+    """Every step's product of a layer run T times per sample (sequence_sim.py)."""
+    n = layer.layer.matrix_shape[1]
+    density = RECURRENT_ACT_DENSITY if layer.role else act_density
+    hh = layer.role == "w_hh"
+    vectors = step_vectors(n, layer.steps, hh, lambda: input_vector(n, density, acts, rng))
+    note = f"{layer.steps} steps" + (", step 0 reads the zero initial state" if hh else "") + \
+        ("; dense recurrent inputs" if layer.role else "")
+    return summed_steps([_eie_record(layer, config, v) for v in vectors], note)
 
 
 def not_costed_ops(meta: dict, layers: dict) -> dict[str, int]:
@@ -117,7 +137,7 @@ def not_costed_ops(meta: dict, layers: dict) -> dict[str, int]:
         return {}
     counts: dict[str, int] = {}
     for op in forward.ops:
-        if not isinstance(op, graph.LayerOp):
+        if not isinstance(op, (graph.LayerOp, graph.Recurrent)):
             counts[op.name] = counts.get(op.name, 0) + 1
     return counts
 

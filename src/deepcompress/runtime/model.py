@@ -54,6 +54,8 @@ class CompressedModel:
     def prepare(self, x) -> tuple[np.ndarray, bool]:
         """x checked and copied to a float32 batch (N, *input_shape), and whether it was one sample."""
         arr = np.asarray(x)
+        if self.forward.input_dtype == "int64":
+            return _token_ids(arr, self.input_shape)
         if not np.issubdtype(arr.dtype, np.floating):
             raise InputError(f"input must be floating point (e.g. float32 images in [0, 1]), "
                              f"got dtype {arr.dtype}")
@@ -73,6 +75,20 @@ class CompressedModel:
         """Per weight layer: kind, shape, nonzeros, runtime layout or conv path and why it was picked,
         and its bytes (total and per nonzero; the bias is not counted)."""
         return [_layer_summary(name, op) for name, op in self.layers.items()]
+
+
+def _token_ids(arr: np.ndarray, input_shape: tuple) -> tuple[np.ndarray, bool]:
+    """Integer token ids checked and copied to an int64 batch, and whether they were one sample."""
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise InputError(f"input must be integer token ids (the model starts with an embedding: meta "
+                         f"input_dtype 'int64'), got dtype {arr.dtype}")
+    single = arr.shape == input_shape
+    if not single and arr.shape[1:] != input_shape:
+        raise InputError(f"input has shape {arr.shape}; the model takes {input_shape} or "
+                         f"(N, {', '.join(map(str, input_shape))})")
+    if arr.dtype == np.uint64 and arr.size and arr.max() > np.iinfo(np.int64).max:
+        raise InputError("input holds token ids beyond int64")
+    return np.array(arr.reshape(-1, *input_shape), dtype=np.int64, order="C"), single
 
 
 def _last_reads(forward) -> list[list[int]]:

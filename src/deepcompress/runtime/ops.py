@@ -142,7 +142,9 @@ class Fc:
         self.layer, self.layer_name, self.where = layer, layer_name, where
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Apply to a batch."""
+        """Apply to a batch (N, in), or to every vector along the last axis of (N, ..., in)."""
+        if x.ndim > 2:
+            return self(np.ascontiguousarray(x.reshape(-1, x.shape[-1]))).reshape(*x.shape[:-1], -1)
         if x.shape[0] == 1 and isinstance(self.layer, IntLinear):
             y = np.empty(self.layer.out_features, np.float32)
             self.layer.matvec(np.ascontiguousarray(x[0]), y)
@@ -246,6 +248,9 @@ def build_op(op: graph.Op, layers: dict, forward: graph.ForwardPass, i: int, inp
     if isinstance(op, graph.Concat):
         axis = op.dim % len(in_shape) + 1
         return lambda *xs: np.concatenate(xs, axis=axis)
+    if isinstance(op, (graph.Embedding, graph.Recurrent, graph.Select)):
+        from .recurrent import build_sequence_op  # it imports this module's helpers
+        return build_sequence_op(op, layers, forward, i, batch, threads, precision, where)
     raise ModelError(f"{where}: op {op.name!r} is defined by the format but the runtime cannot run it")
 
 

@@ -1,0 +1,61 @@
+"""The weight matrices of sequence modules as layers for pruning, weight sharing and export: an
+nn.Embedding's table, and each nn.LSTM / nn.GRU layer's input-to-hidden and hidden-to-hidden matrix
+(PyTorch's weight_ih_l{k} and weight_hh_l{k}, `_reverse` for the backward direction), each with its
+bias. A `WeightSlot` looks like a Linear to the code that prunes and shares weights: `.weight`, `.bias`
+(None when absent), `.parameters()`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..format.graph import weight_names
+
+
+class WeightSlot:
+    """One weight matrix of `module` (attribute `weight`) and its bias (attribute `bias`, or None)."""
+
+    def __init__(self, module: nn.Module, weight: str, bias: str | None = None, zero_rows: tuple = ()):
+        self.module, self.weight_name, self.bias_name, self.zero_rows = module, weight, bias, zero_rows
+
+    @property
+    def weight(self) -> nn.Parameter:
+        """The weight matrix (the module's own parameter: changing it changes the module)."""
+        return getattr(self.module, self.weight_name)
+
+    @property
+    def bias(self) -> nn.Parameter | None:
+        """The bias that goes with it, or None."""
+        return getattr(self.module, self.bias_name) if self.bias_name else None
+
+    def parameters(self):
+        """The weight, then the bias if there is one."""
+        return iter([self.weight] + ([self.bias] if self.bias is not None else []))
+
+    def initial_mask(self) -> torch.Tensor:
+        """What pruning keeps from the start: everything but rows that must stay zero (padding_idx)."""
+        mask = torch.ones_like(self.weight, dtype=torch.bool)
+        for row in self.zero_rows:
+            mask[row] = False
+        return mask
+
+    def __repr__(self) -> str:
+        return f"WeightSlot({type(self.module).__name__}.{self.weight_name})"
+
+
+def sequence_slots(name: str, module: nn.Module) -> dict[str, WeightSlot]:
+    """The module's weight slots by layer name ({} for a module that is not an Embedding, LSTM or GRU);
+    an LSTM's projection (proj_size) has none: capture refuses it."""
+    if isinstance(module, nn.Embedding):
+        pad = () if module.padding_idx is None else (module.padding_idx % module.num_embeddings,)
+        return {name: WeightSlot(module, "weight", None, pad)}
+    if type(module) not in (nn.LSTM, nn.GRU):
+        return {}
+    slots = {}
+    for pair in weight_names(name, module.num_layers, module.bidirectional):
+        for qualified in pair:
+            attr = qualified[len(name) + 1:]
+            bias = attr.replace("weight", "bias") if module.bias else None
+            slots[qualified] = WeightSlot(module, attr, bias)
+    return slots

@@ -22,7 +22,7 @@ from torch import nn
 from ..errors import UserError
 from ..train import TrainHook
 
-PRUNABLE = (nn.Linear, nn.Conv2d)
+PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
 def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:

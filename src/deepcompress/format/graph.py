@@ -20,6 +20,7 @@ from .op_records import (  # noqa: F401 - the op records are part of this module
     GraphError, Op, LayerOp, Fc, Conv, Pool, MaxPool, AvgPool, AdaptiveAvgPool, Flatten, IntListOp,
     Reshape, Permute, Activation, Relu, Relu6, LeakyRelu, Sigmoid, Tanh, Gelu, Silu, Softmax, Affine,
     LayerNorm, Binary, Add, Mul, Concat, OPS, pair_of, padding4, parse_op, pool_out)
+from .op_records_attn import Conv1d, MatMul, Mean, Scalar, Sub, Div  # noqa: F401 - likewise
 
 INPUT = -1  # the index that names the model's input in "inputs"
 

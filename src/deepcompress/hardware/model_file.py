@@ -2,10 +2,15 @@
 (the one sparse-layer type, deepcompress.format.QuantizedLayer, never decoded to floats and re-encoded)
 and its shape, with conv layers' input sizes taken from the file's forward pass (deepcompress.format.graph,
 the same parser the runtime uses). The format package is numpy + stdlib, so this keeps hardware torch-free.
+
+Sequences: an fc layer applied to (..., in) runs once per position (FileLayer.rows per sample); a conv1d
+layer is the 1 x k convolution over its zero-padded length (the padding counted as input values); a
+matrix product between activations has no layer: activation_matmuls lists it as a dense fc workload.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..errors import UserError
@@ -22,6 +27,7 @@ class FileLayer:
     layer: QuantizedLayer
     shape: LayerShape | None
     note: str = ""
+    rows: int = 1  # input vectors per sample: the positions of a sequence an fc layer runs on
 
     @property
     def name(self) -> str:
@@ -49,6 +55,12 @@ def conv_inputs(meta: dict, layers: dict) -> tuple[dict[str, dict], str]:
         return {}, f"cannot read the forward pass ({exc})"
     found, notes = {}, []
     for i, op in enumerate(forward.ops):
+        if isinstance(op, graph.Conv1d) and op.dilation == 1:
+            found[op.layer] = {"in_hw": (1, forward.input_shapes(i)[0][1] + sum(op.padding)), "stride": op.stride,
+                               "padding": 0, "groups": op.groups}
+            continue
+        if isinstance(op, graph.Conv1d):
+            notes.append(f"conv1d {op.layer}: dilation {op.dilation} (dilation is not modelled)")
         if not isinstance(op, graph.Conv):
             continue
         if op.stride[0] != op.stride[1] or len(set(op.padding)) != 1 or op.dilation != (1, 1):
@@ -58,6 +70,45 @@ def conv_inputs(meta: dict, layers: dict) -> tuple[dict[str, dict], str]:
         found[op.layer] = {"in_hw": tuple(forward.input_shapes(i)[0][1:]), "stride": op.stride[0],
                            "padding": op.padding[0], "groups": op.groups}
     return found, "; ".join(notes)
+
+
+@dataclass(frozen=True)
+class MatmulWork:
+    """A matrix product between activations, (M, K) x (K, N), `count` times per sample (heads and other
+    leading axes): the fc workload `shape` (K inputs, N outputs, dense) on M input vectors."""
+
+    name: str
+    shape: LayerShape
+    rows: int
+    count: int
+
+
+def activation_matmuls(meta: dict, layers: dict) -> list[MatmulWork]:
+    """The matmul ops of the file's forward pass as workloads; empty when it has none or cannot be read."""
+    try:
+        forward = graph.parse_forward(meta, layers)
+    except graph.GraphError:
+        return []
+    work = []
+    for i, op in enumerate(forward.ops):
+        if isinstance(op, graph.MatMul):
+            a, out = forward.input_shapes(i)[0], forward.outputs[i]
+            name = f"matmul{i}"  # i: the op's index in the pass
+            work.append(MatmulWork(name, LayerShape(name, "fc", a[-1], out[-1]), out[-2], math.prod(out[:-2])))
+    return work
+
+
+def fc_rows(meta: dict, layers: dict) -> dict[str, int]:
+    """Per fc layer, the input vectors one sample gives it (the positions of a sequence; 1 for a flat input)."""
+    try:
+        forward = graph.parse_forward(meta, layers)
+    except graph.GraphError:
+        return {}
+    rows: dict[str, int] = {}
+    for i, op in enumerate(forward.ops):
+        if isinstance(op, graph.Fc):
+            rows[op.layer] = rows.get(op.layer, 0) + math.prod(forward.input_shapes(i)[0][:-1])
+    return rows
 
 
 def load_model(path) -> tuple[list[FileLayer], dict, str]:
@@ -70,10 +121,12 @@ def load_model(path) -> tuple[list[FileLayer], dict, str]:
         raise UserError(f"cannot read {path}: {exc}") from None
     has_conv = any(q.kind == "conv" for q in layers)
     traced, note = conv_inputs(meta, {q.name: q for q in layers}) if has_conv else ({}, "")
+    rows = fc_rows(meta, {q.name: q for q in layers})
     out = []
     for q in layers:
         if q.kind == "fc":
-            out.append(FileLayer(q, LayerShape(q.name, "fc", q.shape[1], q.shape[0], weight_density=q.density)))
+            shape = LayerShape(q.name, "fc", q.shape[1], q.shape[0], weight_density=q.density)
+            out.append(FileLayer(q, shape, rows=rows.get(q.name, 1)))
         elif q.name in traced:
             t = traced[q.name]
             shape = LayerShape(q.name, "conv", q.shape[1] * t["groups"], q.shape[0], t["in_hw"], tuple(q.shape[2:]),

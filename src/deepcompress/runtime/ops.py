@@ -14,6 +14,7 @@ from ..format import graph
 from .errors import ModelError
 from .sparse_conv import SparseConv2d
 from .int_fc import IntLinear
+from .ops_attn import build_attn_op
 from .sparse_fc import SparseLinear
 
 
@@ -142,7 +143,9 @@ class Fc:
         self.layer, self.layer_name, self.where = layer, layer_name, where
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Apply to a batch."""
+        """Apply to a batch (N, in) or a batch of sequences (N, ..., in)."""
+        if x.ndim > 2:
+            return self(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], -1)
         if x.shape[0] == 1 and isinstance(self.layer, IntLinear):
             y = np.empty(self.layer.out_features, np.float32)
             self.layer.matvec(np.ascontiguousarray(x[0]), y)
@@ -157,15 +160,18 @@ class Fc:
 
 
 class Conv:
-    """A 2-D convolution, dense-decoded or sparse as SparseConv2d's policy chose."""
+    """A 2-D convolution, dense-decoded or sparse as SparseConv2d's policy chose; with `one_d` a 1-D one
+    (N, C, L) run as a height-1 2-D one."""
 
     name = "conv"
 
-    def __init__(self, conv: SparseConv2d, layer_name: str, where: str):
-        self.conv, self.layer_name, self.where = conv, layer_name, where
+    def __init__(self, conv: SparseConv2d, layer_name: str, where: str, one_d: bool = False):
+        self.conv, self.layer_name, self.where, self.one_d = conv, layer_name, where, one_d
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Apply to a batch."""
+        if self.one_d:
+            return self.conv(x[:, :, None, :])[:, :, 0, :]
         return self.conv(x)
 
 
@@ -213,13 +219,19 @@ def build_op(op: graph.Op, layers: dict, forward: graph.ForwardPass, i: int, inp
     in_shape = forward.input_shapes(i)[0]
     if isinstance(op, graph.Fc):
         layer = layers[op.layer]
-        fc = SparseLinear.from_layer(layer, layer.bias, batch=batch, threads=threads, precision=precision)
+        rows = batch * int(np.prod(in_shape[:-1]))  # a sequence's positions share the weights like a batch
+        fc = SparseLinear.from_layer(layer, layer.bias, batch=rows, threads=threads, precision=precision)
         return Fc(fc, op.layer, where)
     if isinstance(op, graph.Conv):
         layer = layers[op.layer]
         conv = SparseConv2d(layer, layer.shape, layer.bias, op.stride, op.padding, threads=threads,
                             dilation=op.dilation, groups=op.groups)
         return Conv(conv, op.layer, where)
+    if isinstance(op, graph.Conv1d):
+        layer = layers[op.layer]
+        conv = SparseConv2d(layer, layer.shape, layer.bias, (1, op.stride), (0, 0, *op.padding), threads=threads,
+                            dilation=(1, op.dilation), groups=op.groups)
+        return Conv(conv, op.layer, where, one_d=True)
     if isinstance(op, graph.Activation):
         return Elementwise(_activation(op), inplace)
     if isinstance(op, graph.Pool):
@@ -246,6 +258,9 @@ def build_op(op: graph.Op, layers: dict, forward: graph.ForwardPass, i: int, inp
     if isinstance(op, graph.Concat):
         axis = op.dim % len(in_shape) + 1
         return lambda *xs: np.concatenate(xs, axis=axis)
+    attn = build_attn_op(op, forward, i, inplace)
+    if attn is not None:
+        return attn
     raise ModelError(f"{where}: op {op.name!r} is defined by the format but the runtime cannot run it")
 
 

@@ -106,7 +106,8 @@ def simulate_model(path, arch: str = "eie", *, eie_config: EIEConfig | None = No
             records.append(_per_sample(_eie_record(layer, eie_config, vec), layer.rows, 1))
         elif arch in ("eie", "diannao"):
             note = "conv layer: DianNao model (EIE runs FC layers only)" if arch == "eie" else ""
-            records.append(_per_sample(_diannao_record(layer.shape, diannao_config, batch * layer.rows, note), 1, batch))
+            d = _diannao_record(layer.shape, diannao_config, batch * layer.rows, note)
+            records.append(_per_sample(d, 1, batch))
         else:
             records.append(_per_sample(roofline_record(layer.shape, arch, batch * layer.rows), 1, batch))
     by_name = {layer.name: layer.layer for layer in layers}

@@ -379,3 +379,25 @@ def test_op_records_refuse_bad_parameters(obj, message):
         obj = {**obj, "inputs": [-1]}
     with pytest.raises(graph.GraphError, match=message):
         graph.parse_op(obj, 0)
+
+
+def test_every_new_op_is_documented_in_format_md():
+    from pathlib import Path
+
+    from deepcompress.format.op_records_attn import ATTN_OPS
+
+    section = (Path(__file__).resolve().parents[1] / "docs" / "FORMAT.md").read_text().split("#### 4.1.1", 1)[1]
+    table = [line for line in section.split("\n## ", 1)[0].splitlines() if line.startswith("| `")]
+    documented = {name.strip(" `") for line in table for name in line.split("|")[1].split(",")}
+    assert set(ATTN_OPS) <= documented
+    assert set(ATTN_OPS) <= set(graph.OPS)
+
+
+def test_int8_runtime_runs_an_encoder_file(tmp_path):
+    model, path = written_encoder(tmp_path)
+    x = torch.randn(2, 6, 32)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    got = load(path, precision="int8")(x.numpy())
+    # measured 0.3% .. 1.3% over three inputs; 3e-2 is the int8 bound test_runtime_int.py uses for its models
+    assert got.shape == expected.shape and rel_error(got, expected) < 3e-2

@@ -326,8 +326,9 @@ def capture(model: nn.Module, example_input: torch.Tensor) -> list[graph.Op]:
     example_input = torch.cat([example_input[:1], example_input[:1]]) if len(example_input) < 2 else example_input
     try:
         with torch.no_grad():
-            _values_at_another_batch(traced, torch.cat([example_input[:1]] * 3))
             _Recording(traced, VALUE).propagate(example_input)
+            if _numbers_used_in_arithmetic(traced):
+                _values_at_another_batch(traced, torch.cat([example_input[:1]] * 3))
     except Exception as err:  # the user's model failed on the example: say so, with its own message
         cause = err.__cause__ or err
         raise UserError(f"the model failed on the example input of shape {tuple(example_input.shape)} "
@@ -352,13 +353,31 @@ class _Recording(ShapeProp):
         return result
 
 
+class _Numbers(torch.fx.Interpreter):
+    """Runs the graph keeping every non-tensor result in node.meta[OTHER_BATCH_VALUE] (shapes untouched)."""
+
+    def run_node(self, n: torch.fx.Node):
+        """Run the node, recording its result when it is not a tensor."""
+        result = super().run_node(n)
+        if not isinstance(result, torch.Tensor):
+            n.meta[OTHER_BATCH_VALUE] = result
+        return result
+
+
+def _numbers_used_in_arithmetic(traced: torch.fx.GraphModule) -> bool:
+    """Whether forward() computes a number (from sizes) that arithmetic on tensors or attention reads."""
+    return any(isinstance(n.meta.get(VALUE), (int, float)) and any(
+        u.target in ARITHMETIC or u.target is F.scaled_dot_product_attention for u in n.users)
+        for n in traced.graph.nodes)
+
+
 def _values_at_another_batch(traced: torch.fx.GraphModule, example: torch.Tensor) -> None:
     """Record the numbers forward() computes on a batch of 3: one that differs from its batch-2 value
     depends on the batch size. A model that fails here hard-codes its batch; the numbers it computed
     stay unrecorded, so they are refused as batch-dependent."""
     try:
-        _Recording(traced, OTHER_BATCH_VALUE).propagate(example)
-    except Exception:  # the batch-2 pass that follows reports a model that fails outright
+        _Numbers(traced).run(example)
+    except Exception:  # it ran on batch 2, so it hard-codes the batch: _number refuses what it reads
         pass
 
 

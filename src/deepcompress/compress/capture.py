@@ -209,9 +209,9 @@ def _number(arg, where: str) -> float:
     """A Python number, or one computed in forward() from sizes that do not depend on the batch."""
     if isinstance(arg, (int, float)) and not isinstance(arg, bool):
         return float(arg)
-    if isinstance(arg, torch.fx.Node) and isinstance(arg.meta.get(VALUE), (int, float)):
-        value = arg.meta[VALUE]
-        if isinstance(value, bool) or arg.meta.get(OTHER_BATCH_VALUE) != value:
+    value = arg.meta.get(VALUE) if isinstance(arg, torch.fx.Node) else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if arg.meta.get(OTHER_BATCH_VALUE) != value:
             _refuse(where, f"a number that depends on the batch size ({arg.name})",
                     "compute it from the other dimensions")
         return float(value)

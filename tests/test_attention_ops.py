@@ -414,3 +414,25 @@ def test_a_minilm_sized_encoder_runs_from_the_file(tmp_path):
     assert [op["op"] for op in dcz.read(path)[1]["ops"]] == ENCODER_LAYER_OPS * 6
     total = simulate_model(path, "cpu")[-1]
     assert not total["partial"] and total["layers_run"] == 6 * 6 + 6 * 2
+
+
+def test_conv1d_through_write_model_and_load_into(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv1d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv1d(6, 6, 3, groups=3), nn.Flatten(),
+                          nn.Linear(6 * 8, 2)).eval()
+    masks = Masks(model)
+    masks.prune({name: TargetSparsity(0.5) for name in masks.modules})
+    shared = SharedWeights(model, masks, {name: 4 for name in masks.modules})
+    path = tmp_path / "conv1d.dcz"
+    write_model(path, model, shared, dict.fromkeys(masks.modules, 5), shared.bits(), {},
+                example_input=torch.randn(1, 3, 10))
+    assert [q.shape for q in dcz.read(path)[0]] == [(6, 3, 1, 3), (6, 2, 1, 3), (2, 48)]
+    x = torch.randn(4, 3, 10)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    assert rel_error(load(path)(x.numpy()), expected) < REL_TOL
+    fresh = nn.Sequential(nn.Conv1d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv1d(6, 6, 3, groups=3), nn.Flatten(),
+                          nn.Linear(6 * 8, 2)).eval()
+    load_into(fresh, path)
+    with torch.no_grad():
+        assert rel_error(fresh(x).numpy(), expected) < REL_TOL

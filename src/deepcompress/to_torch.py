@@ -19,7 +19,7 @@ from .format import graph
 
 
 def _module(layer: dcz.QuantizedLayer, op: graph.Op) -> nn.Module:
-    """An nn.Linear, nn.Conv2d or nn.Embedding holding the layer's decoded weights and bias."""
+    """An nn.Linear, nn.Conv1d, nn.Conv2d or nn.Embedding holding the layer's decoded weights and bias."""
     if isinstance(op, graph.Embedding):
         m = nn.Embedding(*layer.shape, padding_idx=op.padding_idx)
         with torch.no_grad():
@@ -28,6 +28,11 @@ def _module(layer: dcz.QuantizedLayer, op: graph.Op) -> nn.Module:
     weight = torch.from_numpy(layer.to_dense())
     if isinstance(op, graph.Fc):
         m = nn.Linear(layer.shape[1], layer.shape[0], bias=layer.bias is not None)
+    elif isinstance(op, graph.Conv1d):
+        out_c, in_per_group, _, k = layer.shape
+        m = nn.Conv1d(in_per_group * op.groups, out_c, k, op.stride, 0, op.dilation, op.groups,
+                      bias=layer.bias is not None)
+        weight = weight.reshape(m.weight.shape)
     else:
         out_c, in_per_group, kh, kw = layer.shape
         m = nn.Conv2d(in_per_group * op.groups, out_c, (kh, kw), op.stride, 0, op.dilation, op.groups,
@@ -116,7 +121,27 @@ def _apply(op: graph.Op, xs: list, layer: nn.Module | None, out_shape: tuple) ->
     if isinstance(op, (graph.Add, graph.Mul)):
         a, b = (_aligned(t, max(xs[0].dim(), xs[1].dim())) for t in xs)
         return a + b if isinstance(op, graph.Add) else a * b
+    if type(op) in ATTN_OPS:
+        return _apply_attn(op, xs, layer)
     raise UserError(f"op {op.name!r} has no PyTorch equivalent here")
+
+
+SCALAR_FNS = {"add": lambda x, v: x + v, "sub": lambda x, v: x - v, "rsub": lambda x, v: v - x,
+              "mul": lambda x, v: x * v, "div": lambda x, v: x / v, "rdiv": lambda x, v: v / x}
+ATTN_OPS = (graph.Conv1d, graph.MatMul, graph.Scalar, graph.Sub, graph.Div, graph.Mean)
+
+
+def _apply_attn(op: graph.Op, xs: list, layer: nn.Module | None) -> torch.Tensor:
+    """One of the sequence and attention ops (format/op_records_attn.py) on batched tensors."""
+    x = xs[0]
+    if isinstance(op, graph.Conv1d):
+        return F.conv1d(F.pad(x, op.padding), layer.weight, layer.bias, op.stride, 0, op.dilation, op.groups)
+    if isinstance(op, graph.Scalar):
+        return SCALAR_FNS[op.fn](x, op.value)
+    if isinstance(op, graph.Mean):
+        return x.mean(dim=[d % (x.dim() - 1) + 1 for d in op.dims], keepdim=op.keepdim)
+    a, b = (_aligned(t, max(xs[0].dim(), xs[1].dim())) for t in xs)
+    return {graph.MatMul: torch.matmul, graph.Sub: torch.sub, graph.Div: torch.div}[type(op)](a, b)
 
 
 def _aligned(t: torch.Tensor, ndim: int) -> torch.Tensor:

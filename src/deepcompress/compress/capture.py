@@ -8,6 +8,7 @@ the module's name and what to do, never written half-described.
 from __future__ import annotations
 
 import dataclasses
+import math
 import operator
 
 import torch
@@ -21,6 +22,7 @@ from ..format import graph
 from .capture_seq import SequenceCapture, embedding_op
 
 SKIP = "skip"  # a node that passes its input through unchanged at inference (dropout, contiguous)
+VALUE, OTHER_BATCH_VALUE = "deepcompress_value", "deepcompress_value_batch3"  # node.meta keys of numbers
 WEIGHTS_ONLY_HINT = "or write weights only (weights_only=True)"
 
 
@@ -51,6 +53,19 @@ def _conv(name: str, m: nn.Conv2d):
         _refuse(name, f"Conv2d(padding_mode={m.padding_mode!r})", "use zero padding")
     return graph.Conv(layer=name, stride=tuple(m.stride), padding=conv_padding(m), dilation=tuple(m.dilation),
                       groups=m.groups)
+
+
+def _conv1d(name: str, m: nn.Conv1d):
+    if m.padding_mode != "zeros":
+        _refuse(name, f"Conv1d(padding_mode={m.padding_mode!r})", "use zero padding")
+    if m.padding == "valid":
+        padding = (0, 0)
+    elif m.padding == "same":  # as PyTorch: the odd unit of padding goes at the end
+        total = m.dilation[0] * (m.kernel_size[0] - 1)
+        padding = (total // 2, total - total // 2)
+    else:
+        padding = (m.padding[0], m.padding[0])
+    return graph.Conv1d(layer=name, stride=m.stride[0], padding=padding, dilation=m.dilation[0], groups=m.groups)
 
 
 def _pool(name: str, m):
@@ -96,6 +111,8 @@ def _sample_dim(dim, where: str, what: str) -> int:
     return dim - 1 if dim > 0 else dim
 
 
+ATTENTION_MODULES = (nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerEncoder,
+                     nn.TransformerDecoderLayer, nn.TransformerDecoder, nn.Transformer)
 ACTIVATIONS = {nn.ReLU: graph.Relu, nn.ReLU6: graph.Relu6, nn.Sigmoid: graph.Sigmoid, nn.Tanh: graph.Tanh,
                nn.SiLU: graph.Silu}
 
@@ -106,6 +123,11 @@ def module_op(name: str, m: nn.Module, in_shape: tuple):
         return graph.Fc(layer=name)
     if isinstance(m, nn.Conv2d):
         return _conv(name, m)
+    if isinstance(m, nn.Conv1d):
+        return _conv1d(name, m)
+    if isinstance(m, ATTENTION_MODULES):
+        _refuse(name, type(m).__name__, "write attention with Linear layers, torch.matmul (or @) and softmax "
+                "(docs/API.md)")
     if type(m) in ACTIVATIONS:
         return ACTIVATIONS[type(m)]()
     if isinstance(m, nn.LeakyReLU):
@@ -137,9 +159,17 @@ FUNCTION_MODULES = {F.max_pool2d: nn.MaxPool2d, F.avg_pool2d: nn.AvgPool2d, F.ad
 ELEMENTWISE = {F.relu: graph.Relu, torch.relu: graph.Relu, torch.sigmoid: graph.Sigmoid, F.sigmoid: graph.Sigmoid,
                torch.tanh: graph.Tanh, F.tanh: graph.Tanh, F.silu: graph.Silu, "relu": graph.Relu,
                "sigmoid": graph.Sigmoid, "tanh": graph.Tanh}
-BINARY = {operator.add: graph.Add, torch.add: graph.Add, "add": graph.Add, operator.iadd: graph.Add,
-          operator.mul: graph.Mul, torch.mul: graph.Mul, "mul": graph.Mul, operator.imul: graph.Mul}
-IN_PLACE = (operator.iadd, operator.imul)
+ARITHMETIC = {operator.add: "add", torch.add: "add", "add": "add", operator.iadd: "add",
+              operator.sub: "sub", torch.sub: "sub", "sub": "sub", operator.isub: "sub",
+              operator.mul: "mul", torch.mul: "mul", "mul": "mul", operator.imul: "mul",
+              operator.truediv: "div", torch.div: "div", "div": "div", operator.itruediv: "div",
+              torch.true_divide: "div", "true_divide": "div"}
+TWO_TENSORS = {"add": graph.Add, "sub": graph.Sub, "mul": graph.Mul, "div": graph.Div}
+IN_PLACE = (operator.iadd, operator.isub, operator.imul, operator.itruediv)
+MATMUL = (operator.matmul, torch.matmul, torch.bmm, "matmul", "bmm")
+NEGATE = (operator.neg, torch.neg, "neg")
+RESHAPES = (torch.flatten, "flatten", "view", "reshape", torch.reshape, "unsqueeze", torch.unsqueeze, "squeeze",
+            torch.squeeze)
 
 
 def call_op(node: torch.fx.Node, where: str, in_shape: tuple):
@@ -150,12 +180,19 @@ def call_op(node: torch.fx.Node, where: str, in_shape: tuple):
         return module_op(where, FUNCTION_MODULES[target](*node.args[1:], **kwargs), in_shape)
     if target in ELEMENTWISE:
         return ELEMENTWISE[target]()
-    if target in BINARY:
-        if kwargs or len(_tensor_inputs(node)) != 2:
-            _refuse(where, f"{getattr(target, '__name__', target)!r} with a constant or keyword arguments "
-                    f"({', '.join(kwargs) or 'a number'})", "add or multiply two tensors only")
-        return BINARY[target]()
-    if target in (torch.flatten, "flatten", "view", "reshape"):
+    if target in ARITHMETIC:
+        return _arithmetic(node, where, ARITHMETIC[target])
+    if target in NEGATE:
+        return graph.Scalar("mul", -1.0)
+    if target in MATMUL:
+        return _matmul(node, where)
+    if target in (torch.mean, "mean"):
+        return _mean(node, where)
+    if target is F.scaled_dot_product_attention:
+        return _attention(node, where)
+    if target is getattr and node.args[1] == "mT":
+        return _permute(node, where, len(in_shape) + 1)
+    if target in RESHAPES:
         return "reshape"
     if target in ("contiguous",) or (target in (F.dropout,) and not kwargs.get("training", False)):
         return SKIP
@@ -165,15 +202,87 @@ def call_op(node: torch.fx.Node, where: str, in_shape: tuple):
     if target in (torch.cat, torch.concat):
         dim = kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
         return graph.Concat(_sample_dim(dim, where, 'concatenation'))
-    if target in (torch.permute, "permute", "transpose"):
+    if target in (torch.permute, "permute", "transpose", torch.transpose):
         return _permute(node, where, len(in_shape) + 1)
     _refuse(where, f"{getattr(target, '__name__', target)!r} in forward()",
             "express it with supported modules (docs/API.md)")
 
 
+def _number(arg, where: str) -> float:
+    """A Python number, or one computed in forward() from sizes that do not depend on the batch."""
+    if isinstance(arg, (int, float)) and not isinstance(arg, bool):
+        return float(arg)
+    value = arg.meta.get(VALUE) if isinstance(arg, torch.fx.Node) else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if arg.meta.get(OTHER_BATCH_VALUE) != value:
+            _refuse(where, f"a number that depends on the batch size ({arg.name})",
+                    "compute it from the other dimensions")
+        return float(value)
+    _refuse(where, f"arithmetic with {getattr(arg, 'name', repr(arg))} (neither a number nor a tensor with the "
+            "batch first)")
+
+
+def _arithmetic(node: torch.fx.Node, where: str, fn: str):
+    """add/sub/mul/div of two tensors, or of a tensor and a number (a scalar op)."""
+    if node.kwargs:
+        _refuse(where, f"{getattr(node.target, '__name__', node.target)!r} with keyword arguments "
+                f"({', '.join(node.kwargs)})")
+    tensors = _tensor_inputs(node)
+    if len(tensors) == 2:
+        return TWO_TENSORS[fn]()
+    first, second = node.args[:2]
+    if tensors and first is tensors[0]:
+        return graph.Scalar(fn, _number(second, where))
+    return graph.Scalar({"sub": "rsub", "div": "rdiv"}.get(fn, fn), _number(first, where))
+
+
+def _matmul(node: torch.fx.Node, where: str):
+    """A matrix product of two activations of equal rank (so the batch axes meet)."""
+    tensors = _tensor_inputs(node)
+    shapes = [_shape(t) for t in tensors]
+    if node.kwargs or len(tensors) != 2 or len(shapes[0]) != len(shapes[1]) or len(shapes[0]) < 3:
+        _refuse(where, f"a matrix product of shapes {', '.join(str(tuple(s)) for s in shapes)}",
+                "multiply two activations of equal rank of at least 3 (batch, ..., rows, columns); a weight "
+                "matrix belongs in an nn.Linear")
+    return graph.MatMul()
+
+
+def _mean(node: torch.fx.Node, where: str):
+    kwargs = dict(node.kwargs)
+    dim = kwargs.pop("dim", node.args[1] if len(node.args) > 1 else None)
+    keepdim = kwargs.pop("keepdim", node.args[2] if len(node.args) > 2 else False)
+    if kwargs or dim is None:
+        _refuse(where, f"mean over {'all dimensions' if dim is None else 'dims ' + str(dim)}"
+                f"{' with ' + ', '.join(kwargs) if kwargs else ''}", "give the dims to average over (not the batch)")
+    dims = dim if isinstance(dim, (list, tuple)) else [dim]
+    return graph.Mean(tuple(_sample_dim(d, where, "mean") for d in dims), bool(keepdim))
+
+
+SDPA_ARGS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
+
+
+def _attention(node: torch.fx.Node, where: str) -> list:
+    """F.scaled_dot_product_attention without mask or dropout as ops: softmax(q k^T * scale) v."""
+    args = {**dict(zip(SDPA_ARGS, node.args)), **node.kwargs}
+    if args.get("attn_mask") is not None or args.get("is_causal") or args.get("dropout_p") or args.get("enable_gqa"):
+        _refuse(where, "scaled_dot_product_attention with a mask, is_causal, dropout_p or enable_gqa",
+                "the file's attention takes no mask (models of one input) and no dropout")
+    q, k, v = args["query"], args["key"], args["value"]
+    shapes = [_shape(t) for t in (q, k, v)]
+    if len({len(s) for s in shapes}) != 1 or len(shapes[0]) < 3:
+        _refuse(where, f"scaled_dot_product_attention of shapes {', '.join(str(tuple(s)) for s in shapes)}",
+                "give query, key and value of equal rank (batch, ..., length, features)")
+    dims = list(range(len(shapes[0]) - 1))
+    dims[-2], dims[-1] = dims[-1], dims[-2]
+    scale = 1.0 / math.sqrt(shapes[0][-1]) if args.get("scale") is None else _number(args["scale"], where)
+    # (op, inputs): a node is a value of the graph, an integer an earlier op of this list
+    return [(graph.Permute(tuple(dims)), (k,)), (graph.MatMul(), (q, 0)), (graph.Scalar("mul", scale), (1,)),
+            (graph.Softmax(-1), (2,)), (graph.MatMul(), (3, v))]
+
+
 def _permute(node, where: str, ndim: int):
-    if node.target == "transpose":
-        a, b = (d % ndim for d in node.args[1:3])
+    if node.target in ("transpose", torch.transpose, getattr):
+        a, b = (d % ndim for d in node.args[1:3]) if node.target is not getattr else (-1 % ndim, -2 % ndim)
         dims = list(range(ndim))
         dims[a], dims[b] = dims[b], dims[a]
     else:
@@ -220,7 +329,9 @@ def capture(model: nn.Module, example_input: torch.Tensor) -> list[graph.Op]:
     example_input = torch.cat([example_input[:1], example_input[:1]]) if len(example_input) < 2 else example_input
     try:
         with torch.no_grad():
-            ShapeProp(traced).propagate(example_input)
+            _Recording(traced, VALUE).propagate(example_input)
+            if _numbers_used_in_arithmetic(traced):
+                _values_at_another_batch(traced, torch.cat([example_input[:1]] * 3))
     except Exception as err:  # the user's model failed on the example: say so, with its own message
         cause = err.__cause__ or err
         raise UserError(f"the model failed on the example input of shape {tuple(example_input.shape)} "
@@ -228,6 +339,49 @@ def capture(model: nn.Module, example_input: torch.Tensor) -> list[graph.Op]:
     finally:
         model.train(was_training)
     return _ops_of(traced, dict(model.named_modules()), len(example_input))
+
+
+class _Recording(ShapeProp):
+    """ShapeProp that also keeps every non-tensor result (sizes, numbers) in node.meta[key]."""
+
+    def __init__(self, module: torch.fx.GraphModule, key: str):
+        super().__init__(module)
+        self.key = key
+
+    def run_node(self, n: torch.fx.Node):
+        """Run the node, recording its result when it is not a tensor."""
+        result = super().run_node(n)
+        if not isinstance(result, torch.Tensor):
+            n.meta[self.key] = result
+        return result
+
+
+class _Numbers(torch.fx.Interpreter):
+    """Runs the graph keeping every non-tensor result in node.meta[OTHER_BATCH_VALUE] (shapes untouched)."""
+
+    def run_node(self, n: torch.fx.Node):
+        """Run the node, recording its result when it is not a tensor."""
+        result = super().run_node(n)
+        if not isinstance(result, torch.Tensor):
+            n.meta[OTHER_BATCH_VALUE] = result
+        return result
+
+
+def _numbers_used_in_arithmetic(traced: torch.fx.GraphModule) -> bool:
+    """Whether forward() computes a number (from sizes) that arithmetic on tensors or attention reads."""
+    return any(isinstance(n.meta.get(VALUE), (int, float)) and any(
+        u.target in ARITHMETIC or u.target is F.scaled_dot_product_attention for u in n.users)
+        for n in traced.graph.nodes)
+
+
+def _values_at_another_batch(traced: torch.fx.GraphModule, example: torch.Tensor) -> None:
+    """Record the numbers forward() computes on a batch of 3: one that differs from its batch-2 value
+    depends on the batch size. A model that fails here hard-codes its batch; the numbers it computed
+    stay unrecorded, so they are refused as batch-dependent."""
+    try:
+        _Numbers(traced).run(example)
+    except Exception:  # it ran on batch 2, so it hard-codes the batch: _number refuses what it reads
+        pass
 
 
 def _writes_its_input(node: torch.fx.Node, modules: dict) -> bool:
@@ -276,6 +430,9 @@ def _ops_of(traced: torch.fx.GraphModule, modules: dict, batch: int) -> list[gra
         if op == SKIP:
             index[node] = index[sources[0]]
             continue
+        if isinstance(op, list):
+            index[node] = _expand(op, index, ops)
+            continue
         if op == "reshape":
             out = _shape(node)[1:]
             op = graph.Flatten() if len(out) == 1 else graph.Reshape(tuple(out))
@@ -289,6 +446,16 @@ def _append(node: torch.fx.Node, op: graph.Op, src: tuple, index: dict, ops: lis
         op = _with_inputs(op, src)
     index[node] = len(ops)
     ops.append(op)
+
+
+def _expand(chain: list, index: dict, ops: list) -> int:
+    """Append a node's chain of (op, inputs) (an input: a graph node, or an earlier op of the chain);
+    the index of its last op."""
+    base = len(ops)
+    for op, refs in chain:
+        src = tuple(index[r] if isinstance(r, torch.fx.Node) else base + r for r in refs)
+        ops.append(op if src == (len(ops) - 1,) and op.arity == 1 else _with_inputs(op, src))
+    return len(ops) - 1
 
 
 def _with_inputs(op: graph.Op, src: tuple) -> graph.Op:

@@ -17,7 +17,14 @@ from .capture import capture
 from .prune import prunable_layers
 from .quantize import SharedWeights
 
-KIND = {nn.Linear: "fc", nn.Conv2d: "conv"}
+KIND = {nn.Linear: "fc", nn.Conv2d: "conv", nn.Conv1d: "conv"}
+
+
+def file_shape(module: nn.Module) -> tuple:
+    """The shape a layer's weights have in the file: a Conv1d's (out, in, k) is stored as the conv layer
+    (out, in, 1, k); other layers keep theirs."""
+    shape = tuple(module.weight.shape)
+    return (*shape[:2], 1, shape[2]) if isinstance(module, nn.Conv1d) else shape
 
 
 def architecture_ops(model: nn.Module, example_input: torch.Tensor) -> list[dict]:
@@ -56,7 +63,8 @@ def quantized_layers(model: nn.Module, shared: SharedWeights, gap_bits: dict[str
         code = shared.codes[name]
         try:
             layer = dcz.QuantizedLayer.from_labels(
-                name, KIND.get(type(module), "fc"), code.labels.numpy(), code.codebook.numpy(),
+                name, KIND.get(type(module), "fc"), code.labels.numpy().reshape(file_shape(module)),
+                code.codebook.numpy(),
                 bias=bias, index_bits=index_bits[name], gap_bits=5 if auto else int(gap_bits[name]),
                 value_dtype=check_values(values))
         except dcz.LayerError as err:
@@ -100,10 +108,10 @@ def load_into(model: nn.Module, path: str | Path) -> dict:
     modules = {**dict(model.named_modules()), **prunable_layers(model)}
     for layer in layers:
         module = modules.get(layer.name)
-        if module is None or tuple(module.weight.shape) != layer.shape:
-            got = None if module is None else tuple(module.weight.shape)
+        if module is None or file_shape(module) != layer.shape:
+            got = None if module is None else file_shape(module)
             raise UserError(f"{path}: layer {layer.name} has shape {layer.shape}, the model has {got}")
-        module.weight.copy_(torch.from_numpy(layer.to_dense()))
+        module.weight.copy_(torch.from_numpy(layer.to_dense()).reshape(module.weight.shape))
         if layer.bias is not None:
             module.bias.copy_(torch.from_numpy(layer.bias))
     return meta

@@ -171,7 +171,7 @@ def _fmt(density: dict) -> dict:
 
 def layer_kinds(masks: Masks) -> dict[str, str]:
     """"conv" or "fc" per masked layer: which of a stage's conv_* / fc_* settings it takes."""
-    return {n: "conv" if isinstance(m, nn.Conv2d) else "fc" for n, m in masks.modules.items()}
+    return {n: "conv" if isinstance(m, (nn.Conv1d, nn.Conv2d)) else "fc" for n, m in masks.modules.items()}
 
 
 def quantize_stage(model: nn.Module, masks: Masks, cfg: QuantizeStage, run: Run) -> SharedWeights:
@@ -292,7 +292,7 @@ def checked_file_model(path: Path, sample: torch.Tensor) -> nn.Module:
     return torch_model
 
 
-STORED = (nn.Linear, nn.Conv2d, nn.modules.batchnorm._BatchNorm, nn.LayerNorm)
+STORED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.modules.batchnorm._BatchNorm, nn.LayerNorm)
 
 
 def _check_supported(model: nn.Module) -> None:

@@ -23,7 +23,7 @@ from ..errors import UserError
 from ..train import TrainHook
 from .slots import sequence_slots
 
-PRUNABLE = (nn.Linear, nn.Conv2d)
+PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
 def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:

@@ -167,7 +167,8 @@ class LayerOp(Op):
 
 @dataclass(frozen=True)
 class Fc(LayerOp):
-    """y = x W^T + b on a flat input; W is the (out, in) layer."""
+    """y = x W^T + b over the last axis (a flat input, or each position of a sequence); W is the (out, in)
+    layer."""
 
     name: ClassVar[str] = "fc"
     kind: ClassVar[str] = "fc"
@@ -573,6 +574,9 @@ class Concat(Op):
 OPS = {cls.name: cls for cls in (Fc, Conv, MaxPool, AvgPool, AdaptiveAvgPool, Flatten, Reshape, Permute, Relu,
                                  Relu6, LeakyRelu, Sigmoid, Tanh, Gelu, Silu, Softmax, Affine, LayerNorm, Add,
                                  Mul, Concat)}
+
+from .op_records_attn import ATTN_OPS  # noqa: E402 - they build on the classes above
+OPS.update(ATTN_OPS)
 
 
 def _register_sequence_ops() -> None:

@@ -2,6 +2,10 @@
 (the one sparse-layer type, deepcompress.format.QuantizedLayer, never decoded to floats and re-encoded)
 and its shape, with conv layers' input sizes taken from the file's forward pass (deepcompress.format.graph,
 the same parser the runtime uses). The format package is numpy + stdlib, so this keeps hardware torch-free.
+
+Sequences: an fc layer applied to (..., in) runs once per position (FileLayer.steps per sample); a conv1d
+layer is the 1 x k convolution over its zero-padded length (the padding counted as input values); a
+matrix product between activations has no layer: activation_matmuls lists it as a dense fc workload.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ class FileLayer:
     layer: QuantizedLayer
     shape: LayerShape | None
     note: str = ""
-    steps: int = 1  # matrix-vector products per sample: T for a recurrent matrix or an fc over a sequence
+    steps: int = 1  # input vectors per sample: T for a recurrent matrix, the positions for an fc over a sequence
     role: str = ""  # "w_ih" or "w_hh" for an LSTM/GRU matrix (a W_hh's first step reads the zero state)
 
     @property
@@ -52,6 +56,12 @@ def conv_inputs(meta: dict, layers: dict) -> tuple[dict[str, dict], str]:
         return {}, f"cannot read the forward pass ({exc})"
     found, notes = {}, []
     for i, op in enumerate(forward.ops):
+        if isinstance(op, graph.Conv1d) and op.dilation == 1:
+            found[op.layer] = {"in_hw": (1, forward.input_shapes(i)[0][1] + sum(op.padding)), "stride": op.stride,
+                               "padding": 0, "groups": op.groups}
+            continue
+        if isinstance(op, graph.Conv1d):
+            notes.append(f"conv1d {op.layer}: dilation {op.dilation} (dilation is not modelled)")
         if not isinstance(op, graph.Conv):
             continue
         if op.stride[0] != op.stride[1] or len(set(op.padding)) != 1 or op.dilation != (1, 1):
@@ -61,6 +71,32 @@ def conv_inputs(meta: dict, layers: dict) -> tuple[dict[str, dict], str]:
         found[op.layer] = {"in_hw": tuple(forward.input_shapes(i)[0][1:]), "stride": op.stride[0],
                            "padding": op.padding[0], "groups": op.groups}
     return found, "; ".join(notes)
+
+
+@dataclass(frozen=True)
+class MatmulWork:
+    """A matrix product between activations, (M, K) x (K, N), `count` times per sample (heads and other
+    leading axes): the fc workload `shape` (K inputs, N outputs, dense) on M input vectors."""
+
+    name: str
+    shape: LayerShape
+    rows: int
+    count: int
+
+
+def activation_matmuls(meta: dict, layers: dict) -> list[MatmulWork]:
+    """The matmul ops of the file's forward pass as workloads; empty when it has none or cannot be read."""
+    try:
+        forward = graph.parse_forward(meta, layers)
+    except graph.GraphError:
+        return []
+    work = []
+    for i, op in enumerate(forward.ops):
+        if isinstance(op, graph.MatMul):
+            a, out = forward.input_shapes(i)[0], forward.outputs[i]
+            name = f"matmul{i}"  # i: the op's index in the pass
+            work.append(MatmulWork(name, LayerShape(name, "fc", a[-1], out[-1]), out[-2], math.prod(out[:-2])))
+    return work
 
 
 def sequence_uses(meta: dict, layers: dict) -> dict[str, dict]:

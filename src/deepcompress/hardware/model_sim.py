@@ -7,8 +7,14 @@
 - cpu / gpu: every layer on the roofline of the paper's i7-5930K / Titan X, dense and sparse CSR kernels;
   the faster sustained kernel is the layer's time.
 A conv layer whose input size cannot be traced from the file is skipped, with the reason, and so is an
-embedding (a table lookup, not a matrix product). A layer run T times per sample (an LSTM/GRU matrix,
-an fc over a sequence) costs T products: sequence_sim.py.
+embedding (a table lookup, not a matrix product).
+
+Sequences: an LSTM/GRU matrix runs T sequential products per sample (sequence_sim.py: EIE simulates every
+step; DianNao and the rooflines cost one FC x T). A plain fc layer on (T, in) per sample is T independent
+input vectors: EIE simulates one and charges it T times; DianNao and the roofline run all batch x T vectors
+against the weights at once. A matrix product between activations (attention) is costed on DianNao and the
+roofline (dense kernel) as an fc workload whose "weights" are the second operand, once per sample and head;
+EIE runs weight matrices only, so there it is listed as not costed and the total is partial.
 """
 
 from __future__ import annotations
@@ -21,9 +27,9 @@ from ..errors import UserError
 from ..format import graph
 from .diannao import DianNaoConfig, simulate_layer
 from .eie import EIEConfig, simulate
-from .model_file import FileLayer, load_model
+from .model_file import FileLayer, MatmulWork, activation_matmuls, load_model
 from .netspecs import LayerShape
-from .roofline import platform, roofline_time, sustained_time, traffic
+from .roofline import Traffic, platform, roofline_time, sustained_time, traffic
 from .sequence_sim import RECURRENT_ACT_DENSITY, repeated, step_vectors, summed_steps
 
 ARCHES = ("eie", "diannao", "cpu", "gpu")
@@ -56,8 +62,8 @@ def _eie_record(layer: FileLayer, config: EIEConfig, acts: np.ndarray) -> dict:
     return d
 
 
-def _diannao_record(layer: FileLayer, config: DianNaoConfig, batch: int, note: str = "") -> dict:
-    d = simulate_layer(layer.shape, batch, config).to_dict()
+def _diannao_record(shape: LayerShape, config: DianNaoConfig, batch: int, note: str = "") -> dict:
+    d = simulate_layer(shape, batch, config).to_dict()
     d.update(energy_j=d["chip_energy_j"] + d["dram_energy_j"], frames_per_j=d["frames_per_j_with_dram"])
     if note:
         d["note"] = note
@@ -98,23 +104,30 @@ def simulate_model(path, arch: str = "eie", *, eie_config: EIEConfig | None = No
         if layer.shape is None:
             records.append({"layer": layer.name, "kind": layer.kind, "arch": arch, "skipped": True,
                             "note": f"skipped: {layer.note}"})
-        elif arch == "eie" and layer.kind == "fc" and layer.steps > 1:
+        elif arch == "eie" and layer.kind == "fc" and layer.role:
             records.append(_eie_steps(layer, eie_config, act_density, acts, rng))
         elif arch == "eie" and layer.kind == "fc":
             vec = input_vector(layer.layer.matrix_shape[1], act_density, acts, rng)
-            records.append(_eie_record(layer, eie_config, vec))
-        elif arch in ("eie", "diannao"):
-            note = "conv layer: DianNao model (EIE runs FC layers only)" if arch == "eie" else ""
-            records.append(_steps(_diannao_record(layer, diannao_config, batch, note), layer, batch))
-        else:
-            records.append(_steps(roofline_record(layer.shape, arch, batch), layer, batch))
+            records.append(_per_sample(_eie_record(layer, eie_config, vec), layer.steps, 1))
+        elif layer.role:  # an LSTM/GRU matrix: its steps run one after the other
+            records.append(repeated(_dense_record(layer, arch, diannao_config, batch), layer.steps, batch))
+        else:  # independent input vectors (a batch, the positions of a sequence) run in one call
+            records.append(_per_sample(_dense_record(layer, arch, diannao_config, batch * layer.steps), 1, batch))
+    by_name = {layer.name: layer.layer for layer in layers}
+    records += [_matmul_record(work, arch, diannao_config, batch) for work in activation_matmuls(meta, by_name)]
     total = _total(records, arch, batch, meta)
-    total["not_costed"] = not_costed_ops(meta, {layer.name: layer.layer for layer in layers})
+    total["not_costed"] = not_costed_ops(meta, by_name)
+    if arch != "eie":
+        total["not_costed"].pop("matmul", None)  # costed above
     return records + [total]
 
 
-def _steps(record: dict, layer: FileLayer, batch: int) -> dict:
-    return repeated(record, layer.steps, batch) if layer.steps > 1 else record
+def _dense_record(layer: FileLayer, arch: str, config: DianNaoConfig, vectors: int) -> dict:
+    """The layer on DianNao (EIE's conv layers too) or a roofline, for `vectors` input vectors in one call."""
+    if arch in ("eie", "diannao"):
+        note = "conv layer: DianNao model (EIE runs FC layers only)" if arch == "eie" else ""
+        return _diannao_record(layer.shape, config, vectors, note)
+    return roofline_record(layer.shape, arch, vectors)
 
 
 def _eie_steps(layer: FileLayer, config: EIEConfig, act_density: float, acts: str, rng) -> dict:
@@ -126,6 +139,41 @@ def _eie_steps(layer: FileLayer, config: EIEConfig, act_density: float, acts: st
     note = f"{layer.steps} steps" + (", step 0 reads the zero initial state" if hh else "") + \
         ("; dense recurrent inputs" if layer.role else "")
     return summed_steps([_eie_record(layer, config, v) for v in vectors], note)
+
+
+EIE_MATMUL_NOTE = "not costed: activation x activation matmul, EIE runs weight matrices only"
+
+
+def _per_sample(d: dict, calls: int, batch: int) -> dict:
+    """A record of one call scaled to `calls` calls for `batch` samples: time and energy multiplied, frame
+    rates per sample (the other fields describe one call)."""
+    d = {**d, "time_us": d["time_us"] * calls, "energy_j": d["energy_j"] * calls, "batch": batch}
+    d.update(frames_per_s=batch / (d["time_us"] * 1e-6), frames_per_j=batch / d["energy_j"])
+    if calls > 1:
+        d["calls"] = calls
+        d["note"] = "; ".join(filter(None, [d.get("note"), f"time and energy of {calls} calls"]))
+    return d
+
+
+def _matmul_record(work: MatmulWork, arch: str, config: DianNaoConfig, batch: int) -> dict:
+    """A matrix product between activations: per sample and head one dense fc workload on `rows` vectors
+    (on a CPU or GPU one batched kernel call does them all)."""
+    if arch == "eie":
+        return {"layer": work.name, "kind": "matmul", "arch": arch, "skipped": True, "note": EIE_MATMUL_NOTE}
+    k, n = work.shape.in_channels, work.shape.out_channels
+    calls = work.count * batch
+    what = f"{calls} products ({work.rows}x{k}) x ({k}x{n})"
+    if arch == "diannao":
+        return _per_sample({**_diannao_record(work.shape, config, work.rows), "kind": "matmul", "note": what},
+                           calls, batch)
+    plat, one = platform(arch), traffic(work.shape, work.rows, "dense")
+    t = Traffic(one.flops * calls, one.bytes * calls)
+    time_us = sustained_time(plat, t, "dense") * 1e6
+    d = {"layer": work.name, "kind": "matmul", "arch": arch, "platform": plat.name, "batch": batch,
+         "kernel": "dense", "dense_roofline_us": roofline_time(plat, t) * 1e6, "dense_sustained_us": time_us,
+         "time_us": time_us, "energy_j": plat.power_w * time_us * 1e-6,
+         "note": f"dense kernel, one batched call: {what}"}
+    return _per_sample(d, 1, batch)
 
 
 def not_costed_ops(meta: dict, layers: dict) -> dict[str, int]:

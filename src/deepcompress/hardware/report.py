@@ -55,7 +55,7 @@ def format_layer_records(records: list[dict]) -> str:
             lines.append(f"{r['layer']:<10}{r['kind']:<6}{r['arch']:<14}{'-':>11}{'-':>12}{'-':>13}{'-':>13}  {r['note']}")
             continue
         note = r.get("note", "")
-        if r["arch"] in ("cpu", "gpu") and r["layer"] != "total":
+        if r["arch"] in ("cpu", "gpu") and r["layer"] != "total" and r["kind"] != "matmul":
             note = (f"{r['kernel']} kernel; roofline dense {r['dense_roofline_us']:.2f} / sparse "
                     f"{r['sparse_roofline_us']:.2f} us") + (f"; {note}" if note else "")
         elif r["arch"] == "diannao" and r["layer"] != "total":
@@ -65,7 +65,9 @@ def format_layer_records(records: list[dict]) -> str:
                      f"{_num(r.get('frames_per_s')):>13}{_num(fpj):>13}  {note}")
     total = records[-1]
     if total.get("partial"):
-        lines.append(f"PARTIAL total: {total['layers_skipped']} weight layer(s) not costed "
+        matmuls = any(r.get("kind") == "matmul" and r.get("skipped") for r in records)
+        what = "layer(s) or matmul(s)" if matmuls else "weight layer(s)"
+        lines.append(f"PARTIAL total: {total['layers_skipped']} {what} not costed "
                      f"({', '.join(total['skipped_layers'])}); see their notes")
     if total.get("not_costed"):
         lines.append("not costed (no weights; the models cost weight layers only): "

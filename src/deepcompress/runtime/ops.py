@@ -14,6 +14,7 @@ from ..format import graph
 from .errors import ModelError
 from .sparse_conv import SparseConv2d
 from .int_fc import IntLinear
+from .ops_attn import build_attn_op
 from .sparse_fc import SparseLinear
 
 
@@ -159,15 +160,18 @@ class Fc:
 
 
 class Conv:
-    """A 2-D convolution, dense-decoded or sparse as SparseConv2d's policy chose."""
+    """A 2-D convolution, dense-decoded or sparse as SparseConv2d's policy chose; with `one_d` a 1-D one
+    (N, C, L) run as a height-1 2-D one."""
 
     name = "conv"
 
-    def __init__(self, conv: SparseConv2d, layer_name: str, where: str):
-        self.conv, self.layer_name, self.where = conv, layer_name, where
+    def __init__(self, conv: SparseConv2d, layer_name: str, where: str, one_d: bool = False):
+        self.conv, self.layer_name, self.where, self.one_d = conv, layer_name, where, one_d
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Apply to a batch."""
+        if self.one_d:
+            return self.conv(x[:, :, None, :])[:, :, 0, :]
         return self.conv(x)
 
 
@@ -215,13 +219,19 @@ def build_op(op: graph.Op, layers: dict, forward: graph.ForwardPass, i: int, inp
     in_shape = forward.input_shapes(i)[0]
     if isinstance(op, graph.Fc):
         layer = layers[op.layer]
-        fc = SparseLinear.from_layer(layer, layer.bias, batch=batch, threads=threads, precision=precision)
+        rows = batch * int(np.prod(in_shape[:-1]))  # a sequence's positions share the weights like a batch
+        fc = SparseLinear.from_layer(layer, layer.bias, batch=rows, threads=threads, precision=precision)
         return Fc(fc, op.layer, where)
     if isinstance(op, graph.Conv):
         layer = layers[op.layer]
         conv = SparseConv2d(layer, layer.shape, layer.bias, op.stride, op.padding, threads=threads,
                             dilation=op.dilation, groups=op.groups)
         return Conv(conv, op.layer, where)
+    if isinstance(op, graph.Conv1d):
+        layer = layers[op.layer]
+        conv = SparseConv2d(layer, layer.shape, layer.bias, (1, op.stride), (0, 0, *op.padding), threads=threads,
+                            dilation=(1, op.dilation), groups=op.groups)
+        return Conv(conv, op.layer, where, one_d=True)
     if isinstance(op, graph.Activation):
         return Elementwise(_activation(op), inplace)
     if isinstance(op, graph.Pool):
@@ -251,6 +261,9 @@ def build_op(op: graph.Op, layers: dict, forward: graph.ForwardPass, i: int, inp
     if isinstance(op, (graph.Embedding, graph.Recurrent, graph.Select)):
         from .recurrent import build_sequence_op  # it imports this module's helpers
         return build_sequence_op(op, layers, forward, i, batch, threads, precision, where)
+    attn = build_attn_op(op, forward, i, inplace)
+    if attn is not None:
+        return attn
     raise ModelError(f"{where}: op {op.name!r} is defined by the format but the runtime cannot run it")
 
 

@@ -11,6 +11,7 @@ from deepcompress import format as dcz
 from deepcompress.runtime import intkernels, load
 from deepcompress.runtime.int_fc import IntLinear
 from deepcompress.runtime.intlayouts import INT_BUILDERS, build_rows
+from deepcompress.runtime.intpolicy import LAYOUTS_FOR
 from deepcompress.runtime.nonzeros import from_dense
 from deepcompress.runtime.ops import Fc
 from deepcompress.runtime.quantize import (QMAX, quantize_codebook, quantize_into, quantize_vector,
@@ -78,11 +79,46 @@ def test_every_layout_and_path_equals_numpy_reference(book, shape, density, prec
     bias = rng.standard_normal(shape[0]).astype(np.float32)
     x = signed_inputs(rng, 4, shape[1])
     ref = reference_forward(nz, bias, x, precision)
-    for name in INT_BUILDERS:
+    for name in LAYOUTS_FOR[precision]:
         for path in PATHS:
             fc = IntLinear(nz, bias, precision, name, path=path)
             assert np.array_equal(fc(x), ref), (name, path)
             assert np.array_equal(fc(x[1]), ref[1]), (name, path)
+            for i in range(x.shape[0]):  # the batch-1 call (Fc's route) on every vector
+                y = np.empty(shape[0], np.float32)
+                fc.matvec(x[i], y)
+                assert np.array_equal(y, ref[i]), (name, path, i)
+
+
+@pytest.mark.parametrize("shape", [(1, 3), (63, 4), (64, 5), (65, 130), (200, 7), (129, 1001)])
+@pytest.mark.parametrize("signs", ["relu", "signed", "sparse"])
+def test_blocks_layout_batches_and_odd_shapes_equal_numpy_reference(shape, signs):
+    """The 64-row block kernel: partial blocks, column counts not a multiple of 4 (padded quads), the
+    batched call (many samples per call, more than one call) and post-ReLU, signed and very sparse inputs."""
+    rng = np.random.default_rng(shape[0] + shape[1])
+    nz = layer(rng, shape, 0.4, "k16")
+    bias = rng.standard_normal(shape[0]).astype(np.float32)
+    x = rng.standard_normal((150, shape[1])).astype(np.float32)
+    if signs == "relu":
+        x = np.maximum(x, 0)
+    elif signs == "sparse":
+        x *= rng.random(x.shape) < 0.05
+    x[3] = 0.0
+    ref = reference_forward(nz, bias, x, "int8")
+    for path in PATHS:
+        fc = IntLinear(nz, bias, "int8", "blocks", path=path)
+        assert fc.layout.store.ctypes.data % 64 == 0
+        assert np.array_equal(fc(x), ref), path
+        assert np.array_equal(fc(x[:2]), ref[:2]), path
+        y = np.empty(shape[0], np.float32)
+        fc.matvec(x[5], y)
+        assert np.array_equal(y, ref[5]), path
+
+
+def test_blocks_layout_is_int8_only():
+    nz = layer(np.random.default_rng(2), (5, 8), 0.5, "k7")
+    with pytest.raises(ValueError, match="no int16 kernels"):
+        IntLinear(nz, None, "int16", "blocks")
 
 
 def test_row_storage_follows_the_codebook():

@@ -59,6 +59,11 @@ def available_paths() -> tuple[str, ...]:
     return tuple(paths)
 
 
+def blocks8_scratch(cols: int) -> int:
+    """int32 scratch entries dc_blocks8_avx2 needs per sample (0 without the extension)."""
+    return int(LIB.dc_blocks8_scratch(cols)) if LIB is not None else 0
+
+
 def best_path() -> str:
     """The fastest dispatch path available here."""
     return available_paths()[-1]
@@ -122,6 +127,33 @@ def cols_portable(store, mask, nibble, table, nzcols, n, x, acc):
 
 
 @njit(cache=True, nogil=True)
+def blocks_portable(store, x, acc):
+    """acc[:] = W x for the 64-row block layout (intlayouts.BlocksLayout; store (blocks, cols, 64))."""
+    acc[:] = 0
+    for j in range(store.shape[1]):
+        xj = np.int64(x[j])
+        if xj == 0:
+            continue
+        for b in range(store.shape[0]):
+            for r in range(64):
+                acc[64 * b + r] += np.int64(store[b, j, r]) * xj
+
+
+@njit(cache=True, nogil=True)
+def quantize_rows(x, qmax, xq, scales):
+    """xq[i, :len(x[i])] = q_x of each row x[i] and scales[i] = its s_x (quantize_into per row)."""
+    for i in range(x.shape[0]):
+        scales[i] = quantize_into(x[i], qmax, xq[i])
+
+
+@njit(cache=True, nogil=True)
+def finish_rows(acc, scale_w, scales, bias, y):
+    """y[i] = finish(acc[i], scale_w * scales[i], bias) for each row i."""
+    for i in range(y.shape[0]):
+        finish(acc[i], scale_w * scales[i], bias, y[i])
+
+
+@njit(cache=True, nogil=True)
 def csc_int(col_ptr, row_start, entries, table, bits, x, acc):
     """acc = W x for the column layout (layouts.CscLayout) with an integer codebook, zero inputs skipped."""
     acc[:] = 0
@@ -155,6 +187,8 @@ if LIB is not None:
     _rows8_vnni = _bind(LIB, "dc_rows8_vnni", *_ROWS)
     _rows16_avx2 = _bind(LIB, "dc_rows16_avx2", *_ROWS)
     _cols8_avx2 = _bind(LIB, "dc_cols8_avx2", _P, _INT, _P, _I64, _P, _I64, _I64, _P, _I64, _P, _P)
+    _blocks8_avx2 = _bind(LIB, "dc_blocks8_avx2", _P, _I64, _I64, _P, _I64, _I64, _P, _P)
+    LIB.dc_blocks8_scratch.argtypes, LIB.dc_blocks8_scratch.restype = [_I64], _I64
 
     @njit(cache=False, nogil=True)
     def rows8_simd(vnni, store, mask, nibble, table, chunks, x, acc):
@@ -205,3 +239,23 @@ if LIB is not None:
         n = nonzero_columns(xq[:x.shape[0]], nzcols)
         cols8_simd(store, mask, nibble, table, acc.shape[0], nzcols, n, xq, acc)
         finish(acc, s_w * s_x, bias, y)
+
+    @njit(cache=False, nogil=True)
+    def blocks8_simd(store, xq, scratch, acc):
+        """dc_blocks8_avx2 on xq (N, >= cols) int8 into acc (N, blocks * 64)."""
+        _blocks8_avx2(store.ctypes, store.shape[0], store.shape[1], xq.ctypes, xq.shape[1], xq.shape[0],
+                      scratch.ctypes, acc.ctypes)
+
+    @njit(cache=False, nogil=True)
+    def blocks8_fused(store, x, xq, scratch, acc, s_w, bias, y):
+        """y = W x + b in int8 on the 64-row block layout, one input vector (xq, acc: (1, ...))."""
+        s_x = quantize_into(x, 127, xq[0])
+        blocks8_simd(store, xq, scratch, acc)
+        finish(acc[0], s_w * s_x, bias, y)
+
+    @njit(cache=False, nogil=True)
+    def blocks8_batch_fused(store, x, xq, scales, scratch, acc, s_w, bias, y):
+        """y[i] = W x[i] + b in int8 on the 64-row block layout for every row of x (N, in)."""
+        quantize_rows(x, 127, xq, scales)
+        blocks8_simd(store, xq, scratch, acc)
+        finish_rows(acc, s_w, scales, bias, y)

@@ -12,6 +12,10 @@ Dense layouts hold every weight, pruned ones too, as coded vectors of 32-entry c
   visits rows x nonzero-inputs weights. Best for sparse inputs on moderately sparse weights.
 - 'rows-stored' and 'cols-stored' are the same layouts with the weights stored even where 4-bit codes
   would do: twice the bytes of 4-bit codes, but no lookup (faster when the layer fits the caches).
+- `BlocksLayout` (int8): the quantized weights in 64-row blocks, each block column-major (64 bytes per
+  column); skips the columns of zero inputs like cols, but keeps a block's 64 sums in registers while
+  four nonzero columns at a time are interleaved into per-row quads (vpmaddubsw + vpmaddwd: four
+  products per int32 lane), and runs a batch block by block (each block read once per batch).
 - `IntCscLayout`: the fp32 runtime's column layout (layouts.CscLayout, 2 B per nonzero) with the
   integer codebook: visits only the nonzero weights of nonzero inputs. Best for very sparse weights.
 
@@ -31,6 +35,8 @@ from .layouts import LayoutBytes, build_csc
 from .quantize import int_dtype, quantize_codebook
 
 CHUNK = 32
+BLOCK_ROWS = 64  # rows of a BlocksLayout block: 8 registers of int32 sums
+BATCH_BLOCK = 64  # samples per call of the batched block kernel
 # chunk-local column order of the int16 SIMD row kernel (vpunpck{l,h}bw interleave per 128-bit lane)
 PERM16 = np.concatenate([np.arange(0, 8), np.arange(16, 24), np.arange(8, 16), np.arange(24, 32)])
 
@@ -118,6 +124,11 @@ class _DenseCodes:
     def padded_in(self) -> int:
         """Length of the padded input."""
         return padded(self.shape[1])
+
+    @property
+    def acc_rows(self) -> int:
+        """Length of the integer sums buffer."""
+        return padded(self.shape[0])
 
     def nbytes(self) -> LayoutBytes:
         """Bytes of codes (or weights), mask bits and table."""
@@ -240,6 +251,11 @@ class IntCscLayout:
         """Length of the padded input."""
         return padded(self.shape[1])
 
+    @property
+    def acc_rows(self) -> int:
+        """Length of the integer sums buffer."""
+        return padded(self.shape[0])
+
     def nbytes(self) -> LayoutBytes:
         """Bytes of the column layout, with the integer table as its codebook."""
         b = self.csc.nbytes()
@@ -264,6 +280,89 @@ def build_int_csc(nz: QuantizedLayer, precision: str) -> IntCscLayout:
     return IntCscLayout(nz.matrix_shape, nz.nnz, precision, csc, table)
 
 
+def aligned_empty(shape, dtype, align: int = 64) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data starts on an `align`-byte boundary (a cache line)."""
+    count = int(np.prod(shape))
+    itemsize = np.dtype(dtype).itemsize
+    buf = np.empty(count * itemsize + align, np.uint8)
+    off = (-buf.ctypes.data) % align
+    return buf[off:off + count * itemsize].view(dtype).reshape(shape)
+
+
+@dataclass
+class BlocksLayout:
+    """int8 weights in 64-row blocks, column-major inside a block: store[b, j] = W[64 b : 64 b + 64, j]."""
+
+    shape: tuple[int, int]
+    nnz: int
+    precision: str
+    store: np.ndarray  # int8 (blocks, cols, 64), rows past shape[0] zero, 64-byte aligned
+    kind = "blocks"
+
+    @property
+    def padded_in(self) -> int:
+        """Length of the padded input."""
+        return padded(self.shape[1])
+
+    @property
+    def acc_rows(self) -> int:
+        """Length of the integer sums buffer: whole blocks."""
+        return self.store.shape[0] * BLOCK_ROWS
+
+    def __post_init__(self):
+        per_sample = ik.blocks8_scratch(self.shape[1])
+        self._scratch = np.empty(max(per_sample, 1), np.int32)
+        self._acc2 = np.empty((1, self.acc_rows), np.int32)
+
+    def nbytes(self) -> LayoutBytes:
+        """Bytes of the stored weights."""
+        return LayoutBytes(self.nnz, self.store.nbytes, 0, 0)
+
+    def run(self, x, xq, acc, s_w, bias, y, path: str) -> bool:
+        """y = W x + b in one compiled call where this layout and path have one (False: not done)."""
+        if path == "portable":
+            return False
+        ik.blocks8_fused(self.store, x, xq.reshape(1, -1), self._scratch, self._acc2, s_w, bias, y)
+        return True
+
+    def run_batch(self, x: np.ndarray, s_w: float, bias: np.ndarray, y: np.ndarray, path: str) -> bool:
+        """y[i] = W x[i] + b for every row of x (N, in) in one call per BATCH_BLOCK rows (False: no
+        batched kernel on this path)."""
+        if path == "portable":
+            return False
+        step = min(BATCH_BLOCK, x.shape[0])
+        xq = np.zeros((step, self.padded_in), np.int8)
+        scales = np.empty(step, np.float64)
+        scratch = np.empty(step * ik.blocks8_scratch(self.shape[1]), np.int32)
+        acc = np.empty((step, self.acc_rows), np.int32)
+        for start in range(0, x.shape[0], step):
+            m = min(step, x.shape[0] - start)
+            ik.blocks8_batch_fused(self.store, x[start:start + m], xq[:m], scales[:m], scratch, acc[:m], s_w,
+                                   bias, y[start:start + m])
+        return True
+
+    def matvec(self, xq: np.ndarray, acc: np.ndarray, path: str) -> None:
+        """acc = W xq (acc holds whole blocks of rows)."""
+        if path == "portable":
+            ik.blocks_portable(self.store, xq[:self.shape[1]], acc)
+        else:
+            ik.blocks8_simd(self.store, xq.reshape(1, -1), self._scratch, acc.reshape(1, -1))
+
+
+def build_blocks(nz: QuantizedLayer, precision: str) -> BlocksLayout:
+    """The 64-row block layout of `nz` (int8 only)."""
+    if precision != "int8":
+        raise ValueError("the blocks layout is int8 only")
+    q_c, _ = quantize_codebook(nz.codebook, precision)
+    n_rows, n_cols = nz.matrix_shape
+    blocks = max(1, -(-n_rows // BLOCK_ROWS))
+    store = aligned_empty((blocks, n_cols, BLOCK_ROWS), np.int8)
+    store[...] = 0
+    rows, cols = nz.rows_cols()
+    store[rows // BLOCK_ROWS, cols, rows % BLOCK_ROWS] = q_c[nz.indices]
+    return BlocksLayout(nz.matrix_shape, nz.nnz, precision, store)
+
+
 INT_BUILDERS = {"rows": build_rows, "rows-stored": lambda nz, precision: build_rows(nz, precision, True),
                 "cols": build_cols, "cols-stored": lambda nz, precision: build_cols(nz, precision, True),
-                "csc": build_int_csc}
+                "csc": build_int_csc, "blocks": build_blocks}

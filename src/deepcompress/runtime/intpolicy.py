@@ -3,7 +3,8 @@
 Predicted time (ns) = a x units + b x bytes, with (a, b) = COST[precision][layout][dispatch path]:
 - units, what the layout visits for one input vector: rows (and rows-stored): rows x padded cols
   (every weight); cols (and cols-stored):
-  padded rows x the expected nonzero inputs (act_density x cols); csc: act_density x nnz.
+  padded rows x the expected nonzero inputs (act_density x cols); blocks: the same with rows padded
+  to 64; csc: act_density x nnz.
 - bytes, what it streams beyond CACHE_BYTES: units x bytes per weight of its storage
   (intlayouts.bytes_per_weight) for rows and cols, 2 B per visited nonzero for csc, less CACHE_BYTES.
   This term carries what the unit term cannot: layers too large for the caches (Alex-6 and VGG-6
@@ -21,7 +22,9 @@ from ..format.layer import QuantizedLayer
 from .intlayouts import bytes_per_weight, padded, storage_for
 from .quantize import quantize_codebook
 
-INT_LAYOUTS = ("rows", "rows-stored", "cols", "cols-stored", "csc")
+INT_LAYOUTS = ("rows", "rows-stored", "cols", "cols-stored", "csc", "blocks")
+# the layouts each precision has (blocks: int8 only)
+LAYOUTS_FOR = {"int8": INT_LAYOUTS, "int16": INT_LAYOUTS[:-1]}
 CACHE_BYTES = 1 << 20  # about Zen 3's 512 KB L2 plus what one core keeps of a shared, busy L3
 # (ns per unit, ns per byte); runtime_calibration.json. 'vnni' (not measured here) reuses 'avx2'.
 COST = {
@@ -29,7 +32,8 @@ COST = {
              "rows-stored": {"portable": (0.5037, 0), "avx2": (0.07079, 0)},
              "cols": {"portable": (2.174, 0), "avx2": (0.1512, 0.06705)},
              "cols-stored": {"portable": (0.437, 0.07819), "avx2": (0.1486, 0)},
-             "csc": {"portable": (2.39, 0.2111), "avx2": (2.303, 0.2616)}},
+             "csc": {"portable": (2.39, 0.2111), "avx2": (2.303, 0.2616)},
+             "blocks": {"portable": (2.2, 0), "avx2": (0.07, 0)}},
     "int16": {"rows": {"portable": (2.199, 0), "avx2": (0.1553, 0)},
              "rows-stored": {"portable": (0.5984, 0), "avx2": (0.1782, 0.03707)},
              "cols": {"portable": (2.279, 0), "avx2": (2.547, 0)},
@@ -51,6 +55,9 @@ def units_and_bytes(nz: QuantizedLayer, layout: str, precision: str, act_density
     elif layout == "cols":
         u = float(padded(n_rows)) * d * n_cols
         streamed = u * per_weight
+    elif layout == "blocks":
+        u = float(-(-n_rows // 64) * 64) * d * n_cols
+        streamed = u
     elif layout == "csc":
         u = d * nz.nnz
         streamed = 2.0 * u
@@ -59,17 +66,23 @@ def units_and_bytes(nz: QuantizedLayer, layout: str, precision: str, act_density
     return u, max(streamed - CACHE_BYTES, 0.0)
 
 
-def predicted_ns(nz: QuantizedLayer, precision: str, path: str, act_density: float | None) -> dict:
-    """{layout: predicted ns per input vector} for every int layout."""
+def predicted_ns(nz: QuantizedLayer, precision: str, path: str, act_density: float | None,
+                 batch: int = 1) -> dict:
+    """{layout: predicted ns per input vector} for every int layout of `precision`. At batch > 1 the
+    blocks layout (with a batched kernel off the portable path) streams its weights once per batch,
+    so its byte term is divided by the batch."""
     out = {}
-    for name in INT_LAYOUTS:
+    for name in LAYOUTS_FOR[precision]:
         a, b = COST[precision][name]["avx2" if path == "vnni" else path]
         u, nbytes = units_and_bytes(nz, name, precision, act_density)
-        out[name] = a * u + b * nbytes
+        shared = name == "blocks" and path != "portable"
+        out[name] = a * u + b * nbytes / (max(int(batch), 1) if shared else 1)
     return out
 
 
-def choose_int_layout(nz: QuantizedLayer, precision: str, path: str, act_density: float | None) -> tuple[str, dict]:
-    """(layout name, predicted ns of each layout) for this layer, precision, dispatch path and input density."""
-    pred = predicted_ns(nz, precision, path, act_density)
+def choose_int_layout(nz: QuantizedLayer, precision: str, path: str, act_density: float | None,
+                      batch: int = 1) -> tuple[str, dict]:
+    """(layout name, predicted ns of each layout) for this layer, precision, dispatch path, input density
+    and batch size."""
+    pred = predicted_ns(nz, precision, path, act_density, batch)
     return min(pred, key=pred.get), pred

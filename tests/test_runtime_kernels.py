@@ -287,3 +287,26 @@ def test_threads_give_bit_identical_outputs(layout, shape):
     check_layer(two, nz, bias, sparse_inputs(rng, shape[1], 0.4))
     with pytest.raises(ValueError, match="threads"):
         SparseLinear.from_layer(nz, bias, layout=layout, threads=0)
+
+
+@pytest.mark.parametrize("shape, density, k", [((97, 130), 0.1, 16), ((9000, 40), 0.3, 2), ((5, 3000), 0.05, 256),
+                                               ((1, 1), 1.0, 4)])
+def test_c_kernels_are_bit_identical_to_the_numba_kernels(shape, density, k, monkeypatch):
+    """The C twins (_spmm.c) of the csc matvec and the panel batch kernel do the same float32 operations
+    in the same order: outputs equal the numba kernels' bit for bit (every lane tile: 64/32/16/8)."""
+    from deepcompress.runtime import kernels, layouts
+    if not kernels.HAVE_C:
+        pytest.skip("the C extension is not built here")
+    rng = np.random.default_rng(shape[0] + k)
+    nz = random_nonzeros(rng, shape, density, k)
+    bias = rng.standard_normal(shape[0]).astype(np.float32)
+    cases = [("csc", 1, sparse_inputs(rng, shape[1], 0.4)), ("csc", 1, np.zeros(shape[1], np.float32))]
+    cases += [("panel", n, sparse_inputs(rng, (n, shape[1]), 0.6)) for n in (8, 24, 64, 120)]
+    for layout, batch, x in cases:
+        built = SparseLinear.from_layer(nz, bias, layout=layout, batch=batch)
+        got = built(x)
+        monkeypatch.setattr(layouts, "C_KERNELS", False)
+        want = built(x)
+        monkeypatch.setattr(layouts, "C_KERNELS", True)
+        np.testing.assert_array_equal(got, want)
+        check_layer(built, nz, bias, x)

@@ -52,7 +52,7 @@ CONV_LAYERS = (("LeNet5-conv1", (20, 1, 5, 5), 28, 0), ("LeNet5-conv2", (50, 20,
 CONV_DENSITIES = (0.05, 0.12, 0.35, 0.66)
 LAYOUT_METHODS = {"csc": "deepcompress-csc", "panel": "deepcompress-panel", "grouped": "deepcompress-grouped"}
 PRECISIONS = ("int8", "int16")
-from deepcompress.runtime.intpolicy import INT_LAYOUTS  # noqa: E402
+from deepcompress.runtime.intpolicy import INT_LAYOUTS, LAYOUTS_FOR  # noqa: E402
 # relative error of the integer modes against torch dense fp32 that stops the run (quantization, not bugs)
 INT_TOLERANCE = {"int8": 3e-2, "int16": 1e-3}
 
@@ -91,14 +91,17 @@ def contenders(nz: QuantizedLayer, dense: np.ndarray, x: np.ndarray, threads: in
     methods["scipy-csr"] = rm.scipy_csr(nz, x)
     for precision in PRECISIONS:
         # every int layout at batch 1 (the cost model is checked against them); the automatic pick at batch N
-        layouts = INT_LAYOUTS if x.ndim == 1 else ("auto",)
+        layouts = LAYOUTS_FOR[precision] if x.ndim == 1 else ("auto",)
         for layout in layouts:
-            fn, layer = rm.ours_int(nz, x, precision, layout, act_density)
+            fn, layer = rm.ours_int(nz, x, precision, layout, act_density, 1 if x.ndim == 1 else x.shape[0])
             methods[f"deepcompress-{precision}-{layer.layout.kind}"] = fn
             built[f"{precision}-{layer.layout.kind}"] = layer
     ort = rm.onnxruntime_dense(dense, x, threads)
     if ort is not None:
         methods["onnxruntime-dense-fp32"] = ort
+    nbits = rm.onnxruntime_matmulnbits(dense, x, threads)
+    if nbits is not None:
+        methods["onnxruntime-matmulnbits-4bit"] = nbits
     return methods, built
 
 
@@ -129,7 +132,8 @@ def run_layer(layer, timer: rm.Timer, rounds: int, threads: int) -> list[dict]:
         check_outputs(methods, methods["torch-dense-fp32"]())
         medians = rm.interleaved_medians(timer, methods, rounds)
         auto = choose_fc_layout(nz, layer.act_density, batch)
-        int_auto = {p: SparseLinear.from_layer(nz, precision=p, act_density=layer.act_density) for p in PRECISIONS}
+        int_auto = {p: SparseLinear.from_layer(nz, precision=p, act_density=layer.act_density, batch=batch)
+                    for p in PRECISIONS}
         visited = visited_nonzeros(nz, x)
         common = {"layer": layer.name, "batch": batch, "in": layer.inputs, "out": layer.outputs,
                   "weight_density": layer.weight_density, "act_density": layer.act_density,
@@ -287,7 +291,7 @@ def calibrate(timer: rm.Timer, rounds: int) -> dict:
         nz, x = make_layer(layer)
         methods = {}
         for p in PRECISIONS:
-            for lay in INT_LAYOUTS:
+            for lay in LAYOUTS_FOR[p]:
                 for path in available_paths():
                     fc = IntLinear(nz, None, p, lay, path=path)
                     methods[(p, lay, path)] = (lambda fc=fc: fc(x))

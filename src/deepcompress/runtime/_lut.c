@@ -256,7 +256,9 @@ AVX2 INLINE void quad_step(__m256i *acc, const int8_t *pa, const int8_t *pb, con
     }
 }
 
+#ifndef PREFETCH_GROUPS
 #define PREFETCH_GROUPS 6
+#endif
 
 /* out[64 rb : 64 rb + 64] for row blocks rb0 <= rb < rb1 (dc_blocks8_avx2) */
 AVX2 INLINE void blocks_pass(const int8_t *w, int64_t rb0, int64_t rb1, int64_t cols, const int32_t *idx,
@@ -345,6 +347,83 @@ AVX2 void dc_blocks8_avx2(const int8_t *w, int64_t blocks, int64_t cols, const i
             int32_t *out = acc + s * blocks * 64;
             if (xa4[cols / 4 + 1]) blocks_pass(w, rb, rb + 1, cols, idx, xa4, xs4, groups, out, 1);
             else blocks_pass(w, rb, rb + 1, cols, idx, xa4, xs4, groups, out, 0);
+        }
+    }
+}
+
+/* The nonzero quads of x (4 * groups int8, zero-padded): group indices (then PREFETCH_GROUPS copies of
+   the last to prefetch past the end), |x| and x quads. Returns their count; *neg as in nonzero_quads. */
+static int64_t nonzero_groups(const int8_t *x, int64_t groups, int32_t *gidx, uint32_t *xa4, uint32_t *xs4, int *neg) {
+    int64_t m = 0;
+    int any = 0;
+    for (int64_t g = 0; g < groups; g++) {
+        uint32_t s, a = 0;
+        memcpy(&s, x + 4 * g, 4);
+        for (int i = 0; i < 4; i++) {
+            int8_t v = (int8_t)(s >> (8 * i));
+            a |= (uint32_t)(uint8_t)(v < 0 ? -v : v) << (8 * i);
+            any |= v < 0;
+        }
+        gidx[m] = (int32_t)g;
+        xa4[m] = a;
+        xs4[m] = s;
+        m += s != 0;
+    }
+    for (int64_t k = m; k < m + PREFETCH_GROUPS; k++) gidx[k] = m ? gidx[m - 1] : 0;
+    *neg = any;
+    return m;
+}
+
+/* int32 entries of one sample's scratch area in dc_quads8_avx2 */
+int64_t dc_quads8_scratch(int64_t groups) { return 3 * (groups + PREFETCH_GROUPS) + 8; }
+
+AVX2 INLINE void quads_pass(const int8_t *w, int64_t rb, int64_t groups, const int32_t *gidx, const uint32_t *xa4,
+                            const uint32_t *xs4, int64_t m, int32_t *out, const int neg) {
+    __m256i ones = _mm256_set1_epi16(1);
+    const int8_t *base = w + rb * groups * 256;
+    __m256i acc[8];
+    _Pragma("GCC unroll 8")
+    for (int v = 0; v < 8; v++) acc[v] = _mm256_setzero_si256();
+    for (int64_t k = 0; k < m; k++) {
+        const int8_t *p = base + (int64_t)gidx[k] * 256;
+        const int8_t *f = base + (int64_t)gidx[k + PREFETCH_GROUPS] * 256;
+        _Pragma("GCC unroll 4")
+        for (int i = 0; i < 4; i++) _mm_prefetch((const char *)(f + 64 * i), _MM_HINT_T0);
+        __m256i xq = _mm256_set1_epi32((int32_t)xa4[k]), xs = _mm256_set1_epi32((int32_t)xs4[k]);
+        _Pragma("GCC unroll 8")
+        for (int v = 0; v < 8; v++) {
+            __m256i wq = _mm256_loadu_si256((const __m256i *)(p + 32 * v));
+            if (neg) wq = _mm256_sign_epi8(wq, xs);
+            acc[v] = _mm256_add_epi32(acc[v], _mm256_madd_epi16(_mm256_maddubs_epi16(xq, wq), ones));
+        }
+    }
+    _Pragma("GCC unroll 8")
+    for (int v = 0; v < 8; v++) _mm256_storeu_si256((__m256i *)(out + rb * 64 + 8 * v), acc[v]);
+}
+
+/* acc[s, r] = W x[s] for samples s < n, int8 (|values| <= 127), on 64-row blocks whose columns are
+   interleaved in quads when the layout is built: block b's group g (columns 4g .. 4g + 3) is 256 bytes
+   at w + (b * groups + g) * 256, row r's four weights at byte 4r. Groups whose four inputs are all 0
+   are skipped. x: n rows of xstride int8 (at least 4 * groups, zero-padded); acc: n rows of
+   blocks * 64 int32; scratch: n * dc_quads8_scratch(groups) int32. */
+AVX2 void dc_quads8_avx2(const int8_t *w, int64_t blocks, int64_t groups, const int8_t *x, int64_t xstride,
+                         int64_t n, int32_t *scratch, int32_t *acc) {
+    int64_t len = dc_quads8_scratch(groups);
+    for (int64_t s = 0; s < n; s++) {
+        int32_t *area = scratch + s * len;
+        int32_t *gidx = area + 2;
+        uint32_t *xa4 = (uint32_t *)(gidx + groups + PREFETCH_GROUPS), *xs4 = xa4 + groups + 2;
+        int neg;
+        area[0] = (int32_t)nonzero_groups(x + s * xstride, groups, gidx, xa4, xs4, &neg);
+        area[1] = neg;
+    }
+    for (int64_t rb = 0; rb < blocks; rb++) {
+        for (int64_t s = 0; s < n; s++) {
+            int32_t *area = scratch + s * len;
+            int32_t *gidx = area + 2;
+            uint32_t *xa4 = (uint32_t *)(gidx + groups + PREFETCH_GROUPS), *xs4 = xa4 + groups + 2;
+            if (area[1]) quads_pass(w, rb, groups, gidx, xa4, xs4, area[0], acc + s * blocks * 64, 1);
+            else quads_pass(w, rb, groups, gidx, xa4, xs4, area[0], acc + s * blocks * 64, 0);
         }
     }
 }

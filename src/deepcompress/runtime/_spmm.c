@@ -62,11 +62,16 @@ AVX2 void dc_panel_matmat_f32(const int32_t *ptr, int64_t panels, int64_t rows, 
 }
 
 /* y += W x for the column layout, columns of zero input skipped (kernels.csc_matvec, same order).
-   nzcols receives the indices of the nonzero inputs (cols entries of room). */
+   nzcols receives the indices of the nonzero inputs (cols entries of room). With at most
+   PRODUCT_TABLE codebook entries, each nonzero input's products with the codebook are formed once
+   per column and looked up per entry: the same float32 products, one multiply fewer per entry. */
+#define PRODUCT_TABLE 32
 void dc_csc_matvec_f32(const int32_t *col_ptr, const int64_t *row_start, int64_t blocks, int64_t cols,
                        const uint16_t *entries, const float *codebook, int bits, const float *x, float *y,
                        int32_t *nzcols) {
     int mask = (1 << bits) - 1;
+    int table = mask < PRODUCT_TABLE;
+    float prod[PRODUCT_TABLE];
     int64_t nnz = 0;
     for (int64_t j = 0; j < cols; j++) {
         nzcols[nnz] = (int32_t)j;
@@ -80,6 +85,21 @@ void dc_csc_matvec_f32(const int32_t *col_ptr, const int64_t *row_start, int64_t
             float xj = x[j];
             const uint16_t *e = entries + ptr[j], *end = entries + ptr[j + 1];
             float *yr = yb;
+            if (table) {
+                for (int c = 0; c <= mask; c++) prod[c] = codebook[c] * xj;
+                for (; e + 2 <= end; e += 2) {
+                    uint32_t e0 = e[0], e1 = e[1];
+                    yr += e0 >> bits;
+                    *yr += prod[e0 & mask];
+                    yr += e1 >> bits;
+                    *yr += prod[e1 & mask];
+                }
+                if (e < end) {
+                    yr += e[0] >> bits;
+                    *yr += prod[e[0] & mask];
+                }
+                continue;
+            }
             for (; e + 2 <= end; e += 2) {
                 uint32_t e0 = e[0], e1 = e[1];
                 yr += e0 >> bits;

@@ -64,6 +64,11 @@ def blocks8_scratch(cols: int) -> int:
     return int(LIB.dc_blocks8_scratch(cols)) if LIB is not None else 0
 
 
+def quads8_scratch(groups: int) -> int:
+    """int32 scratch entries dc_quads8_avx2 needs per sample (0 without the extension)."""
+    return int(LIB.dc_quads8_scratch(groups)) if LIB is not None else 0
+
+
 def best_path() -> str:
     """The fastest dispatch path available here."""
     return available_paths()[-1]
@@ -140,6 +145,21 @@ def blocks_portable(store, x, acc):
 
 
 @njit(cache=True, nogil=True)
+def quads_portable(store, x, acc):
+    """acc[:] = W x for the quad-interleaved block layout (intlayouts.QuadsLayout; store
+    (blocks, groups, 64, 4))."""
+    acc[:] = 0
+    for g in range(store.shape[1]):
+        for i in range(4):
+            xj = np.int64(x[4 * g + i])
+            if xj == 0:
+                continue
+            for b in range(store.shape[0]):
+                for r in range(64):
+                    acc[64 * b + r] += np.int64(store[b, g, r, i]) * xj
+
+
+@njit(cache=True, nogil=True)
 def quantize_rows(x, qmax, xq, scales):
     """xq[i, :len(x[i])] = q_x of each row x[i] and scales[i] = its s_x (quantize_into per row)."""
     for i in range(x.shape[0]):
@@ -189,6 +209,8 @@ if LIB is not None:
     _cols8_avx2 = _bind(LIB, "dc_cols8_avx2", _P, _INT, _P, _I64, _P, _I64, _I64, _P, _I64, _P, _P)
     _blocks8_avx2 = _bind(LIB, "dc_blocks8_avx2", _P, _I64, _I64, _P, _I64, _I64, _P, _P)
     LIB.dc_blocks8_scratch.argtypes, LIB.dc_blocks8_scratch.restype = [_I64], _I64
+    _quads8_avx2 = _bind(LIB, "dc_quads8_avx2", _P, _I64, _I64, _P, _I64, _I64, _P, _P)
+    LIB.dc_quads8_scratch.argtypes, LIB.dc_quads8_scratch.restype = [_I64], _I64
 
     @njit(cache=False, nogil=True)
     def rows8_simd(vnni, store, mask, nibble, table, chunks, x, acc):
@@ -258,4 +280,24 @@ if LIB is not None:
         """y[i] = W x[i] + b in int8 on the 64-row block layout for every row of x (N, in)."""
         quantize_rows(x, 127, xq, scales)
         blocks8_simd(store, xq, scratch, acc)
+        finish_rows(acc, s_w, scales, bias, y)
+
+    @njit(cache=False, nogil=True)
+    def quads8_simd(store, xq, scratch, acc):
+        """dc_quads8_avx2 on xq (N, >= 4 * groups) int8 into acc (N, blocks * 64)."""
+        _quads8_avx2(store.ctypes, store.shape[0], store.shape[1], xq.ctypes, xq.shape[1], xq.shape[0],
+                     scratch.ctypes, acc.ctypes)
+
+    @njit(cache=False, nogil=True)
+    def quads8_fused(store, x, xq, scratch, acc, s_w, bias, y):
+        """y = W x + b in int8 on the quad-interleaved block layout, one input vector (xq, acc: (1, ...))."""
+        s_x = quantize_into(x, 127, xq[0])
+        quads8_simd(store, xq, scratch, acc)
+        finish(acc[0], s_w * s_x, bias, y)
+
+    @njit(cache=False, nogil=True)
+    def quads8_batch_fused(store, x, xq, scales, scratch, acc, s_w, bias, y):
+        """y[i] = W x[i] + b in int8 on the quad-interleaved block layout for every row of x (N, in)."""
+        quantize_rows(x, 127, xq, scales)
+        quads8_simd(store, xq, scratch, acc)
         finish_rows(acc, s_w, scales, bias, y)

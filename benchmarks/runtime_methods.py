@@ -146,10 +146,13 @@ def onnxruntime_version() -> str | None:
 
 
 class Timer:
-    """Warm and cold (cache-flushed) timings of callables, one sample per call to `sample`."""
+    """Warm and cold (cache-flushed) timings of callables, one sample per call to `sample`; `clock` is
+    time.perf_counter (wall time, the default) or time.thread_time (this thread's CPU time: time slices
+    given to other jobs on a loaded machine do not count)."""
 
-    def __init__(self):
+    def __init__(self, clock=time.perf_counter):
         self._flush = np.ones(FLUSH_BYTES // 8, np.float64)
+        self.clock = clock
 
     def flush(self) -> None:
         """Evict caches by reading and writing a buffer larger than the last-level cache."""
@@ -158,19 +161,20 @@ class Timer:
     def sample(self, fn, cache: str) -> float:
         """Seconds for one call of fn: warm = after a warm-up call (mean of repeats for short calls),
         cold = right after a cache flush."""
+        clock = self.clock
         if cache == "cold":
             self.flush()
-            t = time.perf_counter()
+            t = clock()
             fn()
-            return time.perf_counter() - t
-        t = time.perf_counter()
+            return clock() - t
+        t = clock()
         fn()
-        first = time.perf_counter() - t
+        first = clock() - t
         reps = int(min(10, max(1, 1e-3 / max(first, 1e-9))))
-        t = time.perf_counter()
+        t = clock()
         for _ in range(reps):
             fn()
-        return (time.perf_counter() - t) / reps
+        return (clock() - t) / reps
 
 
 def interleaved_medians(timer: Timer, methods: dict, rounds: int, caches=("warm", "cold")) -> dict:

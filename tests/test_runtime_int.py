@@ -92,7 +92,7 @@ def test_every_layout_and_path_equals_numpy_reference(book, shape, density, prec
 
 @pytest.mark.parametrize("shape", [(1, 3), (63, 4), (64, 5), (65, 130), (200, 7), (129, 1001)])
 @pytest.mark.parametrize("signs", ["relu", "signed", "sparse"])
-@pytest.mark.parametrize("name", ["blocks", "quads"])
+@pytest.mark.parametrize("name", ["blocks", "quads", "rowquads"])
 def test_block_layouts_batches_and_odd_shapes_equal_numpy_reference(shape, signs, name):
     """The 64-row block kernels: partial blocks, column counts not a multiple of 4 (padded quads), the
     batched call (many samples per call, more than one call) and post-ReLU, signed and very sparse inputs."""
@@ -108,7 +108,8 @@ def test_block_layouts_batches_and_odd_shapes_equal_numpy_reference(shape, signs
     ref = reference_forward(nz, bias, x, "int8")
     for path in PATHS:
         fc = IntLinear(nz, bias, "int8", name, path=path)
-        assert fc.layout.store.ctypes.data % 64 == 0
+        if name != "rowquads":
+            assert fc.layout.store.ctypes.data % 64 == 0
         assert np.array_equal(fc(x), ref), path
         assert np.array_equal(fc(x[:2]), ref[:2]), path
         y = np.empty(shape[0], np.float32)
@@ -116,7 +117,7 @@ def test_block_layouts_batches_and_odd_shapes_equal_numpy_reference(shape, signs
         assert np.array_equal(y, ref[5]), path
 
 
-@pytest.mark.parametrize("name", ["blocks", "quads"])
+@pytest.mark.parametrize("name", ["blocks", "quads", "rowquads"])
 def test_block_layouts_are_int8_only(name):
     nz = layer(np.random.default_rng(2), (5, 8), 0.5, "k7")
     with pytest.raises(ValueError, match="no int16 kernels"):

@@ -428,6 +428,47 @@ AVX2 void dc_quads8_avx2(const int8_t *w, int64_t blocks, int64_t groups, const 
     }
 }
 
+/* acc[r * lanes + l] = sum_j W[r, j] xt[j * lanes + l] for a batch held transposed (xt: cols x lanes
+   int8, lanes a multiple of 32, |values| <= 127): every row's nonzero weights in quads (zero weights
+   pad a row to a multiple of 4), quad q's columns qcols[4q .. 4q + 3] and its four int8 weights packed
+   in qw[q]. Per quad and 32 lanes: the four columns' inputs interleaved into per-lane quads, their
+   signs flipped where the weight is negative (vpsignb), times |w| (vpmaddubsw: exact pairs, as in
+   dc_rows8_avx2) and summed into int32 lanes (vpmaddwd). Lanes come out in order
+   [0-3 | 16-19], [4-7 | 20-23], [8-11 | 24-27], [12-15 | 28-31] and are stored back in order. */
+AVX2 void dc_rowquads8_avx2(const int32_t *row_ptr, int64_t rows, const uint16_t *qcols, const uint32_t *qw,
+                            const int8_t *xt, int64_t lanes, int32_t *acc) {
+    __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t l0 = 0; l0 < lanes; l0 += 32) {
+        const int8_t *x = xt + l0;
+        for (int64_t r = 0; r < rows; r++) {
+            __m256i a[4];
+            _Pragma("GCC unroll 4")
+            for (int v = 0; v < 4; v++) a[v] = _mm256_setzero_si256();
+            for (int32_t q = row_ptr[r]; q < row_ptr[r + 1]; q++) {
+                const uint16_t *c = qcols + 4 * (int64_t)q;
+                __m256i wv = _mm256_set1_epi32((int32_t)qw[q]), wabs = _mm256_abs_epi8(wv);
+                __m256i A = _mm256_loadu_si256((const __m256i *)(x + c[0] * lanes));
+                __m256i B = _mm256_loadu_si256((const __m256i *)(x + c[1] * lanes));
+                __m256i C = _mm256_loadu_si256((const __m256i *)(x + c[2] * lanes));
+                __m256i D = _mm256_loadu_si256((const __m256i *)(x + c[3] * lanes));
+                __m256i ab_lo = _mm256_unpacklo_epi8(A, B), ab_hi = _mm256_unpackhi_epi8(A, B);
+                __m256i cd_lo = _mm256_unpacklo_epi8(C, D), cd_hi = _mm256_unpackhi_epi8(C, D);
+                __m256i qv[4] = {_mm256_unpacklo_epi16(ab_lo, cd_lo), _mm256_unpackhi_epi16(ab_lo, cd_lo),
+                                 _mm256_unpacklo_epi16(ab_hi, cd_hi), _mm256_unpackhi_epi16(ab_hi, cd_hi)};
+                _Pragma("GCC unroll 4")
+                for (int v = 0; v < 4; v++)
+                    a[v] = _mm256_add_epi32(a[v], _mm256_madd_epi16(
+                        _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(qv[v], wv)), ones));
+            }
+            __m256i *o = (__m256i *)(acc + r * lanes + l0);
+            _mm256_storeu_si256(o, _mm256_permute2x128_si256(a[0], a[1], 0x20));
+            _mm256_storeu_si256(o + 1, _mm256_permute2x128_si256(a[2], a[3], 0x20));
+            _mm256_storeu_si256(o + 2, _mm256_permute2x128_si256(a[0], a[1], 0x31));
+            _mm256_storeu_si256(o + 3, _mm256_permute2x128_si256(a[2], a[3], 0x31));
+        }
+    }
+}
+
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_lut", "SIMD kernels, loaded with ctypes.", -1, NULL};
 
 PyMODINIT_FUNC PyInit__lut(void) { return PyModule_Create(&module); }

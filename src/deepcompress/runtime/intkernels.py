@@ -24,6 +24,10 @@ from numba import njit
 from .quantize import quantize_into
 
 PATHS = ("portable", "avx2", "vnni")
+# every function of the extension (_lut.c, _spmm.c) the runtime binds
+SYMBOLS = ("dc_features", "dc_rows8_avx2", "dc_rows8_vnni", "dc_rows16_avx2", "dc_cols8_avx2", "dc_blocks8_avx2",
+           "dc_blocks8_scratch", "dc_quads8_avx2", "dc_quads8_scratch", "dc_rowquads8_avx2", "dc_csc_matvec_f32",
+           "dc_panel_matmat_f32")
 _F_AVX2, _F_VNNI = 1, 2
 
 
@@ -33,7 +37,13 @@ def _load():
         warnings.warn("deepcompress: SIMD kernels not built (no C compiler at set-up?); "
                       "int8/int16 run on the portable kernels", RuntimeWarning, stacklevel=3)
         return None
-    return ctypes.CDLL(spec.origin)
+    lib = ctypes.CDLL(spec.origin)
+    missing = [name for name in SYMBOLS if not hasattr(lib, name)]
+    if missing:  # built from an older _lut.c
+        warnings.warn(f"deepcompress: SIMD kernels out of date (no {missing[0]}; rebuild with pip install -e .); "
+                      "the runtime runs on the portable kernels", RuntimeWarning, stacklevel=3)
+        return None
+    return lib
 
 
 def _bind(lib, name, *argtypes):
@@ -160,6 +170,39 @@ def quads_portable(store, x, acc):
 
 
 @njit(cache=True, nogil=True)
+def rowquads_portable(row_ptr, qcols, qw, xt, acc):
+    """acc[r, l] = sum_j W[r, j] xt[j, l] for the row-quad layout (intlayouts.RowQuadsLayout)."""
+    acc[:] = 0
+    for r in range(row_ptr.shape[0] - 1):
+        for q in range(row_ptr[r], row_ptr[r + 1]):
+            for i in range(4):
+                w = np.int64(qw[q, i])
+                xr = xt[np.int64(qcols[q, i])]
+                for lane in range(xt.shape[1]):
+                    acc[r, lane] += w * np.int64(xr[lane])
+
+
+@njit(cache=True, nogil=True)
+def quantize_transposed(x, qmax, row, xt, scales):
+    """xt[:, i] = q_x of x[i] (quantize_into, via the buffer `row`) and scales[i] = its s_x for each row
+    of x; the lanes of xt past x's rows are set to 0."""
+    xt[:, x.shape[0]:] = 0
+    for i in range(x.shape[0]):
+        scales[i] = quantize_into(x[i], qmax, row)
+        for j in range(x.shape[1]):
+            xt[j, i] = row[j]
+
+
+@njit(cache=True, nogil=True)
+def finish_transposed(acc, scale_w, scales, bias, y):
+    """y[i, r] = float32(float64(acc[r, i]) * (scale_w * scales[i])) + bias[r] (finish, lanes of acc)."""
+    for i in range(y.shape[0]):
+        scale = scale_w * scales[i]
+        for r in range(y.shape[1]):
+            y[i, r] = np.float32(np.float64(acc[r, i]) * scale) + bias[r]
+
+
+@njit(cache=True, nogil=True)
 def quantize_rows(x, qmax, xq, scales):
     """xq[i, :len(x[i])] = q_x of each row x[i] and scales[i] = its s_x (quantize_into per row)."""
     for i in range(x.shape[0]):
@@ -210,6 +253,7 @@ if LIB is not None:
     _blocks8_avx2 = _bind(LIB, "dc_blocks8_avx2", _P, _I64, _I64, _P, _I64, _I64, _P, _P)
     LIB.dc_blocks8_scratch.argtypes, LIB.dc_blocks8_scratch.restype = [_I64], _I64
     _quads8_avx2 = _bind(LIB, "dc_quads8_avx2", _P, _I64, _I64, _P, _I64, _I64, _P, _P)
+    _rowquads8_avx2 = _bind(LIB, "dc_rowquads8_avx2", _P, _I64, _P, _P, _P, _I64, _P)
     LIB.dc_quads8_scratch.argtypes, LIB.dc_quads8_scratch.restype = [_I64], _I64
 
     @njit(cache=False, nogil=True)
@@ -301,3 +345,16 @@ if LIB is not None:
         quantize_rows(x, 127, xq, scales)
         quads8_simd(store, xq, scratch, acc)
         finish_rows(acc, s_w, scales, bias, y)
+
+    @njit(cache=False, nogil=True)
+    def rowquads8_simd(row_ptr, qcols, qw, xt, acc):
+        """dc_rowquads8_avx2: acc (rows, lanes) = W xt, xt (cols, lanes) int8, lanes a multiple of 32."""
+        _rowquads8_avx2(row_ptr.ctypes, row_ptr.shape[0] - 1, qcols.ctypes, qw.ctypes, xt.ctypes, xt.shape[1],
+                        acc.ctypes)
+
+    @njit(cache=False, nogil=True)
+    def rowquads8_batch_fused(row_ptr, qcols, qw, x, row, xt, scales, acc, s_w, bias, y):
+        """y[i] = W x[i] + b in int8 on the row-quad layout for the rows of x (N <= xt's lanes)."""
+        quantize_transposed(x, 127, row, xt, scales)
+        rowquads8_simd(row_ptr, qcols, qw, xt, acc)
+        finish_transposed(acc, s_w, scales, bias, y)

@@ -20,6 +20,11 @@ Dense layouts hold every weight, pruned ones too, as coded vectors of 32-entry c
   (row r's weights of columns 4g..4g+3 side by side), so a step needs no shuffles: one load, vpmaddubsw,
   vpmaddwd and an add per 8 rows x 4 columns. Skips only quads whose four inputs are all zero: for
   dense inputs (the NT layers) it does about two thirds of blocks' work, for sparse ones more.
+- `RowQuadsLayout` (int8, batches): only the nonzero weights, row by row in quads (a row padded with
+  zero weights to a multiple of 4), 16-bit column indices; the batch is transposed so that a column's
+  inputs for 32 samples are 32 bytes, which four columns at a time are interleaved into per-sample
+  quads. Visits nonzero weights x samples, whatever the input sparsity. A single vector runs as a
+  batch of 32 lanes, 31 of them zero, so it is for batches only.
 - `IntCscLayout`: the fp32 runtime's column layout (layouts.CscLayout, 2 B per nonzero) with the
   integer codebook: visits only the nonzero weights of nonzero inputs. Best for very sparse weights.
 
@@ -388,6 +393,90 @@ class QuadsLayout(BlocksLayout):
         return ik.quads8_fused, ik.quads8_batch_fused, ik.quads8_simd, ik.quads_portable
 
 
+LANE_BLOCK = 32  # samples per lane tile of the row-quad kernel
+
+
+@dataclass
+class RowQuadsLayout:
+    """A row's nonzero int8 weights in quads: quad q = columns qcols[q], weights qw[q], rows' quads
+    row_ptr[r] .. row_ptr[r + 1]."""
+
+    shape: tuple[int, int]
+    nnz: int
+    precision: str
+    row_ptr: np.ndarray  # int32, rows + 1
+    qcols: np.ndarray  # uint16 (quads, 4)
+    qw: np.ndarray  # int8 (quads, 4)
+    kind = "rowquads"
+
+    @property
+    def padded_in(self) -> int:
+        """Length of the padded input."""
+        return padded(self.shape[1])
+
+    @property
+    def acc_rows(self) -> int:
+        """Length of the integer sums buffer."""
+        return self.shape[0]
+
+    def nbytes(self) -> LayoutBytes:
+        """Bytes of column indices, weights and row pointers."""
+        return LayoutBytes(self.nnz, self.qcols.nbytes + self.qw.nbytes, self.row_ptr.nbytes, 0)
+
+    def run(self, x, xq, acc, s_w, bias, y, path: str) -> bool:
+        """One vector as a batch of one (a lane tile with 31 zero lanes)."""
+        return self.run_batch(x.reshape(1, -1), s_w, bias, y.reshape(1, -1), path)
+
+    def run_batch(self, x: np.ndarray, s_w: float, bias: np.ndarray, y: np.ndarray, path: str) -> bool:
+        """y[i] = W x[i] + b for every row of x (N, in), BATCH_BLOCK rows per call (False on the portable path)."""
+        if path == "portable":
+            return False
+        n_rows, n_cols = self.shape
+        step = min(BATCH_BLOCK, x.shape[0])
+        lanes = -(-step // LANE_BLOCK) * LANE_BLOCK
+        row = np.empty(n_cols, np.int8)
+        xt = np.empty((n_cols, lanes), np.int8)
+        scales = np.empty(step, np.float64)
+        acc = np.empty((n_rows, lanes), np.int32)
+        for start in range(0, x.shape[0], step):
+            m = min(step, x.shape[0] - start)
+            ik.rowquads8_batch_fused(self.row_ptr, self.qcols, self.qw, x[start:start + m], row, xt, scales, acc,
+                                     s_w, bias, y[start:start + m])
+        return True
+
+    def matvec(self, xq: np.ndarray, acc: np.ndarray, path: str) -> None:
+        """acc = W xq (the portable path; the SIMD path runs through run and run_batch)."""
+        xt = np.ascontiguousarray(xq[:self.shape[1]].reshape(-1, 1))
+        out = np.zeros((self.shape[0], 1), acc.dtype)
+        ik.rowquads_portable(self.row_ptr, self.qcols, self.qw, xt, out)
+        acc[:self.shape[0]] = out[:, 0]
+
+
+def build_rowquads(nz: QuantizedLayer, precision: str) -> RowQuadsLayout:
+    """The row-quad layout of `nz` (int8 only, at most 65536 columns)."""
+    if precision != "int8":
+        raise ValueError("the rowquads layout is int8 only")
+    n_rows, n_cols = nz.matrix_shape
+    if n_cols > 1 << 16:
+        raise ValueError(f"the rowquads layout holds at most 65536 columns, got {n_cols}")
+    q_c, _ = quantize_codebook(nz.codebook, precision)
+    rows, cols = nz.rows_cols()
+    order = np.lexsort((cols, rows))
+    rows, cols, w = rows[order], cols[order], q_c[nz.indices[order]]
+    counts = np.bincount(rows, minlength=n_rows)
+    quads = -(-counts // 4)
+    row_ptr = np.zeros(n_rows + 1, np.int32)
+    np.cumsum(quads, out=row_ptr[1:])
+    first = np.zeros(n_rows + 1, np.int64)
+    np.cumsum(counts, out=first[1:])
+    rank = np.arange(rows.size) - first[rows]
+    slot = 4 * row_ptr[rows].astype(np.int64) + rank  # padding slots keep column 0 and weight 0
+    qcols = np.zeros(4 * int(row_ptr[-1]), np.uint16)
+    qw = np.zeros(4 * int(row_ptr[-1]), np.int8)
+    qcols[slot], qw[slot] = cols, w
+    return RowQuadsLayout(nz.matrix_shape, nz.nnz, precision, row_ptr, qcols.reshape(-1, 4), qw.reshape(-1, 4))
+
+
 def build_quads(nz: QuantizedLayer, precision: str) -> QuadsLayout:
     """The quad-interleaved 64-row block layout of `nz` (int8 only)."""
     if precision != "int8":
@@ -405,4 +494,4 @@ def build_quads(nz: QuantizedLayer, precision: str) -> QuadsLayout:
 INT_BUILDERS = {"rows": build_rows, "rows-stored": lambda nz, precision: build_rows(nz, precision, True),
                 "cols": build_cols, "cols-stored": lambda nz, precision: build_cols(nz, precision, True),
                 "csc": build_int_csc, "blocks": build_blocks,
-                "quads": build_quads}
+                "quads": build_quads, "rowquads": build_rowquads}

@@ -435,38 +435,74 @@ AVX2 void dc_quads8_avx2(const int8_t *w, int64_t blocks, int64_t groups, const 
    signs flipped where the weight is negative (vpsignb), times |w| (vpmaddubsw: exact pairs, as in
    dc_rows8_avx2) and summed into int32 lanes (vpmaddwd). Lanes come out in order
    [0-3 | 16-19], [4-7 | 20-23], [8-11 | 24-27], [12-15 | 28-31] and are stored back in order. */
-AVX2 void dc_rowquads8_avx2(const int32_t *row_ptr, int64_t rows, const uint16_t *qcols, const uint32_t *qw,
-                            const int8_t *xt, int64_t lanes, int32_t *acc) {
+/* Four columns' inputs for 32 lanes (32 bytes at each of a..d) as per-lane quads, sign-adjusted
+   by the weights (wv) and multiplied by |w| (wabs) into the four int32 sums of those lanes. */
+AVX2 INLINE void lane_quads(__m256i *acc, const int8_t *a, const int8_t *b, const int8_t *c, const int8_t *d,
+                            __m256i wv, __m256i wabs, const int neg) {
     __m256i ones = _mm256_set1_epi16(1);
-    for (int64_t l0 = 0; l0 < lanes; l0 += 32) {
+    __m256i A = _mm256_loadu_si256((const __m256i *)a), B = _mm256_loadu_si256((const __m256i *)b);
+    __m256i C = _mm256_loadu_si256((const __m256i *)c), D = _mm256_loadu_si256((const __m256i *)d);
+    __m256i ab_lo = _mm256_unpacklo_epi8(A, B), ab_hi = _mm256_unpackhi_epi8(A, B);
+    __m256i cd_lo = _mm256_unpacklo_epi8(C, D), cd_hi = _mm256_unpackhi_epi8(C, D);
+    __m256i qv[4] = {_mm256_unpacklo_epi16(ab_lo, cd_lo), _mm256_unpackhi_epi16(ab_lo, cd_lo),
+                     _mm256_unpacklo_epi16(ab_hi, cd_hi), _mm256_unpackhi_epi16(ab_hi, cd_hi)};
+    _Pragma("GCC unroll 4")
+    for (int v = 0; v < 4; v++)
+        acc[v] = _mm256_add_epi32(acc[v], _mm256_madd_epi16(
+            neg ? _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(qv[v], wv)) : _mm256_maddubs_epi16(qv[v], wv), ones));
+}
+
+/* The four sums of 32 lanes (lane_quads order) stored in lane order at o. */
+AVX2 INLINE void store_lanes(int32_t *o, const __m256i *a) {
+    __m256i *p = (__m256i *)o;
+    _mm256_storeu_si256(p, _mm256_permute2x128_si256(a[0], a[1], 0x20));
+    _mm256_storeu_si256(p + 1, _mm256_permute2x128_si256(a[2], a[3], 0x20));
+    _mm256_storeu_si256(p + 2, _mm256_permute2x128_si256(a[0], a[1], 0x31));
+    _mm256_storeu_si256(p + 3, _mm256_permute2x128_si256(a[2], a[3], 0x31));
+}
+
+#define ROWQUAD_PREFETCH 8
+
+/* dc_rowquads8_avx2 for inputs with (neg) or without negative entries */
+AVX2 INLINE void rowquads_pass(const int32_t *row_ptr, int64_t rows, const uint16_t *qcols, const uint32_t *qw,
+                               const int8_t *xt, int64_t lanes, int32_t *acc, const int neg) {
+    int64_t nq = row_ptr[rows];
+    for (int64_t l0 = 0, two; l0 < lanes; l0 += two ? 64 : 32) {
         const int8_t *x = xt + l0;
+        two = l0 + 64 <= lanes;
         for (int64_t r = 0; r < rows; r++) {
-            __m256i a[4];
-            _Pragma("GCC unroll 4")
-            for (int v = 0; v < 4; v++) a[v] = _mm256_setzero_si256();
+            __m256i a[8];
+            _Pragma("GCC unroll 8")
+            for (int v = 0; v < 8; v++) a[v] = _mm256_setzero_si256();
             for (int32_t q = row_ptr[r]; q < row_ptr[r + 1]; q++) {
                 const uint16_t *c = qcols + 4 * (int64_t)q;
-                __m256i wv = _mm256_set1_epi32((int32_t)qw[q]), wabs = _mm256_abs_epi8(wv);
-                __m256i A = _mm256_loadu_si256((const __m256i *)(x + c[0] * lanes));
-                __m256i B = _mm256_loadu_si256((const __m256i *)(x + c[1] * lanes));
-                __m256i C = _mm256_loadu_si256((const __m256i *)(x + c[2] * lanes));
-                __m256i D = _mm256_loadu_si256((const __m256i *)(x + c[3] * lanes));
-                __m256i ab_lo = _mm256_unpacklo_epi8(A, B), ab_hi = _mm256_unpackhi_epi8(A, B);
-                __m256i cd_lo = _mm256_unpacklo_epi8(C, D), cd_hi = _mm256_unpackhi_epi8(C, D);
-                __m256i qv[4] = {_mm256_unpacklo_epi16(ab_lo, cd_lo), _mm256_unpackhi_epi16(ab_lo, cd_lo),
-                                 _mm256_unpacklo_epi16(ab_hi, cd_hi), _mm256_unpackhi_epi16(ab_hi, cd_hi)};
+                int64_t f = q + ROWQUAD_PREFETCH < nq ? q + ROWQUAD_PREFETCH : nq - 1;
                 _Pragma("GCC unroll 4")
-                for (int v = 0; v < 4; v++)
-                    a[v] = _mm256_add_epi32(a[v], _mm256_madd_epi16(
-                        _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(qv[v], wv)), ones));
+                for (int i = 0; i < 4; i++) _mm_prefetch((const char *)(x + qcols[4 * f + i] * lanes), _MM_HINT_T0);
+                __m256i wv = _mm256_set1_epi32((int32_t)qw[q]), wabs = _mm256_abs_epi8(wv);
+                const int8_t *p0 = x + c[0] * lanes, *p1 = x + c[1] * lanes, *p2 = x + c[2] * lanes, *p3 = x + c[3] * lanes;
+                lane_quads(a, p0, p1, p2, p3, wv, wabs, neg);
+                if (two) lane_quads(a + 4, p0 + 32, p1 + 32, p2 + 32, p3 + 32, wv, wabs, neg);
             }
-            __m256i *o = (__m256i *)(acc + r * lanes + l0);
-            _mm256_storeu_si256(o, _mm256_permute2x128_si256(a[0], a[1], 0x20));
-            _mm256_storeu_si256(o + 1, _mm256_permute2x128_si256(a[2], a[3], 0x20));
-            _mm256_storeu_si256(o + 2, _mm256_permute2x128_si256(a[0], a[1], 0x31));
-            _mm256_storeu_si256(o + 3, _mm256_permute2x128_si256(a[2], a[3], 0x31));
+            store_lanes(acc + r * lanes + l0, a);
+            if (two) store_lanes(acc + r * lanes + l0 + 32, a + 4);
         }
     }
+}
+
+/* acc[r * lanes + l] = sum_j W[r, j] xt[j * lanes + l] for a batch held transposed (xt: cols x lanes
+   int8, lanes a multiple of 32, |values| <= 127): every row's nonzero weights in quads (zero weights
+   pad a row to a multiple of 4), quad q's columns qcols[4q .. 4q + 3] and its four int8 weights packed
+   in qw[q]. Per quad and 32 lanes: the four columns' inputs interleaved into per-lane quads and
+   multiplied by the weights with vpmaddubsw (exact pairs, as in dc_rows8_avx2) into int32 lanes
+   (vpmaddwd). Inputs with a negative entry (neg != 0) take |w| as the unsigned operand and the inputs
+   sign-flipped where the weight is negative (vpsignb); non-negative inputs (post-ReLU) are the unsigned
+   operand themselves. A row's quads are visited once for 64 lanes (two tiles of 32 in registers), with
+   the inputs of the quad ROWQUAD_PREFETCH ahead prefetched. */
+AVX2 void dc_rowquads8_avx2(const int32_t *row_ptr, int64_t rows, const uint16_t *qcols, const uint32_t *qw,
+                            const int8_t *xt, int64_t lanes, int neg, int32_t *acc) {
+    if (neg) rowquads_pass(row_ptr, rows, qcols, qw, xt, lanes, acc, 1);
+    else rowquads_pass(row_ptr, rows, qcols, qw, xt, lanes, acc, 0);
 }
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_lut", "SIMD kernels, loaded with ctypes.", -1, NULL};

@@ -185,12 +185,16 @@ def rowquads_portable(row_ptr, qcols, qw, xt, acc):
 @njit(cache=True, nogil=True)
 def quantize_transposed(x, qmax, row, xt, scales):
     """xt[:, i] = q_x of x[i] (quantize_into, via the buffer `row`) and scales[i] = its s_x for each row
-    of x; the lanes of xt past x's rows are set to 0."""
+    of x; the lanes of xt past x's rows are set to 0. Returns 1 if some q_x is negative, else 0."""
     xt[:, x.shape[0]:] = 0
+    neg = 0
     for i in range(x.shape[0]):
         scales[i] = quantize_into(x[i], qmax, row)
         for j in range(x.shape[1]):
             xt[j, i] = row[j]
+            if row[j] < 0:
+                neg = 1
+    return neg
 
 
 @njit(cache=True, nogil=True)
@@ -253,7 +257,7 @@ if LIB is not None:
     _blocks8_avx2 = _bind(LIB, "dc_blocks8_avx2", _P, _I64, _I64, _P, _I64, _I64, _P, _P)
     LIB.dc_blocks8_scratch.argtypes, LIB.dc_blocks8_scratch.restype = [_I64], _I64
     _quads8_avx2 = _bind(LIB, "dc_quads8_avx2", _P, _I64, _I64, _P, _I64, _I64, _P, _P)
-    _rowquads8_avx2 = _bind(LIB, "dc_rowquads8_avx2", _P, _I64, _P, _P, _P, _I64, _P)
+    _rowquads8_avx2 = _bind(LIB, "dc_rowquads8_avx2", _P, _I64, _P, _P, _P, _I64, _INT, _P)
     LIB.dc_quads8_scratch.argtypes, LIB.dc_quads8_scratch.restype = [_I64], _I64
 
     @njit(cache=False, nogil=True)
@@ -347,14 +351,15 @@ if LIB is not None:
         finish_rows(acc, s_w, scales, bias, y)
 
     @njit(cache=False, nogil=True)
-    def rowquads8_simd(row_ptr, qcols, qw, xt, acc):
-        """dc_rowquads8_avx2: acc (rows, lanes) = W xt, xt (cols, lanes) int8, lanes a multiple of 32."""
+    def rowquads8_simd(row_ptr, qcols, qw, xt, neg, acc):
+        """dc_rowquads8_avx2: acc (rows, lanes) = W xt, xt (cols, lanes) int8, lanes a multiple of 32;
+        neg: whether xt has a negative entry."""
         _rowquads8_avx2(row_ptr.ctypes, row_ptr.shape[0] - 1, qcols.ctypes, qw.ctypes, xt.ctypes, xt.shape[1],
-                        acc.ctypes)
+                        neg, acc.ctypes)
 
     @njit(cache=False, nogil=True)
     def rowquads8_batch_fused(row_ptr, qcols, qw, x, row, xt, scales, acc, s_w, bias, y):
         """y[i] = W x[i] + b in int8 on the row-quad layout for the rows of x (N <= xt's lanes)."""
-        quantize_transposed(x, 127, row, xt, scales)
-        rowquads8_simd(row_ptr, qcols, qw, xt, acc)
+        neg = quantize_transposed(x, 127, row, xt, scales)
+        rowquads8_simd(row_ptr, qcols, qw, xt, neg, acc)
         finish_transposed(acc, s_w, scales, bias, y)

@@ -180,8 +180,10 @@ def test_layout_choice_follows_input_density_batch_and_size():
     assert choose_fc_layout(nz) == "csc"
     assert choose_fc_layout(nz, act_density=0.35, batch=64) == "panel"
     assert SparseLinear.from_layer(nz, batch=64).layout.width == 512
-    tall = random_nonzeros(rng, (2000, 300), 0.1, 16)  # long columns, short rows: csc even for dense inputs
+    tall = random_nonzeros(rng, (9000, 300), 0.1, 16)  # long columns, short rows: csc even for dense inputs
     assert choose_fc_layout(tall, act_density=1.0) == "csc"
+    nt_wd = random_nonzeros(rng, (8791, 600), 0.11, 16)  # 14.7 rows per column: panel measured faster
+    assert choose_fc_layout(nt_wd, act_density=1.0) == "panel"
     wide = random_nonzeros(rng, (2, 20_000), 0.01, 16)  # per-column pointers dwarf 400 entries
     assert predicted_bytes(wide, "csc") > 1.25 * predicted_bytes(wide, "panel")
     assert choose_fc_layout(wide, act_density=0.1) == "panel"

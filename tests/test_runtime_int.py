@@ -199,3 +199,38 @@ def test_conv_from_positions_keeps_its_threads():
     conv = conv_from_positions((4, 3, 3, 3), np.arange(0, 108, 5), np.zeros(22, np.int64),
                                np.array([0.5], np.float32), path="sparse", threads=2)
     assert conv._linear.threads == min(2, numba.config.NUMBA_NUM_THREADS)
+
+
+_NO_EXTENSION = """
+import importlib.util, warnings
+real = importlib.util.find_spec
+importlib.util.find_spec = lambda name, *a: None if name == "deepcompress.runtime._lut" else real(name, *a)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    from deepcompress.runtime import intkernels, kernels, SparseLinear
+    from deepcompress.runtime.int_fc import IntLinear
+import numpy as np
+from deepcompress.runtime.nonzeros import from_dense
+from deepcompress.runtime.quantize import reference_forward
+assert [str(w.message).split(";")[0] for w in caught] == ["deepcompress: SIMD kernels not built (no C compiler at set-up?)"]
+assert intkernels.available_paths() == ("portable",) and not kernels.HAVE_C
+rng = np.random.default_rng(0)
+book = np.linspace(-1, 1, 16).astype(np.float32)
+w = book[rng.integers(0, 16, (70, 90))] * (rng.random((70, 90)) < 0.3)
+nz = from_dense(w.astype(np.float32), book)
+x = np.maximum(rng.standard_normal((40, 90)), 0).astype(np.float32)
+for name in ("auto", "blocks", "quads", "rowquads", "rows"):
+    assert np.array_equal(IntLinear(nz, None, "int8", name, batch=40)(x), reference_forward(nz, np.zeros(70), x, "int8"))
+for layout in ("csc", "panel"):
+    got = SparseLinear.from_layer(nz, layout=layout, batch=40)(x)
+    assert np.allclose(got, x @ w.T, rtol=1e-4, atol=1e-4)
+print("ok")
+"""
+
+
+def test_without_the_extension_everything_runs_on_the_portable_kernels():
+    """A machine whose set-up could not compile _lut: one warning, the portable path, the same integers."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", _NO_EXTENSION], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

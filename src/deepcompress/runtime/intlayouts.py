@@ -326,8 +326,11 @@ class BlocksLayout:
         return ik.blocks8_scratch(self.shape[1])
 
     def _kernels(self):
-        """(one-vector fused, batched fused, SIMD sums, portable sums) kernels of this layout."""
-        return ik.blocks8_fused, ik.blocks8_batch_fused, ik.blocks8_simd, ik.blocks_portable
+        """(one-vector fused, batched fused, SIMD sums) kernels of this layout (the extension's)."""
+        return ik.blocks8_fused, ik.blocks8_batch_fused, ik.blocks8_simd
+
+    def _portable(self, xq, acc):
+        ik.blocks_portable(self.store, xq, acc)
 
     def nbytes(self) -> LayoutBytes:
         """Bytes of the stored weights."""
@@ -359,11 +362,10 @@ class BlocksLayout:
 
     def matvec(self, xq: np.ndarray, acc: np.ndarray, path: str) -> None:
         """acc = W xq (acc holds whole blocks of rows)."""
-        _, _, simd, portable = self._kernels()
         if path == "portable":
-            portable(self.store, xq, acc)
+            self._portable(xq, acc)
         else:
-            simd(self.store, xq.reshape(1, -1), self._scratch, acc.reshape(1, -1))
+            self._kernels()[2](self.store, xq.reshape(1, -1), self._scratch, acc.reshape(1, -1))
 
 
 def build_blocks(nz: QuantizedLayer, precision: str) -> BlocksLayout:
@@ -389,8 +391,11 @@ class QuadsLayout(BlocksLayout):
         return ik.quads8_scratch(self.store.shape[1])
 
     def _kernels(self):
-        """(one-vector fused, batched fused, SIMD sums, portable sums) kernels of this layout."""
-        return ik.quads8_fused, ik.quads8_batch_fused, ik.quads8_simd, ik.quads_portable
+        """(one-vector fused, batched fused, SIMD sums) kernels of this layout (the extension's)."""
+        return ik.quads8_fused, ik.quads8_batch_fused, ik.quads8_simd
+
+    def _portable(self, xq, acc):
+        ik.quads_portable(self.store, xq, acc)
 
 
 LANE_BLOCK = 32  # samples per lane tile of the row-quad kernel

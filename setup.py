@@ -24,7 +24,7 @@ class OptionalBuildExt(build_ext):
 
 
 setup(
-    ext_modules=[Extension("deepcompress.runtime._lut", ["src/deepcompress/runtime/_lut.c"],
-                           extra_compile_args=["-O2", "-std=c11"], optional=True)],
+    ext_modules=[Extension("deepcompress.runtime._lut", ["src/deepcompress/runtime/_lut.c", "src/deepcompress/runtime/_spmm.c"],
+                           extra_compile_args=["-O2", "-std=c11", "-ffp-contract=off"], optional=True)],
     cmdclass={"build_ext": OptionalBuildExt},
 )

@@ -7,6 +7,8 @@
     python benchmarks/runtime_layers.py --sweep      # layouts vs input density -> runtime_sweep.json
     python benchmarks/runtime_layers.py --conv       # conv dense vs sparse path -> runtime_conv.json
     python benchmarks/runtime_layers.py --calibrate  # int layouts' ns per visited unit -> runtime_calibration.json
+    python benchmarks/runtime_layers.py --refit      # the same fit again from that file's measured times
+    python benchmarks/runtime_layers.py --cpu-time   # time with this thread's CPU time, not wall time
 
 Layers: shapes, weight and activation densities of REFERENCE.md s.5 (from deepcompress.hardware),
 uniform random sparsity, a 16-entry codebook, fixed seeds. Writes benchmarks/results/runtime.json, a list
@@ -52,7 +54,7 @@ CONV_LAYERS = (("LeNet5-conv1", (20, 1, 5, 5), 28, 0), ("LeNet5-conv2", (50, 20,
 CONV_DENSITIES = (0.05, 0.12, 0.35, 0.66)
 LAYOUT_METHODS = {"csc": "deepcompress-csc", "panel": "deepcompress-panel", "grouped": "deepcompress-grouped"}
 PRECISIONS = ("int8", "int16")
-from deepcompress.runtime.intpolicy import INT_LAYOUTS  # noqa: E402
+from deepcompress.runtime.intpolicy import INT_LAYOUTS, LAYOUTS_FOR  # noqa: E402
 # relative error of the integer modes against torch dense fp32 that stops the run (quantization, not bugs)
 INT_TOLERANCE = {"int8": 3e-2, "int16": 1e-3}
 
@@ -91,14 +93,17 @@ def contenders(nz: QuantizedLayer, dense: np.ndarray, x: np.ndarray, threads: in
     methods["scipy-csr"] = rm.scipy_csr(nz, x)
     for precision in PRECISIONS:
         # every int layout at batch 1 (the cost model is checked against them); the automatic pick at batch N
-        layouts = INT_LAYOUTS if x.ndim == 1 else ("auto",)
+        layouts = LAYOUTS_FOR[precision] if x.ndim == 1 else ("auto",)
         for layout in layouts:
-            fn, layer = rm.ours_int(nz, x, precision, layout, act_density)
+            fn, layer = rm.ours_int(nz, x, precision, layout, act_density, 1 if x.ndim == 1 else x.shape[0])
             methods[f"deepcompress-{precision}-{layer.layout.kind}"] = fn
             built[f"{precision}-{layer.layout.kind}"] = layer
     ort = rm.onnxruntime_dense(dense, x, threads)
     if ort is not None:
         methods["onnxruntime-dense-fp32"] = ort
+    nbits = rm.onnxruntime_matmulnbits(dense, x, threads)
+    if nbits is not None:
+        methods["onnxruntime-matmulnbits-4bit"] = nbits
     return methods, built
 
 
@@ -129,7 +134,8 @@ def run_layer(layer, timer: rm.Timer, rounds: int, threads: int) -> list[dict]:
         check_outputs(methods, methods["torch-dense-fp32"]())
         medians = rm.interleaved_medians(timer, methods, rounds)
         auto = choose_fc_layout(nz, layer.act_density, batch)
-        int_auto = {p: SparseLinear.from_layer(nz, precision=p, act_density=layer.act_density) for p in PRECISIONS}
+        int_auto = {p: SparseLinear.from_layer(nz, precision=p, act_density=layer.act_density, batch=batch)
+                    for p in PRECISIONS}
         visited = visited_nonzeros(nz, x)
         common = {"layer": layer.name, "batch": batch, "in": layer.inputs, "out": layer.outputs,
                   "weight_density": layer.weight_density, "act_density": layer.act_density,
@@ -287,7 +293,7 @@ def calibrate(timer: rm.Timer, rounds: int) -> dict:
         nz, x = make_layer(layer)
         methods = {}
         for p in PRECISIONS:
-            for lay in INT_LAYOUTS:
+            for lay in LAYOUTS_FOR[p]:
                 for path in available_paths():
                     fc = IntLinear(nz, None, p, lay, path=path)
                     methods[(p, lay, path)] = (lambda fc=fc: fc(x))
@@ -310,12 +316,35 @@ def calibrate(timer: rm.Timer, rounds: int) -> dict:
 
 
 def fit_nonnegative(a: np.ndarray, y: np.ndarray) -> list[float]:
-    """Least-squares x >= 0 of a x = y for (per unit, per byte); where the two-term fit goes negative,
-    the per-unit term alone (every visited weight costs something, bytes beyond the cache may not)."""
-    x = np.linalg.lstsq(a, y, rcond=None)[0]
-    if (x >= 0).all():
-        return [float(v) for v in x]
-    return [max(float(a[:, 0] @ y / max(a[:, 0] @ a[:, 0], 1e-300)), 0.0), 0.0]
+    """Nonnegative least squares x >= 0 of a x = y for (per unit, per byte)."""
+    from scipy.optimize import nnls
+    return [float(v) for v in nnls(a, y)[0]]
+
+
+def refit(path: Path) -> dict:
+    """The calibration file's fits redone from its measured times, with the units and bytes of the
+    current cost model (intpolicy.units_and_bytes) for each layer at its input density."""
+    from deepcompress.runtime.intpolicy import units_and_bytes
+    cost = json.loads(path.read_text())
+    layers = {b.name: b for b in BENCHMARKS}
+    built = {}
+    for p, by_layout in cost.items():
+        for lay, by_path in by_layout.items():
+            for entry in by_path.values():
+                rows = []
+                for name, rec in entry["per_layer"].items():
+                    if name not in built:
+                        built[name] = make_layer(layers[name])
+                    nz, x = built[name]
+                    u, b = units_and_bytes(nz, lay, p, float((x != 0).mean()))
+                    rec.update(units=u, bytes=b)
+                    rows.append((u, b, rec["ns"]))
+                ub = np.array([r[:2] for r in rows])
+                ns = np.array([r[2] for r in rows])
+                entry["ns_per_unit"], entry["ns_per_byte"] = fit_nonnegative(ub / ns[:, None], np.ones(len(ns)))
+                for rec in entry["per_layer"].values():
+                    rec["predicted_ns"] = entry["ns_per_unit"] * rec["units"] + entry["ns_per_byte"] * rec["bytes"]
+    return cost
 
 
 def conv_paths(timer: rm.Timer, rounds: int) -> list[dict]:
@@ -349,19 +378,24 @@ def main(argv=None) -> None:
     ap.add_argument("--layers", default="", help="comma-separated subset of the nine layers")
     ap.add_argument("--sweep", action="store_true", help="only the layout / input-density sweep")
     ap.add_argument("--conv", action="store_true", help="only the conv dense / sparse path comparison")
+    ap.add_argument("--refit", action="store_true",
+                    help="only fit the int cost model again from runtime_calibration.json's measured times")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time with this thread's CPU time instead of wall time (a loaded machine's time slices "
+                         "given to other jobs do not count)")
     ap.add_argument("--calibrate", action="store_true",
                     help="only the int layouts' ns per visited unit -> runtime_calibration.json (intpolicy.COST)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     rounds = 3 if args.quick else 9
-    timer = rm.Timer()
+    timer = rm.Timer(time.thread_time if args.cpu_time else time.perf_counter)
     RESULTS.mkdir(parents=True, exist_ok=True)
     start = time.time()
     if args.sweep:
         (RESULTS / "runtime_sweep.json").write_text(json.dumps(sweep(timer, rounds), indent=1) + "\n")
         return
-    if args.calibrate:
-        cost = calibrate(timer, rounds)
+    if args.calibrate or args.refit:
+        cost = refit(RESULTS / "runtime_calibration.json") if args.refit else calibrate(timer, rounds)
         (RESULTS / "runtime_calibration.json").write_text(json.dumps(cost, indent=1) + "\n")
         for p, by_layout in cost.items():
             for lay, by_path in by_layout.items():
@@ -383,6 +417,7 @@ def main(argv=None) -> None:
         return
     summary = summarize(records)
     summary["setup"] = {"threads_baselines": args.threads, "threads_ours": args.threads, "rounds": rounds,
+                        "clock": "thread CPU time" if args.cpu_time else "wall", "load_average_end": os.getloadavg(),
                         "torch": torch.__version__, "numpy": np.__version__,
                         "onnxruntime": rm.onnxruntime_version(), "wall_s": time.time() - start}
     stem = "runtime" if args.threads == 1 else f"runtime_threads{args.threads}"

@@ -31,9 +31,10 @@ def ours(nz: QuantizedLayer, x: np.ndarray, layout: str, threads: int = 1):
     return (lambda: layer(x)), layer
 
 
-def ours_int(nz: QuantizedLayer, x: np.ndarray, precision: str, layout: str, act_density=None):
-    """deepcompress.runtime in int8/int16 on one layout ('auto': the cost model's pick): (callable, built layer)."""
-    layer = SparseLinear.from_layer(nz, layout=layout, precision=precision, act_density=act_density)
+def ours_int(nz: QuantizedLayer, x: np.ndarray, precision: str, layout: str, act_density=None, batch: int = 1):
+    """deepcompress.runtime in int8/int16 on one layout ('auto': the cost model's pick for the batch size):
+    (callable, built layer)."""
+    layer = SparseLinear.from_layer(nz, layout=layout, precision=precision, act_density=act_density, batch=batch)
     return (lambda: layer(x)), layer
 
 
@@ -95,6 +96,46 @@ def onnxruntime_dense(w: np.ndarray, x: np.ndarray, threads: int):
     return lambda: sess.run(None, feed)[0]
 
 
+def onnxruntime_matmulnbits(w: np.ndarray, x: np.ndarray, threads: int, block: int = 32, accuracy_level: int = 4):
+    """onnxruntime's com.microsoft MatMulNBits (4-bit weights in blocks of `block` along the input, one
+    float scale per block, default zero point 8; accuracy_level 4: int8 activations, its fastest CPU
+    kernels) on the dense weights quantized
+    that way, or None when onnxruntime or onnx is missing. The 4-bit rounding is the peer's, not ours:
+    its outputs are only checked loosely (relative error < 0.3)."""
+    try:
+        import onnxruntime as ort
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        return None
+    n_out, n_in = w.shape
+    k_pad = -(-n_in // block) * block
+    wp = np.zeros((n_out, k_pad), np.float32)
+    wp[:, :n_in] = w
+    blocks = wp.reshape(n_out, -1, block)
+    scales = np.abs(blocks).max(axis=2) / 7.0
+    scales[scales == 0] = 1.0
+    q = (np.clip(np.rint(blocks / scales[:, :, None]), -8, 7) + 8).astype(np.uint8)
+    packed = (q[:, :, 0::2] | (q[:, :, 1::2] << 4)).astype(np.uint8)  # low nibble first
+    node = helper.make_node("MatMulNBits", ["x", "b", "s"], ["y"], domain="com.microsoft", K=n_in, N=n_out,
+                            bits=4, block_size=block, accuracy_level=accuracy_level)
+    graph = helper.make_graph(
+        [node], "fc4", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, n_in])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, n_out])],
+        [numpy_helper.from_array(packed, "b"), numpy_helper.from_array(scales.astype(np.float32).reshape(-1), "s")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 8
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    feed = {"x": x.reshape(1, -1) if x.ndim == 1 else x}
+    y = sess.run(None, feed)[0].reshape(-1 if x.ndim == 1 else x.shape[0], n_out).squeeze()
+    ref = x @ w.T
+    if np.linalg.norm(y - ref) > 0.3 * max(np.linalg.norm(ref), 1e-30):
+        raise SystemExit("onnxruntime MatMulNBits: outputs far from the dense product (packing wrong?)")
+    return lambda: sess.run(None, feed)[0]
+
+
 def onnxruntime_version() -> str | None:
     """The installed onnxruntime version, or None."""
     try:
@@ -105,10 +146,13 @@ def onnxruntime_version() -> str | None:
 
 
 class Timer:
-    """Warm and cold (cache-flushed) timings of callables, one sample per call to `sample`."""
+    """Warm and cold (cache-flushed) timings of callables, one sample per call to `sample`; `clock` is
+    time.perf_counter (wall time, the default) or time.thread_time (this thread's CPU time: time slices
+    given to other jobs on a loaded machine do not count)."""
 
-    def __init__(self):
+    def __init__(self, clock=time.perf_counter):
         self._flush = np.ones(FLUSH_BYTES // 8, np.float64)
+        self.clock = clock
 
     def flush(self) -> None:
         """Evict caches by reading and writing a buffer larger than the last-level cache."""
@@ -117,19 +161,20 @@ class Timer:
     def sample(self, fn, cache: str) -> float:
         """Seconds for one call of fn: warm = after a warm-up call (mean of repeats for short calls),
         cold = right after a cache flush."""
+        clock = self.clock
         if cache == "cold":
             self.flush()
-            t = time.perf_counter()
+            t = clock()
             fn()
-            return time.perf_counter() - t
-        t = time.perf_counter()
+            return clock() - t
+        t = clock()
         fn()
-        first = time.perf_counter() - t
+        first = clock() - t
         reps = int(min(10, max(1, 1e-3 / max(first, 1e-9))))
-        t = time.perf_counter()
+        t = clock()
         for _ in range(reps):
             fn()
-        return (time.perf_counter() - t) / reps
+        return (clock() - t) / reps
 
 
 def interleaved_medians(timer: Timer, methods: dict, rounds: int, caches=("warm", "cold")) -> dict:

@@ -11,6 +11,7 @@ from deepcompress import format as dcz
 from deepcompress.runtime import intkernels, load
 from deepcompress.runtime.int_fc import IntLinear
 from deepcompress.runtime.intlayouts import INT_BUILDERS, build_rows
+from deepcompress.runtime.intpolicy import LAYOUTS_FOR
 from deepcompress.runtime.nonzeros import from_dense
 from deepcompress.runtime.ops import Fc
 from deepcompress.runtime.quantize import (QMAX, quantize_codebook, quantize_into, quantize_vector,
@@ -78,11 +79,49 @@ def test_every_layout_and_path_equals_numpy_reference(book, shape, density, prec
     bias = rng.standard_normal(shape[0]).astype(np.float32)
     x = signed_inputs(rng, 4, shape[1])
     ref = reference_forward(nz, bias, x, precision)
-    for name in INT_BUILDERS:
+    for name in LAYOUTS_FOR[precision]:
         for path in PATHS:
             fc = IntLinear(nz, bias, precision, name, path=path)
             assert np.array_equal(fc(x), ref), (name, path)
             assert np.array_equal(fc(x[1]), ref[1]), (name, path)
+            for i in range(x.shape[0]):  # the batch-1 call (Fc's route) on every vector
+                y = np.empty(shape[0], np.float32)
+                fc.matvec(x[i], y)
+                assert np.array_equal(y, ref[i]), (name, path, i)
+
+
+@pytest.mark.parametrize("shape", [(1, 3), (63, 4), (64, 5), (65, 130), (200, 7), (129, 1001)])
+@pytest.mark.parametrize("signs", ["relu", "signed", "sparse"])
+@pytest.mark.parametrize("name", ["blocks", "quads", "rowquads"])
+def test_block_layouts_batches_and_odd_shapes_equal_numpy_reference(shape, signs, name):
+    """The 64-row block kernels: partial blocks, column counts not a multiple of 4 (padded quads), the
+    batched call (many samples per call, more than one call) and post-ReLU, signed and very sparse inputs."""
+    rng = np.random.default_rng(shape[0] + shape[1])
+    nz = layer(rng, shape, 0.4, "k16")
+    bias = rng.standard_normal(shape[0]).astype(np.float32)
+    x = rng.standard_normal((150, shape[1])).astype(np.float32)
+    if signs == "relu":
+        x = np.maximum(x, 0)
+    elif signs == "sparse":
+        x *= rng.random(x.shape) < 0.05
+    x[3] = 0.0
+    ref = reference_forward(nz, bias, x, "int8")
+    for path in PATHS:
+        fc = IntLinear(nz, bias, "int8", name, path=path)
+        if name != "rowquads":
+            assert fc.layout.store.ctypes.data % 64 == 0
+        assert np.array_equal(fc(x), ref), path
+        assert np.array_equal(fc(x[:2]), ref[:2]), path
+        y = np.empty(shape[0], np.float32)
+        fc.matvec(x[5], y)
+        assert np.array_equal(y, ref[5]), path
+
+
+@pytest.mark.parametrize("name", ["blocks", "quads", "rowquads"])
+def test_block_layouts_are_int8_only(name):
+    nz = layer(np.random.default_rng(2), (5, 8), 0.5, "k7")
+    with pytest.raises(ValueError, match="no int16 kernels"):
+        IntLinear(nz, None, "int16", name)
 
 
 def test_row_storage_follows_the_codebook():
@@ -160,3 +199,38 @@ def test_conv_from_positions_keeps_its_threads():
     conv = conv_from_positions((4, 3, 3, 3), np.arange(0, 108, 5), np.zeros(22, np.int64),
                                np.array([0.5], np.float32), path="sparse", threads=2)
     assert conv._linear.threads == min(2, numba.config.NUMBA_NUM_THREADS)
+
+
+_NO_EXTENSION = """
+import importlib.util, warnings
+real = importlib.util.find_spec
+importlib.util.find_spec = lambda name, *a: None if name == "deepcompress.runtime._lut" else real(name, *a)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    from deepcompress.runtime import intkernels, kernels, SparseLinear
+    from deepcompress.runtime.int_fc import IntLinear
+import numpy as np
+from deepcompress.runtime.nonzeros import from_dense
+from deepcompress.runtime.quantize import reference_forward
+assert [str(w.message).split(";")[0] for w in caught] == ["deepcompress: SIMD kernels not built (no C compiler at set-up?)"]
+assert intkernels.available_paths() == ("portable",) and not kernels.HAVE_C
+rng = np.random.default_rng(0)
+book = np.linspace(-1, 1, 16).astype(np.float32)
+w = book[rng.integers(0, 16, (70, 90))] * (rng.random((70, 90)) < 0.3)
+nz = from_dense(w.astype(np.float32), book)
+x = np.maximum(rng.standard_normal((40, 90)), 0).astype(np.float32)
+for name in ("auto", "blocks", "quads", "rowquads", "rows"):
+    assert np.array_equal(IntLinear(nz, None, "int8", name, batch=40)(x), reference_forward(nz, np.zeros(70), x, "int8"))
+for layout in ("csc", "panel"):
+    got = SparseLinear.from_layer(nz, layout=layout, batch=40)(x)
+    assert np.allclose(got, x @ w.T, rtol=1e-4, atol=1e-4)
+print("ok")
+"""
+
+
+def test_without_the_extension_everything_runs_on_the_portable_kernels():
+    """A machine whose set-up could not compile _lut: one warning, the portable path, the same integers."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", _NO_EXTENSION], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

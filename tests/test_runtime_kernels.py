@@ -180,8 +180,10 @@ def test_layout_choice_follows_input_density_batch_and_size():
     assert choose_fc_layout(nz) == "csc"
     assert choose_fc_layout(nz, act_density=0.35, batch=64) == "panel"
     assert SparseLinear.from_layer(nz, batch=64).layout.width == 512
-    tall = random_nonzeros(rng, (2000, 300), 0.1, 16)  # long columns, short rows: csc even for dense inputs
+    tall = random_nonzeros(rng, (9000, 300), 0.1, 16)  # long columns, short rows: csc even for dense inputs
     assert choose_fc_layout(tall, act_density=1.0) == "csc"
+    nt_wd = random_nonzeros(rng, (8791, 600), 0.11, 16)  # 14.7 rows per column: panel measured faster
+    assert choose_fc_layout(nt_wd, act_density=1.0) == "panel"
     wide = random_nonzeros(rng, (2, 20_000), 0.01, 16)  # per-column pointers dwarf 400 entries
     assert predicted_bytes(wide, "csc") > 1.25 * predicted_bytes(wide, "panel")
     assert choose_fc_layout(wide, act_density=0.1) == "panel"
@@ -287,3 +289,26 @@ def test_threads_give_bit_identical_outputs(layout, shape):
     check_layer(two, nz, bias, sparse_inputs(rng, shape[1], 0.4))
     with pytest.raises(ValueError, match="threads"):
         SparseLinear.from_layer(nz, bias, layout=layout, threads=0)
+
+
+@pytest.mark.parametrize("shape, density, k", [((97, 130), 0.1, 16), ((9000, 40), 0.3, 2), ((5, 3000), 0.05, 256),
+                                               ((1, 1), 1.0, 4)])
+def test_c_kernels_are_bit_identical_to_the_numba_kernels(shape, density, k, monkeypatch):
+    """The C twins (_spmm.c) of the csc matvec and the panel batch kernel do the same float32 operations
+    in the same order: outputs equal the numba kernels' bit for bit (every lane tile: 64/32/16/8)."""
+    from deepcompress.runtime import kernels, layouts
+    if not kernels.HAVE_C:
+        pytest.skip("the C extension is not built here")
+    rng = np.random.default_rng(shape[0] + k)
+    nz = random_nonzeros(rng, shape, density, k)
+    bias = rng.standard_normal(shape[0]).astype(np.float32)
+    cases = [("csc", 1, sparse_inputs(rng, shape[1], 0.4)), ("csc", 1, np.zeros(shape[1], np.float32))]
+    cases += [("panel", n, sparse_inputs(rng, (n, shape[1]), 0.6)) for n in (8, 24, 64, 120)]
+    for layout, batch, x in cases:
+        built = SparseLinear.from_layer(nz, bias, layout=layout, batch=batch)
+        got = built(x)
+        monkeypatch.setattr(layouts, "C_KERNELS", False)
+        want = built(x)
+        monkeypatch.setattr(layouts, "C_KERNELS", True)
+        np.testing.assert_array_equal(got, want)
+        check_layer(built, nz, bias, x)

@@ -7,7 +7,7 @@ import numpy as np
 from ..format.layer import QuantizedLayer
 from . import intkernels as ik
 from .intlayouts import INT_BUILDERS, padded
-from .intpolicy import choose_int_layout
+from .intpolicy import LAYOUTS_FOR, choose_int_layout
 from .layouts import LayerSizes, LayoutBytes
 from .quantize import MAX_COLS_INT8, QMAX, check_precision, int_dtype, quantize_codebook, quantize_into
 
@@ -22,9 +22,9 @@ class IntLinear(LayerSizes):
     threads = 1
 
     def __init__(self, nz: QuantizedLayer, bias=None, precision: str = "int8", layout: str = "auto",
-                 act_density: float | None = None, path: str | None = None):
-        """Build `layout` ('auto': the cost model's pick for `act_density`) run on dispatch `path`
-        (None: the fastest this machine has, intkernels.available_paths())."""
+                 act_density: float | None = None, path: str | None = None, batch: int = 1):
+        """Build `layout` ('auto': the cost model's pick for `act_density` and `batch`) run on dispatch
+        `path` (None: the fastest this machine has, intkernels.available_paths())."""
         if check_precision(precision) == "fp32":
             raise ValueError("IntLinear runs int8 or int16; fp32 is SparseLinear")
         self.precision = precision
@@ -36,19 +36,22 @@ class IntLinear(LayerSizes):
         if precision == "int8" and n_cols > MAX_COLS_INT8:
             raise ValueError(f"int8 sums of {n_cols} inputs could overflow int32 (at most {MAX_COLS_INT8}); "
                              f"use int16")
-        picked, self.predicted_ns = choose_int_layout(nz, precision, self.path, act_density)
+        picked, self.predicted_ns = choose_int_layout(nz, precision, self.path, act_density, batch)
         name = picked if layout == "auto" else layout
         if name not in INT_BUILDERS:
             raise ValueError(f"unknown int layout {layout!r}; choose auto or one of {', '.join(INT_BUILDERS)}")
         self.why = ("cost model (predicted ns: " + ", ".join(f"{k} {v:.0f}" for k, v in self.predicted_ns.items())
                     + ")") if layout == "auto" else "asked for by name"
+        if name not in LAYOUTS_FOR[precision]:
+            raise ValueError(f"the {name} layout has no {precision} kernels; choose one of "
+                             f"{', '.join(LAYOUTS_FOR[precision])}")
         self.layout = INT_BUILDERS[name](nz, precision)
         _, self.weight_scale = quantize_codebook(nz.codebook, precision)
         self.bias = np.zeros(n_rows, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
         if self.bias.shape != (n_rows,):
             raise ValueError(f"bias must have shape ({n_rows},), got {self.bias.shape}")
         self._xq = np.zeros(padded(n_cols), int_dtype(precision))
-        self._acc = np.zeros(padded(n_rows), np.int32 if precision == "int8" else np.int64)
+        self._acc = np.zeros(self.layout.acc_rows, np.int32 if precision == "int8" else np.int64)
 
     @property
     def kind(self) -> str:
@@ -76,6 +79,9 @@ class IntLinear(LayerSizes):
             raise ValueError(f"input must have shape ({self.in_features},) or (N, {self.in_features}), got {arr.shape}")
         x2 = np.ascontiguousarray(np.atleast_2d(arr), dtype=np.float32)
         out = np.empty((x2.shape[0], self.out_features), np.float32)
+        run_batch = getattr(self.layout, "run_batch", None)
+        if x2.shape[0] > 1 and run_batch is not None and run_batch(x2, self.weight_scale, self.bias, out, self.path):
+            return out if arr.ndim == 2 else out[0]
         for i in range(x2.shape[0]):
             self.matvec(x2[i], out[i])
         return out if arr.ndim == 2 else out[0]

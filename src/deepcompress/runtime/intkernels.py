@@ -24,6 +24,10 @@ from numba import njit
 from .quantize import quantize_into
 
 PATHS = ("portable", "avx2", "vnni")
+# every function of the extension (_lut.c, _spmm.c) the runtime binds
+SYMBOLS = ("dc_features", "dc_rows8_avx2", "dc_rows8_vnni", "dc_rows16_avx2", "dc_cols8_avx2", "dc_blocks8_avx2",
+           "dc_blocks8_scratch", "dc_quads8_avx2", "dc_quads8_scratch", "dc_rowquads8_avx2", "dc_csc_matvec_f32",
+           "dc_panel_matmat_f32")
 _F_AVX2, _F_VNNI = 1, 2
 
 
@@ -33,7 +37,13 @@ def _load():
         warnings.warn("deepcompress: SIMD kernels not built (no C compiler at set-up?); "
                       "int8/int16 run on the portable kernels", RuntimeWarning, stacklevel=3)
         return None
-    return ctypes.CDLL(spec.origin)
+    lib = ctypes.CDLL(spec.origin)
+    missing = [name for name in SYMBOLS if not hasattr(lib, name)]
+    if missing:  # built from an older _lut.c
+        warnings.warn(f"deepcompress: SIMD kernels out of date (no {missing[0]}; rebuild with pip install -e .); "
+                      "the runtime runs on the portable kernels", RuntimeWarning, stacklevel=3)
+        return None
+    return lib
 
 
 def _bind(lib, name, *argtypes):
@@ -57,6 +67,16 @@ def available_paths() -> tuple[str, ...]:
     if FEATURES & _F_VNNI and FEATURES & _F_AVX2:
         paths.append("vnni")
     return tuple(paths)
+
+
+def blocks8_scratch(cols: int) -> int:
+    """int32 scratch entries dc_blocks8_avx2 needs per sample (0 without the extension)."""
+    return int(LIB.dc_blocks8_scratch(cols)) if LIB is not None else 0
+
+
+def quads8_scratch(groups: int) -> int:
+    """int32 scratch entries dc_quads8_avx2 needs per sample (0 without the extension)."""
+    return int(LIB.dc_quads8_scratch(groups)) if LIB is not None else 0
 
 
 def best_path() -> str:
@@ -122,6 +142,85 @@ def cols_portable(store, mask, nibble, table, nzcols, n, x, acc):
 
 
 @njit(cache=True, nogil=True)
+def blocks_portable(store, x, acc):
+    """acc[:] = W x for the 64-row block layout (intlayouts.BlocksLayout; store (blocks, cols, 64))."""
+    acc[:] = 0
+    for j in range(store.shape[1]):
+        xj = np.int64(x[j])
+        if xj == 0:
+            continue
+        for b in range(store.shape[0]):
+            for r in range(64):
+                acc[64 * b + r] += np.int64(store[b, j, r]) * xj
+
+
+@njit(cache=True, nogil=True)
+def quads_portable(store, x, acc):
+    """acc[:] = W x for the quad-interleaved block layout (intlayouts.QuadsLayout; store
+    (blocks, groups, 64, 4))."""
+    acc[:] = 0
+    for g in range(store.shape[1]):
+        for i in range(4):
+            xj = np.int64(x[4 * g + i])
+            if xj == 0:
+                continue
+            for b in range(store.shape[0]):
+                for r in range(64):
+                    acc[64 * b + r] += np.int64(store[b, g, r, i]) * xj
+
+
+@njit(cache=True, nogil=True)
+def rowquads_portable(row_ptr, qcols, qw, xt, acc):
+    """acc[r, l] = sum_j W[r, j] xt[j, l] for the row-quad layout (intlayouts.RowQuadsLayout)."""
+    acc[:] = 0
+    for r in range(row_ptr.shape[0] - 1):
+        for q in range(row_ptr[r], row_ptr[r + 1]):
+            for i in range(4):
+                w = np.int64(qw[q, i])
+                xr = xt[np.int64(qcols[q, i])]
+                for lane in range(xt.shape[1]):
+                    acc[r, lane] += w * np.int64(xr[lane])
+
+
+@njit(cache=True, nogil=True)
+def quantize_transposed(x, qmax, row, xt, scales):
+    """xt[:, i] = q_x of x[i] (quantize_into, via the buffer `row`) and scales[i] = its s_x for each row
+    of x; the lanes of xt past x's rows are set to 0. Returns 1 if some q_x is negative, else 0."""
+    xt[:, x.shape[0]:] = 0
+    neg = 0
+    for i in range(x.shape[0]):
+        scales[i] = quantize_into(x[i], qmax, row)
+        for j in range(x.shape[1]):
+            xt[j, i] = row[j]
+            if row[j] < 0:
+                neg = 1
+    return neg
+
+
+@njit(cache=True, nogil=True)
+def finish_transposed(acc, scale_w, scales, bias, y):
+    """y[i, r] = float32(float64(acc[r, i]) * (scale_w * scales[i])) + bias[r] (finish, lanes of acc)."""
+    for i in range(y.shape[0]):
+        scale = scale_w * scales[i]
+        for r in range(y.shape[1]):
+            y[i, r] = np.float32(np.float64(acc[r, i]) * scale) + bias[r]
+
+
+@njit(cache=True, nogil=True)
+def quantize_rows(x, qmax, xq, scales):
+    """xq[i, :len(x[i])] = q_x of each row x[i] and scales[i] = its s_x (quantize_into per row)."""
+    for i in range(x.shape[0]):
+        scales[i] = quantize_into(x[i], qmax, xq[i])
+
+
+@njit(cache=True, nogil=True)
+def finish_rows(acc, scale_w, scales, bias, y):
+    """y[i] = finish(acc[i], scale_w * scales[i], bias) for each row i."""
+    for i in range(y.shape[0]):
+        finish(acc[i], scale_w * scales[i], bias, y[i])
+
+
+@njit(cache=True, nogil=True)
 def csc_int(col_ptr, row_start, entries, table, bits, x, acc):
     """acc = W x for the column layout (layouts.CscLayout) with an integer codebook, zero inputs skipped."""
     acc[:] = 0
@@ -155,6 +254,11 @@ if LIB is not None:
     _rows8_vnni = _bind(LIB, "dc_rows8_vnni", *_ROWS)
     _rows16_avx2 = _bind(LIB, "dc_rows16_avx2", *_ROWS)
     _cols8_avx2 = _bind(LIB, "dc_cols8_avx2", _P, _INT, _P, _I64, _P, _I64, _I64, _P, _I64, _P, _P)
+    _blocks8_avx2 = _bind(LIB, "dc_blocks8_avx2", _P, _I64, _I64, _P, _I64, _I64, _P, _P)
+    LIB.dc_blocks8_scratch.argtypes, LIB.dc_blocks8_scratch.restype = [_I64], _I64
+    _quads8_avx2 = _bind(LIB, "dc_quads8_avx2", _P, _I64, _I64, _P, _I64, _I64, _P, _P)
+    _rowquads8_avx2 = _bind(LIB, "dc_rowquads8_avx2", _P, _I64, _P, _P, _P, _I64, _INT, _P)
+    LIB.dc_quads8_scratch.argtypes, LIB.dc_quads8_scratch.restype = [_I64], _I64
 
     @njit(cache=False, nogil=True)
     def rows8_simd(vnni, store, mask, nibble, table, chunks, x, acc):
@@ -205,3 +309,57 @@ if LIB is not None:
         n = nonzero_columns(xq[:x.shape[0]], nzcols)
         cols8_simd(store, mask, nibble, table, acc.shape[0], nzcols, n, xq, acc)
         finish(acc, s_w * s_x, bias, y)
+
+    @njit(cache=False, nogil=True)
+    def blocks8_simd(store, xq, scratch, acc):
+        """dc_blocks8_avx2 on xq (N, >= cols) int8 into acc (N, blocks * 64)."""
+        _blocks8_avx2(store.ctypes, store.shape[0], store.shape[1], xq.ctypes, xq.shape[1], xq.shape[0],
+                      scratch.ctypes, acc.ctypes)
+
+    @njit(cache=False, nogil=True)
+    def blocks8_fused(store, x, xq, scratch, acc, s_w, bias, y):
+        """y = W x + b in int8 on the 64-row block layout, one input vector (xq, acc: (1, ...))."""
+        s_x = quantize_into(x, 127, xq[0])
+        blocks8_simd(store, xq, scratch, acc)
+        finish(acc[0], s_w * s_x, bias, y)
+
+    @njit(cache=False, nogil=True)
+    def blocks8_batch_fused(store, x, xq, scales, scratch, acc, s_w, bias, y):
+        """y[i] = W x[i] + b in int8 on the 64-row block layout for every row of x (N, in)."""
+        quantize_rows(x, 127, xq, scales)
+        blocks8_simd(store, xq, scratch, acc)
+        finish_rows(acc, s_w, scales, bias, y)
+
+    @njit(cache=False, nogil=True)
+    def quads8_simd(store, xq, scratch, acc):
+        """dc_quads8_avx2 on xq (N, >= 4 * groups) int8 into acc (N, blocks * 64)."""
+        _quads8_avx2(store.ctypes, store.shape[0], store.shape[1], xq.ctypes, xq.shape[1], xq.shape[0],
+                     scratch.ctypes, acc.ctypes)
+
+    @njit(cache=False, nogil=True)
+    def quads8_fused(store, x, xq, scratch, acc, s_w, bias, y):
+        """y = W x + b in int8 on the quad-interleaved block layout, one input vector (xq, acc: (1, ...))."""
+        s_x = quantize_into(x, 127, xq[0])
+        quads8_simd(store, xq, scratch, acc)
+        finish(acc[0], s_w * s_x, bias, y)
+
+    @njit(cache=False, nogil=True)
+    def quads8_batch_fused(store, x, xq, scales, scratch, acc, s_w, bias, y):
+        """y[i] = W x[i] + b in int8 on the quad-interleaved block layout for every row of x (N, in)."""
+        quantize_rows(x, 127, xq, scales)
+        quads8_simd(store, xq, scratch, acc)
+        finish_rows(acc, s_w, scales, bias, y)
+
+    @njit(cache=False, nogil=True)
+    def rowquads8_simd(row_ptr, qcols, qw, xt, neg, acc):
+        """dc_rowquads8_avx2: acc (rows, lanes) = W xt, xt (cols, lanes) int8, lanes a multiple of 32;
+        neg: whether xt has a negative entry."""
+        _rowquads8_avx2(row_ptr.ctypes, row_ptr.shape[0] - 1, qcols.ctypes, qw.ctypes, xt.ctypes, xt.shape[1],
+                        neg, acc.ctypes)
+
+    @njit(cache=False, nogil=True)
+    def rowquads8_batch_fused(row_ptr, qcols, qw, x, row, xt, scales, acc, s_w, bias, y):
+        """y[i] = W x[i] + b in int8 on the row-quad layout for the rows of x (N <= xt's lanes)."""
+        neg = quantize_transposed(x, 127, row, xt, scales)
+        rowquads8_simd(row_ptr, qcols, qw, xt, neg, acc)
+        finish_transposed(acc, s_w, scales, bias, y)

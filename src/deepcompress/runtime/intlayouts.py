@@ -12,6 +12,19 @@ Dense layouts hold every weight, pruned ones too, as coded vectors of 32-entry c
   visits rows x nonzero-inputs weights. Best for sparse inputs on moderately sparse weights.
 - 'rows-stored' and 'cols-stored' are the same layouts with the weights stored even where 4-bit codes
   would do: twice the bytes of 4-bit codes, but no lookup (faster when the layer fits the caches).
+- `BlocksLayout` (int8): the quantized weights in 64-row blocks, each block column-major (64 bytes per
+  column); skips the columns of zero inputs like cols, but keeps a block's 64 sums in registers while
+  four nonzero columns at a time are interleaved into per-row quads (vpmaddubsw + vpmaddwd: four
+  products per int32 lane), and runs a batch block by block (each block read once per batch).
+- `QuadsLayout` (int8): the same blocks with each block's columns interleaved in quads when built
+  (row r's weights of columns 4g..4g+3 side by side), so a step needs no shuffles: one load, vpmaddubsw,
+  vpmaddwd and an add per 8 rows x 4 columns. Skips only quads whose four inputs are all zero: for
+  dense inputs (the NT layers) it does about two thirds of blocks' work, for sparse ones more.
+- `RowQuadsLayout` (int8, batches): only the nonzero weights, row by row in quads (a row padded with
+  zero weights to a multiple of 4), 16-bit column indices; the batch is transposed so that a column's
+  inputs for 32 samples are 32 bytes, which four columns at a time are interleaved into per-sample
+  quads. Visits nonzero weights x samples, whatever the input sparsity. A single vector runs as a
+  batch of 32 lanes, 31 of them zero, so it is for batches only.
 - `IntCscLayout`: the fp32 runtime's column layout (layouts.CscLayout, 2 B per nonzero) with the
   integer codebook: visits only the nonzero weights of nonzero inputs. Best for very sparse weights.
 
@@ -31,6 +44,8 @@ from .layouts import LayoutBytes, build_csc
 from .quantize import int_dtype, quantize_codebook
 
 CHUNK = 32
+BLOCK_ROWS = 64  # rows of a BlocksLayout block: 8 registers of int32 sums
+BATCH_BLOCK = 64  # samples per call of the batched block kernel
 # chunk-local column order of the int16 SIMD row kernel (vpunpck{l,h}bw interleave per 128-bit lane)
 PERM16 = np.concatenate([np.arange(0, 8), np.arange(16, 24), np.arange(8, 16), np.arange(24, 32)])
 
@@ -118,6 +133,11 @@ class _DenseCodes:
     def padded_in(self) -> int:
         """Length of the padded input."""
         return padded(self.shape[1])
+
+    @property
+    def acc_rows(self) -> int:
+        """Length of the integer sums buffer."""
+        return padded(self.shape[0])
 
     def nbytes(self) -> LayoutBytes:
         """Bytes of codes (or weights), mask bits and table."""
@@ -240,6 +260,11 @@ class IntCscLayout:
         """Length of the padded input."""
         return padded(self.shape[1])
 
+    @property
+    def acc_rows(self) -> int:
+        """Length of the integer sums buffer."""
+        return padded(self.shape[0])
+
     def nbytes(self) -> LayoutBytes:
         """Bytes of the column layout, with the integer table as its codebook."""
         b = self.csc.nbytes()
@@ -264,6 +289,214 @@ def build_int_csc(nz: QuantizedLayer, precision: str) -> IntCscLayout:
     return IntCscLayout(nz.matrix_shape, nz.nnz, precision, csc, table)
 
 
+def aligned_empty(shape, dtype, align: int = 64) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data starts on an `align`-byte boundary (a cache line)."""
+    count = int(np.prod(shape))
+    itemsize = np.dtype(dtype).itemsize
+    buf = np.empty(count * itemsize + align, np.uint8)
+    off = (-buf.ctypes.data) % align
+    return buf[off:off + count * itemsize].view(dtype).reshape(shape)
+
+
+@dataclass
+class BlocksLayout:
+    """int8 weights in 64-row blocks, column-major inside a block: store[b, j] = W[64 b : 64 b + 64, j]."""
+
+    shape: tuple[int, int]
+    nnz: int
+    precision: str
+    store: np.ndarray  # int8 (blocks, cols, 64), rows past shape[0] zero, 64-byte aligned
+    kind = "blocks"
+
+    @property
+    def padded_in(self) -> int:
+        """Length of the padded input."""
+        return padded(self.shape[1])
+
+    @property
+    def acc_rows(self) -> int:
+        """Length of the integer sums buffer: whole blocks."""
+        return self.store.shape[0] * BLOCK_ROWS
+
+    def __post_init__(self):
+        self._scratch = np.empty(max(self._scratch_len(), 1), np.int32)
+        self._acc2 = np.empty((1, self.acc_rows), np.int32)
+
+    def _scratch_len(self) -> int:
+        return ik.blocks8_scratch(self.shape[1])
+
+    def _kernels(self):
+        """(one-vector fused, batched fused, SIMD sums) kernels of this layout (the extension's)."""
+        return ik.blocks8_fused, ik.blocks8_batch_fused, ik.blocks8_simd
+
+    def _portable(self, xq, acc):
+        ik.blocks_portable(self.store, xq, acc)
+
+    def nbytes(self) -> LayoutBytes:
+        """Bytes of the stored weights."""
+        return LayoutBytes(self.nnz, self.store.nbytes, 0, 0)
+
+    def run(self, x, xq, acc, s_w, bias, y, path: str) -> bool:
+        """y = W x + b in one compiled call where this layout and path have one (False: not done)."""
+        if path == "portable":
+            return False
+        self._kernels()[0](self.store, x, xq.reshape(1, -1), self._scratch, self._acc2, s_w, bias, y)
+        return True
+
+    def run_batch(self, x: np.ndarray, s_w: float, bias: np.ndarray, y: np.ndarray, path: str) -> bool:
+        """y[i] = W x[i] + b for every row of x (N, in) in one call per BATCH_BLOCK rows (False: no
+        batched kernel on this path)."""
+        if path == "portable":
+            return False
+        step = min(BATCH_BLOCK, x.shape[0])
+        xq = np.zeros((step, self.padded_in), np.int8)
+        scales = np.empty(step, np.float64)
+        scratch = np.empty(step * self._scratch_len(), np.int32)
+        acc = np.empty((step, self.acc_rows), np.int32)
+        batch_fused = self._kernels()[1]
+        for start in range(0, x.shape[0], step):
+            m = min(step, x.shape[0] - start)
+            batch_fused(self.store, x[start:start + m], xq[:m], scales[:m], scratch, acc[:m], s_w,
+                                   bias, y[start:start + m])
+        return True
+
+    def matvec(self, xq: np.ndarray, acc: np.ndarray, path: str) -> None:
+        """acc = W xq (acc holds whole blocks of rows)."""
+        if path == "portable":
+            self._portable(xq, acc)
+        else:
+            self._kernels()[2](self.store, xq.reshape(1, -1), self._scratch, acc.reshape(1, -1))
+
+
+def build_blocks(nz: QuantizedLayer, precision: str) -> BlocksLayout:
+    """The 64-row block layout of `nz` (int8 only)."""
+    if precision != "int8":
+        raise ValueError("the blocks layout is int8 only")
+    q_c, _ = quantize_codebook(nz.codebook, precision)
+    n_rows, n_cols = nz.matrix_shape
+    blocks = max(1, -(-n_rows // BLOCK_ROWS))
+    store = aligned_empty((blocks, n_cols, BLOCK_ROWS), np.int8)
+    store[...] = 0
+    rows, cols = nz.rows_cols()
+    store[rows // BLOCK_ROWS, cols, rows % BLOCK_ROWS] = q_c[nz.indices]
+    return BlocksLayout(nz.matrix_shape, nz.nnz, precision, store)
+
+
+class QuadsLayout(BlocksLayout):
+    """int8 weights in 64-row blocks of column quads: store[b, g, r, i] = W[64 b + r, 4 g + i]."""
+
+    kind = "quads"
+
+    def _scratch_len(self) -> int:
+        return ik.quads8_scratch(self.store.shape[1])
+
+    def _kernels(self):
+        """(one-vector fused, batched fused, SIMD sums) kernels of this layout (the extension's)."""
+        return ik.quads8_fused, ik.quads8_batch_fused, ik.quads8_simd
+
+    def _portable(self, xq, acc):
+        ik.quads_portable(self.store, xq, acc)
+
+
+LANE_BLOCK = 32  # samples per lane tile of the row-quad kernel
+
+
+@dataclass
+class RowQuadsLayout:
+    """A row's nonzero int8 weights in quads: quad q = columns qcols[q], weights qw[q], rows' quads
+    row_ptr[r] .. row_ptr[r + 1]."""
+
+    shape: tuple[int, int]
+    nnz: int
+    precision: str
+    row_ptr: np.ndarray  # int32, rows + 1
+    qcols: np.ndarray  # uint16 (quads, 4)
+    qw: np.ndarray  # int8 (quads, 4)
+    kind = "rowquads"
+
+    @property
+    def padded_in(self) -> int:
+        """Length of the padded input."""
+        return padded(self.shape[1])
+
+    @property
+    def acc_rows(self) -> int:
+        """Length of the integer sums buffer."""
+        return self.shape[0]
+
+    def nbytes(self) -> LayoutBytes:
+        """Bytes of column indices, weights and row pointers."""
+        return LayoutBytes(self.nnz, self.qcols.nbytes + self.qw.nbytes, self.row_ptr.nbytes, 0)
+
+    def run(self, x, xq, acc, s_w, bias, y, path: str) -> bool:
+        """One vector as a batch of one (a lane tile with 31 zero lanes)."""
+        return self.run_batch(x.reshape(1, -1), s_w, bias, y.reshape(1, -1), path)
+
+    def run_batch(self, x: np.ndarray, s_w: float, bias: np.ndarray, y: np.ndarray, path: str) -> bool:
+        """y[i] = W x[i] + b for every row of x (N, in), BATCH_BLOCK rows per call (False on the portable path)."""
+        if path == "portable":
+            return False
+        n_rows, n_cols = self.shape
+        step = min(BATCH_BLOCK, x.shape[0])
+        lanes = -(-step // LANE_BLOCK) * LANE_BLOCK
+        row = np.empty(n_cols, np.int8)
+        xt = np.empty((n_cols, lanes), np.int8)
+        scales = np.empty(step, np.float64)
+        acc = np.empty((n_rows, lanes), np.int32)
+        for start in range(0, x.shape[0], step):
+            m = min(step, x.shape[0] - start)
+            ik.rowquads8_batch_fused(self.row_ptr, self.qcols, self.qw, x[start:start + m], row, xt, scales, acc,
+                                     s_w, bias, y[start:start + m])
+        return True
+
+    def matvec(self, xq: np.ndarray, acc: np.ndarray, path: str) -> None:
+        """acc = W xq (the portable path; the SIMD path runs through run and run_batch)."""
+        xt = np.ascontiguousarray(xq[:self.shape[1]].reshape(-1, 1))
+        out = np.zeros((self.shape[0], 1), acc.dtype)
+        ik.rowquads_portable(self.row_ptr, self.qcols, self.qw, xt, out)
+        acc[:self.shape[0]] = out[:, 0]
+
+
+def build_rowquads(nz: QuantizedLayer, precision: str) -> RowQuadsLayout:
+    """The row-quad layout of `nz` (int8 only, at most 65536 columns)."""
+    if precision != "int8":
+        raise ValueError("the rowquads layout is int8 only")
+    n_rows, n_cols = nz.matrix_shape
+    if n_cols > 1 << 16:
+        raise ValueError(f"the rowquads layout holds at most 65536 columns, got {n_cols}")
+    q_c, _ = quantize_codebook(nz.codebook, precision)
+    rows, cols = nz.rows_cols()
+    order = np.lexsort((cols, rows))
+    rows, cols, w = rows[order], cols[order], q_c[nz.indices[order]]
+    counts = np.bincount(rows, minlength=n_rows)
+    quads = -(-counts // 4)
+    row_ptr = np.zeros(n_rows + 1, np.int32)
+    np.cumsum(quads, out=row_ptr[1:])
+    first = np.zeros(n_rows + 1, np.int64)
+    np.cumsum(counts, out=first[1:])
+    rank = np.arange(rows.size) - first[rows]
+    slot = 4 * row_ptr[rows].astype(np.int64) + rank  # padding slots keep column 0 and weight 0
+    qcols = np.zeros(4 * int(row_ptr[-1]), np.uint16)
+    qw = np.zeros(4 * int(row_ptr[-1]), np.int8)
+    qcols[slot], qw[slot] = cols, w
+    return RowQuadsLayout(nz.matrix_shape, nz.nnz, precision, row_ptr, qcols.reshape(-1, 4), qw.reshape(-1, 4))
+
+
+def build_quads(nz: QuantizedLayer, precision: str) -> QuadsLayout:
+    """The quad-interleaved 64-row block layout of `nz` (int8 only)."""
+    if precision != "int8":
+        raise ValueError("the quads layout is int8 only")
+    q_c, _ = quantize_codebook(nz.codebook, precision)
+    n_rows, n_cols = nz.matrix_shape
+    blocks = max(1, -(-n_rows // BLOCK_ROWS))
+    store = aligned_empty((blocks, -(-n_cols // 4), BLOCK_ROWS, 4), np.int8)
+    store[...] = 0
+    rows, cols = nz.rows_cols()
+    store[rows // BLOCK_ROWS, cols // 4, rows % BLOCK_ROWS, cols % 4] = q_c[nz.indices]
+    return QuadsLayout(nz.matrix_shape, nz.nnz, precision, store)
+
+
 INT_BUILDERS = {"rows": build_rows, "rows-stored": lambda nz, precision: build_rows(nz, precision, True),
                 "cols": build_cols, "cols-stored": lambda nz, precision: build_cols(nz, precision, True),
-                "csc": build_int_csc}
+                "csc": build_int_csc, "blocks": build_blocks,
+                "quads": build_quads, "rowquads": build_rowquads}

@@ -2,17 +2,26 @@
 
 Predicted time (ns) = a x units + b x bytes, with (a, b) = COST[precision][layout][dispatch path]:
 - units, what the layout visits for one input vector: rows (and rows-stored): rows x padded cols
-  (every weight); cols (and cols-stored):
-  padded rows x the expected nonzero inputs (act_density x cols); csc: act_density x nnz.
-- bytes, what it streams beyond CACHE_BYTES: units x bytes per weight of its storage
-  (intlayouts.bytes_per_weight) for rows and cols, 2 B per visited nonzero for csc, less CACHE_BYTES.
-  This term carries what the unit term cannot: layers too large for the caches (Alex-6 and VGG-6
-  stream 10-60 MB) pay for memory traffic; small ones stay in L2 and pay per unit only.
-act_density None (unknown) is taken as 1, so the choice is safe for dense inputs.
+  (every weight); cols (and cols-stored): padded rows x the expected nonzero inputs (act_density x
+  cols); blocks: the same with rows padded to 64; quads: padded rows x the columns of the quads with
+  a nonzero input (1 - (1 - act_density)^4 of them); rowquads: nonzeros plus the padding of the rows
+  to quads; csc: act_density x nnz.
+- bytes, what the visited units read from beyond the cache: units x the bytes a unit reads (its
+  storage's bytes per weight, intlayouts.bytes_per_weight; 2 per csc entry, 3 per rowquads weight)
+  x the fraction of the whole layout that does not fit in CACHE_BYTES. Layers that fit pay per unit
+  only; layers too large (Alex-6 and VGG-6 hold 10-100 MB) pay for memory traffic.
+act_density None (unknown) is taken as 1, so the choice is safe for dense inputs. At batch > 1 the
+layouts with batched kernels read their weights once per batch (predicted_ns).
 
-COST is fitted by `python benchmarks/runtime_layers.py --calibrate` (a least-squares fit of relative
-error over EIE's nine layers at batch 1, warm, 1 thread, on the development machine: AMD EPYC Zen 3,
-AVX2, 2 cores shared with other work) and copied from benchmarks/results/runtime_calibration.json.
+COST is fitted by `python benchmarks/runtime_layers.py --calibrate --cpu-time` (nonnegative least
+squares of relative error over EIE's nine layers at batch 1, warm, 1 thread, this thread's CPU time,
+on the development machine: AMD EPYC Zen 3, AVX2, 2 cores shared with other work, load average 13-15
+during the run) and copied from benchmarks/results/runtime_calibration.json; `--refit` fits again
+from that file's measured times after a change to this model. CACHE_BYTES is the value of 0.5-16 MB
+whose fit picked the measured-fastest layout most often (16 of 18 layer x precision pairs within 5%).
+rowquads has batched kernels only and is not in the batch-1 calibration: its per-unit cost is the
+median of 12 batch-64 measurements on Alex-7/8, VGG-8, NT-We, NT-LSTM (thread CPU time, load average
+13-17: 0.040-0.093 ns per nonzero and sample), its per-byte term cols-stored's.
 """
 
 from __future__ import annotations
@@ -21,55 +30,95 @@ from ..format.layer import QuantizedLayer
 from .intlayouts import bytes_per_weight, padded, storage_for
 from .quantize import quantize_codebook
 
-INT_LAYOUTS = ("rows", "rows-stored", "cols", "cols-stored", "csc")
-CACHE_BYTES = 1 << 20  # about Zen 3's 512 KB L2 plus what one core keeps of a shared, busy L3
+INT_LAYOUTS = ("rows", "rows-stored", "cols", "cols-stored", "csc", "blocks", "quads", "rowquads")
+# the layouts each precision has (blocks, quads, rowquads: int8 only)
+LAYOUTS_FOR = {"int8": INT_LAYOUTS, "int16": INT_LAYOUTS[:-3]}
+CACHE_BYTES = 8 << 20  # what one core keeps of Zen 3's shared 32 MB L3 on a busy machine (best fit of 0.5-16 MB)
 # (ns per unit, ns per byte); runtime_calibration.json. 'vnni' (not measured here) reuses 'avx2'.
 COST = {
-    "int8": {"rows": {"portable": (2.169, 0), "avx2": (0.1202, 0)},
-             "rows-stored": {"portable": (0.5037, 0), "avx2": (0.07079, 0)},
-             "cols": {"portable": (2.174, 0), "avx2": (0.1512, 0.06705)},
-             "cols-stored": {"portable": (0.437, 0.07819), "avx2": (0.1486, 0)},
-             "csc": {"portable": (2.39, 0.2111), "avx2": (2.303, 0.2616)}},
-    "int16": {"rows": {"portable": (2.199, 0), "avx2": (0.1553, 0)},
-             "rows-stored": {"portable": (0.5984, 0), "avx2": (0.1782, 0.03707)},
-             "cols": {"portable": (2.279, 0), "avx2": (2.547, 0)},
-             "cols-stored": {"portable": (0.7396, 0), "avx2": (0.643, 0.03967)},
-             "csc": {"portable": (2.243, 0.8515), "avx2": (2.229, 0.9033)}},
+    "int8": {"rows": {"portable": (2.2076, 0.0), "avx2": (0.1059, 0.0)},
+             "rows-stored": {"portable": (0.4556, 0.0), "avx2": (0.0619, 0.0315)},
+             "cols": {"portable": (2.1477, 0.0), "avx2": (0.1549, 0.1191)},
+             "cols-stored": {"portable": (0.4566, 0.1383), "avx2": (0.1347, 0.0678)},
+             "csc": {"portable": (2.3964, 0.0), "avx2": (2.6466, 0.0)},
+             "blocks": {"portable": (0.1469, 0.5541), "avx2": (0.0592, 0.2655)},
+             "quads": {"portable": (0.5787, 0.1429), "avx2": (0.0629, 0.1263)},
+             "rowquads": {"portable": (2.2, 0.0), "avx2": (0.067, 0.0678)}},
+    "int16": {"rows": {"portable": (2.1862, 0.0), "avx2": (0.1587, 0.0)},
+             "rows-stored": {"portable": (0.5548, 0.0), "avx2": (0.205, 0.007)},
+             "cols": {"portable": (2.2393, 0.0), "avx2": (2.2669, 0.0)},
+             "cols-stored": {"portable": (0.6226, 0.0387), "avx2": (0.5343, 0.0783)},
+             "csc": {"portable": (2.4118, 0.0), "avx2": (2.356, 0.0)}},
 }
+
+
+def layout_bytes(nz: QuantizedLayer, layout: str, precision: str) -> tuple[float, float]:
+    """(bytes of the whole layout, bytes it reads per visited unit) of `layout` for `nz`."""
+    n_rows, n_cols = nz.matrix_shape
+    if layout == "csc":
+        return 2.0 * nz.nnz, 2.0
+    if layout == "rowquads":
+        return 3.0 * (nz.nnz + 1.5 * n_rows), 3.0
+    if layout in ("blocks", "quads"):
+        return float(-(-n_rows // 64) * 64 * n_cols), 1.0
+    storage = "stored" if layout.endswith("-stored") else storage_for(quantize_codebook(nz.codebook, precision)[0])[0]
+    per_weight = bytes_per_weight(storage, precision)
+    if layout.startswith("rows"):
+        return float(n_rows * padded(n_cols)) * per_weight, per_weight
+    if layout.startswith("cols"):
+        return float(padded(n_rows) * n_cols) * per_weight, per_weight
+    raise ValueError(f"unknown int layout {layout!r}; choose one of {', '.join(INT_LAYOUTS)}")
 
 
 def units_and_bytes(nz: QuantizedLayer, layout: str, precision: str, act_density: float | None) -> tuple[float, float]:
     """(units, bytes) `layout` visits for one input vector (see the module docstring)."""
     n_rows, n_cols = nz.matrix_shape
     d = 1.0 if act_density is None else float(act_density)
-    storage = "stored" if layout.endswith("-stored") else storage_for(quantize_codebook(nz.codebook, precision)[0])[0]
-    per_weight = bytes_per_weight(storage, precision)
-    layout = layout.removesuffix("-stored")
-    if layout == "rows":
+    kind = layout.removesuffix("-stored")
+    if kind == "rows":
         u = float(n_rows * padded(n_cols))
-        streamed = u * per_weight
-    elif layout == "cols":
+    elif kind == "cols":
         u = float(padded(n_rows)) * d * n_cols
-        streamed = u * per_weight
-    elif layout == "csc":
+    elif kind == "blocks":
+        u = float(-(-n_rows // 64) * 64) * d * n_cols
+    elif kind == "quads":  # a quad of four inputs is skipped only when all four are zero
+        u = float(-(-n_rows // 64) * 64) * (1.0 - (1.0 - d) ** 4) * 4 * -(-n_cols // 4)
+    elif kind == "rowquads":  # every nonzero, rows padded to quads (1.5 zero weights a row on average)
+        u = float(nz.nnz) + 1.5 * n_rows
+    elif kind == "csc":
         u = d * nz.nnz
-        streamed = 2.0 * u
     else:
         raise ValueError(f"unknown int layout {layout!r}; choose one of {', '.join(INT_LAYOUTS)}")
-    return u, max(streamed - CACHE_BYTES, 0.0)
+    total, per_unit = layout_bytes(nz, layout, precision)
+    return u, u * per_unit * max(0.0, 1.0 - CACHE_BYTES / max(total, 1.0))
 
 
-def predicted_ns(nz: QuantizedLayer, precision: str, path: str, act_density: float | None) -> dict:
-    """{layout: predicted ns per input vector} for every int layout."""
+def predicted_ns(nz: QuantizedLayer, precision: str, path: str, act_density: float | None,
+                 batch: int = 1) -> dict:
+    """{layout: predicted ns per input vector} for every int layout of `precision` at this batch size.
+    The layouts with batched kernels (blocks, quads, rowquads; not on the portable path) stream their
+    weights once per batch, so their byte term is divided by the batch; rowquads runs lanes in tiles of
+    32 samples (a single vector costs a whole tile)."""
     out = {}
-    for name in INT_LAYOUTS:
-        a, b = COST[precision][name]["avx2" if path == "vnni" else path]
+    b = max(int(batch), 1)
+    for name in LAYOUTS_FOR[precision]:
+        if name == "rowquads" and nz.matrix_shape[1] > 1 << 16:
+            continue
+        per_unit, per_byte = COST[precision][name]["avx2" if path == "vnni" else path]
         u, nbytes = units_and_bytes(nz, name, precision, act_density)
-        out[name] = a * u + b * nbytes
+        simd = path != "portable"
+        if name == "rowquads" and simd:  # lanes in tiles of 32 samples; weights read once per batch
+            out[name] = per_unit * u * (-(-b // 32) * 32) / b + per_byte * nbytes / b
+        elif name in ("blocks", "quads") and simd:  # weights read once per batch
+            out[name] = per_unit * u + per_byte * nbytes / b
+        else:
+            out[name] = per_unit * u + per_byte * nbytes
     return out
 
 
-def choose_int_layout(nz: QuantizedLayer, precision: str, path: str, act_density: float | None) -> tuple[str, dict]:
-    """(layout name, predicted ns of each layout) for this layer, precision, dispatch path and input density."""
-    pred = predicted_ns(nz, precision, path, act_density)
+def choose_int_layout(nz: QuantizedLayer, precision: str, path: str, act_density: float | None,
+                      batch: int = 1) -> tuple[str, dict]:
+    """(layout name, predicted ns of each layout) for this layer, precision, dispatch path, input density
+    and batch size."""
+    pred = predicted_ns(nz, precision, path, act_density, batch)
     return min(pred, key=pred.get), pred

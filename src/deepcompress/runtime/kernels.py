@@ -16,7 +16,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .intkernels import LIB
 from .simd import LANES, row_block1, row_block2, row_block4, row_block8
+
+# C twins of csc_matvec and panel_matmat_vec (_spmm.c: the same float32 operations in the same order,
+# so bit-identical; measured faster here), used where the extension is built
+HAVE_C = LIB is not None
+# batch lanes per pass over a panel's rows in the C panel kernel (64: one pass, eight registers of sums)
+PANEL_TILE = 64
 
 # Scalar code with independent accumulators, no fastmath: measured faster here than letting LLVM
 # vectorise the row loops with gather instructions, which fastmath allows (NT-We, batch 1: 124 vs
@@ -270,3 +277,34 @@ def grouped_matmat(row_ptr, counts, cols, codebook, xt, yt):
         yr = yt[i]
         for q in range(n):
             yr[q] += acc[q]
+
+
+if HAVE_C:
+    import ctypes
+
+    _P, _I64, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+    _csc_c = LIB.dc_csc_matvec_f32
+    _csc_c.argtypes, _csc_c.restype = [_P, _P, _I64, _I64, _P, _P, _INT, _P, _P, _P], None
+    _panel_c = LIB.dc_panel_matmat_f32
+    _panel_c.argtypes, _panel_c.restype = [_P, _I64, _I64, _P, _P, _INT, _I64, _P, _I64, _P, _I64, _I64, _I64], None
+
+    @njit(cache=False, nogil=True)
+    def csc_matvec_c(col_ptr, row_start, entries, codebook, bits, x, y):
+        """csc_matvec in C (bit-identical)."""
+        nzcols = np.empty(x.shape[0], np.int32)
+        _csc_c(col_ptr.ctypes, row_start.ctypes, col_ptr.shape[0], x.shape[0], entries.ctypes, codebook.ctypes,
+               bits, x.ctypes, y.ctypes, nzcols.ctypes)
+
+    @njit(cache=False, nogil=True)
+    def panel_matmat_c(ptr, entries, codebook, bits, width, xt, yt):
+        """panel_matmat_vec in C (bit-identical); xt.shape[1] a multiple of 8."""
+        _panel_c(ptr.ctypes, ptr.shape[0], yt.shape[0], entries.ctypes, codebook.ctypes, bits, width, xt.ctypes,
+                 xt.shape[1], yt.ctypes, 0, yt.shape[0], PANEL_TILE)
+
+    @njit(cache=False, nogil=True, parallel=True)
+    def panel_matmat_c_threads(ptr, entries, codebook, bits, width, xt, yt, chunks):
+        """panel_matmat_c with the rows cut into `chunks` equal ranges shared among numba's threads."""
+        rows = yt.shape[0]
+        for c in prange(chunks):
+            _panel_c(ptr.ctypes, ptr.shape[0], rows, entries.ctypes, codebook.ctypes, bits, width, xt.ctypes,
+                     xt.shape[1], yt.ctypes, rows * c // chunks, rows * (c + 1) // chunks, PANEL_TILE)

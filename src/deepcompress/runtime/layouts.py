@@ -30,6 +30,9 @@ ENTRY_BITS = 16
 # benchmarks/runtime_layers.py) ran 1.16x faster in 2-3 blocks than in one; layers of 1000-4096 rows
 # (Alex-6, Alex-8, VGG-6, NT-LSTM) ran 1.0-2.5x slower when cut into blocks they do not need.
 CSC_BLOCK_ROWS = 4096
+# use the C twins of the csc matvec and panel batch kernels when built (kernels.HAVE_C); tests switch
+# this off to compare them with the numba kernels
+C_KERNELS = True
 _MAX_ENTRIES = np.iinfo(np.int32).max
 
 
@@ -115,7 +118,10 @@ class CscLayout:
 
     def matvec(self, x: np.ndarray, y: np.ndarray, threads: int = 1) -> None:
         """y += W x (float32, contiguous); with threads > 1 the row blocks are shared among threads."""
-        kernel = kernels.csc_matvec_threads if threads > 1 and self.col_ptr.shape[0] > 1 else kernels.csc_matvec
+        if threads > 1 and self.col_ptr.shape[0] > 1:
+            kernel = kernels.csc_matvec_threads
+        else:
+            kernel = kernels.csc_matvec_c if kernels.HAVE_C and C_KERNELS else kernels.csc_matvec
         kernel(self.col_ptr, self.row_start, self.entries, self.codebook, self.bits, x, y)
 
     def matmat(self, xt: np.ndarray, yt: np.ndarray, threads: int = 1) -> None:
@@ -151,12 +157,13 @@ class PanelLayout:
     def matmat(self, xt: np.ndarray, yt: np.ndarray, threads: int = 1) -> None:
         """yt += W xt, xt of shape (cols, N), yt of shape (rows, N); fastest when N is a multiple of 8."""
         args = (self.ptr, self.entries, self.codebook, self.bits, self.width, xt, yt)
+        c = kernels.HAVE_C and C_KERNELS
         if xt.shape[1] % kernels.LANES != 0:
             kernels.panel_matmat(*args)
         elif threads > 1:
-            kernels.panel_matmat_vec_threads(*args, threads)
+            (kernels.panel_matmat_c_threads if c else kernels.panel_matmat_vec_threads)(*args, threads)
         else:
-            kernels.panel_matmat_vec(*args)
+            (kernels.panel_matmat_c if c else kernels.panel_matmat_vec)(*args)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,9 @@ thread), EIE's layer shapes with a 16-entry codebook; single runs there vary by 
   cost per segment (a column for csc, a row of a panel for panel). Column over panel time, CPU time,
   against the ratio (rows x panels) / columns: 1.93 at 1/53 (300 x 16000), 1.40 at 1/7 (NT-We),
   1.10 at 1 (Alex-7), 1.04 at 2 (NT-LSTM), 0.95 at 14.7 (NT-Wd), 0.82 at 53 (16000 x 300). The
-  crossover is near 5, so csc is kept when that ratio is at least CSC_MIN_SEGMENT_RATIO.
+  crossover looked near 5, but two later benchmark runs (issue 12, the second with the C csc kernel)
+  had panel 1.16x and 1.24x faster than csc on NT-Wd (14.7), so it lies between 14.7 and 53: csc is
+  kept when that ratio is at least CSC_MIN_SEGMENT_RATIO, 25.
 - batch > 1: skipping a column needs the whole batch to be zero there, which almost never happens, and
   the panel kernel's row-wise accumulation (vector registers, simd.py) beat the column kernel's
   scatter; so batched layers get the panel layout, in panels of BATCH_PANEL_WIDTH columns so that a
@@ -43,7 +45,7 @@ from .layouts import predicted_bytes, predicted_panels
 from ..format.layer import QuantizedLayer
 
 CSC_MAX_ACT_DENSITY = 0.8
-CSC_MIN_SEGMENT_RATIO = 4.0
+CSC_MIN_SEGMENT_RATIO = 25.0
 MAX_SIZE_RATIO = 1.25
 CONV_SPARSE_MAX_DENSITY = 0.15
 CONV_SPARSE_MIN_COLS = 1000

@@ -76,7 +76,7 @@ class SparseLinear(LayerSizes):
         precision 'int8' or 'int16' returns an IntLinear (one thread; its layouts: rows, cols, csc).
         """
         if check_precision(precision) != "fp32":
-            return IntLinear(nz, bias, precision, layout, act_density)
+            return IntLinear(nz, bias, precision, layout, act_density, batch=batch)
         threads = usable_threads(threads)
         name = choose_fc_layout(nz, act_density, batch, threads) if layout == "auto" else layout
         if name not in LAYOUTS:

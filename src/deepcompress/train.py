@@ -112,6 +112,13 @@ class TrainResult:
     wall_s: float = 0.0
 
 
+def make_deterministic(seed: int) -> None:
+    """Seed torch's generator and ask for deterministic kernels, so that a run repeats bit for bit on the
+    same machine with the same number of threads (a different thread count may sum in another order)."""
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 def learning_rate(cfg: TrainConfig, epoch: int) -> float:
     """Learning rate for (0-based) `epoch` under the configured schedule."""
     if cfg.schedule == "step":

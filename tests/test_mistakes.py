@@ -73,10 +73,12 @@ def _cli(argv, capsys) -> tuple[int, str, str]:
 
 
 def _one_error_line(err: str, command: str) -> str:
-    """The stderr of a failed command: exactly one line, the command's error; return its message."""
+    """The stderr of a failed command ends in its one error line, with no traceback; return the message."""
     lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"deepcompress {command}: error: "), err
-    return lines[0].split(": error: ", 1)[1]
+    errors = [line for line in lines if ": error: " in line]
+    assert "Traceback" not in err and errors == lines[-1:], err
+    assert lines[-1].startswith(f"deepcompress {command}: error: "), err
+    return lines[-1].split(": error: ", 1)[1]
 
 
 def _train(idx, out, *extra) -> list:

@@ -213,7 +213,9 @@ def load_checkpoint(path: Path) -> dict:
     except FileNotFoundError:
         raise UserError(f"checkpoint {path} not found") from None
     except Exception as exc:  # torch raises several types for corrupt or hostile files
-        raise UserError(f"checkpoint {path} is unreadable or not a deepcompress checkpoint: {exc}") from None
+        # torch's messages run to many lines of advice; their first sentence says what went wrong
+        cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0]
+        raise UserError(f"checkpoint {path} is unreadable or not a deepcompress checkpoint ({cause})") from None
 
 
 def _restore(path: Path, model, opt, cfg: TrainConfig) -> tuple[int, list[dict]]:

@@ -41,12 +41,18 @@ pip_reason() {
 
 install_torch() {
   echo "setup: installing $TORCH_PIN from PyTorch's CPU wheel index ($TORCH_INDEX)" >&2
+  local start=$SECONDS
   if "${pip[@]}" install --no-deps --timeout "$TIMEOUT" --retries 0 --index-url "$TORCH_INDEX" "$TORCH_PIN" \
       >>"$log" 2>&1; then
+    echo "setup: torch ready (PyTorch's index or a wheel folder of pip's configuration, $((SECONDS - start)) s)" >&2
     return 0
   fi
-  echo "setup: $TORCH_INDEX did not give it; trying pip's own configuration (find-links, mirror)" >&2
-  "${pip[@]}" install --no-deps --timeout "$TIMEOUT" --retries 1 "$TORCH_PIN" >>"$log" 2>&1 && return 0
+  echo "setup: $TORCH_INDEX did not give it ($((SECONDS - start)) s); trying pip's own configuration" \
+       "(find-links, mirror)" >&2
+  if "${pip[@]}" install --no-deps --timeout "$TIMEOUT" --retries 1 "$TORCH_PIN" >>"$log" 2>&1; then
+    echo "setup: torch ready (pip's own configuration, $((SECONDS - start)) s)" >&2
+    return 0
+  fi
   fail "PyTorch's CPU build $TORCH_PIN is not available: $TORCH_INDEX could not be reached or lacks it, and" \
        "pip's own configuration has no source for it; point pip at PyTorch CPU wheels and run again, e.g." \
        "PIP_FIND_LINKS=/folder/holding/the/torch/wheel ./run.sh or PIP_INDEX_URL=https://your-mirror/whl/cpu" \

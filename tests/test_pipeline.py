@@ -61,6 +61,7 @@ def test_f16_values_file_holds_the_rounded_model(trained, tiny_data, tmp_path):
     import copy
 
     recipe = {**RECIPE, "encode": {"fc_gap_bits": 4, "values": "f16"}}
+    start = copy.deepcopy(trained)  # compress_model works on the model in place; resuming starts from the same one
     outcome = compress_model(trained, tiny_data, recipe, tmp_path, progress=False)
     path = tmp_path / "model.dcz"
     assert path.read_bytes()[4:6] == b"\x02\x00" and outcome["values"] == "f16"
@@ -88,7 +89,7 @@ def test_f16_values_file_holds_the_rounded_model(trained, tiny_data, tmp_path):
     import shutil
 
     shutil.copytree(tmp_path, tmp_path / "f32", ignore=shutil.ignore_patterns("*.dcz"))
-    again = compress_model(copy.deepcopy(trained), tiny_data, {**RECIPE, "encode": {"fc_gap_bits": 4, "values": "f32"}},
+    again = compress_model(start, tiny_data, {**RECIPE, "encode": {"fc_gap_bits": 4, "values": "f32"}},
                            tmp_path / "f32", resume=True, progress=False)
     assert again["file_bytes"] - outcome["file_bytes"] == sum(2 * (l.codebook.size + l.shape[0]) for l in layers)
     assert [s["test_error"] for s in again["stages"][-3:-1]] == [s["test_error"] for s in outcome["stages"][-3:-1]]
@@ -114,8 +115,11 @@ def test_encode_values_setting_is_checked(trained, tiny_data, tmp_path):
 
 
 def test_resume_skips_finished_rounds(trained, tiny_data, tmp_path):
+    import copy
+
+    start = copy.deepcopy(trained)  # compress_model works on the model in place; resuming starts from the same one
     first = compress_model(trained, tiny_data, RECIPE, tmp_path, progress=False)
-    again = compress_model(trained, tiny_data, RECIPE, tmp_path, resume=True, progress=False)
+    again = compress_model(start, tiny_data, RECIPE, tmp_path, resume=True, progress=False)
     stages = [s["stage"] for s in again["stages"]]
     assert not any(s.startswith("prune") for s in stages)  # both rounds were loaded from disk
     assert again["file_bytes"] == first["file_bytes"]

@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import UserError
-from .cli_train import add_model_data_args, add_torchrun_args, checked_recipe
+from . import atomic
+from .errors import UserError, check_parallelism, one_line_os_errors
+from .cli_train import add_model_data_args, add_torchrun_args, checked_recipe, interrupted
 
 if TYPE_CHECKING:
     from .train import TrainConfig
@@ -22,26 +23,25 @@ def baseline(args, settings: TrainConfig | None, data, out: Path, team=None):
 
     `team` (default: this process alone) is who trains it; see deepcompress.compress.pipeline.Team.
     """
-    import torch
-
     from .models import build_model
-    from .train import load_checkpoint
+    from .train import load_checkpoint, make_deterministic
 
     model = build_model(args.model)
     if args.checkpoint:
         state = load_checkpoint(Path(args.checkpoint))
-        state = state.get("model", state)
+        state = state.get("model", state) if isinstance(state, dict) else state
         try:
             model.load_state_dict(state)
-        except (RuntimeError, KeyError) as exc:
-            raise UserError(f"checkpoint {args.checkpoint} does not fit {args.model}: {exc}") from None
+        except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
+            raise UserError(f"checkpoint {args.checkpoint} does not fit {args.model}: "
+                            f"{str(exc).splitlines()[0]}") from None
         return model
     from .compress.pipeline import Run, Team
 
     if settings is None:
         raise UserError("training a baseline needs a recipe with a [train] table, or pass --checkpoint")
     run = Run(out, data, args.resume, not args.quiet, team or Team())
-    torch.manual_seed(settings.seed)
+    make_deterministic(settings.seed)
     model = build_model(args.model)
     if run.team.writes:
         print(f"training the {args.model} baseline ({settings.epochs} epochs); pass --checkpoint to skip",
@@ -64,7 +64,38 @@ def _compress(args, recipe, data, out: Path, team=None) -> int:
     print(f"{args.model} on {args.data}: {rec['file_bytes']:,} bytes, ratio {rec['ratio']:.1f}x, "
           f"test error from the file {100 * rec['test_error']:.2f}% (baseline {100 * rec['baseline_error']:.2f}%); "
           f"report: {out / 'report.md'}", flush=True)
+    print(_tidy(out, "all" if args.keep_stages else "none" if args.clean else "resume"), flush=True)
     return 0
+
+
+def _megabytes(paths) -> str:
+    return f"{sum(p.stat().st_size for p in paths) / 1e6:.1f} MB"
+
+
+def _tidy(out: Path, keep: str) -> str:
+    """Remove the finished run's stage files that `keep` lets go; one line saying what stayed and why."""
+    from .compress.pipeline import tidy_stages
+
+    sizes = {p: p.stat().st_size for p in out.iterdir()}  # before any is removed
+    kept, removed = tidy_stages(out, keep)
+    gone = f"removed {len(removed)} intermediate stage files ({sum(sizes[p] for p in removed) / 1e6:.1f} MB)"
+    if not kept:
+        return f"stages: {gone}; --resume would start over"
+    names = ", ".join(p.name for p in kept)
+    if keep == "all":
+        return f"stages: kept all ({names}; {_megabytes(kept)}) as --keep-stages asked"
+    return (f"stages: kept {names} ({_megabytes(kept)}) so that --resume can re-encode without retraining "
+            f"(e.g. after changing [encode]); {gone}; --clean removes them all, --keep-stages keeps every one")
+
+
+def _saved_stages(out: Path) -> str:
+    """What an interrupted `compress` left behind, in words."""
+    from .compress.pipeline import stage_files
+
+    files = stage_files(out)
+    if not files:
+        return "no stage had saved anything yet"
+    return f"finished stages and training checkpoints in {out}: {', '.join(p.name for p in files)}"
 
 
 def _rank(rank: int, world: int, args, recipe, data, out: Path) -> None:
@@ -93,16 +124,25 @@ def _run_under_torchrun(args, recipe, data, out: Path) -> int:
             return 1
 
 
+@one_line_os_errors
 def _run(args) -> int:
-    from .data_torch import load_dataset
-
-    if args.workers < 1:
-        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    check_parallelism("--workers", args.workers, refuse_per_core=4)
+    if args.clean and args.keep_stages:
+        raise UserError("--clean removes the stage files and --keep-stages keeps them: give one of them")
     recipe = checked_recipe(args, ("prune", "quantize") if args.checkpoint else ("prune", "quantize", "train"),
                             "compress needs [prune] and [quantize], and [train] unless --checkpoint gives the "
                             "trained model ([encode] is optional)")
+    out = atomic.writable_folder(args.out or f"runs/compress-{args.model}-{args.data}")
+    try:
+        return _run_checked(args, recipe, out)
+    except KeyboardInterrupt:
+        return interrupted(args, _saved_stages(out))
+
+
+def _run_checked(args, recipe, out: Path) -> int:
+    from .data_torch import load_dataset
+
     data = load_dataset(args.data, folder=args.data_dir)
-    out = Path(args.out or f"runs/compress-{args.model}-{args.data}")
     if args.torchrun:
         return _run_under_torchrun(args, recipe, data, out)
     if args.workers == 1:
@@ -134,7 +174,13 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", help="trained weights to start from (model.pt or a training checkpoint)")
     p.add_argument("--recipe", help="TOML recipe (default: the model's built-in recipe)")
     p.add_argument("--out", help="output folder (default runs/compress-MODEL-DATA)")
-    p.add_argument("--resume", action="store_true", help="skip finished stages and continue interrupted ones")
+    p.add_argument("--resume", action="store_true",
+                   help="skip finished stages and continue interrupted ones (refused if the recipe's [prune] or "
+                        "[quantize], the model or the data differ from what the stages were made with)")
+    p.add_argument("--keep-stages", action="store_true",
+                   help="keep every stage file after a finished run (by default only what --resume needs "
+                        "to re-encode stays)")
+    p.add_argument("--clean", action="store_true", help="remove every stage file after a finished run")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.add_argument("--workers", type=int, default=1,
                    help="local data-parallel processes for the training stages (DDP over gloo; default "
@@ -146,22 +192,26 @@ def register(sub) -> None:
     register_sensitivity(sub)
 
 
+@one_line_os_errors
 def _sensitivity(args) -> int:
-    from . import atomic
     from .compress.sensitivity import plot_sensitivity, sensitivity, suggest_sparsity
     from .data_torch import load_dataset
 
     if not args.checkpoint:
         raise UserError("sensitivity needs --checkpoint with trained weights (e.g. runs/MODEL-DATA/model.pt)")
-    data = load_dataset(args.data, folder=args.data_dir, validation=True)
-    model = baseline(args, None, data, Path(args.out))
-    curves = sensitivity(model, data.valid_x, data.valid_y)
-    out = Path(args.out)
+    out = atomic.writable_folder(args.out)
+    data = load_dataset(args.data, folder=args.data_dir)
+    model = baseline(args, None, data, out)
+    # `train` fits every training image (deepcompress.data), so the test set is the data its baselines have
+    # not seen; the validation split (the last 10,000 training images) would report almost no error.
+    print(f"sensitivity of {args.model}: error measured on the {args.data} test set ({len(data.test_y):,} images "
+          f"the baseline was not trained on)", flush=True)
+    curves = sensitivity(model, data.test_x, data.test_y)
     suggestion = suggest_sparsity(curves, args.tolerance)
-    atomic.write_json(out / "sensitivity.json", {"model": args.model, "dataset": args.data, "split": "validation",
+    atomic.write_json(out / "sensitivity.json", {"model": args.model, "dataset": args.data, "split": "test",
                                                  "curves": curves, "suggested_sparsity": suggestion,
                                                  "tolerance": args.tolerance})
-    plot_sensitivity(curves, out / "sensitivity.png", f"{args.model} on {args.data} (validation split)")
+    plot_sensitivity(curves, out / "sensitivity.png", f"{args.model} on {args.data} (test set)")
     for name, points in curves.items():
         print(f"{name:>8}: " + "  ".join(f"{100 * s:.0f}%:{100 * e:.2f}" for s, e in points))
     print("suggested [prune.layers] (error within "
@@ -175,7 +225,7 @@ def register_sensitivity(sub) -> None:
     """Add the `sensitivity` command."""
     p = sub.add_parser("sensitivity", help="prune one layer at a time and plot error against sparsity",
                        description="Prune each layer alone at increasing sparsity (no retraining), measure the "
-                                   "validation error (last 10k training images), plot the curves and suggest "
+                                   "test error (data the baseline was not trained on), plot the curves and suggest "
                                    "per-layer sparsities. Writes OUT/sensitivity.png and OUT/sensitivity.json.")
     add_model_data_args(p)
     p.add_argument("--checkpoint", help="trained weights (model.pt or a training checkpoint)")

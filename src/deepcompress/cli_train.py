@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from . import atomic
 from .data import DATASETS
-from .errors import UserError
+from .errors import UserError, check_parallelism, one_line_os_errors
 
 if TYPE_CHECKING:
     from .train import TrainConfig
@@ -69,8 +69,64 @@ def record_result(path: Path, record: dict) -> None:
     atomic.write_json(path, records)
 
 
+RUN_FILES = ("checkpoint.pt", "model.pt", "train.json")
+
+
+def resume_command(args) -> str:
+    """The command line that continues this run: the same options with --resume (and without --overwrite)."""
+    argv = [a for a in args.argv if a != "--overwrite"]
+    return "deepcompress " + shlex.join(argv + ([] if "--resume" in argv else ["--resume"]))
+
+
+def interrupted(args, saved: str) -> int:
+    """Report a Ctrl-C in one line (what was saved, how to resume); the exit status for it."""
+    print(f"deepcompress {args.command}: interrupted; {saved}; to continue: {resume_command(args)}",
+          file=sys.stderr, flush=True)
+    return 130
+
+
+def fresh_output(out: Path, args, files, what: str) -> Path:
+    """`out`, checked writable before any work; a previous run in it (any of `files`) is refused unless
+    --resume continues it or --overwrite removes it first."""
+    atomic.writable_folder(out)
+    found = [out / f for f in files if (out / f).exists()]
+    if found and not args.resume:
+        if not getattr(args, "overwrite", False):
+            raise UserError(f"--out {out} already holds {what} ({found[0].name}); pass --resume to continue it "
+                            f"or --overwrite to start over")
+        for path in found:
+            path.unlink()
+    return out
+
+
+def _saved_training(out: Path) -> str:
+    """What an interrupted `train` left behind, in words."""
+    from .train import load_checkpoint
+
+    path = out / "checkpoint.pt"
+    try:
+        state = load_checkpoint(path)
+        return f"{path} holds epoch {state['epoch']} of {state['config']['epochs']}"
+    except (UserError, KeyError, TypeError):
+        return "no epoch had finished, so nothing was saved"
+
+
+@one_line_os_errors
 def _run(args) -> int:
-    if getattr(args, "workers", 1) != 1:
+    check_parallelism("--workers", args.workers, refuse_per_core=4)
+    default = f"runs/{args.model}-{args.data}" + (f"-x{args.workers}" if args.workers != 1 else "")
+    out = Path(args.out or default)
+    cfg = train_config(args)  # the recipe and options are checked before anything is written
+    fresh_output(out, args, RUN_FILES, "a training run")
+    args.out = str(out)
+    try:
+        return _train(args, cfg, out)
+    except KeyboardInterrupt:
+        return interrupted(args, _saved_training(out))
+
+
+def _train(args, cfg, out: Path) -> int:
+    if args.workers != 1:
         from .cli_parallel import run as run_parallel
 
         return run_parallel(args)
@@ -78,12 +134,10 @@ def _run(args) -> int:
 
     from .data_torch import load_dataset
     from .models import build_model
-    from .train import train
+    from .train import make_deterministic, train
 
-    cfg = train_config(args)
-    out = Path(args.out or f"runs/{args.model}-{args.data}")
     data = load_dataset(args.data, folder=args.data_dir)
-    torch.manual_seed(cfg.seed)
+    make_deterministic(cfg.seed)
     model = build_model(args.model)
     print(f"training {args.model} on {args.data} ({len(data.train_y)} train / {len(data.test_y)} test), "
           f"{cfg.epochs} epochs, {cfg.optimizer} lr {cfg.lr} {cfg.schedule}; output in {out}", file=sys.stderr)
@@ -131,9 +185,10 @@ def register(sub) -> None:
     p.add_argument("--recipe", help="TOML recipe file (default: the model's built-in recipe)")
     p.add_argument("--out", help="output folder (default runs/MODEL-DATA)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
+    p.add_argument("--overwrite", action="store_true", help="start over in an OUT that holds an earlier run")
     p.add_argument("--record", help="add the result to this JSON list (e.g. benchmarks/results/baselines.json)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=int, help="(at most 10,000)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--optimizer", choices=("sgd", "adam"))
     p.add_argument("--lr", type=float)
@@ -143,6 +198,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--workers", type=int, default=1,
                    help="local data-parallel processes (DDP over gloo; default %(default)s); --batch-size is then per "
-                        "process and the output folder defaults to runs/MODEL-DATA-xN (see docs/PARALLEL.md)")
+                        "process and the output folder defaults to runs/MODEL-DATA-xN (see docs/PARALLEL.md); "
+                        "more than the cores warns, more than 4 per core is refused")
     p.set_defaults(func=_run)
 

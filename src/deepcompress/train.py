@@ -25,6 +25,8 @@ from .recipes.schema import Table
 
 SCHEDULES = ("constant", "step", "cosine")
 OPTIMIZERS = ("sgd", "adam")
+# An upper bound that no real run reaches (LeNet-300-100 takes 30 epochs); larger values are typing mistakes.
+MAX_EPOCHS = 10_000
 
 
 @dataclass
@@ -52,9 +54,14 @@ class TrainConfig(Table):
             raise UserError(f"optimizer = {self.optimizer!r}: expected one of {', '.join(map(repr, OPTIMIZERS))}")
         if self.schedule not in SCHEDULES:
             raise UserError(f"schedule = {self.schedule!r}: expected one of {', '.join(map(repr, SCHEDULES))}")
-        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
+        if self.epochs < 0 or self.batch_size < 1 or not self.lr > 0:
             raise UserError(f"need epochs >= 0, batch_size >= 1, lr > 0; got {self.epochs}, "
                             f"{self.batch_size}, {self.lr}")
+        if self.epochs > MAX_EPOCHS:
+            raise UserError(f"epochs = {self.epochs}: at most {MAX_EPOCHS:,} (the built-in recipes train 20-30)")
+        for name in ("lr", "momentum", "weight_decay", "gamma"):
+            if not math.isfinite(getattr(self, name)):
+                raise UserError(f"{name} = {getattr(self, name)}: must be a finite number")
 
 
 class TrainHook:
@@ -92,6 +99,10 @@ class BatchShard:
         return values
 
 
+class Diverged(UserError):
+    """The training loss became infinite or NaN: the run stopped before saving the broken weights."""
+
+
 @dataclass
 class TrainResult:
     """What a training run produced: per-epoch history, final test error, wall time of this call."""
@@ -99,6 +110,13 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     test_error: float = float("nan")
     wall_s: float = 0.0
+
+
+def make_deterministic(seed: int) -> None:
+    """Seed torch's generator and ask for deterministic kernels, so that a run repeats bit for bit on the
+    same machine with the same number of threads (a different thread count may sum in another order)."""
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def learning_rate(cfg: TrainConfig, epoch: int) -> float:
@@ -156,7 +174,11 @@ def _run_epoch(model, opt, data, cfg, epoch, hooks, progress, shard) -> dict:
         for hook in hooks:
             hook.after_step(model)
         if len(yb):  # a data-parallel share of the last, short batch can be empty
-            total_loss += loss.item() * len(yb)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise Diverged(f"the training loss became {value} in epoch {epoch + 1}, batch "
+                               f"{start // cfg.batch_size + 1} (lr {opt.param_groups[0]['lr']:g})")
+            total_loss += value * len(yb)
             wrong += (out.argmax(1) != yb).sum().item()
             seen += len(yb)
             bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{1 - wrong / seen:.4f}", refresh=False)
@@ -191,29 +213,48 @@ def load_checkpoint(path: Path) -> dict:
     except FileNotFoundError:
         raise UserError(f"checkpoint {path} not found") from None
     except Exception as exc:  # torch raises several types for corrupt or hostile files
-        raise UserError(f"checkpoint {path} is unreadable or not a deepcompress checkpoint: {exc}") from None
+        # torch's messages run to many lines of advice; their first sentence says what went wrong
+        cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0]
+        raise UserError(f"checkpoint {path} is unreadable or not a deepcompress checkpoint ({cause})") from None
 
 
 def _restore(path: Path, model, opt, cfg: TrainConfig) -> tuple[int, list[dict]]:
     state = load_checkpoint(path)
+    if not isinstance(state, dict) or not {"model", "optimizer", "rng", "epoch", "history"} <= state.keys():
+        raise UserError(f"checkpoint {path} is not a training checkpoint of deepcompress (keys missing); "
+                        f"remove it to start over")
     if state.get("config") != asdict(cfg):
         raise UserError(f"checkpoint {path} was written with different settings {state.get('config')}; "
                         f"resume with the same options, or start a new output folder")
-    _plain(model).load_state_dict(state["model"])
-    opt.load_state_dict(state["optimizer"])
+    try:
+        _plain(model).load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise UserError(f"checkpoint {path} does not fit this model: {str(exc).splitlines()[0]}") from None
     torch.set_rng_state(state["rng"])
     return int(state["epoch"]), list(state["history"])
 
 
+def _diverged(exc: Diverged, checkpoint: Path | None, epochs_done: int) -> Diverged:
+    """The divergence message completed with what was kept."""
+    if checkpoint is not None and epochs_done and checkpoint.exists():
+        kept = f"{checkpoint} (after epoch {epochs_done}) is the last good state and was kept"
+    else:
+        kept = "no epoch had finished, so nothing was saved"
+    return Diverged(f"{exc}: training stopped; {kept}; lower the learning rate (--lr or the recipe's lr)")
+
+
 def train(model: nn.Module, data, cfg: TrainConfig, checkpoint: str | Path | None = None,
           resume: bool = False, hooks: tuple[TrainHook, ...] = (), progress: bool = True,
-          verbose: bool = True, shard: BatchShard | None = None) -> TrainResult:
+          verbose: bool = True, shard: BatchShard | None = None, label: str = "") -> TrainResult:
     """Train `model` on `data` (a deepcompress.data.Dataset) and return its history and test error.
 
     With `checkpoint`, the state is saved there after every epoch; with `resume` and an existing
     checkpoint, training continues from it and ends in the same state as an uninterrupted run.
     `progress` shows a per-batch bar on a terminal; `verbose` prints one line per epoch. `shard` makes
     this process one of several data-parallel ones (only a shard that `writes` prints and checkpoints).
+    `label` starts every printed line (e.g. the compression stage). A loss that becomes infinite or NaN
+    stops the run with `Diverged`, leaving the checkpoint of the last finished epoch as it was.
     """
     start = time.perf_counter()
     shard = shard or BatchShard()
@@ -223,17 +264,25 @@ def train(model: nn.Module, data, cfg: TrainConfig, checkpoint: str | Path | Non
     checkpoint = Path(checkpoint) if checkpoint else None
     if resume and checkpoint is not None and checkpoint.exists():
         first_epoch, history = _restore(checkpoint, model, opt, cfg)
+    prefix = f"[{label}] " if label else ""
+    if verbose and first_epoch < cfg.epochs and cfg.batch_size > len(data.train_y):
+        print(f"{prefix}warning: batch size {cfg.batch_size:,} exceeds the {len(data.train_y):,} training samples; "
+              f"each epoch is one batch of all of them", file=sys.stderr, flush=True)
     for epoch in range(first_epoch, cfg.epochs):
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, epoch)
-        metrics = _run_epoch(model, opt, data, cfg, epoch, hooks, progress, shard)
+        try:
+            metrics = _run_epoch(model, opt, data, cfg, epoch, hooks, progress, shard)
+        except Diverged as exc:
+            raise _diverged(exc, checkpoint, epoch) from None
         metrics["test_error"] = evaluate(model, data.test_x, data.test_y)
         for hook in hooks:
             hook.on_epoch_end(epoch, model, metrics)
         history.append(metrics)
         if verbose:
-            tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}  loss {metrics['train_loss']:.4f}  "
+            tqdm.write(f"{prefix}epoch {epoch + 1}/{cfg.epochs}  loss {metrics['train_loss']:.4f}  "
                        f"train err {metrics['train_error']:.4f}  test err {metrics['test_error']:.4f}", file=sys.stderr)
+            sys.stderr.flush()
         if checkpoint is not None and shard.writes:
             save_checkpoint(checkpoint, model, opt, cfg, epoch + 1, history)
     test_error = history[-1]["test_error"] if history else evaluate(model, data.test_x, data.test_y)

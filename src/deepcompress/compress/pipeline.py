@@ -11,8 +11,11 @@ each stage, for progress reporting, tests that interrupt a run, or measurements 
 
 from __future__ import annotations
 
+import hashlib
+import json
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +26,7 @@ from tqdm import tqdm
 from .. import atomic
 from ..data import DATASETS
 from ..errors import UserError
-from ..train import BatchShard, TrainConfig, TrainHook, evaluate, train
+from ..train import BatchShard, TrainConfig, TrainHook, evaluate, load_checkpoint, train
 from .export import architecture_ops, example_of, load_into, write_model
 from .fold import apply_torch_prune, fold_batchnorm
 from .report import results_record, write_report
@@ -97,6 +100,7 @@ class Run:
         self.log.append({"stage": stage_name, "test_error": err, **extra})
         tqdm.write(f"[{stage_name}] test error {100 * err:.2f}%"
                    + "".join(f"  {k} {v}" for k, v in extra.items()))
+        sys.stdout.flush()  # a log file shows each stage when it ends, not all of them at exit
         return err
 
     def fit(self, model, cfg: TrainConfig, name: str, hooks=()) -> None:
@@ -104,7 +108,7 @@ class Run:
         hooks = [*hooks, *self.hooks.training(name)]
         train(self.team.wrap(model), self.data, cfg,
               checkpoint=self.out / f"{name}-train.pt", resume=self.resume, hooks=hooks,
-              progress=self.progress, verbose=self.progress, shard=self.team.shard())
+              progress=self.progress, verbose=self.progress, shard=self.team.shard(), label=name)
 
     def save(self, name: str, state: dict) -> None:
         """Write OUT/NAME atomically (writer only)."""
@@ -114,7 +118,28 @@ class Run:
 
 
 def _load(path: Path) -> dict | None:
-    return torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
+    """A saved stage, or None where there is none; a corrupt one is a UserError naming the file."""
+    if not path.exists():
+        return None
+    state = load_checkpoint(path)
+    if not isinstance(state, dict) or "model" not in state:
+        raise UserError(f"checkpoint {path} is not a stage of a compression run; remove it to redo that stage")
+    return state
+
+
+def _finished_round(model: nn.Module, masks: Masks, run: Run, rounds: int) -> int:
+    """With `resume`: load the last finished pruning round saved in OUT (prune-I.pt) and return I; else 0."""
+    for i in range(rounds, 0, -1) if run.resume else ():
+        saved = _load(run.out / f"prune-{i}.pt")
+        if saved is not None:
+            try:
+                model.load_state_dict(saved["model"])
+                masks.masks = saved["masks"]
+            except (RuntimeError, KeyError) as exc:
+                raise UserError(f"checkpoint {run.out / f'prune-{i}.pt'} does not fit this model: "
+                                f"{str(exc).splitlines()[0]}") from None
+            return i
+    return 0
 
 
 def _round_rules(cfg: PruneStage, i: int, rounds: int) -> dict:
@@ -131,12 +156,7 @@ def prune_stage(model: nn.Module, cfg: PruneStage, run: Run) -> Masks:
     if cfg.schedule == "gradual":
         return _gradual(model, cfg, masks, run)
     rounds = cfg.iterations
-    for i in range(1, rounds + 1):
-        saved = _load(run.out / f"prune-{i}.pt") if run.resume else None
-        if saved is not None:
-            model.load_state_dict(saved["model"])
-            masks.masks = saved["masks"]
-            continue
+    for i in range(_finished_round(model, masks, run, rounds) + 1, rounds + 1):
         if cfg.rule == "global":
             masks.prune_global(1 - (1 - cfg.sparsity) ** (i / rounds))
         else:
@@ -209,6 +229,10 @@ def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Pat
     masks are applied first. OUT/report.md and OUT/results.json describe the run (`command`: how it was
     started, for the record); the returned dict holds that record under "record".
 
+    With `resume`, finished stages saved in OUT are reused, after checking that they were made with the
+    same [prune] and [quantize] settings, model (and starting weights) and data (OUT/stages.json; a
+    difference is a UserError naming the setting). See `tidy_stages` for removing them afterwards.
+
     Example:
         compress_model(model, data, {"prune": {"layers": {"ip1": 0.9}}, "quantize": {"fc_bits": 4}}, "out/")
     """
@@ -220,6 +244,7 @@ def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Pat
         architecture_ops(model, example)  # a model the file cannot describe fails here, before any work
     run = Run(Path(out), data, resume, progress, team or Team(), hooks or PipelineHooks())
     run.out.mkdir(parents=True, exist_ok=True)
+    check_resumable(run.out, run_identity(model, data, cfg, meta), resume, run.team.writes)
     t0 = time.perf_counter()
     run.note("baseline", model)
     masks = prune_stage(model, cfg.prune, run)
@@ -236,6 +261,7 @@ def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Pat
     outcome = _encode(model, masks, shared, cfg, run, meta, t0, example)
     name = (meta or {}).get("model") or type(model).__name__
     outcome["record"] = results_record(name, dataset or "custom", outcome, command or "compress_model(...)")
+    outcome["record"]["torch_threads"] = torch.get_num_threads()  # results are exact for a thread count
     write_report(run.out, outcome["record"])
     return outcome
 
@@ -317,3 +343,87 @@ def _reloaded(model: nn.Module, path: Path) -> nn.Module:
                 p.zero_()
     load_into(fresh, path)
     return fresh
+
+
+IDENTITY_FILE = "stages.json"
+STAGE_FILES = ("baseline-train.pt", "prune-*.pt", "quantize-train.pt", IDENTITY_FILE)
+
+
+def run_identity(model: nn.Module, data, recipe: Recipe, meta: dict | None) -> dict:
+    """What the stages a run saves are made from, as flat keys: the [prune] and [quantize] settings, the
+    model (name, a hash of its starting weights) and the data (name, sizes, a hash of the labels and of
+    every 97th training image). [encode] is left out: a changed [encode] re-encodes from the same stages."""
+    identity: dict = {}
+    for table in ("prune", "quantize"):
+        _flatten(asdict(getattr(recipe, table)), table, identity)
+    identity["model name"] = (meta or {}).get("model") or type(model).__name__
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(_bytes(tensor))
+    identity["model starting weights (sha256)"] = digest.hexdigest()[:16]
+    identity["data name"] = getattr(data, "name", None)
+    train_x, train_y = getattr(data, "train_x", None), getattr(data, "train_y", None)
+    if train_x is not None and train_y is not None:
+        identity["data training samples"] = len(train_y)
+        identity["data test samples"] = len(getattr(data, "test_y", ()))
+        digest = hashlib.sha256(_bytes(train_y))
+        digest.update(_bytes(train_x[::97]))
+        identity["data fingerprint (sha256)"] = digest.hexdigest()[:16]
+    return json.loads(json.dumps(identity))  # as it reads back from the file
+
+
+def _bytes(array) -> bytes:
+    if isinstance(array, torch.Tensor):
+        array = array.detach().cpu().numpy()
+    return np.ascontiguousarray(array).tobytes()
+
+
+def _flatten(table: dict, name: str, into: dict) -> None:
+    for key, value in table.items():
+        if isinstance(value, dict):
+            _flatten(value, f"{name}.{key}", into)
+        else:
+            into[f"recipe [{name}] {key}"] = value
+
+
+def check_resumable(out: Path, identity: dict, resume: bool, writes: bool = True) -> None:
+    """Refuse to resume from stages in `out` made with another recipe, model or data, naming the first
+    setting that differs; then (`writes`) record `identity` as what this run's stages are made from."""
+    path = out / IDENTITY_FILE
+    if resume and path.exists():
+        try:
+            made_with = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise UserError(f"{path}: unreadable ({exc}); remove it to resume without the check") from None
+        for key in [*identity, *(k for k in made_with if k not in identity)]:
+            if made_with.get(key) != identity.get(key):
+                raise UserError(f"--resume: the stages in {out} were made with {key} = "
+                                f"{made_with.get(key, '(unset)')!r}, this run has {identity.get(key, '(unset)')!r}; "
+                                f"resume with the same recipe, model and data, or use another --out")
+    if writes:
+        atomic.write_json(path, identity)
+
+
+def stage_files(out: Path) -> list[Path]:
+    """The files in `out` that hold a compression run's stages (what `resume` continues from)."""
+    return sorted({p for pattern in STAGE_FILES for p in Path(out).glob(pattern)})
+
+
+def tidy_stages(out: str | Path, keep: str = "resume") -> tuple[list[Path], list[Path]]:
+    """After a finished run, remove stage files from `out`; returns (kept, removed).
+
+    `keep` "resume" keeps what `resume` needs to re-encode without retraining (the baseline's checkpoint,
+    the last pruning round, gradual pruning's and the fine-tuning's checkpoints, stages.json) and removes
+    the earlier rounds and their training checkpoints; "all" removes nothing; "none" removes them all.
+    """
+    files = stage_files(Path(out))
+    if keep == "all":
+        return files, []
+    rounds = [int(p.stem.split("-")[1]) for p in files if p.stem.split("-")[-1].isdigit()]
+    needed = {"baseline-train.pt", "prune-gradual-train.pt", "quantize-train.pt", IDENTITY_FILE,
+              *([f"prune-{max(rounds)}.pt"] if rounds else [])}
+    removed = [p for p in files if keep == "none" or p.name not in needed]
+    for p in removed:
+        p.unlink(missing_ok=True)
+    return [p for p in files if p not in removed], removed

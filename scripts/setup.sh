@@ -8,12 +8,13 @@ PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 stamp=.venv/.deepcompress-setup
 # setup.py and the C kernels too: a change to them rebuilds the SIMD extension
-want=$(cat requirements.lock pyproject.toml setup.py src/deepcompress/runtime/_lut.c | sha256sum | cut -c1-16)
+want=$(cat requirements.lock requirements-nodeps.lock pyproject.toml setup.py src/deepcompress/runtime/_lut.c | sha256sum | cut -c1-16)
 
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: creating .venv and installing pinned dependencies (torch 2.13.0 CPU, numpy, numba, ...)" >&2
   "$PY" -m venv .venv
   .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.lock
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.lock
   .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
   echo "$want" > "$stamp"
 fi

@@ -24,6 +24,15 @@ TINY = MiniLMConfig(vocab_size=50, hidden_size=8, num_hidden_layers=2, num_atten
                     intermediate_size=16, max_position_embeddings=12)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small forward passes on a shared 2-core machine are far faster on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def dense():
     return load_minilm()
@@ -116,6 +125,13 @@ def test_dense_size_counts_what_the_sentence_embedding_uses(dense):
     unused = 384 * 384 + 384 + 2 * 384  # the [CLS] pooler; the segment table (row 0 is folded into positions)
     stored = sum(t.numel() for k, t in tensors.items() if k != "embeddings.position_ids")
     assert fp32_weight_bytes(dense) == 4 * (stored - unused)
+
+
+@pytest.mark.slow
+def test_dense_model_reproduces_the_quoted_baselines(dense, tokenizer):
+    # issue 13's dense baselines (sentence-transformers' all-MiniLM-L6-v2 pipeline): 0.729, 0.446, 0.656
+    got = text_eval.scores(Encoder(torch_model(dense), tokenizer).embed)
+    assert (round(got["wordsim353"], 3), round(got["simlex999"], 3), round(got["lee50"], 3)) == (0.729, 0.446, 0.656)
 
 
 def test_evaluation_files_are_read_whole():

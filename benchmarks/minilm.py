@@ -12,7 +12,8 @@ Records (a list) go to benchmarks/results/minilm.json: `setting` ("dense" for th
 file's graph cannot capture yet is listed with `skipped` and the reason, not run. PyTorch runs with one
 thread and autograd off (the runtime is single-threaded). --sensitivity writes
 benchmarks/results/minilm_sensitivity.json: per Linear layer, (sparsity, 1 - mean cosine to the dense
-model) with only that layer pruned, no retraining, and the sparsities within the tolerance.
+model) with only that layer pruned, and (bits, same) with only that layer weight-shared, no retraining,
+and the sparsities and widths within the tolerances.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ SETTINGS = {
     "prune-70-share-4bit": {"sparsity": 0.7, "fc_bits": 4},
 }
 SENSITIVITY_GRID = (0.0, 0.5, 0.7, 0.8, 0.9)
+SENSITIVITY_BITS = (2, 3, 4, 5)
 QUICK = {"layers": 2, "pairs": 40, "docs": 12, "sentences": 8, "rounds": 3}
 FULL = {"layers": None, "pairs": None, "docs": None, "sentences": None, "rounds": 25}
 
@@ -149,26 +151,32 @@ def setting_records(model: MiniLM, tokenizer) -> list[dict]:
     recipes = {name: setting_recipe(model, overrides) for name, overrides in SETTINGS.items()}
     gap = capture_gap(model, tokenizer)
     if gap is None:
-        gap = ("the graph captures, but compress_model has no distillation objective yet (its retraining "
-               "and evaluation are classification's); see the README's transformer section")
+        gap = ("the graph captures now; the compression run is still to be wired here: compress_model with "
+               "the setting's recipe, minilm_distill.distill_data and CosineDistill (README, transformer section)")
     print(f"compression settings skipped: {gap}", file=sys.stderr)
     return [{"setting": name, "overrides": SETTINGS[name], "skipped": gap}
             for name in recipes]
 
 
-def sensitivity_run(model: MiniLM, tokenizer, windows: int, length: int, tolerance: float) -> dict:
-    """Per Linear layer, 1 - mean cosine to the dense model on held-out windows with only that layer
-    pruned (deepcompress.compress.sensitivity with the distillation error), and the suggested sparsities."""
-    from deepcompress.compress.sensitivity import sensitivity, suggest_sparsity
+def sensitivity_run(model: MiniLM, tokenizer, windows: int, length: int, tolerance: float,
+                    bits_tolerance: float) -> dict:
+    """Per Linear layer, 1 - mean cosine to the dense model on held-out windows with only that layer pruned,
+    and with only that layer weight-shared (deepcompress.compress.sensitivity with the distillation
+    error), and the suggested sparsities and bits."""
+    from deepcompress.compress.sensitivity import bits_sensitivity, sensitivity, suggest_bits, suggest_sparsity
 
     x = torch.from_numpy(real_windows(tokenizer, length)[:windows])
     y = targets(model, x)
     start = time.perf_counter()
     curves = sensitivity(model, x, y, grid=SENSITIVITY_GRID, error=cosine_error)
+    pruned_s = time.perf_counter() - start
+    bits = bits_sensitivity(model, x, y, widths=SENSITIVITY_BITS, error=cosine_error)
     return {"measure": "1 - mean cosine to the dense model's pooled states, no retraining",
             "inputs": f"{len(x)} held-out lee_background windows of {length} tokens", "tolerance": tolerance,
             "curves": curves, "suggested_sparsity": suggest_sparsity(curves, tolerance),
-            "wall_s": time.perf_counter() - start}
+            "bits_tolerance": bits_tolerance, "bits_curves": bits,
+            "suggested_bits": suggest_bits(bits, bits_tolerance),
+            "prune_s": pruned_s, "bits_s": time.perf_counter() - start - pruned_s}
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -180,18 +188,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--sensitivity", action="store_true", help="per-layer pruning sensitivity instead")
     parser.add_argument("--windows", type=int, default=8, help="held-out windows for --sensitivity")
     parser.add_argument("--length", type=int, default=32, help="their length in tokens")
-    parser.add_argument("--tolerance", type=float, default=0.02, help="allowed cosine loss for a suggestion")
+    parser.add_argument("--tolerance", type=float, default=0.02, help="allowed cosine loss for a sparsity")
+    parser.add_argument("--bits-tolerance", type=float, default=0.002, help="allowed cosine loss for a width")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     size = QUICK if args.quick else FULL
     model, tokenizer = load_minilm(layers=size["layers"]), load_tokenizer()
     if args.sensitivity:
         result = sensitivity_run(model, tokenizer, 2 if args.quick else args.windows, 16 if args.quick else args.length,
-                                 args.tolerance)
+                                 args.tolerance, args.bits_tolerance)
         out = args.out or (None if args.quick else SENSITIVITY)
         if out:
             atomic.write_json(out, result)
-        print(result["suggested_sparsity"])
+        print(result["suggested_sparsity"], result["suggested_bits"])
         return [result]
     sets = test_sets(size)
     dense, _ = dense_record(model, tokenizer, sets, size["rounds"])

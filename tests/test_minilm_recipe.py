@@ -15,7 +15,7 @@ from deepcompress import decompress
 from deepcompress.compress import Recipe, compress_model, read_recipe
 from deepcompress.compress.prune import prunable_layers
 from deepcompress.compress.recipe import DistillStage
-from deepcompress.compress.sensitivity import sensitivity
+from deepcompress.compress.sensitivity import bits_sensitivity, sensitivity, suggest_bits
 from deepcompress.errors import UserError
 from deepcompress.minilm import MiniLM, MiniLMConfig
 from deepcompress.data import Dataset
@@ -104,6 +104,17 @@ def test_sensitivity_tool_takes_the_distillation_error(tokenizer):
     curves = sensitivity(model, x, y, grid=(0.0, 0.9), error=cosine_error)
     assert set(curves) == set(prunable_layers(model))
     assert all(points[0] == (0.0, pytest.approx(0, abs=1e-6)) and points[1][1] > 1e-4 for points in curves.values())
+    bits = bits_sensitivity(model, x, y, widths=(1, 6), error=cosine_error, iters=10)
+    assert set(bits) == set(curves)
+    for name, points in bits.items():  # one layer at 2 levels loses more than at 64
+        (full, base), (one, coarse), (six, fine) = points
+        assert (full, one, six) == (32, 1, 6) and base == pytest.approx(0, abs=1e-6) and coarse > fine, name
+
+
+def test_suggested_bits_are_the_fewest_within_the_tolerance():
+    curves = {"a": [(32, 0.1), (2, 0.5), (3, 0.12), (4, 0.101)], "b": [(32, 0.0), (2, 0.3), (3, 0.2)]}
+    assert suggest_bits(curves, 0.02) == {"a": 3, "b": 3}  # b fits nowhere: the most bits tried
+    assert suggest_bits(curves, 0.001) == {"a": 4, "b": 3}
 
 
 def test_benchmark_quick_path_writes_a_dense_record_and_every_setting(tmp_path):

@@ -60,7 +60,7 @@ FULL = {"layers": None, "pairs": None, "docs": None, "sentences": None, "rounds"
 
 
 @dataclass
-class TestSets:
+class EvalSets:
     """What every setting is measured on (all of it, or the first few items with --quick)."""
 
     wordsim: text_eval.WordPairs
@@ -74,15 +74,15 @@ def _head(pairs: text_eval.WordPairs, n: int | None) -> text_eval.WordPairs:
     return text_eval.WordPairs(pairs.name, pairs.first[:n], pairs.second[:n], pairs.human[:n])
 
 
-def test_sets(size: dict) -> TestSets:
+def test_sets(size: dict) -> EvalSets:
     """The three test sets and lee_background's held-out sentences, cut to `size`."""
     docs, human = text_eval.lee50()
     n = size["docs"] or len(docs)
-    return TestSets(_head(text_eval.wordsim353(), size["pairs"]), _head(text_eval.simlex999(), size["pairs"]),
+    return EvalSets(_head(text_eval.wordsim353(), size["pairs"]), _head(text_eval.simlex999(), size["pairs"]),
                     docs[:n], human[:n, :n], text_eval.held_out_sentences()[: size["sentences"]])
 
 
-def quality(encoder: Encoder, sets: TestSets, dense_sentences: np.ndarray) -> dict:
+def quality(encoder: Encoder, sets: EvalSets, dense_sentences: np.ndarray) -> dict:
     """The three correlations and the mean cosine to the dense model's held-out sentence embeddings."""
     return {"wordsim353": text_eval.word_similarity(encoder.embed, sets.wordsim),
             "simlex999": text_eval.word_similarity(encoder.embed, sets.simlex),
@@ -108,7 +108,7 @@ def latency_us(run, inputs: np.ndarray, rounds: int) -> float:
     return 1e6 * float(np.median(times))
 
 
-def dense_record(model: MiniLM, tokenizer, sets: TestSets, rounds: int) -> tuple[dict, np.ndarray]:
+def dense_record(model: MiniLM, tokenizer, sets: EvalSets, rounds: int) -> tuple[dict, np.ndarray]:
     """The dense baseline's record, and its held-out sentence embeddings (what settings are compared to)."""
     encoder = Encoder(torch_model(model), tokenizer)
     dense_sentences = encoder.embed(sets.sentences)
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--quick", action="store_true", help="2 layers, a few pairs, documents, sentences")
     parser.add_argument("--out", type=Path, help=f"results file (default {RESULTS.relative_to(ROOT)}; "
                                                   "--quick writes only with --out)")
-    parser.add_argument("--sensitivity", action="store_true", help="per-layer pruning sensitivity instead")
+    parser.add_argument("--sensitivity", action="store_true", help="per-layer pruning and weight-sharing sensitivity instead")
     parser.add_argument("--windows", type=int, default=8, help="held-out windows for --sensitivity")
     parser.add_argument("--length", type=int, default=32, help="their length in tokens")
     parser.add_argument("--tolerance", type=float, default=0.02, help="allowed cosine loss for a sparsity")

@@ -51,7 +51,7 @@ def test_built_in_recipe_names_every_linear_layer_and_distills():
     assert set(recipe.prune.layers) == set(layers) and len(layers) == 36
     assert recipe.prune.layers == tables["prune"]["layers"]
     assert recipe.distill == DistillStage(**tables["distill"]) and recipe.train is None
-    assert recipe.quantize.fc_bits == tables["quantize"]["fc_bits"]
+    assert recipe.quantize.bits({name: "fc" for name in layers}) == tables["quantize"]["layers"]
 
 
 @pytest.mark.parametrize("table, message", [

@@ -12,6 +12,9 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
+from scipy import stats
+
+from conftest import without_torch
 
 from deepcompress import text_eval
 from deepcompress.errors import UserError
@@ -144,6 +147,13 @@ def test_evaluation_files_are_read_whole():
     assert (len(train), len(held)) == (270, 30) and not set(train) & set(held) & set(docs)
 
 
+def test_spearman_is_scipys_with_ties():
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 5, 200), rng.normal(size=200) + rng.integers(0, 5, 200)
+    assert text_eval.spearman(a, b) == pytest.approx(stats.spearmanr(a, b).statistic, abs=1e-12)
+    assert list(text_eval.ranks([3, 1, 3, 2])) == [3.5, 1, 3.5, 2]
+
+
 def test_correlations_are_the_scipy_statistics():
     pairs = text_eval.WordPairs("t", ("a", "b", "c"), ("b", "c", "a"), np.array([1.0, 3.0, 2.0]))
     table = {"a": [1.0, 0.0], "b": [0.8, 0.6], "c": [0.0, 1.0]}  # cosines: a-b .8, b-c .6, c-a 0
@@ -206,3 +216,14 @@ def _bert_reference(w: dict, ids: torch.Tensor) -> torch.Tensor:
         x = ln(x + lin(torch.nn.functional.gelu(lin(x, f"{p}.intermediate.dense")), f"{p}.output.dense"),
                f"{p}.output.LayerNorm")
     return x.mean(1)
+
+
+def test_text_side_runs_without_torch():
+    # running a file (`deepcompress run FILE --text`) must not need torch: tokenizer, Encoder, test sets
+    code = ("import numpy as np\n"
+            "from deepcompress.minilm_text import Encoder\n"
+            "from deepcompress import text_eval\n"
+            "enc = Encoder(lambda ids: np.ones((len(ids), 3)) * ids.shape[1])\n"
+            "x = enc.embed(['a b', 'hello'])\n"
+            "assert np.allclose(x, 3 ** -0.5) and len(text_eval.wordsim353().first) == 353\n")
+    without_torch(code)

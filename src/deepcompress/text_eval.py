@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from .errors import UserError
 
@@ -96,12 +95,27 @@ def lee50(folder: Path | None = None) -> tuple[list[str], np.ndarray]:
     return docs, matrix
 
 
+def ranks(values) -> np.ndarray:
+    """1-based ranks of `values`, ties sharing their mean rank (as Spearman's correlation needs)."""
+    values = np.asarray(values, dtype=np.float64)
+    order = np.argsort(values, kind="stable")
+    ranked = np.empty(len(values))
+    ranked[order] = np.arange(1, len(values) + 1)
+    _, group, counts = np.unique(values, return_inverse=True, return_counts=True)
+    return (np.bincount(group, weights=ranked) / counts)[group]
+
+
+def spearman(a, b) -> float:
+    """Spearman's rank correlation: Pearson's correlation of the (tie-averaged) ranks."""
+    return float(np.corrcoef(ranks(a), ranks(b))[0, 1])
+
+
 def word_similarity(embed: Embed, pairs: WordPairs) -> float:
     """Spearman correlation of the pairs' cosine similarities with the human scores."""
     words = sorted(set(pairs.first) | set(pairs.second))
     vectors = dict(zip(words, embed(words)))
     cosine = [float(vectors[a] @ vectors[b]) for a, b in zip(pairs.first, pairs.second)]
-    return float(stats.spearmanr(cosine, pairs.human).statistic)
+    return spearman(cosine, pairs.human)
 
 
 def lee_correlation(embed: Embed, docs: Sequence[str], human: np.ndarray) -> float:

@@ -36,7 +36,7 @@ import torch  # noqa: E402
 from deepcompress import atomic, text_eval  # noqa: E402
 from deepcompress.compress.capture import Unsupported, capture  # noqa: E402
 from deepcompress.compress.prune import prunable_layers  # noqa: E402
-from deepcompress.compress.recipe import Recipe  # noqa: E402
+from deepcompress.compress.recipe import Recipe, read_recipe  # noqa: E402
 from deepcompress.minilm import MiniLM, fp32_weight_bytes, load_minilm  # noqa: E402
 from deepcompress.minilm_distill import cosine_error, targets, token_windows, untruncated  # noqa: E402
 from deepcompress.minilm_text import Encoder, load_tokenizer, torch_model  # noqa: E402
@@ -45,6 +45,7 @@ from deepcompress.recipes import load_recipe  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "minilm.json"
 SENSITIVITY = ROOT / "benchmarks" / "results" / "minilm_sensitivity.json"
+TORCH_RECIPE = ROOT / "benchmarks" / "results" / "minilm_torch_recipe.json"
 SEQ_LENGTHS = (16, 128)
 # each setting: the built-in recipe (src/deepcompress/recipes/minilm.toml), or it with one sparsity for
 # every Linear layer and one weight-sharing width
@@ -179,6 +180,33 @@ def sensitivity_run(model: MiniLM, tokenizer, windows: int, length: int, toleran
             "prune_s": pruned_s, "bits_s": time.perf_counter() - start - pruned_s}
 
 
+def torch_recipe_run(model: MiniLM, tokenizer, sets: EvalSets, max_windows: int, out: Path,
+                     recipe_path: Path | None = None) -> dict:
+    """The built-in recipe's prune + retrain and weight sharing + fine-tuning stages (the pipeline's own
+    functions, distilling with CosineDistill) on the PyTorch model, without the file: Linear layers only,
+    the embedding tables stay float32. Quality against the dense model, no size."""
+    import copy
+    from dataclasses import replace
+
+    from deepcompress.compress.pipeline import Run, prune_stage, quantize_stage
+    from deepcompress.minilm_distill import CosineDistill, distill_data
+
+    recipe = read_recipe("minilm", recipe_path)
+    data = distill_data(model, tokenizer, replace(recipe.distill, max_windows=max_windows))
+    dense_sentences = Encoder(torch_model(model), tokenizer).embed(sets.sentences)
+    student = copy.deepcopy(model)
+    run = Run(out, data, progress=False, objective=CosineDistill())
+    start = time.perf_counter()
+    masks = prune_stage(student, recipe.prune, run)
+    shared = quantize_stage(student, masks, recipe.quantize, run)
+    student.eval()
+    return {"setting": "recipe, PyTorch only (Linear layers; embeddings float32)", "recipe": recipe.file,
+            "train_windows": len(data.train_x),
+            "density": masks.density(), "bits": shared.bits(), "stages": run.log,
+            "wall_s": time.perf_counter() - start,
+            **quality(Encoder(torch_model(student), tokenizer), sets, dense_sentences)}
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     """Measure and write the records; returns them."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -190,6 +218,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--length", type=int, default=32, help="their length in tokens")
     parser.add_argument("--tolerance", type=float, default=0.02, help="allowed cosine loss for a sparsity")
     parser.add_argument("--bits-tolerance", type=float, default=0.002, help="allowed cosine loss for a width")
+    parser.add_argument("--torch-recipe", type=int, metavar="WINDOWS",
+                        help="instead: run the recipe's stages on the PyTorch model with this many training "
+                             "windows (no file) and measure its quality")
+    parser.add_argument("--recipe", type=Path, help="with --torch-recipe: this recipe instead of the built-in one")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     size = QUICK if args.quick else FULL
@@ -203,6 +235,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(result["suggested_sparsity"], result["suggested_bits"])
         return [result]
     sets = test_sets(size)
+    if args.torch_recipe:
+        result = torch_recipe_run(model, tokenizer, sets, args.torch_recipe,
+                                  Path("runs") / f"minilm-torch-{(args.recipe or Path('minilm')).stem}", args.recipe)
+        atomic.write_json(args.out or TORCH_RECIPE, result)
+        print({k: v for k, v in result.items() if k not in ("density", "bits", "stages")})
+        return [result]
     dense, _ = dense_record(model, tokenizer, sets, size["rounds"])
     print(f"dense: {dense['file_bytes']:,} bytes, WordSim353 {dense['wordsim353']:.3f}, SimLex-999 "
           f"{dense['simlex999']:.3f}, Lee-50 {dense['lee50']:.3f}, batch-1 latency "

@@ -54,6 +54,13 @@ def test_built_in_recipe_names_every_linear_layer_and_distills():
     assert recipe.quantize.bits({name: "fc" for name in layers}) == tables["quantize"]["layers"]
 
 
+@pytest.mark.parametrize("path", sorted((ROOT / "benchmarks" / "recipes").glob("minilm-*.toml")), ids=lambda p: p.name)
+def test_benchmark_recipe_variants_parse_and_name_the_models_layers(path):
+    recipe = read_recipe("minilm", path)
+    recipe.check_layers(prunable_layers(MiniLM(SIX_LAYERS)), "all-MiniLM-L6-v2")
+    assert recipe.distill is not None and set(recipe.prune.layers) == set(prunable_layers(MiniLM(SIX_LAYERS)))
+
+
 @pytest.mark.parametrize("table, message", [
     ({"windw": 64}, "[distill] unknown key 'windw' (did you mean 'window'?)"),
     ({"window": 2}, "[distill] window = 2: expected an integer in 3..512"),

@@ -26,7 +26,7 @@ TIMEOUT=${DEEPCOMPRESS_SETUP_TIMEOUT:-15}
 TORCH_PIN=$(grep -E '^torch==' requirements.lock)
 stamp=.venv/.deepcompress-setup
 # setup.py and the C kernels too: a change to them rebuilds the SIMD extension
-want=$(cat requirements.lock pyproject.toml setup.py src/deepcompress/runtime/*.c | sha256sum | cut -c1-16)
+want=$(cat requirements.lock requirements-nodeps.lock pyproject.toml setup.py src/deepcompress/runtime/*.c | sha256sum | cut -c1-16)
 pip=(.venv/bin/python -m pip --disable-pip-version-check --no-input)
 
 fail() {
@@ -66,6 +66,9 @@ install_the_rest() {
   "${pip[@]}" install --timeout "$TIMEOUT" -r "$rest" >>"$log" 2>&1 \
     || fail "pip could not install requirements.lock ($(pip_reason "$log")); point pip at a registry or" \
             "wheel folder holding it with PIP_INDEX_URL or PIP_FIND_LINKS and run again (pip's output: $log)"
+  # packages whose declared requirements would pull in more than we use (see requirements-nodeps.lock)
+  "${pip[@]}" install --timeout "$TIMEOUT" --no-deps -r requirements-nodeps.lock >>"$log" 2>&1 \
+    || fail "pip could not install requirements-nodeps.lock ($(pip_reason "$log")); pip's output: $log"
   # No build isolation: the venv's own setuptools builds the package, so this step needs no network.
   "${pip[@]}" install --no-deps --no-build-isolation -e . >>"$log" 2>&1 \
     || fail "installing deepcompress itself failed ($(pip_reason "$log")); pip's output: $log"

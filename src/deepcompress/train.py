@@ -136,16 +136,34 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
-@torch.no_grad()
+class Objective:
+    """What training minimises and how a model is scored. This base class is classification: cross-entropy
+    loss, top-1 error. A subclass changes both, e.g. distillation towards a teacher's outputs
+    (deepcompress.minilm_distill.CosineDistill), where y holds the teacher's outputs instead of labels."""
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The mean loss of a batch's outputs `out` against its targets `y`."""
+        return F.cross_entropy(out, y)
+
+    def errors(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Each sample's error, 0 for a perfect one (here 1 for a wrong top-1 class, else 0)."""
+        return (out.argmax(1) != y).float()
+
+    @torch.no_grad()
+    def error(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2000) -> float:
+        """The mean per-sample error of `model` on (x, y), in eval mode."""
+        was_training = model.training
+        model.eval()
+        total = 0.0
+        for i in range(0, len(y), batch_size):
+            total += self.errors(model(x[i : i + batch_size]), y[i : i + batch_size]).sum().item()
+        model.train(was_training)
+        return total / max(len(y), 1)
+
+
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2000) -> float:
     """Top-1 error of `model` on (x, y), as a fraction."""
-    was_training = model.training
-    model.eval()
-    wrong = 0
-    for i in range(0, len(y), batch_size):
-        wrong += (model(x[i : i + batch_size]).argmax(1) != y[i : i + batch_size]).sum().item()
-    model.train(was_training)
-    return wrong / max(len(y), 1)
+    return Objective().error(model, x, y, batch_size)
 
 
 def _epoch_order(cfg: TrainConfig, epoch: int, n: int) -> torch.Tensor:
@@ -154,7 +172,7 @@ def _epoch_order(cfg: TrainConfig, epoch: int, n: int) -> torch.Tensor:
     return torch.randperm(n, generator=gen)
 
 
-def _run_epoch(model, opt, data, cfg, epoch, hooks, progress, shard) -> dict:
+def _run_epoch(model, opt, data, cfg, epoch, hooks, progress, shard, objective: Objective) -> dict:
     model.train()
     order = _epoch_order(cfg, epoch, len(data.train_y))
     total_loss, wrong, seen = 0.0, 0, 0
@@ -166,7 +184,7 @@ def _run_epoch(model, opt, data, cfg, epoch, hooks, progress, shard) -> dict:
         xb, yb = data.train_x[idx], data.train_y[idx]
         opt.zero_grad(set_to_none=True)
         out = model(xb)
-        loss = F.cross_entropy(out, yb)
+        loss = objective.loss(out, yb)
         shard.objective(loss, out, len(batch)).backward()
         for hook in hooks:
             hook.after_backward(model)
@@ -179,7 +197,7 @@ def _run_epoch(model, opt, data, cfg, epoch, hooks, progress, shard) -> dict:
                 raise Diverged(f"the training loss became {value} in epoch {epoch + 1}, batch "
                                f"{start // cfg.batch_size + 1} (lr {opt.param_groups[0]['lr']:g})")
             total_loss += value * len(yb)
-            wrong += (out.argmax(1) != yb).sum().item()
+            wrong += objective.errors(out.detach(), yb).sum().item()
             seen += len(yb)
             bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{1 - wrong / seen:.4f}", refresh=False)
     total_loss, wrong, seen = shard.totals([total_loss, wrong, seen])
@@ -246,7 +264,8 @@ def _diverged(exc: Diverged, checkpoint: Path | None, epochs_done: int) -> Diver
 
 def train(model: nn.Module, data, cfg: TrainConfig, checkpoint: str | Path | None = None,
           resume: bool = False, hooks: tuple[TrainHook, ...] = (), progress: bool = True,
-          verbose: bool = True, shard: BatchShard | None = None, label: str = "") -> TrainResult:
+          verbose: bool = True, shard: BatchShard | None = None, label: str = "",
+          objective: Objective | None = None) -> TrainResult:
     """Train `model` on `data` (a deepcompress.data.Dataset) and return its history and test error.
 
     With `checkpoint`, the state is saved there after every epoch; with `resume` and an existing
@@ -255,9 +274,11 @@ def train(model: nn.Module, data, cfg: TrainConfig, checkpoint: str | Path | Non
     this process one of several data-parallel ones (only a shard that `writes` prints and checkpoints).
     `label` starts every printed line (e.g. the compression stage). A loss that becomes infinite or NaN
     stops the run with `Diverged`, leaving the checkpoint of the last finished epoch as it was.
+    `objective` is what is minimised and reported as error (default: classification, `Objective`).
     """
     start = time.perf_counter()
     shard = shard or BatchShard()
+    objective = objective or Objective()
     progress, verbose = progress and shard.writes, verbose and shard.writes
     opt = make_optimizer(model, cfg)
     first_epoch, history = 0, []
@@ -272,10 +293,10 @@ def train(model: nn.Module, data, cfg: TrainConfig, checkpoint: str | Path | Non
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, epoch)
         try:
-            metrics = _run_epoch(model, opt, data, cfg, epoch, hooks, progress, shard)
+            metrics = _run_epoch(model, opt, data, cfg, epoch, hooks, progress, shard, objective)
         except Diverged as exc:
             raise _diverged(exc, checkpoint, epoch) from None
-        metrics["test_error"] = evaluate(model, data.test_x, data.test_y)
+        metrics["test_error"] = objective.error(model, data.test_x, data.test_y)
         for hook in hooks:
             hook.on_epoch_end(epoch, model, metrics)
         history.append(metrics)
@@ -285,5 +306,5 @@ def train(model: nn.Module, data, cfg: TrainConfig, checkpoint: str | Path | Non
             sys.stderr.flush()
         if checkpoint is not None and shard.writes:
             save_checkpoint(checkpoint, model, opt, cfg, epoch + 1, history)
-    test_error = history[-1]["test_error"] if history else evaluate(model, data.test_x, data.test_y)
+    test_error = history[-1]["test_error"] if history else objective.error(model, data.test_x, data.test_y)
     return TrainResult(history, test_error, time.perf_counter() - start)

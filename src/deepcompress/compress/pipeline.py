@@ -26,7 +26,7 @@ from tqdm import tqdm
 from .. import atomic
 from ..data import DATASETS
 from ..errors import UserError
-from ..train import BatchShard, TrainConfig, TrainHook, evaluate, load_checkpoint, train
+from ..train import BatchShard, Objective, TrainConfig, TrainHook, evaluate, load_checkpoint, train
 from .export import architecture_ops, example_of, load_into, write_model
 from .fold import apply_torch_prune, fold_batchnorm
 from .report import results_record, write_report
@@ -91,12 +91,13 @@ class Run:
     hooks: PipelineHooks = field(default_factory=PipelineHooks)
     log: list[dict] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    objective: Objective = field(default_factory=Objective)
 
     def note(self, stage_name: str, model: nn.Module, **extra) -> float:
         """Measure the model's test error after a stage, print it and keep it in the log (writer only)."""
         if not self.team.writes:
             return float("nan")
-        err = evaluate(model, self.data.test_x, self.data.test_y)
+        err = self.objective.error(model, self.data.test_x, self.data.test_y)
         self.log.append({"stage": stage_name, "test_error": err, **extra})
         tqdm.write(f"[{stage_name}] test error {100 * err:.2f}%"
                    + "".join(f"  {k} {v}" for k, v in extra.items()))
@@ -108,7 +109,8 @@ class Run:
         hooks = [*hooks, *self.hooks.training(name)]
         train(self.team.wrap(model), self.data, cfg,
               checkpoint=self.out / f"{name}-train.pt", resume=self.resume, hooks=hooks,
-              progress=self.progress, verbose=self.progress, shard=self.team.shard(), label=name)
+              progress=self.progress, verbose=self.progress, shard=self.team.shard(), label=name,
+              objective=self.objective)
 
     def save(self, name: str, state: dict) -> None:
         """Write OUT/NAME atomically (writer only)."""
@@ -211,7 +213,8 @@ def quantize_stage(model: nn.Module, masks: Masks, cfg: QuantizeStage, run: Run)
 def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Path, *, meta: dict | None = None,
                    resume: bool = False, progress: bool = True, team: Team | None = None,
                    hooks: PipelineHooks | None = None, example_input: torch.Tensor | None = None,
-                   weights_only: bool = False, command: str | None = None) -> dict | None:
+                   weights_only: bool = False, command: str | None = None,
+                   objective: Objective | None = None) -> dict | None:
     """Prune, quantize and encode a trained `model`; write OUT/model.dcz and return what was measured.
 
     `recipe` is a typed Recipe or a dict of [prune], [quantize] and optional [encode] tables (see the
@@ -220,7 +223,9 @@ def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Pat
     the default, or "f16") is how codebooks and biases are stored. The returned dict has the per-stage
     test errors, the file path and the file's own test error. With a data-parallel `team`, call it on
     every rank: the rank that writes returns the dict, the others None. `hooks` (PipelineHooks) add
-    training hooks and calls after each stage.
+    training hooks and calls after each stage. `objective` (deepcompress.train.Objective; default
+    classification) is what retraining minimises and what "test error" measures: a distillation
+    objective makes data.train_y / test_y a teacher's outputs instead of labels.
 
     The file holds the model's forward pass, captured with torch.fx on `example_input` (a batch of one or
     more real inputs; default: zeros of meta["input_shape"], else the first test sample); a model the
@@ -242,7 +247,8 @@ def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Pat
     example = None if weights_only else example_of(meta or {}, _example(meta or {}, data, example_input))
     if example is not None:
         architecture_ops(model, example)  # a model the file cannot describe fails here, before any work
-    run = Run(Path(out), data, resume, progress, team or Team(), hooks or PipelineHooks())
+    run = Run(Path(out), data, resume, progress, team or Team(), hooks or PipelineHooks(),
+              objective=objective or Objective())
     run.out.mkdir(parents=True, exist_ok=True)
     check_resumable(run.out, run_identity(model, data, cfg, meta), resume, run.team.writes)
     t0 = time.perf_counter()

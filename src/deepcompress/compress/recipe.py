@@ -144,14 +144,39 @@ def per_layer(layers: Mapping[str, object], fc, conv, kinds: Mapping[str, str]) 
     return {name: layers.get(name, conv if kind == "conv" else fc) for name, kind in kinds.items()}
 
 
+DISTILL_CORPORA = ("lee-background",)
+DISTILL_LOSSES = ("cosine",)
+
+
+@dataclass(frozen=True)
+class DistillStage(Table):
+    """[distill]: retrain against a teacher's outputs on unlabelled text instead of labels (a pretrained
+    sentence encoder such as all-MiniLM-L6-v2; see deepcompress.minilm_distill).
+
+    `corpus` is the text: "lee-background" (gensim's lee_background.cor), its last `held_out` fraction of
+    documents kept for evaluation; it is cut into windows of `window` word pieces ([CLS] and [SEP]
+    included), at most `max_windows` of them for training (0: all). `loss` "cosine": 1 - cosine
+    similarity of student and teacher sentence embeddings.
+    """
+
+    TABLE = "distill"
+
+    corpus: Annotated[str, OneOf(DISTILL_CORPORA)] = "lee-background"
+    window: Annotated[int, Range(3, 512)] = 64
+    held_out: Annotated[float, Range(0.01, 0.5)] = 0.1
+    max_windows: Annotated[int, Range(0)] = 0
+    loss: Annotated[str, OneOf(DISTILL_LOSSES)] = "cosine"
+
+
 STAGES: dict[str, type[Table]] = {"train": TrainConfig, "prune": PruneStage, "quantize": QuantizeStage,
-                                  "encode": EncodeStage}
+                                  "encode": EncodeStage, "distill": DistillStage}
 LAYER_TABLES = ("prune", "quantize", "encode")  # the stages with a per-layer [STAGE.layers] table
 
 
 @dataclass(frozen=True)
 class Recipe:
     """A whole recipe, checked: the settings of each stage (None where the recipe has no such table).
+    A [distill] table means the retraining stages learn from a teacher model's outputs, not labels.
 
     `datasets` holds, per data set named in a `[STAGE.dataset.NAME]` table, the recipe as that data set
     sees it. Build one with `Recipe.from_dict(tables)` or `read_recipe(model, path)`.
@@ -167,6 +192,7 @@ class Recipe:
     prune: PruneStage | None = None
     quantize: QuantizeStage | None = None
     encode: EncodeStage = field(default_factory=EncodeStage)
+    distill: DistillStage | None = None
     file: str | None = None
     datasets: dict[str, Recipe] = field(default_factory=dict)
 

@@ -1,6 +1,8 @@
-"""Sensitivity analysis: prune one layer at a time (no retraining) and measure error against sparsity.
+"""Sensitivity analysis: prune one layer at a time (no retraining) and measure error against sparsity;
+or weight-share one layer at a time and measure error against bits.
 
-The curves show which layers tolerate pruning (Han et al. 2015, Fig. 6) and suggest per-layer targets.
+The curves show which layers tolerate pruning (Han et al. 2015, Fig. 6) or fewer shared weights, and
+suggest per-layer targets.
 """
 
 from __future__ import annotations
@@ -12,19 +14,24 @@ from torch import nn
 
 from ..train import evaluate
 from .prune import Masks, TargetSparsity, prunable_layers
+from .quantize import SharedWeights
 
 DEFAULT_GRID = (0.0, 0.3, 0.5, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99)
+DEFAULT_BITS = (2, 3, 4, 5, 6)
+UNQUANTIZED = 32  # the bits of the first point of a bits curve: the layer as it is
 
 
-def sensitivity(model: nn.Module, x, y, grid=DEFAULT_GRID) -> dict[str, list[tuple[float, float]]]:
-    """For each Linear/Conv2d layer, [(sparsity, error)] with only that layer pruned to that sparsity."""
+def sensitivity(model: nn.Module, x, y, grid=DEFAULT_GRID, error=evaluate) -> dict[str, list[tuple[float, float]]]:
+    """For each Linear/Conv2d layer, [(sparsity, error)] with only that layer pruned to that sparsity;
+    `error(model, x, y)` is the measure (default: top-1 classification error; a distillation run passes
+    its distance to the teacher, e.g. deepcompress.minilm_distill.cosine_error)."""
     curves = {}
     for name in prunable_layers(model):
         points = []
         for sparsity in grid:
             trial = copy.deepcopy(model)
             Masks(trial, [name]).prune({name: TargetSparsity(sparsity)})
-            points.append((sparsity, evaluate(trial, x, y)))
+            points.append((sparsity, error(trial, x, y)))
         curves[name] = points
     return curves
 
@@ -35,6 +42,33 @@ def suggest_sparsity(curves: dict, tolerance: float) -> dict[str, float]:
     for name, points in curves.items():
         base = points[0][1] if points[0][0] == 0 else min(e for _, e in points)
         out[name] = max((s for s, e in points if e <= base + tolerance), default=0.0)
+    return out
+
+
+def bits_sensitivity(model: nn.Module, x, y, widths=DEFAULT_BITS, error=evaluate,
+                     iters: int = 30) -> dict[str, list[tuple[int, float]]]:
+    """For each Linear/Conv2d layer, [(bits, error)] with only that layer weight-shared (k-means with 2**bits
+    centroids, no pruning, no fine-tuning); the first point, (32, error), is the model unchanged."""
+    base = error(model, x, y)
+    curves = {}
+    for name in prunable_layers(model):
+        points = [(UNQUANTIZED, base)]
+        for bits in widths:
+            trial = copy.deepcopy(model)
+            SharedWeights(trial, Masks(trial, [name]), {name: bits}, iters=iters)
+            points.append((bits, error(trial, x, y)))
+        curves[name] = points
+    return curves
+
+
+def suggest_bits(curves: dict, tolerance: float) -> dict[str, int]:
+    """Per layer, the fewest bits whose error stays within `tolerance` of the unquantized error (the most
+    bits tried when none does)."""
+    out = {}
+    for name, points in curves.items():
+        base, tried = points[0][1], points[1:]
+        fits = [bits for bits, e in tried if e <= base + tolerance]
+        out[name] = min(fits) if fits else max(bits for bits, _ in tried)
     return out
 
 

@@ -1,0 +1,167 @@
+"""Compressing all-MiniLM-L6-v2: the built-in recipe and its [distill] table, the distillation data and
+loss, the sensitivity tool with the distillation error, and the benchmark's --quick path end to end."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from deepcompress import decompress
+from deepcompress.compress import Recipe, compress_model, read_recipe
+from deepcompress.compress.prune import prunable_layers
+from deepcompress.compress.recipe import DistillStage
+from deepcompress.compress.sensitivity import bits_sensitivity, sensitivity, suggest_bits
+from deepcompress.errors import UserError
+from deepcompress.minilm import MiniLM, MiniLMConfig
+from deepcompress.data import Dataset
+from deepcompress.minilm_distill import (CosineDistill, cosine_error, cosine_loss, distill_data, token_windows,
+                                         untruncated)
+from deepcompress.minilm_text import load_tokenizer
+from deepcompress.recipes import load_recipe
+
+ROOT = Path(__file__).resolve().parent.parent
+SIX_LAYERS = MiniLMConfig(vocab_size=30522, hidden_size=8, num_hidden_layers=6, num_attention_heads=2,
+                          intermediate_size=16, max_position_embeddings=130)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small forward passes on a shared 2-core machine are far faster on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer()
+
+
+def test_built_in_recipe_names_every_linear_layer_and_distills():
+    recipe = read_recipe("minilm")
+    layers = prunable_layers(MiniLM(SIX_LAYERS))
+    recipe.check_layers(layers, "all-MiniLM-L6-v2")
+    tables = load_recipe("minilm")
+    assert set(recipe.prune.layers) == set(layers) and len(layers) == 36
+    assert recipe.prune.layers == tables["prune"]["layers"]
+    assert recipe.distill == DistillStage(**tables["distill"]) and recipe.train is None
+    assert recipe.quantize.bits({name: "fc" for name in layers}) == tables["quantize"]["layers"]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "benchmarks" / "recipes").glob("minilm-*.toml")), ids=lambda p: p.name)
+def test_benchmark_recipe_variants_parse_and_name_the_models_layers(path):
+    recipe = read_recipe("minilm", path)
+    recipe.check_layers(prunable_layers(MiniLM(SIX_LAYERS)), "all-MiniLM-L6-v2")
+    assert recipe.distill is not None and set(recipe.prune.layers) == set(prunable_layers(MiniLM(SIX_LAYERS)))
+
+
+@pytest.mark.parametrize("table, message", [
+    ({"windw": 64}, "[distill] unknown key 'windw' (did you mean 'window'?)"),
+    ({"window": 2}, "[distill] window = 2: expected an integer in 3..512"),
+    ({"corpus": "austen"}, "[distill] corpus = 'austen': expected 'lee-background'"),
+    ({"loss": "mse"}, "[distill] loss = 'mse': expected 'cosine'"),
+])
+def test_a_distill_mistake_is_one_line(table, message):
+    with pytest.raises(UserError) as err:
+        Recipe.from_dict({"distill": table})
+    assert str(err.value) == f"recipe: {message}"
+    assert Recipe.from_dict({"prune": {"layers": {"x": 0.5}}}).distill is None
+
+
+def test_windows_are_consecutive_pieces_between_cls_and_sep(tokenizer):
+    docs = ["One two three four five six seven eight nine ten eleven.", "Short."]
+    whole = untruncated(tokenizer).encode(docs[0], add_special_tokens=False).ids
+    w = token_windows(untruncated(tokenizer), docs, 6)
+    assert w.dtype == np.int64 and w.shape == (len(whole) // 4, 6)
+    assert list(w[1]) == [101, *whole[4:8], 102]
+    with pytest.raises(UserError, match="no document has 40 word pieces"):
+        token_windows(untruncated(tokenizer), docs, 42)
+
+
+def test_distill_data_holds_out_whole_documents_and_teacher_targets(tokenizer):
+    torch.manual_seed(0)
+    teacher = MiniLM(SIX_LAYERS).eval()
+    data = distill_data(teacher, tokenizer, DistillStage(window=16, max_windows=16))
+    assert data.train_x.shape == (16, 16) and data.test_x.shape == (2, 16)
+    with torch.no_grad():
+        assert torch.allclose(data.train_y, teacher(data.train_x))
+    assert not {tuple(r) for r in data.train_x.tolist()} & {tuple(r) for r in data.test_x.tolist()}
+    assert cosine_error(teacher, data.test_x, data.test_y) == pytest.approx(0, abs=1e-6)
+
+
+def test_cosine_loss_is_one_minus_cosine_and_ignores_scale():
+    a = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    b = torch.tensor([[0.0, 3.0], [2.0, 2.0]])
+    assert cosine_loss(a, b).item() == pytest.approx((1 + 0) / 2)
+
+
+def test_sensitivity_tool_takes_the_distillation_error(tokenizer):
+    torch.manual_seed(0)
+    model = MiniLM(MiniLMConfig(vocab_size=30522, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                intermediate_size=16, max_position_embeddings=20)).eval()
+    x = torch.from_numpy(token_windows(untruncated(tokenizer), ["A sentence of plain words, long enough to cut."], 8))
+    with torch.no_grad():
+        y = model(x)
+    curves = sensitivity(model, x, y, grid=(0.0, 0.9), error=cosine_error)
+    assert set(curves) == set(prunable_layers(model))
+    assert all(points[0] == (0.0, pytest.approx(0, abs=1e-6)) and points[1][1] > 1e-4 for points in curves.values())
+    bits = bits_sensitivity(model, x, y, widths=(1, 6), error=cosine_error, iters=10)
+    assert set(bits) == set(curves)
+    for name, points in bits.items():  # one layer at 2 levels loses more than at 64
+        (full, base), (one, coarse), (six, fine) = points
+        assert (full, one, six) == (32, 1, 6) and base == pytest.approx(0, abs=1e-6) and coarse > fine, name
+
+
+def test_suggested_bits_are_the_fewest_within_the_tolerance():
+    curves = {"a": [(32, 0.1), (2, 0.5), (3, 0.12), (4, 0.101)], "b": [(32, 0.0), (2, 0.3), (3, 0.2)]}
+    assert suggest_bits(curves, 0.02) == {"a": 3, "b": 3}  # b fits nowhere: the most bits tried
+    assert suggest_bits(curves, 0.001) == {"a": 4, "b": 3}
+
+
+def test_benchmark_quick_path_writes_a_dense_record_and_every_setting(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import minilm as bench
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    out = tmp_path / "minilm.json"
+    records = bench.main(["--quick", "--out", str(out)])
+    dense = records[0]
+    assert dense["setting"] == "dense" and dense["ratio"] == 1.0 and dense["layers"] == 2
+    model = bench.load_minilm(layers=2)
+    assert dense["file_bytes"] == 4 * sum(p.numel() for p in model.parameters())
+    assert dense["cosine_to_dense"] == pytest.approx(1, abs=1e-6)
+    assert all(-1 <= dense[k] <= 1 for k in ("wordsim353", "simlex999", "lee50"))
+    assert set(dense["latency_us"]) == {"16", "128"} and dense["latency_us"] == dense["dense_latency_us"]
+    assert [r["setting"] for r in records[1:]] == list(bench.SETTINGS)
+    for record in records[1:]:  # until the file can hold the model, each setting says why it did not run
+        assert record.get("skipped") or {"file_bytes", "ratio", "lee50", "latency_us"} <= set(record)
+    assert out.exists()
+
+
+def test_compress_model_distils_when_given_the_objective(tmp_path):
+    # a model the file can already hold, compressed against a teacher's outputs instead of labels
+    torch.manual_seed(0)
+    teacher = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 6))
+    x = torch.randn(512, 8)
+    with torch.no_grad():
+        y = teacher(x)
+    data = Dataset("distill", x[:448], y[:448], x[448:], y[448:])
+    student = copy.deepcopy(teacher)
+    recipe = {"prune": {"layers": {"0": 0.7, "2": 0.5}, "retrain": {"epochs": 3, "optimizer": "adam", "lr": 1e-2,
+                                                                      "batch_size": 32, "weight_decay": 0.0}},
+              "quantize": {"fc_bits": 4}}
+    outcome = compress_model(student, data, recipe, tmp_path, objective=CosineDistill(), progress=False,
+                             example_input=x[:1])
+    errors = {s["stage"]: s["test_error"] for s in outcome["stages"]}
+    assert errors["baseline"] == pytest.approx(0, abs=1e-6)
+    assert errors["prune 1/1 retrained"] < errors["prune 1/1 before retraining"]
+    file_model = decompress(outcome["file"])
+    assert outcome["test_error"] == pytest.approx(cosine_error(file_model, data.test_x, data.test_y), abs=1e-6)
+    assert outcome["test_error"] == pytest.approx(errors["quantized"], abs=1e-5)  # the file is the quantized model

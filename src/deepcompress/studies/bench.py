@@ -87,6 +87,30 @@ class Bench:
         make = self._quick_dense if self.quick else self._full_baseline
         return self._cached(("dense", model, dataset), lambda: make(model, dataset))
 
+    def variant(self, key: str, build, dataset: str, cfg, hooks=lambda net: ()):
+        """A model trained like a baseline but built by `build()` and trained with `cfg` and `hooks(net)`
+        (e.g. L1 regularisation, batch normalisation); full mode keeps it as RUNS/KEY-DATASET/model.pt."""
+        return self._cached(("variant", key, dataset), lambda: self._train_variant(key, build, dataset, cfg, hooks))
+
+    def _train_variant(self, key: str, build, dataset: str, cfg, hooks):
+        import torch
+
+        from ..train import load_checkpoint
+
+        torch.manual_seed(cfg.seed)
+        net = build()
+        path = self.runs / f"{key}-{dataset}" / "model.pt"
+        if not self.quick and path.exists():
+            net.load_state_dict(load_checkpoint(path))
+            return net
+        if not self.quick:
+            log(f"training {key} on {dataset} ({cfg.epochs} epochs) into {path}")
+        self.fit(net, dataset, cfg, hooks(net))
+        if not self.quick:
+            with atomic.atomic_path(path) as tmp:
+                torch.save(net.state_dict(), tmp)
+        return net
+
     def _cached(self, key, make):
         if key not in self._models:
             self._models[key] = make()

@@ -62,11 +62,16 @@ class Bench:
             cfg = replace(cfg, epochs=QUICK_EPOCHS[model])
         return replace(cfg, **overrides)
 
-    def fit(self, model, dataset: str, cfg, hooks=()) -> float:
-        """Train `model` in place on `dataset` with `cfg` (and training hooks); returns its test error."""
+    def fit(self, model, dataset: str, cfg, hooks=(), train_images: int | None = None) -> float:
+        """Train `model` in place on `dataset` (its first `train_images` training images, default all) with
+        `cfg` and training hooks; returns its test error."""
+        from ..data import Dataset
         from ..train import train
 
-        return train(model, self.data(dataset), cfg, hooks=tuple(hooks), progress=False, verbose=False).test_error
+        ds = self.data(dataset)
+        if train_images is not None:
+            ds = Dataset(ds.name, ds.train_x[:train_images], ds.train_y[:train_images], ds.test_x, ds.test_y)
+        return train(model, ds, cfg, hooks=tuple(hooks), progress=False, verbose=False).test_error
 
     def error(self, model, dataset: str = "mnist") -> float:
         """Top-1 test error of `model` on `dataset`'s test images (as this mode loads them)."""

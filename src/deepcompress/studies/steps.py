@@ -41,11 +41,12 @@ def quantize(model, masks: Masks, bits: dict[str, int] | int, method: str = "kme
 
 
 def finetune(bench, name: str, model, masks: Masks, shared: SharedWeights, epochs: int,
-             dataset: str = "mnist") -> float:
-    """Fine-tune the centroids (recipe [quantize.finetune] settings, `epochs`); test error."""
+             dataset: str = "mnist", train_images: int | None = None) -> float:
+    """Fine-tune the centroids (recipe [quantize.finetune] settings, `epochs` over the first `train_images`
+    training images, default all); test error."""
     if epochs > 0:
         cfg = replace(recipe(name, dataset).quantize.finetune, epochs=epochs)
-        bench.fit(model, dataset, cfg, hooks=(masks, shared))
+        bench.fit(model, dataset, cfg, hooks=(masks, shared), train_images=train_images)
         shared.after_step(model)
     return bench.error(model, dataset)
 

@@ -84,8 +84,12 @@ class Bench:
         """A trained `model` on `dataset` (a fresh copy each call): full mode the recipe's baseline, quick mode
         the fixture file's decoded weights (MNIST; another data set: `dense`)."""
         if self.quick and dataset == "mnist":
-            return self._cached(("fixture", model), lambda: self._fixture_model(model))
+            return self.file_model(model, dataset)
         return self.dense(model, dataset)
+
+    def file_model(self, model: str, dataset: str = "mnist"):
+        """The built-in `model` holding the decoded weights of `compressed(model, dataset)` (a fresh copy)."""
+        return self._cached(("file", model, dataset), lambda: self._from_file(model, dataset))
 
     def dense(self, model: str, dataset: str = "mnist"):
         """A trained, unpruned `model` on `dataset` (a fresh copy each call; quick: a short training)."""
@@ -121,12 +125,12 @@ class Bench:
             self._models[key] = make()
         return copy.deepcopy(self._models[key])
 
-    def _fixture_model(self, model: str):
+    def _from_file(self, model: str, dataset: str):
         from ..compress import load_into
         from ..models import build_model
 
         net = build_model(model)
-        load_into(net, self.compressed(model))
+        load_into(net, self.compressed(model, dataset))
         return net
 
     def _quick_dense(self, model: str, dataset: str):

@@ -190,3 +190,11 @@ def test_bits_per_weight_baseline_is_the_fixture(results):
     assert doc["data"]["baseline_error"] == pytest.approx(fixture_error("lenet-5"), abs=1e-12)
     assert set(doc["data"]["weights"]) == {"conv", "fc"}
     assert np.all(np.isfinite([e for c in doc["data"]["weights"].values() for v in c.values() for e in v]))
+
+
+def test_study_command_line_builds_without_torch():
+    from conftest import without_torch
+
+    proc = without_torch("import sys\nfrom deepcompress.cli import main\ntry:\n    main(['study', '--help'])\n"
+                         "except SystemExit as e:\n    sys.exit(e.code)\n")
+    assert "number-formats" in proc.stdout and "--quick" in proc.stdout

@@ -6,6 +6,7 @@ normalisation when every layer's input activations share one low-precision fixed
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import replace
 
@@ -50,19 +51,13 @@ class LeNet5BN(nn.Module):
 
 def quantized_error(bench, base, kind: str, bits: int, method: str, tune: bool) -> float:
     """Test error of `base` with its `kind` ('conv' or 'fc') layers shared at `bits` (pruned weights stay zero)."""
-    model = _copy(base)
+    model = copy.deepcopy(base)
     names = [n for n, m in layers(model).items() if isinstance(m, nn.Conv2d) == (kind == "conv")]
     masks = Masks(model, names)
     masks.masks = {n: masks.modules[n].weight.detach() != 0 for n in names}
     shared = steps.quantize(model, masks, bits, method)
     epochs = 1 if tune else 0
     return steps.finetune(bench, MODEL, model, masks, shared, epochs, train_images=FINETUNE_IMAGES[bench.quick])
-
-
-def _copy(model):
-    import copy
-
-    return copy.deepcopy(model)
 
 
 def weight_sweep(bench) -> dict:

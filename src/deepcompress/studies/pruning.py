@@ -4,6 +4,7 @@ Fig. 5); and per-layer sensitivity curves (Fig. 6)."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 
 from ..compress import L1Penalty, Masks
@@ -36,7 +37,7 @@ def curve(bench, base, grid, retrain_epochs: int, l1: bool, iterative: bool = Fa
     errors, model, masks = [], None, None
     for s in grid:
         if not iterative or model is None:
-            model, masks = bench_copy(base), None
+            model, masks = copy.deepcopy(base), None
         masks = steps.prune(model, s, masks)
         hooks = (L1Penalty(masks, L1_STRENGTH),) if l1 else ()
         if l1 and retrain_epochs:
@@ -45,13 +46,6 @@ def curve(bench, base, grid, retrain_epochs: int, l1: bool, iterative: bool = Fa
         else:
             errors.append(steps.retrain(bench, MODEL, model, masks, retrain_epochs))
     return errors
-
-
-def bench_copy(model):
-    """A fresh copy of `model`."""
-    import copy
-
-    return copy.deepcopy(model)
 
 
 def run(bench, study) -> None:

@@ -31,7 +31,7 @@ def run(bench, study) -> None:
     masks = steps.prune(model, dict(cfg.prune.layers))
     stages.append(("pruned, not retrained", _weights(model), bench.error(model)))
     err = steps.retrain(bench, MODEL, model, masks, _epochs(bench, "retrain"))
-    stages.append(("pruned and retrained", _weights(model), err, _epochs(bench, "retrain")))
+    stages.append(("pruned and retrained", _weights(model), err))
     bits = cfg.quantize.fc_bits
     shared = steps.quantize(model, masks, bits, cfg.quantize.method, cfg.quantize.init)
     stages.append((f"quantized ({bits} bits, k-means)", _weights(model), bench.error(model)))
@@ -44,7 +44,7 @@ def run(bench, study) -> None:
     study.data["centroids"] = centroids.tolist()
     study.data["sparsity"] = cfg.prune.layers[LAYER]
     _plot(study, stages, centroids)
-    _claims(study, stages, centroids, bits)
+    _claims(study, stages, centroids, bits, _epochs(bench, "retrain"))
 
 
 def _plot(study, stages, centroids) -> None:
@@ -66,7 +66,7 @@ def _plot(study, stages, centroids) -> None:
                  "the centroids in red.")
 
 
-def _claims(study, stages, centroids, bits: int) -> None:
+def _claims(study, stages, centroids, bits: int, epochs: int) -> None:
     dense_err, pruned_err, retrained_err = stages[0][2], stages[1][2], stages[2][2]
     study.claim("retraining recovers the accuracy that pruning takes",
                 "retrain to recover accuracy (the talk's pruning slides: no loss at 9-13x fewer weights)",
@@ -74,7 +74,7 @@ def _claims(study, stages, centroids, bits: int) -> None:
                 f"error {pct(dense_err)} dense, {pct(pruned_err)} pruned, {pct(retrained_err)} retrained",
                 retrained_err - dense_err <= NO_LOSS_POINTS / 100 and retrained_err <= pruned_err,
                 f"agrees when the retrained error is within {NO_LOSS_POINTS} points of the dense one; one-shot "
-                f"pruning with {stages[2][3]} retraining epoch(s) (the recipe prunes in rounds)")
+                f"pruning with {epochs} retraining epoch(s) (the recipe prunes in rounds)")
     quant_err = stages[4][2]
     study.claim(f"trained quantization: {2 ** bits} shared values per layer lose no accuracy",
                 "store weights as 4-5 bits using trained quantization (mixed precision slide)",

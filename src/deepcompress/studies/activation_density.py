@@ -55,6 +55,7 @@ def eie_saving(path, model, x: torch.Tensor) -> dict[str, dict]:
         full = simulate(layer, np.ones(vecs.shape[1], np.float32), label=name)
         cycles, energy = np.mean([r.cycles for r in real]), np.mean([r.energy_j for r in real])
         out[name] = {"density": float(np.count_nonzero(vecs) / vecs.size), "cycles": float(cycles),
+                     "time_s": float(np.mean([r.time_s for r in real])),
                      "cycles_dense_input": full.cycles, "energy_j": float(energy), "energy_j_dense_input": full.energy_j,
                      "speedup": full.cycles / cycles, "energy_saving": full.energy_j / energy}
     return out

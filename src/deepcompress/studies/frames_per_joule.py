@@ -47,7 +47,7 @@ def cpu_measured(bench, path) -> dict:
 def eie(bench, name: str, path) -> dict:
     """EIE with the FC layers' real input vectors; conv layers (if any) on the DianNao model, as `simulate` does."""
     fc = eie_saving(path, bench.file_model(name), bench.data().test_x[:EIE_IMAGES[bench.quick]])
-    time_s = sum(e["cycles"] for e in fc.values()) / 800e6
+    time_s = sum(e["time_s"] for e in fc.values())
     energy = sum(e["energy_j"] for e in fc.values())
     records = simulate_model(path, "eie")
     conv = [r for r in records[:-1] if r.get("arch") == "diannao"]

@@ -113,10 +113,11 @@ def _claims(study, grid, curves, sens, epochs) -> None:
     best = min(at["L2, one retraining"], at["L2, iterative prune + retrain"])
     study.claim(f"with retraining, pruning {pct(CHECK_AT, 0)} of the weights costs no accuracy",
                 "retrain to recover accuracy: no loss at ~90% pruned (AlexNet; 12x fewer LeNet-300-100 weights)",
-                f"dense {pct(dense)}, retrained {pct(best)} at {pct(CHECK_AT, 0)} pruned; without retraining {pct(at['L2, no retraining'])}",
+                f"dense {pct(dense)}, retrained {pct(best)} at {pct(CHECK_AT, 0)} pruned; "
+                f"without retraining {pct(at['L2, no retraining'])}",
                 best - dense <= NO_LOSS_POINTS / 100 and at["L2, no retraining"] > best,
-                f"agrees when the better retrained curve is within {NO_LOSS_POINTS} points of dense and no retraining is worse "
-                f"({epochs} retraining epoch(s) per point)")
+                f"agrees when the better retrained curve is within {NO_LOSS_POINTS} points of dense and no "
+                f"retraining is worse ({epochs} retraining epoch(s) per point)")
     last = len(grid) - 1
     it, one = curves["L2, iterative prune + retrain"][last], curves["L2, one retraining"][last]
     study.claim(f"iterative pruning beats one-shot pruning at {pct(grid[last], 0)} pruned",

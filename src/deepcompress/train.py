@@ -105,7 +105,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     test_error: float = float("nan")
     wall_s: float = 0.0
-    test_loss: float = float("nan")
+    test_loss: float = field(default=float("nan"), kw_only=True)  # keyword-only: subclasses add positional fields
 
 
 def learning_rate(cfg: TrainConfig, epoch: int) -> float:

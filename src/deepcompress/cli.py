@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "deepcompress.cli_parallel",
     "deepcompress.cli_runtime",
     "deepcompress.cli_study",
+    "deepcompress.cli_export",
 ]
 
 

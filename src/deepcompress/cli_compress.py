@@ -24,18 +24,11 @@ def baseline(args, settings: TrainConfig | None, data, out: Path, team=None):
     `team` (default: this process alone) is who trains it; see deepcompress.compress.pipeline.Team.
     """
     from .models import build_model
-    from .train import load_checkpoint, make_deterministic
+    from .train import load_weights, make_deterministic
 
     model = build_model(args.model)
     if args.checkpoint:
-        state = load_checkpoint(Path(args.checkpoint))
-        state = state.get("model", state) if isinstance(state, dict) else state
-        try:
-            model.load_state_dict(state)
-        except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
-            raise UserError(f"checkpoint {args.checkpoint} does not fit {args.model}: "
-                            f"{str(exc).splitlines()[0]}") from None
-        return model
+        return load_weights(model, Path(args.checkpoint), args.model)
     from .compress.pipeline import Run, Team
 
     if settings is None:

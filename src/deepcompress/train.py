@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -20,10 +21,12 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from . import atomic
+from .batches import Batches, as_batches
 from .errors import UserError
 from .recipes.schema import Table
 
 SCHEDULES = ("constant", "step", "cosine")
+METRICS = ("error", "loss")
 OPTIMIZERS = ("sgd", "adam")
 # An upper bound that no real run reaches (LeNet-300-100 takes 30 epochs); larger values are typing mistakes.
 MAX_EPOCHS = 10_000
@@ -105,11 +108,15 @@ class Diverged(UserError):
 
 @dataclass
 class TrainResult:
-    """What a training run produced: per-epoch history, final test error, wall time of this call."""
+    """What a training run produced: per-epoch history, final test score, wall time of this call.
+
+    `test_error` is the top-1 error (NaN when the run was scored by its loss); `test_loss` the mean test
+    loss (NaN when scored by the error)."""
 
     history: list[dict] = field(default_factory=list)
     test_error: float = float("nan")
     wall_s: float = 0.0
+    test_loss: float = field(default=float("nan"), kw_only=True)  # keyword-only: subclasses add positional fields
 
 
 def make_deterministic(seed: int) -> None:
@@ -137,9 +144,12 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 class Objective:
-    """What training minimises and how a model is scored. This base class is classification: cross-entropy
-    loss, top-1 error. A subclass changes both, e.g. distillation towards a teacher's outputs
+    """What training minimises and how the test set is scored. This base class is classification:
+    cross-entropy loss, top-1 error (`metric` "error"). `objective_of(loss, metric)` wraps a user's loss
+    function; a subclass can change both, e.g. distillation towards a teacher's outputs
     (deepcompress.minilm_distill.CosineDistill), where y holds the teacher's outputs instead of labels."""
+
+    metric = "error"
 
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The mean loss of a batch's outputs `out` against its targets `y`."""
@@ -149,16 +159,67 @@ class Objective:
         """Each sample's error, 0 for a perfect one (here 1 for a wrong top-1 class, else 0)."""
         return (out.argmax(1) != y).float()
 
-    @torch.no_grad()
+    @property
+    def key(self) -> str:
+        """The name the measured number goes by in histories and reports: test_error or test_loss."""
+        return f"test_{self.metric}"
+
+    def label(self, value: float) -> str:
+        """`value` as a reader sees it: "test error 1.23%" or "test loss 0.4567"."""
+        return f"test error {100 * value:.2f}%" if self.metric == "error" else f"test loss {value:.4f}"
+
     def error(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2000) -> float:
-        """The mean per-sample error of `model` on (x, y), in eval mode."""
-        was_training = model.training
-        model.eval()
-        total = 0.0
-        for i in range(0, len(y), batch_size):
-            total += self.errors(model(x[i : i + batch_size]), y[i : i + batch_size]).sum().item()
-        model.train(was_training)
-        return total / max(len(y), 1)
+        """The mean per-sample score of `model` on (x, y), in eval mode."""
+        return score(model, (x, y), self, batch_size)
+
+
+class LossObjective(Objective):
+    """A user's loss function `fn(outputs, targets)` (a batch mean), scored by `metric`: "error" (top-1)
+    or "loss" (the mean loss per test sample)."""
+
+    def __init__(self, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], metric: str):
+        self.fn, self.metric = fn, metric
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The user's loss of the batch."""
+        return self.fn(out, y)
+
+
+def objective_of(loss=None, metric: str | None = None) -> Objective:
+    """The Objective of `loss` (None: cross-entropy) scored by `metric` (None: "error" for the default loss,
+    "loss" for any other, since the top-1 error means nothing to, say, a regression)."""
+    metric = metric or ("error" if loss is None else "loss")
+    if metric not in METRICS:
+        raise UserError(f"metric = {metric!r}: expected one of {', '.join(map(repr, METRICS))}")
+    if loss is not None and not callable(loss):
+        raise UserError(f"loss: expected a callable loss(outputs, targets), got {type(loss).__name__}")
+    return Objective() if loss is None and metric == "error" else LossObjective(loss or F.cross_entropy, metric)
+
+
+@torch.no_grad()
+def score(model: nn.Module, data, obj: Objective | None = None, batch_size: int = 2000) -> float:
+    """`model`'s test score on `data` (see batches.as_batches; an (x, y) pair is one test set): its mean
+    per-sample error (`metric` "error") or mean loss per sample ("loss")."""
+    obj = obj or Objective()
+    was_training = model.training
+    model.eval()
+    total, seen = 0.0, 0
+    pairs = _chunks(*data, batch_size) if _tensor_pair(data) else as_batches(data).test(batch_size)
+    for x, y in pairs:
+        out = model(x)
+        total += obj.errors(out, y).sum().item() if obj.metric == "error" else obj.loss(out, y).item() * len(y)
+        seen += len(y)
+    model.train(was_training)
+    return total / max(seen, 1)
+
+
+def _tensor_pair(data) -> bool:
+    return isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data)
+
+
+def _chunks(x: torch.Tensor, y: torch.Tensor, batch_size: int):
+    for i in range(0, len(y), batch_size):
+        yield x[i : i + batch_size], y[i : i + batch_size]
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2000) -> float:
@@ -166,26 +227,20 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return Objective().error(model, x, y, batch_size)
 
 
-def _epoch_order(cfg: TrainConfig, epoch: int, n: int) -> torch.Tensor:
-    # Order depends only on (seed, epoch), so a resumed run sees exactly the batches it would have seen.
-    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=gen)
-
-
-def _run_epoch(model, opt, data, cfg, epoch, hooks, progress, shard, objective: Objective) -> dict:
+def _run_epoch(model, opt, batches: Batches, cfg, epoch, hooks, progress, shard, obj: Objective) -> dict:
     model.train()
-    order = _epoch_order(cfg, epoch, len(data.train_y))
     total_loss, wrong, seen = 0.0, 0, 0
-    bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}",
-               disable=None if progress else True, leave=False, unit="batch")
-    for start in bar:
-        batch = order[start : start + cfg.batch_size]
-        idx = shard.select(batch)
-        xb, yb = data.train_x[idx], data.train_y[idx]
+    bar = tqdm(batches.train_epoch(epoch, cfg.batch_size, cfg.seed), total=batches.steps_per_epoch(cfg.batch_size),
+               desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=None if progress else True, leave=False, unit="batch")
+    for step, (xb, yb) in enumerate(bar, 1):
+        batch_size = len(yb)
+        idx = shard.select(torch.arange(batch_size))
+        if len(idx) != batch_size:  # a data-parallel share of the batch
+            xb, yb = xb[idx], yb[idx]
         opt.zero_grad(set_to_none=True)
         out = model(xb)
-        loss = objective.loss(out, yb)
-        shard.objective(loss, out, len(batch)).backward()
+        loss = obj.loss(out, yb)
+        shard.objective(loss, out, batch_size).backward()
         for hook in hooks:
             hook.after_backward(model)
         opt.step()
@@ -195,14 +250,16 @@ def _run_epoch(model, opt, data, cfg, epoch, hooks, progress, shard, objective: 
             value = loss.item()
             if not math.isfinite(value):
                 raise Diverged(f"the training loss became {value} in epoch {epoch + 1}, batch "
-                               f"{start // cfg.batch_size + 1} (lr {opt.param_groups[0]['lr']:g})")
+                               f"{step} (lr {opt.param_groups[0]['lr']:g})")
             total_loss += value * len(yb)
-            wrong += objective.errors(out.detach(), yb).sum().item()
+            wrong += obj.errors(out.detach(), yb).sum().item() if obj.metric == "error" else 0
             seen += len(yb)
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{1 - wrong / seen:.4f}", refresh=False)
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
     total_loss, wrong, seen = shard.totals([total_loss, wrong, seen])
-    return {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": total_loss / max(seen, 1),
-            "train_error": wrong / max(seen, 1)}
+    metrics = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": total_loss / max(seen, 1)}
+    if obj.metric == "error":
+        metrics["train_error"] = wrong / max(seen, 1)
+    return metrics
 
 
 def _plain(model: nn.Module) -> nn.Module:
@@ -236,6 +293,32 @@ def load_checkpoint(path: Path) -> dict:
         raise UserError(f"checkpoint {path} is unreadable or not a deepcompress checkpoint ({cause})") from None
 
 
+def load_weights(model: nn.Module, path: Path, what: str) -> nn.Module:
+    """Load trained weights into `model` from `path` (a state_dict saved with torch.save, or a training
+    checkpoint holding one under "model"), read with weights_only=True; keys or shapes that do not fit
+    `what` (the model's name) are one UserError naming them."""
+    state = load_checkpoint(path)
+    state = state.get("model", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"checkpoint {path} holds no state_dict (expected a dict of tensors, as "
+                        f"torch.save(model.state_dict(), path) writes)")
+    own = model.state_dict()
+    problems = [f"{label} {_names(keys)}" for label, keys in (
+        ("missing", [k for k in own if k not in state]),
+        ("unexpected", [k for k in state if k not in own]),
+        ("wrong shape", [f"{k} {list(state[k].shape)} (model {list(own[k].shape)})"
+                         for k in own if k in state and state[k].shape != own[k].shape]),
+    ) if keys]
+    if problems:
+        raise UserError(f"checkpoint {path} does not fit {what}: " + "; ".join(problems))
+    model.load_state_dict(state)
+    return model
+
+
+def _names(keys: list[str], most: int = 6) -> str:
+    return ", ".join(keys[:most]) + (f" and {len(keys) - most} more" if len(keys) > most else "")
+
+
 def _restore(path: Path, model, opt, cfg: TrainConfig) -> tuple[int, list[dict]]:
     state = load_checkpoint(path)
     if not isinstance(state, dict) or not {"model", "optimizer", "rng", "epoch", "history"} <= state.keys():
@@ -265,20 +348,27 @@ def _diverged(exc: Diverged, checkpoint: Path | None, epochs_done: int) -> Diver
 def train(model: nn.Module, data, cfg: TrainConfig, checkpoint: str | Path | None = None,
           resume: bool = False, hooks: tuple[TrainHook, ...] = (), progress: bool = True,
           verbose: bool = True, shard: BatchShard | None = None, label: str = "",
-          objective: Objective | None = None) -> TrainResult:
-    """Train `model` on `data` (a deepcompress.data.Dataset) and return its history and test error.
+          objective: Objective | None = None, loss=None, metric: str | None = None) -> TrainResult:
+    """Train `model` on `data` and return its history and test score.
 
+    `data` is a deepcompress.data.Dataset (batched here by `cfg.batch_size`, shuffled by `cfg.seed`), or a
+    (train_loader, test_loader) pair of torch DataLoaders (read as they are: their batch size and sampler
+    rule). `objective` (an Objective) is what is minimised and how the test set is scored; or give
+    `loss(outputs, targets)`, any callable returning the batch's mean loss (default cross-entropy), and
+    `metric`, "error" (top-1, the default with cross-entropy) or "loss" (the default with any other loss).
     With `checkpoint`, the state is saved there after every epoch; with `resume` and an existing
     checkpoint, training continues from it and ends in the same state as an uninterrupted run.
     `progress` shows a per-batch bar on a terminal; `verbose` prints one line per epoch. `shard` makes
     this process one of several data-parallel ones (only a shard that `writes` prints and checkpoints).
     `label` starts every printed line (e.g. the compression stage). A loss that becomes infinite or NaN
     stops the run with `Diverged`, leaving the checkpoint of the last finished epoch as it was.
-    `objective` is what is minimised and reported as error (default: classification, `Objective`).
     """
     start = time.perf_counter()
+    if objective is not None and (loss is not None or metric is not None):
+        raise UserError("give either objective or loss/metric, not both")
+    obj = objective or objective_of(loss, metric)
+    batches = as_batches(data)
     shard = shard or BatchShard()
-    objective = objective or Objective()
     progress, verbose = progress and shard.writes, verbose and shard.writes
     opt = make_optimizer(model, cfg)
     first_epoch, history = 0, []
@@ -286,25 +376,29 @@ def train(model: nn.Module, data, cfg: TrainConfig, checkpoint: str | Path | Non
     if resume and checkpoint is not None and checkpoint.exists():
         first_epoch, history = _restore(checkpoint, model, opt, cfg)
     prefix = f"[{label}] " if label else ""
-    if verbose and first_epoch < cfg.epochs and cfg.batch_size > len(data.train_y):
+    # DataLoaders batch themselves; a Dataset is batched here by cfg.batch_size
+    if verbose and first_epoch < cfg.epochs and hasattr(data, "train_y") and cfg.batch_size > len(data.train_y):
         print(f"{prefix}warning: batch size {cfg.batch_size:,} exceeds the {len(data.train_y):,} training samples; "
               f"each epoch is one batch of all of them", file=sys.stderr, flush=True)
     for epoch in range(first_epoch, cfg.epochs):
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, epoch)
         try:
-            metrics = _run_epoch(model, opt, data, cfg, epoch, hooks, progress, shard, objective)
+            metrics = _run_epoch(model, opt, batches, cfg, epoch, hooks, progress, shard, obj)
         except Diverged as exc:
             raise _diverged(exc, checkpoint, epoch) from None
-        metrics["test_error"] = objective.error(model, data.test_x, data.test_y)
+        metrics[obj.key] = score(model, batches, obj)
         for hook in hooks:
             hook.on_epoch_end(epoch, model, metrics)
         history.append(metrics)
         if verbose:
-            tqdm.write(f"{prefix}epoch {epoch + 1}/{cfg.epochs}  loss {metrics['train_loss']:.4f}  "
-                       f"train err {metrics['train_error']:.4f}  test err {metrics['test_error']:.4f}", file=sys.stderr)
+            train_err = f"  train err {metrics['train_error']:.4f}" if "train_error" in metrics else ""
+            tqdm.write(f"{prefix}epoch {epoch + 1}/{cfg.epochs}  loss {metrics['train_loss']:.4f}{train_err}  "
+                       f"{obj.key.replace('_', ' ')} {metrics[obj.key]:.4f}", file=sys.stderr)
             sys.stderr.flush()
         if checkpoint is not None and shard.writes:
             save_checkpoint(checkpoint, model, opt, cfg, epoch + 1, history)
-    test_error = history[-1]["test_error"] if history else objective.error(model, data.test_x, data.test_y)
-    return TrainResult(history, test_error, time.perf_counter() - start)
+    final = history[-1][obj.key] if history else score(model, batches, obj)
+    result = TrainResult(history, wall_s=time.perf_counter() - start)
+    setattr(result, obj.key, final)
+    return result

@@ -26,7 +26,8 @@ from tqdm import tqdm
 from .. import atomic
 from ..data import DATASETS
 from ..errors import UserError
-from ..train import BatchShard, Objective, TrainConfig, TrainHook, evaluate, load_checkpoint, train
+from ..batches import Batches, as_batches
+from ..train import BatchShard, Objective, TrainConfig, TrainHook, load_checkpoint, objective_of, score, train
 from .export import architecture_ops, example_of, load_into, write_model
 from .fold import apply_torch_prune, fold_batchnorm
 from .report import results_record, write_report
@@ -84,7 +85,7 @@ class Run:
     """Where a compression run writes, who shares it, and what it has measured so far."""
 
     out: Path
-    data: object
+    data: Batches
     resume: bool = False
     progress: bool = True
     team: Team = field(default_factory=Team)
@@ -93,16 +94,19 @@ class Run:
     timings: dict[str, float] = field(default_factory=dict)
     objective: Objective = field(default_factory=Objective)
 
+    def __post_init__(self):
+        self.data = as_batches(self.data)
+
     def note(self, stage_name: str, model: nn.Module, **extra) -> float:
-        """Measure the model's test error after a stage, print it and keep it in the log (writer only)."""
+        """Measure the model's test score (error or loss, see train.Objective) after a stage, print it and keep
+        it in the log (writer only)."""
         if not self.team.writes:
             return float("nan")
-        err = self.objective.error(model, self.data.test_x, self.data.test_y)
-        self.log.append({"stage": stage_name, "test_error": err, **extra})
-        tqdm.write(f"[{stage_name}] test error {100 * err:.2f}%"
-                   + "".join(f"  {k} {v}" for k, v in extra.items()))
+        value = score(model, self.data, self.objective)
+        self.log.append({"stage": stage_name, self.objective.key: value, **extra})
+        tqdm.write(f"[{stage_name}] {self.objective.label(value)}" + "".join(f"  {k} {v}" for k, v in extra.items()))
         sys.stdout.flush()  # a log file shows each stage when it ends, not all of them at exit
-        return err
+        return value
 
     def fit(self, model, cfg: TrainConfig, name: str, hooks=()) -> None:
         """Train with the stage's settings (batch_size is the global batch), checkpointing to OUT/NAME-train.pt."""
@@ -173,7 +177,7 @@ def prune_stage(model: nn.Module, cfg: PruneStage, run: Run) -> Masks:
 
 def _gradual(model, cfg: PruneStage, masks, run) -> Masks:
     retrain = cfg.retrain
-    per_epoch = -(-len(run.data.train_y) // retrain.batch_size)
+    per_epoch = run.data.steps_per_epoch(retrain.batch_size)
     final = dict(cfg.layers)
     hook = GradualPruning(masks, final, total_steps=int(0.8 * retrain.epochs * per_epoch), every=cfg.every)
     saved = _load(run.out / "prune-gradual-train.pt") if run.resume else None
@@ -214,8 +218,16 @@ def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Pat
                    resume: bool = False, progress: bool = True, team: Team | None = None,
                    hooks: PipelineHooks | None = None, example_input: torch.Tensor | None = None,
                    weights_only: bool = False, command: str | None = None,
-                   objective: Objective | None = None) -> dict | None:
+                   objective: Objective | None = None, loss=None, metric: str | None = None) -> dict | None:
     """Prune, quantize and encode a trained `model`; write OUT/model.dcz and return what was measured.
+
+    `data` is a deepcompress.data.Dataset, or your own (train_loader, test_loader) pair of torch
+    DataLoaders yielding (inputs, targets) batches (a mapping {"train": ..., "test": ..., "name": ...} also
+    works); with DataLoaders the recipe's batch_size is not used, the loaders' own batching is.
+    `loss(outputs, targets)` is what retraining minimises (default cross-entropy); `metric` is how each
+    stage is scored on the test data: "error" (top-1, the default with cross-entropy) or "loss" (mean loss
+    per sample, the default with any other loss); the record then has test_loss instead of test_error.
+    Instead of loss/metric, `objective` (deepcompress.train.Objective) can set both.
 
     `recipe` is a typed Recipe or a dict of [prune], [quantize] and optional [encode] tables (see the
     built-in recipes and deepcompress.compress.recipe); it is checked whole, against the model's layers
@@ -223,9 +235,8 @@ def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Pat
     the default, or "f16") is how codebooks and biases are stored. The returned dict has the per-stage
     test errors, the file path and the file's own test error. With a data-parallel `team`, call it on
     every rank: the rank that writes returns the dict, the others None. `hooks` (PipelineHooks) add
-    training hooks and calls after each stage. `objective` (deepcompress.train.Objective; default
-    classification) is what retraining minimises and what "test error" measures: a distillation
-    objective makes data.train_y / test_y a teacher's outputs instead of labels.
+    training hooks and calls after each stage. A distillation objective
+    (deepcompress.minilm_distill.CosineDistill) makes data.train_y / test_y a teacher's outputs instead of labels.
 
     The file holds the model's forward pass, captured with torch.fx on `example_input` (a batch of one or
     more real inputs; default: zeros of meta["input_shape"], else the first test sample); a model the
@@ -241,14 +252,17 @@ def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Pat
     Example:
         compress_model(model, data, {"prune": {"layers": {"ip1": 0.9}}, "quantize": {"fc_bits": 4}}, "out/")
     """
-    dataset = getattr(data, "name", None)
+    data = as_batches(data)
+    dataset = data.name
+    if objective is not None and (loss is not None or metric is not None):
+        raise UserError("compress_model: give either objective or loss/metric, not both")
+    obj = objective or objective_of(loss, metric)
     apply_torch_prune(model)
     cfg = checked_recipe(model, recipe, dataset)
     example = None if weights_only else example_of(meta or {}, _example(meta or {}, data, example_input))
     if example is not None:
         architecture_ops(model, example)  # a model the file cannot describe fails here, before any work
-    run = Run(Path(out), data, resume, progress, team or Team(), hooks or PipelineHooks(),
-              objective=objective or Objective())
+    run = Run(Path(out), data, resume, progress, team or Team(), hooks or PipelineHooks(), objective=obj)
     run.out.mkdir(parents=True, exist_ok=True)
     check_resumable(run.out, run_identity(model, data, cfg, meta), resume, run.team.writes)
     t0 = time.perf_counter()
@@ -292,19 +306,20 @@ def _encode(model, masks: Masks, shared: SharedWeights, cfg: Recipe, run: Run, m
     nbytes = write_model(path, model, shared, gap_bits, shared.bits(), meta or {}, values,
                          example_input=example, weights_only=example is None)
     run.hooks.after_stage("encode", model, path)
-    file_model = _reloaded(model, path) if example is None else checked_file_model(path, run.data.test_x[:8])
-    file_error = run.note("from file", file_model, bytes=nbytes)
+    file_model = _reloaded(model, path) if example is None else checked_file_model(path, run.data.sample(8))
+    file_score = run.note("from file", file_model, bytes=nbytes)
     run.timings["total_s"] = time.perf_counter() - t0
-    return {"file": str(path), "file_bytes": nbytes, "test_error": file_error, "stages": run.log,
+    return {"file": str(path), "file_bytes": nbytes, run.objective.key: file_score, "metric": run.objective.metric,
+            "stages": run.log,
             "bits": shared.bits(), "gap_bits": gap_bits, "values": values, "timings": run.timings}
 
 
-def _example(meta: dict, data, given: torch.Tensor | None) -> torch.Tensor | None:
+def _example(meta: dict, data: Batches, given: torch.Tensor | None) -> torch.Tensor | None:
     """The input that fixes the file's input shape: the one given, else None when meta has an
     input_shape, else the first real test sample."""
     if given is not None or meta.get("input_shape") is not None:
         return given
-    return data.test_x[:1]
+    return data.sample(1)
 
 
 def checked_file_model(path: Path, sample: torch.Tensor) -> nn.Module:
@@ -369,6 +384,7 @@ def run_identity(model: nn.Module, data, recipe: Recipe, meta: dict | None) -> d
         digest.update(_bytes(tensor))
     identity["model starting weights (sha256)"] = digest.hexdigest()[:16]
     identity["data name"] = getattr(data, "name", None)
+    data = getattr(data, "data", data)  # batches over a Dataset: fingerprint the Dataset itself
     train_x, train_y = getattr(data, "train_x", None), getattr(data, "train_y", None)
     if train_x is not None and train_y is not None:
         identity["data training samples"] = len(train_y)

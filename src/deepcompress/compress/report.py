@@ -31,9 +31,11 @@ def results_record(model_name: str, dataset: str, outcome: dict, command: str) -
         })
     stages = outcome["stages"]
     stored = sorted({size.values for size in sizes.layers})
+    metric = outcome.get("metric", "error")  # "loss" when the run was scored by a user's loss
     return {
-        "model": model_name, "dataset": dataset, "test_error": outcome["test_error"],
-        "baseline_error": stages[0]["test_error"], "dense_bytes": sizes.dense_fp32, "file_bytes": sizes.total,
+        "model": model_name, "dataset": dataset, **({} if metric == "error" else {"metric": metric}),
+        f"test_{metric}": outcome[f"test_{metric}"], f"baseline_{metric}": stages[0][f"test_{metric}"],
+        "dense_bytes": sizes.dense_fp32, "file_bytes": sizes.total,
         "ratio": sizes.ratio, "file_header_bytes": sizes.file_header, "meta_bytes": sizes.meta,
         "values": "mixed" if len(stored) > 1 else (stored or ["f32"])[0], "layers": layer_rows,
         "stages": stages, "timings_s": {k: round(v, 1) for k, v in outcome["timings"].items()},
@@ -55,16 +57,22 @@ _VALUES_NOTE = {"f16": "Codebook and bias values are stored as float16 (2 bytes 
                 "mixed": "Codebook and bias values are stored as float16 in some layers, float32 in others."}
 
 
+def _score(rec: dict, value: float) -> str:
+    return f"{value:.4f}" if rec.get("metric") == "loss" else f"{100 * value:.2f}%"
+
+
 def report_markdown(rec: dict) -> str:
     """A human-readable report of one compression run."""
+    metric = rec.get("metric", "error")
+    key = f"test_{metric}"
     weights = sum(r["weights"] for r in rec["layers"])
     kept = sum(r["nonzeros"] for r in rec["layers"])
     lines = [
         f"# {rec['model']} on {rec['dataset']}: Deep Compression report", "",
         f"File: {rec['file_bytes']:,} bytes (the file's length); dense fp32 weights + biases "
         f"{rec['dense_bytes']:,} bytes; **ratio {rec['ratio']:.1f}x**.",
-        f"Test error measured from the decoded file: **{100 * rec['test_error']:.2f}%** "
-        f"(baseline {100 * rec['baseline_error']:.2f}%).", "",
+        f"Test {metric} measured from the decoded file: **{_score(rec, rec[key])}** "
+        f"(baseline {_score(rec, rec[f'baseline_{metric}'])}).", "",
         "| layer | weights | kept | index bits | gap bits | fillers | index bytes (raw -> stored) "
         "| gap bytes (raw -> stored) | codebook + bias + header | total bytes | size % of dense |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -74,9 +82,9 @@ def report_markdown(rec: dict) -> str:
         f"{100 * rec['file_bytes'] / rec['dense_bytes']:.2f}% |", "",
         " ".join(filter(None, ["(H) = Huffman-coded (used only where it makes the stream smaller).",
                                _VALUES_NOTE.get(rec.get("values"))])), "",
-        "## Test error by stage", "", "| stage | test error | detail |", "|---|---|---|",
-        *[f"| {s['stage']} | {100 * s['test_error']:.2f}% | "
-          f"{', '.join(f'{k} {v}' for k, v in s.items() if k not in ('stage', 'test_error'))} |"
+        f"## Test {metric} by stage", "", f"| stage | test {metric} | detail |", "|---|---|---|",
+        *[f"| {s['stage']} | {_score(rec, s[key])} | "
+          f"{', '.join(f'{k} {v}' for k, v in s.items() if k not in ('stage', key))} |"
           for s in rec["stages"]],
         "", f"Time: {rec['timings_s']}", "", f"Command: `{rec['command']}`", "",
     ]

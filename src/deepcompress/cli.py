@@ -14,6 +14,8 @@ COMMAND_MODULES = [
     "deepcompress.cli_hardware",
     "deepcompress.cli_parallel",
     "deepcompress.cli_runtime",
+    "deepcompress.cli_main",
+    "deepcompress.cli_report",
 ]
 
 

@@ -45,8 +45,14 @@ def summary_lines(found: dict) -> list[str]:
 
 
 def _run(args) -> int:
+    import torch
+
     from .data_torch import load_dataset
     from .mainjob import MainJob, run
+
+    if args.threads < 1:
+        raise UserError(f"--threads must be at least 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
 
     if args.latency_images is None:
         args.latency_images = 300 if args.quick else 1000
@@ -90,5 +96,8 @@ def register(sub) -> None:
     p.add_argument("--latency-images", type=int,
                    help="test images timed one at a time for each of the two methods (default 1000, 300 "
                         "with --quick)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="PyTorch threads for training (default 1: on a shared machine a second thread that "
+                        "spin-waits made training 25x slower; see the README). Latency is always timed on 1")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.set_defaults(func=_run)

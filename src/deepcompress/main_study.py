@@ -202,7 +202,7 @@ def _figures(found: dict, folder: Path) -> list[dict]:
     save_png(fig, folder / "sizes.png")
 
     fig, ax = new_figure()
-    ax.boxplot([lat["samples_us"]["runtime"], lat["samples_us"]["torch"]], vert=False, showfliers=False)
+    ax.boxplot([lat["samples_us"]["runtime"], lat["samples_us"]["torch"]], orientation="horizontal", showfliers=False)
     ax.set_yticks([1, 2], ["CPU runtime\n(the file)", "dense\nPyTorch"])
     ax.set_xlabel("batch-1 time per image (us), 1 thread")
     save_png(fig, folder / "latency.png")

@@ -9,6 +9,7 @@ the report. Each step prints a line when it starts, and the long ones show their
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -158,7 +159,8 @@ def latency(job: MainJob, path: Path, x: np.ndarray, rounds: int = ROUNDS) -> di
         torch.set_num_threads(threads)
     stats = {k: _stats(np.concatenate(v)) for k, v in times.items()}
     return {**stats, "speedup": stats["torch"]["median_us"] / stats["runtime"]["median_us"], "rounds": rounds,
-            "threads": 1, "samples_us": {k: np.concatenate(v).tolist() for k, v in times.items()}}
+            "threads": 1, "load_average": os.getloadavg()[0],
+            "samples_us": {k: np.concatenate(v).tolist() for k, v in times.items()}}
 
 
 def _stats(us: np.ndarray) -> dict:

@@ -156,3 +156,14 @@ def test_report_runs_without_torch(tmp_path):
             + LIST_HEAVY + "print('HEAVY', heavy)\n")
     done = without_torch(code, str(tmp_path))
     assert "HEAVY []" in done.stdout and (tmp_path / "report.html").is_file()
+
+
+def test_the_report_and_the_new_commands_import_no_training_code():
+    from test_layering import PACKAGE, _forbidden, _imports
+
+    report = [p.relative_to(PACKAGE).as_posix() for p in sorted((PACKAGE / "report").rglob("*.py"))]
+    anywhere = [f"{rel}: {name}" for rel in [*report, "main_study.py"] for name, _, _ in _imports(PACKAGE / rel)
+                if _forbidden(name)]
+    at_import = [f"{rel}: {name}" for rel in ("cli_main.py", "cli_report.py")
+                 for name, top, _ in _imports(PACKAGE / rel) if top and _forbidden(name)]
+    assert len(report) == 5 and anywhere == [] and at_import == []

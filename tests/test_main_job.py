@@ -101,3 +101,15 @@ def test_quick_needs_a_quick_recipe(capsys):
     assert main(["main", "--quick", "--model", "lenet-5"]) == 1
     assert capsys.readouterr().err == ("deepcompress main: error: --quick: no quick recipe for lenet-5 (built in for "
                                        "lenet-300-100); give --recipe FILE\n")
+
+
+def test_the_baseline_is_the_one_deepcompress_train_makes(job, capsys):
+    root, argv = job
+    weights = root / "runs" / "lenet-300-100-mnist" / "model.pt"
+    if not weights.is_file():  # run alone, without the tests above
+        _run(argv, capsys)
+    given = {argv[i]: argv[i + 1] for i in range(1, len(argv) - 1) if argv[i] in ("--recipe", "--data-dir")}
+    assert main(["train", "--recipe", given["--recipe"], "--data-dir", given["--data-dir"],
+                 "--out", str(root / "train"), "--quiet"]) == 0
+    ours, theirs = (torch.load(p, weights_only=True) for p in (weights, root / "train" / "model.pt"))
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)

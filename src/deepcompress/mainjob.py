@@ -42,11 +42,11 @@ class MainJob:
     latency_images: int = 1000
     progress: bool = True
     step_s: dict[str, float] = field(default_factory=dict)
-    _t0: float = field(default_factory=time.perf_counter)
+    started: float = field(default_factory=time.perf_counter)
 
     def step(self, number: int, total: int, text: str) -> None:
         """Announce step `number` of `total` (stderr, with the time since the job started)."""
-        print(f"[{number}/{total}] {text} ({time.perf_counter() - self._t0:.0f} s so far)", file=sys.stderr,
+        print(f"[{number}/{total}] {text} ({time.perf_counter() - self.started:.0f} s so far)", file=sys.stderr,
               flush=True)
 
 
@@ -67,6 +67,7 @@ def baseline(job: MainJob) -> tuple[torch.nn.Module, str]:
         args = SimpleNamespace(model=job.model, checkpoint=str(job.checkpoint))
         return from_checkpoint(args, None, job.data, job.compress_dir), f"loaded from {job.checkpoint}"
     weights, record_path = job.baseline_dir / "model.pt", job.baseline_dir / "train.json"
+    torch.manual_seed(cfg.seed)  # as `deepcompress train` does: the same seed gives the same initial weights
     model = build_model(job.model)
     if weights.is_file() and record_path.is_file():
         try:
@@ -76,7 +77,6 @@ def baseline(job: MainJob) -> tuple[torch.nn.Module, str]:
         if isinstance(record, dict) and _same_settings(record, job, cfg):
             model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
             return model, f"reused {weights} (same [train] settings)"
-    torch.manual_seed(cfg.seed)
     result = train(model, job.data, cfg, checkpoint=job.baseline_dir / "checkpoint.pt", progress=job.progress,
                    verbose=job.progress)
     with atomic.atomic_path(weights) as tmp:
@@ -150,7 +150,8 @@ def latency(job: MainJob, path: Path, x: np.ndarray, rounds: int = ROUNDS) -> di
             times = {"runtime": [], "torch": []}
             for r in range(rounds):
                 images = x[(r * per_round) % len(x):][:per_round]
-                _time_each(ours, images[:3]), _time_each(run_dense, images[:3])  # warm caches and kernels
+                for fn in (ours, run_dense):  # warm caches and kernels
+                    _time_each(fn, images[:3])
                 times["runtime"].append(_time_each(ours, images))
                 times["torch"].append(_time_each(run_dense, images))
                 print(f"  latency round {r + 1}/{rounds}: runtime {np.median(times['runtime'][-1]):.1f} us, "
@@ -228,7 +229,7 @@ def measure_and_report(job: MainJob, how: str, record: dict, path: Path) -> dict
     job.step(6, STEPS, f"figures, {job.results / 'main' / 'study.json'} and the report")
     found = {"model": job.model, "dataset": job.data.name, "recipe": job.recipe_name, "baseline": how,
              "compression": record, "file": str(path), "runtime": from_file, "latency": lat, "hardware": hw,
-             "step_s": job.step_s, "command": job.command, "wall_s": time.perf_counter() - job._t0}
+             "step_s": job.step_s, "command": job.command, "wall_s": time.perf_counter() - job.started}
     write_study(job.results / "main", found)
     found["report"] = build_report(job.results)[0]
     return found

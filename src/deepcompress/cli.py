@@ -16,6 +16,8 @@ COMMAND_MODULES = [
     "deepcompress.cli_runtime",
     "deepcompress.cli_study",
     "deepcompress.cli_export",
+    "deepcompress.cli_main",
+    "deepcompress.cli_report",
 ]
 
 

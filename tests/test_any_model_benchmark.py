@@ -43,7 +43,7 @@ def test_numpy_sequence_cross_entropy_equals_torch():
     assert got.mean() == pytest.approx(any_model.sequence_loss(logits, y).item(), rel=1e-6)
 
 
-def test_char_lstm_trains_on_its_loss_and_is_skipped_until_lstm_is_supported(tmp_path):
+def test_char_lstm_trains_on_its_loss(tmp_path):
     gen = torch.Generator().manual_seed(0)
     text = torch.arange(8).repeat(40)  # a periodic "text": easy to predict
     x = torch.stack([text[i:i + 16] for i in range(0, 288, 16)])
@@ -56,13 +56,11 @@ def test_char_lstm_trains_on_its_loss_and_is_skipped_until_lstm_is_supported(tmp
     assert np.exp(result.history[0]["test_loss"]) > 2 * np.exp(result.test_loss) and np.exp(result.test_loss) < 3
 
 
-def test_the_lstm_model_runs_or_says_it_needs_lstm_support(tmp_path):
+def test_the_lstm_model_runs_end_to_end_from_the_file(tmp_path):
     from deepcompress.data_text import austen_folder
 
     if not (austen_folder() / "Rdata.rdb").is_file():
         pytest.skip("Jane Austen's novels not installed: run `deepcompress data fetch austen`")
     rec = any_model.run_model("austen-lstm", quick=True, out_dir=tmp_path)
-    if "skipped" in rec:
-        assert rec["skipped"].startswith("needs LSTM support: embed: Embedding")
-    else:  # the file format has learned LSTMs: the quick run went end to end
-        assert rec["metric"] == "loss" and rec["runtime"] == pytest.approx(rec["file"], rel=1e-4)
+    assert "skipped" not in rec, rec.get("skipped")
+    assert rec["metric"] == "loss" and rec["runtime"] == pytest.approx(rec["file"], rel=1e-4)

@@ -373,3 +373,12 @@ def test_sensitivity_measures_on_the_test_set_and_says_so(idx, tmp_path, capsys)
     assert record["curves"]["ip1"][0] == [0.0, evaluate(model, data.test_x, data.test_y)]
     assert stdout.splitlines()[0] == ("sensitivity of lenet-300-100: error measured on the mnist test set "
                                       "(64 images the baseline was not trained on)")
+
+
+def test_run_refuses_absurd_thread_counts_in_one_line(capsys):
+    from deepcompress import cli
+
+    fixture = Path(__file__).parent / "data" / "lenet-300-100-mnist.dcz"
+    assert cli.main(["run", str(fixture), "--threads", "1000"]) != 0
+    err = capsys.readouterr().err
+    assert f"--threads 1000: this machine has {usable_cores()} cores" in err and "Traceback" not in err

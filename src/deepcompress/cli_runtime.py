@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from .data import DATASETS, load_test_set
-from .errors import UserError
+from .errors import UserError, check_parallelism
 
 
 def compression_report(path: Path) -> dict | None:
@@ -105,8 +105,7 @@ def _limit_threads(threads: int) -> None:
 
 
 def _run(args) -> int:
-    if args.threads < 1:
-        raise UserError(f"--threads must be at least 1, got {args.threads}")
+    check_parallelism("--threads", args.threads, refuse_per_core=4)
     _limit_threads(args.threads)
     res = run_file(Path(args.file), args.data, args.data_dir, args.batch, args.latency_images,
                    args.threads, args.precision)

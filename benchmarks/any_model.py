@@ -183,9 +183,10 @@ SPECS = {
 }
 
 
-def load_data(spec: Spec, quick: bool) -> tuple[Dataset, dict]:
-    """The model's data set as tensors (the first `quick_sizes` train/test samples with --quick), and what
-    building the model needs to know about it ({"vocab": size} for the language model)."""
+def load_data(spec: Spec, quick: bool, train_size: int | None = None) -> tuple[Dataset, dict]:
+    """The model's data set as tensors (the first `quick_sizes` train/test samples with --quick; the first
+    `train_size` training samples if given), and what building the model needs to know about it
+    ({"vocab": size} for the language model)."""
     info = {}
     if spec.dataset == "austen":
         from deepcompress.data_text import austen_corpus, lm_dataset
@@ -202,6 +203,8 @@ def load_data(spec: Spec, quick: bool) -> tuple[Dataset, dict]:
     if quick:
         n, m = spec.quick_sizes
         data = Dataset(data.name, data.train_x[:n], data.train_y[:n], data.test_x[:m], data.test_y[:m])
+    elif train_size:
+        data = Dataset(data.name, data.train_x[:train_size], data.train_y[:train_size], data.test_x, data.test_y)
     return data, info
 
 
@@ -249,10 +252,11 @@ def simulated(path: Path) -> dict:
     return out
 
 
-def run_model(name: str, quick: bool, out_dir: Path) -> dict:
-    """Train (or load), compress, run and simulate one model; its record."""
+def run_model(name: str, quick: bool, out_dir: Path, train_size: int | None = None) -> dict:
+    """Train (or load), compress, run and simulate one model; its record (`train_size`: train on the first
+    that many training samples only)."""
     spec = SPECS[name]
-    data, info = load_data(spec, quick)
+    data, info = load_data(spec, quick, train_size)
     torch.manual_seed(0)
     model = spec.build(info)
     example = data.test_x[:1]
@@ -267,7 +271,8 @@ def run_model(name: str, quick: bool, out_dir: Path) -> dict:
     recipe = quick_recipe(spec.recipe) if quick else spec.recipe
     outcome = compress_model(model, data, recipe, out_dir / name, example_input=example, progress=False,
                              loss=spec.loss, metric=spec.metric, meta={"model": name, "dataset": spec.dataset},
-                             command=f"benchmarks/any_model.py {name}" + (" --quick" if quick else ""))
+                             command=f"benchmarks/any_model.py {name}" + (" --quick" if quick else "")
+                             + (f" --train-size {train_size}" if train_size else ""))
     key = f"test_{outcome['metric']}"
     path = Path(outcome["file"])
     rec = {"model": name, "dataset": spec.dataset, "quick": quick, "metric": outcome["metric"],
@@ -326,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small subsets, one epoch, one pruning round")
     p.add_argument("--out", help=f"JSON file to update (default {RESULTS.relative_to(ROOT)}; required with --quick)")
     p.add_argument("--work", default="runs/any_model", help="folder for the compression runs")
+    p.add_argument("--train-size", type=int, help="train on the first N training samples only (a busy machine)")
     args = p.parse_args(argv)
     if args.quick and not args.out:
         p.error("--quick results are not the benchmark's: give --out")
@@ -335,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     out = Path(args.out) if args.out else RESULTS
     for name in args.models or SPECS:
-        rec = run_model(name, args.quick, Path(args.work) / ("quick" if args.quick else "full"))
+        rec = run_model(name, args.quick, Path(args.work) / ("quick" if args.quick else "full"), args.train_size)
         records = json.loads(out.read_text()) if out.exists() else []  # read late: other runs may have written
         atomic.write_json(out, [r for r in records if r["model"] != name] + [rec])
     print_table([r for r in json.loads(out.read_text()) if r["model"] in (args.models or SPECS)])

@@ -13,7 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
+from deepcompress import format as dcz
+from deepcompress.compress.export import file_shape
 from deepcompress.data import Dataset, load_arrays
 from fixtures.make_lenet_dcz import TRAIN_IMAGES, fixture_paths
 
@@ -100,3 +103,32 @@ def without_torch(code: str, *args: str) -> subprocess.CompletedProcess:
     proc = subprocess.run([sys.executable, "-c", BLOCK_TORCH + code, *args], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     return proc
+
+
+def shared_layers(model: nn.Module, rng, k: int = 16, density: float = 0.6) -> list[dcz.QuantizedLayer]:
+    """Prune and weight-share every Linear/Conv1d/Conv2d of `model` in place (random mask, k levels over
+    the weights' range) and return the matching file layers."""
+    layers = []
+    with torch.no_grad():
+        for name, m in model.named_modules():
+            if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+                w = m.weight.numpy()
+                codebook = np.linspace(w.min(), w.max(), k).astype(np.float32)
+                labels = np.abs(w[..., None] - codebook).argmin(-1)
+                labels = np.where(rng.random(w.shape) < density, labels, -1)
+                m.weight.copy_(torch.from_numpy(np.where(labels >= 0, codebook[labels], 0).astype(np.float32)))
+                bias = None if m.bias is None else m.bias.numpy().copy()
+                kind = "fc" if isinstance(m, nn.Linear) else "conv"
+                layers.append(dcz.QuantizedLayer.from_labels(name, kind, labels.reshape(file_shape(m)), codebook,
+                                                             bias=bias))
+    return layers
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small forward passes on a shared 2-core machine are far faster on one thread (use with
+    `pytestmark = pytest.mark.usefixtures("one_thread")`)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -14,25 +14,11 @@ from deepcompress.compress.export import architecture_ops
 from deepcompress.hardware.model_sim import simulate_model
 from deepcompress.runtime import load
 
+from conftest import shared_layers
+
 REL_TOL = 1e-5
 
 
-def shared_layers(model: nn.Module, rng, k: int = 16, density: float = 0.6) -> list[dcz.QuantizedLayer]:
-    """Prune and weight-share every Linear/Conv2d of `model` in place (random mask, k levels over the
-    weights' range) and return the matching file layers."""
-    layers = []
-    with torch.no_grad():
-        for name, m in model.named_modules():
-            if isinstance(m, (nn.Linear, nn.Conv2d)):
-                w = m.weight.numpy()
-                codebook = np.linspace(w.min(), w.max(), k).astype(np.float32)
-                labels = np.abs(w[..., None] - codebook).argmin(-1)
-                labels = np.where(rng.random(w.shape) < density, labels, -1)
-                m.weight.copy_(torch.from_numpy(np.where(labels >= 0, codebook[labels], 0).astype(np.float32)))
-                bias = None if m.bias is None else m.bias.numpy().copy()
-                kind = "fc" if isinstance(m, nn.Linear) else "conv"
-                layers.append(dcz.QuantizedLayer.from_labels(name, kind, labels, codebook, bias=bias))
-    return layers
 
 
 def round_trip(model: nn.Module, x: torch.Tensor, tmp_path, seed: int = 0):

@@ -14,7 +14,7 @@ from torch import nn
 from deepcompress import decompress
 from deepcompress import format as dcz
 from deepcompress.compress.capture import Unsupported
-from deepcompress.compress.export import architecture_ops, file_shape, load_into, write_model
+from deepcompress.compress.export import architecture_ops, load_into, write_model
 from deepcompress.compress.prune import Masks, TargetSparsity
 from deepcompress.compress.quantize import SharedWeights
 from deepcompress.format import graph
@@ -24,6 +24,8 @@ from deepcompress.hardware.netspecs import LayerShape
 from deepcompress.hardware.report import format_layer_records
 from deepcompress.runtime import load
 
+from conftest import shared_layers
+
 REL_TOL = 1e-5
 
 
@@ -32,23 +34,6 @@ def rel_error(got, ref) -> float:
     return float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-30))
 
 
-def shared_layers(model: nn.Module, rng, k: int = 16, density: float = 0.6) -> list[dcz.QuantizedLayer]:
-    """Prune and weight-share every Linear/Conv1d/Conv2d of `model` in place (random mask, k levels over
-    the weights' range) and return the matching file layers."""
-    layers = []
-    with torch.no_grad():
-        for name, m in model.named_modules():
-            if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
-                w = m.weight.numpy()
-                codebook = np.linspace(w.min(), w.max(), k).astype(np.float32)
-                labels = np.abs(w[..., None] - codebook).argmin(-1)
-                labels = np.where(rng.random(w.shape) < density, labels, -1)
-                m.weight.copy_(torch.from_numpy(np.where(labels >= 0, codebook[labels], 0).astype(np.float32)))
-                bias = None if m.bias is None else m.bias.numpy().copy()
-                kind = "fc" if isinstance(m, nn.Linear) else "conv"
-                layers.append(dcz.QuantizedLayer.from_labels(name, kind, labels.reshape(file_shape(m)), codebook,
-                                                             bias=bias))
-    return layers
 
 
 def check_round_trip(model: nn.Module, x: torch.Tensor, tmp_path, density: float = 0.6) -> str:

@@ -27,13 +27,7 @@ TINY = MiniLMConfig(vocab_size=50, hidden_size=8, num_hidden_layers=2, num_atten
                     intermediate_size=16, max_position_embeddings=12)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small forward passes on a shared 2-core machine are far faster on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

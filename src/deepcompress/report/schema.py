@@ -7,8 +7,9 @@ The schema (docs/REPORT.md):
      "tables":  [{"title": str, "columns": [str, ...], "rows": [[cell, ...], ...]}],
      "figures": [{"file": "x.png", "caption": str}]}
 
-Optional: top-level "summary" (str, a paragraph under the title) and "wall_s" (number); a figure's or a
-table's "command" (str) when it differs from the study's. A cell is a string, a number, a boolean or null.
+Optional: top-level "summary" (str, a paragraph under the title), "wall_s" (number) and "data" (an object
+of raw measurements, kept but not rendered); a figure's or a table's "command" (str) when it differs from
+the study's. A cell is a string, a number, a boolean or null.
 Figures are PNG files in the study's folder. A key the schema does not know is reported as a warning,
 not an error, so a newer writer still renders.
 """
@@ -24,7 +25,7 @@ from ..errors import UserError
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 TOP = {"name": str, "title": str, "command": str, "claims": list, "tables": list, "figures": list}
-TOP_OPTIONAL = {"summary": str, "wall_s": (int, float)}
+TOP_OPTIONAL = {"summary": str, "wall_s": (int, float), "data": dict}  # data: raw measurements, not rendered
 CLAIM = {"claim": str, "talk": (str, int, float), "measured": (str, int, float), "agrees": bool, "why": str}
 TABLE = {"title": str, "columns": list, "rows": list}
 TABLE_OPTIONAL = {"command": str}

@@ -65,8 +65,9 @@ def distill_data(teacher: nn.Module, tokenizer, text: DistillStage | None = None
     many training windows and an eighth as many held-out ones (a quick run)."""
     text = text or DistillStage()
     train_docs, held_docs = text_eval.split_background(text.held_out)
-    train_x = torch.from_numpy(positions_of(token_windows(untruncated(tokenizer), train_docs, text.window)))
-    test_x = torch.from_numpy(positions_of(token_windows(untruncated(tokenizer), held_docs, text.window)))
+    vocab = teacher.cfg.vocab_size  # the joint table's position rows follow the teacher's word pieces
+    train_x = torch.from_numpy(positions_of(token_windows(untruncated(tokenizer), train_docs, text.window), vocab))
+    test_x = torch.from_numpy(positions_of(token_windows(untruncated(tokenizer), held_docs, text.window), vocab))
     if text.max_windows:
         train_x, test_x = train_x[: text.max_windows], test_x[: max(1, text.max_windows // 8)]
     return Dataset(NAME, train_x, targets(teacher, train_x), test_x, targets(teacher, test_x))

@@ -71,6 +71,7 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
             for group in [by_length[n]] for s in range(0, len(group), batch_size)]
 
 
+TEXT_MODEL = "all-MiniLM-L6-v2"  # meta "text_model" of a file holding this sentence encoder
 VOCAB_SIZE = 30522  # word pieces of all-MiniLM-L6-v2; its position rows follow them in the joint table
 
 

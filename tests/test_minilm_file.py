@@ -3,6 +3,8 @@ numpy runtime, which must give the PyTorch module's sentence embedding."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -71,3 +73,33 @@ def test_one_real_layer_from_the_file_matches_torch(tmp_path):
     with torch.no_grad():
         shared = model(x).numpy()
     assert cosine(load(path)(x.numpy()), shared).min() > 0.99999
+
+
+def test_run_text_embeds_two_texts_from_the_file(tmp_path, capsys):
+    # real word pieces, so the table has the real vocabulary; everything else tiny
+    from deepcompress.cli import main
+    from deepcompress.minilm_text import TEXT_MODEL, load_tokenizer
+
+    torch.manual_seed(0)
+    cfg = MiniLMConfig(vocab_size=30522, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                       intermediate_size=16, max_position_embeddings=16)
+    model = MiniLM(cfg).eval()
+    texts = ["a cat sat on the mat", "a dog lay on the rug"]
+    tok = load_tokenizer()
+    ids = torch.tensor([tok.encode(t).ids for t in texts])
+    x = with_positions(ids, cfg.vocab_size)
+    masks = Masks(model)
+    shared = SharedWeights(model, masks, dict.fromkeys(masks.modules, 4))
+    path = tmp_path / "tiny.dcz"
+    write_model(path, model, shared, dict.fromkeys(masks.modules, "auto"), shared.bits(), {"text_model": TEXT_MODEL},
+                example_input=x[:1])
+    with torch.no_grad():
+        a, b = model(x).numpy()
+    assert main(["run", str(path), "--text", texts[0], "--text", texts[1], "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["tokens"] == ids.shape[1] and len(res["texts"]) == 2
+    assert res["cosine"] == pytest.approx(float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)), abs=1e-5)
+    assert res["texts"][0]["norm"] == pytest.approx(float(np.linalg.norm(a)), rel=1e-5)
+    assert res["texts"][1]["first_dims"] == pytest.approx(b[:6].tolist(), abs=1e-5)
+    assert main(["run", str(path), "--text", "a much longer sentence than the file was captured at"]) == 1
+    assert "was captured at 8 (a file holds one sequence length)" in capsys.readouterr().err

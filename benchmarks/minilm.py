@@ -39,7 +39,7 @@ from deepcompress.compress.prune import prunable_layers  # noqa: E402
 from deepcompress.compress.recipe import Recipe, read_recipe  # noqa: E402
 from deepcompress.minilm import MiniLM, fp32_weight_bytes, load_minilm  # noqa: E402
 from deepcompress.minilm_distill import cosine_error, targets, token_windows, untruncated  # noqa: E402
-from deepcompress.minilm_text import Encoder, load_tokenizer, torch_model  # noqa: E402
+from deepcompress.minilm_text import Encoder, load_tokenizer, positions_of, torch_model  # noqa: E402
 from deepcompress.recipes import load_recipe  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,13 +92,13 @@ def quality(encoder: Encoder, sets: EvalSets, dense_sentences: np.ndarray) -> di
 
 
 def real_windows(tokenizer, length: int) -> np.ndarray:
-    """Held-out lee_background text as batch-1 inputs of `length` tokens."""
+    """Held-out lee_background text as batch-1 inputs of `length` tokens, with their positions ([N, 2, T])."""
     _, held = text_eval.split_background()
-    return token_windows(untruncated(tokenizer), held, length)
+    return positions_of(token_windows(untruncated(tokenizer), held, length))
 
 
 def latency_us(run, inputs: np.ndarray, rounds: int) -> float:
-    """Median microseconds of `run` on one [1, T] input, cycling through `inputs` after a warm-up call."""
+    """Median microseconds of `run` on one [1, 2, T] input, cycling through `inputs` after a warm-up call."""
     run(inputs[:1])
     times = []
     for i in range(rounds):
@@ -152,8 +152,9 @@ def setting_records(model: MiniLM, tokenizer) -> list[dict]:
     recipes = {name: setting_recipe(model, overrides) for name, overrides in SETTINGS.items()}
     gap = capture_gap(model, tokenizer)
     if gap is None:
-        gap = ("the graph captures now; the compression run is still to be wired here: compress_model with "
-               "the setting's recipe, minilm_distill.distill_data and CosineDistill (README, transformer section)")
+        gap = ("the graph captures now, but a file's reshape records hold the sequence length it was captured "
+               "at, so one file cannot embed texts of other lengths (the test sets); still to be wired here: "
+               "compress_model with the setting's recipe, minilm_distill.distill_data and CosineDistill")
     print(f"compression settings skipped: {gap}", file=sys.stderr)
     return [{"setting": name, "overrides": SETTINGS[name], "skipped": gap}
             for name in recipes]

@@ -19,7 +19,7 @@ from conftest import without_torch
 from deepcompress import text_eval
 from deepcompress.errors import UserError
 from deepcompress.minilm import (MiniLM, MiniLMConfig, checkpoint_state, fp32_weight_bytes, load_minilm,
-                                 load_state, read_safetensors)
+                                 load_state, read_safetensors, with_positions)
 from deepcompress.minilm_text import Encoder, length_batches, load_tokenizer, model_dir, normalise, torch_model
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "minilm_reference.json").read_text())["sentences"]
@@ -48,7 +48,7 @@ def test_tokenizer_matches_the_reference_word_pieces(tokenizer):
 def test_module_matches_the_reference_model(dense):
     for row in REFERENCE:
         with torch.no_grad():
-            got = dense(torch.tensor([row["ids"]]))[0].numpy()
+            got = dense(with_positions(torch.tensor([row["ids"]])))[0].numpy()
         want = np.array(row["pooled"])
         assert np.linalg.norm(got - want) / np.linalg.norm(want) < 1e-5, row["text"]
 
@@ -80,12 +80,14 @@ def test_query_scale_and_segment_embedding_are_folded_exactly():
     state = checkpoint_state(theirs, TINY)
     scale = 1 / math.sqrt(TINY.head_size)
     assert torch.equal(state["layers.1.attn.query.weight"], theirs["encoder.layer.1.attention.self.query.weight"] * scale)
-    assert torch.equal(state["embed.position.weight"], theirs["embeddings.position_embeddings.weight"]
+    table = state["embed.table.weight"]
+    assert torch.equal(table[: TINY.vocab_size], theirs["embeddings.word_embeddings.weight"])
+    assert torch.equal(table[TINY.vocab_size :], theirs["embeddings.position_embeddings.weight"]
                        + theirs["embeddings.token_type_embeddings.weight"][0])
     model = MiniLM(TINY)
     load_state(model, state, "tiny")
     ids = torch.tensor([[1, 7, 3, 2]])
-    assert torch.allclose(model(ids), _bert_reference(theirs, ids), atol=1e-5)
+    assert torch.allclose(model(with_positions(ids, TINY.vocab_size)), _bert_reference(theirs, ids), atol=1e-5)
 
 
 def test_a_wrong_checkpoint_is_one_line(tmp_path):
@@ -217,7 +219,7 @@ def test_text_side_runs_without_torch():
     code = ("import numpy as np\n"
             "from deepcompress.minilm_text import Encoder\n"
             "from deepcompress import text_eval\n"
-            "enc = Encoder(lambda ids: np.ones((len(ids), 3)) * ids.shape[1])\n"
+            "enc = Encoder(lambda ids: np.ones((len(ids), 3)) * ids.shape[2])\n"
             "x = enc.embed(['a b', 'hello'])\n"
             "assert np.allclose(x, 3 ** -0.5) and len(text_eval.wordsim353().first) == 353\n")
     without_torch(code)

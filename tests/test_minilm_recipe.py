@@ -22,7 +22,7 @@ from deepcompress.minilm import MiniLM, MiniLMConfig
 from deepcompress.data import Dataset
 from deepcompress.minilm_distill import (CosineDistill, cosine_error, cosine_loss, distill_data, token_windows,
                                          untruncated)
-from deepcompress.minilm_text import load_tokenizer
+from deepcompress.minilm_text import load_tokenizer, positions_of
 from deepcompress.recipes import load_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +44,7 @@ def test_built_in_recipe_names_every_linear_layer_and_distills():
     recipe.check_layers(every, "all-MiniLM-L6-v2")
     layers = {name: m for name, m in every.items() if isinstance(m, nn.Linear)}  # the embeddings stay unpruned
     tables = load_recipe("minilm")
-    assert set(recipe.prune.layers) == set(layers) and len(layers) == 36
+    assert set(recipe.prune.layers) == set(layers) and len(layers) == 37  # 36 Linear + the joint table
     assert recipe.prune.layers == tables["prune"]["layers"]
     assert recipe.distill == DistillStage(**tables["distill"]) and recipe.train is None
     assert recipe.quantize.bits({name: "fc" for name in layers}) == tables["quantize"]["layers"]
@@ -86,10 +86,10 @@ def test_distill_data_holds_out_whole_documents_and_teacher_targets(tokenizer):
     torch.manual_seed(0)
     teacher = MiniLM(SIX_LAYERS).eval()
     data = distill_data(teacher, tokenizer, DistillStage(window=16, max_windows=16))
-    assert data.train_x.shape == (16, 16) and data.test_x.shape == (2, 16)
+    assert data.train_x.shape == (16, 2, 16) and data.test_x.shape == (2, 2, 16)
     with torch.no_grad():
         assert torch.allclose(data.train_y, teacher(data.train_x))
-    assert not {tuple(r) for r in data.train_x.tolist()} & {tuple(r) for r in data.test_x.tolist()}
+    assert not {tuple(r) for r in data.train_x[:, 0].tolist()} & {tuple(r) for r in data.test_x[:, 0].tolist()}
     assert cosine_error(teacher, data.test_x, data.test_y) == pytest.approx(0, abs=1e-6)
 
 
@@ -103,7 +103,7 @@ def test_sensitivity_tool_takes_the_distillation_error(tokenizer):
     torch.manual_seed(0)
     model = MiniLM(MiniLMConfig(vocab_size=30522, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
                                 intermediate_size=16, max_position_embeddings=20)).eval()
-    x = torch.from_numpy(token_windows(untruncated(tokenizer), ["A sentence of plain words, long enough to cut."], 8))
+    x = torch.from_numpy(positions_of(token_windows(untruncated(tokenizer), ["A sentence of plain words, long enough to cut."], 8)))
     with torch.no_grad():
         y = model(x)
     curves = sensitivity(model, x, y, grid=(0.0, 0.9), error=cosine_error)

@@ -107,6 +107,8 @@ def _limit_threads(threads: int) -> None:
 def _run(args) -> int:
     check_parallelism("--threads", args.threads, refuse_per_core=4)
     _limit_threads(args.threads)
+    if args.text:
+        return _run_text(args)
     res = run_file(Path(args.file), args.data, args.data_dir, args.batch, args.latency_images,
                    args.threads, args.precision)
     if args.json:
@@ -115,6 +117,24 @@ def _run(args) -> int:
         print_text(res)
     rep = res.get("report")
     return 1 if rep is not None and rep["comparable"] and not rep["matches"] else 0
+
+
+def _run_text(args) -> int:
+    """--text: sentence embeddings from a text-model file."""
+    from . import runtime
+    from .cli_text import embed_file_texts, is_text_model, print_embeddings
+
+    if len(args.text) > 2:
+        raise UserError(f"--text takes one or two texts, got {len(args.text)}")
+    model = runtime.load(args.file, threads=args.threads, precision=args.precision)
+    if not is_text_model(model.meta):
+        raise UserError(f"{args.file}: --text needs a sentence-encoder file (meta text_model); this one is not")
+    res = embed_file_texts(model, args.text, args.file)
+    if args.json:
+        print(json.dumps(res, indent=1))
+    else:
+        print_embeddings(res)
+    return 0
 
 
 def register(sub) -> None:
@@ -138,4 +158,7 @@ def register(sub) -> None:
                         "codebook and activations, see the README)")
     p.add_argument("--threads", type=int, default=1,
                    help="threads for our sparse kernels and torch's dense conv path (default 1)")
+    p.add_argument("--text", action="append", metavar="TEXT",
+                   help="instead of a test set: embed this text with a sentence-encoder file (give it twice "
+                        "for their cosine); first dims, norm, batch-1 latency")
     p.set_defaults(func=_run)

@@ -5,13 +5,15 @@ The module is written for torch.fx capture into the .dcz graph: its forward take
 returns the mean-pooled token states [B, 384], with no data-dependent control flow and no attention
 mask. That is exact for a batch of equal-length sequences (batch 1 always is); a padded batch would need
 the mask on the attention scores and in the mean, which the file's graph does not have, so callers group
-sequences by length instead (`deepcompress.minilm_text.Encoder`). Two changes that keep the function and
-simplify the graph are made at load time: the query projection is pre-scaled by 1/sqrt(head size), and
-the token-type embedding of segment 0 (the only segment a single sentence uses) is added into the
-position table.
+sequences by length instead (`deepcompress.minilm_text.Encoder`). Three changes that keep the function and
+simplify the graph are made at load time: the query projection is pre-scaled by 1/sqrt(head size), the
+token-type embedding of segment 0 (the only segment a single sentence uses) is added into the
+position table, and the position table is appended to the word table, the input carrying each token's
+position id next to its word id ([B, 2, T], `with_positions`): the file's graph has no op that makes
+positions 0..T-1 (every op treats the tokens alike), so they come in with the input.
 
     model = load_minilm()                         # MiniLM in eval mode
-    pooled = model(torch.tensor([[101, 7592, 102]]))   # [1, 384], not yet L2-normalised
+    pooled = model(with_positions(torch.tensor([[101, 7592, 102]])))   # [1, 384], not yet L2-normalised
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import torch
 from torch import nn
 
 from .errors import UserError
-from .minilm_text import model_dir
+from .minilm_text import model_dir, positions_of
 
 WEIGHTS = "model.safetensors"
 
@@ -60,30 +62,26 @@ class MiniLMConfig:
         return self.hidden_size // self.num_attention_heads
 
 
-class PositionTable(nn.Module):
-    """Adds a learned vector per position (the first T rows of the table) to a [B, T, D] input."""
-
-    def __init__(self, positions: int, dim: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.zeros(positions, dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x + table[:T]."""
-        return x + self.weight[: x.shape[1]]
+def with_positions(ids: torch.Tensor, vocab_size: int = MiniLMConfig.vocab_size) -> torch.Tensor:
+    """Token ids [B, T] as the model's input [B, 2, T]: the ids, then each token's position as a row of
+    the joint table (vocab_size + t)."""
+    return torch.from_numpy(positions_of(ids.numpy(), vocab_size))
 
 
 class Embeddings(nn.Module):
-    """Word-piece embedding, plus position (and segment-0) embedding, then LayerNorm."""
+    """Word-piece embedding plus position (and segment-0) embedding, then LayerNorm. One table holds both:
+    rows 0..V-1 the word pieces, rows V..V+P-1 the positions, and the input carries both ids per token
+    (`with_positions`), so the lookup is one `embedding` op of the file and the sum of the two rows a mean
+    over that axis times 2 (exact: halving and doubling are exact in floating point)."""
 
     def __init__(self, cfg: MiniLMConfig):
         super().__init__()
-        self.word = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
-        self.position = PositionTable(cfg.max_position_embeddings, cfg.hidden_size)
+        self.table = nn.Embedding(cfg.vocab_size + cfg.max_position_embeddings, cfg.hidden_size)
         self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        """[B, T] token ids to [B, T, D] states."""
-        return self.norm(self.position(self.word(ids)))
+        """[B, 2, T] word and position ids (`with_positions`) to [B, T, D] states."""
+        return self.norm(self.table(ids).mean(dim=1) * 2.0)
 
 
 class SelfAttention(nn.Module):
@@ -140,7 +138,8 @@ class Block(nn.Module):
 
 
 class MiniLM(nn.Module):
-    """The sentence encoder: token ids [B, T] (equal lengths, no padding) to mean-pooled states [B, D]."""
+    """The sentence encoder: ids [B, 2, T] (`with_positions` of token ids [B, T] of equal lengths, no
+    padding) to mean-pooled states [B, D]."""
 
     def __init__(self, cfg: MiniLMConfig = MiniLMConfig()):
         super().__init__()
@@ -171,7 +170,8 @@ UNUSED = ("pooler.dense.weight", "pooler.dense.bias", "embeddings.position_ids")
 
 def checkpoint_state(tensors: dict[str, torch.Tensor], cfg: MiniLMConfig) -> dict[str, torch.Tensor]:
     """The checkpoint's tensors (Hugging Face BertModel names) as a state dict of `MiniLM`: renamed, the
-    query projection scaled by 1/sqrt(head size), segment 0's embedding added into the position table."""
+    query projection scaled by 1/sqrt(head size), segment 0's embedding added into the position table, the
+    position table appended to the word table."""
     rest = {k.removeprefix("bert."): v for k, v in tensors.items()}
     taken = set(UNUSED)
 
@@ -181,9 +181,8 @@ def checkpoint_state(tensors: dict[str, torch.Tensor], cfg: MiniLMConfig) -> dic
             raise UserError(f"{WEIGHTS}: missing key {key!r}")
         return rest[key]
 
-    state = {"embed.word.weight": take("embeddings.word_embeddings.weight"),
-             "embed.position.weight": take("embeddings.position_embeddings.weight")
-             + take("embeddings.token_type_embeddings.weight")[0],
+    positions = take("embeddings.position_embeddings.weight") + take("embeddings.token_type_embeddings.weight")[0]
+    state = {"embed.table.weight": torch.cat([take("embeddings.word_embeddings.weight"), positions]),
              "embed.norm.weight": take("embeddings.LayerNorm.weight"),
              "embed.norm.bias": take("embeddings.LayerNorm.bias")}
     scale = 1.0 / math.sqrt(cfg.head_size)

@@ -3,7 +3,8 @@
 
 Data: unlabelled documents cut into fixed-length windows of word pieces, [CLS] + T-2 pieces + [SEP], so
 every sample has the same length and needs no padding or attention mask (the shape the compression
-pipeline's tensors need: x [N, T] ids, y [N, D] the teacher's pooled states). Text: gensim's
+pipeline's tensors need: x [N, 2, T] ids with their positions (`with_positions`), y [N, D] the teacher's
+pooled states). Text: gensim's
 lee_background.cor (300 news documents), the last tenth held out whole for evaluation.
 
 Objective: 1 - cosine(student, teacher) per sample, averaged: the squared distance between the unit-length
@@ -27,6 +28,7 @@ from . import text_eval
 from .compress.recipe import DistillStage
 from .data import Dataset
 from .errors import UserError
+from .minilm_text import positions_of
 from .train import Objective
 
 NAME = "lee-background"  # the Dataset's name, as a recipe's [distill] corpus names it
@@ -52,7 +54,7 @@ def token_windows(tokenizer, docs: Sequence[str], length: int, stride: int | Non
 
 @torch.no_grad()
 def targets(teacher: nn.Module, ids: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """The teacher's pooled states [N, D] for windows `ids` [N, T]."""
+    """The teacher's pooled states [N, D] for windows `ids` [N, 2, T] (`with_positions`)."""
     teacher.eval()
     return torch.cat([teacher(ids[i : i + batch_size]) for i in range(0, len(ids), batch_size)])
 
@@ -63,8 +65,9 @@ def distill_data(teacher: nn.Module, tokenizer, text: DistillStage | None = None
     many training windows and an eighth as many held-out ones (a quick run)."""
     text = text or DistillStage()
     train_docs, held_docs = text_eval.split_background(text.held_out)
-    train_x = torch.from_numpy(token_windows(untruncated(tokenizer), train_docs, text.window))
-    test_x = torch.from_numpy(token_windows(untruncated(tokenizer), held_docs, text.window))
+    vocab = teacher.cfg.vocab_size  # the joint table's position rows follow the teacher's word pieces
+    train_x = torch.from_numpy(positions_of(token_windows(untruncated(tokenizer), train_docs, text.window), vocab))
+    test_x = torch.from_numpy(positions_of(token_windows(untruncated(tokenizer), held_docs, text.window), vocab))
     if text.max_windows:
         train_x, test_x = train_x[: text.max_windows], test_x[: max(1, text.max_windows // 8)]
     return Dataset(NAME, train_x, targets(teacher, train_x), test_x, targets(teacher, test_x))

@@ -71,8 +71,23 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
             for group in [by_length[n]] for s in range(0, len(group), batch_size)]
 
 
+TEXT_MODEL = "all-MiniLM-L6-v2"  # meta "text_model" of a file holding this sentence encoder
+VOCAB_SIZE = 30522  # word pieces of all-MiniLM-L6-v2; its position rows follow them in the joint table
+
+
+def positions_of(ids: np.ndarray, vocab_size: int = VOCAB_SIZE) -> np.ndarray:
+    """Token ids [B, T] as the model's input [B, 2, T] (int64): the ids, then each token's position as a
+    row of the joint word + position table (vocab_size + t; see deepcompress.minilm)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.ndim != 2:
+        raise ValueError(f"token ids must be [batch, length], got shape {ids.shape}")
+    positions = np.broadcast_to(vocab_size + np.arange(ids.shape[1], dtype=np.int64), ids.shape)
+    return np.ascontiguousarray(np.stack([ids, positions], axis=1))
+
+
 def torch_model(module) -> Callable[[np.ndarray], np.ndarray]:
-    """A PyTorch module from ids [B, T] to pooled [B, D] as a function of numpy arrays (no gradients)."""
+    """A PyTorch module from ids [B, 2, T] (`positions_of`) to pooled [B, D] as a function of numpy arrays
+    (no gradients)."""
     import torch
 
     def run(ids: np.ndarray) -> np.ndarray:
@@ -82,7 +97,7 @@ def torch_model(module) -> Callable[[np.ndarray], np.ndarray]:
 
 
 class Encoder:
-    """Sentence embeddings from a tokenizer and a model (ids [B, T] -> pooled [B, D])."""
+    """Sentence embeddings from a tokenizer and a model (ids [B, 2, T], `positions_of`, -> pooled [B, D])."""
 
     def __init__(self, model: Callable[[np.ndarray], np.ndarray], tokenizer=None, batch_size: int = 64):
         self.model = model
@@ -106,7 +121,7 @@ class Encoder:
         """The model's pooled states [N, D] for token id lists of any lengths, in their order."""
         out: list[np.ndarray | None] = [None] * len(ids)
         for batch in length_batches([len(t) for t in ids], self.batch_size):
-            states = self.model(np.array([ids[i] for i in batch], dtype=np.int64))
+            states = self.model(positions_of(np.array([ids[i] for i in batch], dtype=np.int64)))
             for i, row in zip(batch, np.asarray(states, dtype=np.float32)):
                 out[i] = row
         return np.stack(out) if out else np.zeros((0, 0), np.float32)

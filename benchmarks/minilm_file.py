@@ -1,0 +1,66 @@
+"""all-MiniLM-L6-v2 written to a .dcz with every layer weight-shared (no pruning, no retraining) and run
+from the file by the CPU runtime: file size, and the cosine of the file's pooled states to the dense
+module's and to the weight-shared module's, on held-out lee_background windows of one length.
+
+    python benchmarks/minilm_file.py --bits 8 --out /tmp/minilm8.dcz [--layers 1] [--length 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from deepcompress import text_eval
+from deepcompress.compress.export import write_model
+from deepcompress.compress.prune import Masks
+from deepcompress.compress.quantize import SharedWeights
+from deepcompress.minilm import fp32_weight_bytes, load_minilm
+from deepcompress.minilm_distill import token_windows, untruncated
+from deepcompress.minilm_text import TEXT_MODEL, load_tokenizer, positions_of
+from deepcompress.runtime import load
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity."""
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Write the file, run it, print and return the measurements."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bits", type=int, default=8, help="weight-sharing width of every layer")
+    parser.add_argument("--out", required=True, help="the .dcz file to write")
+    parser.add_argument("--layers", type=int, help="only the first this many transformer layers")
+    parser.add_argument("--length", type=int, default=16, help="tokens per window (the file's length)")
+    parser.add_argument("--windows", type=int, default=8, help="held-out windows compared")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    model = load_minilm(layers=args.layers)
+    dense_bytes = fp32_weight_bytes(model)
+    _, held = text_eval.split_background()
+    ids = token_windows(untruncated(load_tokenizer()), held, args.length)[: args.windows]
+    x = torch.from_numpy(positions_of(ids))
+    with torch.no_grad():
+        dense = model(x).numpy()
+    masks = Masks(model)
+    shared = SharedWeights(model, masks, dict.fromkeys(masks.modules, args.bits))
+    with torch.no_grad():
+        quantized = model(x).numpy()
+    nbytes = write_model(args.out, model, shared, dict.fromkeys(masks.modules, "auto"), shared.bits(),
+                         {"text_model": TEXT_MODEL}, example_input=x[:1])
+    got = load(args.out)(x.numpy())
+    res = {"bits": args.bits, "file_bytes": nbytes, "ratio": dense_bytes / nbytes,
+           "cosine_to_dense_mean": float(cosine(got, dense).mean()),
+           "cosine_to_dense_min": float(cosine(got, dense).min()),
+           "cosine_to_shared_min": float(cosine(got, quantized).min()),
+           "max_abs_to_shared": float(np.abs(got - quantized).max()), "seconds": time.perf_counter() - start}
+    print(res)
+    return res
+
+
+if __name__ == "__main__":
+    main()

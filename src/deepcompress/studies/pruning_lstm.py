@@ -54,9 +54,9 @@ def perplexity(model, data) -> float:
     """exp of the mean cross-entropy per test character (PyTorch)."""
     model.eval()
     with torch.no_grad():
-        losses = [sequence_loss(model(data.test_x[i:i + 64]), data.test_y[i:i + 64]).item() * len(data.test_y[i:i + 64])
-                  for i in range(0, len(data.test_y), 64)]
-    return math.exp(sum(losses) / len(data.test_y))
+        total = sum(sequence_loss(model(x), y).item() * len(y)
+                    for x, y in zip(data.test_x.split(64), data.test_y.split(64)))
+    return math.exp(total / len(data.test_y))
 
 
 def file_perplexity(runtime_model, data) -> float:
@@ -113,8 +113,6 @@ def kept_fraction(masks: Masks) -> float:
 
 def run(bench, study) -> None:
     """Train dense, prune to 90% / 95% with retraining, write and run the files, generate, tabulate, claim."""
-    from ..runtime import load
-
     s = SETTINGS[bench.quick]
     corpus, data = corpus_data(bench.quick)
     torch.manual_seed(0)
@@ -127,35 +125,42 @@ def run(bench, study) -> None:
     zero_ppl = perplexity(zero, data)  # nothing pruned, so nothing to retrain
     points = {0.0: {"kept": kept_fraction(zero_masks), "no_retraining": zero_ppl, "retrained": zero_ppl}}
     texts = {"dense (PyTorch, float32)": [generate(torch_logits(dense), corpus, p, s["length"]) for p in PROMPTS]}
-    model = copy.deepcopy(dense)
-    masks = Masks(model)
     steps_done = []
     with tempfile.TemporaryDirectory() as tmp:
-        for target in TARGETS:
-            for step in (s["schedule"] if target == TARGETS[0] else (target,)):
-                masks.prune_global(step)
-                no_retraining = perplexity(model, data)
-                fit(model, data, s["retrain_epochs"], RETRAIN_LR, s["batch_size"], hooks=(masks,))
-                steps_done.append({"sparsity": step, "no_retraining": no_retraining, "retrained": perplexity(model, data)})
-            shared_model = copy.deepcopy(model)
-            shared_masks = Masks(shared_model)
-            shared_masks.masks = {n: m.clone() for n, m in masks.masks.items()}
-            path = Path(tmp) / f"lstm-{round(100 * target)}.dcz"
-            _, size = write_file(path, shared_model, shared_masks, data.test_x[:1])
-            runtime_model = load(path)
-            points[target] = {"kept": kept_fraction(masks), "no_retraining": steps_done[-1]["no_retraining"],
-                              "retrained": steps_done[-1]["retrained"], "file": file_perplexity(runtime_model, data),
-                              "file_bytes": size}
-            label = f"{pct(target, 0)} pruned (CPU runtime, .dcz)"
-            texts[label] = [generate(runtime_model, corpus, p, s["length"]) for p in PROMPTS]
+        pruned_points(copy.deepcopy(dense), corpus, data, s, Path(tmp), points, texts, steps_done)
     study.data.update(settings={k: list(v) if isinstance(v, tuple) else v for k, v in s.items()},
-                      dense_perplexity=dense_ppl, dense_weights=sum(m.numel() for m in masks.masks.values()),
+                      dense_perplexity=dense_ppl, dense_weights=sum(m.numel() for m in zero_masks.masks.values()),
                       points={str(k): v for k, v in points.items()}, steps=steps_done, prompts=list(PROMPTS),
                       texts=texts, vocab=len(corpus.vocab), train_chars=int(data.train_y.numel()),
                       test_chars=int(data.test_y.numel()))
     _tables(study, points, texts, dense_ppl, s)
     _plot(study, points, dense_ppl)
     _claims(study, points, dense_ppl, s)
+
+
+def pruned_points(model, corpus, data, s, tmp: Path, points: dict, texts: dict, steps_done: list) -> None:
+    """Prune `model` in place through the schedule to each of TARGETS with retraining; per target, write the
+    .dcz into `tmp`, score it and generate from it with the CPU runtime (adds to points, texts, steps_done)."""
+    from ..runtime import load
+
+    masks = Masks(model)
+    for target in TARGETS:
+        for step in (s["schedule"] if target == TARGETS[0] else (target,)):
+            masks.prune_global(step)
+            before = perplexity(model, data)
+            fit(model, data, s["retrain_epochs"], RETRAIN_LR, s["batch_size"], hooks=(masks,))
+            steps_done.append({"sparsity": step, "no_retraining": before, "retrained": perplexity(model, data)})
+        shared_model = copy.deepcopy(model)
+        shared_masks = Masks(shared_model)
+        shared_masks.masks = {n: m.clone() for n, m in masks.masks.items()}
+        path = tmp / f"lstm-{round(100 * target)}.dcz"
+        _, size = write_file(path, shared_model, shared_masks, data.test_x[:1])
+        runtime_model = load(path)
+        points[target] = {"kept": kept_fraction(masks), "no_retraining": steps_done[-1]["no_retraining"],
+                          "retrained": steps_done[-1]["retrained"], "file": file_perplexity(runtime_model, data),
+                          "file_bytes": size}
+        label = f"{pct(target, 0)} pruned (CPU runtime, .dcz)"
+        texts[label] = [generate(runtime_model, corpus, p, s["length"]) for p in PROMPTS]
 
 
 def _fmt(v) -> str:

@@ -26,7 +26,7 @@ TITLE = "Pruning an LSTM language model (Jane Austen): perplexity and generated 
 # quick: a few thousand characters, a tiny model, one epoch; full: any_model.py's austen-lstm settings
 SETTINGS = {
     True: {"train_chars": 4000, "test_chars": 2000, "length": 50, "embed": 16, "hidden": 32, "epochs": 1,
-           "batch_size": 8, "schedule": (0.9,), "retrain_epochs": 1},
+           "batch_size": 4, "schedule": (0.9,), "retrain_epochs": 1},
     False: {"train_chars": None, "test_chars": None, "length": 100, "embed": 64, "hidden": 256, "epochs": 2,
             "batch_size": 32, "schedule": (0.5, 0.75, 0.9), "retrain_epochs": 1},
 }
@@ -115,9 +115,7 @@ def run(bench, study) -> None:
     """Train dense, prune to 90% / 95% with retraining, write and run the files, generate, tabulate, claim."""
     s = SETTINGS[bench.quick]
     corpus, data = corpus_data(bench.quick)
-    torch.manual_seed(0)
-    dense = CharLSTM(len(corpus.vocab), s["embed"], s["hidden"])
-    fit(dense, data, s["epochs"], TRAIN_LR, s["batch_size"])
+    dense = dense_model(bench, len(corpus.vocab), data, s)
     dense_ppl = perplexity(dense, data)
     zero = copy.deepcopy(dense)
     zero_masks = Masks(zero)
@@ -136,6 +134,27 @@ def run(bench, study) -> None:
     _tables(study, points, texts, dense_ppl, s)
     _plot(study, points, dense_ppl)
     _claims(study, points, dense_ppl, s)
+
+
+def dense_model(bench, vocab: int, data, s):
+    """The trained dense CharLSTM; full mode keeps it as RUNS/charlstm-austen/model.pt (delete to retrain)."""
+    from .. import atomic
+    from ..train import load_checkpoint
+    from .bench import log
+
+    torch.manual_seed(0)
+    net = CharLSTM(vocab, s["embed"], s["hidden"])
+    path = bench.runs / "charlstm-austen" / "model.pt"
+    if not bench.quick and path.exists():
+        net.load_state_dict(load_checkpoint(path))
+        return net
+    if not bench.quick:
+        log(f"training the CharLSTM on Jane Austen ({s['epochs']} epochs) into {path}")
+    fit(net, data, s["epochs"], TRAIN_LR, s["batch_size"])
+    if not bench.quick:
+        with atomic.atomic_path(path) as tmp:
+            torch.save(net.state_dict(), tmp)
+    return net
 
 
 def pruned_points(model, corpus, data, s, tmp: Path, points: dict, texts: dict, steps_done: list) -> None:

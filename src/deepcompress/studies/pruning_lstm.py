@@ -222,7 +222,8 @@ def _claims(study, points, dense_ppl, s) -> None:
         p = points[target]
         ratio = p["retrained"] / dense_ppl
         study.claim(f"{pct(target, 0)} pruned LSTM keeps perplexity within 5% after retraining",
-                    "NeuralTalk LSTM pruned 90% with retraining: captions as good as dense (talk's LSTM slide)",
+                    "NeuralTalk LSTM pruned 90% with retraining: captions as good as dense (talk's LSTM slide)"
+                    if target == TARGETS[0] else "not in the talk; the issue asks for 95% too (same 5% rule)",
                     f"dense {dense_ppl:.3f}, {pct(target, 0)} pruned + retrained {p['retrained']:.3f} "
                     f"({ratio:.3f}x), from the file {p['file']:.3f}; no retraining {p['no_retraining']:.3f}",
                     ratio <= WITHIN,

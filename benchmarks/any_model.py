@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,6 +39,7 @@ from deepcompress.compress.capture import Unsupported
 from deepcompress.compress.export import architecture_ops
 from deepcompress.data import Dataset
 from deepcompress.hardware.model_sim import simulate_model
+from deepcompress.models_text import CharLSTM, sequence_ce, sequence_loss
 from deepcompress.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,25 +87,6 @@ class SeparableCNN(nn.Module):
 
     def forward(self, x):
         return self.classifier(self.features(x).flatten(1))
-
-
-class CharLSTM(nn.Module):
-    """Embedding(V, E) -> LSTM(E, H, num_layers=2, batch_first=True) -> Linear(H, V): next-character logits."""
-
-    def __init__(self, vocab: int, embed: int = 64, hidden: int = 256):
-        super().__init__()
-        self.embed = nn.Embedding(vocab, embed)
-        self.lstm = nn.LSTM(embed, hidden, num_layers=2, batch_first=True)
-        self.out = nn.Linear(hidden, vocab)
-
-    def forward(self, x):
-        h, _ = self.lstm(self.embed(x))
-        return self.out(h)
-
-
-def sequence_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy per character over (N, T, V) logits and (N, T) targets."""
-    return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
 
 
 def one_hot_bce(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -231,15 +212,6 @@ def runtime_score(path: Path, data: Dataset, metric: str) -> float:
         else:
             total += float(sequence_ce(out, y[i:i + 500]).sum())
     return total / len(y)
-
-
-def sequence_ce(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Per sequence, the mean cross-entropy per position of (N, T, V) logits against (N, T) targets (numpy,
-    float64: the runtime's side of sequence_loss)."""
-    flat = logits.reshape(-1, logits.shape[-1]).astype(np.float64)
-    top = flat.max(1)
-    logz = np.log(np.exp(flat - top[:, None]).sum(1)) + top
-    return (logz - flat[np.arange(len(flat)), y.reshape(-1)]).reshape(len(logits), -1).mean(1)
 
 
 def simulated(path: Path) -> dict:

@@ -30,12 +30,22 @@ def results(tmp_path_factory):
     threads = torch.get_num_threads()
 
     def get(name):
+        if name == "pruning-lstm":
+            skip_without_austen()
         if name not in done:
             path = run_study(name, out, quick=True)
             done[name] = (json.loads(path.read_text()), path.parent)
             torch.set_num_threads(threads)
         return done[name]
     return get
+
+
+def skip_without_austen():
+    """Skip where Jane Austen's novels are not installed (the pruning-lstm study reads them)."""
+    from deepcompress.data_text import austen_folder
+
+    if not (austen_folder() / "Rdata.rdb").is_file():
+        pytest.skip("Jane Austen's novels not installed: run `deepcompress data fetch austen`")
 
 
 def quick_test_set():
@@ -198,3 +208,14 @@ def test_study_command_line_builds_without_torch():
     proc = without_torch("import sys\nfrom deepcompress.cli import main\ntry:\n    main(['study', '--help'])\n"
                          "except SystemExit as e:\n    sys.exit(e.code)\n")
     assert "number-formats" in proc.stdout and "--quick" in proc.stdout
+
+
+def test_pruning_lstm_zero_is_dense_and_kept_fractions(results):
+    doc, _ = results("pruning-lstm")
+    d = doc["data"]
+    assert d["points"]["0.0"]["retrained"] == d["dense_perplexity"] == d["points"]["0.0"]["no_retraining"]
+    assert d["points"]["0.9"]["kept"] == pytest.approx(0.10, abs=1 / d["dense_weights"])
+    assert d["points"]["0.95"]["kept"] == pytest.approx(0.05, abs=1 / d["dense_weights"])
+    for key in ("0.9", "0.95"):  # the CPU runtime's file agrees with the pruned model it came from
+        assert d["points"][key]["file"] == pytest.approx(d["points"][key]["retrained"], rel=0.01)
+    assert list(d["texts"]) and all(len(t) == len(d["prompts"]) for t in d["texts"].values())

@@ -49,7 +49,7 @@ def _run(args) -> int:
 def register(sub) -> None:
     """Add the `study` command."""
     p = sub.add_parser("study", help="re-run one of the talk's experiments on real data (JSON + PNG)",
-                       description="Run one of the talk's experiments on MNIST / Fashion-MNIST and write "
+                       description="Run one of the talk's experiments on MNIST / Fashion-MNIST / Jane Austen and write "
                                    "RESULTS_DIR/NAME/study.json (claims, tables, figures) and its PNG plots; "
                                    "`deepcompress report RESULTS_DIR` turns them into a page. See docs/STUDIES.md.")
     p.add_argument("name", choices=[*STUDIES, "all"], help="the study (all: every one in turn)")

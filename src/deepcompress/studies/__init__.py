@@ -11,6 +11,7 @@ STUDIES = (
     "pruning",
     "bits-per-weight",
     "pruning-plus-quantization",
+    "pruning-lstm",
     "activation-density",
     "inference-summary",
     "frames-per-joule",

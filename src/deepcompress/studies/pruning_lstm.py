@@ -1,0 +1,237 @@
+"""pruning-lstm: the talk's NeuralTalk/LSTM slide on real text. The character-level LSTM language model of
+benchmarks/any_model.py (`austen-lstm`: models_text.CharLSTM) trained on four of Jane Austen's novels and
+scored on Persuasion (data_text.py's split by novel), pruned to 90% and 95% of its weights (one global
+magnitude threshold over the embedding, LSTM and output matrices) with retraining; test perplexity dense,
+pruned and from the .dcz file (8-bit k-means shared weights, run by the CPU runtime); text generated
+greedily from the same prompts by the dense model (PyTorch) and by each pruned file (CPU runtime)."""
+
+from __future__ import annotations
+
+import copy
+import math
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..compress import Masks, SharedWeights, write_model
+from ..compress.pipeline import layer_kinds
+from ..data import Dataset
+from ..models_text import CharLSTM, sequence_ce, sequence_loss
+from ..train import TrainConfig, train
+from .common import pct, pyplot
+
+TITLE = "Pruning an LSTM language model (Jane Austen): perplexity and generated text at 90% and 95% pruned"
+# quick: a few thousand characters, a tiny model, one epoch; full: any_model.py's austen-lstm settings
+SETTINGS = {
+    True: {"train_chars": 4000, "test_chars": 2000, "length": 50, "embed": 16, "hidden": 32, "epochs": 1,
+           "batch_size": 4, "schedule": (0.9,), "retrain_epochs": 1},
+    False: {"train_chars": None, "test_chars": None, "length": 100, "embed": 64, "hidden": 256, "epochs": 2,
+            "batch_size": 32, "schedule": (0.5, 0.75, 0.9), "retrain_epochs": 1},
+}
+ADAM = {"optimizer": "adam", "weight_decay": 0.0}
+TRAIN_LR, RETRAIN_LR = 3e-3, 2e-3
+TARGETS = (0.9, 0.95)  # the 95% model is pruned further from the retrained 90% one
+SHARE_BITS = 8
+WITHIN = 1.05  # the talk's claim as the issue states it: 90% pruned perplexity within 5% of dense
+PROMPTS = ("It is a truth universally ", "Anne Elliot was ", "\"My dear Sir,\" said ")
+
+
+def corpus_data(quick: bool):
+    """The Austen corpus and its next-character Dataset (quick: the first characters of each split)."""
+    from ..data_text import austen_corpus, windows
+
+    s = SETTINGS[quick]
+    corpus = austen_corpus()
+    train_ids, test_ids = corpus.train[:s["train_chars"]], corpus.test[:s["test_chars"]]
+    (tx, ty), (vx, vy) = windows(train_ids, s["length"]), windows(test_ids, s["length"])
+    data = Dataset("austen", *(torch.from_numpy(a) for a in (tx, ty, vx, vy)))
+    return corpus, data
+
+
+def perplexity(model, data) -> float:
+    """exp of the mean cross-entropy per test character (PyTorch)."""
+    model.eval()
+    with torch.no_grad():
+        total = sum(sequence_loss(model(x), y).item() * len(y)
+                    for x, y in zip(data.test_x.split(64), data.test_y.split(64)))
+    return math.exp(total / len(data.test_y))
+
+
+def file_perplexity(runtime_model, data) -> float:
+    """exp of the mean cross-entropy per test character, computed by the CPU runtime from the file."""
+    x, y = data.test_x.numpy(), data.test_y.numpy()
+    total = sum(float(sequence_ce(runtime_model(x[i:i + 64]), y[i:i + 64]).sum()) for i in range(0, len(y), 64))
+    return math.exp(total / len(y))
+
+
+def fit(model, data, epochs: int, lr: float, batch_size: int, hooks=()) -> None:
+    """Train `model` in place with Adam on the mean cross-entropy per character."""
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, **ADAM)
+    train(model, data, cfg, hooks=tuple(hooks), progress=False, verbose=False, loss=sequence_loss, metric="loss")
+
+
+def encode(corpus, text: str) -> list[int]:
+    """Character ids of `text` in the corpus's vocabulary (id 0 for a character it lacks)."""
+    table = {c: i for i, c in enumerate(corpus.vocab) if i}
+    return [table.get(c, 0) for c in text]
+
+
+def generate(logits_of, corpus, prompt: str, length: int) -> str:
+    """Greedy continuation of `prompt` up to `length` characters in all: `logits_of(ids)` maps a (1, length)
+    id array to (1, length, V) logits; the LSTM is causal, so the unfilled tail does not change them."""
+    ids = np.zeros((1, length), np.int64)
+    start = encode(corpus, prompt)[:length - 1]
+    ids[0, :len(start)] = start
+    for t in range(len(start), length):
+        ids[0, t] = int(np.argmax(logits_of(ids)[0, t - 1]))
+    return corpus.decode(ids[0, len(start):])
+
+
+def torch_logits(model):
+    """`generate`'s logits function for a PyTorch model."""
+    def logits(ids):
+        with torch.no_grad():
+            return model(torch.from_numpy(ids)).numpy()
+    return logits
+
+
+def write_file(path: Path, model, masks: Masks, example) -> tuple[SharedWeights, int]:
+    """Share a copy's weights (SHARE_BITS-bit k-means per layer) and write it as a .dcz; (shared, bytes)."""
+    shared = SharedWeights(model, masks, {n: SHARE_BITS for n in masks.modules}, init="linear", method="kmeans")
+    gaps = {n: "auto" for n in layer_kinds(masks)}
+    size = write_model(path, model, shared, gaps, shared.bits(), {"model": "austen-lstm", "dataset": "austen"},
+                       "f16", example_input=example)
+    return shared, size
+
+
+def kept_fraction(masks: Masks) -> float:
+    """Weights kept over weights in the masked layers."""
+    return masks.kept() / sum(m.numel() for m in masks.masks.values())
+
+
+def run(bench, study) -> None:
+    """Train dense, prune to 90% / 95% with retraining, write and run the files, generate, tabulate, claim."""
+    s = SETTINGS[bench.quick]
+    corpus, data = corpus_data(bench.quick)
+    dense = dense_model(bench, len(corpus.vocab), data, s)
+    dense_ppl = perplexity(dense, data)
+    zero = copy.deepcopy(dense)
+    zero_masks = Masks(zero)
+    zero_masks.prune_global(0.0)
+    zero_ppl = perplexity(zero, data)  # nothing pruned, so nothing to retrain
+    points = {0.0: {"kept": kept_fraction(zero_masks), "no_retraining": zero_ppl, "retrained": zero_ppl}}
+    texts = {"dense (PyTorch, float32)": [generate(torch_logits(dense), corpus, p, s["length"]) for p in PROMPTS]}
+    steps_done = []
+    with tempfile.TemporaryDirectory() as tmp:
+        pruned_points(copy.deepcopy(dense), corpus, data, s, Path(tmp), points, texts, steps_done)
+    study.data.update(settings={k: list(v) if isinstance(v, tuple) else v for k, v in s.items()},
+                      dense_perplexity=dense_ppl, dense_weights=sum(m.numel() for m in zero_masks.masks.values()),
+                      points={str(k): v for k, v in points.items()}, steps=steps_done, prompts=list(PROMPTS),
+                      texts=texts, vocab=len(corpus.vocab), train_chars=int(data.train_y.numel()),
+                      test_chars=int(data.test_y.numel()))
+    _tables(study, points, texts, dense_ppl, s)
+    _plot(study, points, dense_ppl)
+    _claims(study, points, dense_ppl, s)
+
+
+def dense_model(bench, vocab: int, data, s):
+    """The trained dense CharLSTM; full mode keeps it as RUNS/charlstm-austen/model.pt (delete to retrain)."""
+    from .. import atomic
+    from ..train import load_checkpoint
+    from .bench import log
+
+    torch.manual_seed(0)
+    net = CharLSTM(vocab, s["embed"], s["hidden"])
+    path = bench.runs / "charlstm-austen" / "model.pt"
+    if not bench.quick and path.exists():
+        net.load_state_dict(load_checkpoint(path))
+        return net
+    if not bench.quick:
+        log(f"training the CharLSTM on Jane Austen ({s['epochs']} epochs) into {path}")
+    fit(net, data, s["epochs"], TRAIN_LR, s["batch_size"])
+    if not bench.quick:
+        with atomic.atomic_path(path) as tmp:
+            torch.save(net.state_dict(), tmp)
+    return net
+
+
+def pruned_points(model, corpus, data, s, tmp: Path, points: dict, texts: dict, steps_done: list) -> None:
+    """Prune `model` in place through the schedule to each of TARGETS with retraining; per target, write the
+    .dcz into `tmp`, score it and generate from it with the CPU runtime (adds to points, texts, steps_done)."""
+    from ..runtime import load
+
+    masks = Masks(model)
+    for target in TARGETS:
+        for step in (s["schedule"] if target == TARGETS[0] else (target,)):
+            masks.prune_global(step)
+            before = perplexity(model, data)
+            fit(model, data, s["retrain_epochs"], RETRAIN_LR, s["batch_size"], hooks=(masks,))
+            steps_done.append({"sparsity": step, "no_retraining": before, "retrained": perplexity(model, data)})
+        shared_model = copy.deepcopy(model)
+        shared_masks = Masks(shared_model)
+        shared_masks.masks = {n: m.clone() for n, m in masks.masks.items()}
+        path = tmp / f"lstm-{round(100 * target)}.dcz"
+        _, size = write_file(path, shared_model, shared_masks, data.test_x[:1])
+        runtime_model = load(path)
+        points[target] = {"kept": kept_fraction(masks), "no_retraining": steps_done[-1]["no_retraining"],
+                          "retrained": steps_done[-1]["retrained"], "file": file_perplexity(runtime_model, data),
+                          "file_bytes": size}
+        label = f"{pct(target, 0)} pruned (CPU runtime, .dcz)"
+        texts[label] = [generate(runtime_model, corpus, p, s["length"]) for p in PROMPTS]
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def _tables(study, points, texts, dense_ppl, s) -> None:
+    rows = [[pct(k, 0), pct(p["kept"], 1), _fmt(p["no_retraining"]), _fmt(p["retrained"]), _fmt(p.get("file")),
+             f"{p['retrained'] / dense_ppl:.3f}", p.get("file_bytes", "-")] for k, p in points.items()]
+    study.table(f"CharLSTM (embed {s['embed']}, hidden {s['hidden']}, 2 layers): test perplexity on Persuasion "
+                f"({s['retrain_epochs']} retraining epoch(s) per pruning step)",
+                ["pruned", "weights kept", "pruned, no retraining", "retrained (PyTorch)",
+                 f"from the .dcz ({SHARE_BITS}-bit shared, CPU runtime)", "retrained / dense", "file bytes"], rows)
+    study.table("Greedy continuations of the same prompts (dense: PyTorch; pruned: the .dcz file run by the CPU "
+                "runtime)", ["prompt", *texts], [[repr(p), *(repr(t[i]) for t in texts.values())]
+                                                 for i, p in enumerate(PROMPTS)])
+
+
+def _plot(study, points, dense_ppl) -> None:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    kept = [100 * p["kept"] for p in points.values()]
+    ax.plot(kept, [p["no_retraining"] for p in points.values()], "--o", label="pruned, no retraining")
+    ax.plot(kept, [p["retrained"] for p in points.values()], "-o", label="pruned + retrained (PyTorch)")
+    files = [(100 * p["kept"], p["file"]) for p in points.values() if "file" in p]
+    ax.plot(*zip(*files), "s", label=f".dcz ({SHARE_BITS}-bit shared), CPU runtime")
+    ax.axhline(dense_ppl * WITHIN, color="grey", lw=0.8, ls=":", label="dense + 5%")
+    ax.set_xscale("log")
+    ax.set_xlabel("weights kept (%)")
+    ax.set_ylabel("test perplexity (Persuasion)")
+    ax.set_title("CharLSTM on Jane Austen: perplexity against weights kept")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    study.figure(fig, "perplexity_vs_kept.png", "Test perplexity per character against the fraction of weights "
+                 "kept: pruned without retraining, retrained, and from the compressed file.")
+
+
+def _claims(study, points, dense_ppl, s) -> None:
+    for target in TARGETS:
+        p = points[target]
+        ratio = p["retrained"] / dense_ppl
+        study.claim(f"{pct(target, 0)} pruned LSTM keeps perplexity within 5% after retraining",
+                    "NeuralTalk LSTM pruned 90% with retraining: captions as good as dense (talk's LSTM slide)"
+                    if target == TARGETS[0] else "not in the talk; the issue asks for 95% too (same 5% rule)",
+                    f"dense {dense_ppl:.3f}, {pct(target, 0)} pruned + retrained {p['retrained']:.3f} "
+                    f"({ratio:.3f}x), from the file {p['file']:.3f}; no retraining {p['no_retraining']:.3f}",
+                    ratio <= WITHIN,
+                    f"agrees when retrained perplexity <= {WITHIN} x dense; {s['retrain_epochs']} retraining "
+                    f"epoch(s) per step" + ("" if ratio <= WITHIN else
+                                            "; a short retraining on a small model does not recover it"))
+    p = points[TARGETS[0]]
+    study.claim("retraining recovers what pruning loses",
+                "pruned without retraining is much worse; retraining recovers (talk's pruning slides)",
+                f"at {pct(TARGETS[0], 0)}: {p['no_retraining']:.3f} without, {p['retrained']:.3f} with retraining",
+                p["retrained"] < p["no_retraining"], "agrees when retraining lowers the perplexity")

@@ -15,6 +15,7 @@ import hashlib
 import json
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -252,13 +253,13 @@ def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Pat
     Example:
         compress_model(model, data, {"prune": {"layers": {"ip1": 0.9}}, "quantize": {"fc_bits": 4}}, "out/")
     """
-    data = as_batches(data)
-    dataset = data.name
     if objective is not None and (loss is not None or metric is not None):
         raise UserError("compress_model: give either objective or loss/metric, not both")
     obj = objective or objective_of(loss, metric)
+    dataset = data.get("name") if isinstance(data, Mapping) else getattr(data, "name", None)
     apply_torch_prune(model)
-    cfg = checked_recipe(model, recipe, dataset)
+    cfg = checked_recipe(model, recipe, dataset)  # before the data is read: a mistake costs nothing
+    data = as_batches(data)
     example = None if weights_only else example_of(meta or {}, _example(meta or {}, data, example_input))
     if example is not None:
         architecture_ops(model, example)  # a model the file cannot describe fails here, before any work

@@ -129,7 +129,7 @@ def test_run_refuses_a_model_whose_input_does_not_fit_the_data(synthetic_run, ke
     other = path.parent / "other.dcz"
     layers[0] = dcz.QuantizedLayer("ip1", "fc", (30, 3 * 16 * 16), np.ones(1, np.float32), [0], [0])
     dcz.write(other, layers, dict(meta, input_shape=[3, 16, 16]))
-    with pytest.raises(UserError, match=r"takes inputs of shape \(3, 16, 16\), mnist images are \(1, 28, 28\)"):
+    with pytest.raises(UserError, match=r"takes inputs of shape \(3, 16, 16\), mnist inputs are \(1, 28, 28\)"):
         _run([str(other), "--data-dir", str(data_dir)])
     with pytest.raises(UserError, match="--batch"):
         _run([str(path), "--data-dir", str(data_dir), "--batch", "0"])

@@ -87,12 +87,7 @@ def onnxruntime_dense(w: np.ndarray, x: np.ndarray, threads: int):
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, n_out])],
         [numpy_helper.from_array(w, "w")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    feed = {"x": x.reshape(1, -1) if x.ndim == 1 else x}
+    sess, feed = _ort_session(ort, model, threads, x)
     return lambda: sess.run(None, feed)[0]
 
 
@@ -123,12 +118,7 @@ def onnxruntime_matmulnbits(w: np.ndarray, x: np.ndarray, threads: int, block: i
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, n_out])],
         [numpy_helper.from_array(packed, "b"), numpy_helper.from_array(scales.astype(np.float32).reshape(-1), "s")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
-    model.ir_version = 8
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    feed = {"x": x.reshape(1, -1) if x.ndim == 1 else x}
+    sess, feed = _ort_session(ort, model, threads, x)
     y = sess.run(None, feed)[0].reshape(-1 if x.ndim == 1 else x.shape[0], n_out).squeeze()
     ref = x @ w.T
     if np.linalg.norm(y - ref) > 0.3 * max(np.linalg.norm(ref), 1e-30):
@@ -188,3 +178,13 @@ def interleaved_medians(timer: Timer, methods: dict, rounds: int, caches=("warm"
             for cache in caches:
                 samples[(name, cache)].append(timer.sample(methods[name], cache))
     return {key: float(np.median(v)) * 1e6 for key, v in samples.items()}
+
+
+def _ort_session(ort, model, threads: int, x: np.ndarray):
+    """An onnxruntime CPU session of `model` (IR version 8) on `threads` threads, and its feed for input x."""
+    model.ir_version = 8
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return sess, {"x": x.reshape(1, -1) if x.ndim == 1 else x}

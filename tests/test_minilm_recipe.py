@@ -4,6 +4,7 @@ loss, the sensitivity tool with the distillation error, and the benchmark's --qu
 from __future__ import annotations
 
 import copy
+import os
 import sys
 from pathlib import Path
 
@@ -122,11 +123,14 @@ def test_suggested_bits_are_the_fewest_within_the_tolerance():
 
 
 def test_benchmark_quick_path_writes_a_dense_record_and_every_setting(tmp_path):
+    saved = dict(os.environ)  # the benchmark pins thread counts to 1 on import; later tests must not see that
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import minilm as bench
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
+        os.environ.clear()
+        os.environ.update(saved)
     out = tmp_path / "minilm.json"
     records = bench.main(["--quick", "--out", str(out)])
     dense = records[0]

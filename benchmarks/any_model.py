@@ -243,6 +243,7 @@ def run_model(name: str, quick: bool, out_dir: Path, train_size: int | None = No
     recipe = quick_recipe(spec.recipe) if quick else spec.recipe
     outcome = compress_model(model, data, recipe, out_dir / name, example_input=example, progress=False,
                              loss=spec.loss, metric=spec.metric, meta={"model": name, "dataset": spec.dataset},
+                             overwrite=True,  # a rerun of the benchmark measures afresh
                              command=f"benchmarks/any_model.py {name}" + (" --quick" if quick else "")
                              + (f" --train-size {train_size}" if train_size else ""))
     key = f"test_{outcome['metric']}"

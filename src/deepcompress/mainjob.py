@@ -93,7 +93,7 @@ def compress(job: MainJob, model: torch.nn.Module) -> tuple[dict, Path]:
 
     meta = {"model": job.model, "dataset": job.data.name, "input_shape": list(job.data.test_x.shape[1:])}
     outcome = compress_model(model, job.data, job.recipe, job.compress_dir, meta=meta, progress=job.progress,
-                             command=job.command)
+                             command=job.command, overwrite=True)  # each main job compresses afresh
     return outcome["record"], Path(outcome["file"])
 
 

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from deepcompress import format as dcz
+from deepcompress.format import graph
 from deepcompress.cli import main
 from deepcompress.hardware.eie import EIEConfig, simulate
-from deepcompress.hardware.model_file import conv_inputs, load_model
-from deepcompress.hardware.model_sim import input_vector, simulate_model
+from deepcompress.hardware.model_file import conv_inputs, load_model, read_pass
+from deepcompress.hardware.model_sim import ARCHES, input_vector, simulate_model
 
 OPS = [{"op": "conv", "layer": "conv1", "stride": [1, 1], "padding": [1, 1]}, {"op": "relu"},
        {"op": "maxpool", "kernel": 2, "stride": 2}, {"op": "flatten"}, {"op": "fc", "layer": "ip1"}]
@@ -33,8 +34,9 @@ def model_file(tmp_path):
 
 def test_layers_are_the_files_own_and_traced_shapes(model_file):
     path, originals = model_file
-    layers, meta, note = load_model(path)
+    layers, meta, note, forward = load_model(path)
     assert note == "" and [layer.name for layer in layers] == ["conv1", "ip1"]
+    assert [op.name for op in forward.ops] == [o["op"] for o in OPS] and forward.outputs[-1] == (10,)
     for layer, q in zip(layers, originals):
         assert layer.layer.equals(q)  # the file's layer itself: positions and codebook indices, no re-encode
     conv, ip1 = layers[0].shape, layers[1].shape
@@ -52,7 +54,7 @@ def test_f16_files_load_as_float32_values(tmp_path):
     path = tmp_path / "f16.dcz"
     dcz.write(path, originals, {"model": "toy", "input_shape": [2, 8, 8], "ops": OPS})
     assert path.read_bytes()[4:6] == b"\x02\x00"
-    layers, _, note = load_model(path)
+    layers, _, note, _ = load_model(path)
     assert note == ""
     for layer, q in zip(layers, originals):
         assert layer.layer.values().dtype == np.float32
@@ -63,12 +65,27 @@ def test_f16_files_load_as_float32_values(tmp_path):
 def test_tracing_stops_with_a_reason(model_file):
     _, originals = model_file
     layers = {q.name: q for q in originals}
-    found, note = conv_inputs({"ops": OPS}, layers)
-    assert found == {} and "input_shape" in note
-    found, note = conv_inputs({"input_shape": [2, 8, 8], "ops": [{"op": "lstm"}] + OPS}, layers)
-    assert found == {} and "lstm" in note
-    found, note = conv_inputs({"input_shape": [2, 8, 8], "ops": [dict(OPS[0], stride=[1, 2])] + OPS[1:2]}, layers)
+    forward, note = read_pass({"ops": OPS}, layers)
+    assert forward is None and note.startswith("cannot read the forward pass (") and "input_shape" in note
+    assert conv_inputs(forward) == ({}, "")
+    forward, note = read_pass({"input_shape": [2, 8, 8], "ops": [{"op": "lstm"}] + OPS}, layers)
+    assert forward is None and "lstm" in note
+    forward, _ = read_pass({"input_shape": [2, 8, 8], "ops": [dict(OPS[0], stride=[1, 2])] + OPS[1:2]}, layers)
+    found, note = conv_inputs(forward)
     assert found == {} and "only equal sides" in note
+
+
+def test_simulate_parses_the_forward_pass_once(model_file, monkeypatch):
+    path, _ = model_file
+    calls = []
+    parse = graph.parse_forward
+    monkeypatch.setattr(graph, "parse_forward", lambda *a: calls.append(1) or parse(*a))
+    records = simulate_model(path, "cpu")
+    assert len(calls) == 1 and [r["layer"] for r in records] == ["conv1", "ip1", "total"]
+    assert records[-1]["not_costed"] == {"relu": 1, "maxpool": 1, "flatten": 1}
+    model = load_model(path)  # read once, costed on every architecture: still one parse each
+    assert [simulate_model(model, arch) for arch in ARCHES] == [simulate_model(path, arch) for arch in ARCHES]
+    assert len(calls) == 2 + len(ARCHES)
 
 
 def test_eie_runs_fc_and_sends_conv_to_diannao(model_file):

@@ -132,6 +132,28 @@ def test_conv_without_forward_pass_is_skipped(tmp_path):
     assert "PARTIAL total: 1 weight layer(s) not costed (c)" in format_layer_records(records)
 
 
+@pytest.mark.parametrize("arch", ["eie", "cpu"])
+def test_layer_table_fits_long_names(tmp_path, arch):
+    from deepcompress.hardware.report import format_layer_records
+
+    rng = np.random.default_rng(2)
+    names = ["layers.0.attn.query", "P.weight_ih_l0", "c"]
+    layers = [quantized(names[0], "fc", (8, 8), 0.5, rng), quantized(names[1], "fc", (4, 8), 0.5, rng),
+              quantized(names[2], "conv", (2, 1, 3, 3), 0.5, rng)]
+    ops = [{"op": "fc", "layer": names[0]}, {"op": "relu"}, {"op": "fc", "layer": names[1]}]
+    path = tmp_path / "long.dcz"
+    dcz.write(path, layers, {"input_shape": [8], "ops": ops})
+    records = simulate_model(path, arch)
+    lines = format_layer_records(records).splitlines()
+    head, rows = lines[0], lines[2:2 + len(records)]
+    starts = [head.index(title) for title in ("kind", "arch")]
+    assert starts[0] == len(names[0]) + 2  # the longest name and two spaces
+    for row, r in zip(rows, records):
+        assert row[:starts[0]].rstrip() == r["layer"]  # whole, not cut
+        assert row[starts[0]:starts[1]].rstrip() == r["kind"] and row[starts[1]:].split()[0] == r["arch"]
+        assert row[:starts[1]].split() == [r["layer"], r["kind"]]  # and separated from the next column
+
+
 def test_ops_without_weights_are_listed_as_not_costed(model_file):
     path, _ = model_file
     total = simulate_model(path, "cpu")[-1]

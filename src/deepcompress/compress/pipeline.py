@@ -220,7 +220,7 @@ def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Pat
                    hooks: PipelineHooks | None = None, example_input: torch.Tensor | None = None,
                    weights_only: bool = False, command: str | None = None,
                    objective: Objective | None = None, loss=None, metric: str | None = None,
-                   variable_axes: tuple = ()) -> dict | None:
+                   overwrite: bool = False, variable_axes: tuple = ()) -> dict | None:
     """Prune, quantize and encode a trained `model`; write OUT/model.dcz and return what was measured.
 
     `data` is a deepcompress.data.Dataset, or your own (train_loader, test_loader) pair of torch
@@ -252,6 +252,8 @@ def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Pat
     With `resume`, finished stages saved in OUT are reused, after checking that they were made with the
     same [prune] and [quantize] settings, model (and starting weights) and data (OUT/stages.json; a
     difference is a UserError naming the setting). See `tidy_stages` for removing them afterwards.
+    Without `resume`, an OUT that already holds a run's stages or results (see `earlier_run`) is refused
+    before any work, unless `overwrite`, which removes them first.
 
     Example:
         compress_model(model, data, {"prune": {"layers": {"ip1": 0.9}}, "quantize": {"fc_bits": 4}}, "out/")
@@ -268,6 +270,8 @@ def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Pat
         architecture_ops(model, example, variable_axes)  # what the file cannot describe fails here, first
     run = Run(Path(out), data, resume, progress, team or Team(), hooks or PipelineHooks(), objective=obj)
     run.out.mkdir(parents=True, exist_ok=True)
+    if run.team.writes:  # the other ranks would see the stages.json the writer is about to record
+        check_fresh(run.out, resume, overwrite)
     check_resumable(run.out, run_identity(model, data, cfg, meta), resume, run.team.writes)
     t0 = time.perf_counter()
     run.note("baseline", model)
@@ -429,6 +433,27 @@ def check_resumable(out: Path, identity: dict, resume: bool, writes: bool = True
                                 f"resume with the same recipe, model and data, or use another --out")
     if writes:
         atomic.write_json(path, identity)
+
+
+RESULT_FILES = ("model.dcz", "results.json", "report.md")
+
+
+def earlier_run(out: Path) -> list[Path]:
+    """The files in `out` that a compress_model run made there (stages and results), which a run without
+    `resume` would replace. The baseline's training checkpoint is not one: the caller trains that."""
+    made = [p for p in stage_files(out) if p.name != "baseline-train.pt"]
+    return sorted(made + [out / name for name in RESULT_FILES if (out / name).exists()])
+
+
+def check_fresh(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse a run without `resume` into an `out` that holds an earlier one, naming a file of it; with
+    `overwrite`, remove that run's files instead."""
+    found = [] if resume else earlier_run(out)
+    if found and not overwrite:
+        raise UserError(f"{out} already holds a compression run ({found[0].name}); pass resume=True to "
+                        f"continue it or overwrite=True to start over")
+    for path in found:
+        path.unlink(missing_ok=True)
 
 
 def stage_files(out: Path) -> list[Path]:

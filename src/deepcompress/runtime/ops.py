@@ -211,10 +211,11 @@ def _binary(fn):
 
 
 def build_op(op: graph.Op, layers: dict, forward: graph.ForwardPass, i: int, inplace: bool, batch: int,
-             threads: int = 1, precision: str = "fp32"):
+             threads: int = 1, precision: str = "fp32", shared: dict | None = None):
     """The runnable op for record i of the pass, its layer prepared for `batch`-sized inputs and run on
     `threads` threads, FC layers in `precision` (convolutions stay fp32); `inplace` allows it to overwrite
-    its input."""
+    its input. `shared` (one dict for every op of the pass) lets the records of one LSTM/GRU call share
+    its run."""
     where = f"op {i} ({op.name})"
     in_shape = forward.input_shapes(i)[0]
     if isinstance(op, graph.Fc):
@@ -260,7 +261,7 @@ def build_op(op: graph.Op, layers: dict, forward: graph.ForwardPass, i: int, inp
         return lambda *xs: np.concatenate(xs, axis=axis)
     if isinstance(op, (graph.Embedding, graph.Recurrent, graph.Select)):
         from .recurrent import build_sequence_op  # it imports this module's helpers
-        return build_sequence_op(op, layers, forward, i, batch, threads, precision, where)
+        return build_sequence_op(op, layers, forward, i, batch, threads, precision, where, shared)
     attn = build_attn_op(op, forward, i, inplace)
     if attn is not None:
         return attn
@@ -277,8 +278,9 @@ def build_ops(meta: dict, layers: dict, batch: int, threads: int = 1, precision:
     except graph.GraphError as err:
         raise ModelError(str(err)) from None
     overwritable = _overwritable(forward)
+    shared: dict = {}
     built = [weight_ops[i] if weight_ops is not None and _holds_weights(op)
-             else build_op(op, layers, forward, i, overwritable[i], batch, threads, precision)
+             else build_op(op, layers, forward, i, overwritable[i], batch, threads, precision, shared)
              for i, op in enumerate(forward.ops)]
     return built, forward
 

@@ -47,11 +47,12 @@ class FileLayer:
         return self.layer.index_bits
 
 
-def read_pass(meta: dict, layers: dict) -> tuple[graph.ForwardPass | None, str]:
-    """The file's forward pass, parsed once for every cost model (layers: name -> QuantizedLayer); or
-    None and a note saying why it cannot be read."""
+def read_pass(meta: dict, layers: dict, input_shape: tuple | None = None) -> tuple[graph.ForwardPass | None, str]:
+    """The file's forward pass, parsed once for every cost model (layers: name -> QuantizedLayer; at
+    `input_shape`, another length on the file's variable axes, if given); or None and a note saying why it
+    cannot be read."""
     try:
-        return graph.parse_forward(meta, layers), ""
+        return graph.parse_forward(meta, layers, input_shape), ""
     except graph.GraphError as exc:
         return None, f"cannot read the forward pass ({exc})"
 
@@ -135,8 +136,9 @@ class ModelFile(NamedTuple):
     forward: graph.ForwardPass | None
 
 
-def load_model(path) -> ModelFile:
-    """The .dcz file at `path` for the cost models, its forward pass parsed once."""
+def load_model(path, input_shape: tuple | None = None) -> ModelFile:
+    """The .dcz file at `path` for the cost models, its forward pass parsed once (for per-sample inputs
+    of `input_shape`: another length on the file's variable axes, e.g. a sentence's tokens)."""
     from .. import format as dcz
 
     try:
@@ -144,7 +146,9 @@ def load_model(path) -> ModelFile:
     except (OSError, ValueError, dcz.FormatError) as exc:
         raise UserError(f"cannot read {path}: {exc}") from None
     by_name = {q.name: q for q in layers}
-    forward, unreadable = read_pass(meta, by_name)
+    forward, unreadable = read_pass(meta, by_name, input_shape)
+    if input_shape is not None and forward is None:
+        raise UserError(f"{path}: {unreadable}")
     has_conv = any(q.kind == "conv" for q in layers)
     traced, conv_note = conv_inputs(forward)
     note = (unreadable or conv_note) if has_conv else ""

@@ -44,16 +44,31 @@ class CompressedModel:
         """float32 outputs (logits): shape output_shape for one sample, (N, *output_shape) for a batch
         (inputs of another length on the file's variable axes give outputs of the matching shape)."""
         batch, single = self.prepare(x)
+        out = self._run(batch)
+        return out[0] if single else out
+
+    def fc_inputs(self, x) -> dict[str, np.ndarray]:
+        """The input vectors each FC layer reads on the batch `x`: layer name -> (N, P, in) float32, P the
+        vectors per sample (1, or the positions of a sequence). What the hardware models cost on real data."""
+        batch, _ = self.prepare(x)
+        seen: dict[str, np.ndarray] = {}
+        self._run(batch, seen)
+        return seen
+
+    def _run(self, batch: np.ndarray, fc_inputs: dict | None = None) -> np.ndarray:
+        """The forward pass on a prepared batch; with `fc_inputs`, each FC layer's input is copied there."""
         ops, forward = self._pass_for(batch.shape[1:])
         if batch.shape[0] == 0:
             return np.zeros((0, *forward.output_shape), np.float32)
         values = {INPUT: batch}
         for i, op in enumerate(ops):
-            values[i] = op(*(values[j] for j in forward.inputs[i]))
+            args = [values[j] for j in forward.inputs[i]]
+            if fc_inputs is not None and isinstance(op, Fc):
+                fc_inputs[op.layer_name] = args[0].reshape(len(batch), -1, args[0].shape[-1]).copy()
+            values[i] = op(*args)
             for j in self._done_after[i]:
                 del values[j]  # no later op reads it
-        out = values[len(ops) - 1]
-        return out[0] if single else out
+        return values[len(ops) - 1]
 
     def _pass_for(self, shape: tuple) -> tuple:
         """The runnable ops and parsed pass for per-sample inputs of `shape` (built once per shape; the

@@ -122,6 +122,8 @@ def _run(args) -> int:
     check_parallelism("--workers", args.workers, refuse_per_core=4)
     if args.clean and args.keep_stages:
         raise UserError("--clean removes the stage files and --keep-stages keeps them: give one of them")
+    if args.model == "minilm":
+        return _run_minilm(args)
     recipe = checked_recipe(args, ("prune", "quantize") if args.checkpoint else ("prune", "quantize", "train"),
                             "compress needs [prune] and [quantize], and [train] unless --checkpoint gives the "
                             "trained model ([encode] is optional)")
@@ -133,6 +135,30 @@ def _run(args) -> int:
         return _run_checked(args, recipe, out)
     except KeyboardInterrupt:
         return interrupted(args, _saved_stages(out))
+
+
+def _run_minilm(args) -> int:
+    """`compress --model minilm`: the pretrained sentence encoder, distilled on the recipe's text."""
+    from .compress.pipeline import RESULT_FILES, STAGE_FILES
+    from .minilm_compress import compress_minilm, minilm_recipe
+
+    if args.checkpoint or args.workers != 1 or args.torchrun:
+        raise UserError("--model minilm starts from the pretrained weights in one process: --checkpoint, "
+                        "--workers and --torchrun do not apply")
+    recipe = minilm_recipe(args.recipe)
+    out = fresh_output(Path(args.out or "runs/compress-minilm"), args, (*STAGE_FILES, *RESULT_FILES),
+                       "a compression run")
+    try:
+        outcome = compress_minilm(out, recipe, resume=args.resume, overwrite=args.overwrite,
+                                  progress=not args.quiet, command="deepcompress " + shlex.join(args.argv))
+    except KeyboardInterrupt:
+        return interrupted(args, _saved_stages(out))
+    rec = outcome["record"]
+    print(f"all-MiniLM-L6-v2: {rec['file_bytes']:,} bytes, ratio {rec['ratio']:.1f}x, mean cosine to the "
+          f"uncompressed model on held-out text {1 - outcome['test_' + outcome['metric']]:.4f}; report: {out / 'report.md'}\n"
+          f"try: deepcompress run {out / 'model.dcz'} --text \"A sentence.\" --text \"Another one.\"", flush=True)
+    print(_tidy(out, "all" if args.keep_stages else "none" if args.clean else "resume"), flush=True)
+    return 0
 
 
 def _run_checked(args, recipe, out: Path) -> int:
@@ -166,7 +192,7 @@ def register(sub) -> None:
                        description="Run Deep Compression: baseline (or --checkpoint), prune + retrain, "
                                    "quantize + fine-tune centroids, encode to OUT/model.dcz, and measure the "
                                    "test error of the file itself. Writes OUT/report.md and OUT/results.json.")
-    add_model_data_args(p)
+    add_model_data_args(p, pretrained=("minilm",))
     p.add_argument("--checkpoint", help="trained weights to start from (model.pt or a training checkpoint)")
     p.add_argument("--recipe", help="TOML recipe (default: the model's built-in recipe)")
     p.add_argument("--out", help="output folder (default runs/compress-MODEL-DATA)")

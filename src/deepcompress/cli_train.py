@@ -20,12 +20,13 @@ if TYPE_CHECKING:
 # The --model choices, named here so that building the command line does not import torch (models.py
 # does); tests/test_cli.py checks they are models.MODELS.
 MODEL_NAMES = ("lenet-300-100", "lenet-5")
-def model_name(value: str) -> str:
-    """--model's value: a built-in model name, or FILE.py:FUNCTION (checked when the model is built)."""
+def model_name(value: str, names: tuple = MODEL_NAMES) -> str:
+    """--model's value: one of `names` (built-in models), or FILE.py:FUNCTION (checked when the model is
+    built)."""
     path, sep, func = value.rpartition(":")
-    if value in MODEL_NAMES or (sep and path.endswith(".py") and func.isidentifier()):
+    if value in names or (sep and path.endswith(".py") and func.isidentifier()):
         return value
-    raise argparse.ArgumentTypeError(f"{value!r}: choose one of {', '.join(MODEL_NAMES)} or give FILE.py:FUNCTION")
+    raise argparse.ArgumentTypeError(f"{value!r}: choose one of {', '.join(names)} or give FILE.py:FUNCTION")
 
 
 OVERRIDES = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "seed")
@@ -167,11 +168,16 @@ def add_torchrun_args(p, torchrun_help: str) -> None:
                         "(default %(default)s)")
 
 
-def add_model_data_args(p) -> None:
-    """The --model, --data and --data-dir options every model command shares."""
-    p.add_argument("--model", type=model_name, default="lenet-300-100", metavar="|".join(MODEL_NAMES) + "|FILE.py:FN",
+def add_model_data_args(p, pretrained: tuple = ()) -> None:
+    """The --model, --data and --data-dir options every model command shares (`pretrained`: further model
+    names the command takes, e.g. "minilm" for compress)."""
+    names = (*MODEL_NAMES, *pretrained)
+    p.add_argument("--model", type=lambda v: model_name(v, names), default="lenet-300-100",
+                   metavar="|".join(names) + "|FILE.py:FN",
                    help="a built-in model, or FILE.py:FN, a function of yours returning an nn.Module "
-                        "(then give --recipe)")
+                        "(then give --recipe)" + ("; minilm: the pretrained all-MiniLM-L6-v2, distilled on "
+                                                  "the recipe's [distill] text (--data is not used)"
+                                                  if "minilm" in pretrained else ""))
     p.add_argument("--data", choices=DATASETS, default="mnist")
     p.add_argument("--data-dir", help="folder of IDX files to use instead of the installed data set")
 

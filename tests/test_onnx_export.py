@@ -57,3 +57,15 @@ def test_a_file_without_forward_pass_is_refused_on_one_line(tmp_path, capsys):
     assert main(["export", str(tmp_path / "w.dcz"), "--onnx", str(tmp_path / "w.onnx")]) == 1
     err = capsys.readouterr().err.strip()
     assert "error:" in err and "\n" not in err and not (tmp_path / "w.onnx").exists()
+
+
+def test_a_variable_length_file_exports_with_a_dynamic_length(tmp_path):
+    from deepcompress.onnx_export import export_onnx
+    from test_variable_length import TinyEncoder, ids, written
+
+    path = tmp_path / "enc.dcz"
+    written(TinyEncoder(), path)  # captured at 6 tokens
+    out = export_onnx(path, tmp_path / "enc.onnx")
+    for length in (3, 10):
+        x = ids(2, length).numpy()
+        assert rel_error(onnx_outputs(out, x), load(path)(x)) < REL_TOL

@@ -54,9 +54,14 @@ def _compress(args, recipe, data, out: Path, team=None) -> int:
     if outcome is None:  # a data-parallel rank other than 0
         return 0
     rec = outcome["record"]
-    print(f"{args.model} on {args.data}: {rec['file_bytes']:,} bytes, ratio {rec['ratio']:.1f}x, "
-          f"test error from the file {100 * rec['test_error']:.2f}% (baseline {100 * rec['baseline_error']:.2f}%); "
-          f"report: {out / 'report.md'}", flush=True)
+    return _done(args, out, f"{args.model} on {args.data}: {rec['file_bytes']:,} bytes, ratio {rec['ratio']:.1f}x, "
+                            f"test error from the file {100 * rec['test_error']:.2f}% (baseline "
+                            f"{100 * rec['baseline_error']:.2f}%); report: {out / 'report.md'}")
+
+
+def _done(args, out: Path, summary: str) -> int:
+    """Print a finished run's summary and what became of its stage files."""
+    print(summary, flush=True)
     print(_tidy(out, "all" if args.keep_stages else "none" if args.clean else "resume"), flush=True)
     return 0
 
@@ -153,12 +158,10 @@ def _run_minilm(args) -> int:
                                   progress=not args.quiet, command="deepcompress " + shlex.join(args.argv))
     except KeyboardInterrupt:
         return interrupted(args, _saved_stages(out))
-    rec = outcome["record"]
-    print(f"all-MiniLM-L6-v2: {rec['file_bytes']:,} bytes, ratio {rec['ratio']:.1f}x, mean cosine to the "
-          f"uncompressed model on held-out text {1 - outcome['test_' + outcome['metric']]:.4f}; report: {out / 'report.md'}\n"
-          f"try: deepcompress run {out / 'model.dcz'} --text \"A sentence.\" --text \"Another one.\"", flush=True)
-    print(_tidy(out, "all" if args.keep_stages else "none" if args.clean else "resume"), flush=True)
-    return 0
+    rec, cosine = outcome["record"], 1 - outcome["test_" + outcome["metric"]]
+    return _done(args, out, f"all-MiniLM-L6-v2: {rec['file_bytes']:,} bytes, ratio {rec['ratio']:.1f}x, mean cosine "
+                            f"to the uncompressed model on held-out text {cosine:.4f}; report: {out / 'report.md'}\n"
+                            f"try: deepcompress run {out / 'model.dcz'} --text \"A sentence.\" --text \"Another one.\"")
 
 
 def _run_checked(args, recipe, out: Path) -> int:

@@ -168,8 +168,7 @@ class RowsLayout(_DenseCodes):
         if self.precision == "int8":
             ik.rows8_fused(path == "vnni", v.store, v.mask, v.nibble, v.table, chunks, x, xq, acc, s_w, bias, y)
             return True
-        if v.storage == "stored":
-            return False
+        # stored int16 weights are kept in the kernel's column order: the same permuted input as codes
         if self._xp is None:
             self._xp = np.empty_like(xq)
         ik.rows16_fused(v.store.view(np.uint8), v.mask, v.nibble, self._tables16, chunks, v.store.strides[0],

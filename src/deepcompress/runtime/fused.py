@@ -15,31 +15,25 @@ from . import kernels, layouts
 
 
 @njit(cache=True, nogil=True)
-def _finite_bits(bits):
+def all_finite(x):
+    """Whether every value of a C-contiguous float32 array is finite (its exponent bits not all 1)."""
+    bits = x.reshape(-1).view(np.uint32)
     bad = 0
     for i in range(bits.shape[0]):  # an integer OR-reduction: vectorised, unlike a float test
         bad |= (bits[i] & 0x7F800000) == 0x7F800000
     return not bad
 
 
-def all_finite(x: np.ndarray) -> bool:
-    """Whether every value of a 1-D C-contiguous float32 array is finite (its exponent bits not all 1)."""
-    return _finite_bits(x.view(np.uint32))
-
-
 @njit(cache=True, nogil=True)
-def _copy_bits(src, dst):
+def copy_finite(src, dst):
+    """dst[...] = src for C-contiguous float32 arrays of one shape; whether every value is finite."""
+    s, d = src.reshape(-1).view(np.uint32), dst.reshape(-1).view(np.uint32)
     bad = 0
-    for i in range(src.shape[0]):
-        v = src[i]
-        dst[i] = v
+    for i in range(s.shape[0]):
+        v = s[i]
+        d[i] = v
         bad |= (v & 0x7F800000) == 0x7F800000
     return not bad
-
-
-def copy_finite(src: np.ndarray, dst: np.ndarray) -> bool:
-    """dst[:] = src for 1-D C-contiguous float32 arrays; whether every value is finite."""
-    return _copy_bits(src.view(np.uint32), dst.view(np.uint32))
 
 
 @njit(cache=True, nogil=True)

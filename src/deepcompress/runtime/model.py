@@ -81,10 +81,10 @@ def _finite_copy(arr: np.ndarray) -> np.ndarray:
     """arr copied to a C-contiguous float32 array; InputError if a value is NaN or infinite."""
     if arr.dtype == np.float32 and arr.flags.c_contiguous:
         batch = np.empty_like(arr)
-        finite = copy_finite(arr.reshape(-1), batch.reshape(-1))  # one pass instead of a copy and a test
+        finite = copy_finite(arr, batch)  # one pass instead of a copy and a test
     else:
         batch = np.array(arr, dtype=np.float32, order="C")
-        finite = all_finite(batch.reshape(-1))
+        finite = all_finite(batch)
     if not finite:
         raise InputError(f"input has {'NaN' if np.isnan(batch).any() else 'infinite'} values")
     return batch

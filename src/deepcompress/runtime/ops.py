@@ -135,6 +135,9 @@ class AdaptiveAvgPool:
         return out
 
 
+F32 = np.dtype(np.float32)
+
+
 class Fc:
     """A fully connected layer on its sparse runtime layout; batch 1 goes straight to the matvec kernel."""
 
@@ -152,16 +155,16 @@ class Fc:
         if x.shape[0] != 1:
             y = self.layer(x)
             return np.maximum(y, 0.0, out=y) if relu else y
-        if not x.flags.c_contiguous or x.dtype != np.float32:
+        if x.dtype is not F32 or not x.flags.c_contiguous:  # `is`: 0.2 us less than ==; a miss only copies
             x = np.ascontiguousarray(x, dtype=np.float32)
         layer = self.layer
         if isinstance(layer, IntLinear):
             y = np.empty((1, layer.out_features), np.float32)
-            layer.matvec(x[0], y[0])
-        elif layer.threads == 1:
+            layer.matvec(x[0], y[0], relu)
+            return y
+        if layer.threads == 1:
             return fp32_vec(layer.layout, layer.bias, x, relu)
-        else:  # the layer sets numba's thread count around the threaded matvec
-            y = layer(x[0]).reshape(1, -1)
+        y = layer(x[0]).reshape(1, -1)  # the layer sets numba's thread count around the threaded matvec
         if relu:
             relu_inplace(y[0])
         return y

@@ -4,11 +4,14 @@ input copy and finiteness test agree with numpy."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from deepcompress import format as dcz
-from deepcompress.runtime import load
+from deepcompress.runtime import intkernels, kernels, load
+from deepcompress.runtime.compiled import FcRun
 from deepcompress.runtime.fused import all_finite, copy_finite
 from deepcompress.runtime.nonzeros import from_dense
 from deepcompress.runtime.ops import Fc
@@ -16,6 +19,8 @@ from deepcompress.runtime.sparse_fc import SparseLinear
 from deepcompress.runtime.int_fc import IntLinear
 
 from test_runtime_model import MODELS, inputs, random_layer
+
+LENET_300_100 = Path(__file__).parent / "data" / "lenet-300-100-mnist.dcz"
 
 
 def graph_outputs(model, x) -> np.ndarray:
@@ -41,13 +46,46 @@ def test_chain_equals_the_graph_evaluation_bit_for_bit(tmp_path, kind, precision
     dcz.write(path, layers, meta)
     model = load(path, precision=precision)
     assert model._chain is not None
-    fcs_before_relu = sum(isinstance(op, Fc) and meta["ops"][i + 1]["op"] == "relu"
-                          for i, op in enumerate(model.ops[:-1]))
-    assert fcs_before_relu >= 1 and len(model._chain.steps) == len(model.ops) - fcs_before_relu
+    fused = [model.ops[i + 1] for i, op in enumerate(model.ops[:-1])
+             if isinstance(op, Fc) and meta["ops"][i + 1]["op"] == "relu"]
+    assert fused and not any(relu is step for relu in fused for step in model._chain.steps)  # in the FC call
     x = inputs(np.random.default_rng(3), tuple(meta["input_shape"]), 6)
     x[2] = 0.0  # every activation zero: the ReLU's zeros and the kernels' skipping
     for batch in (x[0], x[2], x[:1], x):
         assert same_bits(model(batch), graph_outputs(model, batch))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int16", "int8"])
+def test_lenet_300_100_runs_its_fc_layers_as_one_compiled_call(precision):
+    """The file's three FC layers are one FcRun (where the C extension is built), equal to the op-by-op
+    evaluation bit for bit; a layer given another layout after loading is run op by op (never stale)."""
+    if not kernels.HAVE_C or intkernels.best_path() == "portable":
+        pytest.skip("the C extension is not built here")
+    model = load(LENET_300_100, precision=precision)
+    runs = [s for s in model._chain.steps if isinstance(s, FcRun)]
+    assert len(runs) == 1 and len(runs[0].fcs) == 3 and runs[0].relus == [True, True, False]
+    x = inputs(np.random.default_rng(7), (1, 28, 28), 5)
+    for i in range(5):
+        assert same_bits(model(x[i]), graph_outputs(model, x[i]))
+    layer = model.layers["ip2"].layer
+    calls = []
+    original = layer.layout
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(original, name)
+
+        def matvec(self, *args):
+            calls.append("matvec")
+            return original.matvec(*args)
+
+        def run(self, *args):
+            calls.append("run")
+            return original.run(*args)
+
+    layer.layout = Spy()
+    want = model(x[1])
+    assert calls and same_bits(want, graph_outputs(model, x[1]))
 
 
 def test_a_graph_that_is_not_a_chain_runs_op_by_op(tmp_path):

@@ -45,9 +45,15 @@ def relu_inplace(y):
 
 
 @njit(cache=True, nogil=True)
+def _copy(src, dst):
+    for i in range(src.shape[0]):  # a loop: numba took 9 s to compile `dst[:] = src`
+        dst[i] = src[i]
+
+
+@njit(cache=True, nogil=True)
 def _with_bias(bias):
     y = np.empty((1, bias.shape[0]), np.float32)
-    y[0, :] = bias
+    _copy(bias, y[0])
     return y
 
 
@@ -95,3 +101,44 @@ def fp32_vec(layout, bias: np.ndarray, x: np.ndarray, relu: bool) -> np.ndarray:
     if relu:
         relu_inplace(y)
     return y.reshape(1, -1)
+
+
+# The same calls writing into a given (out,) vector: the kernels of a compiled run of FC layers (compiled.py).
+
+@njit(cache=True, nogil=True)
+def csc_into(col_ptr, row_start, entries, codebook, bits, bias, x, y, relu):
+    """y = act(W x + b) on the column layout (numba kernel), 1-D x and y."""
+    _copy(bias, y)
+    kernels.csc_matvec(col_ptr, row_start, entries, codebook, bits, x, y)
+    if relu:
+        relu_inplace(y)
+
+
+if kernels.HAVE_C:
+    @njit(cache=False, nogil=True)
+    def csc_into_c(col_ptr, row_start, entries, codebook, bits, bias, x, y, relu):
+        """csc_into with the C twin of the column kernel (bit-identical)."""
+        _copy(bias, y)
+        kernels.csc_matvec_c(col_ptr, row_start, entries, codebook, bits, x, y)
+        if relu:
+            relu_inplace(y)
+
+
+@njit(cache=True, nogil=True)
+def panel_into(ptr, entries, codebook, bits, width, bias, x, y, relu):
+    """y = act(W x + b) on the row-panel layout, 1-D x and y."""
+    _copy(bias, y)
+    kernels.panel_matvec(ptr, entries, codebook, bits, width, x, y)
+    if relu:
+        relu_inplace(y)
+
+
+def fp32_spec(layout, bias: np.ndarray):
+    """(kernel, args, x index, y index) of a one-thread SparseLinear's batch-1 call, None for other layouts."""
+    kind = type(layout)
+    if kind is layouts.CscLayout:
+        fn = csc_into_c if kernels.HAVE_C and layouts.C_KERNELS else csc_into
+        return fn, (layout.col_ptr, layout.row_start, layout.entries, layout.codebook, layout.bits, bias), 6, 6
+    if kind is layouts.PanelLayout:
+        return panel_into, (layout.ptr, layout.entries, layout.codebook, layout.bits, layout.width, bias), 6, 6
+    return None

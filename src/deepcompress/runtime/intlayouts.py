@@ -176,6 +176,19 @@ class RowsLayout(_DenseCodes):
                         PERM16, x, xq, self._xp, acc, s_w, bias, y, relu)
         return True
 
+    def vec_spec(self, xq, acc, s_w, bias, path: str):
+        """(kernel, args, x index, y index) of `run`'s compiled call (compiled.py), None if it has none."""
+        v = self.vectors
+        chunks = self.padded_in // CHUNK
+        if path == "portable":
+            return None
+        if self.precision == "int8":
+            return ik.rows8_fused, (path == "vnni", v.store, v.mask, v.nibble, v.table, chunks, xq, acc, s_w, bias), 6, 10
+        if self._xp is None:
+            self._xp = np.empty_like(xq)
+        return ik.rows16_fused, (v.store.view(np.uint8), v.mask, v.nibble, self._tables16, chunks, v.store.strides[0],
+                                 PERM16, xq, self._xp, acc, s_w, bias), 7, 12
+
     def matvec(self, xq: np.ndarray, acc: np.ndarray, path: str) -> None:
         """acc = W xq."""
         v = self.vectors
@@ -224,6 +237,13 @@ class ColsLayout(_DenseCodes):
 
     def __post_init__(self):
         self._nzcols = np.empty(self.shape[1], np.int32)
+
+    def vec_spec(self, xq, acc, s_w, bias, path: str):
+        """(kernel, args, x index, y index) of `run`'s compiled call (compiled.py), None if it has none."""
+        if path == "portable" or self.precision != "int8":
+            return None
+        v = self.vectors
+        return ik.cols8_fused, (v.store, v.mask, v.nibble, v.table, xq, self._nzcols, acc, s_w, bias), 4, 9
 
     def matvec(self, xq: np.ndarray, acc: np.ndarray, path: str) -> None:
         """acc = W xq (acc holds the padded rows)."""
@@ -342,6 +362,12 @@ class BlocksLayout:
             return False
         self._kernels()[0](self.store, x, xq.reshape(1, -1), self._scratch, self._acc2, s_w, bias, y, relu)
         return True
+
+    def vec_spec(self, xq, acc, s_w, bias, path: str):
+        """(kernel, args, x index, y index) of `run`'s compiled call (compiled.py), None if it has none."""
+        if path == "portable":
+            return None
+        return self._kernels()[0], (self.store, xq.reshape(1, -1), self._scratch, self._acc2, s_w, bias), 1, 6
 
     def run_batch(self, x: np.ndarray, s_w: float, bias: np.ndarray, y: np.ndarray, path: str) -> bool:
         """y[i] = W x[i] + b for every row of x (N, in) in one call per BATCH_BLOCK rows (False: no

@@ -11,7 +11,7 @@ import pytest
 
 from deepcompress import format as dcz
 from deepcompress.runtime import intkernels, kernels, load
-from deepcompress.runtime.compiled import FcRun
+from deepcompress.runtime.compiled import FcRun, fc_run
 from deepcompress.runtime.fused import all_finite, copy_finite
 from deepcompress.runtime.nonzeros import from_dense
 from deepcompress.runtime.ops import Fc
@@ -139,3 +139,32 @@ def test_one_pass_copy_and_finiteness_test_agree_with_numpy(shape):
             y.reshape(-1)[rng.integers(y.size)] = bad
             assert not copy_finite(y, dst) and not all_finite(y)
             assert same_bits(dst, y)
+
+
+@pytest.mark.parametrize("layouts", [("csc", "panel", "csc"), ("int8-rows", "int8-cols", "int8-blocks"),
+                                     ("int8-quads", "int8-rows", "int8-cols"),
+                                     ("int16-rows", "int16-rows", "int16-rows")])
+def test_every_compiled_kernel_equals_the_layer_by_layer_calls(layouts):
+    """An FcRun over each layout with a compiled batch-1 call (stored and coded int16 rows: 40 and
+    16 entries) equals the layers called one by one with the separate ReLU, bit for bit."""
+    if not kernels.HAVE_C or intkernels.best_path() == "portable":
+        pytest.skip("the C extension is not built here")
+    rng = np.random.default_rng(len("".join(layouts)))
+    sizes, fcs = [50, 70, 40, 10], []
+    for j, layout in enumerate(layouts):
+        k = 40 if j == 1 else 16
+        book = np.sort(rng.uniform(-1, 1, k)).astype(np.float32)
+        shape = (sizes[j + 1], sizes[j])
+        w = book[rng.integers(0, k, shape)] * (rng.random(shape) < 0.3)
+        nz, bias = from_dense(w.astype(np.float32), book), rng.standard_normal(shape[0]).astype(np.float32)
+        if layout.startswith("int"):
+            precision, name = layout.split("-")
+            fcs.append(Fc(IntLinear(nz, bias, precision, name), f"ip{j}", f"op {j}"))
+        else:
+            fcs.append(Fc(SparseLinear.from_layer(nz, bias, layout), f"ip{j}", f"op {j}"))
+    run = fc_run(fcs, [True, True, False])
+    assert run is not None
+    for x in (np.maximum(rng.standard_normal((1, 50)), 0).astype(np.float32), np.zeros((1, 50), np.float32)):
+        want = np.maximum(fcs[0](x), 0.0)
+        want = fcs[2](np.maximum(fcs[1](want), 0.0))
+        assert same_bits(run(x), want), layouts

@@ -183,7 +183,8 @@ class RowsLayout(_DenseCodes):
         if path == "portable":
             return None
         if self.precision == "int8":
-            return ik.rows8_fused, (path == "vnni", v.store, v.mask, v.nibble, v.table, chunks, xq, acc, s_w, bias), 6, 10
+            args = (path == "vnni", v.store, v.mask, v.nibble, v.table, chunks, xq, acc, s_w, bias)
+            return ik.rows8_fused, args, 6, 10
         if self._xp is None:
             self._xp = np.empty_like(xq)
         return ik.rows16_fused, (v.store.view(np.uint8), v.mask, v.nibble, self._tables16, chunks, v.store.strides[0],

@@ -42,13 +42,17 @@ def _source(specs: list, relus: list) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _mode(layer) -> tuple:
+    return getattr(layer, "path", None), layer.threads
+
+
 class FcRun:
     """Consecutive FC ops (`relus[j]`: op j's ReLU fused in) as one step of a chain: batch 1 in one
     compiled call while every layer keeps the layout it had when built, otherwise op by op."""
 
     def __init__(self, fcs: list, relus: list, specs: list):
         self.fcs, self.relus = fcs, relus
-        self._bound = [(fc.layer, fc.layer.layout) for fc in fcs]
+        self._bound = [(fc, fc.layer, fc.layer.layout, _mode(fc.layer)) for fc in fcs]
         self._c_kernels = layouts.C_KERNELS
         self._args = [(fc.layer.out_features, *spec[1]) for fc, spec in zip(fcs, specs)]
         key = _source(specs, relus) + repr([spec[0] for spec in specs])
@@ -59,8 +63,13 @@ class FcRun:
         self._run = _COMPILED[key]
 
     def _unchanged(self) -> bool:
-        return layouts.C_KERNELS == self._c_kernels and all(
-            fc.layer is layer and layer.layout is layout for fc, (layer, layout) in zip(self.fcs, self._bound))
+        """Whether every layer still has the layout, dispatch path and threads it was bound with."""
+        if layouts.C_KERNELS != self._c_kernels:
+            return False
+        for fc, layer, layout, mode in self._bound:
+            if fc.layer is not layer or layer.layout is not layout or _mode(layer) != mode:
+                return False
+        return True
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """The last layer's output for x (N, in)."""

@@ -143,12 +143,66 @@ def _simulate(args) -> int:
     if args.file:
         from .hardware.model_sim import simulate_model
 
-        records = simulate_model(args.file, args.arch, eie_config=_config(args), diannao_config=_diannao_config(args),
-                                 act_density=args.act_density, acts=args.acts, batch=args.batch, seed=args.seed)
-        return _emit(args, records, f"{args.file} on {args.arch}\n" + report.format_layer_records(records))
+        model, fc_inputs, what = _file_inputs(args)
+        records = simulate_model(model, args.arch, eie_config=_config(args), diannao_config=_diannao_config(args),
+                                 act_density=args.act_density, acts=args.acts, batch=args.batch, seed=args.seed,
+                                 fc_inputs=fc_inputs)
+        return _emit(args, records, f"{args.file} on {args.arch}{what}\n" + report.format_layer_records(records))
     if args.arch == "eie":
         return _simulate_eie(args)
     return _simulate_other(args)
+
+
+def _file_inputs(args) -> tuple:
+    """The file read for the cost models (at --length on its variable axis), EIE's real FC inputs from
+    --data or --text (None: random at --act-density) and a note on them for the title."""
+    from .hardware.model_file import load_model
+
+    if args.data and args.text:
+        raise UserError("give --data or --text, not both")
+    if args.text:
+        from .minilm_text import load_tokenizer, positions_of
+        import numpy as np
+
+        x = positions_of(np.array([load_tokenizer().encode(args.text).ids], dtype=np.int64))
+        return _with_inputs(args, x, load_model, f" ({x.shape[-1]} tokens of --text)")
+    if args.data:
+        from .data import load_test_set
+
+        if args.samples < 1:
+            raise UserError(f"--samples must be at least 1, got {args.samples}")
+        name, x, _ = load_test_set(args.data)
+        return _with_inputs(args, x[:args.samples], load_model, f" (EIE inputs: {min(args.samples, len(x))} {name} "
+                                                                f"test samples)")
+    shape = _at_length(args.file, args.length) if args.length else None
+    return load_model(args.file, shape), None, ""
+
+
+def _with_inputs(args, x, load_model, what: str) -> tuple:
+    """The file at the inputs' shape, the FC inputs the CPU runtime sees on them, the title note."""
+    from .runtime import load
+
+    if args.length:
+        raise UserError("--length is taken from the inputs with --data or --text")
+    model = load(args.file)
+    inputs = model.fc_inputs(x)  # first: the runtime names what is wrong with the inputs
+    shape = tuple(x.shape[1:])
+    return load_model(args.file, shape if shape != model.input_shape else None), inputs, what
+
+
+def _at_length(path, length: int) -> tuple:
+    """The file's input_shape with its one variable axis set to `length`."""
+    from . import format as dcz
+
+    if length < 1:
+        raise UserError(f"--length must be at least 1, got {length}")
+    meta = dcz.read(path)[1]
+    axes, shape = meta.get("variable_axes") or [], list(meta.get("input_shape") or [])
+    if len(axes) != 1 or not shape:
+        raise UserError(f"--length needs a file with one variable axis (meta variable_axes); {path} has "
+                        f"{axes or 'none'}")
+    shape[axes[0]] = length
+    return tuple(shape)
 
 
 def _load_probe(path) -> dict:
@@ -214,6 +268,12 @@ def register(sub) -> None:
     s.add_argument("--act-density", type=float, default=0.5,
                    help="FILE on EIE: fraction of nonzero input activations (default 0.5, a ReLU output)")
     s.add_argument("--acts", default="random", choices=["random", "ones"], help="FILE on EIE: input activations")
+    s.add_argument("--data", metavar="mnist|fashion|DIR|FILE.npz",
+                   help="FILE on EIE: the real inputs each FC layer reads on these test samples (CPU runtime)")
+    s.add_argument("--samples", type=int, default=4, help="with --data: how many test samples (default 4)")
+    s.add_argument("--text", help="FILE on EIE (a text-model file): the real inputs of this text, at its length")
+    s.add_argument("--length", type=int, help="FILE with a variable sequence axis: cost it at this length "
+                                              "(default: the length it was captured at)")
     s.add_argument("--machine", metavar="PROBE.json", help="--table-v: add this machine's measured roofline "
                                                            "(benchmarks/results/hardware_machine.json)")
     s.add_argument("--seed", type=int, default=0, help="seed of random layers and activations (default 0)")

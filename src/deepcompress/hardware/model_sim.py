@@ -1,8 +1,9 @@
 """Run every layer of a compressed model file on one architecture and total the results.
 
 - eie: FC layers through the cycle-level simulator with their real pruned weights; input activations
-  random at `act_density` (default 0.5: a ReLU output is about half zeros) or all ones. EIE runs FC layers
-  only, so conv layers go to the DianNao model, marked as such.
+  random at `act_density` (default 0.5: a ReLU output is about half zeros), all ones, or the real inputs
+  each layer reads on real data (`fc_inputs`). EIE runs FC layers only, so conv layers go to the DianNao
+  model, marked as such.
 - diannao: every layer, dense (DianNao does not skip zeros).
 - cpu / gpu: every layer on the roofline of the paper's i7-5930K / Titan X, dense and sparse CSR kernels;
   the faster sustained kernel is the layer's time.
@@ -27,13 +28,14 @@ from ..errors import UserError
 from ..format import graph
 from .diannao import DianNaoConfig, simulate_layer
 from .eie import EIEConfig, simulate
-from .model_file import FileLayer, MatmulWork, activation_matmuls, load_model
+from .model_file import FileLayer, MatmulWork, ModelFile, activation_matmuls, load_model
 from .netspecs import LayerShape
 from .roofline import Traffic, platform, roofline_time, sustained_time, traffic
-from .sequence_sim import RECURRENT_ACT_DENSITY, repeated, step_vectors, summed_steps
+from .sequence_sim import RECURRENT_ACT_DENSITY, mean_record, repeated, step_vectors, summed_steps
 
 ARCHES = ("eie", "diannao", "cpu", "gpu")
 DEFAULT_ACT_DENSITY = 0.5
+MAX_REAL_VECTORS = 16  # real input vectors simulated per FC layer (the mean is charged per vector)
 
 
 def input_vector(n: int, act_density: float, mode: str, rng: np.random.Generator) -> np.ndarray:
@@ -90,13 +92,19 @@ def roofline_record(shape: LayerShape, which: str, batch: int = 1) -> dict:
 
 def simulate_model(path, arch: str = "eie", *, eie_config: EIEConfig | None = None,
                    diannao_config: DianNaoConfig | None = None, act_density: float = DEFAULT_ACT_DENSITY,
-                   acts: str = "random", batch: int = 1, seed: int = 0) -> list[dict]:
-    """One record per layer of the file at `path` on `arch`, then a 'total' record (layers in sequence)."""
+                   acts: str = "random", batch: int = 1, seed: int = 0, fc_inputs: dict | None = None,
+                   max_vectors: int = MAX_REAL_VECTORS) -> list[dict]:
+    """One record per layer of the file at `path` on `arch`, then a 'total' record (layers in sequence).
+    `path` may be the file already read (load_model), to cost one file on several architectures.
+    `fc_inputs` (layer name -> input vectors (..., in), e.g. runtime's CompressedModel.fc_inputs on real
+    data) gives EIE real activations for those FC layers instead of random ones at `act_density`: up to
+    `max_vectors` of them, spread evenly, are simulated and their mean call is charged per vector."""
     if arch not in ARCHES:
         raise UserError(f"architecture must be one of {', '.join(ARCHES)}, got {arch!r}")
     if arch == "eie" and batch != 1:
         raise UserError("EIE runs one input vector at a time: use --batch 1")
-    layers, meta, _ = load_model(path)
+    model = path if isinstance(path, ModelFile) else load_model(path)
+    layers, meta = model.layers, model.meta
     eie_config, diannao_config = eie_config or EIEConfig(), diannao_config or DianNaoConfig()
     rng = np.random.default_rng(seed)
     records = []
@@ -106,6 +114,9 @@ def simulate_model(path, arch: str = "eie", *, eie_config: EIEConfig | None = No
                             "note": f"skipped: {layer.note}"})
         elif arch == "eie" and layer.kind == "fc" and layer.role:
             records.append(_eie_steps(layer, eie_config, act_density, acts, rng))
+        elif arch == "eie" and layer.kind == "fc" and fc_inputs and layer.name in fc_inputs:
+            records.append(_per_sample(_eie_real(layer, eie_config, fc_inputs[layer.name], max_vectors),
+                                       layer.steps, 1))
         elif arch == "eie" and layer.kind == "fc":
             vec = input_vector(layer.layer.matrix_shape[1], act_density, acts, rng)
             records.append(_per_sample(_eie_record(layer, eie_config, vec), layer.steps, 1))
@@ -113,10 +124,9 @@ def simulate_model(path, arch: str = "eie", *, eie_config: EIEConfig | None = No
             records.append(repeated(_dense_record(layer, arch, diannao_config, batch), layer.steps, batch))
         else:  # independent input vectors (a batch, the positions of a sequence) run in one call
             records.append(_per_sample(_dense_record(layer, arch, diannao_config, batch * layer.steps), 1, batch))
-    by_name = {layer.name: layer.layer for layer in layers}
-    records += [_matmul_record(work, arch, diannao_config, batch) for work in activation_matmuls(meta, by_name)]
+    records += [_matmul_record(work, arch, diannao_config, batch) for work in activation_matmuls(model.forward)]
     total = _total(records, arch, batch, meta)
-    total["not_costed"] = not_costed_ops(meta, by_name)
+    total["not_costed"] = not_costed_ops(model.forward)
     if arch != "eie":
         total["not_costed"].pop("matmul", None)  # costed above
     return records + [total]
@@ -139,6 +149,19 @@ def _eie_steps(layer: FileLayer, config: EIEConfig, act_density: float, acts: st
     note = f"{layer.steps} steps" + (", step 0 reads the zero initial state" if hh else "") + \
         ("; dense recurrent inputs" if layer.role else "")
     return summed_steps([_eie_record(layer, config, v) for v in vectors], note)
+
+
+def _eie_real(layer: FileLayer, config: EIEConfig, vectors, max_vectors: int) -> dict:
+    """One call of an FC layer on EIE, the mean over up to `max_vectors` of the real input `vectors`."""
+    vecs = np.asarray(vectors, np.float32)
+    n_in = layer.layer.matrix_shape[1]
+    if vecs.ndim == 0 or vecs.shape[-1] != n_in or vecs.size == 0:
+        raise UserError(f"{layer.name}: real input vectors of shape {vecs.shape}; the layer takes {n_in} inputs")
+    vecs = vecs.reshape(-1, n_in)
+    pick = np.unique(np.linspace(0, len(vecs) - 1, min(max_vectors, len(vecs))).round().astype(int))
+    note = (f"real inputs: {len(pick)} of {len(vecs)} vectors simulated, density "
+            f"{np.count_nonzero(vecs) / vecs.size:.3f} over all")
+    return mean_record([_eie_record(layer, config, vecs[k]) for k in pick], note)
 
 
 EIE_MATMUL_NOTE = "not costed: activation x activation matmul, EIE runs weight matrices only"
@@ -176,12 +199,10 @@ def _matmul_record(work: MatmulWork, arch: str, config: DianNaoConfig, batch: in
     return _per_sample(d, 1, batch)
 
 
-def not_costed_ops(meta: dict, layers: dict) -> dict[str, int]:
-    """How many ops of each kind the models leave out (no weights: activations, pooling, normalisation,
-    element-wise arithmetic, reshapes); empty when the file has no readable forward pass."""
-    try:
-        forward = graph.parse_forward(meta, layers)
-    except graph.GraphError:
+def not_costed_ops(forward: graph.ForwardPass | None) -> dict[str, int]:
+    """How many ops of each kind of the parsed forward pass the models leave out (no weights: activations,
+    pooling, normalisation, element-wise arithmetic, reshapes); empty without a pass."""
+    if forward is None:
         return {}
     counts: dict[str, int] = {}
     for op in forward.ops:

@@ -43,3 +43,17 @@ def repeated(record: dict, steps: int, batch: int = 1) -> dict:
     d["frames_per_j"] = batch / d["energy_j"] if d["energy_j"] else None
     d["note"] = "; ".join(filter(None, [f"one FC x {steps} steps", record.get("note", "")]))
     return d
+
+
+def mean_record(per_vector: list[dict], note: str) -> dict:
+    """One record for a layer's call on EIE from several input vectors simulated alone (real inputs): the
+    mean cycles, times and energy of one call, the activation density over the vectors."""
+    d = summed_steps(per_vector, note)
+    n = len(per_vector)
+    for key in ("cycles", "sim_us", "theoretical_cycles", "theoretical_us", "time_us", "energy_j"):
+        d[key] /= n
+    d.update(frames_per_s=1 / (d["time_us"] * 1e-6), frames_per_j=1 / d["energy_j"] if d["energy_j"] else None,
+             vectors_simulated=n)
+    for key in ("steps", "cycles_per_step"):
+        d.pop(key)
+    return d

@@ -124,7 +124,8 @@ class CompressedModel:
         raise InputError(f"input has shape {arr.shape}; the model takes {one} or (N, {', '.join(dims)})")
 
     def _fits(self, shape: tuple) -> bool:
-        return check_input_shape(tuple(shape), self.input_shape, self.variable_axes) is None
+        return shape == self.input_shape or check_input_shape(tuple(shape), self.input_shape,
+                                                              self.variable_axes) is None
 
     def _dims(self) -> list[str]:
         """The per-sample input shape's lengths as the user reads them ("T" on a variable axis)."""

@@ -4,6 +4,7 @@ against the dense PyTorch models holding the same decoded weights.
     python benchmarks/runtime_models.py            # both files, batch 1 and 64, 25 interleaved rounds
     python benchmarks/runtime_models.py --quick    # 5 rounds
     python benchmarks/runtime_models.py --lenet-5 other.dcz
+    python benchmarks/runtime_models.py --cpu-time # this thread's CPU time, not wall time (a loaded machine)
 
 Inputs are MNIST test images (batch 1 cycles through 256 of them, batch 64 through 8 batches), so the
 input sparsity the column layout skips is the real one. torch runs with 1 thread and autograd off;
@@ -82,7 +83,7 @@ def contenders(path: Path, images: np.ndarray, batch: int) -> tuple[dict, object
     return methods, ours
 
 
-def run_model(name: str, path: Path, images: np.ndarray, timer: rm.Timer, rounds: int) -> list[dict]:
+def run_model(name: str, path: Path, images: np.ndarray, timer: rm.Timer, rounds: int, clock: str) -> list[dict]:
     """Records for one compressed file at every batch size."""
     records = []
     for batch in BATCHES:
@@ -94,7 +95,7 @@ def run_model(name: str, path: Path, images: np.ndarray, timer: rm.Timer, rounds
             rec = {"layer": name, "batch": batch, "cache": cache, "method": method, "median_us": us,
                    "file": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
                    "file_bytes": path.stat().st_size, "inputs": "mnist test images", "threads": 1,
-                   "rounds": rounds}
+                   "rounds": rounds, "clock": clock, "load_average_end": os.getloadavg()}
             if method == "deepcompress":
                 rec.update(layouts=layouts, fc_bytes_per_nonzero=bpn)
             records.append(rec)
@@ -120,18 +121,23 @@ def main(argv=None) -> None:
     ap.add_argument("--lenet-300-100", dest="l300", type=Path, default=MODELS["LeNet-300-100"])
     ap.add_argument("--lenet-5", dest="l5", type=Path, default=MODELS["LeNet-5"])
     ap.add_argument("--no-write", action="store_true", help="print only")
+    ap.add_argument("--rounds", type=int, help="interleaved rounds (default 25, 5 with --quick)")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time with this thread's CPU time (time slices given to other jobs do not count)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     torch.set_grad_enabled(False)
-    rounds = 5 if args.quick else 25
+    rounds = args.rounds or (5 if args.quick else 25)
     images = load_arrays("mnist").test_x
-    timer, records, done, start = rm.Timer(), [], [], time.time()
+    timer = rm.Timer(time.thread_time if args.cpu_time else time.perf_counter)
+    clock = "thread CPU time" if args.cpu_time else "wall"
+    records, done, start = [], [], time.time()
     for name, path in (("LeNet-300-100", args.l300), ("LeNet-5", args.l5)):
         if not path.is_file():
             print(f"{name}: {path} not found, skipped (make it with `deepcompress compress`)")
             continue
         dcz.read(path)  # a clear error for a bad file before any timing
-        records += run_model(name, path.resolve(), images, timer, rounds)
+        records += run_model(name, path.resolve(), images, timer, rounds, clock)
         done.append(name)
     print(f"{time.time() - start:.0f} s")
     if done and not args.no_write:

@@ -62,13 +62,13 @@ class IntLinear(LayerSizes):
         """Bytes of the weight layout; the bias is not counted."""
         return self.layout.nbytes()
 
-    def matvec(self, x: np.ndarray, y: np.ndarray) -> None:
-        """y = W x + b for one float32 vector x (y is overwritten)."""
-        if self.layout.run(x, self._xq, self._acc, self.weight_scale, self.bias, y, self.path):
+    def matvec(self, x: np.ndarray, y: np.ndarray, relu: bool = False) -> None:
+        """y = W x + b for one float32 vector x (y is overwritten); with `relu`, max(y, 0)."""
+        if self.layout.run(x, self._xq, self._acc, self.weight_scale, self.bias, y, self.path, relu):
             return
         s_x = quantize_into(x, QMAX[self.precision], self._xq)
         self.layout.matvec(self._xq, self._acc, self.path)
-        ik.finish(self._acc, self.weight_scale * s_x, self.bias, y)
+        ik.finish(self._acc, self.weight_scale * s_x, self.bias, y, relu)
 
     def __call__(self, x) -> np.ndarray:
         """float32 output for x of shape (in,) or (N, in): shape (out,) or (N, out)."""

@@ -239,10 +239,15 @@ def csc_int(col_ptr, row_start, entries, table, bits, x, acc):
 
 
 @njit(cache=True, nogil=True)
-def finish(acc, scale, bias, y):
-    """y = float32(float64(acc) * scale) + bias (quantize.dequantize, elementwise)."""
+def finish(acc, scale, bias, y, relu=False):
+    """y = float32(float64(acc) * scale) + bias (quantize.dequantize, elementwise); with `relu` then
+    max(y, 0) (a following ReLU op fused in: NaN stays NaN, a zero becomes +0)."""
     for r in range(y.shape[0]):
         y[r] = np.float32(np.float64(acc[r]) * scale) + bias[r]
+    if relu:
+        for r in range(y.shape[0]):
+            if y[r] <= 0.0:
+                y[r] = 0.0
 
 
 # ---- SIMD kernels through ctypes, called from numba ----
@@ -286,29 +291,29 @@ if LIB is not None:
     # (three calls from Python cost about 2.5 us a layer, this about 1).
 
     @njit(cache=False, nogil=True)
-    def rows8_fused(vnni, store, mask, nibble, table, chunks, x, xq, acc, s_w, bias, y):
+    def rows8_fused(vnni, store, mask, nibble, table, chunks, x, xq, acc, s_w, bias, y, relu=False):
         """y = W x + b in int8 on the row layout (quantize_into, rows8_simd, finish)."""
         s_x = quantize_into(x, 127, xq)
         rows8_simd(vnni, store, mask, nibble, table, chunks, xq, acc)
-        finish(acc, s_w * s_x, bias, y)
+        finish(acc, s_w * s_x, bias, y, relu)
 
     @njit(cache=False, nogil=True)
-    def rows16_fused(store, mask, nibble, tables, chunks, stride, perm, x, xq, xp, acc, s_w, bias, y):
+    def rows16_fused(store, mask, nibble, tables, chunks, stride, perm, x, xq, xp, acc, s_w, bias, y, relu=False):
         """y = W x + b in int16 on the row layout; xp receives xq in the kernel's column order `perm`."""
         s_x = quantize_into(x, 32767, xq)
         for c in range(chunks):
             for i in range(32):
                 xp[32 * c + i] = xq[32 * c + perm[i]]
         rows16_simd(store, mask, nibble, tables, chunks, stride, xp, acc)
-        finish(acc, s_w * s_x, bias, y)
+        finish(acc, s_w * s_x, bias, y, relu)
 
     @njit(cache=False, nogil=True)
-    def cols8_fused(store, mask, nibble, table, x, xq, nzcols, acc, s_w, bias, y):
+    def cols8_fused(store, mask, nibble, table, x, xq, nzcols, acc, s_w, bias, y, relu=False):
         """y = W x + b in int8 on the column layout."""
         s_x = quantize_into(x, 127, xq)
         n = nonzero_columns(xq[:x.shape[0]], nzcols)
         cols8_simd(store, mask, nibble, table, acc.shape[0], nzcols, n, xq, acc)
-        finish(acc, s_w * s_x, bias, y)
+        finish(acc, s_w * s_x, bias, y, relu)
 
     @njit(cache=False, nogil=True)
     def blocks8_simd(store, xq, scratch, acc):
@@ -317,11 +322,11 @@ if LIB is not None:
                       scratch.ctypes, acc.ctypes)
 
     @njit(cache=False, nogil=True)
-    def blocks8_fused(store, x, xq, scratch, acc, s_w, bias, y):
+    def blocks8_fused(store, x, xq, scratch, acc, s_w, bias, y, relu=False):
         """y = W x + b in int8 on the 64-row block layout, one input vector (xq, acc: (1, ...))."""
         s_x = quantize_into(x, 127, xq[0])
         blocks8_simd(store, xq, scratch, acc)
-        finish(acc[0], s_w * s_x, bias, y)
+        finish(acc[0], s_w * s_x, bias, y, relu)
 
     @njit(cache=False, nogil=True)
     def blocks8_batch_fused(store, x, xq, scales, scratch, acc, s_w, bias, y):
@@ -337,11 +342,11 @@ if LIB is not None:
                      scratch.ctypes, acc.ctypes)
 
     @njit(cache=False, nogil=True)
-    def quads8_fused(store, x, xq, scratch, acc, s_w, bias, y):
+    def quads8_fused(store, x, xq, scratch, acc, s_w, bias, y, relu=False):
         """y = W x + b in int8 on the quad-interleaved block layout, one input vector (xq, acc: (1, ...))."""
         s_x = quantize_into(x, 127, xq[0])
         quads8_simd(store, xq, scratch, acc)
-        finish(acc[0], s_w * s_x, bias, y)
+        finish(acc[0], s_w * s_x, bias, y, relu)
 
     @njit(cache=False, nogil=True)
     def quads8_batch_fused(store, x, xq, scales, scratch, acc, s_w, bias, y):

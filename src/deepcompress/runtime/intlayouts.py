@@ -159,22 +159,36 @@ class RowsLayout(_DenseCodes):
         self._xp = None
         self._tables16 = t.view(np.uint8).reshape(16, 2).T.copy() if t.dtype == np.int16 else t
 
-    def run(self, x, xq, acc, s_w, bias, y, path: str) -> bool:
+    def run(self, x, xq, acc, s_w, bias, y, path: str, relu: bool = False) -> bool:
         """y = W x + b in one compiled call where this layout and path have one (False: not done)."""
         v = self.vectors
         chunks = self.padded_in // CHUNK
         if path == "portable":
             return False
         if self.precision == "int8":
-            ik.rows8_fused(path == "vnni", v.store, v.mask, v.nibble, v.table, chunks, x, xq, acc, s_w, bias, y)
+            ik.rows8_fused(path == "vnni", v.store, v.mask, v.nibble, v.table, chunks, x, xq, acc, s_w, bias, y,
+                           relu)
             return True
-        if v.storage == "stored":
-            return False
+        # stored int16 weights are kept in the kernel's column order: the same permuted input as codes
         if self._xp is None:
             self._xp = np.empty_like(xq)
         ik.rows16_fused(v.store.view(np.uint8), v.mask, v.nibble, self._tables16, chunks, v.store.strides[0],
-                        PERM16, x, xq, self._xp, acc, s_w, bias, y)
+                        PERM16, x, xq, self._xp, acc, s_w, bias, y, relu)
         return True
+
+    def vec_spec(self, xq, acc, s_w, bias, path: str):
+        """(kernel, args, x index, y index) of `run`'s compiled call (compiled.py), None if it has none."""
+        v = self.vectors
+        chunks = self.padded_in // CHUNK
+        if path == "portable":
+            return None
+        if self.precision == "int8":
+            args = (path == "vnni", v.store, v.mask, v.nibble, v.table, chunks, xq, acc, s_w, bias)
+            return ik.rows8_fused, args, 6, 10
+        if self._xp is None:
+            self._xp = np.empty_like(xq)
+        return ik.rows16_fused, (v.store.view(np.uint8), v.mask, v.nibble, self._tables16, chunks, v.store.strides[0],
+                                 PERM16, xq, self._xp, acc, s_w, bias), 7, 12
 
     def matvec(self, xq: np.ndarray, acc: np.ndarray, path: str) -> None:
         """acc = W xq."""
@@ -214,16 +228,23 @@ class ColsLayout(_DenseCodes):
         """'cols', or 'cols-stored' when the weights themselves are stored."""
         return "cols-stored" if self.vectors.storage == "stored" else "cols"
 
-    def run(self, x, xq, acc, s_w, bias, y, path: str) -> bool:
+    def run(self, x, xq, acc, s_w, bias, y, path: str, relu: bool = False) -> bool:
         """y = W x + b in one compiled call where this layout and path have one (False: not done)."""
         if path == "portable" or self.precision != "int8":
             return False
         v = self.vectors
-        ik.cols8_fused(v.store, v.mask, v.nibble, v.table, x, xq, self._nzcols, acc, s_w, bias, y)
+        ik.cols8_fused(v.store, v.mask, v.nibble, v.table, x, xq, self._nzcols, acc, s_w, bias, y, relu)
         return True
 
     def __post_init__(self):
         self._nzcols = np.empty(self.shape[1], np.int32)
+
+    def vec_spec(self, xq, acc, s_w, bias, path: str):
+        """(kernel, args, x index, y index) of `run`'s compiled call (compiled.py), None if it has none."""
+        if path == "portable" or self.precision != "int8":
+            return None
+        v = self.vectors
+        return ik.cols8_fused, (v.store, v.mask, v.nibble, v.table, xq, self._nzcols, acc, s_w, bias), 4, 9
 
     def matvec(self, xq: np.ndarray, acc: np.ndarray, path: str) -> None:
         """acc = W xq (acc holds the padded rows)."""
@@ -270,7 +291,7 @@ class IntCscLayout:
         b = self.csc.nbytes()
         return LayoutBytes(self.nnz, b.entries, b.pointers, self.table.nbytes)
 
-    def run(self, x, xq, acc, s_w, bias, y, path: str) -> bool:
+    def run(self, x, xq, acc, s_w, bias, y, path: str, relu: bool = False) -> bool:
         """No fused call for this layout (False)."""
         return False
 
@@ -336,12 +357,18 @@ class BlocksLayout:
         """Bytes of the stored weights."""
         return LayoutBytes(self.nnz, self.store.nbytes, 0, 0)
 
-    def run(self, x, xq, acc, s_w, bias, y, path: str) -> bool:
+    def run(self, x, xq, acc, s_w, bias, y, path: str, relu: bool = False) -> bool:
         """y = W x + b in one compiled call where this layout and path have one (False: not done)."""
         if path == "portable":
             return False
-        self._kernels()[0](self.store, x, xq.reshape(1, -1), self._scratch, self._acc2, s_w, bias, y)
+        self._kernels()[0](self.store, x, xq.reshape(1, -1), self._scratch, self._acc2, s_w, bias, y, relu)
         return True
+
+    def vec_spec(self, xq, acc, s_w, bias, path: str):
+        """(kernel, args, x index, y index) of `run`'s compiled call (compiled.py), None if it has none."""
+        if path == "portable":
+            return None
+        return self._kernels()[0], (self.store, xq.reshape(1, -1), self._scratch, self._acc2, s_w, bias), 1, 6
 
     def run_batch(self, x: np.ndarray, s_w: float, bias: np.ndarray, y: np.ndarray, path: str) -> bool:
         """y[i] = W x[i] + b for every row of x (N, in) in one call per BATCH_BLOCK rows (False: no
@@ -428,9 +455,13 @@ class RowQuadsLayout:
         """Bytes of column indices, weights and row pointers."""
         return LayoutBytes(self.nnz, self.qcols.nbytes + self.qw.nbytes, self.row_ptr.nbytes, 0)
 
-    def run(self, x, xq, acc, s_w, bias, y, path: str) -> bool:
+    def run(self, x, xq, acc, s_w, bias, y, path: str, relu: bool = False) -> bool:
         """One vector as a batch of one (a lane tile with 31 zero lanes)."""
-        return self.run_batch(x.reshape(1, -1), s_w, bias, y.reshape(1, -1), path)
+        if not self.run_batch(x.reshape(1, -1), s_w, bias, y.reshape(1, -1), path):
+            return False
+        if relu:
+            np.maximum(y, 0.0, out=y)
+        return True
 
     def run_batch(self, x: np.ndarray, s_w: float, bias: np.ndarray, y: np.ndarray, path: str) -> bool:
         """y[i] = W x[i] + b for every row of x (N, in), BATCH_BLOCK rows per call (False on the portable path)."""

@@ -27,7 +27,7 @@ TITLE = "Pruning an LSTM language model (Jane Austen): perplexity and generated 
 SETTINGS = {
     True: {"train_chars": 4000, "test_chars": 2000, "length": 50, "embed": 16, "hidden": 32, "epochs": 1,
            "batch_size": 4, "schedule": (0.9,), "retrain_epochs": 1},
-    False: {"train_chars": None, "test_chars": None, "length": 100, "embed": 64, "hidden": 256, "epochs": 2,
+    False: {"train_chars": None, "test_chars": None, "length": 100, "embed": 64, "hidden": 128, "epochs": 2,
             "batch_size": 32, "schedule": (0.5, 0.75, 0.9), "retrain_epochs": 1},
 }
 ADAM = {"optimizer": "adam", "weight_decay": 0.0}

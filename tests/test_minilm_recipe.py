@@ -4,6 +4,7 @@ loss, the sensitivity tool with the distillation error, and the benchmark's --qu
 from __future__ import annotations
 
 import copy
+import json
 import os
 import sys
 from pathlib import Path
@@ -122,7 +123,8 @@ def test_suggested_bits_are_the_fewest_within_the_tolerance():
     assert suggest_bits(curves, 0.001) == {"a": 4, "b": 3}
 
 
-def test_benchmark_quick_path_writes_a_dense_record_and_every_setting(tmp_path):
+def _bench():
+    """benchmarks/minilm.py as a module (its thread settings kept out of this process)."""
     saved = dict(os.environ)  # the benchmark pins thread counts to 1 on import; later tests must not see that
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
@@ -131,19 +133,50 @@ def test_benchmark_quick_path_writes_a_dense_record_and_every_setting(tmp_path):
         sys.path.remove(str(ROOT / "benchmarks"))
         os.environ.clear()
         os.environ.update(saved)
+    return bench
+
+
+def test_benchmark_quick_path_compresses_every_setting_into_its_file(tmp_path):
+    bench = _bench()
     out = tmp_path / "minilm.json"
-    records = bench.main(["--quick", "--out", str(out)])
+    records = bench.main(["--quick", "--out", str(out), "--runs", str(tmp_path / "runs")])
     dense = records[0]
     assert dense["setting"] == "dense" and dense["ratio"] == 1.0 and dense["layers"] == 2
-    model = bench.load_minilm(layers=2)
-    assert dense["file_bytes"] == 4 * sum(p.numel() for p in model.parameters())
+    assert dense["file_bytes"] == 4 * sum(p.numel() for p in bench.quick_model().parameters())
     assert dense["cosine_to_dense"] == pytest.approx(1, abs=1e-6)
     assert all(-1 <= dense[k] <= 1 for k in ("wordsim353", "simlex999", "lee50"))
     assert set(dense["latency_us"]) == {"16", "128"} and dense["latency_us"] == dense["dense_latency_us"]
     assert [r["setting"] for r in records[1:]] == list(bench.SETTINGS)
-    for record in records[1:]:  # until the file can hold the model, each setting says why it did not run
-        assert record.get("skipped") or {"file_bytes", "ratio", "lee50", "latency_us"} <= set(record)
-    assert out.exists()
+    for record in records[1:]:
+        path = Path(record["file"])
+        assert path == tmp_path / "runs" / record["setting"] / "model.dcz"
+        assert record["file_bytes"] == path.stat().st_size
+        assert record["ratio"] == pytest.approx(dense["file_bytes"] / record["file_bytes"])
+        assert all(-1 <= record[k] <= 1 for k in ("wordsim353", "simlex999", "lee50", "cosine_to_dense"))
+        assert record["dense_latency_us"] == dense["latency_us"]
+        assert record["latency_us"] is not None or "sequence length" in record["latency_note"]
+    assert json.loads(out.read_text()) == json.loads(json.dumps(records))
+    one = bench.main(["--quick", "--out", str(out), "--runs", str(tmp_path / "runs"), "--only",
+                      list(bench.SETTINGS)[0]])
+    assert [r["setting"] for r in json.loads(out.read_text())] == ["dense", *bench.SETTINGS]
+    assert json.loads(out.read_text())[1]["file_bytes"] == one[1]["file_bytes"]
+
+
+def test_a_settings_file_model_is_what_the_runtime_runs_from_the_file(tmp_path, tokenizer):
+    bench = _bench()
+    model = bench.quick_model()
+    recipe = bench.setting_recipe(model, {"fc_bits": 3, "table_bits": 3, "sparsity": 0.2, "finetune": 1})
+    student, outcome = bench.compress_setting(model, tokenizer, recipe, tmp_path, 8)
+    path = Path(outcome["file"])
+    run, _ = bench.file_encoder(path, student)
+    from deepcompress import format as dcz
+    from deepcompress.runtime import load
+
+    x = bench.real_windows(tokenizer, dcz.read(path)[1]["input_shape"][-1])[:3]
+    want = load(path)(x)  # the file's own forward pass, at the length it holds
+    assert np.abs(run(x) - want).max() <= 1e-5 * np.abs(want).max()
+    assert outcome["bits"]["embed.table"] == 3  # the setting's widths and sparsity reached the file
+    assert student.embed.table.weight.ne(0).float().mean().item() == pytest.approx(0.8, abs=0.01)
 
 
 def test_compress_model_distils_when_given_the_objective(tmp_path):

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from deepcompress import format as dcz
+from deepcompress.hardware.model_file import load_model
 from deepcompress.hardware.model_sim import ARCHES, simulate_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -71,7 +72,8 @@ def main(argv=None) -> int:
         results = {}
         for path in files:
             name = path.stem if path.stem != "model" else path.parent.name
-            results[name] = {arch: simulate_model(path, arch, act_density=args.act_density) for arch in ARCHES}
+            model = load_model(path)  # read and parsed once for the four architectures
+            results[name] = {arch: simulate_model(model, arch, act_density=args.act_density) for arch in ARCHES}
     print(frames_table(results))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "hardware_model.json").write_text(json.dumps(

@@ -78,7 +78,7 @@ def real_layer_sweep(specs: list[str]) -> dict:
     out = {}
     for spec in specs:
         path, _, name = spec.rpartition(":")
-        file_layers, _, _ = load_model(path)
+        file_layers = load_model(path).layers
         found = [fl for fl in file_layers if fl.name == name and fl.kind == "fc"]
         if not found:
             print(f"--real-layer {spec}: no FC layer {name!r} in {path}; skipped")

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from deepcompress import format as dcz
+from deepcompress.format import graph
 from deepcompress.cli import main
 from deepcompress.hardware.eie import EIEConfig, simulate
-from deepcompress.hardware.model_file import conv_inputs, load_model
-from deepcompress.hardware.model_sim import input_vector, simulate_model
+from deepcompress.hardware.model_file import conv_inputs, load_model, read_pass
+from deepcompress.hardware.model_sim import ARCHES, input_vector, simulate_model
 
 OPS = [{"op": "conv", "layer": "conv1", "stride": [1, 1], "padding": [1, 1]}, {"op": "relu"},
        {"op": "maxpool", "kernel": 2, "stride": 2}, {"op": "flatten"}, {"op": "fc", "layer": "ip1"}]
@@ -33,8 +34,9 @@ def model_file(tmp_path):
 
 def test_layers_are_the_files_own_and_traced_shapes(model_file):
     path, originals = model_file
-    layers, meta, note = load_model(path)
+    layers, meta, note, forward = load_model(path)
     assert note == "" and [layer.name for layer in layers] == ["conv1", "ip1"]
+    assert [op.name for op in forward.ops] == [o["op"] for o in OPS] and forward.outputs[-1] == (10,)
     for layer, q in zip(layers, originals):
         assert layer.layer.equals(q)  # the file's layer itself: positions and codebook indices, no re-encode
     conv, ip1 = layers[0].shape, layers[1].shape
@@ -52,7 +54,7 @@ def test_f16_files_load_as_float32_values(tmp_path):
     path = tmp_path / "f16.dcz"
     dcz.write(path, originals, {"model": "toy", "input_shape": [2, 8, 8], "ops": OPS})
     assert path.read_bytes()[4:6] == b"\x02\x00"
-    layers, _, note = load_model(path)
+    layers, _, note, _ = load_model(path)
     assert note == ""
     for layer, q in zip(layers, originals):
         assert layer.layer.values().dtype == np.float32
@@ -63,12 +65,27 @@ def test_f16_files_load_as_float32_values(tmp_path):
 def test_tracing_stops_with_a_reason(model_file):
     _, originals = model_file
     layers = {q.name: q for q in originals}
-    found, note = conv_inputs({"ops": OPS}, layers)
-    assert found == {} and "input_shape" in note
-    found, note = conv_inputs({"input_shape": [2, 8, 8], "ops": [{"op": "lstm"}] + OPS}, layers)
-    assert found == {} and "lstm" in note
-    found, note = conv_inputs({"input_shape": [2, 8, 8], "ops": [dict(OPS[0], stride=[1, 2])] + OPS[1:2]}, layers)
+    forward, note = read_pass({"ops": OPS}, layers)
+    assert forward is None and note.startswith("cannot read the forward pass (") and "input_shape" in note
+    assert conv_inputs(forward) == ({}, "")
+    forward, note = read_pass({"input_shape": [2, 8, 8], "ops": [{"op": "lstm"}] + OPS}, layers)
+    assert forward is None and "lstm" in note
+    forward, _ = read_pass({"input_shape": [2, 8, 8], "ops": [dict(OPS[0], stride=[1, 2])] + OPS[1:2]}, layers)
+    found, note = conv_inputs(forward)
     assert found == {} and "only equal sides" in note
+
+
+def test_simulate_parses_the_forward_pass_once(model_file, monkeypatch):
+    path, _ = model_file
+    calls = []
+    parse = graph.parse_forward
+    monkeypatch.setattr(graph, "parse_forward", lambda *a: calls.append(1) or parse(*a))
+    records = simulate_model(path, "cpu")
+    assert len(calls) == 1 and [r["layer"] for r in records] == ["conv1", "ip1", "total"]
+    assert records[-1]["not_costed"] == {"relu": 1, "maxpool": 1, "flatten": 1}
+    model = load_model(path)  # read once, costed on every architecture: still one parse each
+    assert [simulate_model(model, arch) for arch in ARCHES] == [simulate_model(path, arch) for arch in ARCHES]
+    assert len(calls) == 2 + len(ARCHES)
 
 
 def test_eie_runs_fc_and_sends_conv_to_diannao(model_file):
@@ -113,6 +130,28 @@ def test_conv_without_forward_pass_is_skipped(tmp_path):
     assert records[-1]["partial"] and records[-1]["skipped_layers"] == ["c"]
     from deepcompress.hardware.report import format_layer_records
     assert "PARTIAL total: 1 weight layer(s) not costed (c)" in format_layer_records(records)
+
+
+@pytest.mark.parametrize("arch", ["eie", "cpu"])
+def test_layer_table_fits_long_names(tmp_path, arch):
+    from deepcompress.hardware.report import format_layer_records
+
+    rng = np.random.default_rng(2)
+    names = ["layers.0.attn.query", "P.weight_ih_l0", "c"]
+    layers = [quantized(names[0], "fc", (8, 8), 0.5, rng), quantized(names[1], "fc", (4, 8), 0.5, rng),
+              quantized(names[2], "conv", (2, 1, 3, 3), 0.5, rng)]
+    ops = [{"op": "fc", "layer": names[0]}, {"op": "relu"}, {"op": "fc", "layer": names[1]}]
+    path = tmp_path / "long.dcz"
+    dcz.write(path, layers, {"input_shape": [8], "ops": ops})
+    records = simulate_model(path, arch)
+    lines = format_layer_records(records).splitlines()
+    head, rows = lines[0], lines[2:2 + len(records)]
+    starts = [head.index(title) for title in ("kind", "arch")]
+    assert starts[0] == len(names[0]) + 2  # the longest name and two spaces
+    for row, r in zip(rows, records):
+        assert row[:starts[0]].rstrip() == r["layer"]  # whole, not cut
+        assert row[starts[0]:starts[1]].rstrip() == r["kind"] and row[starts[1]:].split()[0] == r["arch"]
+        assert row[:starts[1]].split() == [r["layer"], r["kind"]]  # and separated from the next column
 
 
 def test_ops_without_weights_are_listed_as_not_costed(model_file):

@@ -104,6 +104,25 @@ def test_train_into_an_existing_run_is_refused_without_resume_or_overwrite(idx, 
     assert code == 0 and json.loads((out / "train.json").read_text())["config"]["seed"] == 3
 
 
+def test_compress_into_an_existing_run_is_refused_without_resume_or_overwrite(idx, recipe, tmp_path, capsys):
+    out = tmp_path / "c"
+    assert _cli(_compress(idx, recipe, out, "--keep-stages"), capsys)[0] == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    code, _, err = _cli(_compress(idx, recipe, out), capsys)
+    assert code == 1 and _one_error_line(err, "compress") == (
+        f"--out {out} already holds a compression run (baseline-train.pt); pass --resume to continue it or "
+        f"--overwrite to start over")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    one_round = tmp_path / "one-round.toml"
+    one_round.write_text(TINY_RECIPE.replace("iterations = 2", "iterations = 1"))
+    code, stdout, _ = _cli(_compress(idx, one_round, out, "--overwrite", "--clean"), capsys)
+    assert code == 0 and "[prune 1/1 retrained]" in stdout
+    assert sorted(p.name for p in out.iterdir()) == ["model.dcz", "report.md", "results.json"]  # no old round
+    code, _, err = _cli(_compress(idx, recipe, out), capsys)  # a cleaned run's results are a run too
+    assert code == 1 and _one_error_line(err, "compress").startswith(f"--out {out} already holds a compression "
+                                                                     f"run (model.dcz); pass --resume")
+
+
 def test_compress_resume_refuses_other_recipe_data_or_model_naming_the_setting(idx, recipe, tmp_path, capsys):
     out = tmp_path / "c"
     assert _cli(_compress(idx, recipe, out, "--keep-stages"), capsys)[0] == 0
@@ -297,6 +316,16 @@ def test_far_too_many_workers_are_refused(idx, recipe, tmp_path, capsys, command
     assert code == 1 and _one_error_line(err, command) == (
         f"--workers {many}: this machine has {usable_cores()} cores; at most {4 * usable_cores()} (4 per core) "
         f"make sense")
+
+
+def test_main_job_refuses_far_too_many_threads_before_any_work(tmp_path, capsys):
+    many = 4 * usable_cores() + 1
+    code, _, err = _cli(["main", "--threads", many, "--data-dir", tmp_path / "no-data", "--runs", tmp_path / "r"],
+                        capsys)
+    assert code == 1 and _one_error_line(err, "main") == (
+        f"--threads {many}: this machine has {usable_cores()} cores; at most {4 * usable_cores()} (4 per core) "
+        f"make sense")
+    assert not (tmp_path / "r").exists()
 
 
 def test_worker_counts_below_one_are_refused():

@@ -125,6 +125,28 @@ def test_resume_skips_finished_rounds(trained, tiny_data, tmp_path):
     assert again["file_bytes"] == first["file_bytes"]
 
 
+def test_an_existing_run_is_refused_without_resume_or_overwrite(trained, tiny_data, tmp_path):
+    import copy
+
+    from deepcompress.errors import UserError
+
+    start = copy.deepcopy(trained)
+    compress_model(copy.deepcopy(start), tiny_data, RECIPE, tmp_path, progress=False)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert "prune-2.pt" in before and "model.dcz" in before
+    with pytest.raises(UserError) as err:
+        compress_model(copy.deepcopy(start), tiny_data, RECIPE, tmp_path, progress=False)
+    assert str(err.value) == (f"{tmp_path} already holds a compression run (model.dcz); pass resume=True to "
+                              f"continue it or overwrite=True to start over")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # refused before any work
+    one_round = {**RECIPE, "prune": {**RECIPE["prune"], "iterations": 1}}
+    again = compress_model(copy.deepcopy(start), tiny_data, one_round, tmp_path, progress=False, overwrite=True)
+    assert not (tmp_path / "prune-2.pt").exists()  # the earlier run's second round went with it
+    assert [s["stage"] for s in again["stages"]][:3] == ["baseline", "prune 1/1 before retraining",
+                                                          "prune 1/1 retrained"]
+    assert json.loads((tmp_path / "stages.json").read_text())["recipe [prune] iterations"] == 1
+
+
 def test_architecture_ops_of_the_lenets():
     assert architecture_ops(build_model("lenet-300-100"), torch.zeros(1, 1, 28, 28)) == [
         {"op": "flatten"}, {"op": "fc", "layer": "ip1"}, {"op": "relu"}, {"op": "fc", "layer": "ip2"},

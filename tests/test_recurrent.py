@@ -69,6 +69,22 @@ class FinalState(nn.Module):
         return self.out(state[-1])
 
 
+class SequenceAndState(nn.Module):
+    """The sequence output and final states of one LSTM/GRU call, all used: h[-1] twice, once through an
+    in-place ReLU, and (LSTM) c[0]."""
+
+    def __init__(self, cell=nn.LSTM, bidirectional=False):
+        super().__init__()
+        self.emb, self.rnn = nn.Embedding(VOCAB, 6), cell(6, 5, 2, batch_first=True, bidirectional=bidirectional)
+        self.seq = nn.Linear(5 * (2 if bidirectional else 1), 4)
+        self.h1, self.h2, self.c = nn.Linear(5, 4), nn.Linear(5, 4), nn.Linear(5, 4)
+
+    def forward(self, x):
+        seq, state = self.rnn(self.emb(x))
+        h, c = state if isinstance(self.rnn, nn.LSTM) else (state, state)
+        return self.seq(seq[:, -1]) + self.h1(torch.relu(h[-1])) + self.h2(h[-1]) + self.c(c[0])
+
+
 def compress_and_write(model: nn.Module, x: torch.Tensor, path, sparsity: float = 0.5, bits: int = 4):
     """Prune every layer to `sparsity`, share weights with k-means (the pipeline's own classes), write."""
     model.eval()
@@ -101,6 +117,9 @@ MODELS = [
     (lambda: FinalState(nn.LSTM, "c"), "ids"),
     (lambda: FinalState(nn.GRU, "h"), "ids"),
     (lambda: FinalState(nn.GRU, "last"), "ids"),
+    (lambda: SequenceAndState(nn.LSTM), "ids"),
+    (lambda: SequenceAndState(nn.LSTM, bidirectional=True), "ids"),
+    (lambda: SequenceAndState(nn.GRU), "ids"),
 ]
 
 
@@ -123,6 +142,27 @@ def test_runtime_and_decompressed_model_match_torch_on_the_decoded_weights(tmp_p
     assert rel_error(rebuilt, got) < REL_TOL
     one = load(tmp_path / "m.dcz")(x[0].numpy())  # a single sample runs the matvec path
     assert rel_error(one, expected[0]) < REL_TOL
+
+
+@pytest.mark.parametrize("cell, bidirectional", [(nn.LSTM, False), (nn.LSTM, True), (nn.GRU, False)])
+def test_one_call_whose_sequence_and_states_are_used_runs_once(tmp_path, monkeypatch, cell, bidirectional):
+    from deepcompress.runtime.recurrent import Recurrent
+
+    torch.manual_seed(0)
+    model, x = SequenceAndState(cell, bidirectional), ids()
+    compress_and_write(model, x, tmp_path / "m.dcz")
+    records = [op for op in dcz.read(tmp_path / "m.dcz")[1]["ops"] if op["op"] == cell.__name__.lower()]
+    assert [op.get("output", "sequence") for op in records] == (["sequence", "h_n", "h_n", "c_n"] if cell is nn.LSTM
+                                                                 else ["sequence", "h_n", "h_n", "h_n"])
+    runtime = load(tmp_path / "m.dcz")
+    directions = []
+    run = Recurrent._direction
+    monkeypatch.setattr(Recurrent, "_direction", lambda self, *a, **k: directions.append(1) or run(self, *a, **k))
+    with torch.no_grad():
+        expected = model(x).numpy()
+    for _ in range(2):  # the second call runs afresh on its input
+        assert rel_error(runtime(x.numpy()), expected) < REL_TOL
+    assert len(directions) == 2 * 2 * (2 if bidirectional else 1)  # 2 calls x 2 layers x directions
 
 
 def test_file_stores_each_gate_matrix_as_its_own_layer_with_its_bias(tmp_path):

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from . import atomic
 from .errors import UserError, check_parallelism, one_line_os_errors
-from .cli_train import add_model_data_args, add_torchrun_args, checked_recipe, interrupted
+from .cli_train import add_model_data_args, add_torchrun_args, checked_recipe, fresh_output, interrupted
 
 if TYPE_CHECKING:
     from .train import TrainConfig
@@ -49,8 +49,8 @@ def _compress(args, recipe, data, out: Path, team=None) -> int:
 
     model = baseline(args, recipe.for_dataset(args.data).train, data, out, team)
     meta = {"model": args.model, "dataset": args.data, "input_shape": list(data.test_x.shape[1:])}
-    outcome = compress_model(model, data, recipe, out, meta=meta, resume=args.resume, progress=not args.quiet,
-                             team=team, command="deepcompress " + shlex.join(args.argv))
+    outcome = compress_model(model, data, recipe, out, meta=meta, resume=args.resume, overwrite=args.overwrite,
+                             progress=not args.quiet, team=team, command="deepcompress " + shlex.join(args.argv))
     if outcome is None:  # a data-parallel rank other than 0
         return 0
     rec = outcome["record"]
@@ -125,7 +125,10 @@ def _run(args) -> int:
     recipe = checked_recipe(args, ("prune", "quantize") if args.checkpoint else ("prune", "quantize", "train"),
                             "compress needs [prune] and [quantize], and [train] unless --checkpoint gives the "
                             "trained model ([encode] is optional)")
-    out = atomic.writable_folder(args.out or f"runs/compress-{args.model}-{args.data}")
+    from .compress.pipeline import RESULT_FILES, STAGE_FILES
+
+    out = fresh_output(Path(args.out or f"runs/compress-{args.model}-{args.data}"), args,
+                       (*STAGE_FILES, *RESULT_FILES), "a compression run")
     try:
         return _run_checked(args, recipe, out)
     except KeyboardInterrupt:
@@ -170,6 +173,8 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true",
                    help="skip finished stages and continue interrupted ones (refused if the recipe's [prune] or "
                         "[quantize], the model or the data differ from what the stages were made with)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in an OUT that holds an earlier run (its stage files and results are removed)")
     p.add_argument("--keep-stages", action="store_true",
                    help="keep every stage file after a finished run (by default only what --resume needs "
                         "to re-encode stays)")

@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from .errors import UserError
+from .errors import UserError, check_parallelism
 from .cli_train import add_model_data_args, checked_recipe
 
 
@@ -50,8 +50,7 @@ def _run(args) -> int:
     from .data_torch import load_dataset
     from .mainjob import MainJob, run
 
-    if args.threads < 1:
-        raise UserError(f"--threads must be at least 1, got {args.threads}")
+    check_parallelism("--threads", args.threads, refuse_per_core=4)
     torch.set_num_threads(args.threads)
 
     if args.latency_images is None:

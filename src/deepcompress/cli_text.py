@@ -2,8 +2,9 @@
 meta "text_model"), run by the CPU runtime without torch: the first dims and the norm of each text's
 pooled state, the cosine of two texts, the batch-1 latency.
 
-A file's graph is captured at one sequence length (its input_shape is [2, T]), so a text must tokenize to
-exactly T word pieces, [CLS] and [SEP] included; any other length is refused in one line.
+A file written with a variable sequence axis (meta "variable_axes" [1]) embeds texts of any length; an
+older file holds the one sequence length T it was captured at (input_shape [2, T]), and a text that does
+not tokenize to exactly T word pieces, [CLS] and [SEP] included, is refused in one line.
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ def embed_file_texts(model, texts: list[str], source: str) -> dict:
     """Per text: its first dims, the norm of its pooled state and the batch-1 median latency; with two
     texts, their cosine similarity. `model` is a runtime CompressedModel of a text-model file."""
     length = model.input_shape[-1]
+    fixed = len(model.input_shape) - 1 not in model.variable_axes
     tokenizer = load_tokenizer()
     rows = []
     for i, text in enumerate(texts, 1):
         ids = tokenizer.encode(text).ids
-        if len(ids) != length:
+        if fixed and len(ids) != length:
             raise UserError(f"--text {i} is {len(ids)} word pieces with [CLS] and [SEP]; {source} was captured "
                             f"at {length} (a file holds one sequence length)")
         x = positions_of(np.array([ids], dtype=np.int64))

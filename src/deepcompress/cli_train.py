@@ -86,16 +86,16 @@ def interrupted(args, saved: str) -> int:
 
 
 def fresh_output(out: Path, args, files, what: str) -> Path:
-    """`out`, checked writable before any work; a previous run in it (any of `files`) is refused unless
-    --resume continues it or --overwrite removes it first."""
+    """`out`, checked writable before any work; a previous run in it (any of `files`, names or glob
+    patterns) is refused unless --resume continues it or --overwrite removes it first."""
     atomic.writable_folder(out)
-    found = [out / f for f in files if (out / f).exists()]
+    found = sorted({p for pattern in files for p in out.glob(pattern)})
     if found and not args.resume:
         if not getattr(args, "overwrite", False):
             raise UserError(f"--out {out} already holds {what} ({found[0].name}); pass --resume to continue it "
                             f"or --overwrite to start over")
         for path in found:
-            path.unlink()
+            path.unlink(missing_ok=True)  # torchrun: another host's rank may have removed it already
     return out
 
 

@@ -93,7 +93,7 @@ def compress(job: MainJob, model: torch.nn.Module) -> tuple[dict, Path]:
 
     meta = {"model": job.model, "dataset": job.data.name, "input_shape": list(job.data.test_x.shape[1:])}
     outcome = compress_model(model, job.data, job.recipe, job.compress_dir, meta=meta, progress=job.progress,
-                             command=job.command)
+                             command=job.command, overwrite=True)  # each main job compresses afresh
     return outcome["record"], Path(outcome["file"])
 
 
@@ -173,13 +173,15 @@ def hardware(path: Path) -> dict:
     """The file on every hardware model (EIE with input activations 50% nonzero): per-layer records and
     totals per architecture, plus the dense (uncompressed) model's time and energy on the CPU and GPU
     models, which is what the EIE paper compares against."""
+    from .hardware.model_file import load_model
     from .hardware.model_sim import ARCHES, DEFAULT_ACT_DENSITY, simulate_model
     from .hardware.roofline import platform
 
     out = {"act_density": DEFAULT_ACT_DENSITY, "arches": {}}
+    model = load_model(path)  # read and parsed once for every architecture
     for arch in ARCHES:
         start = time.perf_counter()
-        out["arches"][arch] = simulate_model(path, arch)
+        out["arches"][arch] = simulate_model(model, arch)
         print(f"  {arch}: {out['arches'][arch][-1]['time_us']:.2f} us per frame "
               f"({time.perf_counter() - start:.1f} s to simulate)", file=sys.stderr, flush=True)
     for arch in ("cpu", "gpu"):

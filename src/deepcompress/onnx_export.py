@@ -19,7 +19,7 @@ INPUT_NAME, OUTPUT_NAME = "input", "output"
 
 def export_onnx(path: str | Path, out: str | Path, opset: int | None = None) -> Path:
     """Write the model in the .dcz file `path` to the ONNX file `out` (input "input" of shape
-    (batch, *input_shape), output "output"); `opset` is the ONNX opset (default: torch's). Returns `out`."""
+    (batch, *input_shape), its variable axes dynamic too, output "output"); `opset` is the ONNX opset (default: torch's). Returns `out`."""
     try:
         import onnx  # noqa: F401  (the exporter needs both; fail here with the install line)
         import onnxscript  # noqa: F401
@@ -30,13 +30,16 @@ def export_onnx(path: str | Path, out: str | Path, opset: int | None = None) -> 
     from .to_torch import decompress
 
     model = decompress(path)
-    example = torch.zeros(2, *model.forward_pass.input_shape)  # 2, not 1: torch.export specialises size 1
+    fp = model.forward_pass
+    dtype = torch.int64 if fp.input_dtype == "int64" else torch.float32
+    example = torch.zeros(2, *fp.input_shape, dtype=dtype)  # 2, not 1: torch.export specialises size 1
+    dims = {0: torch.export.Dim("batch"), **{a + 1: torch.export.Dim(f"length{a}") for a in fp.variable_axes}}
     # The exporter logs a warning per torchvision op it cannot register; they concern models we never make.
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     try:
         program = torch.onnx.export(model, (example,), dynamo=True, opset_version=opset, verbose=False,
                                     input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                    dynamic_shapes=({0: torch.export.Dim("batch")},))
+                                    dynamic_shapes=(dims,))
     except Exception as exc:  # torch.export and onnxscript raise many types; name the failure on one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise UserError(f"{path}: ONNX export failed ({type(exc).__name__}: {first})") from None

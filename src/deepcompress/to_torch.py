@@ -85,7 +85,7 @@ ACTIVATIONS = {graph.Relu: F.relu, graph.Relu6: F.relu6, graph.Sigmoid: torch.si
                graph.Silu: F.silu}
 
 
-def _apply(op: graph.Op, xs: list, layer: nn.Module | None, out_shape: tuple) -> torch.Tensor:
+def _apply(op: graph.Op, xs: list, layer: nn.Module | None) -> torch.Tensor:
     """One op on batched tensors."""
     x = xs[0]
     if isinstance(op, graph.Conv):
@@ -106,7 +106,7 @@ def _apply(op: graph.Op, xs: list, layer: nn.Module | None, out_shape: tuple) ->
         graph.Softmax: lambda: F.softmax(x, dim=op.dim % (x.dim() - 1) + 1),
         graph.AdaptiveAvgPool: lambda: F.adaptive_avg_pool2d(x, op.output_size),
         graph.Flatten: lambda: x.flatten(1),
-        graph.Reshape: lambda: x.reshape(x.shape[0], *out_shape),
+        graph.Reshape: lambda: x.reshape(x.shape[0], *op.shape),
         graph.Permute: lambda: x.permute(0, *(d + 1 for d in op.dims)),
         graph.Affine: lambda: (x * torch.tensor(op.scale).reshape(-1, *[1] * (x.dim() - 2))
                                + torch.tensor(op.shift).reshape(-1, *[1] * (x.dim() - 2))),
@@ -174,8 +174,7 @@ class Decompressed(nn.Module):
         fp = self.forward_pass
         for i, op in enumerate(fp.ops):
             key = _key(op)
-            values[i] = _apply(op, [values[j] for j in fp.inputs[i]], self.weights[key] if key else None,
-                               fp.outputs[i])
+            values[i] = _apply(op, [values[j] for j in fp.inputs[i]], self.weights[key] if key else None)
         return values[len(fp.ops) - 1]
 
 

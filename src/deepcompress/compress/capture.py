@@ -310,9 +310,78 @@ def _shape(node: torch.fx.Node) -> tuple:
     return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else ()
 
 
-def capture(model: nn.Module, example_input: torch.Tensor) -> list[graph.Op]:
+def capture(model: nn.Module, example_input: torch.Tensor, variable_axes: tuple = ()) -> list[graph.Op]:
     """The model's forward pass (in eval mode) on inputs shaped like `example_input` (batch first) as op
-    records; Unsupported (a UserError) naming the first module or function the schema cannot express."""
+    records; Unsupported (a UserError) naming the first module or function the schema cannot express.
+    `variable_axes` (axes of example_input, the batch being 0) may have another length at run time: the
+    pass is captured at a second length too, and a reshape that holds the length infers it (-1)."""
+    example_input = torch.as_tensor(example_input)
+    axes = check_variable_axes(variable_axes, example_input.dim())
+    ops = _capture_at(model, example_input)
+    if not axes:
+        return ops
+    shorter = _another_length(example_input, axes)
+    try:
+        other = _capture_at(model, shorter)
+    except UserError as err:
+        raise Unsupported(f"variable_axes {list(axes)}: the model fails at another length (an input of "
+                          f"shape {tuple(shorter.shape)}: {err})") from None
+    return _length_free(ops, other, axes)
+
+
+def check_variable_axes(axes, ndim: int) -> tuple:
+    """The variable axes checked against an example input of `ndim` axes: distinct, not the batch (0)."""
+    axes = tuple(axes)
+    if (len(set(axes)) != len(axes)
+            or not all(isinstance(a, int) and not isinstance(a, bool) and 1 <= a < ndim for a in axes)):
+        raise UserError(f"variable_axes {list(axes)}: expected distinct axes of the example input other than "
+                        f"the batch (1..{ndim - 1})")
+    return axes
+
+
+def _another_length(example: torch.Tensor, axes: tuple) -> torch.Tensor:
+    """The example one shorter along each variable axis (one longer, repeating its last slice, where it
+    has fewer than 3): real values, so an embedding still reads valid ids."""
+    for axis in axes:
+        n = example.shape[axis]
+        example = (example.narrow(axis, 0, n - 1) if n >= 3
+                   else torch.cat([example, example.narrow(axis, n - 1, 1)], dim=axis))
+    return example
+
+
+def _length_free(ops: list, other: list, axes: tuple) -> list[graph.Op]:
+    """The ops captured at the example's length, with each reshape's length-holding entry replaced by -1;
+    Unsupported when the two captures differ otherwise (the model computes something else at another
+    length, e.g. a number from the length, or a layer sized by it)."""
+    where = f"variable_axes {list(axes)}"
+    if len(ops) != len(other):
+        raise Unsupported(f"{where}: the model's forward pass has other operations at another length "
+                          f"({len(ops)} and {len(other)}); the file holds one pass for every length")
+    out = []
+    for i, (a, b) in enumerate(zip(ops, other)):
+        if a == b:
+            out.append(a)
+            continue
+        entry = _length_entry(a, b)
+        if entry is None:
+            raise Unsupported(f"{where}: op {i} ({a.name}) depends on the input's length ({a.emit()} vs "
+                              f"{b.emit()} at another length); write the model so that only reshapes "
+                              f"(with one length-holding entry) see the length")
+        out.append(dataclasses.replace(a, shape=tuple(-1 if k == entry else d for k, d in enumerate(a.shape))))
+    return out
+
+
+def _length_entry(a: graph.Op, b: graph.Op) -> int | None:
+    """The one entry in which two captures of a reshape differ (None if they are not such a pair)."""
+    if not (isinstance(a, graph.Reshape) and isinstance(b, graph.Reshape) and a.inputs == b.inputs
+            and len(a.shape) == len(b.shape) and -1 not in a.shape):
+        return None
+    differs = [k for k, (x, y) in enumerate(zip(a.shape, b.shape)) if x != y]
+    return differs[0] if len(differs) == 1 else None
+
+
+def _capture_at(model: nn.Module, example_input: torch.Tensor) -> list[graph.Op]:
+    """capture() at the example's own shape."""
     try:
         traced = torch.fx.symbolic_trace(model)
     except Exception as err:  # fx refuses data-dependent control flow and more; its message says which
@@ -325,7 +394,6 @@ def capture(model: nn.Module, example_input: torch.Tensor) -> list[graph.Op]:
     was_training = model.training
     model.eval()
     # a batch of two shows an op that mixes samples (a reshape across the batch), which batch 1 hides
-    example_input = torch.as_tensor(example_input)
     example_input = torch.cat([example_input[:1], example_input[:1]]) if len(example_input) < 2 else example_input
     try:
         with torch.no_grad():

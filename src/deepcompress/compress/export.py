@@ -27,10 +27,11 @@ def file_shape(module: nn.Module) -> tuple:
     return (*shape[:2], 1, shape[2]) if isinstance(module, nn.Conv1d) else shape
 
 
-def architecture_ops(model: nn.Module, example_input: torch.Tensor) -> list[dict]:
-    """The model's forward pass on inputs like `example_input` (batch first) as the file's "ops" JSON;
-    a UserError naming the first module the file cannot describe."""
-    return graph.emit_ops(capture(model, example_input))
+def architecture_ops(model: nn.Module, example_input: torch.Tensor, variable_axes: tuple = ()) -> list[dict]:
+    """The model's forward pass on inputs like `example_input` (batch first; `variable_axes` of it may
+    have other lengths) as the file's "ops" JSON; a UserError naming the first module the file cannot
+    describe."""
+    return graph.emit_ops(capture(model, example_input, variable_axes))
 
 
 def smallest_encoding(layer: dcz.QuantizedLayer) -> dcz.QuantizedLayer:
@@ -87,15 +88,21 @@ def example_of(meta: dict, example_input: torch.Tensor | None) -> torch.Tensor:
 
 def write_model(path: str | Path, model: nn.Module, shared: SharedWeights, gap_bits: dict[str, int],
                 index_bits: dict[str, int], meta: dict, values: str = "f32", *,
-                example_input: torch.Tensor | None = None, weights_only: bool = False) -> int:
+                example_input: torch.Tensor | None = None, weights_only: bool = False,
+                variable_axes: tuple = ()) -> int:
     """Encode the quantized model to a .dcz file at `path` with its forward pass (captured on
-    `example_input`, or on zeros of meta["input_shape"]); returns its size in bytes. With weights_only
-    the file has no forward pass."""
+    `example_input`, or on zeros of meta["input_shape"]; `variable_axes` of the example, the batch being
+    0, may have other lengths when the file is run); returns its size in bytes. With weights_only the
+    file has no forward pass."""
+    meta = {k: v for k, v in meta.items() if k != "variable_axes"}
     if weights_only:
         meta = {k: v for k, v in meta.items() if k != "ops"}
     else:
         example = example_of(meta, example_input)
-        meta = {**meta, "input_shape": list(example.shape[1:]), "ops": architecture_ops(model, example)}
+        meta = {**meta, "input_shape": list(example.shape[1:]),
+                "ops": architecture_ops(model, example, variable_axes)}
+        if variable_axes:
+            meta["variable_axes"] = sorted(a - 1 for a in variable_axes)  # per sample, as input_shape
         if not torch.is_floating_point(example):  # token ids (an embedding reads them)
             meta["input_dtype"] = "int64"
     return dcz.write(path, quantized_layers(model, shared, gap_bits, index_bits, values), meta)

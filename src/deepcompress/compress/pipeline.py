@@ -219,7 +219,8 @@ def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Pat
                    resume: bool = False, progress: bool = True, team: Team | None = None,
                    hooks: PipelineHooks | None = None, example_input: torch.Tensor | None = None,
                    weights_only: bool = False, command: str | None = None,
-                   objective: Objective | None = None, loss=None, metric: str | None = None) -> dict | None:
+                   objective: Objective | None = None, loss=None, metric: str | None = None,
+                   overwrite: bool = False, variable_axes: tuple = ()) -> dict | None:
     """Prune, quantize and encode a trained `model`; write OUT/model.dcz and return what was measured.
 
     `data` is a deepcompress.data.Dataset, or your own (train_loader, test_loader) pair of torch
@@ -241,7 +242,9 @@ def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Pat
 
     The file holds the model's forward pass, captured with torch.fx on `example_input` (a batch of one or
     more real inputs; default: zeros of meta["input_shape"], else the first test sample); a model the
-    file cannot describe is refused before any work, naming the module, unless `weights_only`. BatchNorm
+    file cannot describe is refused before any work, naming the module, unless `weights_only`.
+    `variable_axes` are axes of `example_input` (the batch is 0) whose length may differ when the file is
+    run, e.g. (1,) for token ids (N, T): the file then runs at any sequence length. BatchNorm
     after a convolution or linear layer is folded into it before quantization; torch.nn.utils.prune
     masks are applied first. OUT/report.md and OUT/results.json describe the run (`command`: how it was
     started, for the record); the returned dict holds that record under "record".
@@ -249,6 +252,8 @@ def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Pat
     With `resume`, finished stages saved in OUT are reused, after checking that they were made with the
     same [prune] and [quantize] settings, model (and starting weights) and data (OUT/stages.json; a
     difference is a UserError naming the setting). See `tidy_stages` for removing them afterwards.
+    Without `resume`, an OUT that already holds a run's stages or results (see `earlier_run`) is refused
+    before any work, unless `overwrite`, which removes them first.
 
     Example:
         compress_model(model, data, {"prune": {"layers": {"ip1": 0.9}}, "quantize": {"fc_bits": 4}}, "out/")
@@ -262,9 +267,11 @@ def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Pat
     data = as_batches(data)
     example = None if weights_only else example_of(meta or {}, _example(meta or {}, data, example_input))
     if example is not None:
-        architecture_ops(model, example)  # a model the file cannot describe fails here, before any work
+        architecture_ops(model, example, variable_axes)  # what the file cannot describe fails here, first
     run = Run(Path(out), data, resume, progress, team or Team(), hooks or PipelineHooks(), objective=obj)
     run.out.mkdir(parents=True, exist_ok=True)
+    if run.team.writes:  # the other ranks would see the stages.json the writer is about to record
+        check_fresh(run.out, resume, overwrite)
     check_resumable(run.out, run_identity(model, data, cfg, meta), resume, run.team.writes)
     t0 = time.perf_counter()
     run.note("baseline", model)
@@ -279,7 +286,7 @@ def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Pat
     run.timings["quantize_s"] = time.perf_counter() - t0 - run.timings["prune_s"]
     if not run.team.writes:
         return None
-    outcome = _encode(model, masks, shared, cfg, run, meta, t0, example)
+    outcome = _encode(model, masks, shared, cfg, run, meta, t0, example, tuple(variable_axes))
     name = (meta or {}).get("model") or type(model).__name__
     outcome["record"] = results_record(name, dataset or "custom", outcome, command or "compress_model(...)")
     outcome["record"]["torch_threads"] = torch.get_num_threads()  # results are exact for a thread count
@@ -299,13 +306,13 @@ def checked_recipe(model: nn.Module, recipe: Recipe | dict, dataset: str | None)
 
 
 def _encode(model, masks: Masks, shared: SharedWeights, cfg: Recipe, run: Run, meta, t0: float,
-            example: torch.Tensor | None) -> dict:
+            example: torch.Tensor | None, variable_axes: tuple = ()) -> dict:
     """Write OUT/model.dcz, measure the file's own test error; the run's outcome."""
     gap_bits = cfg.encode.gap_bits(layer_kinds(masks))
     values = cfg.encode.values
     path = run.out / "model.dcz"
     nbytes = write_model(path, model, shared, gap_bits, shared.bits(), meta or {}, values,
-                         example_input=example, weights_only=example is None)
+                         example_input=example, weights_only=example is None, variable_axes=variable_axes)
     run.hooks.after_stage("encode", model, path)
     file_model = _reloaded(model, path) if example is None else checked_file_model(path, run.data.sample(8))
     file_score = run.note("from file", file_model, bytes=nbytes)
@@ -426,6 +433,27 @@ def check_resumable(out: Path, identity: dict, resume: bool, writes: bool = True
                                 f"resume with the same recipe, model and data, or use another --out")
     if writes:
         atomic.write_json(path, identity)
+
+
+RESULT_FILES = ("model.dcz", "results.json", "report.md")
+
+
+def earlier_run(out: Path) -> list[Path]:
+    """The files in `out` that a compress_model run made there (stages and results), which a run without
+    `resume` would replace. The baseline's training checkpoint is not one: the caller trains that."""
+    made = [p for p in stage_files(out) if p.name != "baseline-train.pt"]
+    return sorted(made + [out / name for name in RESULT_FILES if (out / name).exists()])
+
+
+def check_fresh(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse a run without `resume` into an `out` that holds an earlier one, naming a file of it; with
+    `overwrite`, remove that run's files instead."""
+    found = [] if resume else earlier_run(out)
+    if found and not overwrite:
+        raise UserError(f"{out} already holds a compression run ({found[0].name}); pass resume=True to "
+                        f"continue it or overwrite=True to start over")
+    for path in found:
+        path.unlink(missing_ok=True)
 
 
 def stage_files(out: Path) -> list[Path]:

@@ -9,7 +9,11 @@ the model's output.
 
     fp = parse_forward(meta, {layer.name: layer for layer in layers})   # GraphError if malformed
     fp.ops[i], fp.inputs[i], fp.outputs[i]     # a record, where its inputs come from, its output shape
+    parse_forward(meta, layers, input_shape=(2, 16))  # the same pass for inputs of another length
     meta["ops"] = emit_ops(ops)
+
+A file may declare axes of its input whose length varies (meta "variable_axes", e.g. a sequence axis):
+`input_shape` then holds the length it was captured at, and the pass must run at any other length.
 """
 
 from __future__ import annotations
@@ -37,6 +41,36 @@ def parse_input_shape(meta: dict) -> tuple:
     return tuple(shape)
 
 
+def parse_variable_axes(meta: dict, input_shape: tuple) -> tuple:
+    """meta["variable_axes"]: per-sample input axes whose length may differ from input_shape's (sorted,
+    distinct, each < len(input_shape)); () when absent."""
+    axes = meta.get("variable_axes", [])
+    if (not isinstance(axes, list) or len(set(axes)) != len(axes)
+            or not all(isinstance(a, int) and not isinstance(a, bool) and 0 <= a < len(input_shape) for a in axes)):
+        raise GraphError(f"meta 'variable_axes' must be a list of distinct per-sample axes of input_shape "
+                         f"{list(input_shape)} (0..{len(input_shape) - 1}), got {axes!r}")
+    return tuple(sorted(axes))
+
+
+def check_input_shape(shape: tuple, stored: tuple, variable: tuple) -> str | None:
+    """Why a per-sample input shape does not fit a pass stored at `stored` with `variable` axes (None if
+    it fits: the same rank, the same length on every fixed axis, >= 1 on the variable ones)."""
+    if len(shape) != len(stored):
+        return f"{len(shape)} per-sample axes, the model takes {len(stored)}"
+    for axis, (got, want) in enumerate(zip(shape, stored)):
+        if axis in variable and got < 1:
+            return f"axis {axis} (variable) has length {got}; it must be >= 1"
+        if axis not in variable and got != want:
+            return f"axis {axis} has length {got}; the model takes {want} there"
+    return None
+
+
+def _another_length(shape: tuple, variable: tuple) -> tuple:
+    """input_shape with each variable axis one shorter (one longer where it is 1 or 2): the length a
+    reader checks the pass at."""
+    return tuple(d + (1 if d < 3 else -1) if a in variable else d for a, d in enumerate(shape))
+
+
 @dataclass(frozen=True)
 class ForwardPass:
     """A file's forward pass: the per-sample input shape, the op records in order, where each op's inputs
@@ -47,6 +81,7 @@ class ForwardPass:
     inputs: tuple
     outputs: tuple
     input_dtype: str = "float32"  # or "int64": token ids (meta "input_dtype")
+    variable_axes: tuple = ()  # per-sample input axes whose length may differ (meta "variable_axes")
 
     @property
     def output_shape(self) -> tuple:
@@ -73,15 +108,34 @@ def _sources(op: Op, i: int, where: str) -> tuple:
     return op.inputs
 
 
-def parse_forward(meta: dict, layers: dict) -> ForwardPass:
+def parse_forward(meta: dict, layers: dict, input_shape: tuple | None = None) -> ForwardPass:
     """The forward pass in meta ("input_shape", "ops"), checked against `layers` (name -> anything with
-    .kind and .shape, e.g. QuantizedLayer): GraphError naming the op when it cannot run."""
+    .kind and .shape, e.g. QuantizedLayer): GraphError naming the op when it cannot run. `input_shape`
+    (per sample) infers the shapes for inputs of another length on the file's variable axes; without it
+    a file that declares variable axes is also checked at a second length."""
     ops = meta.get("ops") if isinstance(meta, dict) else None
     if not isinstance(ops, list) or not ops:
         raise GraphError("the file describes no forward pass (meta 'ops' is missing or empty): it stores "
                          "weights only")
-    input_shape = parse_input_shape(meta)
-    input_dtype = parse_input_dtype(meta)
+    stored = parse_input_shape(meta)
+    variable = parse_variable_axes(meta, stored)
+    if input_shape is not None:
+        why = check_input_shape(tuple(input_shape), stored, variable)
+        if why is not None:
+            raise GraphError(f"input shape {list(input_shape)} does not fit the file's input_shape "
+                             f"{list(stored)}: {why}")
+    elif variable:
+        try:
+            _infer(ops, _another_length(stored, variable), parse_input_dtype(meta), layers)
+        except GraphError as err:
+            raise GraphError(f"meta 'variable_axes' {list(variable)}: the forward pass does not run at another "
+                             f"length ({err})") from None
+    shape = tuple(input_shape) if input_shape is not None else stored
+    return ForwardPass(shape, *_infer(ops, shape, parse_input_dtype(meta), layers), variable)
+
+
+def _infer(ops: list, input_shape: tuple, input_dtype: str, layers: dict) -> tuple:
+    """(records, sources, outputs, input_dtype) of the ops for inputs of `input_shape`."""
     records, sources, outputs = [], [], []
     for i, obj in enumerate(ops):
         op = parse_op(obj, i)
@@ -92,7 +146,7 @@ def parse_forward(meta: dict, layers: dict) -> ForwardPass:
         records.append(op)
         sources.append(src)
         outputs.append(tuple(op.infer(shapes, layers, where)))
-    return ForwardPass(input_shape, tuple(records), tuple(sources), tuple(outputs), input_dtype)
+    return tuple(records), tuple(sources), tuple(outputs), input_dtype
 
 
 def emit_ops(ops) -> list[dict]:

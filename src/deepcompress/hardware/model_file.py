@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import UserError
 from ..format import graph
@@ -46,14 +47,20 @@ class FileLayer:
         return self.layer.index_bits
 
 
-def conv_inputs(meta: dict, layers: dict) -> tuple[dict[str, dict], str]:
-    """Input size, stride and padding of each conv op of the file's forward pass, from the parsed pass
-    (layers: name -> QuantizedLayer); and a note saying why nothing could be traced, or which conv the
-    cost models cannot take."""
+def read_pass(meta: dict, layers: dict) -> tuple[graph.ForwardPass | None, str]:
+    """The file's forward pass, parsed once for every cost model (layers: name -> QuantizedLayer); or
+    None and a note saying why it cannot be read."""
     try:
-        forward = graph.parse_forward(meta, layers)
+        return graph.parse_forward(meta, layers), ""
     except graph.GraphError as exc:
-        return {}, f"cannot read the forward pass ({exc})"
+        return None, f"cannot read the forward pass ({exc})"
+
+
+def conv_inputs(forward: graph.ForwardPass | None) -> tuple[dict[str, dict], str]:
+    """Input size, stride and padding of each conv op of the parsed forward pass (none without one); and
+    a note naming the convs the cost models cannot take."""
+    if forward is None:
+        return {}, ""
     found, notes = {}, []
     for i, op in enumerate(forward.ops):
         if isinstance(op, graph.Conv1d) and op.dilation == 1:
@@ -84,11 +91,9 @@ class MatmulWork:
     count: int
 
 
-def activation_matmuls(meta: dict, layers: dict) -> list[MatmulWork]:
-    """The matmul ops of the file's forward pass as workloads; empty when it has none or cannot be read."""
-    try:
-        forward = graph.parse_forward(meta, layers)
-    except graph.GraphError:
+def activation_matmuls(forward: graph.ForwardPass | None) -> list[MatmulWork]:
+    """The matmul ops of the parsed forward pass as workloads; empty when it has none or there is none."""
+    if forward is None:
         return []
     work = []
     for i, op in enumerate(forward.ops):
@@ -99,14 +104,11 @@ def activation_matmuls(meta: dict, layers: dict) -> list[MatmulWork]:
     return work
 
 
-def sequence_uses(meta: dict, layers: dict) -> dict[str, dict]:
-    """Per layer the forward pass uses more than once per sample, or not as a matrix product: "steps"
-    (matrix-vector products per sample), "role" ("w_ih" or "w_hh" of an LSTM/GRU), or "note" (an
-    embedding: not costed).
-    Empty when the pass cannot be read (conv_inputs' note says why) or has no such use."""
-    try:
-        forward = graph.parse_forward(meta, layers)
-    except graph.GraphError:
+def sequence_uses(forward: graph.ForwardPass | None, layers: dict) -> dict[str, dict]:
+    """Per layer the parsed forward pass uses more than once per sample, or not as a matrix product:
+    "steps" (matrix-vector products per sample), "role" ("w_ih" or "w_hh" of an LSTM/GRU), or "note" (an
+    embedding: not costed). Empty when there is no pass (read_pass says why) or no such use."""
+    if forward is None:
         return {}
     uses = {}
     for i, op in enumerate(forward.ops):
@@ -123,17 +125,30 @@ def sequence_uses(meta: dict, layers: dict) -> dict[str, dict]:
     return uses
 
 
-def load_model(path) -> tuple[list[FileLayer], dict, str]:
-    """The layers of the .dcz file at `path` as workloads, its meta, and a note on conv shape tracing."""
+class ModelFile(NamedTuple):
+    """A .dcz file read for the cost models: its layers as workloads, its meta, a note on conv shape
+    tracing, and its forward pass (None when the file has none or it cannot be read)."""
+
+    layers: list[FileLayer]
+    meta: dict
+    note: str
+    forward: graph.ForwardPass | None
+
+
+def load_model(path) -> ModelFile:
+    """The .dcz file at `path` for the cost models, its forward pass parsed once."""
     from .. import format as dcz
 
     try:
         layers, meta = dcz.read(path)
     except (OSError, ValueError, dcz.FormatError) as exc:
         raise UserError(f"cannot read {path}: {exc}") from None
+    by_name = {q.name: q for q in layers}
+    forward, unreadable = read_pass(meta, by_name)
     has_conv = any(q.kind == "conv" for q in layers)
-    traced, note = conv_inputs(meta, {q.name: q for q in layers}) if has_conv else ({}, "")
-    uses = sequence_uses(meta, {q.name: q for q in layers})
+    traced, conv_note = conv_inputs(forward)
+    note = (unreadable or conv_note) if has_conv else ""
+    uses = sequence_uses(forward, by_name)
     out = []
     for q in layers:
         use = uses.get(q.name, {})
@@ -149,4 +164,4 @@ def load_model(path) -> tuple[list[FileLayer], dict, str]:
             out.append(FileLayer(q, shape))
         else:
             out.append(FileLayer(q, None, f"input size unknown: {note or 'layer not in the forward pass'}"))
-    return out, meta, note
+    return ModelFile(out, meta, note, forward)

@@ -27,7 +27,7 @@ from ..errors import UserError
 from ..format import graph
 from .diannao import DianNaoConfig, simulate_layer
 from .eie import EIEConfig, simulate
-from .model_file import FileLayer, MatmulWork, activation_matmuls, load_model
+from .model_file import FileLayer, MatmulWork, ModelFile, activation_matmuls, load_model
 from .netspecs import LayerShape
 from .roofline import Traffic, platform, roofline_time, sustained_time, traffic
 from .sequence_sim import RECURRENT_ACT_DENSITY, repeated, step_vectors, summed_steps
@@ -91,12 +91,14 @@ def roofline_record(shape: LayerShape, which: str, batch: int = 1) -> dict:
 def simulate_model(path, arch: str = "eie", *, eie_config: EIEConfig | None = None,
                    diannao_config: DianNaoConfig | None = None, act_density: float = DEFAULT_ACT_DENSITY,
                    acts: str = "random", batch: int = 1, seed: int = 0) -> list[dict]:
-    """One record per layer of the file at `path` on `arch`, then a 'total' record (layers in sequence)."""
+    """One record per layer of the file at `path` on `arch`, then a 'total' record (layers in sequence).
+    `path` may be the file already read (load_model), to cost one file on several architectures."""
     if arch not in ARCHES:
         raise UserError(f"architecture must be one of {', '.join(ARCHES)}, got {arch!r}")
     if arch == "eie" and batch != 1:
         raise UserError("EIE runs one input vector at a time: use --batch 1")
-    layers, meta, _ = load_model(path)
+    model = path if isinstance(path, ModelFile) else load_model(path)
+    layers, meta = model.layers, model.meta
     eie_config, diannao_config = eie_config or EIEConfig(), diannao_config or DianNaoConfig()
     rng = np.random.default_rng(seed)
     records = []
@@ -113,10 +115,9 @@ def simulate_model(path, arch: str = "eie", *, eie_config: EIEConfig | None = No
             records.append(repeated(_dense_record(layer, arch, diannao_config, batch), layer.steps, batch))
         else:  # independent input vectors (a batch, the positions of a sequence) run in one call
             records.append(_per_sample(_dense_record(layer, arch, diannao_config, batch * layer.steps), 1, batch))
-    by_name = {layer.name: layer.layer for layer in layers}
-    records += [_matmul_record(work, arch, diannao_config, batch) for work in activation_matmuls(meta, by_name)]
+    records += [_matmul_record(work, arch, diannao_config, batch) for work in activation_matmuls(model.forward)]
     total = _total(records, arch, batch, meta)
-    total["not_costed"] = not_costed_ops(meta, by_name)
+    total["not_costed"] = not_costed_ops(model.forward)
     if arch != "eie":
         total["not_costed"].pop("matmul", None)  # costed above
     return records + [total]
@@ -176,12 +177,10 @@ def _matmul_record(work: MatmulWork, arch: str, config: DianNaoConfig, batch: in
     return _per_sample(d, 1, batch)
 
 
-def not_costed_ops(meta: dict, layers: dict) -> dict[str, int]:
-    """How many ops of each kind the models leave out (no weights: activations, pooling, normalisation,
-    element-wise arithmetic, reshapes); empty when the file has no readable forward pass."""
-    try:
-        forward = graph.parse_forward(meta, layers)
-    except graph.GraphError:
+def not_costed_ops(forward: graph.ForwardPass | None) -> dict[str, int]:
+    """How many ops of each kind of the parsed forward pass the models leave out (no weights: activations,
+    pooling, normalisation, element-wise arithmetic, reshapes); empty without a pass."""
+    if forward is None:
         return {}
     counts: dict[str, int] = {}
     for op in forward.ops:

@@ -11,6 +11,12 @@ def _num(v, fmt: str = ",.0f") -> str:
     return "-" if v is None else format(v, fmt)
 
 
+def _width(rows: list[dict], key: str, least: int) -> int:
+    """A text column for rows[i][key]: the longest value (at least `least`) and two spaces, so that names
+    such as `layers.0.attn.query` are neither cut nor pushed into the next column."""
+    return max([least, *(len(str(r[key])) for r in rows)]) + 2
+
+
 def format_diannao(d: dict) -> str:
     """One DianNao layer result (DianNaoResult.to_dict())."""
     bound = "memory-bound" if d["memory_bound"] else "compute-bound"
@@ -48,11 +54,13 @@ def format_diannao_peak(config: DianNaoConfig = DianNaoConfig()) -> str:
 
 def format_layer_records(records: list[dict]) -> str:
     """Per-layer records of a model file (model_sim.simulate_model) and the total."""
-    head = f"{'layer':<10}{'kind':<6}{'arch':<14}{'time us':>11}{'energy uJ':>12}{'frames/s':>13}{'frames/J':>13}  note"
+    wl, wk, wa = _width(records, "layer", 8), _width(records, "kind", 4), _width(records, "arch", 12)
+    head = f"{'layer':<{wl}}{'kind':<{wk}}{'arch':<{wa}}{'time us':>11}{'energy uJ':>12}{'frames/s':>13}{'frames/J':>13}  note"
     lines = [head, "-" * len(head)]
     for r in records:
+        name = f"{r['layer']:<{wl}}{r['kind']:<{wk}}{r['arch']:<{wa}}"
         if r.get("skipped"):
-            lines.append(f"{r['layer']:<10}{r['kind']:<6}{r['arch']:<14}{'-':>11}{'-':>12}{'-':>13}{'-':>13}  {r['note']}")
+            lines.append(f"{name}{'-':>11}{'-':>12}{'-':>13}{'-':>13}  {r['note']}")
             continue
         note = r.get("note", "")
         if r["arch"] in ("cpu", "gpu") and r["layer"] != "total" and r["kind"] != "matmul":
@@ -61,7 +69,7 @@ def format_layer_records(records: list[dict]) -> str:
         elif r["arch"] == "diannao" and r["layer"] != "total":
             note = ("memory-bound" if r["memory_bound"] else "compute-bound") + (f"; {note}" if note else "")
         fpj = r.get("frames_per_j")
-        lines.append(f"{r['layer']:<10}{r['kind']:<6}{r['arch']:<14}{r['time_us']:>11.2f}{r['energy_j'] * 1e6:>12.3f}"
+        lines.append(f"{name}{r['time_us']:>11.2f}{r['energy_j'] * 1e6:>12.3f}"
                      f"{_num(r.get('frames_per_s')):>13}{_num(fpj):>13}  {note}")
     total = records[-1]
     if total.get("partial"):
@@ -115,13 +123,14 @@ def format_table_v(rows: list[dict]) -> str:
 def format_subproblems(rows: list[dict], net: str) -> str:
     """The 4 sub-problems per layer, with the GPU training cost."""
     b = rows[0]["train"]["batch"]
-    head = (f"{'layer':<10}{'kind':<5}{'weights':>11}{'S':>7}{'infer reuse':>12}  {'infer (8b, B=1)':<28}"
+    wl = _width(rows, "layer", 8)
+    head = (f"{'layer':<{wl}}{'kind':<5}{'weights':>11}{'S':>7}{'infer reuse':>12}  {'infer (8b, B=1)':<28}"
             f"{'train reuse':>12}  {'train (fp32, B=' + str(b) + ')':<28}{'GPU train ms':>13}{'kept MB':>9}")
     lines = [f"{net}: the talk's 4 sub-problems; dominated = larger of weight and activation bytes", head,
              "-" * len(head)]
     for r in rows:
         i, t, c = r["infer"], r["train"], r["train_cost"]
-        lines.append(f"{r['layer']:<10}{r['kind']:<5}{r['weights']:>11,}{r['positions']:>7,}{i['weight_reuse']:>12,}  "
+        lines.append(f"{r['layer']:<{wl}}{r['kind']:<5}{r['weights']:>11,}{r['positions']:>7,}{i['weight_reuse']:>12,}  "
                      f"{i['subproblem'] + ': ' + i['dominated_by'] + ', ' + i['bound']:<28}{t['weight_reuse']:>12,}  "
                      f"{t['subproblem'] + ': ' + t['dominated_by'] + ', ' + t['bound']:<28}"
                      f"{c['sustained_total_us'] / 1e3:>13.2f}{c['kept_activation_bytes'] / 2**20:>9.1f}")
@@ -134,11 +143,12 @@ def format_subproblems(rows: list[dict], net: str) -> str:
 def format_diannao_table(records: list[dict]) -> str:
     """Several DianNao layer results, one line each."""
     d0 = records[0]
-    head = (f"{'layer':<10}{'compute cyc':>12}{'DRAM cyc':>12}{'time us':>10}{'bound':>9}{'util':>7}"
+    wl = _width(records, "layer", 8)
+    head = (f"{'layer':<{wl}}{'compute cyc':>12}{'DRAM cyc':>12}{'time us':>10}{'bound':>9}{'util':>7}"
             f"{'frames/s':>11}{'frames/J chip':>15}{'w/ DRAM':>10}")
     lines = [f"DianNao, batch {d0['batch']}, DRAM {d0['dram_gbps']:g} GB/s, dense 16-bit weights", head, "-" * len(head)]
     for d in records:
-        lines.append(f"{d['layer']:<10}{d['compute_cycles']:>12,}{d['memory_cycles']:>12,.0f}{d['time_us']:>10.1f}"
+        lines.append(f"{d['layer']:<{wl}}{d['compute_cycles']:>12,}{d['memory_cycles']:>12,.0f}{d['time_us']:>10.1f}"
                      f"{'memory' if d['memory_bound'] else 'compute':>9}{d['utilization']:>7.2f}"
                      f"{d['frames_per_s']:>11,.0f}{d['frames_per_j_chip']:>15,.0f}{d['frames_per_j_with_dram']:>10,.0f}")
     return "\n".join(lines)

@@ -9,10 +9,12 @@ import numpy as np
 
 from deepcompress import format as dcz
 
-from ..format.graph import INPUT
+from ..format.graph import INPUT, check_input_shape
 from .errors import InputError, ModelError
 from .ops import Conv, Fc, build_ops
 from .quantize import check_precision
+
+MAX_SHAPES = 16  # input shapes whose ops a model keeps built (inputs of variable length)
 
 
 class CompressedModel:
@@ -29,41 +31,53 @@ class CompressedModel:
         self.source = source
         self.batch = int(batch)
         self.precision = check_precision(precision)
-        self.ops, self.forward = build_ops(meta, {l.name: l for l in layers}, self.batch, threads, precision)
+        self._layers = {l.name: l for l in layers}
+        self._build = (self.batch, threads, precision)
+        self.ops, self.forward = build_ops(meta, self._layers, *self._build)
         self.input_shape, self.output_shape = self.forward.input_shape, self.forward.output_shape
+        self.variable_axes = self.forward.variable_axes
         self._done_after = _last_reads(self.forward)
         self.layers = {op.layer_name: op for op in self.ops if isinstance(op, (Fc, Conv))}
+        self._by_shape = {self.input_shape: (self.ops, self.forward)}
 
     def __call__(self, x) -> np.ndarray:
-        """float32 outputs (logits): shape output_shape for one sample, (N, *output_shape) for a batch."""
+        """float32 outputs (logits): shape output_shape for one sample, (N, *output_shape) for a batch
+        (inputs of another length on the file's variable axes give outputs of the matching shape)."""
         batch, single = self.prepare(x)
+        ops, forward = self._pass_for(batch.shape[1:])
         if batch.shape[0] == 0:
-            return np.zeros((0, *self.output_shape), np.float32)
+            return np.zeros((0, *forward.output_shape), np.float32)
         values = {INPUT: batch}
-        for i, op in enumerate(self.ops):
-            values[i] = op(*(values[j] for j in self.forward.inputs[i]))
+        for i, op in enumerate(ops):
+            values[i] = op(*(values[j] for j in forward.inputs[i]))
             for j in self._done_after[i]:
                 del values[j]  # no later op reads it
-        out = values[len(self.ops) - 1]
+        out = values[len(ops) - 1]
         return out[0] if single else out
+
+    def _pass_for(self, shape: tuple) -> tuple:
+        """The runnable ops and parsed pass for per-sample inputs of `shape` (built once per shape; the
+        weight layers are shared with the stored shape's ops)."""
+        if shape not in self._by_shape:
+            if len(self._by_shape) >= MAX_SHAPES:
+                self._by_shape.pop(next(k for k in self._by_shape if k != self.input_shape))
+            self._by_shape[shape] = build_ops(self.meta, self._layers, *self._build, input_shape=shape,
+                                              weight_ops=self.ops)
+        return self._by_shape[shape]
 
     def predict(self, x) -> np.ndarray:
         """Argmax class of each sample (an int64 array; a 0-d one for a single sample)."""
         return np.asarray(self(x).argmax(axis=-1))
 
     def prepare(self, x) -> tuple[np.ndarray, bool]:
-        """x checked and copied to a float32 batch (N, *input_shape), and whether it was one sample."""
+        """x checked and copied to a float32 (or int64 token-id) batch (N, *shape), and whether it was one
+        sample; `shape` is input_shape, or it with other lengths on the file's variable axes."""
         arr = np.asarray(x)
-        if self.forward.input_dtype == "int64":
-            return _token_ids(arr, self.input_shape)
-        if not np.issubdtype(arr.dtype, np.floating):
-            raise InputError(f"input must be floating point (e.g. float32 images in [0, 1]), "
-                             f"got dtype {arr.dtype}")
-        single = arr.shape == self.input_shape
-        if not single and arr.shape[1:] != self.input_shape:
-            raise InputError(f"input has shape {arr.shape}; the model takes {self.input_shape} or "
-                             f"(N, {', '.join(map(str, self.input_shape))})")
-        batch = np.array(arr.reshape(-1, *self.input_shape), dtype=np.float32, order="C")
+        tokens = self._check_dtype(arr)
+        shape, single = self._sample_shape(arr)
+        if tokens:
+            return np.array(arr.reshape(-1, *shape), dtype=np.int64, order="C"), single
+        batch = np.array(arr.reshape(-1, *shape), dtype=np.float32, order="C")
         # one reduction instead of an element-wise test: a float64 sum of float32 values cannot
         # overflow, so it is finite exactly when every value is
         if not math.isfinite(float(batch.sum(dtype=np.float64))):
@@ -71,24 +85,41 @@ class CompressedModel:
             raise InputError(f"input has {bad} values")
         return batch, single
 
+    def _check_dtype(self, arr: np.ndarray) -> bool:
+        """InputError unless arr has the file's input type; whether it holds token ids."""
+        if self.forward.input_dtype != "int64":
+            if not np.issubdtype(arr.dtype, np.floating):
+                raise InputError(f"input must be floating point (e.g. float32 images in [0, 1]), "
+                                 f"got dtype {arr.dtype}")
+            return False
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise InputError(f"input must be integer token ids (the model starts with an embedding: meta "
+                             f"input_dtype 'int64'), got dtype {arr.dtype}")
+        if arr.dtype == np.uint64 and arr.size and arr.max() > np.iinfo(np.int64).max:
+            raise InputError("input holds token ids beyond int64")
+        return True
+
+    def _sample_shape(self, arr: np.ndarray) -> tuple[tuple, bool]:
+        """The per-sample shape of arr (one sample or a batch) and whether it is one sample."""
+        if self._fits(arr.shape):
+            return arr.shape, True
+        if arr.ndim == len(self.input_shape) + 1 and self._fits(arr.shape[1:]):
+            return arr.shape[1:], False
+        dims = self._dims()
+        one = f"({dims[0]},)" if len(dims) == 1 else f"({', '.join(dims)})"
+        raise InputError(f"input has shape {arr.shape}; the model takes {one} or (N, {', '.join(dims)})")
+
+    def _fits(self, shape: tuple) -> bool:
+        return check_input_shape(tuple(shape), self.input_shape, self.variable_axes) is None
+
+    def _dims(self) -> list[str]:
+        """The per-sample input shape's lengths as the user reads them ("T" on a variable axis)."""
+        return ["T" if a in self.variable_axes else str(d) for a, d in enumerate(self.input_shape)]
+
     def summary(self) -> list[dict]:
         """Per weight layer: kind, shape, nonzeros, runtime layout or conv path and why it was picked,
         and its bytes (total and per nonzero; the bias is not counted)."""
         return [_layer_summary(name, op) for name, op in self.layers.items()]
-
-
-def _token_ids(arr: np.ndarray, input_shape: tuple) -> tuple[np.ndarray, bool]:
-    """Integer token ids checked and copied to an int64 batch, and whether they were one sample."""
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise InputError(f"input must be integer token ids (the model starts with an embedding: meta "
-                         f"input_dtype 'int64'), got dtype {arr.dtype}")
-    single = arr.shape == input_shape
-    if not single and arr.shape[1:] != input_shape:
-        raise InputError(f"input has shape {arr.shape}; the model takes {input_shape} or "
-                         f"(N, {', '.join(map(str, input_shape))})")
-    if arr.dtype == np.uint64 and arr.size and arr.max() > np.iinfo(np.int64).max:
-        raise InputError("input holds token ids beyond int64")
-    return np.array(arr.reshape(-1, *input_shape), dtype=np.int64, order="C"), single
 
 
 def _last_reads(forward) -> list[list[int]]:

@@ -211,10 +211,11 @@ def _binary(fn):
 
 
 def build_op(op: graph.Op, layers: dict, forward: graph.ForwardPass, i: int, inplace: bool, batch: int,
-             threads: int = 1, precision: str = "fp32"):
+             threads: int = 1, precision: str = "fp32", shared: dict | None = None):
     """The runnable op for record i of the pass, its layer prepared for `batch`-sized inputs and run on
     `threads` threads, FC layers in `precision` (convolutions stay fp32); `inplace` allows it to overwrite
-    its input."""
+    its input. `shared` (one dict for every op of the pass) lets the records of one LSTM/GRU call share
+    its run."""
     where = f"op {i} ({op.name})"
     in_shape = forward.input_shapes(i)[0]
     if isinstance(op, graph.Fc):
@@ -241,7 +242,7 @@ def build_op(op: graph.Op, layers: dict, forward: graph.ForwardPass, i: int, inp
     if isinstance(op, graph.Flatten):
         return lambda x: x.reshape(x.shape[0], -1)
     if isinstance(op, graph.Reshape):
-        return lambda x: x.reshape(x.shape[0], *forward.outputs[i])
+        return lambda x: x.reshape(x.shape[0], *op.shape)  # -1 where it holds a variable length
     if isinstance(op, graph.Permute):
         return lambda x: np.ascontiguousarray(x.transpose(0, *(d + 1 for d in op.dims)))
     if isinstance(op, graph.Softmax):
@@ -260,24 +261,33 @@ def build_op(op: graph.Op, layers: dict, forward: graph.ForwardPass, i: int, inp
         return lambda *xs: np.concatenate(xs, axis=axis)
     if isinstance(op, (graph.Embedding, graph.Recurrent, graph.Select)):
         from .recurrent import build_sequence_op  # it imports this module's helpers
-        return build_sequence_op(op, layers, forward, i, batch, threads, precision, where)
+        return build_sequence_op(op, layers, forward, i, batch, threads, precision, where, shared)
     attn = build_attn_op(op, forward, i, inplace)
     if attn is not None:
         return attn
     raise ModelError(f"{where}: op {op.name!r} is defined by the format but the runtime cannot run it")
 
 
-def build_ops(meta: dict, layers: dict, batch: int, threads: int = 1,
-              precision: str = "fp32") -> tuple[list, graph.ForwardPass]:
-    """The runnable ops of the file's forward pass and the parsed pass; ModelError if they cannot run."""
+def build_ops(meta: dict, layers: dict, batch: int, threads: int = 1, precision: str = "fp32",
+              input_shape: tuple | None = None, weight_ops: list | None = None) -> tuple[list, graph.ForwardPass]:
+    """The runnable ops of the file's forward pass and the parsed pass; ModelError if they cannot run.
+    `input_shape` builds them for inputs of another length on the file's variable axes, reusing the ops
+    of the weight layers in `weight_ops` (the stored shape's ops) instead of preparing those again."""
     try:
-        forward = graph.parse_forward(meta, layers)
+        forward = graph.parse_forward(meta, layers, input_shape)
     except graph.GraphError as err:
         raise ModelError(str(err)) from None
     overwritable = _overwritable(forward)
-    built = [build_op(op, layers, forward, i, overwritable[i], batch, threads, precision)
+    shared: dict = {}
+    built = [weight_ops[i] if weight_ops is not None and _holds_weights(op)
+             else build_op(op, layers, forward, i, overwritable[i], batch, threads, precision, shared)
              for i, op in enumerate(forward.ops)]
     return built, forward
+
+
+def _holds_weights(op: graph.Op) -> bool:
+    """Whether the op runs a weight layer (its runnable op depends on the input shape for tuning only)."""
+    return isinstance(op, (graph.LayerOp, graph.Recurrent))
 
 
 VIEWS = (graph.Flatten, graph.Reshape, graph.Permute)  # their outputs may share memory with their input

@@ -178,7 +178,8 @@ class Bench:
             log(f"compressing {model} on {dataset} with its built-in recipe into {path.parent}")
             meta = {"model": model, "dataset": dataset, "input_shape": [1, 28, 28]}
             compress_model(self.baseline(model, dataset), self.data(dataset), read_recipe(model, None), path.parent,
-                           meta=meta, progress=False, command=f"deepcompress compress --model {model} --data {dataset}")
+                           meta=meta, progress=False, command=f"deepcompress compress --model {model} --data {dataset}",
+                           overwrite=True)  # an interrupted run's stages are redone
         return path
 
 

@@ -161,7 +161,7 @@ def capture_gap(model: MiniLM, tokenizer) -> str | None:
     """Why the file's graph cannot hold the model (capture's own message), or None when it can."""
     example = torch.from_numpy(real_windows(tokenizer, SEQ_LENGTHS[0])[:1])
     try:
-        capture(model, example)
+        capture(model, example, variable_axes=(2,))
     except Unsupported as exc:
         return f"capture: {exc}"
     return None
@@ -180,48 +180,53 @@ def compress_setting(model: MiniLM, tokenizer, recipe: Recipe, out: Path, window
     data = distill_data(model, tokenizer, replace(recipe.distill, max_windows=windows))
     student = copy.deepcopy(model)
     outcome = compress_model(student, data, recipe, out, objective=CosineDistill(), progress=False,
-                             example_input=data.test_x[:1], meta={"model": "all-MiniLM-L6-v2", "text_model": TEXT_MODEL},
+                             example_input=data.test_x[:1], variable_axes=(2,), overwrite=True, meta={"model": "all-MiniLM-L6-v2", "text_model": TEXT_MODEL},
                              command="python benchmarks/minilm.py")
     return student, outcome
 
 
-def file_encoder(path: Path, student: MiniLM) -> tuple[Callable[[np.ndarray], np.ndarray], str | None]:
-    """The model of a setting's file as a function of ids [B, 2, T] of any length T, and why latency
-    cannot be measured from the file (None when it can). A file holds the sequence length it was captured
-    at, so the file's own runtime cannot embed the test sets' texts: the PyTorch module holding the
-    file's decoded weights (`load_into`: every Linear layer and the table; the LayerNorms, stored as they
-    are, come from the student) stands in for it."""
-    load_into(student, path)
-    student.eval()
-    return torch_model(student), LATENCY_GAP
+def file_encoder(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """The model of a setting's file as a function of ids [B, 2, T] of any length T: the CPU runtime
+    running the file (its sequence axis is variable), batch-1 layouts, one thread."""
+    from deepcompress.runtime import load
+
+    return load(path)
 
 
-LATENCY_GAP = ("not measured from the file: a .dcz file holds the one sequence length it was captured at "
-               "(its reshape records fix T), so quality comes from the PyTorch module holding the file's "
-               "decoded weights, and latency at T=16 and 128 waits for a variable sequence axis in the file")
+def paired_latency_us(file_run, dense_run, tokenizer, rounds: int) -> tuple[dict, dict]:
+    """Batch-1 median microseconds at each of SEQ_LENGTHS of the file's model and of dense PyTorch, measured
+    back to back on the same held-out windows (so both see the same machine load)."""
+    ours, dense = {}, {}
+    for t in SEQ_LENGTHS:
+        windows = real_windows(tokenizer, t)
+        ours[str(t)] = latency_us(file_run, windows, rounds)
+        dense[str(t)] = latency_us(dense_run, windows, rounds)
+    return ours, dense
 
 
 def setting_record(name: str, overrides: dict, model: MiniLM, tokenizer, sets: EvalSets,
-                   dense: dict, dense_sentences: np.ndarray, out: Path, quick: bool) -> dict:
-    """One compression setting compressed into its file and measured: size from the file, quality and
-    latency from the file's model (`file_encoder`)."""
+                   dense: dict, dense_sentences: np.ndarray, out: Path, quick: bool, rounds: int) -> dict:
+    """One compression setting compressed into its file and measured from the file: size, quality, and
+    latency against dense PyTorch in the same run."""
     start = time.perf_counter()
     recipe = setting_recipe(model, overrides)
     windows = QUICK_WINDOWS if quick else overrides.get("windows", FULL_WINDOWS)
     student, outcome = compress_setting(model, tokenizer, recipe, out / name, windows)
-    run, gap = file_encoder(Path(outcome["file"]), student)
-    file_bytes = Path(outcome["file"]).stat().st_size
-    record = {"setting": name, "overrides": overrides, "file": outcome["file"], "file_bytes": file_bytes,
+    path = Path(outcome["file"])
+    run = file_encoder(path)
+    file_bytes = path.stat().st_size
+    latency, dense_latency = paired_latency_us(run, torch_model(model), tokenizer, rounds)
+    record = {"setting": name, "overrides": overrides, "file": str(path), "file_bytes": file_bytes,
               "ratio": dense["file_bytes"] / file_bytes,
               **quality(Encoder(run, tokenizer), sets, dense_sentences),
-              "latency_us": None, "dense_latency_us": dense["dense_latency_us"],
+              "latency_us": latency, "dense_latency_us": dense_latency,
               "train_windows": windows if overrides.get("finetune") else 0,
               "bits": outcome["bits"], "stages": outcome["stages"], "wall_s": time.perf_counter() - start}
-    if gap:
-        record["latency_note"] = gap
     print(f"{name}: {file_bytes:,} bytes ({record['ratio']:.2f}x), WordSim353 {record['wordsim353']:.3f}, "
           f"SimLex-999 {record['simlex999']:.3f}, Lee-50 {record['lee50']:.3f}, cosine to dense "
-          f"{record['cosine_to_dense']:.4f}, {record['wall_s']:.0f} s", flush=True)
+          f"{record['cosine_to_dense']:.4f}, batch-1 latency "
+          + ", ".join(f"T={t} {latency[t] / 1000:.1f} ms (dense {dense_latency[t] / 1000:.1f})" for t in latency)
+          + f", {record['wall_s']:.0f} s", flush=True)
     return record
 
 
@@ -232,8 +237,8 @@ def setting_records(model: MiniLM, tokenizer, sets: EvalSets, dense: dict, dense
     if gap is not None:  # the file cannot hold the model: say why, run nothing
         print(f"compression settings skipped: {gap}", file=sys.stderr)
         return [{"setting": name, "overrides": SETTINGS[name], "skipped": gap} for name in SETTINGS]
-    return [setting_record(name, SETTINGS[name], model, tokenizer, sets, dense, dense_sentences, out, quick)
-            for name in SETTINGS if not only or name in only]
+    return [setting_record(name, SETTINGS[name], model, tokenizer, sets, dense, dense_sentences, out, quick,
+                           QUICK["rounds"] if quick else FULL["rounds"]) for name in SETTINGS if not only or name in only]
 
 
 def sensitivity_run(model: MiniLM, tokenizer, windows: int, length: int, tolerance: float,

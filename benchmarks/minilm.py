@@ -3,14 +3,18 @@ SimLex-999 Spearman, Lee-50 Pearson), mean cosine to the dense model on held-out
 CPU latency at sequence lengths 16 and 128 (our runtime from the file against dense PyTorch, same run).
 
     python benchmarks/minilm.py                  # the dense baseline and every compression setting
-    python benchmarks/minilm.py --quick --out F  # 2 layers, a few pairs, documents and sentences: seconds
+    python benchmarks/minilm.py --only share-8bit --runs runs/minilm   # one setting; its record replaced
+    python benchmarks/minilm.py --quick --out F  # a tiny encoder, a few pairs, documents and sentences
     python benchmarks/minilm.py --sensitivity    # per-layer pruning sensitivity on held-out windows
 
+Each setting (SETTINGS) is compressed by `compress_model` with `CosineDistill` and `distill_data` into
+RUNS/SETTING/model.dcz, a file whose sequence axis is variable (`variable_axes`), and measured from that
+file: the CPU runtime running it embeds the test sets' texts at their own lengths.
 Records (a list) go to benchmarks/results/minilm.json: `setting` ("dense" for the baseline), `file_bytes`
-(the dense model: its float32 weights), `ratio`, `wordsim353`, `simlex999`, `lee50`, `cosine_to_dense`,
-`latency_us` and `dense_latency_us` ({sequence length: median microseconds}). A compression setting the
-file's graph cannot capture yet is listed with `skipped` and the reason, not run. PyTorch runs with one
-thread and autograd off (the runtime is single-threaded). --sensitivity writes
+(the dense model: its float32 weights; a setting: its file's size), `ratio`, `wordsim353`, `simlex999`,
+`lee50`, `cosine_to_dense`, `latency_us` and `dense_latency_us` ({sequence length: median microseconds};
+for a setting the two are measured back to back). PyTorch runs with one thread and autograd off (the
+runtime is single-threaded). --sensitivity writes
 benchmarks/results/minilm_sensitivity.json: per Linear layer, (sparsity, 1 - mean cosine to the dense
 model) with only that layer pruned, and (bits, same) with only that layer weight-shared, no retraining,
 and the sparsities and widths within the tolerances.
@@ -52,14 +56,19 @@ TORCH_RECIPE = ROOT / "benchmarks" / "results" / "minilm_torch_recipe.json"
 SEQ_LENGTHS = (16, 128)
 TABLE = "embed.table"  # the joint word + position table: 53% of the weights
 # each setting (`setting_recipe`): weight sharing of every Linear layer (`fc_bits`) and of the table
-# (`table_bits`), k-means from a linear start as in Deep Compression; `sparsity`: magnitude pruning of every
-# layer in one round without retraining; `finetune`: epochs of centroid fine-tuning by distillation on
-# `windows` training windows (default FULL_WINDOWS)
+# (`table_bits`), k-means from a linear start as in Deep Compression; `sparsity`: magnitude pruning of
+# every layer in one round without retraining (`table_sparsity`: the table's, if other); `finetune`:
+# epochs of centroid fine-tuning by distillation on `windows` training windows (default FULL_WINDOWS)
 SETTINGS = {
     "share-8bit": {"fc_bits": 8, "table_bits": 8},
     "share-4bit": {"fc_bits": 4, "table_bits": 4},
+    "prune20-fc5-table3": {"sparsity": 0.2, "fc_bits": 5, "table_bits": 3},
+    "prune20-fc4-table3-ft": {"sparsity": 0.2, "fc_bits": 4, "table_bits": 3, "finetune": 1, "lr": 2e-4,
+                              "windows": 256},
+    "prune30-fc4-table2-ft": {"sparsity": 0.3, "table_sparsity": 0.4, "fc_bits": 4, "table_bits": 2,
+                              "finetune": 1, "lr": 2e-4, "windows": 256},
 }
-FULL_WINDOWS = 128
+FULL_WINDOWS = 256
 QUICK_WINDOWS = 8
 SENSITIVITY_GRID = (0.0, 0.5, 0.7, 0.8, 0.9)
 SENSITIVITY_BITS = (2, 3, 4, 5)
@@ -139,14 +148,16 @@ def dense_record(model: MiniLM, tokenizer, sets: EvalSets, rounds: int) -> tuple
 
 def setting_recipe(model: MiniLM, overrides: dict) -> Recipe:
     """A setting's recipe: the built-in one (src/deepcompress/recipes/minilm.toml) with the setting's
-    `sparsity` for every layer (magnitude pruning in one round, no retraining), weight-sharing widths
+    `sparsity` for every layer (`table_sparsity` for the table; magnitude pruning in one round, no
+    retraining), weight-sharing widths
     `fc_bits` (every Linear layer) and `table_bits` (the joint word + position table), and `finetune`
     epochs of centroid fine-tuning by distillation (0: none). Checked against the model's layers (a --quick
     model keeps the entries of its layers only)."""
     tables = load_recipe("minilm")
     layers = prunable_layers(model)
     tables["prune"] = {**tables["prune"], "iterations": 1,
-                       "layers": dict.fromkeys(layers, overrides.get("sparsity", 0.0)),
+                       "layers": {name: overrides.get("table_sparsity", overrides.get("sparsity", 0.0))
+                                  if name == TABLE else overrides.get("sparsity", 0.0) for name in layers},
                        "retrain": {**tables["prune"]["retrain"], "epochs": 0}}
     bits = {name: overrides["table_bits"] if name == TABLE else overrides["fc_bits"] for name in layers}
     tables["quantize"] = {**tables["quantize"], "fc_bits": overrides["fc_bits"], "layers": bits,
@@ -179,8 +190,9 @@ def compress_setting(model: MiniLM, tokenizer, recipe: Recipe, out: Path, window
 
     data = distill_data(model, tokenizer, replace(recipe.distill, max_windows=windows))
     student = copy.deepcopy(model)
-    outcome = compress_model(student, data, recipe, out, objective=CosineDistill(), progress=False,
-                             example_input=data.test_x[:1], variable_axes=(2,), overwrite=True, meta={"model": "all-MiniLM-L6-v2", "text_model": TEXT_MODEL},
+    meta = {"model": "all-MiniLM-L6-v2", "text_model": TEXT_MODEL}
+    outcome = compress_model(student, data, recipe, out, objective=CosineDistill(), progress=False, meta=meta,
+                             example_input=data.test_x[:1], variable_axes=(2,), overwrite=True,
                              command="python benchmarks/minilm.py")
     return student, outcome
 

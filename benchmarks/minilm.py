@@ -62,11 +62,14 @@ TABLE = "embed.table"  # the joint word + position table: 53% of the weights
 SETTINGS = {
     "share-8bit": {"fc_bits": 8, "table_bits": 8},
     "share-4bit": {"fc_bits": 4, "table_bits": 4},
+    "prune20-fc5-table4": {"sparsity": 0.2, "fc_bits": 5, "table_bits": 4},
     "prune20-fc5-table3": {"sparsity": 0.2, "fc_bits": 5, "table_bits": 3},
     "prune20-fc4-table3-ft": {"sparsity": 0.2, "fc_bits": 4, "table_bits": 3, "finetune": 1, "lr": 2e-4,
                               "windows": 256},
     "prune30-fc4-table2-ft": {"sparsity": 0.3, "table_sparsity": 0.4, "fc_bits": 4, "table_bits": 2,
                               "finetune": 1, "lr": 2e-4, "windows": 256},
+    "prune30-fc4-table2p50-ft": {"sparsity": 0.3, "table_sparsity": 0.5, "fc_bits": 4, "table_bits": 2,
+                                 "finetune": 1, "lr": 2e-4, "windows": 256},
 }
 FULL_WINDOWS = 256
 QUICK_WINDOWS = 8

@@ -73,6 +73,7 @@ SETTINGS = {
 }
 FULL_WINDOWS = 256
 QUICK_WINDOWS = 8
+QUICK_SETTINGS = ("share-8bit", "prune30-fc4-table2-ft")  # --quick: one plain, one pruned and fine-tuned
 SENSITIVITY_GRID = (0.0, 0.5, 0.7, 0.8, 0.9)
 SENSITIVITY_BITS = (2, 3, 4, 5)
 QUICK = {"layers": 2, "pairs": 40, "docs": 12, "sentences": 8, "rounds": 3}
@@ -247,13 +248,15 @@ def setting_record(name: str, overrides: dict, model: MiniLM, tokenizer, sets: E
 
 def setting_records(model: MiniLM, tokenizer, sets: EvalSets, dense: dict, dense_sentences: np.ndarray,
                     out: Path, quick: bool, only: list[str] | None = None) -> list[dict]:
-    """One record per compression setting (or the `only` ones), each compressed into OUT/SETTING/model.dcz."""
+    """One record per compression setting (the `only` ones; with `quick`, QUICK_SETTINGS), each
+    compressed into OUT/SETTING/model.dcz."""
     gap = capture_gap(model, tokenizer)
     if gap is not None:  # the file cannot hold the model: say why, run nothing
         print(f"compression settings skipped: {gap}", file=sys.stderr)
         return [{"setting": name, "overrides": SETTINGS[name], "skipped": gap} for name in SETTINGS]
+    names = only or (QUICK_SETTINGS if quick else SETTINGS)
     return [setting_record(name, SETTINGS[name], model, tokenizer, sets, dense, dense_sentences, out, quick,
-                           QUICK["rounds"] if quick else FULL["rounds"]) for name in SETTINGS if not only or name in only]
+                           QUICK["rounds"] if quick else FULL["rounds"]) for name in SETTINGS if name in names]
 
 
 def sensitivity_run(model: MiniLM, tokenizer, windows: int, length: int, tolerance: float,

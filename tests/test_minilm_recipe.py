@@ -137,7 +137,7 @@ def _bench():
     return bench
 
 
-def test_benchmark_quick_path_compresses_every_setting_into_its_file(tmp_path):
+def test_benchmark_quick_path_compresses_settings_into_their_files(tmp_path):
     bench = _bench()
     out = tmp_path / "minilm.json"
     records = bench.main(["--quick", "--out", str(out), "--runs", str(tmp_path / "runs")])
@@ -147,7 +147,7 @@ def test_benchmark_quick_path_compresses_every_setting_into_its_file(tmp_path):
     assert dense["cosine_to_dense"] == pytest.approx(1, abs=1e-6)
     assert all(-1 <= dense[k] <= 1 for k in ("wordsim353", "simlex999", "lee50"))
     assert set(dense["latency_us"]) == {"16", "128"} and dense["latency_us"] == dense["dense_latency_us"]
-    assert [r["setting"] for r in records[1:]] == list(bench.SETTINGS)
+    assert [r["setting"] for r in records[1:]] == list(bench.QUICK_SETTINGS)
     for record in records[1:]:
         path = Path(record["file"])
         assert path == tmp_path / "runs" / record["setting"] / "model.dcz"
@@ -158,9 +158,10 @@ def test_benchmark_quick_path_compresses_every_setting_into_its_file(tmp_path):
             assert set(record[key]) == {"16", "128"} and all(us > 0 for us in record[key].values())
     assert json.loads(out.read_text()) == json.loads(json.dumps(records))
     one = bench.main(["--quick", "--out", str(out), "--runs", str(tmp_path / "runs"), "--only",
-                      list(bench.SETTINGS)[0]])
-    assert [r["setting"] for r in json.loads(out.read_text())] == ["dense", *bench.SETTINGS]
-    assert json.loads(out.read_text())[1]["file_bytes"] == one[1]["file_bytes"]
+                      bench.QUICK_SETTINGS[0]])  # rerun one setting: its record replaced, the other kept
+    again = json.loads(out.read_text())
+    assert [r["setting"] for r in again] == ["dense", *bench.QUICK_SETTINGS]
+    assert again[1]["wall_s"] == one[1]["wall_s"] and again[2] == json.loads(json.dumps(records[2]))
 
 
 def test_a_settings_file_runs_at_every_length_like_its_decoded_weights_in_torch(tmp_path, tokenizer):

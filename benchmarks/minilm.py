@@ -41,7 +41,6 @@ import torch  # noqa: E402
 
 from deepcompress import atomic, text_eval  # noqa: E402
 from deepcompress.compress.capture import Unsupported, capture  # noqa: E402
-from deepcompress.compress.export import load_into  # noqa: E402
 from deepcompress.compress.prune import prunable_layers  # noqa: E402
 from deepcompress.compress.recipe import Recipe, read_recipe  # noqa: E402
 from deepcompress.minilm import MiniLM, MiniLMConfig, fp32_weight_bytes, load_minilm  # noqa: E402

@@ -3,14 +3,18 @@ SimLex-999 Spearman, Lee-50 Pearson), mean cosine to the dense model on held-out
 CPU latency at sequence lengths 16 and 128 (our runtime from the file against dense PyTorch, same run).
 
     python benchmarks/minilm.py                  # the dense baseline and every compression setting
-    python benchmarks/minilm.py --quick --out F  # 2 layers, a few pairs, documents and sentences: seconds
+    python benchmarks/minilm.py --only share-8bit --runs runs/minilm   # one setting; its record replaced
+    python benchmarks/minilm.py --quick --out F  # a tiny encoder, a few pairs, documents and sentences
     python benchmarks/minilm.py --sensitivity    # per-layer pruning sensitivity on held-out windows
 
+Each setting (SETTINGS) is compressed by `compress_model` with `CosineDistill` and `distill_data` into
+RUNS/SETTING/model.dcz, a file whose sequence axis is variable (`variable_axes`), and measured from that
+file: the CPU runtime running it embeds the test sets' texts at their own lengths.
 Records (a list) go to benchmarks/results/minilm.json: `setting` ("dense" for the baseline), `file_bytes`
-(the dense model: its float32 weights), `ratio`, `wordsim353`, `simlex999`, `lee50`, `cosine_to_dense`,
-`latency_us` and `dense_latency_us` ({sequence length: median microseconds}). A compression setting the
-file's graph cannot capture yet is listed with `skipped` and the reason, not run. PyTorch runs with one
-thread and autograd off (the runtime is single-threaded). --sensitivity writes
+(the dense model: its float32 weights; a setting: its file's size), `ratio`, `wordsim353`, `simlex999`,
+`lee50`, `cosine_to_dense`, `latency_us` and `dense_latency_us` ({sequence length: median microseconds};
+for a setting the two are measured back to back). PyTorch runs with one thread and autograd off (the
+runtime is single-threaded). --sensitivity writes
 benchmarks/results/minilm_sensitivity.json: per Linear layer, (sparsity, 1 - mean cosine to the dense
 model) with only that layer pruned, and (bits, same) with only that layer weight-shared, no retraining,
 and the sparsities and widths within the tolerances.
@@ -25,8 +29,10 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
+import copy  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -37,7 +43,7 @@ from deepcompress import atomic, text_eval  # noqa: E402
 from deepcompress.compress.capture import Unsupported, capture  # noqa: E402
 from deepcompress.compress.prune import prunable_layers  # noqa: E402
 from deepcompress.compress.recipe import Recipe, read_recipe  # noqa: E402
-from deepcompress.minilm import MiniLM, fp32_weight_bytes, load_minilm  # noqa: E402
+from deepcompress.minilm import MiniLM, MiniLMConfig, fp32_weight_bytes, load_minilm  # noqa: E402
 from deepcompress.minilm_distill import cosine_error, targets, token_windows, untruncated  # noqa: E402
 from deepcompress.minilm_text import Encoder, load_tokenizer, positions_of, torch_model  # noqa: E402
 from deepcompress.recipes import load_recipe  # noqa: E402
@@ -47,16 +53,33 @@ RESULTS = ROOT / "benchmarks" / "results" / "minilm.json"
 SENSITIVITY = ROOT / "benchmarks" / "results" / "minilm_sensitivity.json"
 TORCH_RECIPE = ROOT / "benchmarks" / "results" / "minilm_torch_recipe.json"
 SEQ_LENGTHS = (16, 128)
-# each setting: the built-in recipe (src/deepcompress/recipes/minilm.toml), or it with one sparsity for
-# every Linear layer and one weight-sharing width
+TABLE = "embed.table"  # the joint word + position table: 53% of the weights
+# each setting (`setting_recipe`): weight sharing of every Linear layer (`fc_bits`) and of the table
+# (`table_bits`), k-means from a linear start as in Deep Compression; `sparsity`: magnitude pruning of
+# every layer in one round without retraining (`table_sparsity`: the table's, if other); `finetune`:
+# epochs of centroid fine-tuning by distillation on `windows` training windows (default FULL_WINDOWS)
 SETTINGS = {
-    "recipe": {},
-    "share-5bit": {"sparsity": 0.0, "fc_bits": 5},
-    "prune-70-share-4bit": {"sparsity": 0.7, "fc_bits": 4},
+    "share-8bit": {"fc_bits": 8, "table_bits": 8},
+    "share-4bit": {"fc_bits": 4, "table_bits": 4},
+    "prune20-fc5-table4": {"sparsity": 0.2, "fc_bits": 5, "table_bits": 4},
+    "prune20-fc5-table3": {"sparsity": 0.2, "fc_bits": 5, "table_bits": 3},
+    "prune20-fc4-table3-ft": {"sparsity": 0.2, "fc_bits": 4, "table_bits": 3, "finetune": 1, "lr": 2e-4,
+                              "windows": 256},
+    "prune30-fc4-table2-ft": {"sparsity": 0.3, "table_sparsity": 0.4, "fc_bits": 4, "table_bits": 2,
+                              "finetune": 1, "lr": 2e-4, "windows": 256},
+    "prune30-fc4-table2p50-ft": {"sparsity": 0.3, "table_sparsity": 0.5, "fc_bits": 4, "table_bits": 2,
+                                 "finetune": 1, "lr": 2e-4, "windows": 256},
 }
+FULL_WINDOWS = 256
+QUICK_WINDOWS = 8
+QUICK_SETTINGS = ("share-8bit", "prune30-fc4-table2-ft")  # --quick: one plain, one pruned and fine-tuned
 SENSITIVITY_GRID = (0.0, 0.5, 0.7, 0.8, 0.9)
 SENSITIVITY_BITS = (2, 3, 4, 5)
 QUICK = {"layers": 2, "pairs": 40, "docs": 12, "sentences": 8, "rounds": 3}
+# --quick compresses a tiny random encoder with the real vocabulary and positions (so the tokenizer, test
+# sets and file chain are the real ones), since k-means, encoding and decoding the real 11.9 M-weight
+# table alone take minutes: its numbers check the chain, they say nothing about all-MiniLM-L6-v2
+QUICK_CONFIG = MiniLMConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32)
 FULL = {"layers": None, "pairs": None, "docs": None, "sentences": None, "rounds": 25}
 
 
@@ -91,6 +114,12 @@ def quality(encoder: Encoder, sets: EvalSets, dense_sentences: np.ndarray) -> di
             "cosine_to_dense": text_eval.mean_cosine(encoder.embed(sets.sentences), dense_sentences)}
 
 
+def quick_model() -> MiniLM:
+    """The --quick encoder: QUICK_CONFIG with seeded random weights, in eval mode."""
+    torch.manual_seed(0)
+    return MiniLM(QUICK_CONFIG).eval()
+
+
 def real_windows(tokenizer, length: int) -> np.ndarray:
     """Held-out lee_background text as batch-1 inputs of `length` tokens, with their positions ([N, 2, T])."""
     _, held = text_eval.split_background()
@@ -121,43 +150,112 @@ def dense_record(model: MiniLM, tokenizer, sets: EvalSets, rounds: int) -> tuple
 
 
 def setting_recipe(model: MiniLM, overrides: dict) -> Recipe:
-    """The built-in recipe with a setting's `sparsity` (every Linear layer) and `fc_bits`, checked against
-    the model's layers (a --quick model's recipe keeps the entries of its layers only)."""
+    """A setting's recipe: the built-in one (src/deepcompress/recipes/minilm.toml) with the setting's
+    `sparsity` for every layer (`table_sparsity` for the table; magnitude pruning in one round, no
+    retraining), weight-sharing widths
+    `fc_bits` (every Linear layer) and `table_bits` (the joint word + position table), and `finetune`
+    epochs of centroid fine-tuning by distillation (0: none). Checked against the model's layers (a --quick
+    model keeps the entries of its layers only)."""
     tables = load_recipe("minilm")
     layers = prunable_layers(model)
-    for table in ("prune", "quantize"):
-        if "layers" in tables.get(table, {}):
-            tables[table]["layers"] = {k: v for k, v in tables[table]["layers"].items() if k in layers}
-    if "sparsity" in overrides:
-        tables["prune"]["layers"] = {name: overrides["sparsity"] for name in layers}
-    if "fc_bits" in overrides:
-        tables["quantize"] = {**tables["quantize"], "fc_bits": overrides["fc_bits"], "layers": {}}
+    tables["prune"] = {**tables["prune"], "iterations": 1,
+                       "layers": {name: overrides.get("table_sparsity", overrides.get("sparsity", 0.0))
+                                  if name == TABLE else overrides.get("sparsity", 0.0) for name in layers},
+                       "retrain": {**tables["prune"]["retrain"], "epochs": 0}}
+    bits = {name: overrides["table_bits"] if name == TABLE else overrides["fc_bits"] for name in layers}
+    tables["quantize"] = {**tables["quantize"], "fc_bits": overrides["fc_bits"], "layers": bits,
+                          "finetune": {**tables["quantize"]["finetune"], "epochs": overrides.get("finetune", 0),
+                                       "lr": overrides.get("lr", tables["quantize"]["finetune"]["lr"])}}
     recipe = Recipe.from_dict(tables, file="minilm.toml")
     recipe.check_layers(layers, "all-MiniLM-L6-v2")
     return recipe
 
 
 def capture_gap(model: MiniLM, tokenizer) -> str | None:
-    """Why the file's graph cannot hold the model yet (capture's own message), or None when it can."""
+    """Why the file's graph cannot hold the model (capture's own message), or None when it can."""
     example = torch.from_numpy(real_windows(tokenizer, SEQ_LENGTHS[0])[:1])
     try:
-        capture(model, example)
+        capture(model, example, variable_axes=(2,))
     except Unsupported as exc:
         return f"capture: {exc}"
     return None
 
 
-def setting_records(model: MiniLM, tokenizer) -> list[dict]:
-    """One record per compression setting; until the file can hold the model, each says why it was skipped."""
-    recipes = {name: setting_recipe(model, overrides) for name, overrides in SETTINGS.items()}
+def compress_setting(model: MiniLM, tokenizer, recipe: Recipe, out: Path, windows: int) -> tuple[MiniLM, dict]:
+    """A copy of `model` compressed by `compress_model` with `recipe`, distilling against `model` on
+    `windows` lee_background training windows (an eighth as many held out): the student the run leaves
+    behind and the run's outcome (OUT/model.dcz is the file)."""
+    from dataclasses import replace
+
+    from deepcompress.compress import compress_model
+    from deepcompress.minilm_distill import CosineDistill, distill_data
+    from deepcompress.minilm_text import TEXT_MODEL
+
+    data = distill_data(model, tokenizer, replace(recipe.distill, max_windows=windows))
+    student = copy.deepcopy(model)
+    meta = {"model": "all-MiniLM-L6-v2", "text_model": TEXT_MODEL}
+    outcome = compress_model(student, data, recipe, out, objective=CosineDistill(), progress=False, meta=meta,
+                             example_input=data.test_x[:1], variable_axes=(2,), overwrite=True,
+                             command="python benchmarks/minilm.py")
+    return student, outcome
+
+
+def file_encoder(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """The model of a setting's file as a function of ids [B, 2, T] of any length T: the CPU runtime
+    running the file (its sequence axis is variable), batch-1 layouts, one thread."""
+    from deepcompress.runtime import load
+
+    return load(path)
+
+
+def paired_latency_us(file_run, dense_run, tokenizer, rounds: int) -> tuple[dict, dict]:
+    """Batch-1 median microseconds at each of SEQ_LENGTHS of the file's model and of dense PyTorch, measured
+    back to back on the same held-out windows (so both see the same machine load)."""
+    ours, dense = {}, {}
+    for t in SEQ_LENGTHS:
+        windows = real_windows(tokenizer, t)
+        ours[str(t)] = latency_us(file_run, windows, rounds)
+        dense[str(t)] = latency_us(dense_run, windows, rounds)
+    return ours, dense
+
+
+def setting_record(name: str, overrides: dict, model: MiniLM, tokenizer, sets: EvalSets,
+                   dense: dict, dense_sentences: np.ndarray, out: Path, quick: bool, rounds: int) -> dict:
+    """One compression setting compressed into its file and measured from the file: size, quality, and
+    latency against dense PyTorch in the same run."""
+    start = time.perf_counter()
+    recipe = setting_recipe(model, overrides)
+    windows = QUICK_WINDOWS if quick else overrides.get("windows", FULL_WINDOWS)
+    student, outcome = compress_setting(model, tokenizer, recipe, out / name, windows)
+    path = Path(outcome["file"])
+    run = file_encoder(path)
+    file_bytes = path.stat().st_size
+    latency, dense_latency = paired_latency_us(run, torch_model(model), tokenizer, rounds)
+    record = {"setting": name, "overrides": overrides, "file": str(path), "file_bytes": file_bytes,
+              "ratio": dense["file_bytes"] / file_bytes,
+              **quality(Encoder(run, tokenizer), sets, dense_sentences),
+              "latency_us": latency, "dense_latency_us": dense_latency,
+              "train_windows": windows if overrides.get("finetune") else 0,
+              "bits": outcome["bits"], "stages": outcome["stages"], "wall_s": time.perf_counter() - start}
+    print(f"{name}: {file_bytes:,} bytes ({record['ratio']:.2f}x), WordSim353 {record['wordsim353']:.3f}, "
+          f"SimLex-999 {record['simlex999']:.3f}, Lee-50 {record['lee50']:.3f}, cosine to dense "
+          f"{record['cosine_to_dense']:.4f}, batch-1 latency "
+          + ", ".join(f"T={t} {latency[t] / 1000:.1f} ms (dense {dense_latency[t] / 1000:.1f})" for t in latency)
+          + f", {record['wall_s']:.0f} s", flush=True)
+    return record
+
+
+def setting_records(model: MiniLM, tokenizer, sets: EvalSets, dense: dict, dense_sentences: np.ndarray,
+                    out: Path, quick: bool, only: list[str] | None = None) -> list[dict]:
+    """One record per compression setting (the `only` ones; with `quick`, QUICK_SETTINGS), each
+    compressed into OUT/SETTING/model.dcz."""
     gap = capture_gap(model, tokenizer)
-    if gap is None:
-        gap = ("the graph captures now, but a file's reshape records hold the sequence length it was captured "
-               "at, so one file cannot embed texts of other lengths (the test sets); still to be wired here: "
-               "compress_model with the setting's recipe, minilm_distill.distill_data and CosineDistill")
-    print(f"compression settings skipped: {gap}", file=sys.stderr)
-    return [{"setting": name, "overrides": SETTINGS[name], "skipped": gap}
-            for name in recipes]
+    if gap is not None:  # the file cannot hold the model: say why, run nothing
+        print(f"compression settings skipped: {gap}", file=sys.stderr)
+        return [{"setting": name, "overrides": SETTINGS[name], "skipped": gap} for name in SETTINGS]
+    names = only or (QUICK_SETTINGS if quick else SETTINGS)
+    return [setting_record(name, SETTINGS[name], model, tokenizer, sets, dense, dense_sentences, out, quick,
+                           QUICK["rounds"] if quick else FULL["rounds"]) for name in SETTINGS if name in names]
 
 
 def sensitivity_run(model: MiniLM, tokenizer, windows: int, length: int, tolerance: float,
@@ -211,7 +309,8 @@ def torch_recipe_run(model: MiniLM, tokenizer, sets: EvalSets, max_windows: int,
 def main(argv: list[str] | None = None) -> list[dict]:
     """Measure and write the records; returns them."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2 layers, a few pairs, documents, sentences")
+    parser.add_argument("--quick", action="store_true", help="a tiny encoder (2 layers with --sensitivity "
+                                                               "and --torch-recipe), a few pairs, documents, sentences")
     parser.add_argument("--out", type=Path, help=f"results file (default {RESULTS.relative_to(ROOT)}; "
                                                   "--quick writes only with --out)")
     parser.add_argument("--sensitivity", action="store_true", help="per-layer pruning and weight-sharing sensitivity instead")
@@ -223,10 +322,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="instead: run the recipe's stages on the PyTorch model with this many training "
                              "windows (no file) and measure its quality")
     parser.add_argument("--recipe", type=Path, help="with --torch-recipe: this recipe instead of the built-in one")
+    parser.add_argument("--only", nargs="+", choices=list(SETTINGS), metavar="SETTING",
+                        help="only these settings (and the dense baseline); their records replace theirs in the "
+                             "results file")
+    parser.add_argument("--runs", type=Path, help="folder of the settings' compression runs and files "
+                                                  "(default runs/minilm, runs/minilm-quick)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     size = QUICK if args.quick else FULL
-    model, tokenizer = load_minilm(layers=size["layers"]), load_tokenizer()
+    tokenizer = load_tokenizer()
+    if args.sensitivity or args.torch_recipe:
+        model = load_minilm(layers=size["layers"])
+    else:
+        model = quick_model() if args.quick else load_minilm()
     if args.sensitivity:
         result = sensitivity_run(model, tokenizer, 2 if args.quick else args.windows, 16 if args.quick else args.length,
                                  args.tolerance, args.bits_tolerance)
@@ -242,15 +350,27 @@ def main(argv: list[str] | None = None) -> list[dict]:
         atomic.write_json(args.out or TORCH_RECIPE, result)
         print({k: v for k, v in result.items() if k not in ("density", "bits", "stages")})
         return [result]
-    dense, _ = dense_record(model, tokenizer, sets, size["rounds"])
+    dense, dense_sentences = dense_record(model, tokenizer, sets, size["rounds"])
     print(f"dense: {dense['file_bytes']:,} bytes, WordSim353 {dense['wordsim353']:.3f}, SimLex-999 "
           f"{dense['simlex999']:.3f}, Lee-50 {dense['lee50']:.3f}, batch-1 latency "
-          + ", ".join(f"T={t} {us / 1000:.1f} ms" for t, us in dense["latency_us"].items()))
-    records = [dense, *setting_records(model, tokenizer)]
+          + ", ".join(f"T={t} {us / 1000:.1f} ms" for t, us in dense["latency_us"].items()), flush=True)
     out = args.out or (None if args.quick else RESULTS)
+    runs = args.runs or Path("runs") / ("minilm-quick" if args.quick else "minilm")
+    records = [dense, *setting_records(model, tokenizer, sets, dense, dense_sentences, runs, args.quick, args.only)]
     if out:
-        atomic.write_json(out, records)
+        atomic.write_json(out, merged(out, records) if args.only else records)
     return records
+
+
+def merged(path: Path, records: list[dict]) -> list[dict]:
+    """`records` in place of the same settings' records in the results file at `path` (others kept, in
+    SETTINGS order, the dense record first): one setting can be rerun without the others."""
+    import json
+
+    old = json.loads(path.read_text()) if path.exists() else []
+    by_name = {r["setting"]: r for r in old if r["setting"] in ("dense", *SETTINGS)}
+    by_name.update({r["setting"]: r for r in records})
+    return [by_name[name] for name in ("dense", *SETTINGS) if name in by_name]
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ loss, the sensitivity tool with the distillation error, and the benchmark's --qu
 from __future__ import annotations
 
 import copy
+import json
 import os
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from torch import nn
 
 from deepcompress import decompress
 from deepcompress.compress import Recipe, compress_model, read_recipe
+from deepcompress.compress.export import load_into
 from deepcompress.compress.prune import prunable_layers
 from deepcompress.compress.recipe import DistillStage
 from deepcompress.compress.sensitivity import bits_sensitivity, sensitivity, suggest_bits
@@ -122,7 +124,8 @@ def test_suggested_bits_are_the_fewest_within_the_tolerance():
     assert suggest_bits(curves, 0.001) == {"a": 4, "b": 3}
 
 
-def test_benchmark_quick_path_writes_a_dense_record_and_every_setting(tmp_path):
+def _bench():
+    """benchmarks/minilm.py as a module (its thread settings kept out of this process)."""
     saved = dict(os.environ)  # the benchmark pins thread counts to 1 on import; later tests must not see that
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
@@ -131,19 +134,51 @@ def test_benchmark_quick_path_writes_a_dense_record_and_every_setting(tmp_path):
         sys.path.remove(str(ROOT / "benchmarks"))
         os.environ.clear()
         os.environ.update(saved)
+    return bench
+
+
+def test_benchmark_quick_path_compresses_settings_into_their_files(tmp_path):
+    bench = _bench()
     out = tmp_path / "minilm.json"
-    records = bench.main(["--quick", "--out", str(out)])
+    records = bench.main(["--quick", "--out", str(out), "--runs", str(tmp_path / "runs")])
     dense = records[0]
     assert dense["setting"] == "dense" and dense["ratio"] == 1.0 and dense["layers"] == 2
-    model = bench.load_minilm(layers=2)
-    assert dense["file_bytes"] == 4 * sum(p.numel() for p in model.parameters())
+    assert dense["file_bytes"] == 4 * sum(p.numel() for p in bench.quick_model().parameters())
     assert dense["cosine_to_dense"] == pytest.approx(1, abs=1e-6)
     assert all(-1 <= dense[k] <= 1 for k in ("wordsim353", "simlex999", "lee50"))
     assert set(dense["latency_us"]) == {"16", "128"} and dense["latency_us"] == dense["dense_latency_us"]
-    assert [r["setting"] for r in records[1:]] == list(bench.SETTINGS)
-    for record in records[1:]:  # until the file can hold the model, each setting says why it did not run
-        assert record.get("skipped") or {"file_bytes", "ratio", "lee50", "latency_us"} <= set(record)
-    assert out.exists()
+    assert [r["setting"] for r in records[1:]] == list(bench.QUICK_SETTINGS)
+    for record in records[1:]:
+        path = Path(record["file"])
+        assert path == tmp_path / "runs" / record["setting"] / "model.dcz"
+        assert record["file_bytes"] == path.stat().st_size
+        assert record["ratio"] == pytest.approx(dense["file_bytes"] / record["file_bytes"])
+        assert all(-1 <= record[k] <= 1 for k in ("wordsim353", "simlex999", "lee50", "cosine_to_dense"))
+        for key in ("latency_us", "dense_latency_us"):  # the file's runtime and PyTorch, back to back
+            assert set(record[key]) == {"16", "128"} and all(us > 0 for us in record[key].values())
+    assert json.loads(out.read_text()) == json.loads(json.dumps(records))
+    one = bench.main(["--quick", "--out", str(out), "--runs", str(tmp_path / "runs"), "--only",
+                      bench.QUICK_SETTINGS[0]])  # rerun one setting: its record replaced, the other kept
+    again = json.loads(out.read_text())
+    assert [r["setting"] for r in again] == ["dense", *bench.QUICK_SETTINGS]
+    assert again[1]["wall_s"] == one[1]["wall_s"] and again[2] == json.loads(json.dumps(records[2]))
+
+
+def test_a_settings_file_runs_at_every_length_like_its_decoded_weights_in_torch(tmp_path, tokenizer):
+    bench = _bench()
+    model = bench.quick_model()
+    recipe = bench.setting_recipe(model, {"fc_bits": 3, "table_bits": 3, "sparsity": 0.2, "finetune": 1})
+    student, outcome = bench.compress_setting(model, tokenizer, recipe, tmp_path, 8)
+    path = Path(outcome["file"])
+    assert outcome["bits"]["embed.table"] == 3  # the setting's widths and sparsity reached the file
+    assert student.embed.table.weight.ne(0).float().mean().item() == pytest.approx(0.8, abs=0.01)
+    load_into(student, path)  # the reference: PyTorch on the weights decoded from the file
+    run = bench.file_encoder(path)
+    for t in (5, 16, 100):  # the file was captured on windows of 64 tokens
+        x = bench.real_windows(tokenizer, t)[:2]
+        with torch.no_grad():
+            want = student(torch.from_numpy(x)).numpy()
+        assert np.abs(run(x) - want).max() <= 1e-5 * np.abs(want).max(), t
 
 
 def test_compress_model_distils_when_given_the_objective(tmp_path):

@@ -1,5 +1,6 @@
 """Bit-exact round trips of the .dcz format, against dense numpy and hand-written references."""
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -24,6 +25,14 @@ def random_quantized(rng, shape, density, k, zero_run=0):
     if zero_run:
         weight.reshape(shape[0], -1)[:, : zero_run // shape[0]] = 0
     return weight, codebook
+
+
+def lowest_version(layers) -> int:
+    """The version a writer must write (docs/FORMAT.md section 11): 3 when a layer stores every position,
+    else 2 when one stores f16 values, else 1."""
+    if any(layer.nnz == layer.size for layer in layers):
+        return 3
+    return 2 if any(layer.value_dtype == "f16" for layer in layers) else 1
 
 
 def roundtrip(layers, meta=None):
@@ -232,14 +241,14 @@ def test_f16_roundtrip_decodes_to_the_rounded_values_exactly(kind, shape, densit
     bias = rng.normal(size=shape[0]).astype(np.float32)
     layer = QuantizedLayer.from_dense("w", kind, weight, codebook, bias=bias, gap_bits=4, value_dtype="f16")
     (out,), blob = roundtrip([layer])
-    assert version_of(blob) == 2 and out.value_dtype == "f16" and out.equals(layer)
+    assert version_of(blob) == lowest_version([layer]) and out.value_dtype == "f16" and out.equals(layer)
     assert out.codebook.dtype == np.float32 and out.codebook.tobytes() == f16(codebook).tobytes()
     assert out.bias.dtype == np.float32 and out.bias.tobytes() == f16(bias).tobytes()
     rounded = np.where(weight != 0, f16(weight), 0)  # every stored weight is its codebook entry, rounded
     assert np.array_equal(out.to_dense(), rounded)
     full = QuantizedLayer.from_dense("w", kind, weight, codebook, bias=bias, gap_bits=4)
     f32_blob = encode([full], {})
-    assert version_of(f32_blob) == 1 and len(f32_blob) - len(blob) == 2 * (16 + shape[0])
+    assert version_of(f32_blob) == lowest_version([full]) and len(f32_blob) - len(blob) == 2 * (16 + shape[0])
 
 
 VALUES = st.floats(-7e4, 7e4, width=32)  # beyond float16's 65504 on purpose
@@ -260,7 +269,7 @@ def test_random_values_roundtrip_in_either_dtype(value_dtype, codebook, rows, co
         return
     layer = QuantizedLayer("l", "fc", (rows, cols), codebook, positions, indices, bias, value_dtype=value_dtype)
     (out,), blob = roundtrip([layer])
-    assert out.equals(layer) and version_of(blob) == (2 if value_dtype == "f16" else 1)
+    assert out.equals(layer) and version_of(blob) == lowest_version([layer])
     expect = f16 if value_dtype == "f16" else (lambda v: np.asarray(v, np.float32))
     assert out.codebook.tobytes() == expect(codebook).tobytes()
     assert (out.bias is None) == (bias is None) and (bias is None or out.bias.tobytes() == expect(bias).tobytes())
@@ -352,3 +361,25 @@ def test_format_package_does_not_import_torch():
     import sys
     code = "import sys, deepcompress.format; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("value_dtype", ["f32", "f16"])
+def test_a_layer_storing_every_position_has_no_gap_stream(value_dtype):
+    rng = np.random.default_rng(5)
+    weight, codebook = random_quantized(rng, (7, 9), 1.0, 16)
+    weight[weight == 0] = codebook[codebook != 0][0]  # no stored zero weight: every position holds one
+    layer = QuantizedLayer.from_dense("w", "fc", weight, codebook, gap_bits=1, value_dtype=value_dtype)
+    pruned = dataclasses.replace(layer, positions=layer.positions[1:], indices=layer.indices[1:])
+    (out,), blob = roundtrip([layer])
+    assert out.equals(layer) and version_of(blob) == 3
+    assert size_breakdown(blob).layers[0].gap == 0 < size_breakdown(encode([pruned], {})).layers[0].gap
+    assert version_of(encode([pruned], {})) == (2 if value_dtype == "f16" else 1)  # no all-stored layer: as before
+
+
+def test_an_all_stored_flag_must_agree_with_the_counts():
+    layer = QuantizedLayer("w", "fc", (2, 2), [0.5], [0, 1, 2, 3], [0, 0, 0, 0])
+    blob = bytearray(encode([layer], {}))
+    rec_flags = blob.index(bytes([1, layer.gap_bits, 1, 8]))  # index bits, gap bits, f32, flags: all stored
+    blob[rec_flags + 3] = 8 | 2  # claims a Huffman-coded gap stream too
+    with pytest.raises(FormatError, match="all-stored layer"):
+        decode(bytes(blob), verify_crc=False)

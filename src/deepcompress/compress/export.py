@@ -36,6 +36,8 @@ def architecture_ops(model: nn.Module, example_input: torch.Tensor, variable_axe
 
 def smallest_encoding(layer: dcz.QuantizedLayer) -> dcz.QuantizedLayer:
     """The same layer with the relative-index width (1..8 bits) that makes its encoding smallest."""
+    if layer.nnz == layer.size:
+        return dataclasses.replace(layer, gap_bits=1)  # every position stored: the file has no gap stream
     candidates = [dataclasses.replace(layer, gap_bits=bits) for bits in range(1, 9)]
     return min(candidates, key=lambda c: len(dcz.encode([c], {})))
 

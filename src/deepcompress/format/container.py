@@ -15,7 +15,7 @@ from deepcompress.atomic import write_bytes
 from . import relindex
 from .errors import FormatError, located, reading
 from .layer import LayerError, QuantizedLayer
-from .manifest import (CRC, FLAG_BIAS, FLAG_GAP_HUFFMAN, FLAG_INDEX_HUFFMAN, SECTIONS, VALUE_CODES, VALUE_DTYPES,
+from .manifest import (CRC, FLAG_ALL_STORED, FLAG_BIAS, FLAG_GAP_HUFFMAN, FLAG_INDEX_HUFFMAN, SECTIONS, VALUE_CODES, VALUE_DTYPES,
                        VALUE_NUMPY, LayerRecord, check_crc, pack_preamble, parse_meta, parse_preamble, weight_limit)
 from .streams import decode_stream, encode_stream
 
@@ -40,14 +40,16 @@ def _encode_layer(layer: QuantizedLayer) -> tuple[LayerRecord, list[bytes]]:
     layer = dataclasses.replace(layer)  # re-checks fields a caller may have changed since construction
     if min(layer.shape) < 1:
         raise LayerError(layer.name, [f"shape {layer.shape}: a file stores layers whose dims are all >= 1"])
+    all_stored = layer.nnz == layer.size  # the positions are 0..size-1: no gap stream is needed
     gaps = relindex.positions_to_gaps(layer.positions, layer.gap_bits)
     index_data, index_huff = encode_stream(layer.indices, layer.codebook.size, layer.index_bits)
-    gap_data, gap_huff = encode_stream(gaps, 1 << layer.gap_bits, layer.gap_bits)
+    gap_data, gap_huff = (b"", False) if all_stored else encode_stream(gaps, 1 << layer.gap_bits, layer.gap_bits)
     value_dtype = VALUE_CODES[layer.value_dtype]
     values = VALUE_NUMPY[value_dtype]  # exact: the layer already holds values of that type
     bias = b"" if layer.bias is None else layer.bias.astype(values).tobytes()
     sections = [layer.codebook.astype(values).tobytes(), index_data, gap_data, bias]
-    flags = (FLAG_INDEX_HUFFMAN * index_huff) | (FLAG_GAP_HUFFMAN * gap_huff) | (FLAG_BIAS * (layer.bias is not None))
+    flags = ((FLAG_INDEX_HUFFMAN * index_huff) | (FLAG_GAP_HUFFMAN * gap_huff) | (FLAG_BIAS * (layer.bias is not None))
+             | (FLAG_ALL_STORED * all_stored))
     record = LayerRecord(layer.name, layer.kind, layer.shape, layer.index_bits, layer.gap_bits, flags,
                          layer.codebook.size, layer.nnz, gaps.size, tuple(len(s) for s in sections),
                          value_dtype=value_dtype)
@@ -79,11 +81,7 @@ def encode(layers, meta: dict) -> bytes:
 def _decode_layer(rec: LayerRecord, sections: list) -> QuantizedLayer:
     codebook_raw, index_raw, gap_raw, bias_raw = sections
     with located(section="gap stream"):
-        gaps = decode_stream(gap_raw, 1 << rec.gap_bits, rec.gap_bits, rec.entries,
-                             bool(rec.flags & FLAG_GAP_HUFFMAN))
-        positions = relindex.gaps_to_positions(gaps, rec.gap_bits, rec.size)
-        if positions.size != rec.nnz:
-            raise FormatError(f"expected {rec.nnz} real entries (manifest), got {positions.size}")
+        positions = _positions(rec, gap_raw)
     with located(section="index stream"):
         indices = decode_stream(index_raw, rec.codebook_size, rec.index_bits, rec.nnz,
                                 bool(rec.flags & FLAG_INDEX_HUFFMAN))
@@ -95,6 +93,17 @@ def _decode_layer(rec: LayerRecord, sections: list) -> QuantizedLayer:
                               rec.index_bits, rec.gap_bits, VALUE_DTYPES[rec.value_dtype])
     except LayerError as err:
         raise FormatError("; ".join(err.problems)) from None
+
+
+def _positions(rec: LayerRecord, gap_raw: bytes) -> np.ndarray:
+    """The layer's nonzero positions: every one for an all-stored layer, else decoded from its gaps."""
+    if rec.flags & FLAG_ALL_STORED:
+        return np.arange(rec.size, dtype=np.int64)
+    gaps = decode_stream(gap_raw, 1 << rec.gap_bits, rec.gap_bits, rec.entries, bool(rec.flags & FLAG_GAP_HUFFMAN))
+    positions = relindex.gaps_to_positions(gaps, rec.gap_bits, rec.size)
+    if positions.size != rec.nnz:
+        raise FormatError(f"expected {rec.nnz} real entries (manifest), got {positions.size}")
+    return positions
 
 
 def read_sections(cur, rec: LayerRecord, verify_crc: bool = True) -> list:

@@ -20,7 +20,7 @@ from .errors import FormatError, located
 from .layer import KIND_NDIM, MAX_GAP_BITS, MAX_INDEX_BITS, MAX_LAYER_ELEMENTS
 
 MAGIC = b"DCZ\x1a"
-VERSION = 2  # the newest version this reader accepts; a writer writes the lowest one that holds the file
+VERSION = 3  # the newest version this reader accepts; a writer writes the lowest one that holds the file
 HEADER = "<4sHHIII"  # magic, version, flags, n_layers, meta_len, manifest_len
 HEADER_BYTES = struct.calcsize(HEADER)
 CRC = "<I"
@@ -33,6 +33,8 @@ VALUE_BYTES = {VALUE_F32: 4, VALUE_F16: 2}
 VALUE_NUMPY = {VALUE_F32: "<f4", VALUE_F16: "<f2"}
 VALUE_SINCE = {VALUE_F32: 1, VALUE_F16: 2}  # the first file format version with that value dtype
 FLAG_INDEX_HUFFMAN, FLAG_GAP_HUFFMAN, FLAG_BIAS = 1, 2, 4
+FLAG_ALL_STORED = 8  # every position holds a weight: no gap stream (version 3 on)
+FLAGS_SINCE = {FLAG_INDEX_HUFFMAN: 1, FLAG_GAP_HUFFMAN: 1, FLAG_BIAS: 1, FLAG_ALL_STORED: 3}
 _RECORD_TAIL = "<BBBBHIIIIII"  # index bits, gap bits, value dtype, flags, K, nnz, entries, 4 lengths
 SECTIONS = ("codebook", "index stream", "gap stream", "bias")
 _MIN_RECORD = struct.calcsize("<H") + 1 + 2 + 4 * 2 + struct.calcsize(_RECORD_TAIL)
@@ -82,9 +84,11 @@ def weight_limit(file_bytes: int) -> int:
 
 
 def file_version(records: list[LayerRecord]) -> int:
-    """The lowest format version that can hold these records: 1 unless a layer stores float16 values, so
-    an all-float32 file is byte-identical to what a version-1 writer produced."""
-    return max([1] + [VALUE_SINCE[r.value_dtype] for r in records])
+    """The lowest format version that can hold these records: 1 unless a layer stores float16 values (2)
+    or stores every position without a gap stream (3), so a file that needs neither is byte-identical to
+    what a version-1 writer produced."""
+    return max([1] + [VALUE_SINCE[r.value_dtype] for r in records]
+               + [since for r in records for flag, since in FLAGS_SINCE.items() if r.flags & flag])
 
 
 def pack_preamble(meta_json: bytes, records: list[LayerRecord]) -> bytes:
@@ -224,7 +228,13 @@ def _check_record(rec: LayerRecord, version: int) -> None:
     need(rec.value_dtype in allowed, "value dtype",
          " or ".join(f"{code} ({VALUE_DTYPES[code]})" for code in allowed) + f" in a version-{version} file",
          rec.value_dtype)
-    need(rec.flags < 8, "stream flags", "only bits 0-2 set", f"{rec.flags:#04x}")
+    known = sum(flag for flag, since in FLAGS_SINCE.items() if since <= version)
+    need(rec.flags & ~known == 0, "stream flags", f"only bits of {known:#04x} set in a version-{version} file",
+         f"{rec.flags:#04x}")
+    if rec.flags & FLAG_ALL_STORED:
+        need(rec.nnz == rec.entries == rec.size and rec.section_lengths[2] == 0 and not rec.flags & FLAG_GAP_HUFFMAN,
+             "all-stored layer", f"{rec.size} nonzeros and entries, no gap stream",
+             f"{rec.nnz} nonzeros, {rec.entries} entries, {rec.section_lengths[2]}-byte gap stream")
     need(rec.codebook_size <= 1 << rec.index_bits, "codebook size",
          f"at most 2**{rec.index_bits}", rec.codebook_size)
     need(rec.nnz <= rec.entries <= rec.size, "entry counts",

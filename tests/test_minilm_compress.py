@@ -82,3 +82,19 @@ def test_compress_minilm_writes_a_file_that_runs_at_any_length(tmp_path, tiny_mi
 def test_compress_minilm_refuses_what_does_not_apply(tmp_path, capsys, args, message):
     assert main(["compress", "--model", "minilm", "--out", str(tmp_path / "o"), *args]) == 1
     assert message in capsys.readouterr().err
+
+
+def test_the_hardware_models_cost_a_minilm_file_on_its_real_activations(tmp_path, tiny_minilm):
+    import sys
+    sys.path.insert(0, "benchmarks")
+    from minilm_hardware import costs
+
+    recipe, out = tmp_path / "r.toml", tmp_path / "run"
+    recipe.write_text(RECIPE)
+    assert main(["compress", "--model", "minilm", "--recipe", str(recipe), "--out", str(out), "--quiet"]) == 0
+    ids = torch.randint(1000, 2000, (1, 20), generator=torch.Generator().manual_seed(0))
+    got = costs(out / "model.dcz", with_positions(ids, TINY.vocab_size).numpy(), max_vectors=4)
+    assert got["tokens"] == 20
+    assert got["eie"]["partial"] and any(name.startswith("matmul") for name in got["eie"]["skipped_layers"])
+    assert got["eie"]["frames_per_j"] > 0 and got["diannao"]["frames_per_j"] > 0
+    assert "embed.table" in got["diannao"]["skipped_layers"]  # a lookup, not costed

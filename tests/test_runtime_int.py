@@ -90,9 +90,9 @@ def test_every_layout_and_path_equals_numpy_reference(book, shape, density, prec
                 assert np.array_equal(y, ref[i]), (name, path, i)
 
 
-@pytest.mark.parametrize("shape", [(1, 3), (63, 4), (64, 5), (65, 130), (200, 7), (129, 1001)])
+@pytest.mark.parametrize("shape", [(1, 3), (63, 4), (64, 5), (65, 130), (200, 7), (129, 1001), (70, 513)])
 @pytest.mark.parametrize("signs", ["relu", "signed", "sparse"])
-@pytest.mark.parametrize("name", ["blocks", "quads", "rowquads"])
+@pytest.mark.parametrize("name", ["blocks", "quads", "rowquads", "panelquads"])
 def test_block_layouts_batches_and_odd_shapes_equal_numpy_reference(shape, signs, name):
     """The 64-row block kernels: partial blocks, column counts not a multiple of 4 (padded quads), the
     batched call (many samples per call, more than one call) and post-ReLU, signed and very sparse inputs."""
@@ -108,7 +108,7 @@ def test_block_layouts_batches_and_odd_shapes_equal_numpy_reference(shape, signs
     ref = reference_forward(nz, bias, x, "int8")
     for path in PATHS:
         fc = IntLinear(nz, bias, "int8", name, path=path)
-        if name != "rowquads":
+        if name not in ("rowquads", "panelquads"):
             assert fc.layout.store.ctypes.data % 64 == 0
         assert np.array_equal(fc(x), ref), path
         assert np.array_equal(fc(x[:2]), ref[:2]), path
@@ -117,7 +117,30 @@ def test_block_layouts_batches_and_odd_shapes_equal_numpy_reference(shape, signs
         assert np.array_equal(y, ref[5]), path
 
 
-@pytest.mark.parametrize("name", ["blocks", "quads", "rowquads"])
+@pytest.mark.parametrize("signs", ["relu", "signed"])
+def test_panelquads_empty_rows_and_panels_equal_numpy_reference(signs):
+    """Rows with weights in only some column panels (the sums kept between panels; a row's first panel
+    empty), rows with none, a last panel of one column; batches of 1, 5 (32 lanes), 40 and 64 (64 lanes)."""
+    rng = np.random.default_rng(7)
+    book = codebook_of("k16", rng)
+    w = book[rng.integers(0, 16, (90, 513))] * (rng.random((90, 513)) < 0.3)
+    w[:30, :256] = 0  # nothing in panel 0
+    w[30:60, 256:512] = 0  # nothing in panel 1
+    w[60:70] = 0  # empty rows
+    w[70:80, :512] = 0  # only the one-column last panel
+    nz = from_dense(w.astype(np.float32), book)
+    bias = rng.standard_normal(90).astype(np.float32)
+    x = rng.standard_normal((64, 513)).astype(np.float32)
+    x = np.maximum(x, 0) if signs == "relu" else x
+    ref = reference_forward(nz, bias, x, "int8")
+    for path in PATHS:
+        fc = IntLinear(nz, bias, "int8", "panelquads", path=path)
+        assert fc.layout.panels == 3
+        for n in (1, 5, 40, 64):
+            assert np.array_equal(fc(x[:n]), ref[:n]), (path, n)
+
+
+@pytest.mark.parametrize("name", ["blocks", "quads", "rowquads", "panelquads"])
 def test_block_layouts_are_int8_only(name):
     nz = layer(np.random.default_rng(2), (5, 8), 0.5, "k7")
     with pytest.raises(ValueError, match="no int16 kernels"):
@@ -219,7 +242,7 @@ book = np.linspace(-1, 1, 16).astype(np.float32)
 w = book[rng.integers(0, 16, (70, 90))] * (rng.random((70, 90)) < 0.3)
 nz = from_dense(w.astype(np.float32), book)
 x = np.maximum(rng.standard_normal((40, 90)), 0).astype(np.float32)
-for name in ("auto", "blocks", "quads", "rowquads", "rows"):
+for name in ("auto", "blocks", "quads", "rowquads", "panelquads", "rows"):
     assert np.array_equal(IntLinear(nz, None, "int8", name, batch=40)(x), reference_forward(nz, np.zeros(70), x, "int8"))
 for layout in ("csc", "panel"):
     got = SparseLinear.from_layer(nz, layout=layout, batch=40)(x)

@@ -505,6 +505,58 @@ AVX2 void dc_rowquads8_avx2(const int32_t *row_ptr, int64_t rows, const uint16_t
     else rowquads_pass(row_ptr, rows, qcols, qw, xt, lanes, acc, 0);
 }
 
+/* dc_panelquads8_avx2 for inputs with (neg) or without negative entries */
+AVX2 INLINE void panelquads_pass(const int32_t *row_ptr, int64_t rows, int64_t panels, int64_t width, const uint32_t *qcols,
+                                 const uint32_t *qw, const int8_t *xt, int64_t lanes, int32_t *acc, const int neg) {
+    for (int64_t l0 = 0, two; l0 < lanes; l0 += two ? 64 : 32) {
+        two = l0 + 64 <= lanes;
+        for (int64_t p = 0; p < panels; p++) {
+            const int8_t *x = xt + p * width * lanes + l0;
+            const int32_t *ptr = row_ptr + p * rows;
+            for (int64_t r = 0; r < rows; r++) {
+                int32_t q0 = ptr[r], q1 = ptr[r + 1];
+                __m256i *o = (__m256i *)(acc + r * lanes + l0);
+                if (p && q0 == q1) continue;
+                __m256i a[8];
+                _Pragma("GCC unroll 8")
+                for (int v = 0; v < 8; v++) a[v] = p && (v < 4 || two) ? _mm256_loadu_si256(o + v) : _mm256_setzero_si256();
+                for (int32_t q = q0; q < q1; q++) {
+                    uint32_t c = qcols[q];
+                    __m256i wv = _mm256_set1_epi32((int32_t)qw[q]), wabs = _mm256_abs_epi8(wv);
+                    const int8_t *p0 = x + (c & 255) * lanes, *p1 = x + ((c >> 8) & 255) * lanes;
+                    const int8_t *p2 = x + ((c >> 16) & 255) * lanes, *p3 = x + (c >> 24) * lanes;
+                    lane_quads(a, p0, p1, p2, p3, wv, wabs, neg);
+                    if (two) lane_quads(a + 4, p0 + 32, p1 + 32, p2 + 32, p3 + 32, wv, wabs, neg);
+                }
+                _Pragma("GCC unroll 8")
+                for (int v = 0; v < 8; v++) if (v < 4 || two) _mm256_storeu_si256(o + v, a[v]);
+            }
+        }
+    }
+    /* the sums were kept in lane_quads' order: put every 32 lanes back in lane order */
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t l0 = 0; l0 < lanes; l0 += 32) {
+            __m256i a[4], *o = (__m256i *)(acc + r * lanes + l0);
+            _Pragma("GCC unroll 4")
+            for (int v = 0; v < 4; v++) a[v] = _mm256_loadu_si256(o + v);
+            store_lanes((int32_t *)o, a);
+        }
+}
+
+/* acc[r * lanes + l] = sum_j W[r, j] xt[j * lanes + l], the batch transposed as for dc_rowquads8_avx2
+   (xt: panels * width rows of lanes int8, lanes a multiple of 32), with the columns cut into panels of
+   `width` (at most 256) columns: a panel's inputs for 64 lanes (16 KB at 256) stay in L1 while every row's
+   quads in that panel go by, where rowquads' random columns over the whole batch (cols x 64 bytes)
+   come from L2. Row r's quads in panel p are row_ptr[p * rows + r] .. row_ptr[p * rows + r + 1];
+   quad q's four columns are bytes of qcols[q] (offsets in the panel, lowest byte first), its four
+   int8 weights those of qw[q]. Sums stay in memory (acc) between panels. */
+AVX2 void dc_panelquads8_avx2(const int32_t *row_ptr, int64_t rows, int64_t panels, int64_t width,
+                              const uint32_t *qcols, const uint32_t *qw, const int8_t *xt, int64_t lanes, int neg,
+                              int32_t *acc) {
+    if (neg) panelquads_pass(row_ptr, rows, panels, width, qcols, qw, xt, lanes, acc, 1);
+    else panelquads_pass(row_ptr, rows, panels, width, qcols, qw, xt, lanes, acc, 0);
+}
+
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_lut", "SIMD kernels, loaded with ctypes.", -1, NULL};
 
 PyMODINIT_FUNC PyInit__lut(void) { return PyModule_Create(&module); }

@@ -26,7 +26,8 @@ from .quantize import quantize_into
 PATHS = ("portable", "avx2", "vnni")
 # every function of the extension (_lut.c, _spmm.c) the runtime binds
 SYMBOLS = ("dc_features", "dc_rows8_avx2", "dc_rows8_vnni", "dc_rows16_avx2", "dc_cols8_avx2", "dc_blocks8_avx2",
-           "dc_blocks8_scratch", "dc_quads8_avx2", "dc_quads8_scratch", "dc_rowquads8_avx2", "dc_csc_matvec_f32",
+           "dc_blocks8_scratch", "dc_quads8_avx2", "dc_quads8_scratch", "dc_rowquads8_avx2", "dc_panelquads8_avx2",
+           "dc_csc_matvec_f32",
            "dc_panel_matmat_f32")
 _F_AVX2, _F_VNNI = 1, 2
 
@@ -183,6 +184,23 @@ def rowquads_portable(row_ptr, qcols, qw, xt, acc):
 
 
 @njit(cache=True, nogil=True)
+def panelquads_portable(row_ptr, qcols, qw, panel_cols, xt, acc):
+    """acc[r, l] = sum_j W[r, j] xt[j, l] for the panel-quad layout (intlayouts.PanelQuadsLayout):
+    row r's quads in panel p are row_ptr[p * rows + r] .. + 1, their columns offsets in the panel."""
+    acc[:] = 0
+    rows = acc.shape[0]
+    panels = (row_ptr.shape[0] - 1) // max(rows, 1)
+    for p in range(panels):
+        for r in range(rows):
+            for q in range(row_ptr[p * rows + r], row_ptr[p * rows + r + 1]):
+                for i in range(4):
+                    w = np.int64(qw[q, i])
+                    xr = xt[p * panel_cols + np.int64(qcols[q, i])]
+                    for lane in range(xt.shape[1]):
+                        acc[r, lane] += w * np.int64(xr[lane])
+
+
+@njit(cache=True, nogil=True)
 def quantize_transposed(x, qmax, row, xt, scales):
     """xt[:, i] = q_x of x[i] (quantize_into, via the buffer `row`) and scales[i] = its s_x for each row
     of x; the lanes of xt past x's rows are set to 0. Returns 1 if some q_x is negative, else 0."""
@@ -264,6 +282,7 @@ if LIB is not None:
     _quads8_avx2 = _bind(LIB, "dc_quads8_avx2", _P, _I64, _I64, _P, _I64, _I64, _P, _P)
     _rowquads8_avx2 = _bind(LIB, "dc_rowquads8_avx2", _P, _I64, _P, _P, _P, _I64, _INT, _P)
     LIB.dc_quads8_scratch.argtypes, LIB.dc_quads8_scratch.restype = [_I64], _I64
+    _panelquads8_avx2 = _bind(LIB, "dc_panelquads8_avx2", _P, _I64, _I64, _I64, _P, _P, _P, _I64, _INT, _P)
 
     @njit(cache=False, nogil=True)
     def rows8_simd(vnni, store, mask, nibble, table, chunks, x, acc):
@@ -367,4 +386,19 @@ if LIB is not None:
         """y[i] = W x[i] + b in int8 on the row-quad layout for the rows of x (N <= xt's lanes)."""
         neg = quantize_transposed(x, 127, row, xt, scales)
         rowquads8_simd(row_ptr, qcols, qw, xt, neg, acc)
+        finish_transposed(acc, s_w, scales, bias, y)
+
+    @njit(cache=False, nogil=True)
+    def panelquads8_simd(row_ptr, panels, width, qcols, qw, xt, neg, acc):
+        """dc_panelquads8_avx2: acc (rows, lanes) = W xt, xt (panels * width, lanes) int8, lanes a multiple
+        of 32; qcols, qw: (quads, 4) uint8 offsets in the panel and int8 weights; neg: whether xt has a
+        negative entry."""
+        _panelquads8_avx2(row_ptr.ctypes, acc.shape[0], panels, width, qcols.ctypes, qw.ctypes, xt.ctypes,
+                          xt.shape[1], neg, acc.ctypes)
+
+    @njit(cache=False, nogil=True)
+    def panelquads8_batch_fused(row_ptr, panels, width, qcols, qw, x, row, xt, scales, acc, s_w, bias, y):
+        """y[i] = W x[i] + b in int8 on the panel-quad layout for the rows of x (N <= xt's lanes)."""
+        neg = quantize_transposed(x, 127, row, xt, scales)
+        panelquads8_simd(row_ptr, panels, width, qcols, qw, xt, neg, acc)
         finish_transposed(acc, s_w, scales, bias, y)

@@ -140,6 +140,27 @@ def test_panelquads_empty_rows_and_panels_equal_numpy_reference(signs):
             assert np.array_equal(fc(x[:n]), ref[:n]), (path, n)
 
 
+@pytest.mark.skipif("avx2" not in PATHS, reason="no AVX2 here")
+@pytest.mark.parametrize("n, cols, lanes", [(1, 1, 32), (5, 17, 32), (32, 300, 32), (40, 513, 64), (64, 64, 64)])
+def test_batch_transpose_equals_numpy(n, cols, lanes):
+    """The batched row-quad kernels' input: quantized rows transposed into lanes, zero past the batch,
+    and the flag that says whether some quantized input is negative."""
+    rng = np.random.default_rng(n + cols)
+    x = rng.standard_normal((n, cols)).astype(np.float32)
+    for signed in (False, True):
+        xs = x if signed else np.maximum(x, 0)
+        xq = np.full((lanes, cols), 5, np.int8)
+        xt = np.full((cols + 3, lanes), 7, np.int8)
+        scales = np.empty(lanes)
+        neg = intkernels.quantize_transposed(xs, 127, xq, xt, scales)
+        q = np.zeros((lanes, cols), np.int8)
+        for i in range(n):
+            q[i], s = quantize_vector(xs[i], "int8")
+            assert scales[i] == s
+        assert np.array_equal(xt[:cols], q.T) and (xt[cols:] == 7).all()
+        assert neg == int((q < 0).any())
+
+
 @pytest.mark.parametrize("name", ["blocks", "quads", "rowquads", "panelquads"])
 def test_block_layouts_are_int8_only(name):
     nz = layer(np.random.default_rng(2), (5, 8), 0.5, "k7")

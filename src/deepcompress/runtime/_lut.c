@@ -557,6 +557,60 @@ AVX2 void dc_panelquads8_avx2(const int32_t *row_ptr, int64_t rows, int64_t pane
     else panelquads_pass(row_ptr, rows, panels, width, qcols, qw, xt, lanes, acc, 0);
 }
 
+/* 16 x 16 bytes transposed: rows src + i * sstride (i < 16) to rows dst + j * dstride; returns the OR of
+   the bytes' sign bits as a 16-bit mask. */
+AVX2 static inline int transpose16(const int8_t *src, int64_t sstride, int8_t *dst, int64_t dstride) {
+    __m128i r[16], t[16];
+    __m128i sign = _mm_setzero_si128();
+    for (int i = 0; i < 16; i++) {
+        r[i] = _mm_loadu_si128((const __m128i *)(src + i * sstride));
+        sign = _mm_or_si128(sign, r[i]);
+    }
+    for (int i = 0; i < 8; i++) {
+        t[i] = _mm_unpacklo_epi8(r[2 * i], r[2 * i + 1]);
+        t[i + 8] = _mm_unpackhi_epi8(r[2 * i], r[2 * i + 1]);
+    }
+    /* t[i], t[i + 8]: columns 0-7, 8-15 of rows 2i, 2i + 1 interleaved; r[4g + i]: columns 4g .. 4g + 3
+       of rows 4i .. 4i + 3; then t[4g + k]: two columns of rows 0-7 (k even) or 8-15 (k odd) */
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm_unpacklo_epi16(t[2 * i], t[2 * i + 1]);
+        r[i + 4] = _mm_unpackhi_epi16(t[2 * i], t[2 * i + 1]);
+        r[i + 8] = _mm_unpacklo_epi16(t[8 + 2 * i], t[8 + 2 * i + 1]);
+        r[i + 12] = _mm_unpackhi_epi16(t[8 + 2 * i], t[8 + 2 * i + 1]);
+    }
+    for (int g = 0; g < 4; g++)
+        for (int i = 0; i < 2; i++) {
+            t[4 * g + i] = _mm_unpacklo_epi32(r[4 * g + 2 * i], r[4 * g + 2 * i + 1]);
+            t[4 * g + i + 2] = _mm_unpackhi_epi32(r[4 * g + 2 * i], r[4 * g + 2 * i + 1]);
+        }
+    /* t[4g + 2h] and t[4g + 2h + 1]: columns 4g + 2h, 4g + 2h + 1 of rows 0-7 and of rows 8-15 */
+    for (int g = 0; g < 4; g++)
+        for (int h = 0; h < 2; h++) {
+            __m128i a = t[4 * g + 2 * h], b = t[4 * g + 2 * h + 1];
+            int c = 4 * g + 2 * h;
+            _mm_storeu_si128((__m128i *)(dst + c * dstride), _mm_unpacklo_epi64(a, b));
+            _mm_storeu_si128((__m128i *)(dst + (c + 1) * dstride), _mm_unpackhi_epi64(a, b));
+        }
+    return _mm_movemask_epi8(sign);
+}
+
+/* xt[j * lanes + i] = xq[i * xstride + j] for i < lanes (a multiple of 16) and j < cols: a batch of
+   quantized rows transposed for the row-quad kernels. Returns 1 if some entry read is negative. */
+AVX2 int dc_transpose8_avx2(const int8_t *xq, int64_t xstride, int64_t lanes, int64_t cols, int8_t *xt) {
+    int sign = 0;
+    int64_t j0 = 0;
+    for (; j0 + 16 <= cols; j0 += 16)
+        for (int64_t i0 = 0; i0 < lanes; i0 += 16)
+            sign |= transpose16(xq + i0 * xstride + j0, xstride, xt + j0 * lanes + i0, lanes);
+    for (int64_t j = j0; j < cols; j++)
+        for (int64_t i = 0; i < lanes; i++) {
+            int8_t v = xq[i * xstride + j];
+            xt[j * lanes + i] = v;
+            sign |= v < 0;
+        }
+    return sign != 0;
+}
+
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_lut", "SIMD kernels, loaded with ctypes.", -1, NULL};
 
 PyMODINIT_FUNC PyInit__lut(void) { return PyModule_Create(&module); }

@@ -27,7 +27,7 @@ PATHS = ("portable", "avx2", "vnni")
 # every function of the extension (_lut.c, _spmm.c) the runtime binds
 SYMBOLS = ("dc_features", "dc_rows8_avx2", "dc_rows8_vnni", "dc_rows16_avx2", "dc_cols8_avx2", "dc_blocks8_avx2",
            "dc_blocks8_scratch", "dc_quads8_avx2", "dc_quads8_scratch", "dc_rowquads8_avx2", "dc_panelquads8_avx2",
-           "dc_csc_matvec_f32",
+           "dc_transpose8_avx2", "dc_csc_matvec_f32",
            "dc_panel_matmat_f32")
 _F_AVX2, _F_VNNI = 1, 2
 
@@ -201,21 +201,6 @@ def panelquads_portable(row_ptr, qcols, qw, panel_cols, xt, acc):
 
 
 @njit(cache=True, nogil=True)
-def quantize_transposed(x, qmax, row, xt, scales):
-    """xt[:, i] = q_x of x[i] (quantize_into, via the buffer `row`) and scales[i] = its s_x for each row
-    of x; the lanes of xt past x's rows are set to 0. Returns 1 if some q_x is negative, else 0."""
-    xt[:, x.shape[0]:] = 0
-    neg = 0
-    for i in range(x.shape[0]):
-        scales[i] = quantize_into(x[i], qmax, row)
-        for j in range(x.shape[1]):
-            xt[j, i] = row[j]
-            if row[j] < 0:
-                neg = 1
-    return neg
-
-
-@njit(cache=True, nogil=True)
 def finish_transposed(acc, scale_w, scales, bias, y):
     """y[i, r] = float32(float64(acc[r, i]) * (scale_w * scales[i])) + bias[r] (finish, lanes of acc)."""
     for i in range(y.shape[0]):
@@ -282,6 +267,8 @@ if LIB is not None:
     _quads8_avx2 = _bind(LIB, "dc_quads8_avx2", _P, _I64, _I64, _P, _I64, _I64, _P, _P)
     _rowquads8_avx2 = _bind(LIB, "dc_rowquads8_avx2", _P, _I64, _P, _P, _P, _I64, _INT, _P)
     LIB.dc_quads8_scratch.argtypes, LIB.dc_quads8_scratch.restype = [_I64], _I64
+    _transpose8_avx2 = _bind(LIB, "dc_transpose8_avx2", _P, _I64, _I64, _I64, _P)
+    _transpose8_avx2.restype = _INT
     _panelquads8_avx2 = _bind(LIB, "dc_panelquads8_avx2", _P, _I64, _I64, _I64, _P, _P, _P, _I64, _INT, _P)
 
     @njit(cache=False, nogil=True)
@@ -382,9 +369,19 @@ if LIB is not None:
                         neg, acc.ctypes)
 
     @njit(cache=False, nogil=True)
-    def rowquads8_batch_fused(row_ptr, qcols, qw, x, row, xt, scales, acc, s_w, bias, y):
+    def quantize_transposed(x, qmax, xq, xt, scales):
+        """xt[:, i] = q_x of x[i] and scales[i] = its s_x for each row of x (quantize_rows into xq, then
+        dc_transpose8_avx2); xt's lanes past x's rows are 0. xq: (xt's lanes, >= in) int8, xt: (>= in,
+        lanes). Returns 1 if some q_x is negative, else 0."""
+        n = x.shape[0]
+        quantize_rows(x, qmax, xq, scales)
+        xq[n:] = 0
+        return _transpose8_avx2(xq.ctypes, xq.shape[1], xt.shape[1], x.shape[1], xt.ctypes)
+
+    @njit(cache=False, nogil=True)
+    def rowquads8_batch_fused(row_ptr, qcols, qw, x, xq, xt, scales, acc, s_w, bias, y):
         """y[i] = W x[i] + b in int8 on the row-quad layout for the rows of x (N <= xt's lanes)."""
-        neg = quantize_transposed(x, 127, row, xt, scales)
+        neg = quantize_transposed(x, 127, xq, xt, scales)
         rowquads8_simd(row_ptr, qcols, qw, xt, neg, acc)
         finish_transposed(acc, s_w, scales, bias, y)
 
@@ -397,8 +394,8 @@ if LIB is not None:
                           xt.shape[1], neg, acc.ctypes)
 
     @njit(cache=False, nogil=True)
-    def panelquads8_batch_fused(row_ptr, panels, width, qcols, qw, x, row, xt, scales, acc, s_w, bias, y):
+    def panelquads8_batch_fused(row_ptr, panels, width, qcols, qw, x, xq, xt, scales, acc, s_w, bias, y):
         """y[i] = W x[i] + b in int8 on the panel-quad layout for the rows of x (N <= xt's lanes)."""
-        neg = quantize_transposed(x, 127, row, xt, scales)
+        neg = quantize_transposed(x, 127, xq, xt, scales)
         panelquads8_simd(row_ptr, panels, width, qcols, qw, xt, neg, acc)
         finish_transposed(acc, s_w, scales, bias, y)

@@ -473,29 +473,29 @@ class RowQuadsLayout:
         if path == "portable":
             return False
         step = min(BATCH_BLOCK, x.shape[0])
-        row, xt, scales, acc = self._buffers(-(-step // LANE_BLOCK) * LANE_BLOCK)
+        xq, xt, scales, acc = self._buffers(-(-step // LANE_BLOCK) * LANE_BLOCK)
         for start in range(0, x.shape[0], step):
             m = min(step, x.shape[0] - start)
-            self._batch_call(x[start:start + m], row, xt, scales, acc, s_w, bias, y[start:start + m])
+            self._batch_call(x[start:start + m], xq, xt, scales, acc, s_w, bias, y[start:start + m])
         return True
 
     def _xt_rows(self) -> int:
         return self.shape[1]
 
     def _buffers(self, lanes: int):
-        """(quantized row, transposed batch, scales, sums) buffers for `lanes` lanes, kept between calls
+        """(quantized batch, transposed batch, scales, sums) buffers for `lanes` lanes, kept between calls
         (fresh 256 KB arrays per call cost page faults: one call at a time per layer, as IntLinear says)."""
         cached = getattr(self, "_cache", None)
         if cached is None or cached[1].shape[1] != lanes:
             xt = aligned_empty((self._xt_rows(), lanes), np.int8)
             xt[...] = 0
-            cached = (np.empty(self.shape[1], np.int8), xt, np.empty(lanes, np.float64),
+            cached = (aligned_empty((lanes, self.shape[1]), np.int8), xt, np.empty(lanes, np.float64),
                       aligned_empty((self.shape[0], lanes), np.int32))
             self._cache = cached
         return cached
 
-    def _batch_call(self, x, row, xt, scales, acc, s_w, bias, y):
-        ik.rowquads8_batch_fused(self.row_ptr, self.qcols, self.qw, x, row, xt, scales, acc, s_w, bias, y)
+    def _batch_call(self, x, xq, xt, scales, acc, s_w, bias, y):
+        ik.rowquads8_batch_fused(self.row_ptr, self.qcols, self.qw, x, xq, xt, scales, acc, s_w, bias, y)
 
     def matvec(self, xq: np.ndarray, acc: np.ndarray, path: str) -> None:
         """acc = W xq (the portable path; the SIMD path runs through run and run_batch)."""
@@ -522,8 +522,8 @@ class PanelQuadsLayout(RowQuadsLayout):
     def _xt_rows(self) -> int:
         return self.panels * PANEL_COLS
 
-    def _batch_call(self, x, row, xt, scales, acc, s_w, bias, y):
-        ik.panelquads8_batch_fused(self.row_ptr, self.panels, PANEL_COLS, self.qcols, self.qw, x, row, xt, scales,
+    def _batch_call(self, x, xq, xt, scales, acc, s_w, bias, y):
+        ik.panelquads8_batch_fused(self.row_ptr, self.panels, PANEL_COLS, self.qcols, self.qw, x, xq, xt, scales,
                                    acc, s_w, bias, y)
 
     def matvec(self, xq: np.ndarray, acc: np.ndarray, path: str) -> None:

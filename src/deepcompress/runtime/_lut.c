@@ -14,6 +14,10 @@ Layouts (built in intlayouts.py):
   rows, stored weights: row r is `chunks*32` int8 (or int16) weights at w + r*stride.
   cols (int8): column j is coded like a row above (codes + j*stride, mask + j*mstride), or as rows_pad
     int8 weights at w + j*stride, rows_pad a multiple of 32.
+  row quads (int8, batches): a row's nonzero int8 weights in quads, 4 column indices (uint16) and the
+    four weights packed in a uint32; panel quads: the same within panels of at most 256 columns, the
+    column offsets in the panel bytes of a uint32. The batch is quantized, transposed (column j's
+    inputs for 32 or 64 samples contiguous: dc_transpose8_avx2) and the sums come out (rows, lanes).
 Inputs x are padded with zeros to chunks*32 entries.
 */
 #define PY_SSIZE_T_CLEAN

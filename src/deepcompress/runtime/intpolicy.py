@@ -5,9 +5,11 @@ Predicted time (ns) = a x units + b x bytes, with (a, b) = COST[precision][layou
   (every weight); cols (and cols-stored): padded rows x the expected nonzero inputs (act_density x
   cols); blocks: the same with rows padded to 64; quads: padded rows x the columns of the quads with
   a nonzero input (1 - (1 - act_density)^4 of them); rowquads: nonzeros plus the padding of the rows
-  to quads; csc: act_density x nnz.
+  to quads; panelquads: nonzeros plus, per row and 256-column panel, the padding to quads and
+  PANEL_VISIT_UNITS for loading and storing the row's sums; csc: act_density x nnz.
 - bytes, what the visited units read from beyond the cache: units x the bytes a unit reads (its
-  storage's bytes per weight, intlayouts.bytes_per_weight; 2 per csc entry, 3 per rowquads weight)
+  storage's bytes per weight, intlayouts.bytes_per_weight; 2 per csc entry, 3 per rowquads weight,
+  2 per panelquads weight)
   x the fraction of the whole layout that does not fit in CACHE_BYTES. Layers that fit pay per unit
   only; layers too large (Alex-6 and VGG-6 hold 10-100 MB) pay for memory traffic.
 act_density None (unknown) is taken as 1, so the choice is safe for dense inputs. At batch > 1 the
@@ -19,9 +21,14 @@ on the development machine: AMD EPYC Zen 3, AVX2, 2 cores shared with other work
 during the run) and copied from benchmarks/results/runtime_calibration.json; `--refit` fits again
 from that file's measured times after a change to this model. CACHE_BYTES is the value of 0.5-16 MB
 whose fit picked the measured-fastest layout most often (16 of 18 layer x precision pairs within 5%).
-rowquads has batched kernels only and is not in the batch-1 calibration: its per-unit cost is the
-median of 12 batch-64 measurements on Alex-7/8, VGG-8, NT-We, NT-LSTM (thread CPU time, load average
-13-17: 0.040-0.093 ns per nonzero and sample), its per-byte term cols-stored's.
+rowquads and panelquads have batched kernels only and are not in the batch-1 calibration: their
+per-unit costs (ns per unit and sample) are the medians over the nine layers of one batch-64 run,
+`python benchmarks/runtime_layers.py --calibrate-batched --cpu-time` (9 interleaved rounds, load
+average 8-9; benchmarks/results/runtime_calibration_batched.json: rowquads 0.032-0.059, panelquads
+0.026-0.052 across the layers), their per-byte term cols-stored's. With them the model picks the
+faster of the two on 8 of the 9 layers of that run (NT-We: rowquads, 2% slower than panelquads).
+PANEL_VISIT_UNITS (4: a row visit's 8 loads and 8 stores of sums, about one quad step's work) is an
+estimate, not fitted.
 """
 
 from __future__ import annotations
@@ -109,9 +116,9 @@ def units_and_bytes(nz: QuantizedLayer, layout: str, precision: str, act_density
 def predicted_ns(nz: QuantizedLayer, precision: str, path: str, act_density: float | None,
                  batch: int = 1) -> dict:
     """{layout: predicted ns per input vector} for every int layout of `precision` at this batch size.
-    The layouts with batched kernels (blocks, quads, rowquads; not on the portable path) stream their
-    weights once per batch, so their byte term is divided by the batch; rowquads runs lanes in tiles of
-    32 samples (a single vector costs a whole tile)."""
+    The layouts with batched kernels (blocks, quads, rowquads, panelquads; not on the portable path)
+    stream their weights once per batch, so their byte term is divided by the batch; rowquads and
+    panelquads run lanes in tiles of 32 samples (a single vector costs a whole tile)."""
     out = {}
     b = max(int(batch), 1)
     for name in LAYOUTS_FOR[precision]:

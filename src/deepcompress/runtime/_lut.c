@@ -15,9 +15,10 @@ Layouts (built in intlayouts.py):
   cols (int8): column j is coded like a row above (codes + j*stride, mask + j*mstride), or as rows_pad
     int8 weights at w + j*stride, rows_pad a multiple of 32.
   row quads (int8, batches): a row's nonzero int8 weights in quads, 4 column indices (uint16) and the
-    four weights packed in a uint32; panel quads: the same within panels of at most 256 columns, the
-    column offsets in the panel bytes of a uint32. The batch is quantized, transposed (column j's
-    inputs for 32 or 64 samples contiguous: dc_transpose8_avx2) and the sums come out (rows, lanes).
+    four weights packed in a uint32; panel quads: the same within panels of at most 256 columns, each
+    quad 6 uint16: its columns' byte offsets in the panel's inputs, then its weights. The batch is
+    quantized, transposed (column j's inputs for 32 or 64 samples contiguous: dc_transpose8_avx2) and
+    the sums come out (rows, lanes).
 Inputs x are padded with zeros to chunks*32 entries.
 */
 #define PY_SSIZE_T_CLEAN
@@ -509,56 +510,58 @@ AVX2 void dc_rowquads8_avx2(const int32_t *row_ptr, int64_t rows, const uint16_t
     else rowquads_pass(row_ptr, rows, qcols, qw, xt, lanes, acc, 0);
 }
 
-/* dc_panelquads8_avx2 for inputs with (neg) or without negative entries */
-AVX2 INLINE void panelquads_pass(const int32_t *row_ptr, int64_t rows, int64_t panels, int64_t width, const uint32_t *qcols,
-                                 const uint32_t *qw, const int8_t *xt, int64_t lanes, int32_t *acc, const int neg) {
-    for (int64_t l0 = 0, two; l0 < lanes; l0 += two ? 64 : 32) {
-        two = l0 + 64 <= lanes;
-        for (int64_t p = 0; p < panels; p++) {
-            const int8_t *x = xt + p * width * lanes + l0;
-            const int32_t *ptr = row_ptr + p * rows;
-            for (int64_t r = 0; r < rows; r++) {
-                int32_t q0 = ptr[r], q1 = ptr[r + 1];
-                __m256i *o = (__m256i *)(acc + r * lanes + l0);
-                if (p && q0 == q1) continue;
-                __m256i a[8];
-                _Pragma("GCC unroll 8")
-                for (int v = 0; v < 8; v++) a[v] = p && (v < 4 || two) ? _mm256_loadu_si256(o + v) : _mm256_setzero_si256();
-                for (int32_t q = q0; q < q1; q++) {
-                    uint32_t c = qcols[q];
-                    __m256i wv = _mm256_set1_epi32((int32_t)qw[q]), wabs = _mm256_abs_epi8(wv);
-                    const int8_t *p0 = x + (c & 255) * lanes, *p1 = x + ((c >> 8) & 255) * lanes;
-                    const int8_t *p2 = x + ((c >> 16) & 255) * lanes, *p3 = x + (c >> 24) * lanes;
-                    lane_quads(a, p0, p1, p2, p3, wv, wabs, neg);
-                    if (two) lane_quads(a + 4, p0 + 32, p1 + 32, p2 + 32, p3 + 32, wv, wabs, neg);
-                }
-                _Pragma("GCC unroll 8")
-                for (int v = 0; v < 8; v++) if (v < 4 || two) _mm256_storeu_si256(o + v, a[v]);
+#define PANEL_LANES 64
+
+/* dc_panelquads8_avx2 for inputs with (neg) or without negative entries, on 64 lanes (two) or 32 */
+AVX2 INLINE void panelquads_pass(const int32_t *row_ptr, int64_t rows, int64_t panels, int64_t width,
+                                 const uint16_t *recs, const int8_t *xt, int32_t *acc, const int neg, const int two) {
+    for (int64_t p = 0; p < panels; p++) {
+        const int8_t *x = xt + p * width * PANEL_LANES;
+        const int32_t *ptr = row_ptr + p * rows;
+        for (int64_t r = 0; r < rows; r++) {
+            int32_t q0 = ptr[r], q1 = ptr[r + 1];
+            __m256i *o = (__m256i *)(acc + r * PANEL_LANES);
+            if (p && q0 == q1) continue;
+            __m256i a[8];
+            _Pragma("GCC unroll 8")
+            for (int v = 0; v < 8; v++) a[v] = p && (v < 4 || two) ? _mm256_loadu_si256(o + v) : _mm256_setzero_si256();
+            for (int32_t q = q0; q < q1; q++) {
+                const uint16_t *e = recs + 6 * (int64_t)q;
+                int32_t w;
+                memcpy(&w, e + 4, 4);
+                __m256i wv = _mm256_set1_epi32(w), wabs = _mm256_abs_epi8(wv);
+                const int8_t *p0 = x + e[0], *p1 = x + e[1], *p2 = x + e[2], *p3 = x + e[3];
+                lane_quads(a, p0, p1, p2, p3, wv, wabs, neg);
+                if (two) lane_quads(a + 4, p0 + 32, p1 + 32, p2 + 32, p3 + 32, wv, wabs, neg);
             }
+            _Pragma("GCC unroll 8")
+            for (int v = 0; v < 8; v++) if (v < 4 || two) _mm256_storeu_si256(o + v, a[v]);
         }
     }
     /* the sums were kept in lane_quads' order: put every 32 lanes back in lane order */
     for (int64_t r = 0; r < rows; r++)
-        for (int64_t l0 = 0; l0 < lanes; l0 += 32) {
-            __m256i a[4], *o = (__m256i *)(acc + r * lanes + l0);
+        for (int64_t l0 = 0; l0 < (two ? 64 : 32); l0 += 32) {
+            __m256i a[4], *o = (__m256i *)(acc + r * PANEL_LANES + l0);
             _Pragma("GCC unroll 4")
             for (int v = 0; v < 4; v++) a[v] = _mm256_loadu_si256(o + v);
             store_lanes((int32_t *)o, a);
         }
 }
 
-/* acc[r * lanes + l] = sum_j W[r, j] xt[j * lanes + l], the batch transposed as for dc_rowquads8_avx2
-   (xt: panels * width rows of lanes int8, lanes a multiple of 32), with the columns cut into panels of
-   `width` (at most 256) columns: a panel's inputs for 64 lanes (16 KB at 256) stay in L1 while every row's
-   quads in that panel go by, where rowquads' random columns over the whole batch (cols x 64 bytes)
-   come from L2. Row r's quads in panel p are row_ptr[p * rows + r] .. row_ptr[p * rows + r + 1];
-   quad q's four columns are bytes of qcols[q] (offsets in the panel, lowest byte first), its four
-   int8 weights those of qw[q]. Sums stay in memory (acc) between panels. */
+/* acc[r * 64 + l] = sum_j W[r, j] xt[j * 64 + l] for lanes l < `lanes` (32 or 64), the batch transposed
+   as for dc_rowquads8_avx2 with a row stride of 64 lanes (xt: panels * width rows of 64 int8; acc: rows
+   x 64 int32, lanes past `lanes` untouched), the columns cut into panels of `width` (at most 256)
+   columns: a panel's inputs for 64 lanes (16 KB at 256) stay in L1 while every row's quads in that panel
+   go by, where rowquads' random columns over the whole batch (cols x 64 bytes) come from L2. Row r's
+   quads in panel p are row_ptr[p * rows + r] .. row_ptr[p * rows + r + 1]; quad q is 6 uint16 at
+   recs + 6q: its four columns' byte offsets in the panel's inputs (column offset x 64, so no multiply
+   per quad), then its four int8 weights. Sums stay in memory (acc) between panels. */
 AVX2 void dc_panelquads8_avx2(const int32_t *row_ptr, int64_t rows, int64_t panels, int64_t width,
-                              const uint32_t *qcols, const uint32_t *qw, const int8_t *xt, int64_t lanes, int neg,
-                              int32_t *acc) {
-    if (neg) panelquads_pass(row_ptr, rows, panels, width, qcols, qw, xt, lanes, acc, 1);
-    else panelquads_pass(row_ptr, rows, panels, width, qcols, qw, xt, lanes, acc, 0);
+                              const uint16_t *recs, const int8_t *xt, int64_t lanes, int neg, int32_t *acc) {
+    if (lanes > 32 && neg) panelquads_pass(row_ptr, rows, panels, width, recs, xt, acc, 1, 1);
+    else if (lanes > 32) panelquads_pass(row_ptr, rows, panels, width, recs, xt, acc, 0, 1);
+    else if (neg) panelquads_pass(row_ptr, rows, panels, width, recs, xt, acc, 1, 0);
+    else panelquads_pass(row_ptr, rows, panels, width, recs, xt, acc, 0, 0);
 }
 
 /* 16 x 16 bytes transposed: rows src + i * sstride (i < 16) to rows dst + j * dstride; returns the OR of

@@ -184,9 +184,10 @@ def rowquads_portable(row_ptr, qcols, qw, xt, acc):
 
 
 @njit(cache=True, nogil=True)
-def panelquads_portable(row_ptr, qcols, qw, panel_cols, xt, acc):
+def panelquads_portable(row_ptr, offsets, qw, panel_cols, panel_lanes, xt, acc):
     """acc[r, l] = sum_j W[r, j] xt[j, l] for the panel-quad layout (intlayouts.PanelQuadsLayout):
-    row r's quads in panel p are row_ptr[p * rows + r] .. + 1, their columns offsets in the panel."""
+    row r's quads in panel p are row_ptr[p * rows + r] .. + 1, their columns' byte offsets in the panel
+    `offsets` (column offset x panel_lanes)."""
     acc[:] = 0
     rows = acc.shape[0]
     panels = (row_ptr.shape[0] - 1) // max(rows, 1)
@@ -195,7 +196,7 @@ def panelquads_portable(row_ptr, qcols, qw, panel_cols, xt, acc):
             for q in range(row_ptr[p * rows + r], row_ptr[p * rows + r + 1]):
                 for i in range(4):
                     w = np.int64(qw[q, i])
-                    xr = xt[p * panel_cols + np.int64(qcols[q, i])]
+                    xr = xt[p * panel_cols + np.int64(offsets[q, i]) // panel_lanes]
                     for lane in range(xt.shape[1]):
                         acc[r, lane] += w * np.int64(xr[lane])
 
@@ -269,7 +270,7 @@ if LIB is not None:
     LIB.dc_quads8_scratch.argtypes, LIB.dc_quads8_scratch.restype = [_I64], _I64
     _transpose8_avx2 = _bind(LIB, "dc_transpose8_avx2", _P, _I64, _I64, _I64, _P)
     _transpose8_avx2.restype = _INT
-    _panelquads8_avx2 = _bind(LIB, "dc_panelquads8_avx2", _P, _I64, _I64, _I64, _P, _P, _P, _I64, _INT, _P)
+    _panelquads8_avx2 = _bind(LIB, "dc_panelquads8_avx2", _P, _I64, _I64, _I64, _P, _P, _I64, _INT, _P)
 
     @njit(cache=False, nogil=True)
     def rows8_simd(vnni, store, mask, nibble, table, chunks, x, acc):
@@ -386,16 +387,15 @@ if LIB is not None:
         finish_transposed(acc, s_w, scales, bias, y)
 
     @njit(cache=False, nogil=True)
-    def panelquads8_simd(row_ptr, panels, width, qcols, qw, xt, neg, acc):
-        """dc_panelquads8_avx2: acc (rows, lanes) = W xt, xt (panels * width, lanes) int8, lanes a multiple
-        of 32; qcols, qw: (quads, 4) uint8 offsets in the panel and int8 weights; neg: whether xt has a
-        negative entry."""
-        _panelquads8_avx2(row_ptr.ctypes, acc.shape[0], panels, width, qcols.ctypes, qw.ctypes, xt.ctypes,
-                          xt.shape[1], neg, acc.ctypes)
+    def panelquads8_simd(row_ptr, panels, width, recs, xt, lanes, neg, acc):
+        """dc_panelquads8_avx2: acc[:, :lanes] = W xt[:, :lanes], xt (panels * width, 64) int8, acc (rows, 64)
+        int32, lanes 32 or 64; recs (quads, 6) uint16; neg: whether xt has a negative entry."""
+        _panelquads8_avx2(row_ptr.ctypes, acc.shape[0], panels, width, recs.ctypes, xt.ctypes, lanes, neg,
+                          acc.ctypes)
 
     @njit(cache=False, nogil=True)
-    def panelquads8_batch_fused(row_ptr, panels, width, qcols, qw, x, xq, xt, scales, acc, s_w, bias, y):
-        """y[i] = W x[i] + b in int8 on the panel-quad layout for the rows of x (N <= xt's lanes)."""
+    def panelquads8_batch_fused(row_ptr, panels, width, recs, x, xq, xt, scales, acc, s_w, bias, y):
+        """y[i] = W x[i] + b in int8 on the panel-quad layout for the rows of x (N <= 64)."""
         neg = quantize_transposed(x, 127, xq, xt, scales)
-        panelquads8_simd(row_ptr, panels, width, qcols, qw, xt, neg, acc)
+        panelquads8_simd(row_ptr, panels, width, recs, xt, 32 if x.shape[0] <= 32 else 64, neg, acc)
         finish_transposed(acc, s_w, scales, bias, y)

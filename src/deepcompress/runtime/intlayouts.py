@@ -26,7 +26,8 @@ Dense layouts hold every weight, pruned ones too, as coded vectors of 32-entry c
   quads. Visits nonzero weights x samples, whatever the input sparsity. A single vector runs as a
   batch of 32 lanes, 31 of them zero, so it is for batches only.
 - `PanelQuadsLayout` (int8, batches): row quads as in RowQuadsLayout, but within column panels of
-  PANEL_COLS columns (8-bit column offsets in the panel), panel by panel: a panel's inputs for 64
+  PANEL_COLS columns (a quad: its columns' byte offsets in the panel's inputs, precomputed, and its
+  weights: 12 bytes), panel by panel: a panel's inputs for 64
   samples (16 KB) stay in L1 while every row's quads in it go by, where rowquads reads four random
   columns of the whole transposed batch (cols x 64 bytes, 256 KB on 4096 inputs) from L2 per quad.
   Sums go to memory between panels. Pays one partial quad per row and panel instead of per row.
@@ -473,11 +474,15 @@ class RowQuadsLayout:
         if path == "portable":
             return False
         step = min(BATCH_BLOCK, x.shape[0])
-        xq, xt, scales, acc = self._buffers(-(-step // LANE_BLOCK) * LANE_BLOCK)
+        xq, xt, scales, acc = self._buffers(self._stride(-(-step // LANE_BLOCK) * LANE_BLOCK))
         for start in range(0, x.shape[0], step):
             m = min(step, x.shape[0] - start)
             self._batch_call(x[start:start + m], xq, xt, scales, acc, s_w, bias, y[start:start + m])
         return True
+
+    def _stride(self, lanes: int) -> int:
+        """Lanes of the transposed batch and sums buffers for a batch step needing `lanes`."""
+        return lanes
 
     def _xt_rows(self) -> int:
         return self.shape[1]
@@ -505,13 +510,18 @@ class RowQuadsLayout:
         acc[:self.shape[0]] = out[:, 0]
 
 
-PANEL_COLS = 256  # columns of a PanelQuadsLayout panel: offsets fit a byte, 64 samples' inputs 16 KB (L1)
+PANEL_COLS = 256  # columns of a PanelQuadsLayout panel: 64 samples' inputs 16 KB (L1)
+PANEL_LANES = 64  # lanes of its transposed batch (a batch step of BATCH_BLOCK samples), 32 or 64 computed
 
 
+@dataclass
 class PanelQuadsLayout(RowQuadsLayout):
-    """RowQuadsLayout within column panels: row r's quads in panel p are row_ptr[p * rows + r] .. + 1,
-    their columns qcols[q] (uint8) offsets from the panel's first column p * PANEL_COLS."""
+    """RowQuadsLayout within column panels: row r's quads in panel p are row_ptr[p * rows + r] .. + 1;
+    quad q is recs[q] (6 uint16): its columns' byte offsets in the panel's transposed inputs (offset
+    from the panel's first column p * PANEL_COLS, times PANEL_LANES), then its four int8 weights.
+    qcols and qw are views of recs (the offsets and the weights)."""
 
+    recs: np.ndarray = None  # uint16 (quads, 6)
     kind = "panelquads"
 
     @property
@@ -522,16 +532,19 @@ class PanelQuadsLayout(RowQuadsLayout):
     def _xt_rows(self) -> int:
         return self.panels * PANEL_COLS
 
+    def _stride(self, lanes: int) -> int:
+        return PANEL_LANES  # the byte offsets in recs assume it
+
     def _batch_call(self, x, xq, xt, scales, acc, s_w, bias, y):
-        ik.panelquads8_batch_fused(self.row_ptr, self.panels, PANEL_COLS, self.qcols, self.qw, x, xq, xt, scales,
-                                   acc, s_w, bias, y)
+        ik.panelquads8_batch_fused(self.row_ptr, self.panels, PANEL_COLS, self.recs, x, xq, xt, scales, acc, s_w,
+                                   bias, y)
 
     def matvec(self, xq: np.ndarray, acc: np.ndarray, path: str) -> None:
         """acc = W xq (the portable path; the SIMD path runs through run and run_batch)."""
         xt = np.zeros((self._xt_rows(), 1), np.int8)
         xt[:self.shape[1], 0] = xq[:self.shape[1]]
         out = np.zeros((self.shape[0], 1), acc.dtype)
-        ik.panelquads_portable(self.row_ptr, self.qcols, self.qw, PANEL_COLS, xt, out)
+        ik.panelquads_portable(self.row_ptr, self.qcols, self.qw, PANEL_COLS, PANEL_LANES, xt, out)
         acc[:self.shape[0]] = out[:, 0]
 
 
@@ -559,10 +572,15 @@ def build_panelquads(nz: QuantizedLayer, precision: str) -> PanelQuadsLayout:
     order = np.lexsort((cols, keys))
     keys, cols, w = keys[order], cols[order], q_c[nz.indices[order]]
     row_ptr, slot = _quads_of(keys, panels * n_rows)
-    qcols = np.zeros(4 * int(row_ptr[-1]), np.uint8)  # padding slots: offset 0 (a real column), weight 0
-    qw = np.zeros(4 * int(row_ptr[-1]), np.int8)
-    qcols[slot], qw[slot] = cols % PANEL_COLS, w
-    return PanelQuadsLayout(nz.matrix_shape, nz.nnz, precision, row_ptr, qcols.reshape(-1, 4), qw.reshape(-1, 4))
+    # padding slots: offset 0 (the panel's first column, a real one) and weight 0
+    offsets = np.zeros(4 * int(row_ptr[-1]), np.uint16)
+    weights = np.zeros(4 * int(row_ptr[-1]), np.int8)
+    offsets[slot], weights[slot] = (cols % PANEL_COLS) * PANEL_LANES, w
+    recs = np.empty((int(row_ptr[-1]), 6), np.uint16)
+    recs[:, :4] = offsets.reshape(-1, 4)
+    recs[:, 4:] = weights.reshape(-1, 4).view(np.uint16)
+    return PanelQuadsLayout(nz.matrix_shape, nz.nnz, precision, row_ptr, recs[:, :4], recs[:, 4:].view(np.int8),
+                            recs)
 
 
 def build_rowquads(nz: QuantizedLayer, precision: str) -> RowQuadsLayout:

@@ -8,8 +8,8 @@ Predicted time (ns) = a x units + b x bytes, with (a, b) = COST[precision][layou
   to quads; panelquads: nonzeros plus, per row and 256-column panel, the padding to quads and
   PANEL_VISIT_UNITS for loading and storing the row's sums; csc: act_density x nnz.
 - bytes, what the visited units read from beyond the cache: units x the bytes a unit reads (its
-  storage's bytes per weight, intlayouts.bytes_per_weight; 2 per csc entry, 3 per rowquads weight,
-  2 per panelquads weight)
+  storage's bytes per weight, intlayouts.bytes_per_weight; 2 per csc entry, 3 per rowquads and
+  panelquads weight)
   x the fraction of the whole layout that does not fit in CACHE_BYTES. Layers that fit pay per unit
   only; layers too large (Alex-6 and VGG-6 hold 10-100 MB) pay for memory traffic.
 act_density None (unknown) is taken as 1, so the choice is safe for dense inputs. At batch > 1 the
@@ -74,9 +74,9 @@ def layout_bytes(nz: QuantizedLayer, layout: str, precision: str) -> tuple[float
         return 2.0 * nz.nnz, 2.0
     if layout == "rowquads":
         return 3.0 * (nz.nnz + 1.5 * n_rows), 3.0
-    if layout == "panelquads":  # 1 B offset + 1 B weight per slot, a 4 B pointer per row and panel
+    if layout == "panelquads":  # 2 B offset + 1 B weight per slot, a 4 B pointer per row and panel
         row_panels = n_rows * panel_count(n_cols)
-        return 2.0 * (nz.nnz + 1.5 * row_panels) + 4.0 * row_panels, 2.0
+        return 3.0 * (nz.nnz + 1.5 * row_panels) + 4.0 * row_panels, 3.0
     if layout in ("blocks", "quads"):
         return float(-(-n_rows // 64) * 64 * n_cols), 1.0
     storage = "stored" if layout.endswith("-stored") else storage_for(quantize_codebook(nz.codebook, precision)[0])[0]

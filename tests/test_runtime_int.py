@@ -152,13 +152,42 @@ def test_batch_transpose_equals_numpy(n, cols, lanes):
         xq = np.full((lanes, cols), 5, np.int8)
         xt = np.full((cols + 3, lanes), 7, np.int8)
         scales = np.empty(lanes)
-        neg = intkernels.quantize_transposed(xs, 127, xq, xt, scales)
+        neg = intkernels.quantize_transposed(xs, xq, xt, scales)
         q = np.zeros((lanes, cols), np.int8)
         for i in range(n):
             q[i], s = quantize_vector(xs[i], "int8")
             assert scales[i] == s
         assert np.array_equal(xt[:cols], q.T) and (xt[cols:] == 7).all()
         assert neg == int((q < 0).any())
+
+
+@pytest.mark.skipif("avx2" not in PATHS, reason="no AVX2 here")
+@pytest.mark.parametrize("cols", [1, 7, 8, 31, 32, 33, 1001])
+def test_batch_quantizer_equals_quantize_into(cols):
+    """The C quantizer of the batched row-quad kernels gives quantize_into's integers and scales (and
+    quantize_vector's, the numpy rule): ties (x * inv exactly k + 0.5 round to even), near-ties, all-zero
+    rows, negative values, lengths around the 8- and 32-float vector steps. (Finite inputs only: the
+    runtime refuses NaN and infinities before any kernel.)"""
+    rng = np.random.default_rng(cols)
+    x = rng.standard_normal((8, cols)).astype(np.float32)
+    x[1] = 0.0
+    x[2] = (np.arange(cols) % 9 - 4.5).astype(np.float32)  # m = 4.5: inexact products x * (127 / 4.5)
+    x[3] = (np.arange(cols) % 255 - 127).astype(np.float32) + 0.5  # m = 126.5 or 127.5, many near-ties
+    x[4] = np.float32(127.0)
+    x[4, ::2] = (np.arange(0, cols, 2) % 20 - 10).astype(np.float32) + 0.5  # inv = 1: exact ties
+    x[5] *= 1e-30  # tiny values
+    x[6, -1] = 3e38  # a huge one: the rest round to 0
+    x[7] = -np.abs(x[7])
+    xq = np.full((8, cols), 9, np.int8)
+    xt = np.zeros((cols, 32), np.int8)
+    scales = np.empty(32)
+    intkernels.quantize_transposed(x, xq, xt, scales)
+    for i in range(8):
+        ref = np.full(cols, 9, np.int8)
+        s = quantize_into(x[i], 127, ref)
+        q, s2 = quantize_vector(x[i], "int8")
+        assert np.array_equal(xq[i], ref) and scales[i] == s, i
+        assert np.array_equal(xq[i], q) and scales[i] == s2, i
 
 
 @pytest.mark.parametrize("name", ["blocks", "quads", "rowquads", "panelquads"])

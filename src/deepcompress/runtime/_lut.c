@@ -25,6 +25,7 @@ Inputs x are padded with zeros to chunks*32 entries.
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include <math.h>
 #include <immintrin.h>
 
 #define F_AVX2 1
@@ -562,6 +563,57 @@ AVX2 void dc_panelquads8_avx2(const int32_t *row_ptr, int64_t rows, int64_t pane
     else if (lanes > 32) panelquads_pass(row_ptr, rows, panels, width, recs, xt, acc, 0, 1);
     else if (neg) panelquads_pass(row_ptr, rows, panels, width, recs, xt, acc, 1, 0);
     else panelquads_pass(row_ptr, rows, panels, width, recs, xt, acc, 0, 0);
+}
+
+/* One vector quantized to int8 as quantize.quantize_into does it, with the same float32 operations:
+   m = max |x|, inv = 127 / m, q = clip(rint(x * inv), -127, 127); returns s_x = m / 127 in float64 (0
+   for an all-zero vector, whose q is 0). For finite x: the runtime refuses NaN and infinite inputs
+   before any kernel (quantize_into's own integers for them vary between its scalar and vector code). */
+AVX2 static double quantize_row8(const float *x, int64_t n, int8_t *q) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 mv = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        mv = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)), mv);
+    float lanes[8];
+    _mm256_storeu_ps(lanes, mv);
+    float m = 0.0f;
+    for (int k = 0; k < 8; k++) if (lanes[k] > m) m = lanes[k];
+    for (int64_t j = i; j < n; j++) {
+        float a = x[j] < 0 ? -x[j] : x[j];
+        if (a > m) m = a;
+    }
+    if (m == 0.0f) {
+        memset(q, 0, (size_t)n);
+        return 0.0;
+    }
+    float inv = 127.0f / m;
+    const __m256 vinv = _mm256_set1_ps(inv), lim = _mm256_set1_ps(127.0f), nlim = _mm256_set1_ps(-127.0f);
+    for (i = 0; i + 32 <= n; i += 32) {
+        __m256i w[4];
+        for (int k = 0; k < 4; k++) {
+            __m256 v = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * k), vinv),
+                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            w[k] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, nlim), lim));
+        }
+        /* packs work per 128-bit lane: the dword permute puts the 32 bytes back in order */
+        __m256i p16a = _mm256_packs_epi32(w[0], w[1]), p16b = _mm256_packs_epi32(w[2], w[3]);
+        __m256i p8 = _mm256_packs_epi16(p16a, p16b);
+        p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(q + i), p8);
+    }
+    for (; i < n; i++) {
+        float v = rintf(x[i] * inv);
+        q[i] = (int8_t)(v < -127.0f ? -127.0f : v > 127.0f ? 127.0f : v);
+    }
+    return (double)m / 127;
+}
+
+/* xq[i * qstride : + cols] = int8 q_x of x[i * xstride : + cols] and scales[i] = its s_x, for i < n
+   (quantize_row8; the same integers and scales as intkernels.quantize_rows). */
+AVX2 void dc_quantize8_avx2(const float *x, int64_t n, int64_t cols, int64_t xstride, int8_t *xq, int64_t qstride,
+                            double *scales) {
+    for (int64_t i = 0; i < n; i++) scales[i] = quantize_row8(x + i * xstride, cols, xq + i * qstride);
 }
 
 /* 16 x 16 bytes transposed: rows src + i * sstride (i < 16) to rows dst + j * dstride; returns the OR of

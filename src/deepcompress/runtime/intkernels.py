@@ -27,7 +27,7 @@ PATHS = ("portable", "avx2", "vnni")
 # every function of the extension (_lut.c, _spmm.c) the runtime binds
 SYMBOLS = ("dc_features", "dc_rows8_avx2", "dc_rows8_vnni", "dc_rows16_avx2", "dc_cols8_avx2", "dc_blocks8_avx2",
            "dc_blocks8_scratch", "dc_quads8_avx2", "dc_quads8_scratch", "dc_rowquads8_avx2", "dc_panelquads8_avx2",
-           "dc_transpose8_avx2", "dc_csc_matvec_f32",
+           "dc_transpose8_avx2", "dc_quantize8_avx2", "dc_csc_matvec_f32",
            "dc_panel_matmat_f32")
 _F_AVX2, _F_VNNI = 1, 2
 
@@ -270,6 +270,7 @@ if LIB is not None:
     LIB.dc_quads8_scratch.argtypes, LIB.dc_quads8_scratch.restype = [_I64], _I64
     _transpose8_avx2 = _bind(LIB, "dc_transpose8_avx2", _P, _I64, _I64, _I64, _P)
     _transpose8_avx2.restype = _INT
+    _quantize8_avx2 = _bind(LIB, "dc_quantize8_avx2", _P, _I64, _I64, _I64, _P, _I64, _P)
     _panelquads8_avx2 = _bind(LIB, "dc_panelquads8_avx2", _P, _I64, _I64, _I64, _P, _P, _I64, _INT, _P)
 
     @njit(cache=False, nogil=True)
@@ -370,19 +371,20 @@ if LIB is not None:
                         neg, acc.ctypes)
 
     @njit(cache=False, nogil=True)
-    def quantize_transposed(x, qmax, xq, xt, scales):
-        """xt[:, i] = q_x of x[i] and scales[i] = its s_x for each row of x (quantize_rows into xq, then
-        dc_transpose8_avx2); xt's lanes past x's rows are 0. xq: (xt's lanes, >= in) int8, xt: (>= in,
-        lanes). Returns 1 if some q_x is negative, else 0."""
+    def quantize_transposed(x, xq, xt, scales):
+        """xt[:, i] = int8 q_x of x[i] and scales[i] = its s_x for each row of x (C-contiguous rows;
+        dc_quantize8_avx2 into xq, the integers and scales of quantize_rows, then dc_transpose8_avx2);
+        xt's lanes past x's rows are 0. xq: (xt's lanes, >= in) int8, xt: (>= in, lanes). Returns 1 if
+        some q_x is negative, else 0."""
         n = x.shape[0]
-        quantize_rows(x, qmax, xq, scales)
+        _quantize8_avx2(x.ctypes, n, x.shape[1], x.strides[0] // 4, xq.ctypes, xq.shape[1], scales.ctypes)
         xq[n:] = 0
         return _transpose8_avx2(xq.ctypes, xq.shape[1], xt.shape[1], x.shape[1], xt.ctypes)
 
     @njit(cache=False, nogil=True)
     def rowquads8_batch_fused(row_ptr, qcols, qw, x, xq, xt, scales, acc, s_w, bias, y):
         """y[i] = W x[i] + b in int8 on the row-quad layout for the rows of x (N <= xt's lanes)."""
-        neg = quantize_transposed(x, 127, xq, xt, scales)
+        neg = quantize_transposed(x, xq, xt, scales)
         rowquads8_simd(row_ptr, qcols, qw, xt, neg, acc)
         finish_transposed(acc, s_w, scales, bias, y)
 
@@ -396,6 +398,6 @@ if LIB is not None:
     @njit(cache=False, nogil=True)
     def panelquads8_batch_fused(row_ptr, panels, width, recs, x, xq, xt, scales, acc, s_w, bias, y):
         """y[i] = W x[i] + b in int8 on the panel-quad layout for the rows of x (N <= 64)."""
-        neg = quantize_transposed(x, 127, xq, xt, scales)
+        neg = quantize_transposed(x, xq, xt, scales)
         panelquads8_simd(row_ptr, panels, width, recs, xt, 32 if x.shape[0] <= 32 else 64, neg, acc)
         finish_transposed(acc, s_w, scales, bias, y)

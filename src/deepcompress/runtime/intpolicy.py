@@ -24,9 +24,9 @@ whose fit picked the measured-fastest layout most often (16 of 18 layer x precis
 rowquads and panelquads have batched kernels only and are not in the batch-1 calibration: their
 per-unit costs (ns per unit and sample) are the medians over the nine layers of one batch-64 run,
 `python benchmarks/runtime_layers.py --calibrate-batched --cpu-time` (9 interleaved rounds, load
-average 8-9; benchmarks/results/runtime_calibration_batched.json: rowquads 0.032-0.059, panelquads
-0.026-0.052 across the layers), their per-byte term cols-stored's. With them the model picks the
-faster of the two on 8 of the 9 layers of that run (NT-We: rowquads, 2% slower than panelquads).
+average 7-7.5; benchmarks/results/runtime_calibration_batched.json: rowquads 0.043-0.069, panelquads
+0.033-0.054 across the layers), their per-byte term cols-stored's. With them the model picks the
+faster of the two on all 9 layers of that run.
 PANEL_VISIT_UNITS (4: a row visit's 8 loads and 8 stores of sums, about one quad step's work) is an
 estimate, not fitted.
 """
@@ -52,8 +52,8 @@ COST = {
              "csc": {"portable": (2.3964, 0.0), "avx2": (2.6466, 0.0)},
              "blocks": {"portable": (0.1469, 0.5541), "avx2": (0.0592, 0.2655)},
              "quads": {"portable": (0.5787, 0.1429), "avx2": (0.0629, 0.1263)},
-             "rowquads": {"portable": (2.2, 0.0), "avx2": (0.0445, 0.0678)},
-             "panelquads": {"portable": (2.2, 0.0), "avx2": (0.037, 0.0678)}},
+             "rowquads": {"portable": (2.2, 0.0), "avx2": (0.0545, 0.0678)},
+             "panelquads": {"portable": (2.2, 0.0), "avx2": (0.039, 0.0678)}},
     "int16": {"rows": {"portable": (2.1862, 0.0), "avx2": (0.1587, 0.0)},
              "rows-stored": {"portable": (0.5548, 0.0), "avx2": (0.205, 0.007)},
              "cols": {"portable": (2.2393, 0.0), "avx2": (2.2669, 0.0)},

@@ -18,8 +18,8 @@
 #include <immintrin.h>
 void dc_rowquads8_avx2(const int32_t *row_ptr, int64_t rows, const uint16_t *qcols, const uint32_t *qw,
                        const int8_t *xt, int64_t lanes, int neg, int32_t *acc);
-void dc_panelquads8_avx2(const int32_t *row_ptr, int64_t rows, int64_t panels, int64_t width, const uint32_t *qcols,
-                         const uint32_t *qw, const int8_t *xt, int64_t lanes, int neg, int32_t *acc);
+void dc_panelquads8_avx2(const int32_t *row_ptr, int64_t rows, int64_t panels, int64_t width, const uint16_t *recs,
+                         const int8_t *xt, int64_t lanes, int neg, int32_t *acc);
 #define AVX2 __attribute__((target("avx2,fma")))
 /* fixed column quads: xf[g][lane][4] (64 lanes), row r's nonzero quads gidx/gw, in panels of P groups */
 AVX2 void fixedquads(const int32_t *ptr, int64_t rows, int64_t panels, int64_t pg, const uint16_t *gidx,
@@ -63,9 +63,9 @@ int main(int argc, char **argv) {
     for (int r = 0; r < R; r++) { int k = 0; for (int j = 0; j < C; j++) if (W[(long)r * C + j]) { qc[4 * q + k] = j; ((int8_t *)qw)[4 * q + k] = W[(long)r * C + j]; if (++k == 4) { k = 0; q++; } } if (k) q++; rp[r + 1] = q; }
     /* panelquads */
     int P = Cp / 256;
-    int32_t *pp = calloc((size_t)P * R + 1, 4); uint32_t *pc = calloc(nnz / 4 + (size_t)P * R + 1, 4), *pw = calloc(nnz / 4 + (size_t)P * R + 1, 4);
+    int32_t *pp = calloc((size_t)P * R + 1, 4); uint16_t *pr = calloc(6 * (nnz / 4 + (size_t)P * R + 1), 2);
     q = 0;
-    for (int p = 0; p < P; p++) for (int r = 0; r < R; r++) { int k = 0; for (int j = p * 256; j < p * 256 + 256 && j < C; j++) if (W[(long)r * C + j]) { ((uint8_t *)pc)[4 * q + k] = j - p * 256; ((int8_t *)pw)[4 * q + k] = W[(long)r * C + j]; if (++k == 4) { k = 0; q++; } } if (k) q++; pp[p * R + r + 1] = q; }
+    for (int p = 0; p < P; p++) for (int r = 0; r < R; r++) { int k = 0; for (int j = p * 256; j < p * 256 + 256 && j < C; j++) if (W[(long)r * C + j]) { pr[6 * q + k] = (j - p * 256) * 64; ((int8_t *)(pr + 6 * q + 4))[k] = W[(long)r * C + j]; if (++k == 4) { k = 0; q++; } } if (k) q++; pp[p * R + r + 1] = q; }
     /* fixed quads, panels of PG groups */
     int PG = 64, G = Cp / 4, FP = (G + PG - 1) / PG;
     int8_t *xf = calloc((size_t)FP * PG * 256, 1);
@@ -78,7 +78,7 @@ int main(int argc, char **argv) {
     for (int it = 0; it < reps; it++) {
         double t = now(); dc_rowquads8_avx2(rp, R, qc, qw, xt, L, 0, acc); t = now() - t; if (t < best[0]) best[0] = t;
         if (!it) for (long i = 0; i < (long)R * L; i++) if (acc[i] != ref[i]) { printf("rowquads mismatch\n"); break; }
-        t = now(); dc_panelquads8_avx2(pp, R, P, 256, pc, pw, xt, L, 0, acc); t = now() - t; if (t < best[1]) best[1] = t;
+        t = now(); dc_panelquads8_avx2(pp, R, P, 256, pr, xt, L, 0, acc); t = now() - t; if (t < best[1]) best[1] = t;
         if (!it) for (long i = 0; i < (long)R * L; i++) if (acc[i] != ref[i]) { printf("panelquads mismatch %ld %d %ld\n", i, acc[i], (long)ref[i]); break; }
         t = now(); fixedquads(fp, R, FP, PG, fg, fw, xf, acc); t = now() - t; if (t < best[2]) best[2] = t;
         if (!it) for (long i = 0; i < (long)R * L; i++) if (acc[i] != ref[i]) { printf("fixed mismatch\n"); break; }

@@ -8,6 +8,8 @@
     python benchmarks/runtime_layers.py --conv       # conv dense vs sparse path -> runtime_conv.json
     python benchmarks/runtime_layers.py --calibrate  # int layouts' ns per visited unit -> runtime_calibration.json
     python benchmarks/runtime_layers.py --refit      # the same fit again from that file's measured times
+    python benchmarks/runtime_layers.py --calibrate-batched  # rowquads / panelquads ns per unit at batch 64
+                                                     # -> runtime_calibration_batched.json
     python benchmarks/runtime_layers.py --cpu-time   # time with this thread's CPU time, not wall time
 
 Layers: shapes, weight and activation densities of REFERENCE.md s.5 (from deepcompress.hardware),
@@ -57,6 +59,8 @@ PRECISIONS = ("int8", "int16")
 from deepcompress.runtime.intpolicy import INT_LAYOUTS, LAYOUTS_FOR  # noqa: E402
 # relative error of the integer modes against torch dense fp32 that stops the run (quantization, not bugs)
 INT_TOLERANCE = {"int8": 3e-2, "int16": 1e-3}
+# layouts timed at batch BATCH besides the automatic pick (int8's batched row-quad kernels, compared in one run)
+BATCH_LAYOUTS = {"int8": ("rowquads", "panelquads")}
 
 
 def make_layer(layer, seed: int = 0) -> tuple[QuantizedLayer, np.ndarray]:
@@ -93,7 +97,7 @@ def contenders(nz: QuantizedLayer, dense: np.ndarray, x: np.ndarray, threads: in
     methods["scipy-csr"] = rm.scipy_csr(nz, x)
     for precision in PRECISIONS:
         # every int layout at batch 1 (the cost model is checked against them); the automatic pick at batch N
-        layouts = LAYOUTS_FOR[precision] if x.ndim == 1 else ("auto",)
+        layouts = LAYOUTS_FOR[precision] if x.ndim == 1 else ("auto",) + BATCH_LAYOUTS.get(precision, ())
         for layout in layouts:
             fn, layer = rm.ours_int(nz, x, precision, layout, act_density, 1 if x.ndim == 1 else x.shape[0])
             methods[f"deepcompress-{precision}-{layer.layout.kind}"] = fn
@@ -315,6 +319,28 @@ def calibrate(timer: rm.Timer, rounds: int) -> dict:
     return cost
 
 
+def calibrate_batched(timer: rm.Timer, rounds: int) -> dict:
+    """ns per unit and sample of the batched row-quad layouts (intpolicy.COST's 'rowquads' and
+    'panelquads' per-unit constants): each layer's warm batch-BATCH time, less the model's byte term,
+    over its units (intpolicy.units_and_bytes) x BATCH; the median over the nine layers."""
+    from deepcompress.runtime.intpolicy import COST, units_and_bytes
+    layouts = BATCH_LAYOUTS["int8"]
+    per = {lay: {} for lay in layouts}
+    for layer in BENCHMARKS:
+        nz, _ = make_layer(layer)
+        x = batch_inputs(layer, layer.act_density, BATCH)
+        fcs = {lay: IntLinear(nz, None, "int8", lay, batch=BATCH) for lay in layouts}
+        meds = rm.interleaved_medians(timer, {lay: (lambda fc=fc: fc(x)) for lay, fc in fcs.items()}, rounds,
+                                      ("warm",))
+        for lay in layouts:
+            u, nbytes = units_and_bytes(nz, lay, "int8", layer.act_density)
+            ns = 1e3 * meds[(lay, "warm")] - COST["int8"][lay]["avx2"][1] * nbytes / BATCH
+            per[lay][layer.name] = {"median_us": meds[(lay, "warm")], "ns_per_unit": ns / (u * BATCH)}
+        print(layer.name, {lay: round(v[layer.name]["ns_per_unit"], 4) for lay, v in per.items()}, flush=True)
+    return {lay: {"ns_per_unit_median": float(np.median([v["ns_per_unit"] for v in by_layer.values()])),
+                  "layers": by_layer} for lay, by_layer in per.items()}
+
+
 def fit_nonnegative(a: np.ndarray, y: np.ndarray) -> list[float]:
     """Nonnegative least squares x >= 0 of a x = y for (per unit, per byte)."""
     from scipy.optimize import nnls
@@ -383,6 +409,8 @@ def main(argv=None) -> None:
     ap.add_argument("--cpu-time", action="store_true",
                     help="time with this thread's CPU time instead of wall time (a loaded machine's time slices "
                          "given to other jobs do not count)")
+    ap.add_argument("--calibrate-batched", action="store_true",
+                    help="only the batched row-quad layouts' ns per unit at batch 64 -> runtime_calibration_batched.json")
     ap.add_argument("--calibrate", action="store_true",
                     help="only the int layouts' ns per visited unit -> runtime_calibration.json (intpolicy.COST)")
     args = ap.parse_args(argv)
@@ -393,6 +421,13 @@ def main(argv=None) -> None:
     start = time.time()
     if args.sweep:
         (RESULTS / "runtime_sweep.json").write_text(json.dumps(sweep(timer, rounds), indent=1) + "\n")
+        return
+    if args.calibrate_batched:
+        fit = calibrate_batched(timer, rounds)
+        fit["setup"] = {"rounds": rounds, "clock": "thread CPU time" if args.cpu_time else "wall",
+                        "load_average_end": os.getloadavg(), "wall_s": time.time() - start}
+        (RESULTS / "runtime_calibration_batched.json").write_text(json.dumps(fit, indent=1) + "\n")
+        print({lay: round(v["ns_per_unit_median"], 4) for lay, v in fit.items() if lay != "setup"})
         return
     if args.calibrate or args.refit:
         cost = refit(RESULTS / "runtime_calibration.json") if args.refit else calibrate(timer, rounds)

@@ -104,7 +104,7 @@ def test_a_graph_that_is_not_a_chain_runs_op_by_op(tmp_path):
     np.testing.assert_allclose(model(x), h + h @ w[1].T + layers[1].bias, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("layout", ["csc", "panel", "grouped", "int8-rows", "int8-blocks", "int8-rowquads",
+@pytest.mark.parametrize("layout", ["csc", "panel", "grouped", "int8-rows", "int8-blocks", "int8-rowquads", "int8-panelquads",
                                     "int8-csc", "int16-rows", "int16-csc"])
 def test_fused_relu_equals_relu_after_the_layer(layout):
     """Fc(x, relu=True) at batch 1 (bias, kernel and ReLU in one call) and at batch 3 equals

@@ -90,9 +90,9 @@ def test_every_layout_and_path_equals_numpy_reference(book, shape, density, prec
                 assert np.array_equal(y, ref[i]), (name, path, i)
 
 
-@pytest.mark.parametrize("shape", [(1, 3), (63, 4), (64, 5), (65, 130), (200, 7), (129, 1001)])
+@pytest.mark.parametrize("shape", [(1, 3), (63, 4), (64, 5), (65, 130), (200, 7), (129, 1001), (70, 513)])
 @pytest.mark.parametrize("signs", ["relu", "signed", "sparse"])
-@pytest.mark.parametrize("name", ["blocks", "quads", "rowquads"])
+@pytest.mark.parametrize("name", ["blocks", "quads", "rowquads", "panelquads"])
 def test_block_layouts_batches_and_odd_shapes_equal_numpy_reference(shape, signs, name):
     """The 64-row block kernels: partial blocks, column counts not a multiple of 4 (padded quads), the
     batched call (many samples per call, more than one call) and post-ReLU, signed and very sparse inputs."""
@@ -108,7 +108,7 @@ def test_block_layouts_batches_and_odd_shapes_equal_numpy_reference(shape, signs
     ref = reference_forward(nz, bias, x, "int8")
     for path in PATHS:
         fc = IntLinear(nz, bias, "int8", name, path=path)
-        if name != "rowquads":
+        if name not in ("rowquads", "panelquads"):
             assert fc.layout.store.ctypes.data % 64 == 0
         assert np.array_equal(fc(x), ref), path
         assert np.array_equal(fc(x[:2]), ref[:2]), path
@@ -117,7 +117,80 @@ def test_block_layouts_batches_and_odd_shapes_equal_numpy_reference(shape, signs
         assert np.array_equal(y, ref[5]), path
 
 
-@pytest.mark.parametrize("name", ["blocks", "quads", "rowquads"])
+@pytest.mark.parametrize("signs", ["relu", "signed"])
+def test_panelquads_empty_rows_and_panels_equal_numpy_reference(signs):
+    """Rows with weights in only some column panels (the sums kept between panels; a row's first panel
+    empty), rows with none, a last panel of one column; batches of 1, 5 (32 lanes), 40 and 64 (64 lanes)."""
+    rng = np.random.default_rng(7)
+    book = codebook_of("k16", rng)
+    w = book[rng.integers(0, 16, (90, 513))] * (rng.random((90, 513)) < 0.3)
+    w[:30, :256] = 0  # nothing in panel 0
+    w[30:60, 256:512] = 0  # nothing in panel 1
+    w[60:70] = 0  # empty rows
+    w[70:80, :512] = 0  # only the one-column last panel
+    nz = from_dense(w.astype(np.float32), book)
+    bias = rng.standard_normal(90).astype(np.float32)
+    x = rng.standard_normal((64, 513)).astype(np.float32)
+    x = np.maximum(x, 0) if signs == "relu" else x
+    ref = reference_forward(nz, bias, x, "int8")
+    for path in PATHS:
+        fc = IntLinear(nz, bias, "int8", "panelquads", path=path)
+        assert fc.layout.panels == 3
+        for n in (1, 5, 40, 64):
+            assert np.array_equal(fc(x[:n]), ref[:n]), (path, n)
+
+
+@pytest.mark.skipif("avx2" not in PATHS, reason="no AVX2 here")
+@pytest.mark.parametrize("n, cols, lanes", [(1, 1, 32), (5, 17, 32), (32, 300, 32), (40, 513, 64), (64, 64, 64)])
+def test_batch_transpose_equals_numpy(n, cols, lanes):
+    """The batched row-quad kernels' input: quantized rows transposed into lanes, zero past the batch,
+    and the flag that says whether some quantized input is negative."""
+    rng = np.random.default_rng(n + cols)
+    x = rng.standard_normal((n, cols)).astype(np.float32)
+    for signed in (False, True):
+        xs = x if signed else np.maximum(x, 0)
+        xq = np.full((lanes, cols), 5, np.int8)
+        xt = np.full((cols + 3, lanes), 7, np.int8)
+        scales = np.empty(lanes)
+        neg = intkernels.quantize_transposed(xs, xq, xt, scales)
+        q = np.zeros((lanes, cols), np.int8)
+        for i in range(n):
+            q[i], s = quantize_vector(xs[i], "int8")
+            assert scales[i] == s
+        assert np.array_equal(xt[:cols], q.T) and (xt[cols:] == 7).all()
+        assert neg == int((q < 0).any())
+
+
+@pytest.mark.skipif("avx2" not in PATHS, reason="no AVX2 here")
+@pytest.mark.parametrize("cols", [1, 7, 8, 31, 32, 33, 1001])
+def test_batch_quantizer_equals_quantize_into(cols):
+    """The C quantizer of the batched row-quad kernels gives quantize_into's integers and scales (and
+    quantize_vector's, the numpy rule): ties (x * inv exactly k + 0.5 round to even), near-ties, all-zero
+    rows, negative values, lengths around the 8- and 32-float vector steps. (Finite inputs only: the
+    runtime refuses NaN and infinities before any kernel.)"""
+    rng = np.random.default_rng(cols)
+    x = rng.standard_normal((8, cols)).astype(np.float32)
+    x[1] = 0.0
+    x[2] = (np.arange(cols) % 9 - 4.5).astype(np.float32)  # m = 4.5: inexact products x * (127 / 4.5)
+    x[3] = (np.arange(cols) % 255 - 127).astype(np.float32) + 0.5  # m = 126.5 or 127.5, many near-ties
+    x[4] = np.float32(127.0)
+    x[4, ::2] = (np.arange(0, cols, 2) % 20 - 10).astype(np.float32) + 0.5  # inv = 1: exact ties
+    x[5] *= 1e-30  # tiny values
+    x[6, -1] = 3e38  # a huge one: the rest round to 0
+    x[7] = -np.abs(x[7])
+    xq = np.full((8, cols), 9, np.int8)
+    xt = np.zeros((cols, 32), np.int8)
+    scales = np.empty(32)
+    intkernels.quantize_transposed(x, xq, xt, scales)
+    for i in range(8):
+        ref = np.full(cols, 9, np.int8)
+        s = quantize_into(x[i], 127, ref)
+        q, s2 = quantize_vector(x[i], "int8")
+        assert np.array_equal(xq[i], ref) and scales[i] == s, i
+        assert np.array_equal(xq[i], q) and scales[i] == s2, i
+
+
+@pytest.mark.parametrize("name", ["blocks", "quads", "rowquads", "panelquads"])
 def test_block_layouts_are_int8_only(name):
     nz = layer(np.random.default_rng(2), (5, 8), 0.5, "k7")
     with pytest.raises(ValueError, match="no int16 kernels"):
@@ -219,7 +292,7 @@ book = np.linspace(-1, 1, 16).astype(np.float32)
 w = book[rng.integers(0, 16, (70, 90))] * (rng.random((70, 90)) < 0.3)
 nz = from_dense(w.astype(np.float32), book)
 x = np.maximum(rng.standard_normal((40, 90)), 0).astype(np.float32)
-for name in ("auto", "blocks", "quads", "rowquads", "rows"):
+for name in ("auto", "blocks", "quads", "rowquads", "panelquads", "rows"):
     assert np.array_equal(IntLinear(nz, None, "int8", name, batch=40)(x), reference_forward(nz, np.zeros(70), x, "int8"))
 for layout in ("csc", "panel"):
     got = SparseLinear.from_layer(nz, layout=layout, batch=40)(x)

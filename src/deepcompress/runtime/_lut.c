@@ -14,12 +14,18 @@ Layouts (built in intlayouts.py):
   rows, stored weights: row r is `chunks*32` int8 (or int16) weights at w + r*stride.
   cols (int8): column j is coded like a row above (codes + j*stride, mask + j*mstride), or as rows_pad
     int8 weights at w + j*stride, rows_pad a multiple of 32.
+  row quads (int8, batches): a row's nonzero int8 weights in quads, 4 column indices (uint16) and the
+    four weights packed in a uint32; panel quads: the same within panels of at most 256 columns, each
+    quad 6 uint16: its columns' byte offsets in the panel's inputs, then its weights. The batch is
+    quantized, transposed (column j's inputs for 32 or 64 samples contiguous: dc_transpose8_avx2) and
+    the sums come out (rows, lanes).
 Inputs x are padded with zeros to chunks*32 entries.
 */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include <math.h>
 #include <immintrin.h>
 
 #define F_AVX2 1
@@ -503,6 +509,165 @@ AVX2 void dc_rowquads8_avx2(const int32_t *row_ptr, int64_t rows, const uint16_t
                             const int8_t *xt, int64_t lanes, int neg, int32_t *acc) {
     if (neg) rowquads_pass(row_ptr, rows, qcols, qw, xt, lanes, acc, 1);
     else rowquads_pass(row_ptr, rows, qcols, qw, xt, lanes, acc, 0);
+}
+
+#define PANEL_LANES 64
+
+/* dc_panelquads8_avx2 for inputs with (neg) or without negative entries, on 64 lanes (two) or 32 */
+AVX2 INLINE void panelquads_pass(const int32_t *row_ptr, int64_t rows, int64_t panels, int64_t width,
+                                 const uint16_t *recs, const int8_t *xt, int32_t *acc, const int neg, const int two) {
+    for (int64_t p = 0; p < panels; p++) {
+        const int8_t *x = xt + p * width * PANEL_LANES;
+        const int32_t *ptr = row_ptr + p * rows;
+        for (int64_t r = 0; r < rows; r++) {
+            int32_t q0 = ptr[r], q1 = ptr[r + 1];
+            __m256i *o = (__m256i *)(acc + r * PANEL_LANES);
+            if (p && q0 == q1) continue;
+            __m256i a[8];
+            _Pragma("GCC unroll 8")
+            for (int v = 0; v < 8; v++) a[v] = p && (v < 4 || two) ? _mm256_loadu_si256(o + v) : _mm256_setzero_si256();
+            for (int32_t q = q0; q < q1; q++) {
+                const uint16_t *e = recs + 6 * (int64_t)q;
+                int32_t w;
+                memcpy(&w, e + 4, 4);
+                __m256i wv = _mm256_set1_epi32(w), wabs = _mm256_abs_epi8(wv);
+                const int8_t *p0 = x + e[0], *p1 = x + e[1], *p2 = x + e[2], *p3 = x + e[3];
+                lane_quads(a, p0, p1, p2, p3, wv, wabs, neg);
+                if (two) lane_quads(a + 4, p0 + 32, p1 + 32, p2 + 32, p3 + 32, wv, wabs, neg);
+            }
+            _Pragma("GCC unroll 8")
+            for (int v = 0; v < 8; v++) if (v < 4 || two) _mm256_storeu_si256(o + v, a[v]);
+        }
+    }
+    /* the sums were kept in lane_quads' order: put every 32 lanes back in lane order */
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t l0 = 0; l0 < (two ? 64 : 32); l0 += 32) {
+            __m256i a[4], *o = (__m256i *)(acc + r * PANEL_LANES + l0);
+            _Pragma("GCC unroll 4")
+            for (int v = 0; v < 4; v++) a[v] = _mm256_loadu_si256(o + v);
+            store_lanes((int32_t *)o, a);
+        }
+}
+
+/* acc[r * 64 + l] = sum_j W[r, j] xt[j * 64 + l] for lanes l < `lanes` (32 or 64), the batch transposed
+   as for dc_rowquads8_avx2 with a row stride of 64 lanes (xt: panels * width rows of 64 int8; acc: rows
+   x 64 int32, lanes past `lanes` untouched), the columns cut into panels of `width` (at most 256)
+   columns: a panel's inputs for 64 lanes (16 KB at 256) stay in L1 while every row's quads in that panel
+   go by, where rowquads' random columns over the whole batch (cols x 64 bytes) come from L2. Row r's
+   quads in panel p are row_ptr[p * rows + r] .. row_ptr[p * rows + r + 1]; quad q is 6 uint16 at
+   recs + 6q: its four columns' byte offsets in the panel's inputs (column offset x 64, so no multiply
+   per quad), then its four int8 weights. Sums stay in memory (acc) between panels. */
+AVX2 void dc_panelquads8_avx2(const int32_t *row_ptr, int64_t rows, int64_t panels, int64_t width,
+                              const uint16_t *recs, const int8_t *xt, int64_t lanes, int neg, int32_t *acc) {
+    if (lanes > 32 && neg) panelquads_pass(row_ptr, rows, panels, width, recs, xt, acc, 1, 1);
+    else if (lanes > 32) panelquads_pass(row_ptr, rows, panels, width, recs, xt, acc, 0, 1);
+    else if (neg) panelquads_pass(row_ptr, rows, panels, width, recs, xt, acc, 1, 0);
+    else panelquads_pass(row_ptr, rows, panels, width, recs, xt, acc, 0, 0);
+}
+
+/* One vector quantized to int8 as quantize.quantize_into does it, with the same float32 operations:
+   m = max |x|, inv = 127 / m, q = clip(rint(x * inv), -127, 127); returns s_x = m / 127 in float64 (0
+   for an all-zero vector, whose q is 0). For finite x: the runtime refuses NaN and infinite inputs
+   before any kernel (quantize_into's own integers for them vary between its scalar and vector code). */
+AVX2 static double quantize_row8(const float *x, int64_t n, int8_t *q) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 mv = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        mv = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)), mv);
+    float lanes[8];
+    _mm256_storeu_ps(lanes, mv);
+    float m = 0.0f;
+    for (int k = 0; k < 8; k++) if (lanes[k] > m) m = lanes[k];
+    for (int64_t j = i; j < n; j++) {
+        float a = x[j] < 0 ? -x[j] : x[j];
+        if (a > m) m = a;
+    }
+    if (m == 0.0f) {
+        memset(q, 0, (size_t)n);
+        return 0.0;
+    }
+    float inv = 127.0f / m;
+    const __m256 vinv = _mm256_set1_ps(inv), lim = _mm256_set1_ps(127.0f), nlim = _mm256_set1_ps(-127.0f);
+    for (i = 0; i + 32 <= n; i += 32) {
+        __m256i w[4];
+        for (int k = 0; k < 4; k++) {
+            __m256 v = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * k), vinv),
+                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            w[k] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, nlim), lim));
+        }
+        /* packs work per 128-bit lane: the dword permute puts the 32 bytes back in order */
+        __m256i p16a = _mm256_packs_epi32(w[0], w[1]), p16b = _mm256_packs_epi32(w[2], w[3]);
+        __m256i p8 = _mm256_packs_epi16(p16a, p16b);
+        p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(q + i), p8);
+    }
+    for (; i < n; i++) {
+        float v = rintf(x[i] * inv);
+        q[i] = (int8_t)(v < -127.0f ? -127.0f : v > 127.0f ? 127.0f : v);
+    }
+    return (double)m / 127;
+}
+
+/* xq[i * qstride : + cols] = int8 q_x of x[i * xstride : + cols] and scales[i] = its s_x, for i < n
+   (quantize_row8; the same integers and scales as intkernels.quantize_rows). */
+AVX2 void dc_quantize8_avx2(const float *x, int64_t n, int64_t cols, int64_t xstride, int8_t *xq, int64_t qstride,
+                            double *scales) {
+    for (int64_t i = 0; i < n; i++) scales[i] = quantize_row8(x + i * xstride, cols, xq + i * qstride);
+}
+
+/* 16 x 16 bytes transposed: rows src + i * sstride (i < 16) to rows dst + j * dstride; returns the OR of
+   the bytes' sign bits as a 16-bit mask. */
+AVX2 static inline int transpose16(const int8_t *src, int64_t sstride, int8_t *dst, int64_t dstride) {
+    __m128i r[16], t[16];
+    __m128i sign = _mm_setzero_si128();
+    for (int i = 0; i < 16; i++) {
+        r[i] = _mm_loadu_si128((const __m128i *)(src + i * sstride));
+        sign = _mm_or_si128(sign, r[i]);
+    }
+    for (int i = 0; i < 8; i++) {
+        t[i] = _mm_unpacklo_epi8(r[2 * i], r[2 * i + 1]);
+        t[i + 8] = _mm_unpackhi_epi8(r[2 * i], r[2 * i + 1]);
+    }
+    /* t[i], t[i + 8]: columns 0-7, 8-15 of rows 2i, 2i + 1 interleaved; r[4g + i]: columns 4g .. 4g + 3
+       of rows 4i .. 4i + 3; then t[4g + k]: two columns of rows 0-7 (k even) or 8-15 (k odd) */
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm_unpacklo_epi16(t[2 * i], t[2 * i + 1]);
+        r[i + 4] = _mm_unpackhi_epi16(t[2 * i], t[2 * i + 1]);
+        r[i + 8] = _mm_unpacklo_epi16(t[8 + 2 * i], t[8 + 2 * i + 1]);
+        r[i + 12] = _mm_unpackhi_epi16(t[8 + 2 * i], t[8 + 2 * i + 1]);
+    }
+    for (int g = 0; g < 4; g++)
+        for (int i = 0; i < 2; i++) {
+            t[4 * g + i] = _mm_unpacklo_epi32(r[4 * g + 2 * i], r[4 * g + 2 * i + 1]);
+            t[4 * g + i + 2] = _mm_unpackhi_epi32(r[4 * g + 2 * i], r[4 * g + 2 * i + 1]);
+        }
+    /* t[4g + 2h] and t[4g + 2h + 1]: columns 4g + 2h, 4g + 2h + 1 of rows 0-7 and of rows 8-15 */
+    for (int g = 0; g < 4; g++)
+        for (int h = 0; h < 2; h++) {
+            __m128i a = t[4 * g + 2 * h], b = t[4 * g + 2 * h + 1];
+            int c = 4 * g + 2 * h;
+            _mm_storeu_si128((__m128i *)(dst + c * dstride), _mm_unpacklo_epi64(a, b));
+            _mm_storeu_si128((__m128i *)(dst + (c + 1) * dstride), _mm_unpackhi_epi64(a, b));
+        }
+    return _mm_movemask_epi8(sign);
+}
+
+/* xt[j * lanes + i] = xq[i * xstride + j] for i < lanes (a multiple of 16) and j < cols: a batch of
+   quantized rows transposed for the row-quad kernels. Returns 1 if some entry read is negative. */
+AVX2 int dc_transpose8_avx2(const int8_t *xq, int64_t xstride, int64_t lanes, int64_t cols, int8_t *xt) {
+    int sign = 0;
+    int64_t j0 = 0;
+    for (; j0 + 16 <= cols; j0 += 16)
+        for (int64_t i0 = 0; i0 < lanes; i0 += 16)
+            sign |= transpose16(xq + i0 * xstride + j0, xstride, xt + j0 * lanes + i0, lanes);
+    for (int64_t j = j0; j < cols; j++)
+        for (int64_t i = 0; i < lanes; i++) {
+            int8_t v = xq[i * xstride + j];
+            xt[j * lanes + i] = v;
+            sign |= v < 0;
+        }
+    return sign != 0;
 }
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_lut", "SIMD kernels, loaded with ctypes.", -1, NULL};

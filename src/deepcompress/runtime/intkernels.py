@@ -26,7 +26,8 @@ from .quantize import quantize_into
 PATHS = ("portable", "avx2", "vnni")
 # every function of the extension (_lut.c, _spmm.c) the runtime binds
 SYMBOLS = ("dc_features", "dc_rows8_avx2", "dc_rows8_vnni", "dc_rows16_avx2", "dc_cols8_avx2", "dc_blocks8_avx2",
-           "dc_blocks8_scratch", "dc_quads8_avx2", "dc_quads8_scratch", "dc_rowquads8_avx2", "dc_csc_matvec_f32",
+           "dc_blocks8_scratch", "dc_quads8_avx2", "dc_quads8_scratch", "dc_rowquads8_avx2", "dc_panelquads8_avx2",
+           "dc_transpose8_avx2", "dc_quantize8_avx2", "dc_csc_matvec_f32",
            "dc_panel_matmat_f32")
 _F_AVX2, _F_VNNI = 1, 2
 
@@ -183,18 +184,21 @@ def rowquads_portable(row_ptr, qcols, qw, xt, acc):
 
 
 @njit(cache=True, nogil=True)
-def quantize_transposed(x, qmax, row, xt, scales):
-    """xt[:, i] = q_x of x[i] (quantize_into, via the buffer `row`) and scales[i] = its s_x for each row
-    of x; the lanes of xt past x's rows are set to 0. Returns 1 if some q_x is negative, else 0."""
-    xt[:, x.shape[0]:] = 0
-    neg = 0
-    for i in range(x.shape[0]):
-        scales[i] = quantize_into(x[i], qmax, row)
-        for j in range(x.shape[1]):
-            xt[j, i] = row[j]
-            if row[j] < 0:
-                neg = 1
-    return neg
+def panelquads_portable(row_ptr, offsets, qw, panel_cols, panel_lanes, xt, acc):
+    """acc[r, l] = sum_j W[r, j] xt[j, l] for the panel-quad layout (intlayouts.PanelQuadsLayout):
+    row r's quads in panel p are row_ptr[p * rows + r] .. + 1, their columns' byte offsets in the panel
+    `offsets` (column offset x panel_lanes)."""
+    acc[:] = 0
+    rows = acc.shape[0]
+    panels = (row_ptr.shape[0] - 1) // max(rows, 1)
+    for p in range(panels):
+        for r in range(rows):
+            for q in range(row_ptr[p * rows + r], row_ptr[p * rows + r + 1]):
+                for i in range(4):
+                    w = np.int64(qw[q, i])
+                    xr = xt[p * panel_cols + np.int64(offsets[q, i]) // panel_lanes]
+                    for lane in range(xt.shape[1]):
+                        acc[r, lane] += w * np.int64(xr[lane])
 
 
 @njit(cache=True, nogil=True)
@@ -264,6 +268,10 @@ if LIB is not None:
     _quads8_avx2 = _bind(LIB, "dc_quads8_avx2", _P, _I64, _I64, _P, _I64, _I64, _P, _P)
     _rowquads8_avx2 = _bind(LIB, "dc_rowquads8_avx2", _P, _I64, _P, _P, _P, _I64, _INT, _P)
     LIB.dc_quads8_scratch.argtypes, LIB.dc_quads8_scratch.restype = [_I64], _I64
+    _transpose8_avx2 = _bind(LIB, "dc_transpose8_avx2", _P, _I64, _I64, _I64, _P)
+    _transpose8_avx2.restype = _INT
+    _quantize8_avx2 = _bind(LIB, "dc_quantize8_avx2", _P, _I64, _I64, _I64, _P, _I64, _P)
+    _panelquads8_avx2 = _bind(LIB, "dc_panelquads8_avx2", _P, _I64, _I64, _I64, _P, _P, _I64, _INT, _P)
 
     @njit(cache=False, nogil=True)
     def rows8_simd(vnni, store, mask, nibble, table, chunks, x, acc):
@@ -363,8 +371,33 @@ if LIB is not None:
                         neg, acc.ctypes)
 
     @njit(cache=False, nogil=True)
-    def rowquads8_batch_fused(row_ptr, qcols, qw, x, row, xt, scales, acc, s_w, bias, y):
+    def quantize_transposed(x, xq, xt, scales):
+        """xt[:, i] = int8 q_x of x[i] and scales[i] = its s_x for each row of x (C-contiguous rows;
+        dc_quantize8_avx2 into xq, the integers and scales of quantize_rows, then dc_transpose8_avx2);
+        xt's lanes past x's rows are 0. xq: (xt's lanes, >= in) int8, xt: (>= in, lanes). Returns 1 if
+        some q_x is negative, else 0."""
+        n = x.shape[0]
+        _quantize8_avx2(x.ctypes, n, x.shape[1], x.strides[0] // 4, xq.ctypes, xq.shape[1], scales.ctypes)
+        xq[n:] = 0
+        return _transpose8_avx2(xq.ctypes, xq.shape[1], xt.shape[1], x.shape[1], xt.ctypes)
+
+    @njit(cache=False, nogil=True)
+    def rowquads8_batch_fused(row_ptr, qcols, qw, x, xq, xt, scales, acc, s_w, bias, y):
         """y[i] = W x[i] + b in int8 on the row-quad layout for the rows of x (N <= xt's lanes)."""
-        neg = quantize_transposed(x, 127, row, xt, scales)
+        neg = quantize_transposed(x, xq, xt, scales)
         rowquads8_simd(row_ptr, qcols, qw, xt, neg, acc)
+        finish_transposed(acc, s_w, scales, bias, y)
+
+    @njit(cache=False, nogil=True)
+    def panelquads8_simd(row_ptr, panels, width, recs, xt, lanes, neg, acc):
+        """dc_panelquads8_avx2: acc[:, :lanes] = W xt[:, :lanes], xt (panels * width, 64) int8, acc (rows, 64)
+        int32, lanes 32 or 64; recs (quads, 6) uint16; neg: whether xt has a negative entry."""
+        _panelquads8_avx2(row_ptr.ctypes, acc.shape[0], panels, width, recs.ctypes, xt.ctypes, lanes, neg,
+                          acc.ctypes)
+
+    @njit(cache=False, nogil=True)
+    def panelquads8_batch_fused(row_ptr, panels, width, recs, x, xq, xt, scales, acc, s_w, bias, y):
+        """y[i] = W x[i] + b in int8 on the panel-quad layout for the rows of x (N <= 64)."""
+        neg = quantize_transposed(x, xq, xt, scales)
+        panelquads8_simd(row_ptr, panels, width, recs, xt, 32 if x.shape[0] <= 32 else 64, neg, acc)
         finish_transposed(acc, s_w, scales, bias, y)

@@ -25,6 +25,12 @@ Dense layouts hold every weight, pruned ones too, as coded vectors of 32-entry c
   inputs for 32 samples are 32 bytes, which four columns at a time are interleaved into per-sample
   quads. Visits nonzero weights x samples, whatever the input sparsity. A single vector runs as a
   batch of 32 lanes, 31 of them zero, so it is for batches only.
+- `PanelQuadsLayout` (int8, batches): row quads as in RowQuadsLayout, but within column panels of
+  PANEL_COLS columns (a quad: its columns' byte offsets in the panel's inputs, precomputed, and its
+  weights: 12 bytes), panel by panel: a panel's inputs for 64
+  samples (16 KB) stay in L1 while every row's quads in it go by, where rowquads reads four random
+  columns of the whole transposed batch (cols x 64 bytes, 256 KB on 4096 inputs) from L2 per quad.
+  Sums go to memory between panels. Pays one partial quad per row and panel instead of per row.
 - `IntCscLayout`: the fp32 runtime's column layout (layouts.CscLayout, 2 B per nonzero) with the
   integer codebook: visits only the nonzero weights of nonzero inputs. Best for very sparse weights.
 
@@ -467,18 +473,34 @@ class RowQuadsLayout:
         """y[i] = W x[i] + b for every row of x (N, in), BATCH_BLOCK rows per call (False on the portable path)."""
         if path == "portable":
             return False
-        n_rows, n_cols = self.shape
         step = min(BATCH_BLOCK, x.shape[0])
-        lanes = -(-step // LANE_BLOCK) * LANE_BLOCK
-        row = np.empty(n_cols, np.int8)
-        xt = np.empty((n_cols, lanes), np.int8)
-        scales = np.empty(step, np.float64)
-        acc = np.empty((n_rows, lanes), np.int32)
+        xq, xt, scales, acc = self._buffers(self._stride(-(-step // LANE_BLOCK) * LANE_BLOCK))
         for start in range(0, x.shape[0], step):
             m = min(step, x.shape[0] - start)
-            ik.rowquads8_batch_fused(self.row_ptr, self.qcols, self.qw, x[start:start + m], row, xt, scales, acc,
-                                     s_w, bias, y[start:start + m])
+            self._batch_call(x[start:start + m], xq, xt, scales, acc, s_w, bias, y[start:start + m])
         return True
+
+    def _stride(self, lanes: int) -> int:
+        """Lanes of the transposed batch and sums buffers for a batch step needing `lanes`."""
+        return lanes
+
+    def _xt_rows(self) -> int:
+        return self.shape[1]
+
+    def _buffers(self, lanes: int):
+        """(quantized batch, transposed batch, scales, sums) buffers for `lanes` lanes, kept between calls
+        (fresh 256 KB arrays per call cost page faults: one call at a time per layer, as IntLinear says)."""
+        cached = getattr(self, "_cache", None)
+        if cached is None or cached[1].shape[1] != lanes:
+            xt = aligned_empty((self._xt_rows(), lanes), np.int8)
+            xt[...] = 0
+            cached = (aligned_empty((lanes, self.shape[1]), np.int8), xt, np.empty(lanes, np.float64),
+                      aligned_empty((self.shape[0], lanes), np.int32))
+            self._cache = cached
+        return cached
+
+    def _batch_call(self, x, xq, xt, scales, acc, s_w, bias, y):
+        ik.rowquads8_batch_fused(self.row_ptr, self.qcols, self.qw, x, xq, xt, scales, acc, s_w, bias, y)
 
     def matvec(self, xq: np.ndarray, acc: np.ndarray, path: str) -> None:
         """acc = W xq (the portable path; the SIMD path runs through run and run_batch)."""
@@ -486,6 +508,79 @@ class RowQuadsLayout:
         out = np.zeros((self.shape[0], 1), acc.dtype)
         ik.rowquads_portable(self.row_ptr, self.qcols, self.qw, xt, out)
         acc[:self.shape[0]] = out[:, 0]
+
+
+PANEL_COLS = 256  # columns of a PanelQuadsLayout panel: 64 samples' inputs 16 KB (L1)
+PANEL_LANES = 64  # lanes of its transposed batch (a batch step of BATCH_BLOCK samples), 32 or 64 computed
+
+
+@dataclass
+class PanelQuadsLayout(RowQuadsLayout):
+    """RowQuadsLayout within column panels: row r's quads in panel p are row_ptr[p * rows + r] .. + 1;
+    quad q is recs[q] (6 uint16): its columns' byte offsets in the panel's transposed inputs (offset
+    from the panel's first column p * PANEL_COLS, times PANEL_LANES), then its four int8 weights.
+    qcols and qw are views of recs (the offsets and the weights)."""
+
+    recs: np.ndarray = None  # uint16 (quads, 6)
+    kind = "panelquads"
+
+    @property
+    def panels(self) -> int:
+        """Number of column panels (at least 1)."""
+        return max(1, -(-self.shape[1] // PANEL_COLS))
+
+    def _xt_rows(self) -> int:
+        return self.panels * PANEL_COLS
+
+    def _stride(self, lanes: int) -> int:
+        return PANEL_LANES  # the byte offsets in recs assume it
+
+    def _batch_call(self, x, xq, xt, scales, acc, s_w, bias, y):
+        ik.panelquads8_batch_fused(self.row_ptr, self.panels, PANEL_COLS, self.recs, x, xq, xt, scales, acc, s_w,
+                                   bias, y)
+
+    def matvec(self, xq: np.ndarray, acc: np.ndarray, path: str) -> None:
+        """acc = W xq (the portable path; the SIMD path runs through run and run_batch)."""
+        xt = np.zeros((self._xt_rows(), 1), np.int8)
+        xt[:self.shape[1], 0] = xq[:self.shape[1]]
+        out = np.zeros((self.shape[0], 1), acc.dtype)
+        ik.panelquads_portable(self.row_ptr, self.qcols, self.qw, PANEL_COLS, PANEL_LANES, xt, out)
+        acc[:self.shape[0]] = out[:, 0]
+
+
+def _quads_of(keys: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """(pointers, slots) of entries grouped by key (sorted), each key's entries padded to whole quads:
+    key k's quads are pointers[k] .. pointers[k + 1], an entry's slot its place among 4 x quads."""
+    counts = np.bincount(keys, minlength=n_keys)
+    ptr = np.zeros(n_keys + 1, np.int32)
+    np.cumsum(-(-counts // 4), out=ptr[1:])
+    first = np.zeros(n_keys + 1, np.int64)
+    np.cumsum(counts, out=first[1:])
+    rank = np.arange(keys.size) - first[keys]
+    return ptr, 4 * ptr[keys].astype(np.int64) + rank
+
+
+def build_panelquads(nz: QuantizedLayer, precision: str) -> PanelQuadsLayout:
+    """The panel-quad layout of `nz` (int8 only)."""
+    if precision != "int8":
+        raise ValueError("the panelquads layout is int8 only")
+    n_rows, n_cols = nz.matrix_shape
+    panels = max(1, -(-n_cols // PANEL_COLS))
+    q_c, _ = quantize_codebook(nz.codebook, precision)
+    rows, cols = nz.rows_cols()
+    keys = (cols // PANEL_COLS).astype(np.int64) * n_rows + rows
+    order = np.lexsort((cols, keys))
+    keys, cols, w = keys[order], cols[order], q_c[nz.indices[order]]
+    row_ptr, slot = _quads_of(keys, panels * n_rows)
+    # padding slots: offset 0 (the panel's first column, a real one) and weight 0
+    offsets = np.zeros(4 * int(row_ptr[-1]), np.uint16)
+    weights = np.zeros(4 * int(row_ptr[-1]), np.int8)
+    offsets[slot], weights[slot] = (cols % PANEL_COLS) * PANEL_LANES, w
+    recs = np.empty((int(row_ptr[-1]), 6), np.uint16)
+    recs[:, :4] = offsets.reshape(-1, 4)
+    recs[:, 4:] = weights.reshape(-1, 4).view(np.uint16)
+    return PanelQuadsLayout(nz.matrix_shape, nz.nnz, precision, row_ptr, recs[:, :4], recs[:, 4:].view(np.int8),
+                            recs)
 
 
 def build_rowquads(nz: QuantizedLayer, precision: str) -> RowQuadsLayout:
@@ -530,4 +625,4 @@ def build_quads(nz: QuantizedLayer, precision: str) -> QuadsLayout:
 INT_BUILDERS = {"rows": build_rows, "rows-stored": lambda nz, precision: build_rows(nz, precision, True),
                 "cols": build_cols, "cols-stored": lambda nz, precision: build_cols(nz, precision, True),
                 "csc": build_int_csc, "blocks": build_blocks,
-                "quads": build_quads, "rowquads": build_rowquads}
+                "quads": build_quads, "rowquads": build_rowquads, "panelquads": build_panelquads}

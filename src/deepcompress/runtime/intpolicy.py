@@ -5,9 +5,11 @@ Predicted time (ns) = a x units + b x bytes, with (a, b) = COST[precision][layou
   (every weight); cols (and cols-stored): padded rows x the expected nonzero inputs (act_density x
   cols); blocks: the same with rows padded to 64; quads: padded rows x the columns of the quads with
   a nonzero input (1 - (1 - act_density)^4 of them); rowquads: nonzeros plus the padding of the rows
-  to quads; csc: act_density x nnz.
+  to quads; panelquads: nonzeros plus, per row and 256-column panel, the padding to quads and
+  PANEL_VISIT_UNITS for loading and storing the row's sums; csc: act_density x nnz.
 - bytes, what the visited units read from beyond the cache: units x the bytes a unit reads (its
-  storage's bytes per weight, intlayouts.bytes_per_weight; 2 per csc entry, 3 per rowquads weight)
+  storage's bytes per weight, intlayouts.bytes_per_weight; 2 per csc entry, 3 per rowquads and
+  panelquads weight)
   x the fraction of the whole layout that does not fit in CACHE_BYTES. Layers that fit pay per unit
   only; layers too large (Alex-6 and VGG-6 hold 10-100 MB) pay for memory traffic.
 act_density None (unknown) is taken as 1, so the choice is safe for dense inputs. At batch > 1 the
@@ -19,20 +21,27 @@ on the development machine: AMD EPYC Zen 3, AVX2, 2 cores shared with other work
 during the run) and copied from benchmarks/results/runtime_calibration.json; `--refit` fits again
 from that file's measured times after a change to this model. CACHE_BYTES is the value of 0.5-16 MB
 whose fit picked the measured-fastest layout most often (16 of 18 layer x precision pairs within 5%).
-rowquads has batched kernels only and is not in the batch-1 calibration: its per-unit cost is the
-median of 12 batch-64 measurements on Alex-7/8, VGG-8, NT-We, NT-LSTM (thread CPU time, load average
-13-17: 0.040-0.093 ns per nonzero and sample), its per-byte term cols-stored's.
+rowquads and panelquads have batched kernels only and are not in the batch-1 calibration: their
+per-unit costs (ns per unit and sample) are the medians over the nine layers of one batch-64 run,
+`python benchmarks/runtime_layers.py --calibrate-batched --cpu-time` (9 interleaved rounds, load
+average 7-7.5; benchmarks/results/runtime_calibration_batched.json: rowquads 0.043-0.069, panelquads
+0.033-0.054 across the layers), their per-byte term cols-stored's. With them the model picks the
+faster of the two on all 9 layers of that run.
+PANEL_VISIT_UNITS (4: a row visit's 8 loads and 8 stores of sums, about one quad step's work) is an
+estimate, not fitted.
 """
 
 from __future__ import annotations
 
 from ..format.layer import QuantizedLayer
-from .intlayouts import bytes_per_weight, padded, storage_for
+from .intlayouts import PANEL_COLS, bytes_per_weight, padded, storage_for
 from .quantize import quantize_codebook
 
-INT_LAYOUTS = ("rows", "rows-stored", "cols", "cols-stored", "csc", "blocks", "quads", "rowquads")
-# the layouts each precision has (blocks, quads, rowquads: int8 only)
-LAYOUTS_FOR = {"int8": INT_LAYOUTS, "int16": INT_LAYOUTS[:-3]}
+INT_LAYOUTS = ("rows", "rows-stored", "cols", "cols-stored", "csc", "blocks", "quads", "rowquads", "panelquads")
+# the layouts each precision has (blocks, quads, rowquads, panelquads: int8 only)
+LAYOUTS_FOR = {"int8": INT_LAYOUTS, "int16": INT_LAYOUTS[:5]}
+# units a panelquads row visit (a row's 64 sums loaded and stored per panel) is charged: about one quad step
+PANEL_VISIT_UNITS = 4.0
 CACHE_BYTES = 8 << 20  # what one core keeps of Zen 3's shared 32 MB L3 on a busy machine (best fit of 0.5-16 MB)
 # (ns per unit, ns per byte); runtime_calibration.json. 'vnni' (not measured here) reuses 'avx2'.
 COST = {
@@ -43,13 +52,19 @@ COST = {
              "csc": {"portable": (2.3964, 0.0), "avx2": (2.6466, 0.0)},
              "blocks": {"portable": (0.1469, 0.5541), "avx2": (0.0592, 0.2655)},
              "quads": {"portable": (0.5787, 0.1429), "avx2": (0.0629, 0.1263)},
-             "rowquads": {"portable": (2.2, 0.0), "avx2": (0.067, 0.0678)}},
+             "rowquads": {"portable": (2.2, 0.0), "avx2": (0.0545, 0.0678)},
+             "panelquads": {"portable": (2.2, 0.0), "avx2": (0.039, 0.0678)}},
     "int16": {"rows": {"portable": (2.1862, 0.0), "avx2": (0.1587, 0.0)},
              "rows-stored": {"portable": (0.5548, 0.0), "avx2": (0.205, 0.007)},
              "cols": {"portable": (2.2393, 0.0), "avx2": (2.2669, 0.0)},
              "cols-stored": {"portable": (0.6226, 0.0387), "avx2": (0.5343, 0.0783)},
              "csc": {"portable": (2.4118, 0.0), "avx2": (2.356, 0.0)}},
 }
+
+
+def panel_count(n_cols: int) -> int:
+    """Column panels of the panelquads layout."""
+    return max(1, -(-n_cols // PANEL_COLS))
 
 
 def layout_bytes(nz: QuantizedLayer, layout: str, precision: str) -> tuple[float, float]:
@@ -59,6 +74,9 @@ def layout_bytes(nz: QuantizedLayer, layout: str, precision: str) -> tuple[float
         return 2.0 * nz.nnz, 2.0
     if layout == "rowquads":
         return 3.0 * (nz.nnz + 1.5 * n_rows), 3.0
+    if layout == "panelquads":  # 2 B offset + 1 B weight per slot, a 4 B pointer per row and panel
+        row_panels = n_rows * panel_count(n_cols)
+        return 3.0 * (nz.nnz + 1.5 * row_panels) + 4.0 * row_panels, 3.0
     if layout in ("blocks", "quads"):
         return float(-(-n_rows // 64) * 64 * n_cols), 1.0
     storage = "stored" if layout.endswith("-stored") else storage_for(quantize_codebook(nz.codebook, precision)[0])[0]
@@ -85,6 +103,8 @@ def units_and_bytes(nz: QuantizedLayer, layout: str, precision: str, act_density
         u = float(-(-n_rows // 64) * 64) * (1.0 - (1.0 - d) ** 4) * 4 * -(-n_cols // 4)
     elif kind == "rowquads":  # every nonzero, rows padded to quads (1.5 zero weights a row on average)
         u = float(nz.nnz) + 1.5 * n_rows
+    elif kind == "panelquads":  # the same per row and panel, and the row's 64 sums loaded and stored
+        u = float(nz.nnz) + (1.5 + PANEL_VISIT_UNITS) * n_rows * panel_count(n_cols)
     elif kind == "csc":
         u = d * nz.nnz
     else:
@@ -96,9 +116,9 @@ def units_and_bytes(nz: QuantizedLayer, layout: str, precision: str, act_density
 def predicted_ns(nz: QuantizedLayer, precision: str, path: str, act_density: float | None,
                  batch: int = 1) -> dict:
     """{layout: predicted ns per input vector} for every int layout of `precision` at this batch size.
-    The layouts with batched kernels (blocks, quads, rowquads; not on the portable path) stream their
-    weights once per batch, so their byte term is divided by the batch; rowquads runs lanes in tiles of
-    32 samples (a single vector costs a whole tile)."""
+    The layouts with batched kernels (blocks, quads, rowquads, panelquads; not on the portable path)
+    stream their weights once per batch, so their byte term is divided by the batch; rowquads and
+    panelquads run lanes in tiles of 32 samples (a single vector costs a whole tile)."""
     out = {}
     b = max(int(batch), 1)
     for name in LAYOUTS_FOR[precision]:
@@ -107,7 +127,7 @@ def predicted_ns(nz: QuantizedLayer, precision: str, path: str, act_density: flo
         per_unit, per_byte = COST[precision][name]["avx2" if path == "vnni" else path]
         u, nbytes = units_and_bytes(nz, name, precision, act_density)
         simd = path != "portable"
-        if name == "rowquads" and simd:  # lanes in tiles of 32 samples; weights read once per batch
+        if name in ("rowquads", "panelquads") and simd:  # lanes in tiles of 32 samples; weights once per batch
             out[name] = per_unit * u * (-(-b // 32) * 32) / b + per_byte * nbytes / b
         elif name in ("blocks", "quads") and simd:  # weights read once per batch
             out[name] = per_unit * u + per_byte * nbytes / b

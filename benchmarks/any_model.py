@@ -149,8 +149,12 @@ SPECS = {
         train={"epochs": 3, "batch_size": 128, "lr": 3e-3, **ADAM}),
     "austen-lstm": Spec(
         "austen", lambda info: CharLSTM(info["vocab"], hidden=LSTM_HIDDEN),
-        {"prune": {"rule": "global", "sparsity": 0.9, "iterations": 3,
-                   "retrain": {"epochs": 1, "batch_size": 32, "lr": 2e-3, **ADAM}},
+        # per layer, not one global threshold: a global cut left lstm.weight_hh_l1 at 2.9% and missed the
+        # target (perplexity x1.25); the gradual schedule prunes during one 4-epoch retraining (9.7% kept)
+        {"prune": {"rule": "sparsity", "schedule": "gradual", "every": 50,
+                   "layers": {"embed": 0.7, "out": 0.85, **{f"lstm.weight_{k}_l{i}": 0.91 for k in ("ih", "hh")
+                                                            for i in (0, 1)}},
+                   "retrain": {"epochs": 4, "batch_size": 32, "lr": 2e-3, **ADAM}},
          "quantize": {"conv_bits": 8, "fc_bits": 6,
                       "finetune": {"epochs": 1, "batch_size": 32, "lr": 1e-4, **ADAM}}},
         train={"epochs": 4, "batch_size": 32, "lr": 3e-3, **ADAM}, loss=sequence_loss, metric="loss",

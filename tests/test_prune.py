@@ -76,6 +76,20 @@ def test_polynomial_schedule_closed_form():
     assert polynomial_sparsity(500, 100, 0.9) == pytest.approx(0.9)
 
 
+def test_gradual_pruning_starts_from_the_initial_sparsity():
+    from deepcompress.compress.prune import GradualPruning
+
+    model = _model()
+    masks = prune_layers(model, {"ip1": TargetSparsity(0.5)})
+    hook = GradualPruning(masks, {"ip1": 0.8}, total_steps=4, every=1, initial={"ip1": 0.5})
+    seen = []
+    for _ in range(4):
+        hook.after_step(model)
+        seen.append(1 - masks.density()["ip1"])
+    n = model.ip1.weight.numel()  # closed form: 0.8 + (0.5 - 0.8) (1 - t)^3 at t = 1/4 ... 1
+    assert seen == pytest.approx([0.8 - 0.3 * (1 - t / 4) ** 3 for t in range(1, 5)], abs=1 / n)
+
+
 def test_dropout_rule():
     # D_r = D_o * sqrt(C_r / C_o): keeping 1/4 of the connections halves the dropout rate.
     assert adjusted_dropout(0.5, 0.25) == pytest.approx(0.25)

@@ -169,14 +169,17 @@ def polynomial_sparsity(step: int, total_steps: int, final: float, initial: floa
 class GradualPruning(TrainHook):
     """During training, raise each layer's sparsity along the polynomial schedule every `every` steps."""
 
-    def __init__(self, masks: Masks, final: dict[str, float], total_steps: int, every: int = 100):
+    def __init__(self, masks: Masks, final: dict[str, float], total_steps: int, every: int = 100,
+                 initial: dict[str, float] | None = None):
         self.masks, self.final, self.total, self.every, self.step = masks, final, total_steps, every, 0
+        self.initial = initial or {}  # sparsity each layer starts from (already pruned to it)
 
     def after_step(self, model: nn.Module) -> None:
         """Advance the schedule; prune when a pruning step is reached, then keep masks applied."""
         self.step += 1
         if self.step % self.every == 0 or self.step == self.total:
-            target = {n: polynomial_sparsity(self.step, self.total, s) for n, s in self.final.items()}
+            target = {n: polynomial_sparsity(self.step, self.total, s, self.initial.get(n, 0.0))
+                      for n, s in self.final.items()}
             self.masks.prune({n: TargetSparsity(s) for n, s in target.items()})
         self.masks.after_step(model)
 

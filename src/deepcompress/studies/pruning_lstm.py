@@ -1,7 +1,8 @@
 """pruning-lstm: the talk's NeuralTalk/LSTM slide on real text. The character-level LSTM language model of
 benchmarks/any_model.py (`austen-lstm`: models_text.CharLSTM) trained on four of Jane Austen's novels and
-scored on Persuasion (data_text.py's split by novel), pruned to 90% and 95% of its weights (one global
-magnitude threshold over the embedding, LSTM and output matrices) with retraining; test perplexity dense,
+scored on Persuasion (data_text.py's split by novel), pruned to 90% and 95% of its weights (per layer,
+models_text.charlstm_sparsity: the embedding and output layer kept denser than the LSTM matrices; gradual
+magnitude pruning during retraining, Zhu & Gupta's schedule); test perplexity dense,
 pruned and from the .dcz file (8-bit k-means shared weights, run by the CPU runtime); text generated
 greedily from the same prompts by the dense model (PyTorch) and by each pruned file (CPU runtime)."""
 
@@ -16,9 +17,10 @@ import numpy as np
 import torch
 
 from ..compress import Masks, SharedWeights, write_model
+from ..compress.prune import GradualPruning, TargetSparsity
 from ..compress.pipeline import layer_kinds
 from ..data import Dataset
-from ..models_text import CharLSTM, sequence_ce, sequence_loss
+from ..models_text import CharLSTM, charlstm_sparsity, sequence_ce, sequence_loss
 from ..train import TrainConfig, train
 from .common import pct, pyplot
 
@@ -26,9 +28,9 @@ TITLE = "Pruning an LSTM language model (Jane Austen): perplexity and generated 
 # quick: a few thousand characters, a tiny model, one epoch; full: any_model.py's austen-lstm settings
 SETTINGS = {
     True: {"train_chars": 4000, "test_chars": 2000, "length": 50, "embed": 16, "hidden": 32, "epochs": 1,
-           "batch_size": 4, "schedule": (0.9,), "retrain_epochs": 1},
-    False: {"train_chars": None, "test_chars": None, "length": 100, "embed": 64, "hidden": 128, "epochs": 2,
-            "batch_size": 32, "schedule": (0.5, 0.75, 0.9), "retrain_epochs": 1},
+           "batch_size": 4, "retrain_epochs": 1, "every": 4},
+    False: {"train_chars": None, "test_chars": None, "length": 100, "embed": 64, "hidden": 128, "epochs": 4,
+            "batch_size": 32, "retrain_epochs": 3, "every": 50},
 }
 ADAM = {"optimizer": "adam", "weight_decay": 0.0}
 TRAIN_LR, RETRAIN_LR = 3e-3, 2e-3
@@ -144,7 +146,7 @@ def dense_model(bench, vocab: int, data, s):
 
     torch.manual_seed(0)
     net = CharLSTM(vocab, s["embed"], s["hidden"])
-    path = bench.runs / "charlstm-austen" / "model.pt"
+    path = bench.runs / "charlstm-austen" / f"model-h{s['hidden']}-e{s['epochs']}.pt"  # a change retrains
     if not bench.quick and path.exists():
         net.load_state_dict(load_checkpoint(path))
         return net
@@ -158,28 +160,42 @@ def dense_model(bench, vocab: int, data, s):
 
 
 def pruned_points(model, corpus, data, s, tmp: Path, points: dict, texts: dict, steps_done: list) -> None:
-    """Prune `model` in place through the schedule to each of TARGETS with retraining; per target, write the
+    """Prune `model` in place to each of TARGETS in turn, gradually while retraining; per target, write the
     .dcz into `tmp`, score it and generate from it with the CPU runtime (adds to points, texts, steps_done)."""
     from ..runtime import load
 
     masks = Masks(model)
+    start = {n: 0.0 for n in masks.modules}
     for target in TARGETS:
-        for step in (s["schedule"] if target == TARGETS[0] else (target,)):
-            masks.prune_global(step)
-            before = perplexity(model, data)
-            fit(model, data, s["retrain_epochs"], RETRAIN_LR, s["batch_size"], hooks=(masks,))
-            steps_done.append({"sparsity": step, "no_retraining": before, "retrained": perplexity(model, data)})
+        final = charlstm_sparsity(model, target)
+        before = perplexity(pruned_copy(model, masks, final), data)
+        steps = int(0.8 * s["retrain_epochs"] * -(-len(data.train_y) // s["batch_size"]))
+        hook = GradualPruning(masks, final, total_steps=steps, every=s["every"], initial=start)
+        fit(model, data, s["retrain_epochs"], RETRAIN_LR, s["batch_size"], hooks=(hook,))
+        masks.prune({n: TargetSparsity(f) for n, f in final.items()})  # exactly the target, whatever the steps
+        start = final
+        steps_done.append({"sparsity": target, "no_retraining": before, "retrained": perplexity(model, data),
+                           "layers": final})
         shared_model = copy.deepcopy(model)
         shared_masks = Masks(shared_model)
         shared_masks.masks = {n: m.clone() for n, m in masks.masks.items()}
         path = tmp / f"lstm-{round(100 * target)}.dcz"
         _, size = write_file(path, shared_model, shared_masks, data.test_x[:1])
         runtime_model = load(path)
-        points[target] = {"kept": kept_fraction(masks), "no_retraining": steps_done[-1]["no_retraining"],
+        points[target] = {"kept": kept_fraction(masks), "no_retraining": before,
                           "retrained": steps_done[-1]["retrained"], "file": file_perplexity(runtime_model, data),
                           "file_bytes": size}
         label = f"{pct(target, 0)} pruned (CPU runtime, .dcz)"
         texts[label] = [generate(runtime_model, corpus, p, s["length"]) for p in PROMPTS]
+
+
+def pruned_copy(model, masks: Masks, sparsity: dict[str, float]):
+    """A copy of `model` pruned at once to `sparsity` per layer from its current `masks` (no retraining)."""
+    clone = copy.deepcopy(model)
+    clone_masks = Masks(clone)
+    clone_masks.masks = {n: m.clone() for n, m in masks.masks.items()}
+    clone_masks.prune({n: TargetSparsity(f) for n, f in sparsity.items()})
+    return clone
 
 
 def _fmt(v) -> str:
@@ -190,7 +206,7 @@ def _tables(study, points, texts, dense_ppl, s) -> None:
     rows = [[pct(k, 0), pct(p["kept"], 1), _fmt(p["no_retraining"]), _fmt(p["retrained"]), _fmt(p.get("file")),
              f"{p['retrained'] / dense_ppl:.3f}", p.get("file_bytes", "-")] for k, p in points.items()]
     study.table(f"CharLSTM (embed {s['embed']}, hidden {s['hidden']}, 2 layers): test perplexity on Persuasion "
-                f"({s['retrain_epochs']} retraining epoch(s) per pruning step)",
+                f"(pruned gradually during {s['retrain_epochs']} retraining epoch(s) per target)",
                 ["pruned", "weights kept", "pruned, no retraining", "retrained (PyTorch)",
                  f"from the .dcz ({SHARE_BITS}-bit shared, CPU runtime)", "retrained / dense", "file bytes"], rows)
     study.table("Greedy continuations of the same prompts (dense: PyTorch; pruned: the .dcz file run by the CPU "
@@ -228,7 +244,7 @@ def _claims(study, points, dense_ppl, s) -> None:
                     f"({ratio:.3f}x), from the file {p['file']:.3f}; no retraining {p['no_retraining']:.3f}",
                     ratio <= WITHIN,
                     f"agrees when retrained perplexity <= {WITHIN} x dense; {s['retrain_epochs']} retraining "
-                    f"epoch(s) per step" + ("" if ratio <= WITHIN else
+                    f"epoch(s) per target" + ("" if ratio <= WITHIN else
                                             "; a short retraining on a small model does not recover it"))
     p = points[TARGETS[0]]
     study.claim("retraining recovers what pruning loses",

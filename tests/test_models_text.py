@@ -1,0 +1,26 @@
+"""The CharLSTM's per-layer pruning targets against their closed form."""
+
+from __future__ import annotations
+
+import pytest
+
+from deepcompress.models_text import LSTM_MATRICES, CharLSTM, charlstm_sparsity
+
+
+@pytest.mark.parametrize("target", [0.5, 0.9, 0.95])
+def test_charlstm_sparsity_meets_the_overall_target(target):
+    model = CharLSTM(82, embed=64, hidden=128)
+    sparsity = charlstm_sparsity(model, target)
+    sizes = {"embed": 82 * 64, "out": 82 * 128, "lstm.weight_ih_l0": 512 * 64, "lstm.weight_hh_l0": 512 * 128,
+             "lstm.weight_ih_l1": 512 * 128, "lstm.weight_hh_l1": 512 * 128}
+    assert set(sparsity) == set(sizes)
+    kept = sum((1 - sparsity[n]) * sizes[n] for n in sizes)
+    assert kept == pytest.approx((1 - target) * sum(sizes.values()), rel=1e-12)
+    assert 1 - sparsity["embed"] == pytest.approx(min(1, 3 * (1 - target)))
+    assert 1 - sparsity["out"] == pytest.approx(min(1, 1.5 * (1 - target)))
+    assert len({sparsity[n] for n in LSTM_MATRICES}) == 1
+
+
+def test_charlstm_sparsity_refuses_what_it_cannot_split():
+    with pytest.raises(ValueError, match="cannot prune"):
+        charlstm_sparsity(CharLSTM(82, embed=4000, hidden=8), 0.7)  # the embedding alone keeps too much

@@ -1,0 +1,306 @@
+"""One captured torch.fx node or module as the file's op records (deepcompress.format.graph), or a refusal
+(`Unsupported`, naming the module and what to do): the per-node half of capture.py."""
+
+from __future__ import annotations
+
+import math
+import operator
+
+import torch
+import torch.fx
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import UserError
+from ..format import graph
+from .capture_seq import embedding_op
+
+SKIP = "skip"  # a node that passes its input through unchanged at inference (dropout, contiguous)
+VALUE, OTHER_BATCH_VALUE = "deepcompress_value", "deepcompress_value_batch3"  # node.meta keys of numbers
+WEIGHTS_ONLY_HINT = "or write weights only (weights_only=True)"
+
+
+class Unsupported(UserError):
+    """A part of the model the file's forward pass cannot express."""
+
+
+def refuse(where: str, what: str, fix: str = "") -> None:
+    """Raise Unsupported: `what` at `where` is not supported, with the fix and the weights-only way out."""
+    raise Unsupported(f"{where}: {what} is not supported{'; ' + fix if fix else ''} ({WEIGHTS_ONLY_HINT})")
+
+
+def conv_padding(module: nn.Conv2d) -> tuple:
+    """(top, bottom, left, right) of a Conv2d, "same" resolved as PyTorch does (extra padding at the end)."""
+    if module.padding == "valid":
+        return (0, 0, 0, 0)
+    if module.padding == "same":
+        out = []
+        for k, d in zip(module.kernel_size, module.dilation):
+            total = d * (k - 1)
+            out += [total // 2, total - total // 2]
+        return tuple(out)
+    ph, pw = module.padding
+    return (ph, ph, pw, pw)
+
+
+def _conv(name: str, m: nn.Conv2d):
+    if m.padding_mode != "zeros":
+        refuse(name, f"Conv2d(padding_mode={m.padding_mode!r})", "use zero padding")
+    return graph.Conv(layer=name, stride=tuple(m.stride), padding=conv_padding(m), dilation=tuple(m.dilation),
+                      groups=m.groups)
+
+
+def _conv1d(name: str, m: nn.Conv1d):
+    if m.padding_mode != "zeros":
+        refuse(name, f"Conv1d(padding_mode={m.padding_mode!r})", "use zero padding")
+    if m.padding == "valid":
+        padding = (0, 0)
+    elif m.padding == "same":  # as PyTorch: the odd unit of padding goes at the end
+        total = m.dilation[0] * (m.kernel_size[0] - 1)
+        padding = (total // 2, total - total // 2)
+    else:
+        padding = (m.padding[0], m.padding[0])
+    return graph.Conv1d(layer=name, stride=m.stride[0], padding=padding, dilation=m.dilation[0], groups=m.groups)
+
+
+def _pool(name: str, m):
+    if isinstance(m, nn.MaxPool2d):
+        if graph.pair_of(m.dilation) != (1, 1) or m.return_indices:
+            refuse(name, f"MaxPool2d(dilation={m.dilation}, return_indices={m.return_indices})")
+        cls, extra = graph.MaxPool, {}
+    else:
+        if m.divisor_override:
+            refuse(name, f"AvgPool2d(divisor_override={m.divisor_override})")
+        cls, extra = graph.AvgPool, {"count_include_pad": m.count_include_pad}
+    return cls(graph.pair_of(m.kernel_size), graph.pair_of(m.stride or m.kernel_size), graph.pair_of(m.padding),
+               m.ceil_mode, **extra)
+
+
+def _adaptive(name: str, m: nn.AdaptiveAvgPool2d, in_hw):
+    size = m.output_size if isinstance(m.output_size, (tuple, list)) else (m.output_size, m.output_size)
+    return graph.AdaptiveAvgPool(tuple(in_hw[i] if s is None else int(s) for i, s in enumerate(size)))
+
+
+def _affine(name: str, m: nn.modules.batchnorm._BatchNorm):
+    """A BatchNorm in inference mode as a per-channel affine op."""
+    if m.running_mean is None:
+        refuse(name, "BatchNorm without running statistics (track_running_stats=False)")
+    scale = (m.weight if m.affine else 1.0) / torch.sqrt(m.running_var + m.eps)
+    shift = (m.bias if m.affine else 0.0) - m.running_mean * scale
+    return graph.Affine(tuple(scale.detach().tolist()), tuple(shift.detach().tolist()))
+
+
+def _layernorm(name: str, m: nn.LayerNorm):
+    if len(m.normalized_shape) != 1:
+        refuse(name, f"LayerNorm over {tuple(m.normalized_shape)}", "normalise over the last dimension only")
+    n = m.normalized_shape[0]
+    weight = m.weight.detach().tolist() if m.weight is not None else [1.0] * n
+    bias = m.bias.detach().tolist() if m.bias is not None else [0.0] * n
+    return graph.LayerNorm(tuple(weight), tuple(bias), float(m.eps))
+
+
+def _sample_dim(dim, where: str, what: str) -> int:
+    """A dimension of the batched tensor as a per-sample axis (negative ones count from the end)."""
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim == 0:
+        refuse(where, f"{what} over dim {dim!r}", "give an integer dim other than the batch dimension")
+    return dim - 1 if dim > 0 else dim
+
+
+ATTENTION_MODULES = (nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerEncoder,
+                     nn.TransformerDecoderLayer, nn.TransformerDecoder, nn.Transformer)
+ACTIVATIONS = {nn.ReLU: graph.Relu, nn.ReLU6: graph.Relu6, nn.Sigmoid: graph.Sigmoid, nn.Tanh: graph.Tanh,
+               nn.SiLU: graph.Silu}
+
+
+def module_op(name: str, m: nn.Module, in_shape: tuple):
+    """The op record (or SKIP) of a called submodule; Unsupported naming it otherwise."""
+    if isinstance(m, nn.Linear):
+        return graph.Fc(layer=name)
+    if isinstance(m, nn.Conv2d):
+        return _conv(name, m)
+    if isinstance(m, nn.Conv1d):
+        return _conv1d(name, m)
+    if isinstance(m, ATTENTION_MODULES):
+        refuse(name, type(m).__name__, "write attention with Linear layers, torch.matmul (or @) and softmax "
+                "(docs/API.md)")
+    if type(m) in ACTIVATIONS:
+        return ACTIVATIONS[type(m)]()
+    if isinstance(m, nn.LeakyReLU):
+        return graph.LeakyRelu(float(m.negative_slope))
+    if isinstance(m, nn.GELU):
+        return graph.Gelu(m.approximate)
+    if isinstance(m, nn.Softmax):
+        return graph.Softmax(_sample_dim(m.dim, name, 'softmax'))
+    if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+        return _pool(name, m)
+    if isinstance(m, nn.AdaptiveAvgPool2d):
+        return _adaptive(name, m, in_shape[1:])
+    if isinstance(m, nn.Flatten):
+        return graph.Flatten() if (m.start_dim, m.end_dim) == (1, -1) else "reshape"
+    if isinstance(m, (nn.Dropout, nn.Identity)):
+        return SKIP
+    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+        return _affine(name, m)
+    if isinstance(m, nn.LayerNorm):
+        return _layernorm(name, m)
+    if isinstance(m, nn.Embedding):
+        return embedding_op(name, m, refuse)
+    refuse(name, f"{type(m).__name__} ({m!r})" if len(repr(m)) < 80 else type(m).__name__,
+            "see docs/API.md for the supported layers")
+
+
+FUNCTION_MODULES = {F.max_pool2d: nn.MaxPool2d, F.avg_pool2d: nn.AvgPool2d, F.adaptive_avg_pool2d: nn.AdaptiveAvgPool2d,
+                    F.relu6: nn.ReLU6, F.leaky_relu: nn.LeakyReLU, F.gelu: nn.GELU}
+ELEMENTWISE = {F.relu: graph.Relu, torch.relu: graph.Relu, torch.sigmoid: graph.Sigmoid, F.sigmoid: graph.Sigmoid,
+               torch.tanh: graph.Tanh, F.tanh: graph.Tanh, F.silu: graph.Silu, "relu": graph.Relu,
+               "sigmoid": graph.Sigmoid, "tanh": graph.Tanh}
+ARITHMETIC = {operator.add: "add", torch.add: "add", "add": "add", operator.iadd: "add",
+              operator.sub: "sub", torch.sub: "sub", "sub": "sub", operator.isub: "sub",
+              operator.mul: "mul", torch.mul: "mul", "mul": "mul", operator.imul: "mul",
+              operator.truediv: "div", torch.div: "div", "div": "div", operator.itruediv: "div",
+              torch.true_divide: "div", "true_divide": "div"}
+TWO_TENSORS = {"add": graph.Add, "sub": graph.Sub, "mul": graph.Mul, "div": graph.Div}
+IN_PLACE = (operator.iadd, operator.isub, operator.imul, operator.itruediv)
+MATMUL = (operator.matmul, torch.matmul, torch.bmm, "matmul", "bmm")
+NEGATE = (operator.neg, torch.neg, "neg")
+RESHAPES = (torch.flatten, "flatten", "view", "reshape", torch.reshape, "unsqueeze", torch.unsqueeze, "squeeze",
+            torch.squeeze)
+
+
+def call_op(node: torch.fx.Node, where: str, in_shape: tuple):
+    """The op record (SKIP, or "reshape") of a call_function / call_method node."""
+    target = node.target
+    kwargs = dict(node.kwargs)
+    if target in FUNCTION_MODULES:
+        return module_op(where, FUNCTION_MODULES[target](*node.args[1:], **kwargs), in_shape)
+    if target in ELEMENTWISE:
+        return ELEMENTWISE[target]()
+    if target in ARITHMETIC:
+        return _arithmetic(node, where, ARITHMETIC[target])
+    if target in NEGATE:
+        return graph.Scalar("mul", -1.0)
+    if target in MATMUL:
+        return _matmul(node, where)
+    if target in (torch.mean, "mean"):
+        return _mean(node, where)
+    if target is F.scaled_dot_product_attention:
+        return _attention(node, where)
+    if target is getattr and node.args[1] == "mT":
+        return _permute(node, where, len(in_shape) + 1)
+    if target in RESHAPES:
+        return "reshape"
+    if target in ("contiguous",) or (target in (F.dropout,) and not kwargs.get("training", False)):
+        return SKIP
+    if target in (F.softmax, torch.softmax, "softmax"):
+        dim = kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+        return graph.Softmax(_sample_dim(dim, where, 'softmax'))
+    if target in (torch.cat, torch.concat):
+        dim = kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
+        return graph.Concat(_sample_dim(dim, where, 'concatenation'))
+    if target in (torch.permute, "permute", "transpose", torch.transpose):
+        return _permute(node, where, len(in_shape) + 1)
+    refuse(where, f"{getattr(target, '__name__', target)!r} in forward()",
+            "express it with supported modules (docs/API.md)")
+
+
+def _number(arg, where: str) -> float:
+    """A Python number, or one computed in forward() from sizes that do not depend on the batch."""
+    if isinstance(arg, (int, float)) and not isinstance(arg, bool):
+        return float(arg)
+    value = arg.meta.get(VALUE) if isinstance(arg, torch.fx.Node) else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if arg.meta.get(OTHER_BATCH_VALUE) != value:
+            refuse(where, f"a number that depends on the batch size ({arg.name})",
+                    "compute it from the other dimensions")
+        return float(value)
+    refuse(where, f"arithmetic with {getattr(arg, 'name', repr(arg))} (neither a number nor a tensor with the "
+            "batch first)")
+
+
+def _arithmetic(node: torch.fx.Node, where: str, fn: str):
+    """add/sub/mul/div of two tensors, or of a tensor and a number (a scalar op)."""
+    if node.kwargs:
+        refuse(where, f"{getattr(node.target, '__name__', node.target)!r} with keyword arguments "
+                f"({', '.join(node.kwargs)})")
+    tensors = tensor_inputs(node)
+    if len(tensors) == 2:
+        return TWO_TENSORS[fn]()
+    first, second = node.args[:2]
+    if tensors and first is tensors[0]:
+        return graph.Scalar(fn, _number(second, where))
+    return graph.Scalar({"sub": "rsub", "div": "rdiv"}.get(fn, fn), _number(first, where))
+
+
+def _matmul(node: torch.fx.Node, where: str):
+    """A matrix product of two activations of equal rank (so the batch axes meet)."""
+    tensors = tensor_inputs(node)
+    shapes = [node_shape(t) for t in tensors]
+    if node.kwargs or len(tensors) != 2 or len(shapes[0]) != len(shapes[1]) or len(shapes[0]) < 3:
+        refuse(where, f"a matrix product of shapes {', '.join(str(tuple(s)) for s in shapes)}",
+                "multiply two activations of equal rank of at least 3 (batch, ..., rows, columns); a weight "
+                "matrix belongs in an nn.Linear")
+    return graph.MatMul()
+
+
+def _mean(node: torch.fx.Node, where: str):
+    kwargs = dict(node.kwargs)
+    dim = kwargs.pop("dim", node.args[1] if len(node.args) > 1 else None)
+    keepdim = kwargs.pop("keepdim", node.args[2] if len(node.args) > 2 else False)
+    if kwargs or dim is None:
+        refuse(where, f"mean over {'all dimensions' if dim is None else 'dims ' + str(dim)}"
+                f"{' with ' + ', '.join(kwargs) if kwargs else ''}", "give the dims to average over (not the batch)")
+    dims = dim if isinstance(dim, (list, tuple)) else [dim]
+    return graph.Mean(tuple(_sample_dim(d, where, "mean") for d in dims), bool(keepdim))
+
+
+SDPA_ARGS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
+
+
+def _attention(node: torch.fx.Node, where: str) -> list:
+    """F.scaled_dot_product_attention without mask or dropout as ops: softmax(q k^T * scale) v."""
+    args = {**dict(zip(SDPA_ARGS, node.args)), **node.kwargs}
+    if args.get("attn_mask") is not None or args.get("is_causal") or args.get("dropout_p") or args.get("enable_gqa"):
+        refuse(where, "scaled_dot_product_attention with a mask, is_causal, dropout_p or enable_gqa",
+                "the file's attention takes no mask (models of one input) and no dropout")
+    q, k, v = args["query"], args["key"], args["value"]
+    shapes = [node_shape(t) for t in (q, k, v)]
+    if len({len(s) for s in shapes}) != 1 or len(shapes[0]) < 3:
+        refuse(where, f"scaled_dot_product_attention of shapes {', '.join(str(tuple(s)) for s in shapes)}",
+                "give query, key and value of equal rank (batch, ..., length, features)")
+    dims = list(range(len(shapes[0]) - 1))
+    dims[-2], dims[-1] = dims[-1], dims[-2]
+    scale = 1.0 / math.sqrt(shapes[0][-1]) if args.get("scale") is None else _number(args["scale"], where)
+    # (op, inputs): a node is a value of the graph, an integer an earlier op of this list
+    return [(graph.Permute(tuple(dims)), (k,)), (graph.MatMul(), (q, 0)), (graph.Scalar("mul", scale), (1,)),
+            (graph.Softmax(-1), (2,)), (graph.MatMul(), (3, v))]
+
+
+def _permute(node, where: str, ndim: int):
+    if node.target in ("transpose", torch.transpose, getattr):
+        a, b = (d % ndim for d in node.args[1:3]) if node.target is not getattr else (-1 % ndim, -2 % ndim)
+        dims = list(range(ndim))
+        dims[a], dims[b] = dims[b], dims[a]
+    else:
+        dims = node.args[1] if len(node.args) == 2 and isinstance(node.args[1], (list, tuple)) else node.args[1:]
+        dims = [d % ndim for d in dims]
+    if dims[0] != 0:
+        refuse(where, "a permutation that moves the batch dimension")
+    return graph.Permute(tuple(d - 1 for d in dims[1:]))
+
+
+def tensor_inputs(node: torch.fx.Node) -> list[torch.fx.Node]:
+    """The node's arguments that hold tensors, in order (a tensor used twice appears twice)."""
+    found = []
+
+    def visit(arg: torch.fx.Node) -> torch.fx.Node:
+        if node_shape(arg) or arg.op == "placeholder":
+            found.append(arg)
+        return arg
+    torch.fx.node.map_arg((node.args, node.kwargs), visit)
+    return found
+
+
+def node_shape(node: torch.fx.Node) -> tuple:
+    """The shape ShapeProp recorded for the node's tensor (() when it is not a tensor)."""
+    meta = node.meta.get("tensor_meta")
+    return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else ()

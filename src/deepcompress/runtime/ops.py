@@ -8,12 +8,12 @@ only when no later op reads that value (`inplace`). What each op computes: docs/
 from __future__ import annotations
 
 import numpy as np
-from scipy import special
 
 from ..format import graph
 from .errors import ModelError
 from .sparse_conv import SparseConv2d
 from .fused import fp32_vec, relu_inplace
+from .gelu import gelu_erf
 from .int_fc import IntLinear
 from .ops_attn import build_attn_op
 from .sparse_fc import SparseLinear
@@ -40,7 +40,7 @@ def _gelu(x, out=None, approximate="none"):
     if approximate == "tanh":
         inner = np.float32(np.sqrt(2 / np.pi)) * (x + np.float32(0.044715) * x * x * x)
         return np.multiply(0.5 * x, 1.0 + np.tanh(inner), out=out, dtype=np.float32)
-    return np.multiply(0.5 * x, 1.0 + special.erf(x / np.float32(np.sqrt(2))), out=out, dtype=np.float32)
+    return gelu_erf(x, out)
 
 
 def _activation(op: graph.Op):
@@ -196,21 +196,32 @@ def _batch_aligned(x: np.ndarray, ndim: int) -> np.ndarray:
     return x.reshape(x.shape[0], *([1] * (ndim - x.ndim)), *x.shape[1:])
 
 
-def _layernorm(op: graph.LayerNorm):
+def _layernorm(op: graph.LayerNorm, inplace: bool):
     weight, bias, eps = np.float32(op.weight), np.float32(op.bias), np.float32(op.eps)
 
     def run(x):
+        # the same float32 operations as (x - mean) / sqrt(var + eps) * weight + bias, into one buffer
+        # (x itself when allowed) instead of six temporaries
         mean = x.mean(axis=-1, keepdims=True, dtype=np.float32)
-        centred = x - mean
-        var = np.mean(centred * centred, axis=-1, keepdims=True, dtype=np.float32)
-        return centred / np.sqrt(var + eps) * weight + bias
+        centred = np.subtract(x, mean, out=x if inplace and x.dtype == F32 else None, dtype=np.float32)
+        square = np.square(centred)
+        var = square.mean(axis=-1, keepdims=True, dtype=np.float32)
+        var += eps
+        np.sqrt(var, out=var)
+        centred /= var
+        centred *= weight
+        centred += bias
+        return centred
     return run
 
 
-def _softmax(axis: int):
+def _softmax(axis: int, inplace: bool):
     def run(x):
-        e = np.exp(x - x.max(axis=axis, keepdims=True))
-        return e / e.sum(axis=axis, keepdims=True)
+        e = np.subtract(x, x.max(axis=axis, keepdims=True), out=x if inplace and x.dtype == F32 else None,
+                        dtype=np.float32)
+        np.exp(e, out=e)
+        e /= e.sum(axis=axis, keepdims=True, dtype=np.float32)
+        return e
     return run
 
 
@@ -257,12 +268,12 @@ def build_op(op: graph.Op, layers: dict, forward: graph.ForwardPass, i: int, inp
     if isinstance(op, graph.Permute):
         return lambda x: np.ascontiguousarray(x.transpose(0, *(d + 1 for d in op.dims)))
     if isinstance(op, graph.Softmax):
-        return _softmax(op.dim % len(in_shape) + 1)
+        return _softmax(op.dim % len(in_shape) + 1, inplace)
     if isinstance(op, graph.Affine):
         scale, shift = _per_channel(op.scale, len(in_shape) + 1), _per_channel(op.shift, len(in_shape) + 1)
         return lambda x: x * scale + shift
     if isinstance(op, graph.LayerNorm):
-        return _layernorm(op)
+        return _layernorm(op, inplace)
     if isinstance(op, graph.Add):
         return _binary(np.add)
     if isinstance(op, graph.Mul):

@@ -13,7 +13,9 @@ from ..format import graph
 from .errors import ModelError
 from .sparse_conv import SparseConv2d
 from .fused import fp32_vec, relu_inplace
+from .fastexp import exp_nonpositive
 from .gelu import gelu_erf
+from .rowwise import layernorm_last, softmax_last
 from .int_fc import IntLinear
 from .ops_attn import build_attn_op
 from .sparse_fc import SparseLinear
@@ -40,7 +42,7 @@ def _gelu(x, out=None, approximate="none"):
     if approximate == "tanh":
         inner = np.float32(np.sqrt(2 / np.pi)) * (x + np.float32(0.044715) * x * x * x)
         return np.multiply(0.5 * x, 1.0 + np.tanh(inner), out=out, dtype=np.float32)
-    return gelu_erf(x, out)
+    return gelu_erf(x)  # a new array even when `out` is allowed: writing into x would cost a copy
 
 
 def _activation(op: graph.Op):
@@ -196,30 +198,19 @@ def _batch_aligned(x: np.ndarray, ndim: int) -> np.ndarray:
     return x.reshape(x.shape[0], *([1] * (ndim - x.ndim)), *x.shape[1:])
 
 
-def _layernorm(op: graph.LayerNorm, inplace: bool):
-    weight, bias, eps = np.float32(op.weight), np.float32(op.bias), np.float32(op.eps)
-
-    def run(x):
-        # the same float32 operations as (x - mean) / sqrt(var + eps) * weight + bias, into one buffer
-        # (x itself when allowed) instead of six temporaries
-        mean = x.mean(axis=-1, keepdims=True, dtype=np.float32)
-        centred = np.subtract(x, mean, out=x if inplace and x.dtype == F32 else None, dtype=np.float32)
-        square = np.square(centred)
-        var = square.mean(axis=-1, keepdims=True, dtype=np.float32)
-        var += eps
-        np.sqrt(var, out=var)
-        centred /= var
-        centred *= weight
-        centred += bias
-        return centred
-    return run
+def _layernorm(op: graph.LayerNorm):
+    weight, bias = np.asarray(op.weight, np.float32), np.asarray(op.bias, np.float32)
+    return lambda x: layernorm_last(x, weight, bias, op.eps)
 
 
-def _softmax(axis: int, inplace: bool):
+def _softmax(axis: int, last: bool, inplace: bool):
+    if last:
+        return softmax_last  # one compiled pass per row (rowwise.py)
+
     def run(x):
         e = np.subtract(x, x.max(axis=axis, keepdims=True), out=x if inplace and x.dtype == F32 else None,
                         dtype=np.float32)
-        np.exp(e, out=e)
+        e = exp_nonpositive(e)  # e <= 0 after subtracting the maximum
         e /= e.sum(axis=axis, keepdims=True, dtype=np.float32)
         return e
     return run
@@ -268,12 +259,12 @@ def build_op(op: graph.Op, layers: dict, forward: graph.ForwardPass, i: int, inp
     if isinstance(op, graph.Permute):
         return lambda x: np.ascontiguousarray(x.transpose(0, *(d + 1 for d in op.dims)))
     if isinstance(op, graph.Softmax):
-        return _softmax(op.dim % len(in_shape) + 1, inplace)
+        return _softmax(op.dim % len(in_shape) + 1, op.dim % len(in_shape) == len(in_shape) - 1, inplace)
     if isinstance(op, graph.Affine):
         scale, shift = _per_channel(op.scale, len(in_shape) + 1), _per_channel(op.shift, len(in_shape) + 1)
         return lambda x: x * scale + shift
     if isinstance(op, graph.LayerNorm):
-        return _layernorm(op, inplace)
+        return _layernorm(op)
     if isinstance(op, graph.Add):
         return _binary(np.add)
     if isinstance(op, graph.Mul):

@@ -5,7 +5,7 @@ numpy's float32 exp took 2.5 ns a value on this 2-core AMD machine (0.5 ms on al
 subtracting the row maximum) and the GELU's exp(-z^2) only need x <= 0: k = round(x / ln 2),
 r = x - k ln 2 (Cody & Waite's two-part ln 2, exact for |k| <= 126), exp(r) by its Taylor polynomial of
 degree 7 (truncation below 6e-9 on |r| <= ln 2 / 2), times 2^k built from its exponent bits. Relative error
-a few float32 ulps (tests/test_runtime_gelu.py compares with numpy's exp); below -87.3 (where exp(x) is under
+a few float32 ulps (tests/test_runtime_rows.py compares with numpy's exp); below -87.3 (where exp(x) is under
 float32's smallest normal, 1.2e-38) the result is 0 (exp(-inf) = 0), NaN stays NaN.
 """
 

@@ -164,6 +164,15 @@ def test_benchmark_quick_path_compresses_settings_into_their_files(tmp_path):
     assert again[1]["wall_s"] == one[1]["wall_s"] and again[2] == json.loads(json.dumps(records[2]))
 
 
+def test_a_default_run_compresses_the_claims_settings_and_all_runs_every_one():
+    bench = _bench()
+    assert set(bench.CLAIMS) <= set(bench.SETTINGS)
+    assert {"share-8bit", "prune20-fc5-table4", "prune30-fc4-table2-ft"} == set(bench.CLAIMS)
+    assert bench.chosen_settings(None, False, False) == list(bench.CLAIMS)
+    assert bench.chosen_settings(None, True, False) is None and bench.chosen_settings(None, False, True) is None
+    assert bench.chosen_settings(["share-4bit"], True, False) == ["share-4bit"]
+
+
 def test_a_settings_file_runs_at_every_length_like_its_decoded_weights_in_torch(tmp_path, tokenizer):
     bench = _bench()
     model = bench.quick_model()

@@ -133,7 +133,10 @@ class CompressedModel:
 
     def summary(self) -> list[dict]:
         """Per weight layer: kind, shape, nonzeros, runtime layout or conv path and why it was picked,
-        and its bytes (total and per nonzero; the bias is not counted)."""
+        and its bytes (total and per nonzero; the bias is not counted). FC layers also say from how many
+        input rows (tokens x batch) they run as sgemm on a decoded float32 matrix (`gemm_from_rows`, None:
+        never; `rows`: what runs at which row count) and the bytes of that matrix held now
+        (`decoded_bytes`: 0 until an input that many rows long has run; out x in x 4 after)."""
         return [_layer_summary(name, op) for name, op in self.layers.items()]
 
 
@@ -164,9 +167,11 @@ def _last_reads(forward) -> list[list[int]]:
 
 
 def _layer_summary(name: str, op) -> dict:
+    extra = {}
     if isinstance(op, Fc):
         kind, shape, layout, size = "fc", op.layer.layout.shape, op.layer.kind, op.layer.nbytes()
         why = getattr(op.layer, "why", "fp32 layout policy (policy.py)")
+        extra = _rows_policy(op.layer)
     else:
         kind, shape, layout, size = "conv", op.conv.kernel_shape, op.conv.kind, op.conv.nbytes()
         why = "conv path policy (policy.py); convolutions run in fp32"
@@ -174,7 +179,18 @@ def _layer_summary(name: str, op) -> dict:
             "density": size.nnz / max(math.prod(shape), 1), "layout": layout, "why": why,
             "bytes": {"entries": size.entries, "pointers": size.pointers, "codebook": size.codebook,
                       "total": size.total},
-            "bytes_per_nonzero": size.per_nonzero()}
+            "bytes_per_nonzero": size.per_nonzero(), **extra}
+
+
+def _rows_policy(layer) -> dict:
+    """What an FC layer runs at which input row count, and the decoded bytes it holds."""
+    gemm = getattr(layer, "gemm_rows", None)
+    if gemm is None:
+        rows = {"1+": layer.kind}
+    else:
+        few = "1" if gemm == 2 else f"1-{gemm - 1}"
+        rows = {few: layer.kind, f"{gemm}+": "sgemm on the decoded float32 matrix (policy.gemm_min_rows)"}
+    return {"gemm_from_rows": gemm, "rows": rows, "decoded_bytes": getattr(layer, "decoded_bytes", 0)}
 
 
 def load(path, batch: int = 1, threads: int = 1, precision: str = "fp32") -> CompressedModel:

@@ -8,12 +8,14 @@ only when no later op reads that value (`inplace`). What each op computes: docs/
 from __future__ import annotations
 
 import numpy as np
-from scipy import special
 
 from ..format import graph
 from .errors import ModelError
 from .sparse_conv import SparseConv2d
 from .fused import fp32_vec, relu_inplace
+from .fastexp import exp_nonpositive
+from .gelu import gelu_erf
+from .rowwise import layernorm_last, softmax_last
 from .int_fc import IntLinear
 from .ops_attn import build_attn_op
 from .sparse_fc import SparseLinear
@@ -40,7 +42,7 @@ def _gelu(x, out=None, approximate="none"):
     if approximate == "tanh":
         inner = np.float32(np.sqrt(2 / np.pi)) * (x + np.float32(0.044715) * x * x * x)
         return np.multiply(0.5 * x, 1.0 + np.tanh(inner), out=out, dtype=np.float32)
-    return np.multiply(0.5 * x, 1.0 + special.erf(x / np.float32(np.sqrt(2))), out=out, dtype=np.float32)
+    return gelu_erf(x)  # a new array even when `out` is allowed: writing into x would cost a copy
 
 
 def _activation(op: graph.Op):
@@ -197,20 +199,20 @@ def _batch_aligned(x: np.ndarray, ndim: int) -> np.ndarray:
 
 
 def _layernorm(op: graph.LayerNorm):
-    weight, bias, eps = np.float32(op.weight), np.float32(op.bias), np.float32(op.eps)
+    weight, bias = np.asarray(op.weight, np.float32), np.asarray(op.bias, np.float32)
+    return lambda x: layernorm_last(x, weight, bias, op.eps)
+
+
+def _softmax(axis: int, last: bool, inplace: bool):
+    if last:
+        return softmax_last  # one compiled pass per row (rowwise.py)
 
     def run(x):
-        mean = x.mean(axis=-1, keepdims=True, dtype=np.float32)
-        centred = x - mean
-        var = np.mean(centred * centred, axis=-1, keepdims=True, dtype=np.float32)
-        return centred / np.sqrt(var + eps) * weight + bias
-    return run
-
-
-def _softmax(axis: int):
-    def run(x):
-        e = np.exp(x - x.max(axis=axis, keepdims=True))
-        return e / e.sum(axis=axis, keepdims=True)
+        e = np.subtract(x, x.max(axis=axis, keepdims=True), out=x if inplace and x.dtype == F32 else None,
+                        dtype=np.float32)
+        e = exp_nonpositive(e)  # e <= 0 after subtracting the maximum
+        e /= e.sum(axis=axis, keepdims=True, dtype=np.float32)
+        return e
     return run
 
 
@@ -257,7 +259,7 @@ def build_op(op: graph.Op, layers: dict, forward: graph.ForwardPass, i: int, inp
     if isinstance(op, graph.Permute):
         return lambda x: np.ascontiguousarray(x.transpose(0, *(d + 1 for d in op.dims)))
     if isinstance(op, graph.Softmax):
-        return _softmax(op.dim % len(in_shape) + 1)
+        return _softmax(op.dim % len(in_shape) + 1, op.dim % len(in_shape) == len(in_shape) - 1, inplace)
     if isinstance(op, graph.Affine):
         scale, shift = _per_channel(op.scale, len(in_shape) + 1), _per_channel(op.shift, len(in_shape) + 1)
         return lambda x: x * scale + shift

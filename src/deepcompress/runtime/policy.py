@@ -41,7 +41,10 @@ is at most CONV_SPARSE_MAX_DENSITY and each output has at least CONV_SPARSE_MIN_
 
 from __future__ import annotations
 
+import numpy as np
+
 from .layouts import predicted_bytes, predicted_panels
+from .simd import LANES
 from ..format.layer import QuantizedLayer
 
 CSC_MAX_ACT_DENSITY = 0.8
@@ -51,6 +54,14 @@ CONV_SPARSE_MAX_DENSITY = 0.15
 CONV_SPARSE_MIN_COLS = 1000
 
 BATCH_PANEL_WIDTH = 512
+
+# many-row FC inputs (benchmarks/fc_rows.py, one thread, least squares on 5 shapes x 4 densities x 8 row
+# counts; median relative error 16% panel, 7% gemm): the batched panel kernel costs
+# c * nonzeros + lanes * (a * nonzeros + b * out * panels) ns, lanes = rows rounded up to LANES; sgemm on
+# the decoded float32 matrix costs out * in * (g0 + g1 * rows) ns (g0: streaming the matrix once)
+PANEL_NS = (1.24, 0.0682, 3.56)  # (c, a, b)
+GEMM_NS = (0.306, 0.0296)  # (g0, g1)
+GEMM_SCAN_ROWS = 4096  # row counts up to this are compared; beyond it the answer at 4096 holds
 
 LAYOUTS = ("csc", "panel", "grouped")
 
@@ -77,6 +88,28 @@ def choose_fc_layout(nz: QuantizedLayer, act_density: float | None = None, batch
     other = "panel" if fast == "csc" else "csc"
     size = {name: predicted_bytes(nz, name, panel_width(batch), threads) for name in (fast, other)}
     return other if size[fast] > MAX_SIZE_RATIO * size[other] else fast
+
+
+def predicted_fc_ns(nz: QuantizedLayer, rows, path: str):
+    """Cost model (PANEL_NS, GEMM_NS) of a batched FC call on `rows` input rows (an int or an array):
+    path 'panel' (the batched sparse kernel) or 'gemm' (sgemm on the decoded matrix), in ns."""
+    n_out, n_in = nz.matrix_shape
+    if path == "gemm":
+        return n_out * n_in * (GEMM_NS[0] + GEMM_NS[1] * rows)
+    if path == "panel":
+        lanes = -(-rows // LANES) * LANES
+        panels = predicted_panels(nz, BATCH_PANEL_WIDTH)
+        return PANEL_NS[0] * nz.nnz + lanes * (PANEL_NS[1] * nz.nnz + PANEL_NS[2] * n_out * panels)
+    raise ValueError(f"no cost model for path {path!r}")
+
+
+def gemm_min_rows(nz: QuantizedLayer) -> int | None:
+    """The fewest input rows (>= 2) from which an FC layer runs as sgemm on its decoded matrix: where the
+    cost model predicts sgemm faster than the batched panel kernel (None: never, up to GEMM_SCAN_ROWS)."""
+    rows = np.arange(2, GEMM_SCAN_ROWS + 1)
+    faster = predicted_fc_ns(nz, rows, "gemm") < predicted_fc_ns(nz, rows, "panel")
+    from_here = np.logical_and.accumulate(faster[::-1])[::-1]  # faster here and at every larger count
+    return int(rows[np.argmax(from_here)]) if from_here[-1] else None
 
 
 def choose_conv_path(nz: QuantizedLayer) -> str:

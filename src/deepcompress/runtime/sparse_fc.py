@@ -8,7 +8,7 @@ import numpy as np
 from .layouts import BUILDERS, LayerSizes, LayoutBytes, build_csc, build_panel
 from ..format.layer import QuantizedLayer
 from .nonzeros import from_dense, from_positions
-from .policy import LAYOUTS, choose_fc_layout, panel_width
+from .policy import LAYOUTS, choose_fc_layout, gemm_min_rows, panel_width
 from .simd import LANES
 from .int_fc import IntLinear
 from .quantize import check_precision
@@ -53,12 +53,20 @@ class SparseLinear(LayerSizes):
     so build it with at least that many; panel: equal row ranges); results equal the 1-thread ones.
     Calling a threaded layer from several Python threads at once needs numba's omp or tbb threading
     layer (its fallback, workqueue, aborts the process then); 1-thread layers have no such limit.
+
+    Many rows at once (a batch, or a sequence's positions) are a matrix product: a layer built with
+    layout 'auto' on one thread runs inputs of at least `gemm_rows` rows (policy.gemm_min_rows, a cost
+    model) as BLAS sgemm on its weights decoded to a dense float32 matrix, decoded on the first such call
+    and kept (out x in x 4 bytes: `decoded_bytes`); fewer rows run on the layout's kernels.
     """
 
     def __init__(self, layout, bias=None, threads: int = 1):
         """Wrap a built layout (see layouts.py), an optional bias of length out_features, and the thread count."""
         self.layout = layout
         self.threads = usable_threads(threads)
+        self.source: QuantizedLayer | None = None  # what the decoded matrix is decoded from
+        self.gemm_rows: int | None = None  # inputs of at least this many rows run as sgemm (None: never)
+        self._dense_t: np.ndarray | None = None
         n_out = layout.shape[0]
         if bias is None:
             self.bias = np.zeros(n_out, np.float32)
@@ -82,10 +90,14 @@ class SparseLinear(LayerSizes):
         if name not in LAYOUTS:
             raise ValueError(f"unknown layout {layout!r}; choose auto or one of {', '.join(LAYOUTS)}")
         if name == "panel":
-            return cls(build_panel(nz, panel_width(batch)), bias, threads)
-        if name == "csc":
-            return cls(build_csc(nz, threads=threads), bias, threads)
-        return cls(BUILDERS[name](nz), bias, threads)
+            layer = cls(build_panel(nz, panel_width(batch)), bias, threads)
+        elif name == "csc":
+            layer = cls(build_csc(nz, threads=threads), bias, threads)
+        else:
+            layer = cls(BUILDERS[name](nz), bias, threads)
+        if layout == "auto" and threads == 1:  # the cost model was measured on one thread
+            layer.source, layer.gemm_rows = nz, gemm_min_rows(nz)
+        return layer
 
     @property
     def kind(self) -> str:
@@ -95,6 +107,27 @@ class SparseLinear(LayerSizes):
     def nbytes(self) -> LayoutBytes:
         """Bytes of the weight layout (entries, pointers, codebook); the bias is not counted."""
         return self.layout.nbytes()
+
+    def decoded(self) -> np.ndarray:
+        """The dense float32 (out, in) weight matrix, zeros where pruned (decoded from the source layer,
+        or, for a layer built from a layout alone, by running the layout on the identity: exact, since
+        every output is one codebook value times 1)."""
+        if self.source is not None:
+            return self.source.to_dense().reshape(self.layout.shape)
+        eye = np.eye(self.in_features, dtype=np.float32)
+        out = np.zeros((self.in_features, self.out_features), np.float32)
+        for start in range(0, self.in_features, BATCH_BLOCK):
+            block = eye[start:start + BATCH_BLOCK]
+            xt = np.ascontiguousarray(block.T)
+            yt = np.zeros((self.out_features, block.shape[0]), np.float32)
+            self.layout.matmat(xt, yt, 1)
+            out[start:start + block.shape[0]] = yt.T
+        return out.T.copy()
+
+    @property
+    def decoded_bytes(self) -> int:
+        """Bytes of the decoded float32 matrix this layer holds now (0 until a many-row input decodes it)."""
+        return 0 if self._dense_t is None else self._dense_t.nbytes
 
     def __call__(self, x) -> np.ndarray:
         """The layer's float32 output for x of shape (in,) or (N, in): shape (out,) or (N, out)."""
@@ -114,6 +147,8 @@ class SparseLinear(LayerSizes):
             self.layout.matvec(x, y, self.threads)
             return y
         n = x.shape[0]
+        if self.gemm_rows is not None and n >= self.gemm_rows:
+            return self._gemm(x)
         out = np.empty((n, self.out_features), np.float32)
         step = max(BATCH_BLOCK, BLOCK_BYTES // (4 * max(self.in_features, 1)) // BATCH_BLOCK * BATCH_BLOCK)
         for start in range(0, n, step):
@@ -126,6 +161,15 @@ class SparseLinear(LayerSizes):
             yt[:] = self.bias[:, None]
             self.layout.matmat(xt, yt, self.threads)
             transpose_into(yt[:, :m], out[start:start + m])
+        return out
+
+
+    def _gemm(self, x: np.ndarray) -> np.ndarray:
+        """x @ W.T + b by BLAS sgemm on the decoded matrix (decoded on the first call)."""
+        if self._dense_t is None:
+            self._dense_t = np.ascontiguousarray(self.decoded().T)  # (in, out): x @ it is one sgemm
+        out = np.matmul(x, self._dense_t)
+        out += self.bias
         return out
 
 

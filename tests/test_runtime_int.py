@@ -10,7 +10,7 @@ import pytest
 from deepcompress import format as dcz
 from deepcompress.runtime import intkernels, load
 from deepcompress.runtime.int_fc import IntLinear
-from deepcompress.runtime.intlayouts import INT_BUILDERS, build_rows
+from deepcompress.runtime.intlayouts import INT_BUILDERS, build_abs_csc, build_rows
 from deepcompress.runtime.intpolicy import LAYOUTS_FOR
 from deepcompress.runtime.nonzeros import from_dense
 from deepcompress.runtime.ops import Fc
@@ -115,6 +115,57 @@ def test_block_layouts_batches_and_odd_shapes_equal_numpy_reference(shape, signs
         y = np.empty(shape[0], np.float32)
         fc.matvec(x[5], y)
         assert np.array_equal(y, ref[5]), path
+
+
+@pytest.mark.parametrize("shape, k", [((4097, 20), 16), ((2049, 7), 17), ((600, 30), 256), ((3, 40), 5), ((70, 1), 16)])
+@pytest.mark.parametrize("signs", ["relu", "signed", "sparse"])
+def test_csc_abs_row_blocks_and_codebook_sizes_equal_numpy_reference(shape, k, signs):
+    """The csc-abs kernels: several row blocks (4096 rows at 4 code bits, 2048 at 5, 256 at 8) with a
+    partial last block, empty columns, an all-zero input and one with a single nonzero."""
+    rng = np.random.default_rng(shape[0] + k)
+    book = np.sort(rng.uniform(-1, 1, k)).astype(np.float32)
+    w = book[rng.integers(0, k, shape)] * (rng.random(shape) < 0.2)
+    w[:, ::5] = 0.0  # empty columns
+    nz = from_dense(w.astype(np.float32), book)
+    bias = rng.standard_normal(shape[0]).astype(np.float32)
+    x = rng.standard_normal((6, shape[1])).astype(np.float32)
+    if signs == "relu":
+        x = np.maximum(x, 0)
+    elif signs == "sparse":
+        x *= rng.random(x.shape) < 0.1
+    x[0] = 0.0
+    x[1] = 0.0
+    x[1, -1] = 2.0
+    ref = reference_forward(nz, bias, x, "int8")
+    for path in PATHS:
+        fc = IntLinear(nz, bias, "int8", "csc-abs", path=path)
+        assert np.array_equal(fc(x), ref), path
+        for i in range(x.shape[0]):
+            y = np.empty(shape[0], np.float32)
+            fc.matvec(x[i], y)
+            assert np.array_equal(y, ref[i]), (path, i)
+
+
+def test_csc_abs_entries_by_hand():
+    """Entries are (row offset in the block << code bits) | code, columns in row order; pointers per
+    row block and column."""
+    book = np.array([-1.0, 0.5, 1.0], np.float32)
+    w = np.zeros((4100, 3), np.float32)
+    w[[2, 4097], 0] = [1.0, -1.0]
+    w[[4096, 0], 2] = [0.5, 1.0]
+    lay = build_abs_csc(from_dense(w, book), "int8")
+    assert lay.code_bits == 4 and lay.table.tolist() == [-127, 64, 127] + [0] * 13
+    assert lay.col_ptr.tolist() == [[0, 1, 1, 2], [2, 3, 3, 4]]
+    assert lay.entries.tolist() == [(2 << 4) | 2, (0 << 4) | 2, (1 << 4) | 0, (0 << 4) | 1]
+    assert lay.nbytes().entries == 8 and lay.nbytes().pointers == 32
+
+
+def test_csc_abs_is_int8_only():
+    nz = layer(np.random.default_rng(4), (5, 8), 0.5, "k7")
+    with pytest.raises(ValueError, match="no int16 kernels"):
+        IntLinear(nz, None, "int16", "csc-abs")
+    with pytest.raises(ValueError, match="int8 only"):
+        build_abs_csc(nz, "int16")
 
 
 @pytest.mark.parametrize("signs", ["relu", "signed"])

@@ -37,8 +37,9 @@ from ..format.layer import QuantizedLayer
 from .intlayouts import PANEL_COLS, bytes_per_weight, padded, storage_for
 from .quantize import quantize_codebook
 
-INT_LAYOUTS = ("rows", "rows-stored", "cols", "cols-stored", "csc", "blocks", "quads", "rowquads", "panelquads")
-# the layouts each precision has (blocks, quads, rowquads, panelquads: int8 only)
+INT_LAYOUTS = ("rows", "rows-stored", "cols", "cols-stored", "csc", "blocks", "quads", "rowquads", "panelquads",
+               "csc-abs")
+# the layouts each precision has (blocks, quads, rowquads, panelquads, csc-abs: int8 only)
 LAYOUTS_FOR = {"int8": INT_LAYOUTS, "int16": INT_LAYOUTS[:5]}
 # units a panelquads row visit (a row's 64 sums loaded and stored per panel) is charged: about one quad step
 PANEL_VISIT_UNITS = 4.0
@@ -53,7 +54,8 @@ COST = {
              "blocks": {"portable": (0.1469, 0.5541), "avx2": (0.0592, 0.2655)},
              "quads": {"portable": (0.5787, 0.1429), "avx2": (0.0629, 0.1263)},
              "rowquads": {"portable": (2.2, 0.0), "avx2": (0.0545, 0.0678)},
-             "panelquads": {"portable": (2.2, 0.0), "avx2": (0.039, 0.0678)}},
+             "panelquads": {"portable": (2.2, 0.0), "avx2": (0.039, 0.0678)},
+             "csc-abs": {"portable": (2.4, 0.0), "avx2": (0.5, 0.0)}},
     "int16": {"rows": {"portable": (2.1862, 0.0), "avx2": (0.1587, 0.0)},
              "rows-stored": {"portable": (0.5548, 0.0), "avx2": (0.205, 0.007)},
              "cols": {"portable": (2.2393, 0.0), "avx2": (2.2669, 0.0)},
@@ -72,6 +74,8 @@ def layout_bytes(nz: QuantizedLayer, layout: str, precision: str) -> tuple[float
     n_rows, n_cols = nz.matrix_shape
     if layout == "csc":
         return 2.0 * nz.nnz, 2.0
+    if layout == "csc-abs":  # 2 B per entry, a 4 B pointer per row block and column
+        return 2.0 * nz.nnz + 4.0 * -(-n_rows // 4096) * (n_cols + 1), 2.0
     if layout == "rowquads":
         return 3.0 * (nz.nnz + 1.5 * n_rows), 3.0
     if layout == "panelquads":  # 2 B offset + 1 B weight per slot, a 4 B pointer per row and panel
@@ -105,7 +109,7 @@ def units_and_bytes(nz: QuantizedLayer, layout: str, precision: str, act_density
         u = float(nz.nnz) + 1.5 * n_rows
     elif kind == "panelquads":  # the same per row and panel, and the row's 64 sums loaded and stored
         u = float(nz.nnz) + (1.5 + PANEL_VISIT_UNITS) * n_rows * panel_count(n_cols)
-    elif kind == "csc":
+    elif kind in ("csc", "csc-abs"):
         u = d * nz.nnz
     else:
         raise ValueError(f"unknown int layout {layout!r}; choose one of {', '.join(INT_LAYOUTS)}")

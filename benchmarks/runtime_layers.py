@@ -286,10 +286,11 @@ def sweep(timer: rm.Timer, rounds: int) -> list[dict]:
     return records
 
 
-def calibrate(timer: rm.Timer, rounds: int) -> dict:
+def calibrate(timer: rm.Timer, rounds: int, only: tuple = ()) -> dict:
     """(ns per unit, ns per byte) of each int layout, precision and dispatch path (intpolicy's cost
     model): a least-squares fit of relative error over the nine layers at batch 1, warm, at each layer's
-    input density. The COST table of deepcompress.runtime.intpolicy is copied from this."""
+    input density. The COST table of deepcompress.runtime.intpolicy is copied from this. `only`: just
+    these layouts."""
     from deepcompress.runtime.intkernels import available_paths
     from deepcompress.runtime.intpolicy import units_and_bytes
     per = {}
@@ -298,6 +299,8 @@ def calibrate(timer: rm.Timer, rounds: int) -> dict:
         methods = {}
         for p in PRECISIONS:
             for lay in LAYOUTS_FOR[p]:
+                if only and lay not in only:
+                    continue
                 for path in available_paths():
                     fc = IntLinear(nz, None, p, lay, path=path)
                     methods[(p, lay, path)] = (lambda fc=fc: fc(x))
@@ -413,6 +416,8 @@ def main(argv=None) -> None:
                     help="only the batched row-quad layouts' ns per unit at batch 64 -> runtime_calibration_batched.json")
     ap.add_argument("--calibrate", action="store_true",
                     help="only the int layouts' ns per visited unit -> runtime_calibration.json (intpolicy.COST)")
+    ap.add_argument("--calibrate-layouts", default="",
+                    help="with --calibrate: only these comma-separated int layouts, merged into runtime_calibration.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     rounds = 3 if args.quick else 9
@@ -430,7 +435,13 @@ def main(argv=None) -> None:
         print({lay: round(v["ns_per_unit_median"], 4) for lay, v in fit.items() if lay != "setup"})
         return
     if args.calibrate or args.refit:
-        cost = refit(RESULTS / "runtime_calibration.json") if args.refit else calibrate(timer, rounds)
+        only = tuple(s.strip() for s in args.calibrate_layouts.split(",") if s.strip())
+        cost = refit(RESULTS / "runtime_calibration.json") if args.refit else calibrate(timer, rounds, only)
+        if only and not args.refit:  # the other layouts' fits stay as they were
+            kept = json.loads((RESULTS / "runtime_calibration.json").read_text())
+            for p, by_layout in cost.items():
+                kept.setdefault(p, {}).update(by_layout)
+            cost = kept
         (RESULTS / "runtime_calibration.json").write_text(json.dumps(cost, indent=1) + "\n")
         for p, by_layout in cost.items():
             for lay, by_path in by_layout.items():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from deepcompress import format as dcz
-from deepcompress.runtime import intkernels, load
+from deepcompress.runtime import intkernels, inttune, load
 from deepcompress.runtime.int_fc import IntLinear
 from deepcompress.runtime.intlayouts import INT_BUILDERS, build_abs_csc, build_rows
 from deepcompress.runtime.intpolicy import LAYOUTS_FOR
@@ -358,3 +358,30 @@ def test_without_the_extension_everything_runs_on_the_portable_kernels():
     import sys
     out = subprocess.run([sys.executable, "-c", _NO_EXTENSION], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_tuner_shortlist_and_probe_input():
+    assert inttune.shortlist({"a": 100.0, "b": 149.0, "c": 151.0}) == ["a", "b"]
+    assert inttune.shortlist({"a": 10.0, "b": 11.0, "c": 12.0, "d": 13.0, "e": 90.0}) == ["a", "b", "c"]
+    x = inttune.probe_input(200, 0.35, 3)
+    assert x.shape == (3, 200) and x.dtype == np.float32 and ((x > 0).sum(axis=1) == 70).all() and (x >= 0).all()
+    assert (inttune.probe_input(50, None, 1000) > 0).all() and inttune.probe_input(50, None, 1000).shape == (64, 50)
+
+
+@pytest.mark.parametrize("batch", [1, 40])
+def test_auto_layout_times_the_shortlist_and_keeps_the_fastest(batch, monkeypatch):
+    """With several layouts predicted close, 'auto' builds and times each (inttune) and keeps the one
+    measured fastest; the layer's outputs are the reference's whichever it keeps. tune=False keeps the
+    cost model's own pick untimed."""
+    rng = np.random.default_rng(batch)
+    nz = layer(rng, (130, 300), 0.1, "k16")
+    bias = rng.standard_normal(130).astype(np.float32)
+    x = np.maximum(rng.standard_normal((batch, 300)), 0).astype(np.float32)
+    monkeypatch.setattr(inttune, "SHORTLIST_RATIO", 1e9)  # every layout is "close": all three timed
+    fc = IntLinear(nz, bias, "int8", "auto", 0.5, batch=batch)
+    assert len(fc.measured_us) == inttune.SHORTLIST_MAX
+    assert fc.layout.kind == min(fc.measured_us, key=fc.measured_us.get)
+    assert set(fc.measured_us) == set(sorted(fc.predicted_ns, key=fc.predicted_ns.get)[:inttune.SHORTLIST_MAX])
+    assert "timed" in fc.why and np.array_equal(fc(x), reference_forward(nz, bias, x, "int8"))
+    untimed = IntLinear(nz, bias, "int8", "auto", 0.5, batch=batch, tune=False)
+    assert untimed.measured_us == {} and untimed.layout.kind == min(untimed.predicted_ns, key=untimed.predicted_ns.get)

@@ -96,12 +96,15 @@ def contenders(nz: QuantizedLayer, dense: np.ndarray, x: np.ndarray, threads: in
     methods["torch-csr-int32"] = rm.torch_csr(nz, x)
     methods["scipy-csr"] = rm.scipy_csr(nz, x)
     for precision in PRECISIONS:
-        # every int layout at batch 1 (the cost model is checked against them); the automatic pick at batch N
-        layouts = LAYOUTS_FOR[precision] if x.ndim == 1 else ("auto",) + BATCH_LAYOUTS.get(precision, ())
+        # the automatic pick (built once: it times candidates, so a second build may pick another), then
+        # every int layout at batch 1 (the cost model is checked against them) or the batched ones at batch N
+        layouts = ("auto",) + (LAYOUTS_FOR[precision] if x.ndim == 1 else BATCH_LAYOUTS.get(precision, ()))
         for layout in layouts:
             fn, layer = rm.ours_int(nz, x, precision, layout, act_density, 1 if x.ndim == 1 else x.shape[0])
-            methods[f"deepcompress-{precision}-{layer.layout.kind}"] = fn
-            built[f"{precision}-{layer.layout.kind}"] = layer
+            if layout == "auto":
+                built[f"{precision}-auto"] = layer
+            methods.setdefault(f"deepcompress-{precision}-{layer.layout.kind}", fn)
+            built.setdefault(f"{precision}-{layer.layout.kind}", layer)
     ort = rm.onnxruntime_dense(dense, x, threads)
     if ort is not None:
         methods["onnxruntime-dense-fp32"] = ort
@@ -138,8 +141,7 @@ def run_layer(layer, timer: rm.Timer, rounds: int, threads: int) -> list[dict]:
         check_outputs(methods, methods["torch-dense-fp32"]())
         medians = rm.interleaved_medians(timer, methods, rounds)
         auto = choose_fc_layout(nz, layer.act_density, batch)
-        int_auto = {p: SparseLinear.from_layer(nz, precision=p, act_density=layer.act_density, batch=batch)
-                    for p in PRECISIONS}
+        int_auto = {p: built[f"{p}-auto"] for p in PRECISIONS}
         visited = visited_nonzeros(nz, x)
         common = {"layer": layer.name, "batch": batch, "in": layer.inputs, "out": layer.outputs,
                   "weight_density": layer.weight_density, "act_density": layer.act_density,
@@ -152,6 +154,7 @@ def run_layer(layer, timer: rm.Timer, rounds: int, threads: int) -> list[dict]:
                 if method == f"deepcompress-{p}-{chosen.layout.kind}":
                     records.append(dict(rec, method=f"deepcompress-{p}", layout=chosen.layout.kind,
                                         why=chosen.why, predicted_ns=chosen.predicted_ns,
+                                        tuned_us=chosen.measured_us,
                                         bytes_per_nonzero=chosen.nbytes().per_nonzero()))
             layout = next((k for k, v in LAYOUT_METHODS.items() if v == method), None)
             if layout is not None:

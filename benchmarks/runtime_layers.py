@@ -420,7 +420,8 @@ def main(argv=None) -> None:
     ap.add_argument("--calibrate", action="store_true",
                     help="only the int layouts' ns per visited unit -> runtime_calibration.json (intpolicy.COST)")
     ap.add_argument("--calibrate-layouts", default="",
-                    help="with --calibrate: only these comma-separated int layouts, merged into runtime_calibration.json")
+                    help="with --calibrate: only these comma-separated int layouts, merged into "
+                         "runtime_calibration.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     rounds = 3 if args.quick else 9

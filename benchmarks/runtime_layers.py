@@ -96,12 +96,15 @@ def contenders(nz: QuantizedLayer, dense: np.ndarray, x: np.ndarray, threads: in
     methods["torch-csr-int32"] = rm.torch_csr(nz, x)
     methods["scipy-csr"] = rm.scipy_csr(nz, x)
     for precision in PRECISIONS:
-        # every int layout at batch 1 (the cost model is checked against them); the automatic pick at batch N
-        layouts = LAYOUTS_FOR[precision] if x.ndim == 1 else ("auto",) + BATCH_LAYOUTS.get(precision, ())
+        # the automatic pick (built once: it times candidates, so a second build may pick another), then
+        # every int layout at batch 1 (the cost model is checked against them) or the batched ones at batch N
+        layouts = ("auto",) + (LAYOUTS_FOR[precision] if x.ndim == 1 else BATCH_LAYOUTS.get(precision, ()))
         for layout in layouts:
             fn, layer = rm.ours_int(nz, x, precision, layout, act_density, 1 if x.ndim == 1 else x.shape[0])
-            methods[f"deepcompress-{precision}-{layer.layout.kind}"] = fn
-            built[f"{precision}-{layer.layout.kind}"] = layer
+            if layout == "auto":
+                built[f"{precision}-auto"] = layer
+            methods.setdefault(f"deepcompress-{precision}-{layer.layout.kind}", fn)
+            built.setdefault(f"{precision}-{layer.layout.kind}", layer)
     ort = rm.onnxruntime_dense(dense, x, threads)
     if ort is not None:
         methods["onnxruntime-dense-fp32"] = ort
@@ -138,8 +141,7 @@ def run_layer(layer, timer: rm.Timer, rounds: int, threads: int) -> list[dict]:
         check_outputs(methods, methods["torch-dense-fp32"]())
         medians = rm.interleaved_medians(timer, methods, rounds)
         auto = choose_fc_layout(nz, layer.act_density, batch)
-        int_auto = {p: SparseLinear.from_layer(nz, precision=p, act_density=layer.act_density, batch=batch)
-                    for p in PRECISIONS}
+        int_auto = {p: built[f"{p}-auto"] for p in PRECISIONS}
         visited = visited_nonzeros(nz, x)
         common = {"layer": layer.name, "batch": batch, "in": layer.inputs, "out": layer.outputs,
                   "weight_density": layer.weight_density, "act_density": layer.act_density,
@@ -152,6 +154,7 @@ def run_layer(layer, timer: rm.Timer, rounds: int, threads: int) -> list[dict]:
                 if method == f"deepcompress-{p}-{chosen.layout.kind}":
                     records.append(dict(rec, method=f"deepcompress-{p}", layout=chosen.layout.kind,
                                         why=chosen.why, predicted_ns=chosen.predicted_ns,
+                                        tuned_us=chosen.measured_us,
                                         bytes_per_nonzero=chosen.nbytes().per_nonzero()))
             layout = next((k for k, v in LAYOUT_METHODS.items() if v == method), None)
             if layout is not None:
@@ -286,10 +289,11 @@ def sweep(timer: rm.Timer, rounds: int) -> list[dict]:
     return records
 
 
-def calibrate(timer: rm.Timer, rounds: int) -> dict:
+def calibrate(timer: rm.Timer, rounds: int, only: tuple = ()) -> dict:
     """(ns per unit, ns per byte) of each int layout, precision and dispatch path (intpolicy's cost
     model): a least-squares fit of relative error over the nine layers at batch 1, warm, at each layer's
-    input density. The COST table of deepcompress.runtime.intpolicy is copied from this."""
+    input density. The COST table of deepcompress.runtime.intpolicy is copied from this. `only`: just
+    these layouts."""
     from deepcompress.runtime.intkernels import available_paths
     from deepcompress.runtime.intpolicy import units_and_bytes
     per = {}
@@ -298,6 +302,8 @@ def calibrate(timer: rm.Timer, rounds: int) -> dict:
         methods = {}
         for p in PRECISIONS:
             for lay in LAYOUTS_FOR[p]:
+                if only and lay not in only:
+                    continue
                 for path in available_paths():
                     fc = IntLinear(nz, None, p, lay, path=path)
                     methods[(p, lay, path)] = (lambda fc=fc: fc(x))
@@ -413,6 +419,9 @@ def main(argv=None) -> None:
                     help="only the batched row-quad layouts' ns per unit at batch 64 -> runtime_calibration_batched.json")
     ap.add_argument("--calibrate", action="store_true",
                     help="only the int layouts' ns per visited unit -> runtime_calibration.json (intpolicy.COST)")
+    ap.add_argument("--calibrate-layouts", default="",
+                    help="with --calibrate: only these comma-separated int layouts, merged into "
+                         "runtime_calibration.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     rounds = 3 if args.quick else 9
@@ -430,7 +439,13 @@ def main(argv=None) -> None:
         print({lay: round(v["ns_per_unit_median"], 4) for lay, v in fit.items() if lay != "setup"})
         return
     if args.calibrate or args.refit:
-        cost = refit(RESULTS / "runtime_calibration.json") if args.refit else calibrate(timer, rounds)
+        only = tuple(s.strip() for s in args.calibrate_layouts.split(",") if s.strip())
+        cost = refit(RESULTS / "runtime_calibration.json") if args.refit else calibrate(timer, rounds, only)
+        if only and not args.refit:  # the other layouts' fits stay as they were
+            kept = json.loads((RESULTS / "runtime_calibration.json").read_text())
+            for p, by_layout in cost.items():
+                kept.setdefault(p, {}).update(by_layout)
+            cost = kept
         (RESULTS / "runtime_calibration.json").write_text(json.dumps(cost, indent=1) + "\n")
         for p, by_layout in cost.items():
             for lay, by_path in by_layout.items():

@@ -105,7 +105,7 @@ def test_a_graph_that_is_not_a_chain_runs_op_by_op(tmp_path):
 
 
 @pytest.mark.parametrize("layout", ["csc", "panel", "grouped", "int8-rows", "int8-blocks", "int8-rowquads", "int8-panelquads",
-                                    "int8-csc", "int16-rows", "int16-csc"])
+                                    "int8-csc", "int8-csc-abs", "int16-rows", "int16-csc"])
 def test_fused_relu_equals_relu_after_the_layer(layout):
     """Fc(x, relu=True) at batch 1 (bias, kernel and ReLU in one call) and at batch 3 equals
     np.maximum(Fc(x), 0), the separate Relu op's result, bit for bit."""
@@ -115,7 +115,7 @@ def test_fused_relu_equals_relu_after_the_layer(layout):
     nz = from_dense(w.astype(np.float32), book)
     bias = rng.standard_normal(70).astype(np.float32)
     if layout.startswith("int"):
-        precision, name = layout.split("-")
+        precision, name = layout.split("-", 1)
         fc = Fc(IntLinear(nz, bias, precision, name), "ip", "op 0")
     else:
         fc = Fc(SparseLinear.from_layer(nz, bias, layout), "ip", "op 0")
@@ -143,6 +143,7 @@ def test_one_pass_copy_and_finiteness_test_agree_with_numpy(shape):
 
 @pytest.mark.parametrize("layouts", [("csc", "panel", "csc"), ("int8-rows", "int8-cols", "int8-blocks"),
                                      ("int8-quads", "int8-rows", "int8-cols"),
+                                     ("int8-csc-abs", "int8-csc-abs", "int8-blocks"),
                                      ("int16-rows", "int16-rows", "int16-rows")])
 def test_every_compiled_kernel_equals_the_layer_by_layer_calls(layouts):
     """An FcRun over each layout with a compiled batch-1 call (stored and coded int16 rows: 40 and
@@ -158,7 +159,7 @@ def test_every_compiled_kernel_equals_the_layer_by_layer_calls(layouts):
         w = book[rng.integers(0, k, shape)] * (rng.random(shape) < 0.3)
         nz, bias = from_dense(w.astype(np.float32), book), rng.standard_normal(shape[0]).astype(np.float32)
         if layout.startswith("int"):
-            precision, name = layout.split("-")
+            precision, name = layout.split("-", 1)
             fcs.append(Fc(IntLinear(nz, bias, precision, name), f"ip{j}", f"op {j}"))
         else:
             fcs.append(Fc(SparseLinear.from_layer(nz, bias, layout), f"ip{j}", f"op {j}"))

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from deepcompress import format as dcz
-from deepcompress.runtime import intkernels, load
+from deepcompress.runtime import intkernels, inttune, load
 from deepcompress.runtime.int_fc import IntLinear
-from deepcompress.runtime.intlayouts import INT_BUILDERS, build_rows
+from deepcompress.runtime.intlayouts import INT_BUILDERS, build_abs_csc, build_rows
 from deepcompress.runtime.intpolicy import LAYOUTS_FOR
 from deepcompress.runtime.nonzeros import from_dense
 from deepcompress.runtime.ops import Fc
@@ -115,6 +115,57 @@ def test_block_layouts_batches_and_odd_shapes_equal_numpy_reference(shape, signs
         y = np.empty(shape[0], np.float32)
         fc.matvec(x[5], y)
         assert np.array_equal(y, ref[5]), path
+
+
+@pytest.mark.parametrize("shape, k", [((4097, 20), 16), ((2049, 7), 17), ((600, 30), 256), ((3, 40), 5), ((70, 1), 16)])
+@pytest.mark.parametrize("signs", ["relu", "signed", "sparse"])
+def test_csc_abs_row_blocks_and_codebook_sizes_equal_numpy_reference(shape, k, signs):
+    """The csc-abs kernels: several row blocks (4096 rows at 4 code bits, 2048 at 5, 256 at 8) with a
+    partial last block, empty columns, an all-zero input and one with a single nonzero."""
+    rng = np.random.default_rng(shape[0] + k)
+    book = np.sort(rng.uniform(-1, 1, k)).astype(np.float32)
+    w = book[rng.integers(0, k, shape)] * (rng.random(shape) < 0.2)
+    w[:, ::5] = 0.0  # empty columns
+    nz = from_dense(w.astype(np.float32), book)
+    bias = rng.standard_normal(shape[0]).astype(np.float32)
+    x = rng.standard_normal((6, shape[1])).astype(np.float32)
+    if signs == "relu":
+        x = np.maximum(x, 0)
+    elif signs == "sparse":
+        x *= rng.random(x.shape) < 0.1
+    x[0] = 0.0
+    x[1] = 0.0
+    x[1, -1] = 2.0
+    ref = reference_forward(nz, bias, x, "int8")
+    for path in PATHS:
+        fc = IntLinear(nz, bias, "int8", "csc-abs", path=path)
+        assert np.array_equal(fc(x), ref), path
+        for i in range(x.shape[0]):
+            y = np.empty(shape[0], np.float32)
+            fc.matvec(x[i], y)
+            assert np.array_equal(y, ref[i]), (path, i)
+
+
+def test_csc_abs_entries_by_hand():
+    """Entries are (row offset in the block << code bits) | code, columns in row order; pointers per
+    row block and column."""
+    book = np.array([-1.0, 0.5, 1.0], np.float32)
+    w = np.zeros((4100, 3), np.float32)
+    w[[2, 4097], 0] = [1.0, -1.0]
+    w[[4096, 0], 2] = [0.5, 1.0]
+    lay = build_abs_csc(from_dense(w, book), "int8")
+    assert lay.code_bits == 4 and lay.table.tolist() == [-127, 64, 127] + [0] * 13
+    assert lay.col_ptr.tolist() == [[0, 1, 1, 2], [2, 3, 3, 4]]
+    assert lay.entries.tolist() == [(2 << 4) | 2, (0 << 4) | 2, (1 << 4) | 0, (0 << 4) | 1]
+    assert lay.nbytes().entries == 8 and lay.nbytes().pointers == 32
+
+
+def test_csc_abs_is_int8_only():
+    nz = layer(np.random.default_rng(4), (5, 8), 0.5, "k7")
+    with pytest.raises(ValueError, match="no int16 kernels"):
+        IntLinear(nz, None, "int16", "csc-abs")
+    with pytest.raises(ValueError, match="int8 only"):
+        build_abs_csc(nz, "int16")
 
 
 @pytest.mark.parametrize("signs", ["relu", "signed"])
@@ -307,3 +358,30 @@ def test_without_the_extension_everything_runs_on_the_portable_kernels():
     import sys
     out = subprocess.run([sys.executable, "-c", _NO_EXTENSION], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_tuner_shortlist_and_probe_input():
+    assert inttune.shortlist({"a": 100.0, "b": 149.0, "c": 151.0}) == ["a", "b"]
+    assert inttune.shortlist({"a": 10.0, "b": 11.0, "c": 12.0, "d": 13.0, "e": 90.0}) == ["a", "b", "c"]
+    x = inttune.probe_input(200, 0.35, 3)
+    assert x.shape == (3, 200) and x.dtype == np.float32 and ((x > 0).sum(axis=1) == 70).all() and (x >= 0).all()
+    assert (inttune.probe_input(50, None, 1000) > 0).all() and inttune.probe_input(50, None, 1000).shape == (64, 50)
+
+
+@pytest.mark.parametrize("batch", [1, 40])
+def test_auto_layout_times_the_shortlist_and_keeps_the_fastest(batch, monkeypatch):
+    """With several layouts predicted close, 'auto' builds and times each (inttune) and keeps the one
+    measured fastest; the layer's outputs are the reference's whichever it keeps. tune=False keeps the
+    cost model's own pick untimed."""
+    rng = np.random.default_rng(batch)
+    nz = layer(rng, (130, 300), 0.1, "k16")
+    bias = rng.standard_normal(130).astype(np.float32)
+    x = np.maximum(rng.standard_normal((batch, 300)), 0).astype(np.float32)
+    monkeypatch.setattr(inttune, "SHORTLIST_RATIO", 1e9)  # every layout is "close": all three timed
+    fc = IntLinear(nz, bias, "int8", "auto", 0.5, batch=batch)
+    assert len(fc.measured_us) == inttune.SHORTLIST_MAX
+    assert fc.layout.kind == min(fc.measured_us, key=fc.measured_us.get)
+    assert set(fc.measured_us) == set(sorted(fc.predicted_ns, key=fc.predicted_ns.get)[:inttune.SHORTLIST_MAX])
+    assert "timed" in fc.why and np.array_equal(fc(x), reference_forward(nz, bias, x, "int8"))
+    untimed = IntLinear(nz, bias, "int8", "auto", 0.5, batch=batch, tune=False)
+    assert untimed.measured_us == {} and untimed.layout.kind == min(untimed.predicted_ns, key=untimed.predicted_ns.get)

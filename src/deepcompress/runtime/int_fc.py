@@ -6,6 +6,7 @@ import numpy as np
 
 from ..format.layer import QuantizedLayer
 from . import intkernels as ik
+from . import inttune
 from .intlayouts import INT_BUILDERS, padded
 from .intpolicy import LAYOUTS_FOR, choose_int_layout
 from .layouts import LayerSizes, LayoutBytes
@@ -22,9 +23,10 @@ class IntLinear(LayerSizes):
     threads = 1
 
     def __init__(self, nz: QuantizedLayer, bias=None, precision: str = "int8", layout: str = "auto",
-                 act_density: float | None = None, path: str | None = None, batch: int = 1):
-        """Build `layout` ('auto': the cost model's pick for `act_density` and `batch`) run on dispatch
-        `path` (None: the fastest this machine has, intkernels.available_paths())."""
+                 act_density: float | None = None, path: str | None = None, batch: int = 1, tune: bool = True):
+        """Build `layout` run on dispatch `path` (None: the fastest this machine has,
+        intkernels.available_paths()). 'auto': the cost model's pick for `act_density` and `batch`; with
+        `tune`, the fastest of the layouts it predicts close to that pick, timed here (inttune.py)."""
         if check_precision(precision) == "fp32":
             raise ValueError("IntLinear runs int8 or int16; fp32 is SparseLinear")
         self.precision = precision
@@ -40,12 +42,21 @@ class IntLinear(LayerSizes):
         name = picked if layout == "auto" else layout
         if name not in INT_BUILDERS:
             raise ValueError(f"unknown int layout {layout!r}; choose auto or one of {', '.join(INT_BUILDERS)}")
-        self.why = ("cost model (predicted ns: " + ", ".join(f"{k} {v:.0f}" for k, v in self.predicted_ns.items())
-                    + ")") if layout == "auto" else "asked for by name"
         if name not in LAYOUTS_FOR[precision]:
             raise ValueError(f"the {name} layout has no {precision} kernels; choose one of "
                              f"{', '.join(LAYOUTS_FOR[precision])}")
-        self.layout = INT_BUILDERS[name](nz, precision)
+        predicted = "predicted ns: " + ", ".join(f"{k} {v:.0f}" for k, v in self.predicted_ns.items())
+        self.why = f"cost model ({predicted})" if layout == "auto" else "asked for by name"
+        self.measured_us = {}
+        names = inttune.shortlist(self.predicted_ns) if layout == "auto" and tune else [name]
+        if len(names) > 1:
+            built = {n: IntLinear(nz, bias, precision, n, path=self.path, batch=batch) for n in names}
+            name, self.measured_us = inttune.fastest(built, inttune.probe_input(n_cols, act_density, batch))
+            self.why = ("timed the cost model's shortlist (" + ", ".join(f"{k} {v:.0f} us" for k, v in
+                        self.measured_us.items()) + f"; {predicted})")
+            self.layout = built[name].layout
+        else:
+            self.layout = INT_BUILDERS[name](nz, precision)
         _, self.weight_scale = quantize_codebook(nz.codebook, precision)
         self.bias = np.zeros(n_rows, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
         if self.bias.shape != (n_rows,):

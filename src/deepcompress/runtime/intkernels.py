@@ -24,11 +24,11 @@ from numba import njit
 from .quantize import quantize_into
 
 PATHS = ("portable", "avx2", "vnni")
-# every function of the extension (_lut.c, _spmm.c) the runtime binds
+# every function of the extension (_lut.c, _spmm.c, _csc8.c) the runtime binds
 SYMBOLS = ("dc_features", "dc_rows8_avx2", "dc_rows8_vnni", "dc_rows16_avx2", "dc_cols8_avx2", "dc_blocks8_avx2",
            "dc_blocks8_scratch", "dc_quads8_avx2", "dc_quads8_scratch", "dc_rowquads8_avx2", "dc_panelquads8_avx2",
            "dc_transpose8_avx2", "dc_quantize8_avx2", "dc_csc_matvec_f32",
-           "dc_panel_matmat_f32")
+           "dc_panel_matmat_f32", "dc_csc8_avx2")
 _F_AVX2, _F_VNNI = 1, 2
 
 
@@ -243,6 +243,25 @@ def csc_int(col_ptr, row_start, entries, table, bits, x, acc):
 
 
 @njit(cache=True, nogil=True)
+def csc_abs_portable(col_ptr, entries, table, code_bits, x, acc):
+    """acc[:rows] = W x for the csc-abs layout (intlayouts.AbsCscLayout; col_ptr (blocks, cols + 1)),
+    zero inputs skipped: the integers of dc_csc8_avx2."""
+    acc[:] = 0
+    mask = (1 << code_bits) - 1
+    block_rows = 1 << (16 - code_bits)
+    for b in range(col_ptr.shape[0]):
+        ptr = col_ptr[b]
+        base = b * block_rows
+        for j in range(x.shape[0]):
+            xj = np.int64(x[j])
+            if xj == 0:
+                continue
+            for k in range(ptr[j], ptr[j + 1]):
+                e = np.int64(entries[k])
+                acc[base + (e >> code_bits)] += np.int64(table[e & mask]) * xj
+
+
+@njit(cache=True, nogil=True)
 def finish(acc, scale, bias, y, relu=False):
     """y = float32(float64(acc) * scale) + bias (quantize.dequantize, elementwise); with `relu` then
     max(y, 0) (a following ReLU op fused in: NaN stays NaN, a zero becomes +0)."""
@@ -272,6 +291,7 @@ if LIB is not None:
     _transpose8_avx2.restype = _INT
     _quantize8_avx2 = _bind(LIB, "dc_quantize8_avx2", _P, _I64, _I64, _I64, _P, _I64, _P)
     _panelquads8_avx2 = _bind(LIB, "dc_panelquads8_avx2", _P, _I64, _I64, _I64, _P, _P, _I64, _INT, _P)
+    _csc8_avx2 = _bind(LIB, "dc_csc8_avx2", _P, _I64, _I64, _I64, _P, _P, _INT, _P, _P, _P)
 
     @njit(cache=False, nogil=True)
     def rows8_simd(vnni, store, mask, nibble, table, chunks, x, acc):
@@ -401,3 +421,16 @@ if LIB is not None:
         neg = quantize_transposed(x, xq, xt, scales)
         panelquads8_simd(row_ptr, panels, width, recs, xt, 32 if x.shape[0] <= 32 else 64, neg, acc)
         finish_transposed(acc, s_w, scales, bias, y)
+
+    @njit(cache=False, nogil=True)
+    def csc_abs8_simd(col_ptr, entries, table, code_bits, x, nzcols, acc):
+        """dc_csc8_avx2: acc[:rows] = W x (x int8, at least cols entries) for the csc-abs layout."""
+        _csc8_avx2(col_ptr.ctypes, col_ptr.shape[0], col_ptr.shape[1] - 1, acc.shape[0], entries.ctypes,
+                   table.ctypes, code_bits, x.ctypes, nzcols.ctypes, acc.ctypes)
+
+    @njit(cache=False, nogil=True)
+    def csc_abs8_fused(col_ptr, entries, table, code_bits, x, xq, nzcols, acc, s_w, bias, y, relu=False):
+        """y = W x + b in int8 on the csc-abs layout (quantize_into, csc_abs8_simd, finish)."""
+        s_x = quantize_into(x, 127, xq)
+        csc_abs8_simd(col_ptr, entries, table, code_bits, xq, nzcols, acc)
+        finish(acc, s_w * s_x, bias, y, relu)

@@ -6,7 +6,7 @@ Predicted time (ns) = a x units + b x bytes, with (a, b) = COST[precision][layou
   cols); blocks: the same with rows padded to 64; quads: padded rows x the columns of the quads with
   a nonzero input (1 - (1 - act_density)^4 of them); rowquads: nonzeros plus the padding of the rows
   to quads; panelquads: nonzeros plus, per row and 256-column panel, the padding to quads and
-  PANEL_VISIT_UNITS for loading and storing the row's sums; csc: act_density x nnz.
+  PANEL_VISIT_UNITS for loading and storing the row's sums; csc and csc-abs: act_density x nnz.
 - bytes, what the visited units read from beyond the cache: units x the bytes a unit reads (its
   storage's bytes per weight, intlayouts.bytes_per_weight; 2 per csc entry, 3 per rowquads and
   panelquads weight)
@@ -28,7 +28,13 @@ average 7-7.5; benchmarks/results/runtime_calibration_batched.json: rowquads 0.0
 0.033-0.054 across the layers), their per-byte term cols-stored's. With them the model picks the
 faster of the two on all 9 layers of that run.
 PANEL_VISIT_UNITS (4: a row visit's 8 loads and 8 stores of sums, about one quad step's work) is an
-estimate, not fitted.
+estimate, not fitted. csc-abs was fitted later on its own (`--calibrate --calibrate-layouts csc-abs
+--cpu-time`, load average 4-5; the other layouts' fits kept): 0.58-2.0 ns per visited nonzero on the
+AVX2 path, least for the dense-input NT layers (entries read in one stream), most for VGG-6 (8 MB of
+entries, 18% of its columns visited).
+
+The model's error is up to about 2x on a layer, so where layouts are predicted close together the
+layer times them (inttune.py) instead of trusting the ranking.
 """
 
 from __future__ import annotations
@@ -37,8 +43,9 @@ from ..format.layer import QuantizedLayer
 from .intlayouts import PANEL_COLS, bytes_per_weight, padded, storage_for
 from .quantize import quantize_codebook
 
-INT_LAYOUTS = ("rows", "rows-stored", "cols", "cols-stored", "csc", "blocks", "quads", "rowquads", "panelquads")
-# the layouts each precision has (blocks, quads, rowquads, panelquads: int8 only)
+INT_LAYOUTS = ("rows", "rows-stored", "cols", "cols-stored", "csc", "blocks", "quads", "rowquads", "panelquads",
+               "csc-abs")
+# the layouts each precision has (blocks, quads, rowquads, panelquads, csc-abs: int8 only)
 LAYOUTS_FOR = {"int8": INT_LAYOUTS, "int16": INT_LAYOUTS[:5]}
 # units a panelquads row visit (a row's 64 sums loaded and stored per panel) is charged: about one quad step
 PANEL_VISIT_UNITS = 4.0
@@ -53,7 +60,8 @@ COST = {
              "blocks": {"portable": (0.1469, 0.5541), "avx2": (0.0592, 0.2655)},
              "quads": {"portable": (0.5787, 0.1429), "avx2": (0.0629, 0.1263)},
              "rowquads": {"portable": (2.2, 0.0), "avx2": (0.0545, 0.0678)},
-             "panelquads": {"portable": (2.2, 0.0), "avx2": (0.039, 0.0678)}},
+             "panelquads": {"portable": (2.2, 0.0), "avx2": (0.039, 0.0678)},
+             "csc-abs": {"portable": (2.2505, 0.0), "avx2": (0.8425, 0.0)}},
     "int16": {"rows": {"portable": (2.1862, 0.0), "avx2": (0.1587, 0.0)},
              "rows-stored": {"portable": (0.5548, 0.0), "avx2": (0.205, 0.007)},
              "cols": {"portable": (2.2393, 0.0), "avx2": (2.2669, 0.0)},
@@ -72,6 +80,8 @@ def layout_bytes(nz: QuantizedLayer, layout: str, precision: str) -> tuple[float
     n_rows, n_cols = nz.matrix_shape
     if layout == "csc":
         return 2.0 * nz.nnz, 2.0
+    if layout == "csc-abs":  # 2 B per entry, a 4 B pointer per row block and column
+        return 2.0 * nz.nnz + 4.0 * -(-n_rows // 4096) * (n_cols + 1), 2.0
     if layout == "rowquads":
         return 3.0 * (nz.nnz + 1.5 * n_rows), 3.0
     if layout == "panelquads":  # 2 B offset + 1 B weight per slot, a 4 B pointer per row and panel
@@ -105,7 +115,7 @@ def units_and_bytes(nz: QuantizedLayer, layout: str, precision: str, act_density
         u = float(nz.nnz) + 1.5 * n_rows
     elif kind == "panelquads":  # the same per row and panel, and the row's 64 sums loaded and stored
         u = float(nz.nnz) + (1.5 + PANEL_VISIT_UNITS) * n_rows * panel_count(n_cols)
-    elif kind == "csc":
+    elif kind in ("csc", "csc-abs"):
         u = d * nz.nnz
     else:
         raise ValueError(f"unknown int layout {layout!r}; choose one of {', '.join(INT_LAYOUTS)}")

@@ -1,0 +1,64 @@
+"""The int layout a layer gets when the cost model cannot tell its best few apart: time them and keep the fastest.
+
+The cost model (intpolicy) is a two-term fit whose error on EIE's nine layers is up to 2x per layout, and
+on several layers two or three layouts are predicted within a few tens of percent of each other (NT-We:
+rows-stored, blocks and quads; benchmarks/results/runtime_summary.json showed it picking a layout 1.18-1.28x
+slower than the fastest measured one). So the model only shortlists: every layout predicted within
+SHORTLIST_RATIO of the best, at most SHORTLIST_MAX of them; when more than one is left each is built and
+timed on a synthetic input of the expected density and batch, and the fastest median is kept. Every
+layout and path gives the same integers (quantize.reference_forward), so the pick changes speed only,
+never outputs. The measured times are kept with the layer (IntLinear.why).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+SHORTLIST_RATIO = 1.5  # the model's error between close layouts (see above)
+SHORTLIST_MAX = 3
+CALLS = 5  # timed calls per candidate after one untimed call; the median is compared
+MAX_BATCH = 64  # a larger batch is timed on this many samples (the batched kernels step by 64)
+
+
+def shortlist(predicted: dict) -> list[str]:
+    """The layouts predicted within SHORTLIST_RATIO of the fastest prediction, fastest first, at most
+    SHORTLIST_MAX."""
+    best = min(predicted.values())
+    names = sorted((n for n, v in predicted.items() if v <= SHORTLIST_RATIO * best), key=predicted.get)
+    return names[:SHORTLIST_MAX]
+
+
+def probe_input(n_cols: int, act_density: float | None, batch: int, seed: int = 0) -> np.ndarray:
+    """A float32 (min(batch, MAX_BATCH), n_cols) input whose rows each have round(act_density x n_cols)
+    positive entries (all positive when act_density is None), like a post-ReLU activation."""
+    rng = np.random.default_rng(seed)
+    n = max(1, min(int(batch), MAX_BATCH))
+    x = rng.uniform(0.05, 1.0, (n, n_cols)).astype(np.float32)
+    if act_density is not None:
+        k = int(round(float(act_density) * n_cols))
+        order = np.argsort(rng.random((n, n_cols)), axis=1)
+        np.put_along_axis(x, order[:, k:], 0.0, axis=1)
+    return x
+
+
+def fastest(candidates: dict, x: np.ndarray, calls: int = CALLS) -> tuple[str, dict]:
+    """(name of the fastest, {name: median wall-clock microseconds}) of built layers `candidates`
+    {name: layer} called on x (one vector when x has one row): one untimed call each, then `calls`
+    rounds of one timed call each. Rounds, not each candidate's calls back to back: a candidate then
+    runs after the others have used the caches, as a layer runs after other layers (back to back, a
+    layout that streams a few MB looked faster than it was: NT-We int8 rows-stored 119 us against
+    quads 127 us here, 282 against 125 us in the benchmark's interleaved rounds)."""
+    arg = x[0] if x.shape[0] == 1 else x
+    names = list(candidates)
+    for name in names:
+        candidates[name](arg)
+    times = {name: [] for name in names}
+    for _ in range(calls):
+        for name in names:
+            t = time.perf_counter()
+            candidates[name](arg)
+            times[name].append(time.perf_counter() - t)
+    medians = {name: float(np.median(v)) * 1e6 for name, v in times.items()}
+    return min(medians, key=medians.get), medians

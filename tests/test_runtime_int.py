@@ -10,7 +10,9 @@ import pytest
 from deepcompress import format as dcz
 from deepcompress.runtime import intkernels, inttune, load
 from deepcompress.runtime.int_fc import IntLinear
-from deepcompress.runtime.intlayouts import INT_BUILDERS, build_abs_csc, build_rows
+from deepcompress.runtime.intcsc import build_abs_csc
+from deepcompress.runtime.intdense import build_rows
+from deepcompress.runtime.intlayouts import INT_BUILDERS
 from deepcompress.runtime.intpolicy import LAYOUTS_FOR
 from deepcompress.runtime.nonzeros import from_dense
 from deepcompress.runtime.ops import Fc

@@ -1,6 +1,6 @@
 /* int8 sparse column kernel of the runtime's int8 mode (part of the _lut extension; intkernels.py binds it).
 
-Layout 'csc-abs' (intlayouts.AbsCscLayout): the rows are cut into blocks of block_rows = 2**(16 - code_bits)
+Layout 'csc-abs' (intcsc.AbsCscLayout): the rows are cut into blocks of block_rows = 2**(16 - code_bits)
 rows (4096 for a 16-entry codebook); in block b, column j's nonzeros are the 16-bit entries
 entries[col_ptr[b * (cols + 1) + j] .. col_ptr[b * (cols + 1) + j + 1]], each holding the row's offset in
 the block in its high 16 - code_bits bits and the codebook index in its low code_bits bits (4 to 8). No padding

@@ -5,7 +5,7 @@ ctypes. Every function sets acc[r] to an exact integer sum of products, so each 
 VNNI) gives the same integers as the portable numba kernels. Instruction sets are chosen per function
 with target attributes and at run time by the caller (dc_features), never assumed at build time.
 
-Layouts (built in intlayouts.py):
+Layouts (built in intdense.py, introwquads.py; listed in intlayouts.py):
   rows, nibble codes: row r, chunk c (32 columns) is 16 bytes at codes + r*stride + 16*c; byte i holds
     the code of column 32c+i in its low nibble and of column 32c+16+i in its high nibble.
   masks (16-entry codebooks without a zero; mstride 0: none): one bit per weight, bit i of byte i/8 of a chunk's 4 bytes

@@ -7,7 +7,8 @@ import numpy as np
 from ..format.layer import QuantizedLayer
 from . import intkernels as ik
 from . import inttune
-from .intlayouts import INT_BUILDERS, padded
+from .intlayouts import INT_BUILDERS
+from .intpack import padded
 from .intpolicy import LAYOUTS_FOR, choose_int_layout
 from .layouts import LayerSizes, LayoutBytes
 from .quantize import MAX_COLS_INT8, QMAX, check_precision, int_dtype, quantize_codebook, quantize_into

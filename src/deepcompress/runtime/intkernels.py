@@ -144,7 +144,7 @@ def cols_portable(store, mask, nibble, table, nzcols, n, x, acc):
 
 @njit(cache=True, nogil=True)
 def blocks_portable(store, x, acc):
-    """acc[:] = W x for the 64-row block layout (intlayouts.BlocksLayout; store (blocks, cols, 64))."""
+    """acc[:] = W x for the 64-row block layout (intblocks.BlocksLayout; store (blocks, cols, 64))."""
     acc[:] = 0
     for j in range(store.shape[1]):
         xj = np.int64(x[j])
@@ -157,7 +157,7 @@ def blocks_portable(store, x, acc):
 
 @njit(cache=True, nogil=True)
 def quads_portable(store, x, acc):
-    """acc[:] = W x for the quad-interleaved block layout (intlayouts.QuadsLayout; store
+    """acc[:] = W x for the quad-interleaved block layout (intblocks.QuadsLayout; store
     (blocks, groups, 64, 4))."""
     acc[:] = 0
     for g in range(store.shape[1]):
@@ -172,7 +172,7 @@ def quads_portable(store, x, acc):
 
 @njit(cache=True, nogil=True)
 def rowquads_portable(row_ptr, qcols, qw, xt, acc):
-    """acc[r, l] = sum_j W[r, j] xt[j, l] for the row-quad layout (intlayouts.RowQuadsLayout)."""
+    """acc[r, l] = sum_j W[r, j] xt[j, l] for the row-quad layout (introwquads.RowQuadsLayout)."""
     acc[:] = 0
     for r in range(row_ptr.shape[0] - 1):
         for q in range(row_ptr[r], row_ptr[r + 1]):
@@ -185,7 +185,7 @@ def rowquads_portable(row_ptr, qcols, qw, xt, acc):
 
 @njit(cache=True, nogil=True)
 def panelquads_portable(row_ptr, offsets, qw, panel_cols, panel_lanes, xt, acc):
-    """acc[r, l] = sum_j W[r, j] xt[j, l] for the panel-quad layout (intlayouts.PanelQuadsLayout):
+    """acc[r, l] = sum_j W[r, j] xt[j, l] for the panel-quad layout (introwquads.PanelQuadsLayout):
     row r's quads in panel p are row_ptr[p * rows + r] .. + 1, their columns' byte offsets in the panel
     `offsets` (column offset x panel_lanes)."""
     acc[:] = 0
@@ -244,7 +244,7 @@ def csc_int(col_ptr, row_start, entries, table, bits, x, acc):
 
 @njit(cache=True, nogil=True)
 def csc_abs_portable(col_ptr, entries, table, code_bits, x, acc):
-    """acc[:rows] = W x for the csc-abs layout (intlayouts.AbsCscLayout; col_ptr (blocks, cols + 1)),
+    """acc[:rows] = W x for the csc-abs layout (intcsc.AbsCscLayout; col_ptr (blocks, cols + 1)),
     zero inputs skipped: the integers of dc_csc8_avx2."""
     acc[:] = 0
     mask = (1 << code_bits) - 1

@@ -8,7 +8,7 @@ Predicted time (ns) = a x units + b x bytes, with (a, b) = COST[precision][layou
   to quads; panelquads: nonzeros plus, per row and 256-column panel, the padding to quads and
   PANEL_VISIT_UNITS for loading and storing the row's sums; csc and csc-abs: act_density x nnz.
 - bytes, what the visited units read from beyond the cache: units x the bytes a unit reads (its
-  storage's bytes per weight, intlayouts.bytes_per_weight; 2 per csc entry, 3 per rowquads and
+  storage's bytes per weight, intcodes.bytes_per_weight; 2 per csc entry, 3 per rowquads and
   panelquads weight)
   x the fraction of the whole layout that does not fit in CACHE_BYTES. Layers that fit pay per unit
   only; layers too large (Alex-6 and VGG-6 hold 10-100 MB) pay for memory traffic.
@@ -40,7 +40,9 @@ layer times them (inttune.py) instead of trusting the ranking.
 from __future__ import annotations
 
 from ..format.layer import QuantizedLayer
-from .intlayouts import PANEL_COLS, bytes_per_weight, padded, storage_for
+from .intcodes import bytes_per_weight, storage_for
+from .intpack import padded
+from .introwquads import PANEL_COLS
 from .quantize import quantize_codebook
 
 INT_LAYOUTS = ("rows", "rows-stored", "cols", "cols-stored", "csc", "blocks", "quads", "rowquads", "panelquads",

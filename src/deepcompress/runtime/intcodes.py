@@ -1,0 +1,67 @@
+"""Coded vectors: how the dense int layouts (intdense.py) hold every weight, pruned ones too, as vectors
+of 32-entry chunks:
+- 4-bit codes into a 16-entry integer table (0.5 B per weight, decoded by vpshufb) when the quantized
+  codebook plus 0 has at most 16 values (<= 15 entries, or an entry that rounds to 0);
+- 4-bit codes plus one mask bit per weight (0.625 B) for 16-entry codebooks without a zero: a clear bit
+  means pruned (weight 0);
+- the quantized weights themselves (1 B int8, 2 B int16) for larger codebooks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CodedVectors:
+    """n vectors of `length` (a multiple of 32) integer weights in one of three storages (module docstring)."""
+
+    storage: str  # 'nibble', 'masked' or 'stored'
+    store: np.ndarray  # uint8 (n, length/2) codes, or (n, length) integer weights
+    mask: np.ndarray  # uint8 (n, length/8) bits for 'masked', else (n, 0)
+    table: np.ndarray  # 16 integer weights of the codes (unused for 'stored')
+
+    @property
+    def nibble(self) -> int:
+        """1 when the vectors are 4-bit codes."""
+        return int(self.storage != "stored")
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of codes (or weights) and mask."""
+        return self.store.nbytes + self.mask.nbytes
+
+
+def storage_for(q_c: np.ndarray) -> tuple[str, int]:
+    """('nibble', code of weight 0), ('masked', 0) or ('stored', 0) for a quantized codebook."""
+    if q_c.size > 16:
+        return "stored", 0
+    if q_c.size < 16:
+        return "nibble", int(q_c.size)
+    zeros = np.flatnonzero(q_c == 0)
+    return ("nibble", int(zeros[0])) if zeros.size else ("masked", 0)
+
+
+def bytes_per_weight(storage: str, precision: str) -> float:
+    """Bytes a dense layout spends per weight in this storage."""
+    return {"nibble": 0.5, "masked": 0.625}.get(storage, 1.0 if precision == "int8" else 2.0)
+
+
+def code_vectors(codes: np.ndarray, keep: np.ndarray, q_c: np.ndarray, stored: bool = False) -> CodedVectors:
+    """Pack an (n, length) matrix of codebook indices (`keep` False where the weight is pruned); `stored`
+    keeps the quantized weights themselves even where 4-bit codes would do."""
+    n, length = codes.shape
+    no_mask = np.zeros((n, 0), np.uint8)
+    table = np.zeros(16, q_c.dtype)
+    storage, zero = ("stored", 0) if stored else storage_for(q_c)
+    if storage == "stored":
+        return CodedVectors("stored", np.where(keep, q_c[codes], 0).astype(q_c.dtype), no_mask, table)
+    table[:q_c.size] = q_c
+    c = np.where(keep, codes, zero).astype(np.uint8)
+    halves = c.reshape(n, -1, 2, 16)
+    store = np.ascontiguousarray((halves[:, :, 0, :] | (halves[:, :, 1, :] << 4)).reshape(n, -1))
+    if storage == "nibble":
+        return CodedVectors("nibble", store, no_mask, table)
+    return CodedVectors("masked", store, np.packbits(keep, axis=1, bitorder="little"), table)

@@ -1,0 +1,182 @@
+"""The dense-code int layouts: every weight, pruned ones too, as coded vectors (intcodes.py).
+
+- `RowsLayout`: one coded vector per row; visits every weight, no pointers. Best for dense inputs.
+- `ColsLayout`: one coded vector per column (rows padded to 32); skips the columns of zero inputs, so it
+  visits rows x nonzero-inputs weights. Best for sparse inputs on moderately sparse weights.
+- 'rows-stored' and 'cols-stored' are the same layouts with the weights stored even where 4-bit codes
+  would do: twice the bytes of 4-bit codes, but no lookup (faster when the layer fits the caches).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..format.layer import QuantizedLayer
+from . import intkernels as ik
+from .intcodes import CodedVectors, code_vectors
+from .intpack import CHUNK, padded
+from .layouts import LayoutBytes
+from .quantize import quantize_codebook
+
+# chunk-local column order of the int16 SIMD row kernel (vpunpck{l,h}bw interleave per 128-bit lane)
+PERM16 = np.concatenate([np.arange(0, 8), np.arange(16, 24), np.arange(8, 16), np.arange(24, 32)])
+
+
+def _dense_codes(nz: QuantizedLayer, n_rows: int, n_cols: int, transpose: bool):
+    """(codes, keep) of `nz` as a dense (n_rows, n_cols) matrix, or its transpose."""
+    rows, cols = nz.rows_cols()
+    if transpose:
+        rows, cols = cols, rows
+    codes = np.zeros((n_rows, n_cols), np.uint8 if nz.codebook.size <= 256 else np.int64)
+    keep = np.zeros((n_rows, n_cols), bool)
+    codes[rows, cols] = nz.indices
+    keep[rows, cols] = True
+    return codes, keep
+
+
+@dataclass
+class _DenseCodes:
+    """What the row and column layouts share: their fields, the padded input length and their bytes."""
+
+    shape: tuple[int, int]
+    nnz: int
+    precision: str
+    vectors: CodedVectors
+
+    @property
+    def padded_in(self) -> int:
+        """Length of the padded input."""
+        return padded(self.shape[1])
+
+    @property
+    def acc_rows(self) -> int:
+        """Length of the integer sums buffer."""
+        return padded(self.shape[0])
+
+    def nbytes(self) -> LayoutBytes:
+        """Bytes of codes (or weights), mask bits and table."""
+        return LayoutBytes(self.nnz, self.vectors.nbytes, 0, self.vectors.table.nbytes)
+
+
+@dataclass
+class RowsLayout(_DenseCodes):
+    """One coded vector per row, 32-column chunks."""
+
+    @property
+    def kind(self) -> str:
+        """'rows', or 'rows-stored' when the weights themselves are stored."""
+        return "rows-stored" if self.vectors.storage == "stored" else "rows"
+
+    def __post_init__(self):
+        # the int16 kernel looks up the low and the high byte of each weight in two byte tables
+        t = self.vectors.table
+        self._xp = None
+        self._tables16 = t.view(np.uint8).reshape(16, 2).T.copy() if t.dtype == np.int16 else t
+
+    def run(self, x, xq, acc, s_w, bias, y, path: str, relu: bool = False) -> bool:
+        """y = W x + b in one compiled call where this layout and path have one (False: not done)."""
+        v = self.vectors
+        chunks = self.padded_in // CHUNK
+        if path == "portable":
+            return False
+        if self.precision == "int8":
+            ik.rows8_fused(path == "vnni", v.store, v.mask, v.nibble, v.table, chunks, x, xq, acc, s_w, bias, y,
+                           relu)
+            return True
+        # stored int16 weights are kept in the kernel's column order: the same permuted input as codes
+        if self._xp is None:
+            self._xp = np.empty_like(xq)
+        ik.rows16_fused(v.store.view(np.uint8), v.mask, v.nibble, self._tables16, chunks, v.store.strides[0],
+                        PERM16, x, xq, self._xp, acc, s_w, bias, y, relu)
+        return True
+
+    def vec_spec(self, xq, acc, s_w, bias, path: str):
+        """(kernel, args, x index, y index) of `run`'s compiled call (compiled.py), None if it has none."""
+        v = self.vectors
+        chunks = self.padded_in // CHUNK
+        if path == "portable":
+            return None
+        if self.precision == "int8":
+            args = (path == "vnni", v.store, v.mask, v.nibble, v.table, chunks, xq, acc, s_w, bias)
+            return ik.rows8_fused, args, 6, 10
+        if self._xp is None:
+            self._xp = np.empty_like(xq)
+        return ik.rows16_fused, (v.store.view(np.uint8), v.mask, v.nibble, self._tables16, chunks, v.store.strides[0],
+                                 PERM16, xq, self._xp, acc, s_w, bias), 7, 12
+
+    def matvec(self, xq: np.ndarray, acc: np.ndarray, path: str) -> None:
+        """acc = W xq."""
+        v = self.vectors
+        chunks = self.padded_in // CHUNK
+        if path != "portable" and self.precision == "int8":
+            ik.rows8_simd(path == "vnni", v.store, v.mask, v.nibble, v.table, chunks, xq, acc)
+            return
+        if self.precision == "int16" and v.storage == "stored":
+            xq = xq.reshape(chunks, CHUNK)[:, PERM16].reshape(-1)  # weights are kept in this order
+        if path != "portable" and self.precision == "int16":
+            xp = xq if v.storage == "stored" else xq.reshape(chunks, CHUNK)[:, PERM16].reshape(-1)
+            ik.rows16_simd(v.store.view(np.uint8), v.mask, v.nibble, self._tables16, chunks,
+                           v.store.strides[0], xp, acc)
+        else:
+            ik.rows_portable(v.store, v.mask, v.nibble, v.table, xq, acc)
+
+
+def build_rows(nz: QuantizedLayer, precision: str, stored: bool = False) -> RowsLayout:
+    """The dense-code row layout of `nz` in `precision` (`stored`: weights, not 4-bit codes)."""
+    q_c, _ = quantize_codebook(nz.codebook, precision)
+    n_rows, n_cols = nz.matrix_shape
+    codes, keep = _dense_codes(nz, n_rows, padded(n_cols), False)
+    v = code_vectors(codes, keep, q_c, stored)
+    if precision == "int16" and v.storage == "stored":  # the SIMD kernel's column order within a chunk
+        v = CodedVectors("stored", np.ascontiguousarray(v.store.reshape(n_rows, -1, CHUNK)[:, :, PERM16]
+                                                        .reshape(n_rows, -1)), v.mask, v.table)
+    return RowsLayout(nz.matrix_shape, nz.nnz, precision, v)
+
+
+@dataclass
+class ColsLayout(_DenseCodes):
+    """One coded vector per column (rows padded to 32); zero-input columns skipped."""
+
+    @property
+    def kind(self) -> str:
+        """'cols', or 'cols-stored' when the weights themselves are stored."""
+        return "cols-stored" if self.vectors.storage == "stored" else "cols"
+
+    def run(self, x, xq, acc, s_w, bias, y, path: str, relu: bool = False) -> bool:
+        """y = W x + b in one compiled call where this layout and path have one (False: not done)."""
+        if path == "portable" or self.precision != "int8":
+            return False
+        v = self.vectors
+        ik.cols8_fused(v.store, v.mask, v.nibble, v.table, x, xq, self._nzcols, acc, s_w, bias, y, relu)
+        return True
+
+    def __post_init__(self):
+        self._nzcols = np.empty(self.shape[1], np.int32)
+
+    def vec_spec(self, xq, acc, s_w, bias, path: str):
+        """(kernel, args, x index, y index) of `run`'s compiled call (compiled.py), None if it has none."""
+        if path == "portable" or self.precision != "int8":
+            return None
+        v = self.vectors
+        return ik.cols8_fused, (v.store, v.mask, v.nibble, v.table, xq, self._nzcols, acc, s_w, bias), 4, 9
+
+    def matvec(self, xq: np.ndarray, acc: np.ndarray, path: str) -> None:
+        """acc = W xq (acc holds the padded rows)."""
+        v = self.vectors
+        nzcols = self._nzcols
+        n = ik.nonzero_columns(xq[:self.shape[1]], nzcols)
+        if path != "portable" and self.precision == "int8":
+            ik.cols8_simd(v.store, v.mask, v.nibble, v.table, acc.shape[0], nzcols, n, xq, acc)
+        else:
+            ik.cols_portable(v.store, v.mask, v.nibble, v.table, nzcols, n, xq, acc)
+
+
+def build_cols(nz: QuantizedLayer, precision: str, stored: bool = False) -> ColsLayout:
+    """The column-major dense-code layout of `nz` in `precision` (`stored`: weights, not 4-bit codes)."""
+    q_c, _ = quantize_codebook(nz.codebook, precision)
+    n_rows, n_cols = nz.matrix_shape
+    codes, keep = _dense_codes(nz, n_cols, padded(n_rows), True)
+    return ColsLayout(nz.matrix_shape, nz.nnz, precision, code_vectors(codes, keep, q_c, stored))
+

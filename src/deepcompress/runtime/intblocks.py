@@ -18,7 +18,7 @@ import numpy as np
 
 from ..format.layer import QuantizedLayer
 from . import intkernels as ik
-from .intpack import BATCH_BLOCK, aligned_empty, padded
+from .intpack import BATCH_BLOCK, PaddedSizes, aligned_empty, check_int8
 from .layouts import LayoutBytes
 from .quantize import quantize_codebook
 
@@ -26,7 +26,7 @@ BLOCK_ROWS = 64  # rows of a BlocksLayout block: 8 registers of int32 sums
 
 
 @dataclass
-class BlocksLayout:
+class BlocksLayout(PaddedSizes):
     """int8 weights in 64-row blocks, column-major inside a block: store[b, j] = W[64 b : 64 b + 64, j]."""
 
     shape: tuple[int, int]
@@ -34,11 +34,6 @@ class BlocksLayout:
     precision: str
     store: np.ndarray  # int8 (blocks, cols, 64), rows past shape[0] zero, 64-byte aligned
     kind = "blocks"
-
-    @property
-    def padded_in(self) -> int:
-        """Length of the padded input."""
-        return padded(self.shape[1])
 
     @property
     def acc_rows(self) -> int:
@@ -101,16 +96,21 @@ class BlocksLayout:
             self._kernels()[2](self.store, xq.reshape(1, -1), self._scratch, acc.reshape(1, -1))
 
 
-def build_blocks(nz: QuantizedLayer, precision: str) -> BlocksLayout:
-    """The 64-row block layout of `nz` (int8 only)."""
-    if precision != "int8":
-        raise ValueError("the blocks layout is int8 only")
+def _zero_blocks(nz: QuantizedLayer, precision: str, kind: str, per_block: tuple[int, ...]):
+    """(store, quantized codebook, rows, cols) for building the `kind` block layout of `nz`: store an
+    aligned int8 zero array (blocks, *per_block), enough 64-row blocks for nz's rows (at least one)."""
+    check_int8(precision, kind)
     q_c, _ = quantize_codebook(nz.codebook, precision)
-    n_rows, n_cols = nz.matrix_shape
-    blocks = max(1, -(-n_rows // BLOCK_ROWS))
-    store = aligned_empty((blocks, n_cols, BLOCK_ROWS), np.int8)
+    blocks = max(1, -(-nz.matrix_shape[0] // BLOCK_ROWS))
+    store = aligned_empty((blocks, *per_block), np.int8)
     store[...] = 0
     rows, cols = nz.rows_cols()
+    return store, q_c, rows, cols
+
+
+def build_blocks(nz: QuantizedLayer, precision: str) -> BlocksLayout:
+    """The 64-row block layout of `nz` (int8 only)."""
+    store, q_c, rows, cols = _zero_blocks(nz, precision, "blocks", (nz.matrix_shape[1], BLOCK_ROWS))
     store[rows // BLOCK_ROWS, cols, rows % BLOCK_ROWS] = q_c[nz.indices]
     return BlocksLayout(nz.matrix_shape, nz.nnz, precision, store)
 
@@ -133,13 +133,6 @@ class QuadsLayout(BlocksLayout):
 
 def build_quads(nz: QuantizedLayer, precision: str) -> QuadsLayout:
     """The quad-interleaved 64-row block layout of `nz` (int8 only)."""
-    if precision != "int8":
-        raise ValueError("the quads layout is int8 only")
-    q_c, _ = quantize_codebook(nz.codebook, precision)
-    n_rows, n_cols = nz.matrix_shape
-    blocks = max(1, -(-n_rows // BLOCK_ROWS))
-    store = aligned_empty((blocks, -(-n_cols // 4), BLOCK_ROWS, 4), np.int8)
-    store[...] = 0
-    rows, cols = nz.rows_cols()
+    store, q_c, rows, cols = _zero_blocks(nz, precision, "quads", (-(-nz.matrix_shape[1] // 4), BLOCK_ROWS, 4))
     store[rows // BLOCK_ROWS, cols // 4, rows % BLOCK_ROWS, cols % 4] = q_c[nz.indices]
     return QuadsLayout(nz.matrix_shape, nz.nnz, precision, store)

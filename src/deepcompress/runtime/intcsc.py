@@ -14,13 +14,13 @@ import numpy as np
 
 from ..format.layer import QuantizedLayer
 from . import intkernels as ik
-from .intpack import padded
+from .intpack import PaddedSizes, check_int8
 from .layouts import LayoutBytes, build_csc
 from .quantize import quantize_codebook
 
 
 @dataclass
-class IntCscLayout:
+class IntCscLayout(PaddedSizes):
     """The column layout of layouts.py with an integer codebook (its padding code's weight is 0)."""
 
     shape: tuple[int, int]
@@ -29,16 +29,6 @@ class IntCscLayout:
     csc: object
     table: np.ndarray
     kind = "csc"
-
-    @property
-    def padded_in(self) -> int:
-        """Length of the padded input."""
-        return padded(self.shape[1])
-
-    @property
-    def acc_rows(self) -> int:
-        """Length of the integer sums buffer."""
-        return padded(self.shape[0])
 
     def nbytes(self) -> LayoutBytes:
         """Bytes of the column layout, with the integer table as its codebook."""
@@ -74,7 +64,7 @@ def abs_code_bits(k: int) -> int:
 
 
 @dataclass
-class AbsCscLayout:
+class AbsCscLayout(PaddedSizes):
     """int8 column layout with absolute row offsets: rows in blocks of 2**(16 - code_bits); in block b,
     column j's nonzeros are entries[col_ptr[b, j] : col_ptr[b, j + 1]], each (row offset in the block
     << code_bits) | codebook index; table holds the codes' int8 weights (zero past the codebook)."""
@@ -90,16 +80,6 @@ class AbsCscLayout:
 
     def __post_init__(self):
         self._nzcols = np.empty(max(self.shape[1], 1), np.int32)
-
-    @property
-    def padded_in(self) -> int:
-        """Length of the padded input."""
-        return padded(self.shape[1])
-
-    @property
-    def acc_rows(self) -> int:
-        """Length of the integer sums buffer."""
-        return padded(self.shape[0])
 
     def nbytes(self) -> LayoutBytes:
         """Bytes of entries, column pointers and table."""
@@ -131,8 +111,7 @@ class AbsCscLayout:
 
 def build_abs_csc(nz: QuantizedLayer, precision: str) -> AbsCscLayout:
     """The csc-abs layout of `nz` (int8 only; a QuantizedLayer's codebook has at most 256 entries)."""
-    if precision != "int8":
-        raise ValueError("the csc-abs layout is int8 only")
+    check_int8(precision, "csc-abs")
     k = nz.codebook.shape[0]
     q_c, _ = quantize_codebook(nz.codebook, precision)
     bits = abs_code_bits(k)

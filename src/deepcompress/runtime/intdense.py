@@ -16,7 +16,7 @@ import numpy as np
 from ..format.layer import QuantizedLayer
 from . import intkernels as ik
 from .intcodes import CodedVectors, code_vectors
-from .intpack import CHUNK, padded
+from .intpack import CHUNK, PaddedSizes, padded
 from .layouts import LayoutBytes
 from .quantize import quantize_codebook
 
@@ -37,23 +37,13 @@ def _dense_codes(nz: QuantizedLayer, n_rows: int, n_cols: int, transpose: bool):
 
 
 @dataclass
-class _DenseCodes:
+class _DenseCodes(PaddedSizes):
     """What the row and column layouts share: their fields, the padded input length and their bytes."""
 
     shape: tuple[int, int]
     nnz: int
     precision: str
     vectors: CodedVectors
-
-    @property
-    def padded_in(self) -> int:
-        """Length of the padded input."""
-        return padded(self.shape[1])
-
-    @property
-    def acc_rows(self) -> int:
-        """Length of the integer sums buffer."""
-        return padded(self.shape[0])
 
     def nbytes(self) -> LayoutBytes:
         """Bytes of codes (or weights), mask bits and table."""

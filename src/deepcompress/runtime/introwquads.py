@@ -21,7 +21,7 @@ import numpy as np
 
 from ..format.layer import QuantizedLayer
 from . import intkernels as ik
-from .intpack import BATCH_BLOCK, aligned_empty, padded
+from .intpack import BATCH_BLOCK, PaddedSizes, aligned_empty, check_int8
 from .layouts import LayoutBytes
 from .quantize import quantize_codebook
 
@@ -29,7 +29,7 @@ LANE_BLOCK = 32  # samples per lane tile of the row-quad kernel
 
 
 @dataclass
-class RowQuadsLayout:
+class RowQuadsLayout(PaddedSizes):
     """A row's nonzero int8 weights in quads: quad q = columns qcols[q], weights qw[q], rows' quads
     row_ptr[r] .. row_ptr[r + 1]."""
 
@@ -40,11 +40,6 @@ class RowQuadsLayout:
     qcols: np.ndarray  # uint16 (quads, 4)
     qw: np.ndarray  # int8 (quads, 4)
     kind = "rowquads"
-
-    @property
-    def padded_in(self) -> int:
-        """Length of the padded input."""
-        return padded(self.shape[1])
 
     @property
     def acc_rows(self) -> int:
@@ -156,8 +151,7 @@ def _quads_of(keys: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
 
 def build_panelquads(nz: QuantizedLayer, precision: str) -> PanelQuadsLayout:
     """The panel-quad layout of `nz` (int8 only)."""
-    if precision != "int8":
-        raise ValueError("the panelquads layout is int8 only")
+    check_int8(precision, "panelquads")
     n_rows, n_cols = nz.matrix_shape
     panels = max(1, -(-n_cols // PANEL_COLS))
     q_c, _ = quantize_codebook(nz.codebook, precision)
@@ -179,8 +173,7 @@ def build_panelquads(nz: QuantizedLayer, precision: str) -> PanelQuadsLayout:
 
 def build_rowquads(nz: QuantizedLayer, precision: str) -> RowQuadsLayout:
     """The row-quad layout of `nz` (int8 only, at most 65536 columns)."""
-    if precision != "int8":
-        raise ValueError("the rowquads layout is int8 only")
+    check_int8(precision, "rowquads")
     n_rows, n_cols = nz.matrix_shape
     if n_cols > 1 << 16:
         raise ValueError(f"the rowquads layout holds at most 65536 columns, got {n_cols}")
@@ -188,14 +181,7 @@ def build_rowquads(nz: QuantizedLayer, precision: str) -> RowQuadsLayout:
     rows, cols = nz.rows_cols()
     order = np.lexsort((cols, rows))
     rows, cols, w = rows[order], cols[order], q_c[nz.indices[order]]
-    counts = np.bincount(rows, minlength=n_rows)
-    quads = -(-counts // 4)
-    row_ptr = np.zeros(n_rows + 1, np.int32)
-    np.cumsum(quads, out=row_ptr[1:])
-    first = np.zeros(n_rows + 1, np.int64)
-    np.cumsum(counts, out=first[1:])
-    rank = np.arange(rows.size) - first[rows]
-    slot = 4 * row_ptr[rows].astype(np.int64) + rank  # padding slots keep column 0 and weight 0
+    row_ptr, slot = _quads_of(rows, n_rows)  # padding slots keep column 0 and weight 0
     qcols = np.zeros(4 * int(row_ptr[-1]), np.uint16)
     qw = np.zeros(4 * int(row_ptr[-1]), np.int8)
     qcols[slot], qw[slot] = cols, w

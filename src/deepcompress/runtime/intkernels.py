@@ -343,45 +343,35 @@ if LIB is not None:
         cols8_simd(store, mask, nibble, table, acc.shape[0], nzcols, n, xq, acc)
         finish(acc, s_w * s_x, bias, y, relu)
 
-    @njit(cache=False, nogil=True)
-    def blocks8_simd(store, xq, scratch, acc):
-        """dc_blocks8_avx2 on xq (N, >= cols) int8 into acc (N, blocks * 64)."""
-        _blocks8_avx2(store.ctypes, store.shape[0], store.shape[1], xq.ctypes, xq.shape[1], xq.shape[0],
-                      scratch.ctypes, acc.ctypes)
+    def _block_kernels(sums):
+        """(SIMD sums, one-vector fused, batched fused) kernels of a 64-row block layout whose int32 sums
+        the C function `sums` computes (dc_blocks8_avx2 or dc_quads8_avx2: the same arguments)."""
 
-    @njit(cache=False, nogil=True)
-    def blocks8_fused(store, x, xq, scratch, acc, s_w, bias, y, relu=False):
-        """y = W x + b in int8 on the 64-row block layout, one input vector (xq, acc: (1, ...))."""
-        s_x = quantize_into(x, 127, xq[0])
-        blocks8_simd(store, xq, scratch, acc)
-        finish(acc[0], s_w * s_x, bias, y, relu)
+        @njit(cache=False, nogil=True)
+        def simd(store, xq, scratch, acc):
+            """`sums` on xq (N, >= cols) int8 into acc (N, blocks * 64)."""
+            sums(store.ctypes, store.shape[0], store.shape[1], xq.ctypes, xq.shape[1], xq.shape[0], scratch.ctypes,
+                 acc.ctypes)
 
-    @njit(cache=False, nogil=True)
-    def blocks8_batch_fused(store, x, xq, scales, scratch, acc, s_w, bias, y):
-        """y[i] = W x[i] + b in int8 on the 64-row block layout for every row of x (N, in)."""
-        quantize_rows(x, 127, xq, scales)
-        blocks8_simd(store, xq, scratch, acc)
-        finish_rows(acc, s_w, scales, bias, y)
+        @njit(cache=False, nogil=True)
+        def fused(store, x, xq, scratch, acc, s_w, bias, y, relu=False):
+            """y = W x + b in int8 on the block layout, one input vector (xq, acc: (1, ...))."""
+            s_x = quantize_into(x, 127, xq[0])
+            simd(store, xq, scratch, acc)
+            finish(acc[0], s_w * s_x, bias, y, relu)
 
-    @njit(cache=False, nogil=True)
-    def quads8_simd(store, xq, scratch, acc):
-        """dc_quads8_avx2 on xq (N, >= 4 * groups) int8 into acc (N, blocks * 64)."""
-        _quads8_avx2(store.ctypes, store.shape[0], store.shape[1], xq.ctypes, xq.shape[1], xq.shape[0],
-                     scratch.ctypes, acc.ctypes)
+        @njit(cache=False, nogil=True)
+        def batch_fused(store, x, xq, scales, scratch, acc, s_w, bias, y):
+            """y[i] = W x[i] + b in int8 on the block layout for every row of x (N, in)."""
+            quantize_rows(x, 127, xq, scales)
+            simd(store, xq, scratch, acc)
+            finish_rows(acc, s_w, scales, bias, y)
 
-    @njit(cache=False, nogil=True)
-    def quads8_fused(store, x, xq, scratch, acc, s_w, bias, y, relu=False):
-        """y = W x + b in int8 on the quad-interleaved block layout, one input vector (xq, acc: (1, ...))."""
-        s_x = quantize_into(x, 127, xq[0])
-        quads8_simd(store, xq, scratch, acc)
-        finish(acc[0], s_w * s_x, bias, y, relu)
+        return simd, fused, batch_fused
 
-    @njit(cache=False, nogil=True)
-    def quads8_batch_fused(store, x, xq, scales, scratch, acc, s_w, bias, y):
-        """y[i] = W x[i] + b in int8 on the quad-interleaved block layout for every row of x (N, in)."""
-        quantize_rows(x, 127, xq, scales)
-        quads8_simd(store, xq, scratch, acc)
-        finish_rows(acc, s_w, scales, bias, y)
+    # the 64-row block layout (store (blocks, cols, 64)) and the quad-interleaved one (blocks, groups, 64, 4)
+    blocks8_simd, blocks8_fused, blocks8_batch_fused = _block_kernels(_blocks8_avx2)
+    quads8_simd, quads8_fused, quads8_batch_fused = _block_kernels(_quads8_avx2)
 
     @njit(cache=False, nogil=True)
     def rowquads8_simd(row_ptr, qcols, qw, xt, neg, acc):

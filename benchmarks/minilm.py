@@ -75,6 +75,7 @@ FULL_WINDOWS = 256
 # the settings the README's claims rest on: 8-bit sharing alone, the 8.5x within-0.02 one and the 12x
 # within-0.05 one. A default run does these (about 50 of the 101 minutes every setting took on the shared
 # 2-core machine: per-setting wall_s in minilm.json) and keeps the other settings' records from their run
+HARDWARE_TOKENS = 16  # the sentence window the hardware models cost (minilm_hardware.py's default)
 CLAIMS = ("share-8bit", "prune20-fc5-table4", "prune30-fc4-table2-ft")
 QUICK_WINDOWS = 8
 QUICK_SETTINGS = ("share-8bit", "prune30-fc4-table2-ft")  # --quick: one plain, one pruned and fine-tuned
@@ -241,13 +242,26 @@ def setting_record(name: str, overrides: dict, model: MiniLM, tokenizer, sets: E
               **quality(Encoder(run, tokenizer), sets, dense_sentences),
               "latency_us": latency, "dense_latency_us": dense_latency,
               "train_windows": windows if overrides.get("finetune") else 0,
-              "bits": outcome["bits"], "stages": outcome["stages"], "wall_s": time.perf_counter() - start}
+              "bits": outcome["bits"], "stages": outcome["stages"], "hardware": hardware_costs(path, tokenizer),
+              "wall_s": time.perf_counter() - start}
     print(f"{name}: {file_bytes:,} bytes ({record['ratio']:.2f}x), WordSim353 {record['wordsim353']:.3f}, "
           f"SimLex-999 {record['simlex999']:.3f}, Lee-50 {record['lee50']:.3f}, cosine to dense "
           f"{record['cosine_to_dense']:.4f}, batch-1 latency "
           + ", ".join(f"T={t} {latency[t] / 1000:.1f} ms (dense {dense_latency[t] / 1000:.1f})" for t in latency)
-          + f", {record['wall_s']:.0f} s", flush=True)
+          + f", EIE {record['hardware']['eie']['frames_per_j']:,.0f} /J, DianNao "
+          f"{record['hardware']['diannao']['frames_per_j']:,.0f} /J, {record['wall_s']:.0f} s", flush=True)
     return record
+
+
+def hardware_costs(path: Path, tokenizer) -> dict:
+    """EIE (every Linear layer per token on the real inputs the runtime computes for one held-out window of
+    HARDWARE_TOKENS word pieces) and DianNao totals for the file: minilm_hardware.costs."""
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)  # minilm_hardware.py sits beside this script (a test imports it by path)
+    from minilm_hardware import costs
+
+    return costs(path, real_windows(tokenizer, HARDWARE_TOKENS)[:1])
 
 
 def setting_records(model: MiniLM, tokenizer, sets: EvalSets, dense: dict, dense_sentences: np.ndarray,

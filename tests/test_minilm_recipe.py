@@ -156,6 +156,11 @@ def test_benchmark_quick_path_compresses_settings_into_their_files(tmp_path):
         assert all(-1 <= record[k] <= 1 for k in ("wordsim353", "simlex999", "lee50", "cosine_to_dense"))
         for key in ("latency_us", "dense_latency_us"):  # the file's runtime and PyTorch, back to back
             assert set(record[key]) == {"16", "128"} and all(us > 0 for us in record[key].values())
+        hardware = record["hardware"]  # EIE on the file's real FC inputs, DianNao on the whole model
+        assert hardware["tokens"] == bench.HARDWARE_TOKENS
+        for arch in ("eie", "diannao"):
+            assert hardware[arch]["frames_per_j"] == pytest.approx(1 / hardware[arch]["energy_j"])
+        assert hardware["eie"]["partial"] or hardware["eie"]["not_costed"]  # attention products are not on EIE
     assert json.loads(out.read_text()) == json.loads(json.dumps(records))
     one = bench.main(["--quick", "--out", str(out), "--runs", str(tmp_path / "runs"), "--only",
                       bench.QUICK_SETTINGS[0]])  # rerun one setting: its record replaced, the other kept

@@ -158,7 +158,7 @@ def test_benchmark_quick_path_compresses_settings_into_their_files(tmp_path):
             assert set(record[key]) == {"16", "128"} and all(us > 0 for us in record[key].values())
         hardware = record["hardware"]  # EIE on the file's real FC inputs, DianNao on the whole model
         assert hardware["tokens"] == bench.HARDWARE_TOKENS
-        for arch in ("eie", "diannao"):
+        for arch in ("eie", "diannao", "cpu", "gpu"):
             assert hardware[arch]["frames_per_j"] == pytest.approx(1 / hardware[arch]["energy_j"])
         assert hardware["eie"]["partial"] or hardware["eie"]["not_costed"]  # attention products are not on EIE
     assert json.loads(out.read_text()) == json.loads(json.dumps(records))

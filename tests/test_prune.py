@@ -88,6 +88,8 @@ def test_gradual_pruning_starts_from_the_initial_sparsity():
         seen.append(1 - masks.density()["ip1"])
     n = model.ip1.weight.numel()  # closed form: 0.8 + (0.5 - 0.8) (1 - t)^3 at t = 1/4 ... 1
     assert seen == pytest.approx([0.8 - 0.3 * (1 - t / 4) ** 3 for t in range(1, 5)], abs=1 / n)
+    with pytest.raises(UserError, match="ip1: starts above its final sparsity"):
+        GradualPruning(masks, {"ip1": 0.4}, total_steps=4, initial={"ip1": 0.5})
 
 
 def test_dropout_rule():

@@ -92,6 +92,17 @@ def test_every_layout_and_path_equals_numpy_reference(book, shape, density, prec
                 assert np.array_equal(y, ref[i]), (name, path, i)
 
 
+def kernel_inputs(rng, shape: tuple, signs: str, keep: float) -> np.ndarray:
+    """float32 test inputs: "relu" (non-negative), "signed", or "sparse" (each entry kept with probability
+    `keep`)."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    if signs == "relu":
+        return np.maximum(x, 0)
+    if signs == "sparse":
+        x *= rng.random(x.shape) < keep
+    return x
+
+
 @pytest.mark.parametrize("shape", [(1, 3), (63, 4), (64, 5), (65, 130), (200, 7), (129, 1001), (70, 513)])
 @pytest.mark.parametrize("signs", ["relu", "signed", "sparse"])
 @pytest.mark.parametrize("name", ["blocks", "quads", "rowquads", "panelquads"])
@@ -101,11 +112,7 @@ def test_block_layouts_batches_and_odd_shapes_equal_numpy_reference(shape, signs
     rng = np.random.default_rng(shape[0] + shape[1])
     nz = layer(rng, shape, 0.4, "k16")
     bias = rng.standard_normal(shape[0]).astype(np.float32)
-    x = rng.standard_normal((150, shape[1])).astype(np.float32)
-    if signs == "relu":
-        x = np.maximum(x, 0)
-    elif signs == "sparse":
-        x *= rng.random(x.shape) < 0.05
+    x = kernel_inputs(rng, (150, shape[1]), signs, keep=0.05)
     x[3] = 0.0
     ref = reference_forward(nz, bias, x, "int8")
     for path in PATHS:
@@ -130,11 +137,7 @@ def test_csc_abs_row_blocks_and_codebook_sizes_equal_numpy_reference(shape, k, s
     w[:, ::5] = 0.0  # empty columns
     nz = from_dense(w.astype(np.float32), book)
     bias = rng.standard_normal(shape[0]).astype(np.float32)
-    x = rng.standard_normal((6, shape[1])).astype(np.float32)
-    if signs == "relu":
-        x = np.maximum(x, 0)
-    elif signs == "sparse":
-        x *= rng.random(x.shape) < 0.1
+    x = kernel_inputs(rng, (6, shape[1]), signs, keep=0.1)
     x[0] = 0.0
     x[1] = 0.0
     x[1, -1] = 2.0

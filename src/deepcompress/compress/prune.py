@@ -173,6 +173,9 @@ class GradualPruning(TrainHook):
                  initial: dict[str, float] | None = None):
         self.masks, self.final, self.total, self.every, self.step = masks, final, total_steps, every, 0
         self.initial = initial or {}  # sparsity each layer starts from (already pruned to it)
+        above = [n for n, s in self.initial.items() if s > final.get(n, s)]
+        if above:  # masks only grow: the layer would stay above the target it was asked for
+            raise UserError(f"gradual pruning of {', '.join(above)}: starts above its final sparsity")
 
     def after_step(self, model: nn.Module) -> None:
         """Advance the schedule; prune when a pruning step is reached, then keep masks applied."""

@@ -25,7 +25,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -305,6 +305,13 @@ def print_table(records: list[dict]) -> None:
           "by deepcompress.runtime from the file)")
 
 
+def use_lstm_hidden(hidden: int) -> None:
+    """Make the austen-lstm spec build (and record) a CharLSTM of this hidden size."""
+    spec = SPECS["austen-lstm"]
+    SPECS["austen-lstm"] = replace(spec, build=lambda info: CharLSTM(info["vocab"], hidden=hidden),
+                                   notes={**spec.notes, "hidden": hidden})
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the named models (default all), record and print them."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -313,12 +320,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help=f"JSON file to update (default {RESULTS.relative_to(ROOT)}; required with --quick)")
     p.add_argument("--work", default="runs/any_model", help="folder for the compression runs")
     p.add_argument("--train-size", type=int, help="train on the first N training samples only (a busy machine)")
+    p.add_argument("--lstm-hidden", type=int, help=f"austen-lstm's hidden size (default {LSTM_HIDDEN})")
     args = p.parse_args(argv)
     if args.quick and not args.out:
         p.error("--quick results are not the benchmark's: give --out")
     unknown = [m for m in args.models if m not in SPECS]
     if unknown:
         p.error(f"unknown model {', '.join(unknown)}; choose from {', '.join(SPECS)}")
+    if args.lstm_hidden:
+        use_lstm_hidden(args.lstm_hidden)
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     out = Path(args.out) if args.out else RESULTS
     for name in args.models or SPECS:

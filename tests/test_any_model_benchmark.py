@@ -64,3 +64,11 @@ def test_the_lstm_model_runs_end_to_end_from_the_file(tmp_path):
     rec = any_model.run_model("austen-lstm", quick=True, out_dir=tmp_path)
     assert "skipped" not in rec, rec.get("skipped")
     assert rec["metric"] == "loss" and rec["runtime"] == pytest.approx(rec["file"], rel=1e-4)
+
+
+def test_lstm_hidden_option_builds_and_records_that_size(monkeypatch):
+    monkeypatch.setitem(any_model.SPECS, "austen-lstm", any_model.SPECS["austen-lstm"])  # restored afterwards
+    any_model.use_lstm_hidden(48)
+    spec = any_model.SPECS["austen-lstm"]
+    assert spec.build({"vocab": 30}).lstm.hidden_size == 48 and spec.notes["hidden"] == 48
+    assert spec.recipe["prune"]["layers"]["lstm.weight_hh_l1"] == 0.91  # the same per-layer fractions

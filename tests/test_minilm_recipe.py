@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from deepcompress import decompress
+from deepcompress import format as dcz
 from deepcompress.compress import Recipe, compress_model, read_recipe
 from deepcompress.compress.export import load_into
 from deepcompress.compress.prune import prunable_layers
@@ -161,6 +162,10 @@ def test_benchmark_quick_path_compresses_settings_into_their_files(tmp_path):
         for arch in ("eie", "diannao", "cpu", "gpu"):
             assert hardware[arch]["frames_per_j"] == pytest.approx(1 / hardware[arch]["energy_j"])
         assert hardware["eie"]["partial"] or hardware["eie"]["not_costed"]  # attention products are not on EIE
+    share = next(r for r in records if r["setting"] == bench.DENSE_HARDWARE)
+    assert all(q.density == 1.0 for q in dcz.read(share["file"])[0])  # every weight kept: the dense model's work
+    assert dense["hardware"]["from_setting"] == bench.DENSE_HARDWARE
+    assert all(dense["hardware"][arch] == share["hardware"][arch] for arch in ("eie", "diannao", "cpu", "gpu"))
     assert json.loads(out.read_text()) == json.loads(json.dumps(records))
     one = bench.main(["--quick", "--out", str(out), "--runs", str(tmp_path / "runs"), "--only",
                       bench.QUICK_SETTINGS[0]])  # rerun one setting: its record replaced, the other kept

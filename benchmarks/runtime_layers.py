@@ -37,16 +37,14 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+import runtime_calibration as calibration  # noqa: E402
 import runtime_methods as rm  # noqa: E402
+from runtime_methods import BATCH, BATCH_LAYOUTS, CODEBOOK_SIZE, PRECISIONS, batch_inputs, make_layer  # noqa: E402
 from deepcompress.hardware.eie_tables import BENCHMARKS  # noqa: E402
-from deepcompress.hardware.layers import random_layer  # noqa: E402
 from deepcompress.format import QuantizedLayer
-from deepcompress.runtime import SparseConv2d, SparseLinear, choose_fc_layout, from_positions  # noqa: E402
-from deepcompress.runtime.int_fc import IntLinear  # noqa: E402
+from deepcompress.runtime import SparseConv2d, choose_fc_layout, from_positions  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CODEBOOK_SIZE = 16
-BATCH = 64
 LOW_DENSITY = (0.04, 0.11)  # the issue's "4-11% density layers" for the batch-64 target
 SWEEP_LAYERS = ("Alex-7", "NT-LSTM")
 SWEEP_DENSITIES = (0.1, 0.2, 0.35, 0.5, 0.6, 0.7, 0.8, 1.0)
@@ -55,33 +53,9 @@ CONV_LAYERS = (("LeNet5-conv1", (20, 1, 5, 5), 28, 0), ("LeNet5-conv2", (50, 20,
                ("Alex-conv3", (384, 256, 3, 3), 13, 1))
 CONV_DENSITIES = (0.05, 0.12, 0.35, 0.66)
 LAYOUT_METHODS = {"csc": "deepcompress-csc", "panel": "deepcompress-panel", "grouped": "deepcompress-grouped"}
-PRECISIONS = ("int8", "int16")
 from deepcompress.runtime.intpolicy import INT_LAYOUTS, LAYOUTS_FOR  # noqa: E402
 # relative error of the integer modes against torch dense fp32 that stops the run (quantization, not bugs)
 INT_TOLERANCE = {"int8": 3e-2, "int16": 1e-3}
-# layouts timed at batch BATCH besides the automatic pick (int8's batched row-quad kernels, compared in one run)
-BATCH_LAYOUTS = {"int8": ("rowquads", "panelquads")}
-
-
-def make_layer(layer, seed: int = 0) -> tuple[QuantizedLayer, np.ndarray]:
-    """The layer's weights as a QuantizedLayer with random codes into a 16-entry codebook, and its input vector."""
-    weights, acts = random_layer(layer.spec(seed))
-    cols = np.repeat(np.arange(layer.inputs), np.diff(weights.indptr))
-    positions = weights.indices.astype(np.int64) * layer.inputs + cols
-    rng = np.random.default_rng(seed + 1)
-    codebook = np.sort(rng.uniform(-1.0, 1.0, CODEBOOK_SIZE)).astype(np.float32)
-    codes = rng.integers(0, CODEBOOK_SIZE, positions.size)
-    return from_positions((layer.outputs, layer.inputs), positions, codes, codebook), acts
-
-
-def batch_inputs(layer, act_density: float, n: int, seed: int = 0) -> np.ndarray:
-    """n input vectors, each with exactly round(act_density x inputs) positive entries, like random_layer."""
-    rng = np.random.default_rng(seed + 2)
-    k = int(round(act_density * layer.inputs))
-    x = np.zeros((n, layer.inputs), np.float32)
-    idx = np.argsort(rng.random((n, layer.inputs)), axis=1)[:, :k]
-    np.put_along_axis(x, idx, rng.uniform(0.05, 1.0, (n, k)).astype(np.float32), axis=1)
-    return x
 
 
 def contenders(nz: QuantizedLayer, dense: np.ndarray, x: np.ndarray, threads: int, act_density: float):
@@ -289,96 +263,6 @@ def sweep(timer: rm.Timer, rounds: int) -> list[dict]:
     return records
 
 
-def calibrate(timer: rm.Timer, rounds: int, only: tuple = ()) -> dict:
-    """(ns per unit, ns per byte) of each int layout, precision and dispatch path (intpolicy's cost
-    model): a least-squares fit of relative error over the nine layers at batch 1, warm, at each layer's
-    input density. The COST table of deepcompress.runtime.intpolicy is copied from this. `only`: just
-    these layouts."""
-    from deepcompress.runtime.intkernels import available_paths
-    from deepcompress.runtime.intpolicy import units_and_bytes
-    per = {}
-    for layer in BENCHMARKS:
-        nz, x = make_layer(layer)
-        methods = {}
-        for p in PRECISIONS:
-            for lay in LAYOUTS_FOR[p]:
-                if only and lay not in only:
-                    continue
-                for path in available_paths():
-                    fc = IntLinear(nz, None, p, lay, path=path)
-                    methods[(p, lay, path)] = (lambda fc=fc: fc(x))
-        meds = rm.interleaved_medians(timer, methods, rounds, ("warm",))
-        d = float((x != 0).mean())
-        for (key, _), us in meds.items():
-            u, b = units_and_bytes(nz, key[1], key[0], d)
-            per.setdefault(key, {})[layer.name] = (u, b, 1e3 * us)
-        print(f"{layer.name} calibrated", flush=True)
-    cost = {}
-    for (p, lay, path), by_layer in per.items():
-        ub = np.array([v[:2] for v in by_layer.values()])
-        ns = np.array([v[2] for v in by_layer.values()])
-        coef = fit_nonnegative(ub / ns[:, None], np.ones(len(ns)))
-        cost.setdefault(p, {}).setdefault(lay, {})[path] = {
-            "ns_per_unit": coef[0], "ns_per_byte": coef[1],
-            "per_layer": {n: {"units": u, "bytes": b, "ns": t, "predicted_ns": coef[0] * u + coef[1] * b}
-                          for n, (u, b, t) in by_layer.items()}}
-    return cost
-
-
-def calibrate_batched(timer: rm.Timer, rounds: int) -> dict:
-    """ns per unit and sample of the batched row-quad layouts (intpolicy.COST's 'rowquads' and
-    'panelquads' per-unit constants): each layer's warm batch-BATCH time, less the model's byte term,
-    over its units (intpolicy.units_and_bytes) x BATCH; the median over the nine layers."""
-    from deepcompress.runtime.intpolicy import COST, units_and_bytes
-    layouts = BATCH_LAYOUTS["int8"]
-    per = {lay: {} for lay in layouts}
-    for layer in BENCHMARKS:
-        nz, _ = make_layer(layer)
-        x = batch_inputs(layer, layer.act_density, BATCH)
-        fcs = {lay: IntLinear(nz, None, "int8", lay, batch=BATCH) for lay in layouts}
-        meds = rm.interleaved_medians(timer, {lay: (lambda fc=fc: fc(x)) for lay, fc in fcs.items()}, rounds,
-                                      ("warm",))
-        for lay in layouts:
-            u, nbytes = units_and_bytes(nz, lay, "int8", layer.act_density)
-            ns = 1e3 * meds[(lay, "warm")] - COST["int8"][lay]["avx2"][1] * nbytes / BATCH
-            per[lay][layer.name] = {"median_us": meds[(lay, "warm")], "ns_per_unit": ns / (u * BATCH)}
-        print(layer.name, {lay: round(v[layer.name]["ns_per_unit"], 4) for lay, v in per.items()}, flush=True)
-    return {lay: {"ns_per_unit_median": float(np.median([v["ns_per_unit"] for v in by_layer.values()])),
-                  "layers": by_layer} for lay, by_layer in per.items()}
-
-
-def fit_nonnegative(a: np.ndarray, y: np.ndarray) -> list[float]:
-    """Nonnegative least squares x >= 0 of a x = y for (per unit, per byte)."""
-    from scipy.optimize import nnls
-    return [float(v) for v in nnls(a, y)[0]]
-
-
-def refit(path: Path) -> dict:
-    """The calibration file's fits redone from its measured times, with the units and bytes of the
-    current cost model (intpolicy.units_and_bytes) for each layer at its input density."""
-    from deepcompress.runtime.intpolicy import units_and_bytes
-    cost = json.loads(path.read_text())
-    layers = {b.name: b for b in BENCHMARKS}
-    built = {}
-    for p, by_layout in cost.items():
-        for lay, by_path in by_layout.items():
-            for entry in by_path.values():
-                rows = []
-                for name, rec in entry["per_layer"].items():
-                    if name not in built:
-                        built[name] = make_layer(layers[name])
-                    nz, x = built[name]
-                    u, b = units_and_bytes(nz, lay, p, float((x != 0).mean()))
-                    rec.update(units=u, bytes=b)
-                    rows.append((u, b, rec["ns"]))
-                ub = np.array([r[:2] for r in rows])
-                ns = np.array([r[2] for r in rows])
-                entry["ns_per_unit"], entry["ns_per_byte"] = fit_nonnegative(ub / ns[:, None], np.ones(len(ns)))
-                for rec in entry["per_layer"].values():
-                    rec["predicted_ns"] = entry["ns_per_unit"] * rec["units"] + entry["ns_per_byte"] * rec["bytes"]
-    return cost
-
-
 def conv_paths(timer: rm.Timer, rounds: int) -> list[dict]:
     """Warm time of the dense and sparse conv paths against weight density, at batch 1 and BATCH."""
     records = []
@@ -431,26 +315,8 @@ def main(argv=None) -> None:
     if args.sweep:
         (RESULTS / "runtime_sweep.json").write_text(json.dumps(sweep(timer, rounds), indent=1) + "\n")
         return
-    if args.calibrate_batched:
-        fit = calibrate_batched(timer, rounds)
-        fit["setup"] = {"rounds": rounds, "clock": "thread CPU time" if args.cpu_time else "wall",
-                        "load_average_end": os.getloadavg(), "wall_s": time.time() - start}
-        (RESULTS / "runtime_calibration_batched.json").write_text(json.dumps(fit, indent=1) + "\n")
-        print({lay: round(v["ns_per_unit_median"], 4) for lay, v in fit.items() if lay != "setup"})
-        return
-    if args.calibrate or args.refit:
-        only = tuple(s.strip() for s in args.calibrate_layouts.split(",") if s.strip())
-        cost = refit(RESULTS / "runtime_calibration.json") if args.refit else calibrate(timer, rounds, only)
-        if only and not args.refit:  # the other layouts' fits stay as they were
-            kept = json.loads((RESULTS / "runtime_calibration.json").read_text())
-            for p, by_layout in cost.items():
-                kept.setdefault(p, {}).update(by_layout)
-            cost = kept
-        (RESULTS / "runtime_calibration.json").write_text(json.dumps(cost, indent=1) + "\n")
-        for p, by_layout in cost.items():
-            for lay, by_path in by_layout.items():
-                print(p, lay, {path: (round(v["ns_per_unit"], 4), round(v["ns_per_byte"], 4))
-                               for path, v in by_path.items()})
+    if args.calibrate_batched or args.calibrate or args.refit:
+        calibration.main(args, timer, rounds, start)
         return
     if args.conv:
         (RESULTS / "runtime_conv.json").write_text(json.dumps(conv_paths(timer, rounds), indent=1) + "\n")

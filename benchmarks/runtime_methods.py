@@ -1,4 +1,5 @@
-"""The contenders of benchmarks/runtime_layers.py, and the timing harness they share.
+"""The contenders of benchmarks/runtime_layers.py, the benchmark layers they run, and the timing harness
+they share (also runtime_calibration.py's).
 
 Each contender is a zero-argument callable computing one FC layer (batch 1 or N) from inputs prepared
 in advance; building it (converting weights, creating sessions) is never timed.
@@ -14,9 +15,36 @@ import scipy.sparse as sp
 import torch
 
 from deepcompress.format import QuantizedLayer
-from deepcompress.runtime import SparseLinear
+from deepcompress.hardware.layers import random_layer
+from deepcompress.runtime import SparseLinear, from_positions
 
 FLUSH_BYTES = 64 << 20  # twice this machine's 32 MB L3
+CODEBOOK_SIZE = 16
+BATCH = 64
+PRECISIONS = ("int8", "int16")
+# layouts timed at batch BATCH besides the automatic pick (int8's batched row-quad kernels, compared in one run)
+BATCH_LAYOUTS = {"int8": ("rowquads", "panelquads")}
+
+
+def make_layer(layer, seed: int = 0) -> tuple[QuantizedLayer, np.ndarray]:
+    """The layer's weights as a QuantizedLayer with random codes into a 16-entry codebook, and its input vector."""
+    weights, acts = random_layer(layer.spec(seed))
+    cols = np.repeat(np.arange(layer.inputs), np.diff(weights.indptr))
+    positions = weights.indices.astype(np.int64) * layer.inputs + cols
+    rng = np.random.default_rng(seed + 1)
+    codebook = np.sort(rng.uniform(-1.0, 1.0, CODEBOOK_SIZE)).astype(np.float32)
+    codes = rng.integers(0, CODEBOOK_SIZE, positions.size)
+    return from_positions((layer.outputs, layer.inputs), positions, codes, codebook), acts
+
+
+def batch_inputs(layer, act_density: float, n: int, seed: int = 0) -> np.ndarray:
+    """n input vectors, each with exactly round(act_density x inputs) positive entries, like random_layer."""
+    rng = np.random.default_rng(seed + 2)
+    k = int(round(act_density * layer.inputs))
+    x = np.zeros((n, layer.inputs), np.float32)
+    idx = np.argsort(rng.random((n, layer.inputs)), axis=1)[:, :k]
+    np.put_along_axis(x, idx, rng.uniform(0.05, 1.0, (n, k)).astype(np.float32), axis=1)
+    return x
 
 
 def geomean(values) -> float:

@@ -176,9 +176,7 @@ def pruned_points(model, corpus, data, s, tmp: Path, points: dict, texts: dict, 
         start = final
         steps_done.append({"sparsity": target, "no_retraining": before, "retrained": perplexity(model, data),
                            "layers": final})
-        shared_model = copy.deepcopy(model)
-        shared_masks = Masks(shared_model)
-        shared_masks.masks = {n: m.clone() for n, m in masks.masks.items()}
+        shared_model, shared_masks = masked_copy(model, masks)
         path = tmp / f"lstm-{round(100 * target)}.dcz"
         _, size = write_file(path, shared_model, shared_masks, data.test_x[:1])
         runtime_model = load(path)
@@ -189,11 +187,17 @@ def pruned_points(model, corpus, data, s, tmp: Path, points: dict, texts: dict, 
         texts[label] = [generate(runtime_model, corpus, p, s["length"]) for p in PROMPTS]
 
 
-def pruned_copy(model, masks: Masks, sparsity: dict[str, float]):
-    """A copy of `model` pruned at once to `sparsity` per layer from its current `masks` (no retraining)."""
+def masked_copy(model, masks: Masks) -> tuple:
+    """A copy of `model` and of its `masks` (the copy's to prune further)."""
     clone = copy.deepcopy(model)
     clone_masks = Masks(clone)
     clone_masks.masks = {n: m.clone() for n, m in masks.masks.items()}
+    return clone, clone_masks
+
+
+def pruned_copy(model, masks: Masks, sparsity: dict[str, float]):
+    """A copy of `model` pruned at once to `sparsity` per layer from its current `masks` (no retraining)."""
+    clone, clone_masks = masked_copy(model, masks)
     clone_masks.prune({n: TargetSparsity(f) for n, f in sparsity.items()})
     return clone
 

@@ -59,11 +59,13 @@ TABLE = "embed.table"  # the joint word + position table: 53% of the weights
 # (`table_bits`), k-means from a linear start as in Deep Compression; `sparsity`: magnitude pruning of
 # every layer in one round without retraining (`table_sparsity`: the table's, if other); `finetune`:
 # epochs of centroid fine-tuning by distillation on `windows` training windows (default FULL_WINDOWS)
+SENSITIVITY_BITS_NAME = "sensitivity"  # fc_bits: minilm.toml's [quantize.layers], the sensitivity pass's widths
 SETTINGS = {
     "share-8bit": {"fc_bits": 8, "table_bits": 8},
     "share-4bit": {"fc_bits": 4, "table_bits": 4},
     "prune20-fc5-table4": {"sparsity": 0.2, "fc_bits": 5, "table_bits": 4},
     "prune20-fc5-table3": {"sparsity": 0.2, "fc_bits": 5, "table_bits": 3},
+    "prune20-sens-table4": {"sparsity": 0.2, "fc_bits": SENSITIVITY_BITS_NAME, "table_bits": 4},
     "prune20-fc4-table3-ft": {"sparsity": 0.2, "fc_bits": 4, "table_bits": 3, "finetune": 1, "lr": 2e-4,
                               "windows": 256},
     "prune30-fc4-table2-ft": {"sparsity": 0.3, "table_sparsity": 0.4, "fc_bits": 4, "table_bits": 2,
@@ -160,7 +162,8 @@ def setting_recipe(model: MiniLM, overrides: dict) -> Recipe:
     """A setting's recipe: the built-in one (src/deepcompress/recipes/minilm.toml) with the setting's
     `sparsity` for every layer (`table_sparsity` for the table; magnitude pruning in one round, no
     retraining), weight-sharing widths
-    `fc_bits` (every Linear layer) and `table_bits` (the joint word + position table), and `finetune`
+    `fc_bits` (every Linear layer; "sensitivity": each layer's width in the recipe, which the sensitivity
+    pass chose) and `table_bits` (the joint word + position table), and `finetune`
     epochs of centroid fine-tuning by distillation (0: none). Checked against the model's layers (a --quick
     model keeps the entries of its layers only)."""
     tables = load_recipe("minilm")
@@ -169,8 +172,12 @@ def setting_recipe(model: MiniLM, overrides: dict) -> Recipe:
                        "layers": {name: overrides.get("table_sparsity", overrides.get("sparsity", 0.0))
                                   if name == TABLE else overrides.get("sparsity", 0.0) for name in layers},
                        "retrain": {**tables["prune"]["retrain"], "epochs": 0}}
-    bits = {name: overrides["table_bits"] if name == TABLE else overrides["fc_bits"] for name in layers}
-    tables["quantize"] = {**tables["quantize"], "fc_bits": overrides["fc_bits"], "layers": bits,
+    chosen = tables["quantize"]["layers"]  # the sensitivity pass's widths (minilm.toml)
+    sensitive = overrides["fc_bits"] == SENSITIVITY_BITS_NAME
+    bits = {name: overrides["table_bits"] if name == TABLE else chosen[name] if sensitive else overrides["fc_bits"]
+            for name in layers}
+    fc_bits = tables["quantize"]["fc_bits"] if sensitive else overrides["fc_bits"]
+    tables["quantize"] = {**tables["quantize"], "fc_bits": fc_bits, "layers": bits,
                           "finetune": {**tables["quantize"]["finetune"], "epochs": overrides.get("finetune", 0),
                                        "lr": overrides.get("lr", tables["quantize"]["finetune"]["lr"])}}
     recipe = Recipe.from_dict(tables, file="minilm.toml")

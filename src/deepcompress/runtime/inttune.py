@@ -18,7 +18,11 @@ import numpy as np
 
 SHORTLIST_RATIO = 1.5  # the model's error between close layouts (see above)
 SHORTLIST_MAX = 3
-CALLS = 5  # timed calls per candidate after one untimed call; the median is compared
+CALLS = 9  # timed calls per candidate after one untimed call; the median is compared
+# this thread's CPU time, not wall time: IntLinear runs on one thread, and on a shared machine a time slice
+# given to another process inside one timed call made a layout look 8x slower (NT-Wd rows-stored 5,626 us
+# against 681 us for blocks, measured at load) and could decide the pick
+CLOCK = time.thread_time
 MAX_BATCH = 64  # a larger batch is timed on this many samples (the batched kernels step by 64)
 
 
@@ -44,7 +48,7 @@ def probe_input(n_cols: int, act_density: float | None, batch: int, seed: int = 
 
 
 def fastest(candidates: dict, x: np.ndarray, calls: int = CALLS) -> tuple[str, dict]:
-    """(name of the fastest, {name: median wall-clock microseconds}) of built layers `candidates`
+    """(name of the fastest, {name: median CPU-time microseconds}) of built layers `candidates`
     {name: layer} called on x (one vector when x has one row): one untimed call each, then `calls`
     rounds of one timed call each. Rounds, not each candidate's calls back to back: a candidate then
     runs after the others have used the caches, as a layer runs after other layers (back to back, a
@@ -57,8 +61,8 @@ def fastest(candidates: dict, x: np.ndarray, calls: int = CALLS) -> tuple[str, d
     times = {name: [] for name in names}
     for _ in range(calls):
         for name in names:
-            t = time.perf_counter()
+            t = CLOCK()
             candidates[name](arg)
-            times[name].append(time.perf_counter() - t)
+            times[name].append(CLOCK() - t)
     medians = {name: float(np.median(v)) * 1e6 for name, v in times.items()}
     return min(medians, key=medians.get), medians

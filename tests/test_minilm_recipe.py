@@ -177,7 +177,7 @@ def test_benchmark_quick_path_compresses_settings_into_their_files(tmp_path):
 def test_a_default_run_compresses_the_claims_settings_and_all_runs_every_one():
     bench = _bench()
     assert set(bench.CLAIMS) <= set(bench.SETTINGS)
-    assert {"share-8bit", "prune20-fc5-table4", "prune30-fc4-table2-ft"} == set(bench.CLAIMS)
+    assert {"share-8bit", "prune20-fc5-table4", "prune20-sens-table4", "prune30-fc4-table2-ft"} == set(bench.CLAIMS)
     assert bench.chosen_settings(None, False, False) == list(bench.CLAIMS)
     assert bench.chosen_settings(None, True, False) is None and bench.chosen_settings(None, False, True) is None
     assert bench.chosen_settings(["share-4bit"], True, False) == ["share-4bit"]
@@ -220,3 +220,14 @@ def test_compress_model_distils_when_given_the_objective(tmp_path):
     file_model = decompress(outcome["file"])
     assert outcome["test_error"] == pytest.approx(cosine_error(file_model, data.test_x, data.test_y), abs=1e-6)
     assert outcome["test_error"] == pytest.approx(errors["quantized"], abs=1e-5)  # the file is the quantized model
+
+
+def test_the_sensitivity_setting_takes_each_linear_width_from_the_recipe():
+    bench = _bench()
+    model = bench.quick_model()
+    chosen = load_recipe("minilm")["quantize"]["layers"]
+    recipe = bench.setting_recipe(model, bench.SETTINGS["prune20-sens-table4"])
+    bits = recipe.quantize.layers
+    assert bits[bench.TABLE] == 4 and set(bits) == set(prunable_layers(model))
+    assert all(bits[name] == chosen[name] for name in bits if name != bench.TABLE)
+    assert len({bits[name] for name in bits if name != bench.TABLE}) > 1  # widths differ per layer

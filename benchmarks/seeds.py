@@ -45,28 +45,29 @@ def recipes(model: str) -> dict[str, Path | None]:
     return found
 
 
-def deepcompress(*args: str) -> None:
-    """Run the deepcompress command from this checkout's source."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+def deepcompress(*args: str, env: dict | None = None) -> None:
+    """Run the deepcompress command from this checkout's source (with `env` added to this environment)."""
+    env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT / "src")}
     subprocess.run([sys.executable, "-m", "deepcompress.cli", *args], cwd=ROOT, env=env, check=True)
 
 
-def baseline(model: str, seed: int) -> tuple[Path, float]:
-    """Train (or reuse) the baseline of `model` with `seed`; its weights and test error."""
-    out = RUNS / f"{model}-seed{seed}"
+def baseline(model: str, seed: int, runs: Path = RUNS, env: dict | None = None) -> tuple[Path, float]:
+    """Train (or reuse) the baseline of `model` with `seed` in `runs`; its weights and test error."""
+    out = runs / f"{model}-seed{seed}"
     if not (out / "train.json").exists():
         deepcompress("train", "--model", model, "--data", "mnist", "--seed", str(seed), "--out", str(out),
-                     "--quiet", "--resume")
+                     "--quiet", "--resume", env=env)
     return out / "model.pt", json.loads((out / "train.json").read_text())["test_error"]
 
 
-def compress(model: str, seed: int, variant: str, recipe: Path | None, weights: Path) -> dict:
-    """Compress the baseline `weights` with `recipe` (or reuse the finished run); its results record."""
-    out = RUNS / f"{model}-seed{seed}-{variant}"
+def compress(model: str, seed: int, variant: str, recipe: Path | None, weights: Path, runs: Path = RUNS,
+             env: dict | None = None) -> dict:
+    """Compress the baseline `weights` with `recipe` in `runs` (or reuse the finished run); its results record."""
+    out = runs / f"{model}-seed{seed}-{variant}"
     if not (out / "results.json").exists():
         args = ["compress", "--model", model, "--data", "mnist", "--checkpoint", str(weights),
                 "--out", str(out), "--quiet", "--resume"]
-        deepcompress(*args, *(["--recipe", str(recipe)] if recipe else []))
+        deepcompress(*args, *(["--recipe", str(recipe)] if recipe else []), env=env)
     return json.loads((out / "results.json").read_text())
 
 

@@ -102,7 +102,9 @@ def summarize(runs: list[dict], seeds: list[int]) -> list[dict]:
 def save(runs: list[dict], seeds: list[int], command: str) -> list[dict]:
     """Write the runs and their summary to benchmarks/results/seeds.json; return the summary."""
     summary = summarize(runs, seeds)
-    atomic.write_json(RESULTS, {"command": command, "seeds": seeds, "torch_threads": _threads(),
+    atomic.write_json(RESULTS, {"command": command, "seeds": seeds, "torch_threads": _threads(),  # this process's
+                                # (the baselines record their own: a sweep started without OMP_NUM_THREADS=1 trained
+                                # with 2 threads, so a seed's numbers depend on how it was started)
                                 "summary": summary, "runs": runs})
     return summary
 
@@ -144,6 +146,7 @@ def main(argv: list[str]) -> int:
                 start = time.perf_counter()
                 rec = compress(model, seed, variant, recipe, weights)
                 runs.append({"model": model, "seed": seed, "variant": variant, "baseline_error": base_error,
+                             "baseline_threads": json.loads((weights.parent / "train.json").read_text())["torch_threads"],
                              "test_error": rec["test_error"], "file_bytes": rec["file_bytes"],
                              "ratio": rec["ratio"], "wall_s": round(time.perf_counter() - start, 1),
                              "command": rec["command"]})

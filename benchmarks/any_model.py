@@ -327,7 +327,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in args.models if m not in SPECS]
     if unknown:
         p.error(f"unknown model {', '.join(unknown)}; choose from {', '.join(SPECS)}")
-    if args.lstm_hidden:
+    if args.lstm_hidden is not None:
+        if args.lstm_hidden < 1:
+            p.error(f"--lstm-hidden must be at least 1, got {args.lstm_hidden}")
+        if "austen-lstm" not in (args.models or SPECS):
+            p.error("--lstm-hidden sets austen-lstm's size; that model is not among those run")
         use_lstm_hidden(args.lstm_hidden)
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     out = Path(args.out) if args.out else RESULTS

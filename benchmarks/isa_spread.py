@@ -51,9 +51,9 @@ def run_level(level: str) -> dict:
     env = {**ONE_THREAD, **LEVELS[level]}
     runs = RUNS / level
     start = time.perf_counter()
-    weights, base_error = baseline(MODEL, SEED, runs, env)
+    weights, trained = baseline(MODEL, SEED, runs, env)
     rec = compress(MODEL, SEED, "default", None, weights, runs, env)
-    return {"level": level, "env": LEVELS[level], "baseline_error": base_error, "test_error": rec["test_error"],
+    return {"level": level, "env": LEVELS[level], "baseline_error": trained["test_error"], "test_error": rec["test_error"],
             "file_bytes": rec["file_bytes"], "ratio": rec["ratio"], "wall_s": round(time.perf_counter() - start, 1)}
 
 

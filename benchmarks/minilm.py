@@ -400,10 +400,14 @@ def with_dense_hardware(records: list[dict]) -> None:
     CPU and GPU cost every layer dense whatever the file holds, and EIE, which can only hold codes, runs
     the dense model's work (all weights, real activations) at that setting's code width."""
     donor = next((r for r in records if r["setting"] == DENSE_HARDWARE and r.get("hardware")), None)
-    if donor is not None and records[0]["setting"] == "dense":
-        records[0]["hardware"] = {**donor["hardware"], "from_setting": DENSE_HARDWARE,
-                                  "note": f"every weight kept: {DENSE_HARDWARE}'s file (EIE holds 8-bit codes, "
-                                          "not fp32 weights)"}
+    if donor is None or records[0]["setting"] != "dense":
+        return
+    if any(donor["overrides"].get(key) for key in ("sparsity", "table_sparsity")):
+        raise ValueError(f"{DENSE_HARDWARE}'s file prunes weights: its hardware costs are not the dense model's")
+    bits = sorted(set(donor["bits"].values()))
+    records[0]["hardware"] = {**donor["hardware"], "from_setting": DENSE_HARDWARE,
+                              "note": f"every weight kept: {DENSE_HARDWARE}'s file (EIE holds "
+                                      f"{'/'.join(map(str, bits))}-bit codes, not fp32 weights)"}
 
 
 def chosen_settings(only: list[str] | None, every: bool, quick: bool) -> list[str] | None:

@@ -51,13 +51,14 @@ def deepcompress(*args: str, env: dict | None = None) -> None:
     subprocess.run([sys.executable, "-m", "deepcompress.cli", *args], cwd=ROOT, env=env, check=True)
 
 
-def baseline(model: str, seed: int, runs: Path = RUNS, env: dict | None = None) -> tuple[Path, float]:
-    """Train (or reuse) the baseline of `model` with `seed` in `runs`; its weights and test error."""
+def baseline(model: str, seed: int, runs: Path = RUNS, env: dict | None = None) -> tuple[Path, dict]:
+    """Train (or reuse) the baseline of `model` with `seed` in `runs`; its weights and train.json record
+    (test_error, torch_threads, ...)."""
     out = runs / f"{model}-seed{seed}"
     if not (out / "train.json").exists():
         deepcompress("train", "--model", model, "--data", "mnist", "--seed", str(seed), "--out", str(out),
                      "--quiet", "--resume", env=env)
-    return out / "model.pt", json.loads((out / "train.json").read_text())["test_error"]
+    return out / "model.pt", json.loads((out / "train.json").read_text())
 
 
 def compress(model: str, seed: int, variant: str, recipe: Path | None, weights: Path, runs: Path = RUNS,
@@ -102,9 +103,9 @@ def summarize(runs: list[dict], seeds: list[int]) -> list[dict]:
 def save(runs: list[dict], seeds: list[int], command: str) -> list[dict]:
     """Write the runs and their summary to benchmarks/results/seeds.json; return the summary."""
     summary = summarize(runs, seeds)
-    atomic.write_json(RESULTS, {"command": command, "seeds": seeds, "torch_threads": _threads(),  # this process's
-                                # (the baselines record their own: a sweep started without OMP_NUM_THREADS=1 trained
-                                # with 2 threads, so a seed's numbers depend on how it was started)
+    # torch_threads: this process's; each run has its baseline's (a sweep started without OMP_NUM_THREADS=1
+    # trained with 2 threads, so a seed's numbers depend on how it was started)
+    atomic.write_json(RESULTS, {"command": command, "seeds": seeds, "torch_threads": _threads(),
                                 "summary": summary, "runs": runs})
     return summary
 
@@ -139,14 +140,15 @@ def main(argv: list[str]) -> int:
     for model in args.models:
         for seed in args.seeds:
             start = time.perf_counter()
-            weights, base_error = baseline(model, seed)
+            weights, trained = baseline(model, seed)
+            base_error = trained["test_error"]
             print(f"{model} seed {seed}: baseline {100 * base_error:.2f}% ({time.perf_counter() - start:.0f} s)",
                   flush=True)
             for variant, recipe in recipes(model).items():
                 start = time.perf_counter()
                 rec = compress(model, seed, variant, recipe, weights)
                 runs.append({"model": model, "seed": seed, "variant": variant, "baseline_error": base_error,
-                             "baseline_threads": json.loads((weights.parent / "train.json").read_text())["torch_threads"],
+                             "baseline_threads": trained["torch_threads"],
                              "test_error": rec["test_error"], "file_bytes": rec["file_bytes"],
                              "ratio": rec["ratio"], "wall_s": round(time.perf_counter() - start, 1),
                              "command": rec["command"]})

@@ -72,3 +72,10 @@ def test_lstm_hidden_option_builds_and_records_that_size(monkeypatch):
     spec = any_model.SPECS["austen-lstm"]
     assert spec.build({"vocab": 30}).lstm.hidden_size == 48 and spec.notes["hidden"] == 48
     assert spec.recipe["prune"]["layers"]["lstm.weight_hh_l1"] == 0.91  # the same per-layer fractions
+
+
+@pytest.mark.parametrize("argv", [["austen-lstm", "--lstm-hidden", "0"], ["mnist-separable", "--lstm-hidden", "64"]])
+def test_lstm_hidden_refuses_a_size_below_one_or_a_run_without_the_lstm(argv, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        any_model.main([*argv, "--quick", "--out", str(tmp_path / "q.json")])
+    assert "--lstm-hidden" in capsys.readouterr().err

@@ -34,25 +34,23 @@ import copy  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from deepcompress import atomic, text_eval  # noqa: E402
+from deepcompress import atomic  # noqa: E402
 from deepcompress.compress.capture import Unsupported, capture  # noqa: E402
 from deepcompress.compress.prune import prunable_layers  # noqa: E402
-from deepcompress.compress.recipe import Recipe, read_recipe  # noqa: E402
+from deepcompress.compress.recipe import Recipe  # noqa: E402
 from deepcompress.minilm import MiniLM, MiniLMConfig, fp32_weight_bytes, load_minilm  # noqa: E402
-from deepcompress.minilm_distill import cosine_error, targets, token_windows, untruncated  # noqa: E402
-from deepcompress.minilm_text import Encoder, load_tokenizer, positions_of, torch_model  # noqa: E402
+from deepcompress.minilm_text import Encoder, load_tokenizer, torch_model  # noqa: E402
 from deepcompress.recipes import load_recipe  # noqa: E402
+from minilm_eval import EvalSets, quality, real_windows, test_sets  # noqa: E402
+from minilm_recipe_runs import SENSITIVITY, TORCH_RECIPE, sensitivity_run, torch_recipe_run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "minilm.json"
-SENSITIVITY = ROOT / "benchmarks" / "results" / "minilm_sensitivity.json"
-TORCH_RECIPE = ROOT / "benchmarks" / "results" / "minilm_torch_recipe.json"
 SEQ_LENGTHS = (16, 128)
 TABLE = "embed.table"  # the joint word + position table: 53% of the weights
 # each setting (`setting_recipe`): weight sharing of every Linear layer (`fc_bits`) and of the table
@@ -82,8 +80,6 @@ DENSE_HARDWARE = "share-8bit"  # no pruning: its hardware costs are the dense mo
 CLAIMS = ("share-8bit", "prune20-fc5-table4", "prune20-sens-table4", "prune30-fc4-table2-ft")
 QUICK_WINDOWS = 8
 QUICK_SETTINGS = ("share-8bit", "prune30-fc4-table2-ft")  # --quick: one plain, one pruned and fine-tuned
-SENSITIVITY_GRID = (0.0, 0.5, 0.7, 0.8, 0.9)
-SENSITIVITY_BITS = (2, 3, 4, 5)
 QUICK = {"layers": 2, "pairs": 40, "docs": 12, "sentences": 8, "rounds": 3}
 # --quick compresses a tiny random encoder with the real vocabulary and positions (so the tokenizer, test
 # sets and file chain are the real ones), since k-means, encoding and decoding the real 11.9 M-weight
@@ -92,47 +88,10 @@ QUICK_CONFIG = MiniLMConfig(hidden_size=16, num_hidden_layers=2, num_attention_h
 FULL = {"layers": None, "pairs": None, "docs": None, "sentences": None, "rounds": 25}
 
 
-@dataclass
-class EvalSets:
-    """What every setting is measured on (all of it, or the first few items with --quick)."""
-
-    wordsim: text_eval.WordPairs
-    simlex: text_eval.WordPairs
-    lee_docs: list[str]
-    lee_human: np.ndarray
-    sentences: list[str]
-
-
-def _head(pairs: text_eval.WordPairs, n: int | None) -> text_eval.WordPairs:
-    return text_eval.WordPairs(pairs.name, pairs.first[:n], pairs.second[:n], pairs.human[:n])
-
-
-def test_sets(size: dict) -> EvalSets:
-    """The three test sets and lee_background's held-out sentences, cut to `size`."""
-    docs, human = text_eval.lee50()
-    n = size["docs"] or len(docs)
-    return EvalSets(_head(text_eval.wordsim353(), size["pairs"]), _head(text_eval.simlex999(), size["pairs"]),
-                    docs[:n], human[:n, :n], text_eval.held_out_sentences()[: size["sentences"]])
-
-
-def quality(encoder: Encoder, sets: EvalSets, dense_sentences: np.ndarray) -> dict:
-    """The three correlations and the mean cosine to the dense model's held-out sentence embeddings."""
-    return {"wordsim353": text_eval.word_similarity(encoder.embed, sets.wordsim),
-            "simlex999": text_eval.word_similarity(encoder.embed, sets.simlex),
-            "lee50": text_eval.lee_correlation(encoder.embed, sets.lee_docs, sets.lee_human),
-            "cosine_to_dense": text_eval.mean_cosine(encoder.embed(sets.sentences), dense_sentences)}
-
-
 def quick_model() -> MiniLM:
     """The --quick encoder: QUICK_CONFIG with seeded random weights, in eval mode."""
     torch.manual_seed(0)
     return MiniLM(QUICK_CONFIG).eval()
-
-
-def real_windows(tokenizer, length: int) -> np.ndarray:
-    """Held-out lee_background text as batch-1 inputs of `length` tokens, with their positions ([N, 2, T])."""
-    _, held = text_eval.split_background()
-    return positions_of(token_windows(untruncated(tokenizer), held, length))
 
 
 def latency_us(run, inputs: np.ndarray, rounds: int) -> float:
@@ -285,54 +244,6 @@ def setting_records(model: MiniLM, tokenizer, sets: EvalSets, dense: dict, dense
                            QUICK["rounds"] if quick else FULL["rounds"]) for name in SETTINGS if name in names]
 
 
-def sensitivity_run(model: MiniLM, tokenizer, windows: int, length: int, tolerance: float,
-                    bits_tolerance: float) -> dict:
-    """Per Linear layer, 1 - mean cosine to the dense model on held-out windows with only that layer pruned,
-    and with only that layer weight-shared (deepcompress.compress.sensitivity with the distillation
-    error), and the suggested sparsities and bits."""
-    from deepcompress.compress.sensitivity import bits_sensitivity, sensitivity, suggest_bits, suggest_sparsity
-
-    x = torch.from_numpy(real_windows(tokenizer, length)[:windows])
-    y = targets(model, x)
-    start = time.perf_counter()
-    curves = sensitivity(model, x, y, grid=SENSITIVITY_GRID, error=cosine_error)
-    pruned_s = time.perf_counter() - start
-    bits = bits_sensitivity(model, x, y, widths=SENSITIVITY_BITS, error=cosine_error)
-    return {"measure": "1 - mean cosine to the dense model's pooled states, no retraining",
-            "inputs": f"{len(x)} held-out lee_background windows of {length} tokens", "tolerance": tolerance,
-            "curves": curves, "suggested_sparsity": suggest_sparsity(curves, tolerance),
-            "bits_tolerance": bits_tolerance, "bits_curves": bits,
-            "suggested_bits": suggest_bits(bits, bits_tolerance),
-            "prune_s": pruned_s, "bits_s": time.perf_counter() - start - pruned_s}
-
-
-def torch_recipe_run(model: MiniLM, tokenizer, sets: EvalSets, max_windows: int, out: Path,
-                     recipe_path: Path | None = None) -> dict:
-    """The built-in recipe's prune + retrain and weight sharing + fine-tuning stages (the pipeline's own
-    functions, distilling with CosineDistill) on the PyTorch model, without the file: Linear layers only,
-    the embedding tables stay float32. Quality against the dense model, no size."""
-    import copy
-    from dataclasses import replace
-
-    from deepcompress.compress.pipeline import Run, prune_stage, quantize_stage
-    from deepcompress.minilm_distill import CosineDistill, distill_data
-
-    recipe = read_recipe("minilm", recipe_path)
-    data = distill_data(model, tokenizer, replace(recipe.distill, max_windows=max_windows))
-    dense_sentences = Encoder(torch_model(model), tokenizer).embed(sets.sentences)
-    student = copy.deepcopy(model)
-    run = Run(out, data, progress=False, objective=CosineDistill())
-    start = time.perf_counter()
-    masks = prune_stage(student, recipe.prune, run)
-    shared = quantize_stage(student, masks, recipe.quantize, run)
-    student.eval()
-    return {"setting": "recipe, PyTorch only (Linear layers; embeddings float32)", "recipe": recipe.file,
-            "train_windows": len(data.train_x),
-            "density": masks.density(), "bits": shared.bits(), "stages": run.log,
-            "wall_s": time.perf_counter() - start,
-            **quality(Encoder(torch_model(student), tokenizer), sets, dense_sentences)}
-
-
 def main(argv: list[str] | None = None) -> list[dict]:
     """Measure and write the records; returns them."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -375,7 +286,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     sets = test_sets(size)
     if args.torch_recipe:
         result = torch_recipe_run(model, tokenizer, sets, args.torch_recipe,
-                                  Path("runs") / f"minilm-torch-{(args.recipe or Path('minilm')).stem}", args.recipe)
+                                  Path("runs") / f"minilm-torch-{(args.recipe or Path('minilm')).stem}", args.recipe,
+                                  args.quick)
         atomic.write_json(args.out or TORCH_RECIPE, result)
         print({k: v for k, v in result.items() if k not in ("density", "bits", "stages")})
         return [result]

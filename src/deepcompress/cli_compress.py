@@ -72,7 +72,7 @@ def _megabytes(paths) -> str:
 
 def _tidy(out: Path, keep: str) -> str:
     """Remove the finished run's stage files that `keep` lets go; one line saying what stayed and why."""
-    from .compress.pipeline import tidy_stages
+    from .compress.run_folder import tidy_stages
 
     sizes = {p: p.stat().st_size for p in out.iterdir()}  # before any is removed
     kept, removed = tidy_stages(out, keep)
@@ -88,7 +88,7 @@ def _tidy(out: Path, keep: str) -> str:
 
 def _saved_stages(out: Path) -> str:
     """What an interrupted `compress` left behind, in words."""
-    from .compress.pipeline import stage_files
+    from .compress.run_folder import stage_files
 
     files = stage_files(out)
     if not files:
@@ -132,7 +132,7 @@ def _run(args) -> int:
     recipe = checked_recipe(args, ("prune", "quantize") if args.checkpoint else ("prune", "quantize", "train"),
                             "compress needs [prune] and [quantize], and [train] unless --checkpoint gives the "
                             "trained model ([encode] is optional)")
-    from .compress.pipeline import RESULT_FILES, STAGE_FILES
+    from .compress.run_folder import RESULT_FILES, STAGE_FILES
 
     out = fresh_output(Path(args.out or f"runs/compress-{args.model}-{args.data}"), args,
                        (*STAGE_FILES, *RESULT_FILES), "a compression run")
@@ -144,7 +144,7 @@ def _run(args) -> int:
 
 def _run_minilm(args) -> int:
     """`compress --model minilm`: the pretrained sentence encoder, distilled on the recipe's text."""
-    from .compress.pipeline import RESULT_FILES, STAGE_FILES
+    from .compress.run_folder import RESULT_FILES, STAGE_FILES
     from .minilm_compress import compress_minilm, minilm_recipe
 
     if args.checkpoint or args.workers != 1 or args.torchrun:

@@ -21,6 +21,7 @@ from deepcompress.runtime import SparseLinear, from_positions
 FLUSH_BYTES = 64 << 20  # twice this machine's 32 MB L3
 CODEBOOK_SIZE = 16
 BATCH = 64
+WARMUP_CALLS, WARMUP_S = 20, 5e-3  # warm samples: warm-up calls, at most this many or this long
 PRECISIONS = ("int8", "int16")
 # layouts timed at batch BATCH besides the automatic pick (int8's batched row-quad kernels, compared in one run)
 BATCH_LAYOUTS = {"int8": ("rowquads", "panelquads")}
@@ -177,18 +178,22 @@ class Timer:
         self._flush += 1.0
 
     def sample(self, fn, cache: str) -> float:
-        """Seconds for one call of fn: warm = after a warm-up call (mean of repeats for short calls),
-        cold = right after a cache flush."""
+        """Seconds for one call of fn: warm = in the steady state of repeated calls (after warm-up calls
+        for WARMUP_S or WARMUP_CALLS, mean of repeats for short calls), cold = right after a cache flush."""
         clock = self.clock
         if cache == "cold":
             self.flush()
             t = clock()
             fn()
             return clock() - t
-        t = clock()
-        fn()
-        first = clock() - t
-        reps = int(min(10, max(1, 1e-3 / max(first, 1e-9))))
+        # one warm-up call is not enough here: after another method's 64 MB flush, a 2 MB layout took
+        # 5-10 calls to reach its steady time (Alex-8 int8 blocks: 586, 462, 432, ... 175 us, then ~100)
+        start, calls = clock(), 0
+        while calls < WARMUP_CALLS and (calls == 0 or clock() - start < WARMUP_S):
+            fn()
+            calls += 1
+        per_call = (clock() - start) / calls
+        reps = int(min(10, max(1, 1e-3 / max(per_call, 1e-9))))
         t = clock()
         for _ in range(reps):
             fn()

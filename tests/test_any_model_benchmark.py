@@ -66,6 +66,24 @@ def test_the_lstm_model_runs_end_to_end_from_the_file(tmp_path):
     assert rec["metric"] == "loss" and rec["runtime"] == pytest.approx(rec["file"], rel=1e-4)
 
 
+def test_the_word_lstm_prunes_every_matrix_to_a_tenth_and_resumes_from_its_run_folder(tmp_path):
+    from deepcompress.data_text import austen_folder
+
+    if not (austen_folder() / "Rdata.rdb").is_file():
+        pytest.skip("Jane Austen's novels not installed: run `deepcompress data fetch austen`")
+    rec = any_model.run_model("austen-words-lstm", quick=True, out_dir=tmp_path)
+    assert "skipped" not in rec, rec.get("skipped")
+    assert rec["runtime"] == pytest.approx(rec["file"], rel=1e-4) and rec["kept"] == pytest.approx(0.1, abs=1e-3)
+    layers = {r["name"]: r for r in json.loads((tmp_path / "austen-words-lstm" / "results.json").read_text())["layers"]}
+    assert layers["embed"]["weights"] == any_model.WORD_VOCAB * any_model.WORDS_EMBED
+    assert all(r["nonzeros"] <= 0.1 * r["weights"] + 1 for r in layers.values())
+    dense = tmp_path / "austen-words-lstm" / "baseline-train.pt"
+    written = dense.stat().st_mtime_ns
+    again = any_model.run_model("austen-words-lstm", quick=True, out_dir=tmp_path, resume=True)
+    assert dense.stat().st_mtime_ns == written  # the finished dense training was not redone
+    assert (again["dense"], again["file"], again["file_bytes"]) == (rec["dense"], rec["file"], rec["file_bytes"])
+
+
 def test_lstm_hidden_option_builds_and_records_that_size(monkeypatch):
     monkeypatch.setitem(any_model.SPECS, "austen-lstm", any_model.SPECS["austen-lstm"])  # restored afterwards
     any_model.use_lstm_hidden(48)

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from deepcompress.data import DataError
-from deepcompress.data_text import AUSTEN_SPLITS, UNKNOWN, austen_folder, char_corpus, lm_dataset, windows
+from deepcompress.data_text import (AUSTEN_SPLITS, UNKNOWN, austen_folder, char_corpus, lm_dataset, windows, word_corpus,
+                                   words_of)
 from deepcompress.rserial import RFormatError, RObject, read_lazyload, unserialize
 
 ATTR, TAG = 1 << 9, 1 << 10
@@ -143,6 +144,22 @@ def test_char_corpus_uses_the_training_characters():
     assert x.tolist() == [[0, 1, 2], [3, 4, 5], [6, 7, 8]] and y.tolist() == [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
 
 
+def test_words_are_lower_cased_words_numbers_dash_runs_and_marks():
+    assert words_of('Mr. Darcy\'s--"Well," said she; 1811') == [
+        "mr", ".", "darcy's", "--", '"', "well", ",", '"', "said", "she", ";", "1811"]
+
+
+def test_word_corpus_keeps_the_most_frequent_training_words():
+    texts = {"a": "the cat, the dog.", "b": "The cat sat.", "c": "a dog sat on the mat"}
+    corpus = word_corpus(texts, 4, {"train": ("a", "b"), "valid": ("c",), "test": ("c",)})
+    # counts: the 3, cat 2, . 2, then dog / sat / , once each: ties in alphabetical order
+    assert corpus.vocab == ("<unk>", "the", ".", "cat")
+    assert corpus.decode(corpus.train) == "the cat <unk> the <unk> . the cat <unk> ."
+    assert corpus.test.tolist() == [UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, 1, UNKNOWN]
+    with pytest.raises(DataError, match="at least 2"):
+        word_corpus(texts, 1, {"train": ("a",), "valid": ("c",), "test": ("c",)})
+
+
 def test_the_real_austen_corpus():
     if not (austen_folder() / "Rdata.rdb").is_file():
         pytest.skip("Jane Austen's novels not installed: run `deepcompress data fetch austen`")
@@ -157,6 +174,9 @@ def test_the_real_austen_corpus():
     assert len(corpus.vocab) == 82 and (corpus.test == UNKNOWN).sum() == 0  # 81 characters + unknown
     ds = lm_dataset(corpus, 100)
     assert ds.train_x.shape[1] == 100 and (ds.train_y[:, :-1] == ds.train_x[:, 1:]).all()
+    words = word_corpus(texts)
+    assert len(words.vocab) == 5000 and len(words.train) == 671_950
+    assert 0.979 < (words.train != UNKNOWN).mean() < 0.981 and 0.950 < (words.test != UNKNOWN).mean() < 0.952
 
 
 def test_missing_corpus_names_the_fix(tmp_path):

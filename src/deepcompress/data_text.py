@@ -7,14 +7,19 @@ lines joined with newlines. The split is by novel, so the test text is a book th
     train: Sense and Sensibility, Pride and Prejudice, Mansfield Park, Emma (3.12M characters)
     valid: Northanger Abbey (0.43M)          test: Persuasion (0.47M)
 
-Character level, not word level: the vocabulary is the 81 characters of the training novels (plus one id
-for a character they lack), so Embedding and output layers stay small and the LSTM's gate matrices hold
-most of the weights, which is what pruning and weight sharing are measured on; a word vocabulary would be
-~14k words with many test words unseen in training, and an output layer dwarfing the LSTM.
+Two levels. Characters (`austen_corpus`): the vocabulary is the 81 characters of the training novels
+(plus one id for a character they lack), so Embedding and output layers stay small and the LSTM's gate
+matrices hold most of the weights. Words (`austen_word_corpus`, like the talk's NeuralTalk LSTM): the
+lower-cased text cut into words, numbers, runs of dashes and single punctuation marks (672k tokens, 12.4k
+distinct in training); the `vocab_size - 1` most frequent training tokens keep an id, every other token
+is id 0 (5,000: 98.0% of training tokens and 95.1% of the test novel's have their own id). There the
+Embedding and output layers hold most of the weights.
 """
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +39,10 @@ AUSTEN_SPLITS = {
     "valid": ("northangerabbey",),
     "test": ("persuasion",),
 }
-UNKNOWN = 0  # the id of a character the training novels do not have
+UNKNOWN = 0  # the id of a character (or word) the training novels do not have
+AUSTEN_WORDS = "austen-words"
+WORD_VOCAB = 5000
+WORD = re.compile(r"[a-z]+(?:'[a-z]+)*|[0-9]+|-+|[^\sa-z0-9-]")  # on lower-cased text
 
 
 def austen_folder(folder: str | Path | None = None) -> Path:
@@ -98,6 +106,45 @@ def austen_corpus(folder: str | Path | None = None) -> CharCorpus:
     return char_corpus(load_austen_novels(folder))
 
 
+@dataclass
+class WordCorpus:
+    """A corpus as word ids: `vocab[i]` is the token of id i (id 0: any token outside the vocabulary)."""
+
+    vocab: tuple[str, ...]
+    train: np.ndarray
+    valid: np.ndarray
+    test: np.ndarray
+
+    def decode(self, ids) -> str:
+        """The tokens of a sequence of ids, separated by spaces (unknown ones as <unk>)."""
+        return " ".join(self.vocab[i] for i in np.asarray(ids).tolist())
+
+
+def words_of(text: str) -> list[str]:
+    """The text's tokens: lower-cased words (with inner apostrophes), numbers, dash runs, punctuation marks."""
+    return WORD.findall(text.lower())
+
+
+def word_corpus(texts: dict[str, str], vocab_size: int = WORD_VOCAB,
+                splits: dict[str, tuple[str, ...]] = AUSTEN_SPLITS) -> WordCorpus:
+    """Texts' tokens per split, encoded with the `vocab_size - 1` most frequent training tokens (ties in
+    alphabetical order; id 0 for every other token)."""
+    if vocab_size < 2:
+        raise DataError(f"word vocabulary size must be at least 2 (the unknown token and one word), got {vocab_size}")
+    tokens = {part: [w for n in names for w in words_of(texts[n])] for part, names in splits.items()}
+    counts = Counter(tokens["train"])
+    vocab = ("<unk>", *sorted(counts, key=lambda w: (-counts[w], w))[:vocab_size - 1])
+    table = {w: i for i, w in enumerate(vocab) if i != UNKNOWN}
+    encode = {part: np.fromiter((table.get(w, UNKNOWN) for w in words), np.int64, len(words))
+              for part, words in tokens.items()}
+    return WordCorpus(vocab, encode["train"], encode["valid"], encode["test"])
+
+
+def austen_word_corpus(folder: str | Path | None = None, vocab_size: int = WORD_VOCAB) -> WordCorpus:
+    """The six novels as a word-level corpus, split by novel (see the module docstring)."""
+    return word_corpus(load_austen_novels(folder), vocab_size)
+
+
 def windows(ids: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
     """Non-overlapping windows of `length` ids and the ids that follow each: (x, y), both (N, length)."""
     if length < 1:
@@ -108,7 +155,7 @@ def windows(ids: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def lm_dataset(corpus: CharCorpus, length: int, name: str = AUSTEN) -> Dataset:
-    """Next-character prediction as a Dataset: x (N, length) ids, y (N, length) the following ids."""
+def lm_dataset(corpus: CharCorpus | WordCorpus, length: int, name: str = AUSTEN) -> Dataset:
+    """Next-token prediction as a Dataset: x (N, length) ids, y (N, length) the following ids."""
     train, valid, test = (windows(ids, length) for ids in (corpus.train, corpus.valid, corpus.test))
     return Dataset(name, train[0], train[1], test[0], test[1], valid[0], valid[1])

@@ -10,7 +10,8 @@ from torch import nn
 
 
 class CharLSTM(nn.Module):
-    """Embedding(V, E) -> LSTM(E, H, num_layers=2, batch_first=True) -> Linear(H, V): next-character logits."""
+    """Embedding(V, E) -> LSTM(E, H, num_layers=2, batch_first=True) -> Linear(H, V): next-token logits
+    (characters or words: V is the vocabulary)."""
 
     def __init__(self, vocab: int, embed: int = 64, hidden: int = 256):
         super().__init__()

@@ -12,6 +12,7 @@ import pytest
 from deepcompress import format as dcz
 from deepcompress.runtime import intkernels, kernels, load
 from deepcompress.runtime.compiled import FcRun, fc_run
+from deepcompress.runtime.errors import InputError
 from deepcompress.runtime.fused import all_finite, copy_finite
 from deepcompress.runtime.nonzeros import from_dense
 from deepcompress.runtime.ops import Fc
@@ -86,6 +87,28 @@ def test_lenet_300_100_runs_its_fc_layers_as_one_compiled_call(precision):
     layer.layout = Spy()
     want = model(x[1])
     assert calls and same_bits(want, graph_outputs(model, x[1]))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_one_sample_runs_straight_from_the_callers_array(precision):
+    """One float32 sample (or a batch of one) goes to the compiled call without the checked copy: the same
+    bits as the graph evaluation, the caller's array untouched, NaN and inf still refused by name, and
+    other dtypes or strides taking the checked path to the same outputs."""
+    if not kernels.HAVE_C or intkernels.best_path() == "portable":
+        pytest.skip("the C extension is not built here")
+    model = load(LENET_300_100, precision=precision)
+    assert model._single is model._chain.steps[-1]
+    x = inputs(np.random.default_rng(5), (1, 28, 28), 2)
+    kept = x.copy()
+    assert same_bits(model(x[0]), graph_outputs(model, x[0])) and same_bits(model(x[:1]), graph_outputs(model, x[:1]))
+    assert same_bits(x, kept)
+    assert same_bits(model(x[0].astype(np.float64)), model(x[0]))
+    assert same_bits(model(np.asfortranarray(x[0, 0])[None]), model(x[0]))
+    for bad, word in ((np.nan, "NaN"), (np.inf, "infinite")):
+        y = x[0].copy()
+        y[0, 3, 4] = bad
+        with pytest.raises(InputError, match=word):
+            model(y)
 
 
 def test_a_graph_that_is_not_a_chain_runs_op_by_op(tmp_path):

@@ -31,7 +31,10 @@ def layer_spec(layer):
 
 
 def _source(specs: list, relus: list) -> str:
-    lines = [f"def run(x, {', '.join(f'a{j}' for j in range(len(specs)))}):"]
+    # the finiteness test lets CompressedModel hand an unchecked, uncopied input straight to `run`; an
+    # input with NaN or inf gives no rows, and the model's checked path then names the problem
+    lines = [f"def run(x, {', '.join(f'a{j}' for j in range(len(specs)))}):",
+             "    for v in x[0]:", "        if not np.isfinite(v):", "            return np.empty((0, 1), np.float32)"]
     x = "x[0]"
     for j, ((_, args, xi, yi), relu) in enumerate(zip(specs, relus)):
         a = [f"a{j}[{k + 1}]" for k in range(len(args))]
@@ -70,6 +73,15 @@ class FcRun:
             if fc.layer is not layer or layer.layout is not layout or _mode(layer) != mode:
                 return False
         return True
+
+    def single(self, x: np.ndarray) -> np.ndarray | None:
+        """The last layer's output (1, out) for one unchecked float32 C-contiguous input row x (1, in),
+        without the Python around each layer; None when x holds NaN or inf or a layer changed since it
+        was bound (the caller then takes the checked path)."""
+        if not self._unchanged():
+            return None
+        y = self._run(x, *self._args)
+        return y if y.shape[0] else None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """The last layer's output for x (N, in)."""

@@ -9,8 +9,9 @@ import numpy as np
 
 from deepcompress import format as dcz
 
-from ..format.graph import INPUT, check_input_shape
+from ..format.graph import INPUT, Flatten, check_input_shape
 from .chain import build_chain
+from .compiled import FcRun
 from .errors import InputError, ModelError
 from .fused import all_finite, copy_finite
 from .ops import Conv, Fc, build_ops
@@ -42,10 +43,17 @@ class CompressedModel:
         self._chain = build_chain(self.ops, self.forward)  # the stored shape's ops as a chain; None for a DAG
         self.layers = {op.layer_name: op for op in self.ops if isinstance(op, (Fc, Conv))}
         self._by_shape = {self.input_shape: (self.ops, self.forward)}
+        self._single = _single_call(self._chain, self.forward)
 
     def __call__(self, x) -> np.ndarray:
         """float32 outputs (logits): shape output_shape for one sample, (N, *output_shape) for a batch
         (inputs of another length on the file's variable axes give outputs of the matching shape)."""
+        run = self._single
+        if run is not None and type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous \
+                and (x.shape == self.input_shape or x.shape == (1, *self.input_shape)):
+            y = run.single(x.reshape(1, -1))  # the input is read, never written: no private copy needed
+            if y is not None:
+                return y[0] if x.shape == self.input_shape else y
         batch, single = self.prepare(x)
         out = self._run(batch)
         return out[0] if single else out
@@ -151,6 +159,19 @@ def _finite_copy(arr: np.ndarray) -> np.ndarray:
     if not finite:
         raise InputError(f"input has {'NaN' if np.isnan(batch).any() else 'infinite'} values")
     return batch
+
+
+def _single_call(chain, forward):
+    """The FcRun that is the whole pass (after a Flatten of a multi-axis input), or None: then one float32
+    sample runs as one compiled call, straight from the caller's array (CompressedModel.__call__)."""
+    if chain is None or forward.input_dtype == "int64":
+        return None
+    flattened = len(forward.input_shape) > 1
+    if flattened and not isinstance(forward.ops[0], Flatten):
+        return None
+    if len(chain.steps) != 1 + flattened or not isinstance(chain.steps[-1], FcRun):
+        return None
+    return chain.steps[-1]
 
 
 def _last_reads(forward) -> list[list[int]]:

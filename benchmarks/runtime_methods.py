@@ -21,7 +21,9 @@ from deepcompress.runtime import SparseLinear, from_positions
 FLUSH_BYTES = 64 << 20  # twice this machine's 32 MB L3
 CODEBOOK_SIZE = 16
 BATCH = 64
-WARMUP_CALLS, WARMUP_S = 20, 5e-3  # warm samples: warm-up calls, at most this many or this long
+# warm samples: at least WARMUP_MIN warm-up calls for every method, then more up to WARMUP_CALLS while
+# they take less than WARMUP_S in all
+WARMUP_MIN, WARMUP_CALLS, WARMUP_S = 5, 20, 5e-3
 PRECISIONS = ("int8", "int16")
 # layouts timed at batch BATCH besides the automatic pick (int8's batched row-quad kernels, compared in one run)
 BATCH_LAYOUTS = {"int8": ("rowquads", "panelquads")}
@@ -178,8 +180,9 @@ class Timer:
         self._flush += 1.0
 
     def sample(self, fn, cache: str) -> float:
-        """Seconds for one call of fn: warm = in the steady state of repeated calls (after warm-up calls
-        for WARMUP_S or WARMUP_CALLS, mean of repeats for short calls), cold = right after a cache flush."""
+        """Seconds for one call of fn: warm = in the steady state of repeated calls (after WARMUP_MIN to
+        WARMUP_CALLS warm-up calls, see above; mean of repeats for short calls), cold = right after a
+        cache flush."""
         clock = self.clock
         if cache == "cold":
             self.flush()
@@ -189,7 +192,7 @@ class Timer:
         # one warm-up call is not enough here: after another method's 64 MB flush, a 2 MB layout took
         # 5-10 calls to reach its steady time (Alex-8 int8 blocks: 586, 462, 432, ... 175 us, then ~100)
         start, calls = clock(), 0
-        while calls < WARMUP_CALLS and (calls == 0 or clock() - start < WARMUP_S):
+        while calls < WARMUP_MIN or calls < WARMUP_CALLS and clock() - start < WARMUP_S:
             fn()
             calls += 1
         per_call = (clock() - start) / calls

@@ -26,11 +26,11 @@ LENET_300_100 = Path(__file__).parent / "data" / "lenet-300-100-mnist.dcz"
 
 def graph_outputs(model, x) -> np.ndarray:
     """model(x) evaluated op by op through the graph (the path every DAG takes), not the chain."""
-    chain, model._chain = model._chain, None
+    chain, single, model._chain, model._single = model._chain, model._single, None, None
     try:
         return model(x)
     finally:
-        model._chain = chain
+        model._chain, model._single = chain, single
 
 
 def same_bits(a, b) -> bool:
@@ -109,6 +109,18 @@ def test_one_sample_runs_straight_from_the_callers_array(precision):
         y[0, 3, 4] = bad
         with pytest.raises(InputError, match=word):
             model(y)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_inf_from_an_earlier_step_runs_layer_by_layer_as_before(precision):
+    """LeNet-5's convolutions overflow to inf on a huge finite input: its compiled FC run then gives the
+    layer-by-layer outputs (the graph evaluation's), in their shape, for one sample and a batch of one."""
+    model = load(Path(__file__).parent / "data" / "lenet-5-mnist.dcz", precision=precision)
+    x = np.full((1, 1, 28, 28), 3e38, np.float32)
+    for batch in (x[0], x):
+        got, want = model(batch), graph_outputs(model, batch)
+        assert got.shape == want.shape == (10,) * (batch.ndim == 3) + (1, 10) * (batch.ndim == 4)
+        assert same_bits(got, want)
 
 
 def test_a_graph_that_is_not_a_chain_runs_op_by_op(tmp_path):

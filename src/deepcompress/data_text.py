@@ -10,8 +10,8 @@ lines joined with newlines. The split is by novel, so the test text is a book th
 Two levels. Characters (`austen_corpus`): the vocabulary is the 81 characters of the training novels
 (plus one id for a character they lack), so Embedding and output layers stay small and the LSTM's gate
 matrices hold most of the weights. Words (`austen_word_corpus`, like the talk's NeuralTalk LSTM): the
-lower-cased text cut into words, numbers, runs of dashes and single punctuation marks (672k tokens, 12.4k
-distinct in training); the `vocab_size - 1` most frequent training tokens keep an id, every other token
+lower-cased text cut into words, numbers, runs of dashes and single punctuation marks (the training novels:
+672k tokens, 12.4k distinct); the `vocab_size - 1` most frequent training tokens keep an id, every other token
 is id 0 (5,000: 98.0% of training tokens and 95.1% of the test novel's have their own id). There the
 Embedding and output layers hold most of the weights.
 """

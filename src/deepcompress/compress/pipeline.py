@@ -250,8 +250,8 @@ def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Pat
 
     With `resume`, finished stages saved in OUT are reused, after checking that they were made with the
     same [prune] and [quantize] settings, model (and starting weights) and data (OUT/stages.json; a
-    difference is a UserError naming the setting). See `tidy_stages` for removing them afterwards.
-    Without `resume`, an OUT that already holds a run's stages or results (see `earlier_run`) is refused
+    difference is a UserError naming the setting). See `run_folder.tidy_stages` for removing them afterwards.
+    Without `resume`, an OUT that already holds a run's stages or results (see `run_folder.earlier_run`) is refused
     before any work, unless `overwrite`, which removes them first.
 
     Example:

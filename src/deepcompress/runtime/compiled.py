@@ -87,7 +87,11 @@ class FcRun:
         """The last layer's output for x (N, in)."""
         if x.ndim == 2 and x.shape[0] == 1 and x.dtype == np.float32 and x.flags.c_contiguous \
                 and self._unchanged():
-            return self._run(x, *self._args)
+            y = self._run(x, *self._args)
+            if y.shape[0]:
+                return y
+            # NaN or inf reached this run from an earlier step (a convolution overflowing): layer by layer,
+            # as before the finiteness test, so they propagate as they would without the compiled call
         for fc, relu in zip(self.fcs, self.relus):
             x = fc(x, relu)
         return x

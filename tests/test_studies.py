@@ -210,15 +210,19 @@ def test_study_command_line_builds_without_torch():
     assert "number-formats" in proc.stdout and "--quick" in proc.stdout
 
 
-def test_pruning_lstm_zero_is_dense_and_kept_fractions(results):
+@pytest.mark.parametrize("level", ["characters", "words"])
+def test_pruning_lstm_zero_is_dense_and_kept_fractions(results, level):
     doc, _ = results("pruning-lstm")
-    d = doc["data"]
+    d = doc["data"] if level == "characters" else doc["data"]["words"]
     assert d["points"]["0.0"]["retrained"] == d["dense_perplexity"] == d["points"]["0.0"]["no_retraining"]
     for step in d["steps"]:  # per-layer targets: each layer rounds to a whole weight, so allow one per layer
         layers = len(step["layers"])
         assert d["points"][str(step["sparsity"])]["kept"] == pytest.approx(1 - step["sparsity"],
                                                                            abs=layers / d["dense_weights"])
+        if level == "words":  # every matrix pruned to the same fraction
+            assert set(step["layers"].values()) == {step["sparsity"]}
     assert [s["sparsity"] for s in d["steps"]] == [0.9, 0.95]
     for key in ("0.9", "0.95"):  # the CPU runtime's file agrees with the pruned model it came from
         assert d["points"][key]["file"] == pytest.approx(d["points"][key]["retrained"], rel=0.01)
     assert list(d["texts"]) and all(len(t) == len(d["prompts"]) for t in d["texts"].values())
+    assert sum(f"({'CharLSTM' if level == 'characters' else 'word LSTM'})" in c["claim"] for c in doc["claims"]) == 3

@@ -156,6 +156,8 @@ def run_level(bench, level: str) -> dict:
     steps_done = []
     with tempfile.TemporaryDirectory() as tmp:
         pruned_points(copy.deepcopy(dense), level, corpus, data, s, Path(tmp), points, texts, steps_done)
+    for target, ppl in zip(TARGETS, trained_as_long(dense, data, s)):
+        points[target]["dense_trained_as_long"] = ppl
     return {"settings": dict(s), "dense_perplexity": dense_ppl,
             "dense_weights": sum(m.numel() for m in zero_masks.masks.values()),
             "points": {str(k): v for k, v in points.items()}, "steps": steps_done, "prompts": list(PROMPTS),
@@ -216,6 +218,17 @@ def pruned_points(model, level: str, corpus, data, s, tmp: Path, points: dict, t
         texts[label] = [generate(runtime_model, corpus, p, s["length"]) for p in PROMPTS]
 
 
+def trained_as_long(dense, data, s) -> list[float]:
+    """The dense model's test perplexity after as many further epochs as each pruned model of TARGETS had
+    (the same retraining settings, nothing pruned): a dense parent still improving would otherwise make
+    pruning look free (the word model: 0.95x its 3-epoch parent, 1.23x that parent trained as long)."""
+    model, out = copy.deepcopy(dense), []
+    for _ in TARGETS:
+        fit(model, data, s["retrain_epochs"], RETRAIN_LR, s["batch_size"])
+        out.append(perplexity(model, data))
+    return out
+
+
 def masked_copy(model, masks: Masks) -> tuple:
     """A copy of `model` and of its `masks` (the copy's to prune further)."""
     clone = copy.deepcopy(model)
@@ -238,13 +251,15 @@ def _fmt(v) -> str:
 def _tables(study, level: str, result: dict, s) -> None:
     points, texts, dense_ppl = result["points"], result["texts"], result["dense_perplexity"]
     rows = [[pct(float(k), 0), pct(p["kept"], 1), _fmt(p["no_retraining"]), _fmt(p["retrained"]), _fmt(p.get("file")),
-             f"{p['retrained'] / dense_ppl:.3f}", p.get("file_bytes", "-")] for k, p in points.items()]
+             f"{p['retrained'] / dense_ppl:.3f}", _fmt(p.get("dense_trained_as_long")), p.get("file_bytes", "-")]
+            for k, p in points.items()]
     vocab = f"{result['vocab']:,}-{level[:-1]} vocabulary, "
     study.table(f"{LABELS[level]} ({vocab}embed {s['embed']}, hidden {s['hidden']}, 2 layers): test perplexity per "
                 f"{level[:-1]} on Persuasion (pruned gradually during {s['retrain_epochs']} retraining epoch(s) "
                 f"per target)",
                 ["pruned", "weights kept", "pruned, no retraining", "retrained (PyTorch)",
-                 f"from the .dcz ({SHARE_BITS}-bit shared, CPU runtime)", "retrained / dense", "file bytes"], rows)
+                 f"from the .dcz ({SHARE_BITS}-bit shared, CPU runtime)", "retrained / dense",
+                 "dense trained as long (nothing pruned)", "file bytes"], rows)
     study.table(f"{LABELS[level]}: greedy continuations of the same prompts (dense: PyTorch; pruned: the .dcz file "
                 "run by the CPU runtime)", ["prompt", *texts], [[repr(p), *(repr(t[i]) for t in texts.values())]
                                                                 for i, p in enumerate(PROMPTS)])
@@ -276,15 +291,18 @@ def _claims(study, level: str, result: dict, s) -> None:
     points, dense_ppl, who = result["points"], result["dense_perplexity"], LABELS[level]
     for target in TARGETS:
         p = points[str(target)]
-        ratio = p["retrained"] / dense_ppl
+        longer = p["dense_trained_as_long"]
+        ratio = p["retrained"] / min(dense_ppl, longer)
         study.claim(f"{pct(target, 0)} pruned LSTM keeps perplexity within 5% after retraining ({who})",
                     "NeuralTalk LSTM pruned 90% with retraining: captions as good as dense (talk's LSTM slide)"
                     if target == TARGETS[0] else "not in the talk; the issue asks for 95% too (same 5% rule)",
-                    f"dense {dense_ppl:.3f}, {pct(target, 0)} pruned + retrained {p['retrained']:.3f} "
-                    f"({ratio:.3f}x), from the file {p['file']:.3f}; no retraining {p['no_retraining']:.3f}",
+                    f"dense {dense_ppl:.3f} (trained as long as the pruned model: {longer:.3f}), {pct(target, 0)} "
+                    f"pruned + retrained {p['retrained']:.3f} ({ratio:.3f}x the better dense), from the file "
+                    f"{p['file']:.3f}; no retraining {p['no_retraining']:.3f}",
                     ratio <= WITHIN,
-                    f"agrees when retrained perplexity <= {WITHIN} x dense; {s['retrain_epochs']} retraining "
-                    f"epoch(s) per target" + ("" if ratio <= WITHIN else WHY_NOT[level]))
+                    f"agrees when retrained perplexity <= {WITHIN} x the dense model, and x that model trained "
+                    f"as many more epochs; {s['retrain_epochs']} retraining epoch(s) per target"
+                    + ("" if ratio <= WITHIN else WHY_NOT[level]))
     p = points[str(TARGETS[0])]
     study.claim(f"retraining recovers what pruning loses ({who})",
                 "pruned without retraining is much worse; retraining recovers (talk's pruning slides)",

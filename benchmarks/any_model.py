@@ -196,9 +196,9 @@ def load_data(spec: Spec, quick: bool, train_size: int | None = None) -> tuple[D
     ({"vocab": size} for the language model)."""
     info = {}
     if spec.dataset in ("austen", AUSTEN_WORDS):
-        from deepcompress.data_text import austen_corpus, austen_word_corpus, lm_dataset
+        from deepcompress.data_text import austen_corpus_named, lm_dataset
 
-        corpus = austen_corpus() if spec.dataset == "austen" else austen_word_corpus(vocab_size=spec.notes["vocab"])
+        corpus = austen_corpus_named(spec.dataset, spec.notes.get("vocab", WORD_VOCAB))
         data = lm_dataset(corpus, spec.notes["sequence_length"], spec.dataset)
         data = Dataset(data.name, *(torch.from_numpy(a) for a in (data.train_x, data.train_y, data.test_x,
                                                                   data.test_y)))

@@ -25,7 +25,8 @@ import torch
 
 import any_model
 from deepcompress import atomic
-from deepcompress.train import TrainConfig, load_checkpoint, train
+from deepcompress.errors import UserError
+from deepcompress.train import TrainConfig, load_checkpoint, load_weights, train
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "lstm_dense_control.json"
@@ -41,6 +42,16 @@ def continued(model, data, spec) -> list[dict]:
         result = train(model, data, TrainConfig(**cfg), progress=False, verbose=True, loss=spec.loss, metric="loss")
         rows += [{"stage": stage, "epoch": h["epoch"], "perplexity": math.exp(h["test_loss"])} for h in result.history]
     return rows
+
+
+def dense_epochs(checkpoint: Path, spec) -> int:
+    """The epochs the dense training in `checkpoint` finished; UserError unless that is all of them (an
+    interrupted parent would be continued from the wrong point and the judgement would be wrong)."""
+    done = int(load_checkpoint(checkpoint).get("epoch", -1))
+    if done != spec.train["epochs"]:
+        raise UserError(f"{checkpoint}: the dense training finished {done} of {spec.train['epochs']} epochs; "
+                        f"finish it first (benchmarks/any_model.py {NAME} --resume)")
+    return done
 
 
 def judge(doc: dict) -> dict | None:
@@ -67,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--judge-only", action="store_true", help="only judge any_model.json from the kept results")
     args = p.parse_args(argv)
     if args.judge_only:
+        if not RESULTS.is_file():
+            p.error(f"--judge-only: {RESULTS} not found; run the control first")
         rec = judge(json.loads(RESULTS.read_text()))
         print("no matching austen-words-lstm record" if rec is None else f"met: {rec['met']}")
         return 0
@@ -75,7 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     data, info = any_model.load_data(spec, quick=False)
     model = spec.build(info)
     checkpoint = Path(args.work) / NAME / "baseline-train.pt"
-    model.load_state_dict(load_checkpoint(checkpoint)["model"])
+    try:
+        dense_epochs(checkpoint, spec)
+        load_weights(model, checkpoint, NAME)
+    except UserError as exc:
+        p.error(str(exc))
     t0 = time.perf_counter()
     rows = continued(model, data, spec)
     ref = next((r for r in json.loads(any_model.RESULTS.read_text()) if r["model"] == NAME), None)

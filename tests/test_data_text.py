@@ -139,6 +139,7 @@ def test_char_corpus_uses_the_training_characters():
     corpus = char_corpus(texts, {"train": ("a", "b"), "valid": ("c",), "test": ("c",)})
     assert corpus.vocab[1:] == "\nabc"
     assert corpus.decode(corpus.train) == "abca\n\ncab"
+    assert corpus.encode("cab?") == [4, 2, 3, UNKNOWN]
     assert corpus.test.tolist()[-1] == UNKNOWN and corpus.decode(corpus.test) == "ab\ufffd"
     x, y = windows(np.arange(11), 3)
     assert x.tolist() == [[0, 1, 2], [3, 4, 5], [6, 7, 8]] and y.tolist() == [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
@@ -156,6 +157,7 @@ def test_word_corpus_keeps_the_most_frequent_training_words():
     assert corpus.vocab == ("<unk>", "the", ".", "cat")
     assert corpus.decode(corpus.train) == "the cat <unk> the <unk> . the cat <unk> ."
     assert corpus.test.tolist() == [UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, 1, UNKNOWN]
+    assert corpus.encode("The cat, on the mat.") == [1, 3, UNKNOWN, UNKNOWN, 1, UNKNOWN, 2]
     with pytest.raises(DataError, match="at least 2"):
         word_corpus(texts, 1, {"train": ("a",), "valid": ("c",), "test": ("c",)})
 
@@ -188,3 +190,10 @@ def test_missing_corpus_names_the_fix(tmp_path):
     (tmp_path / "Rdata.rdb").write_bytes(b"x")
     with pytest.raises(DataError, match="checksum mismatch"):
         load_austen_novels(tmp_path)
+
+
+def test_an_unknown_austen_corpus_name_is_refused():
+    from deepcompress.data_text import austen_corpus_named
+
+    with pytest.raises(DataError, match="no Austen corpus named 'austen-letters'"):
+        austen_corpus_named("austen-letters")

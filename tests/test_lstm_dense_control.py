@@ -38,3 +38,12 @@ def test_a_record_from_another_run_is_left_alone(tmp_path, monkeypatch):
     monkeypatch.setattr(any_model, "RESULTS", results)
     assert control.judge(control_doc(117.4, 91.1)) is None
     assert json.loads(results.read_text()) == [record(120.0, 111.6)]
+
+
+def test_an_unfinished_dense_training_is_refused(tmp_path):
+    import torch
+
+    path = tmp_path / "baseline-train.pt"
+    torch.save({"model": {}, "epoch": 2}, path)
+    with pytest.raises(control.UserError, match="finished 2 of 3 epochs"):
+        control.dense_epochs(path, any_model.SPECS[control.NAME])

@@ -89,6 +89,10 @@ class CharCorpus:
         """The text of a sequence of ids (unknown characters as U+FFFD)."""
         return "".join(self.vocab[i] if i != UNKNOWN else "\ufffd" for i in np.asarray(ids).tolist())
 
+    def encode(self, text: str) -> list[int]:
+        """The ids of text's characters (UNKNOWN for a character the vocabulary lacks)."""
+        return _ids(self.vocab, text)
+
 
 def char_corpus(texts: dict[str, str], splits: dict[str, tuple[str, ...]] = AUSTEN_SPLITS) -> CharCorpus:
     """Texts joined per split (novels separated by a blank line) and encoded with the training split's
@@ -119,6 +123,15 @@ class WordCorpus:
         """The tokens of a sequence of ids, separated by spaces (unknown ones as <unk>)."""
         return " ".join(self.vocab[i] for i in np.asarray(ids).tolist())
 
+    def encode(self, text: str) -> list[int]:
+        """The ids of text's tokens (words_of; UNKNOWN for a token the vocabulary lacks)."""
+        return _ids(self.vocab, words_of(text))
+
+
+def _ids(vocab, tokens) -> list[int]:
+    table = {t: i for i, t in enumerate(vocab) if i != UNKNOWN}
+    return [table.get(t, UNKNOWN) for t in tokens]
+
 
 def words_of(text: str) -> list[str]:
     """The text's tokens: lower-cased words (with inner apostrophes), numbers, dash runs, punctuation marks."""
@@ -143,6 +156,15 @@ def word_corpus(texts: dict[str, str], vocab_size: int = WORD_VOCAB,
 def austen_word_corpus(folder: str | Path | None = None, vocab_size: int = WORD_VOCAB) -> WordCorpus:
     """The six novels as a word-level corpus, split by novel (see the module docstring)."""
     return word_corpus(load_austen_novels(folder), vocab_size)
+
+
+def austen_corpus_named(dataset: str, vocab_size: int = WORD_VOCAB) -> CharCorpus | WordCorpus:
+    """The Austen corpus a data set name stands for: AUSTEN (characters) or AUSTEN_WORDS (words)."""
+    if dataset == AUSTEN:
+        return austen_corpus()
+    if dataset == AUSTEN_WORDS:
+        return austen_word_corpus(vocab_size=vocab_size)
+    raise DataError(f"no Austen corpus named {dataset!r}; expected {AUSTEN!r} or {AUSTEN_WORDS!r}")
 
 
 def windows(ids: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:

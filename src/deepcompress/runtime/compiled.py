@@ -85,13 +85,12 @@ class FcRun:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """The last layer's output for x (N, in)."""
-        if x.ndim == 2 and x.shape[0] == 1 and x.dtype == np.float32 and x.flags.c_contiguous \
-                and self._unchanged():
-            y = self._run(x, *self._args)
-            if y.shape[0]:
+        if x.ndim == 2 and x.shape[0] == 1 and x.dtype == np.float32 and x.flags.c_contiguous:
+            y = self.single(x)
+            if y is not None:
                 return y
-            # NaN or inf reached this run from an earlier step (a convolution overflowing): layer by layer,
-            # as before the finiteness test, so they propagate as they would without the compiled call
+            # else NaN or inf reached this run from an earlier step (a convolution overflowing), or a layer
+            # changed: layer by layer, so they propagate as they would without the compiled call
         for fc, relu in zip(self.fcs, self.relus):
             x = fc(x, relu)
         return x

@@ -49,11 +49,12 @@ class CompressedModel:
         """float32 outputs (logits): shape output_shape for one sample, (N, *output_shape) for a batch
         (inputs of another length on the file's variable axes give outputs of the matching shape)."""
         run = self._single
-        if run is not None and type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous \
-                and (x.shape == self.input_shape or x.shape == (1, *self.input_shape)):
-            y = run.single(x.reshape(1, -1))  # the input is read, never written: no private copy needed
-            if y is not None:
-                return y[0] if x.shape == self.input_shape else y
+        if run is not None and type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous:
+            one = x.shape == self.input_shape
+            if one or x.shape == (1, *self.input_shape):
+                y = run.single(x.reshape(1, -1))  # the input is read, never written: no private copy needed
+                if y is not None:
+                    return y[0] if one else y
         batch, single = self.prepare(x)
         out = self._run(batch)
         return out[0] if single else out

@@ -53,10 +53,10 @@ PROMPTS = ("It is a truth universally ", "Anne Elliot was ", "\"My dear Sir,\" s
 
 def corpus_data(level: str, quick: bool):
     """The Austen corpus at `level` and its next-token Dataset (quick: the first tokens of each split)."""
-    from ..data_text import austen_corpus, austen_word_corpus, windows
+    from ..data_text import WORD_VOCAB, austen_corpus_named, windows
 
     s = SETTINGS[level, quick]
-    corpus = austen_corpus() if level == "characters" else austen_word_corpus(vocab_size=s["vocab"])
+    corpus = austen_corpus_named(FILE_META[level]["dataset"], s.get("vocab", WORD_VOCAB))
     train_ids, test_ids = corpus.train[:s["train_tokens"]], corpus.test[:s["test_tokens"]]
     (tx, ty), (vx, vy) = windows(train_ids, s["length"]), windows(test_ids, s["length"])
     data = Dataset(FILE_META[level]["dataset"], *(torch.from_numpy(a) for a in (tx, ty, vx, vy)))
@@ -85,19 +85,11 @@ def fit(model, data, epochs: int, lr: float, batch_size: int, hooks=()) -> None:
     train(model, data, cfg, hooks=tuple(hooks), progress=False, verbose=False, loss=sequence_loss, metric="loss")
 
 
-def encode(corpus, text: str) -> list[int]:
-    """Ids of `text`'s characters, or of its words for a word corpus (id 0 for what the vocabulary lacks)."""
-    from ..data_text import WordCorpus, words_of
-
-    table = {c: i for i, c in enumerate(corpus.vocab) if i}
-    return [table.get(t, 0) for t in (words_of(text) if isinstance(corpus, WordCorpus) else text)]
-
-
 def generate(logits_of, corpus, prompt: str, length: int) -> str:
     """Greedy continuation of `prompt` up to `length` tokens in all: `logits_of(ids)` maps a (1, length)
     id array to (1, length, V) logits; the LSTM is causal, so the unfilled tail does not change them."""
     ids = np.zeros((1, length), np.int64)
-    start = encode(corpus, prompt)[:length - 1]
+    start = corpus.encode(prompt)[:length - 1]
     ids[0, :len(start)] = start
     for t in range(len(start), length):
         ids[0, t] = int(np.argmax(logits_of(ids)[0, t - 1]))

@@ -5,7 +5,8 @@ quantized weights and a quantized input (quantize.py), so every path gives the s
 
 - 'portable': numba scalar loops, always there.
 - 'avx2': _lut.c with AVX2 (vpshufb table lookup on 4-bit codes, vpmaddubsw / vpmaddwd sums).
-- 'vnni': _lut.c with AVX-512 VNNI (vpdpbusd) for the int8 row kernel, AVX2 for the rest.
+- 'vnni': _lut.c with AVX-512 VNNI (vpdpbusd) for the int8 row kernel, AVX2 for the rest. Checked on a
+  machine without AVX-512 through a SIMDe build of the same source (tests/test_simd_emulated.py).
 
 The C kernels are an extension module compiled by pip at set-up (setup.py), loaded here with ctypes and
 called from numba without Python in between; the CPU's features are read at run time (cpuid through
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib.util
+import os
 import warnings
 
 import numpy as np
@@ -30,15 +32,30 @@ SYMBOLS = ("dc_features", "dc_rows8_avx2", "dc_rows8_vnni", "dc_rows16_avx2", "d
            "dc_transpose8_avx2", "dc_quantize8_avx2", "dc_csc_matvec_f32",
            "dc_panel_matmat_f32", "dc_csc8_avx2")
 _F_AVX2, _F_VNNI = 1, 2
+# a test hook: another build of the extension to load, e.g. tests/simde_build.py's, whose AVX-512 functions
+# run through SIMDe's portable intrinsics on a CPU without AVX-512
+SIMD_LIBRARY_ENV = "DEEPCOMPRESS_SIMD_LIBRARY"
+
+
+def _origin() -> str | None:
+    """Path of the extension to load: the built one, or the test build named by SIMD_LIBRARY_ENV."""
+    override = os.environ.get(SIMD_LIBRARY_ENV)
+    if override:
+        if not os.path.isfile(override):
+            raise RuntimeError(f"{SIMD_LIBRARY_ENV}={override}: no such file (a build of _lut.c to load instead "
+                               "of the installed one; unset it to use the installed kernels)")
+        return override
+    spec = importlib.util.find_spec("deepcompress.runtime._lut")
+    return None if spec is None else spec.origin
 
 
 def _load():
-    spec = importlib.util.find_spec("deepcompress.runtime._lut")
-    if spec is None or spec.origin is None:
+    origin = _origin()
+    if origin is None:
         warnings.warn("deepcompress: SIMD kernels not built (no C compiler at set-up?); "
                       "int8/int16 run on the portable kernels", RuntimeWarning, stacklevel=3)
         return None
-    lib = ctypes.CDLL(spec.origin)
+    lib = ctypes.CDLL(origin)
     missing = [name for name in SYMBOLS if not hasattr(lib, name)]
     if missing:  # built from an older _lut.c
         warnings.warn(f"deepcompress: SIMD kernels out of date (no {missing[0]}; rebuild with pip install -e .); "

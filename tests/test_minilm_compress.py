@@ -98,3 +98,22 @@ def test_the_hardware_models_cost_a_minilm_file_on_its_real_activations(tmp_path
     assert got["eie"]["partial"] and any(name.startswith("matmul") for name in got["eie"]["skipped_layers"])
     assert got["eie"]["frames_per_j"] > 0 and got["diannao"]["frames_per_j"] > 0
     assert "embed.table" in got["diannao"]["skipped_layers"]  # a lookup, not costed
+
+
+def test_minilm_file_benchmark_compares_the_integer_modes_with_fp32(tmp_path, tiny_minilm):
+    import sys
+    sys.path.insert(0, "benchmarks")
+    from minilm_file import INT16_TARGET, cosine, integer_modes
+
+    recipe, out = tmp_path / "r.toml", tmp_path / "run"
+    recipe.write_text(RECIPE)
+    assert main(["compress", "--model", "minilm", "--recipe", str(recipe), "--out", str(out), "--quiet"]) == 0
+    x = with_positions(torch.randint(1000, 2000, (3, 12), generator=torch.Generator().manual_seed(0)),
+                       TINY.vocab_size).numpy()
+    fp32 = load(out / "model.dcz")(x)
+    got = integer_modes(str(out / "model.dcz"), x, fp32)
+    for precision in ("int16", "int8"):
+        want = cosine(load(out / "model.dcz", precision=precision)(x), fp32)
+        assert got[precision]["cosine_to_fp32_min"] == pytest.approx(float(want.min()), abs=1e-7)
+    assert got["int16"]["met"] == (got["int16"]["cosine_to_fp32_min"] >= INT16_TARGET)
+    assert got["int16"]["cosine_to_fp32_min"] > got["int8"]["cosine_to_fp32_min"] - 1e-6

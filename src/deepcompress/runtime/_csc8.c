@@ -7,7 +7,7 @@ the block in its high 16 - code_bits bits and the codebook index in its low code
 entries and no chain of row steps: each entry is independent of the one before it.
 
 acc[r] = sum over j with x[j] != 0 of table[code] * x[j] exactly (int32; the caller bounds the columns
-so that no sum overflows), the same integers as intkernels.csc_abs_portable. Per visited column the
+so that no sum overflows), the same integers as intportable.csc_abs_portable. Per visited column the
 16 products table[c] * x[j] are formed once (one vpmulld pair), so an entry costs a load, a table load
 and an add into the block's int32 sums (16 KB: L1): about 6 instructions, where the fp32 column kernel
 (_spmm.c) also carries each row from the entry before. The entries of the nonzero column CSC8_AHEAD

@@ -1,4 +1,4 @@
-/* SIMD integer kernels of the runtime's int8/int16 modes (see intkernels.py for the arithmetic).
+/* SIMD integer kernels of the runtime's int8/int16 modes (see intportable.py for the arithmetic).
 
 Built by pip (setup.py) as an extension module with no Python methods; intkernels.py loads it with
 ctypes. Every function sets acc[r] to an exact integer sum of products, so each path (AVX2, AVX-512
@@ -623,7 +623,7 @@ AVX2 static double quantize_row8(const float *x, int64_t n, int8_t *q) {
 }
 
 /* xq[i * qstride : + cols] = int8 q_x of x[i * xstride : + cols] and scales[i] = its s_x, for i < n
-   (quantize_row8; the same integers and scales as intkernels.quantize_rows). */
+   (quantize_row8; the same integers and scales as intportable.quantize_rows). */
 AVX2 void dc_quantize8_avx2(const float *x, int64_t n, int64_t cols, int64_t xstride, int8_t *xq, int64_t qstride,
                             double *scales) {
     for (int64_t i = 0; i < n; i++) scales[i] = quantize_row8(x + i * xstride, cols, xq + i * qstride);

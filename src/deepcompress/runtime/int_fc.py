@@ -6,6 +6,7 @@ import numpy as np
 
 from ..format.layer import QuantizedLayer
 from . import intkernels as ik
+from . import intportable as ip
 from . import inttune
 from .intlayouts import INT_BUILDERS
 from .intpack import padded
@@ -80,7 +81,7 @@ class IntLinear(LayerSizes):
             return
         s_x = quantize_into(x, QMAX[self.precision], self._xq)
         self.layout.matvec(self._xq, self._acc, self.path)
-        ik.finish(self._acc, self.weight_scale * s_x, self.bias, y, relu)
+        ip.finish(self._acc, self.weight_scale * s_x, self.bias, y, relu)
 
     def __call__(self, x) -> np.ndarray:
         """float32 output for x of shape (in,) or (N, in): shape (out,) or (N, out)."""

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..format.layer import QuantizedLayer
 from . import intkernels as ik
+from . import intportable as ip
 from .intpack import BATCH_BLOCK, PaddedSizes, aligned_empty, check_int8
 from .layouts import LayoutBytes
 from .quantize import quantize_codebook
@@ -52,7 +53,7 @@ class BlocksLayout(PaddedSizes):
         return ik.blocks8_fused, ik.blocks8_batch_fused, ik.blocks8_simd
 
     def _portable(self, xq, acc):
-        ik.blocks_portable(self.store, xq, acc)
+        ip.blocks_portable(self.store, xq, acc)
 
     def nbytes(self) -> LayoutBytes:
         """Bytes of the stored weights."""
@@ -128,7 +129,7 @@ class QuadsLayout(BlocksLayout):
         return ik.quads8_fused, ik.quads8_batch_fused, ik.quads8_simd
 
     def _portable(self, xq, acc):
-        ik.quads_portable(self.store, xq, acc)
+        ip.quads_portable(self.store, xq, acc)
 
 
 def build_quads(nz: QuantizedLayer, precision: str) -> QuadsLayout:

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..format.layer import QuantizedLayer
 from . import intkernels as ik
+from . import intportable as ip
 from .intpack import PaddedSizes, check_int8
 from .layouts import LayoutBytes, build_csc
 from .quantize import quantize_codebook
@@ -42,7 +43,7 @@ class IntCscLayout(PaddedSizes):
     def matvec(self, xq: np.ndarray, acc: np.ndarray, path: str) -> None:
         """acc = W xq (one path: the portable scalar loop)."""
         c = self.csc
-        ik.csc_int(c.col_ptr, c.row_start, c.entries, self.table, c.bits, xq[:self.shape[1]], acc)
+        ip.csc_int(c.col_ptr, c.row_start, c.entries, self.table, c.bits, xq[:self.shape[1]], acc)
 
 
 def build_int_csc(nz: QuantizedLayer, precision: str) -> IntCscLayout:
@@ -104,7 +105,7 @@ class AbsCscLayout(PaddedSizes):
         """acc = W xq."""
         x = xq[:self.shape[1]]
         if path == "portable":
-            ik.csc_abs_portable(self.col_ptr, self.entries, self.table, self.code_bits, x, acc)
+            ip.csc_abs_portable(self.col_ptr, self.entries, self.table, self.code_bits, x, acc)
         else:
             ik.csc_abs8_simd(self.col_ptr, self.entries, self.table, self.code_bits, x, self._nzcols, acc)
 

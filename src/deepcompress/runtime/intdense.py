@@ -15,6 +15,7 @@ import numpy as np
 
 from ..format.layer import QuantizedLayer
 from . import intkernels as ik
+from . import intportable as ip
 from .intcodes import CodedVectors, code_vectors
 from .intpack import CHUNK, PaddedSizes, padded
 from .layouts import LayoutBytes
@@ -110,7 +111,7 @@ class RowsLayout(_DenseCodes):
             ik.rows16_simd(v.store.view(np.uint8), v.mask, v.nibble, self._tables16, chunks,
                            v.store.strides[0], xp, acc)
         else:
-            ik.rows_portable(v.store, v.mask, v.nibble, v.table, xq, acc)
+            ip.rows_portable(v.store, v.mask, v.nibble, v.table, xq, acc)
 
 
 def build_rows(nz: QuantizedLayer, precision: str, stored: bool = False) -> RowsLayout:
@@ -156,11 +157,11 @@ class ColsLayout(_DenseCodes):
         """acc = W xq (acc holds the padded rows)."""
         v = self.vectors
         nzcols = self._nzcols
-        n = ik.nonzero_columns(xq[:self.shape[1]], nzcols)
+        n = ip.nonzero_columns(xq[:self.shape[1]], nzcols)
         if path != "portable" and self.precision == "int8":
             ik.cols8_simd(v.store, v.mask, v.nibble, v.table, acc.shape[0], nzcols, n, xq, acc)
         else:
-            ik.cols_portable(v.store, v.mask, v.nibble, v.table, nzcols, n, xq, acc)
+            ip.cols_portable(v.store, v.mask, v.nibble, v.table, nzcols, n, xq, acc)
 
 
 def build_cols(nz: QuantizedLayer, precision: str, stored: bool = False) -> ColsLayout:

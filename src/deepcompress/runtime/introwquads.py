@@ -21,6 +21,7 @@ import numpy as np
 
 from ..format.layer import QuantizedLayer
 from . import intkernels as ik
+from . import intportable as ip
 from .intpack import BATCH_BLOCK, PaddedSizes, aligned_empty, check_int8
 from .layouts import LayoutBytes
 from .quantize import quantize_codebook
@@ -95,7 +96,7 @@ class RowQuadsLayout(PaddedSizes):
         """acc = W xq (the portable path; the SIMD path runs through run and run_batch)."""
         xt = np.ascontiguousarray(xq[:self.shape[1]].reshape(-1, 1))
         out = np.zeros((self.shape[0], 1), acc.dtype)
-        ik.rowquads_portable(self.row_ptr, self.qcols, self.qw, xt, out)
+        ip.rowquads_portable(self.row_ptr, self.qcols, self.qw, xt, out)
         acc[:self.shape[0]] = out[:, 0]
 
 
@@ -133,7 +134,7 @@ class PanelQuadsLayout(RowQuadsLayout):
         xt = np.zeros((self._xt_rows(), 1), np.int8)
         xt[:self.shape[1], 0] = xq[:self.shape[1]]
         out = np.zeros((self.shape[0], 1), acc.dtype)
-        ik.panelquads_portable(self.row_ptr, self.qcols, self.qw, PANEL_COLS, PANEL_LANES, xt, out)
+        ip.panelquads_portable(self.row_ptr, self.qcols, self.qw, PANEL_COLS, PANEL_LANES, xt, out)
         acc[:self.shape[0]] = out[:, 0]
 
 

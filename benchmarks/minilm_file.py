@@ -2,9 +2,10 @@
 from the file by the CPU runtime: file size, and the cosine of the file's pooled states to the dense
 module's and to the weight-shared module's, on held-out lee_background windows of one length; then the
 same file in the runtime's int16 and int8 modes against its fp32 run (the runtime issue's target: cosine
->= 0.999 in int16). Results go to benchmarks/results/minilm_file.json (--json).
+>= 0.999 in int16). A run of the whole model writes benchmarks/results/minilm_file.json unless --json says
+otherwise; a run of fewer layers writes only where --json says.
 
-    python benchmarks/minilm_file.py --bits 8 --out /tmp/minilm8.dcz [--layers 1] [--length 16]
+    python benchmarks/minilm_file.py --bits 8 --out /tmp/minilm8.dcz [--windows 32] [--layers 1] [--length 16]
 """
 
 from __future__ import annotations
@@ -43,8 +44,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--layers", type=int, help="only the first this many transformer layers")
     parser.add_argument("--length", type=int, default=16, help="tokens per window (the file's length)")
     parser.add_argument("--windows", type=int, default=8, help="held-out windows compared")
-    parser.add_argument("--json", default=str(RESULTS), help="where to write the results ('' for nowhere)")
+    parser.add_argument("--json", help=f"where to write the results (default: {RESULTS.name} under "
+                        "benchmarks/results for the whole model, nowhere for --layers; '' for nowhere)")
     args = parser.parse_args(argv)
+    if args.json is None:
+        args.json = "" if args.layers else str(RESULTS)  # a partial model never replaces the benchmark's result
     torch.set_num_threads(1)
     start = time.perf_counter()
     model = load_minilm(layers=args.layers)
@@ -68,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
            "max_abs_to_shared": float(np.abs(got - quantized).max()),
            "precision": integer_modes(args.out, x.numpy(), got), "seconds": time.perf_counter() - start,
            "command": "benchmarks/minilm_file.py " + " ".join(sys.argv[1:] if argv is None else argv),
-           "layers": args.layers or 6, "length": args.length, "windows": len(ids)}
+           "layers": len(model.layers), "length": args.length, "windows": len(ids)}
     print(res)
     if args.json:
         atomic.write_json(Path(args.json), res)

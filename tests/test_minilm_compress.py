@@ -102,7 +102,8 @@ def test_the_hardware_models_cost_a_minilm_file_on_its_real_activations(tmp_path
 
 def test_minilm_file_benchmark_compares_the_integer_modes_with_fp32(tmp_path, tiny_minilm):
     import sys
-    sys.path.insert(0, "benchmarks")
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from minilm_file import INT16_TARGET, cosine, integer_modes
 
     recipe, out = tmp_path / "r.toml", tmp_path / "run"
@@ -115,5 +116,5 @@ def test_minilm_file_benchmark_compares_the_integer_modes_with_fp32(tmp_path, ti
     for precision in ("int16", "int8"):
         want = cosine(load(out / "model.dcz", precision=precision)(x), fp32)
         assert got[precision]["cosine_to_fp32_min"] == pytest.approx(float(want.min()), abs=1e-7)
-    assert got["int16"]["met"] == (got["int16"]["cosine_to_fp32_min"] >= INT16_TARGET)
-    assert got["int16"]["cosine_to_fp32_min"] > got["int8"]["cosine_to_fp32_min"] - 1e-6
+    assert got["int16"]["met"] and got["int16"]["cosine_to_fp32_min"] >= INT16_TARGET  # 16-bit activations
+    assert got["int8"]["cosine_to_fp32_min"] > 0.9  # 8-bit: coarser, still the same direction

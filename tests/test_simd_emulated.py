@@ -5,7 +5,6 @@ layout tests of test_runtime_int.py run again with that build loaded, on every p
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,6 @@ INCLUDE = simde_include()
 pytestmark = [
     pytest.mark.skipif("avx2" not in intkernels.available_paths(), reason="the emulated build needs AVX2 here"),
     pytest.mark.skipif(INCLUDE is None, reason="no SIMDe headers (pip install simde-py, or apt install libsimde-dev)"),
-    pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler"),
 ]
 
 
@@ -28,6 +26,8 @@ pytestmark = [
 def emulated_env(tmp_path_factory):
     try:
         lib = build(tmp_path_factory.mktemp("simde") / "lut_emulated.so", INCLUDE)
+    except FileNotFoundError as exc:
+        pytest.skip(f"Python's C compiler is not installed ({exc.filename})")
     except subprocess.CalledProcessError as exc:
         pytest.fail(f"the SIMDe build of the C kernels failed:\n{exc.stderr[-3000:]}")
     return {**os.environ, intkernels.SIMD_LIBRARY_ENV: str(lib)}

@@ -1,4 +1,4 @@
-"""Integer kernels of the int8/int16 modes: portable numba loops and, where built and supported, SIMD C.
+"""The int8/int16 modes' SIMD C kernels: loading the extension, the dispatch paths, and their calls from numba.
 
 Each kernel sets acc (int32 in int8 mode, int64 in int16 mode) to exact integer sums of products of
 quantized weights and a quantized input (quantize.py), so every path gives the same integers:
@@ -22,6 +22,7 @@ import warnings
 
 from numba import njit
 
+from ..errors import UserError
 from .intportable import finish, finish_rows, finish_transposed, nonzero_columns, quantize_rows
 from .quantize import quantize_into
 
@@ -42,8 +43,8 @@ def _origin() -> str | None:
     override = os.environ.get(SIMD_LIBRARY_ENV)
     if override:
         if not os.path.isfile(override):
-            raise RuntimeError(f"{SIMD_LIBRARY_ENV}={override}: no such file (a build of _lut.c to load instead "
-                               "of the installed one; unset it to use the installed kernels)")
+            raise UserError(f"{SIMD_LIBRARY_ENV}={override}: no such file (a build of _lut.c to load instead "
+                            "of the installed one; unset it to use the installed kernels)")
         return override
     spec = importlib.util.find_spec("deepcompress.runtime._lut")
     return None if spec is None else spec.origin
@@ -55,10 +56,17 @@ def _load():
         warnings.warn("deepcompress: SIMD kernels not built (no C compiler at set-up?); "
                       "int8/int16 run on the portable kernels", RuntimeWarning, stacklevel=3)
         return None
-    lib = ctypes.CDLL(origin)
+    override = bool(os.environ.get(SIMD_LIBRARY_ENV))
+    try:
+        lib = ctypes.CDLL(origin)
+    except OSError as exc:
+        if not override:
+            raise
+        raise UserError(f"{SIMD_LIBRARY_ENV}={origin}: not a loadable shared library ({exc})") from None
     missing = [name for name in SYMBOLS if not hasattr(lib, name)]
     if missing:  # built from an older _lut.c
-        warnings.warn(f"deepcompress: SIMD kernels out of date (no {missing[0]}; rebuild with pip install -e .); "
+        fix = f"rebuild {origin} from this _lut.c" if override else "rebuild with pip install -e ."
+        warnings.warn(f"deepcompress: SIMD kernels out of date (no {missing[0]}; {fix}); "
                       "the runtime runs on the portable kernels", RuntimeWarning, stacklevel=3)
         return None
     return lib

@@ -9,6 +9,7 @@ from numba import njit
 
 from .quantize import quantize_into
 
+
 @njit(cache=True, nogil=True)
 def decode(store, mask, nibble, table, out):
     """out[:] = the integer weights of one coded vector (layout in _lut.c): 4-bit codes into `table`,

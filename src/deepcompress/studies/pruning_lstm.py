@@ -22,14 +22,14 @@ from ..compress import Masks, SharedWeights, write_model
 from ..compress.prune import GradualPruning, TargetSparsity
 from ..compress.pipeline import layer_kinds
 from ..data import Dataset
-from ..models_text import CharLSTM, charlstm_sparsity, sequence_ce, sequence_loss
+from ..models_text import WORD_LSTM, CharLSTM, charlstm_sparsity, sequence_ce, sequence_loss, set_dropout
 from ..train import TrainConfig, train
 from .common import pct, pyplot
 
 TITLE = "Pruning an LSTM language model (Jane Austen): perplexity and generated text at 90% and 95% pruned"
 LEVELS = ("characters", "words")
-# quick: a few thousand tokens, a tiny model, one epoch; full: any_model.py's austen-lstm and
-# austen-words-lstm settings
+# quick: a few thousand tokens, a tiny model, one epoch; full: any_model.py's austen-lstm settings and the
+# word model's models_text.WORD_LSTM (any_model.py's austen-words-lstm)
 SETTINGS = {
     ("characters", True): {"train_tokens": 4000, "test_tokens": 2000, "length": 50, "embed": 16, "hidden": 32,
                            "epochs": 1, "lr": 3e-3, "batch_size": 4, "retrain_epochs": 1, "every": 4},
@@ -37,8 +37,7 @@ SETTINGS = {
                             "epochs": 4, "lr": 3e-3, "batch_size": 32, "retrain_epochs": 3, "every": 50},
     ("words", True): {"train_tokens": 3000, "test_tokens": 1000, "length": 20, "vocab": 300, "embed": 16,
                       "hidden": 32, "epochs": 1, "lr": 2e-3, "batch_size": 4, "retrain_epochs": 1, "every": 4},
-    ("words", False): {"train_tokens": None, "test_tokens": None, "length": 35, "vocab": 5000, "embed": 200,
-                       "hidden": 200, "epochs": 3, "lr": 2e-3, "batch_size": 32, "retrain_epochs": 4, "every": 50},
+    ("words", False): {"train_tokens": None, "test_tokens": None, "vocab": 5000, "every": 50, **WORD_LSTM},
 }
 LABELS = {"characters": "CharLSTM", "words": "word LSTM"}
 FILE_META = {"characters": {"model": "austen-lstm", "dataset": "austen"},
@@ -165,9 +164,10 @@ def dense_model(bench, level: str, vocab: int, data, s):
     from .bench import log
 
     torch.manual_seed(0)
-    net = CharLSTM(vocab, s["embed"], s["hidden"])
+    net = CharLSTM(vocab, s["embed"], s["hidden"], s.get("dropout", 0.0))
     name = (f"charlstm-austen/model-h{s['hidden']}-e{s['epochs']}.pt" if level == "characters"
-            else f"wordlstm-austen/model-v{vocab}-e{s['embed']}-h{s['hidden']}-e{s['epochs']}.pt")  # a change retrains
+            else f"wordlstm-austen/model-v{vocab}-e{s['embed']}-h{s['hidden']}-e{s['epochs']}"
+                 f"-d{s.get('dropout', 0.0)}.pt")  # a change retrains
     path = bench.runs / name
     if not bench.quick and path.exists():
         net.load_state_dict(load_checkpoint(path))
@@ -189,12 +189,14 @@ def pruned_points(model, level: str, corpus, data, s, tmp: Path, points: dict, t
 
     masks = Masks(model)
     start = {n: 0.0 for n in masks.modules}
+    if "retrain_dropout" in s:
+        set_dropout(model, s["retrain_dropout"])
     for target in TARGETS:
         final = charlstm_sparsity(model, target) if level == "characters" else {n: target for n in masks.modules}
         before = perplexity(pruned_copy(model, masks, final), data)
         steps = int(0.8 * s["retrain_epochs"] * -(-len(data.train_y) // s["batch_size"]))
         hook = GradualPruning(masks, final, total_steps=steps, every=s["every"], initial=start)
-        fit(model, data, s["retrain_epochs"], RETRAIN_LR, s["batch_size"], hooks=(hook,))
+        fit(model, data, s["retrain_epochs"], s.get("retrain_lr", RETRAIN_LR), s["batch_size"], hooks=(hook,))
         masks.prune({n: TargetSparsity(f) for n, f in final.items()})  # exactly the target, whatever the steps
         start = final
         steps_done.append({"sparsity": target, "no_retraining": before, "retrained": perplexity(model, data),
@@ -216,7 +218,7 @@ def trained_as_long(dense, data, s) -> list[float]:
     pruning look free (the word model: 0.95x its 3-epoch parent, 1.23x that parent trained as long)."""
     model, out = copy.deepcopy(dense), []
     for _ in TARGETS:
-        fit(model, data, s["retrain_epochs"], RETRAIN_LR, s["batch_size"])
+        fit(model, data, s["retrain_epochs"], s.get("retrain_lr", RETRAIN_LR), s["batch_size"])
         out.append(perplexity(model, data))
     return out
 

@@ -1,0 +1,92 @@
+"""The int8 row kernel on each dispatch path this machine has (portable numba, AVX2, AVX-512 VNNI), on EIE's
+nine layers at batch 1: the `rows` layout (4-bit codes, every weight visited) is the one whose kernel has a
+VNNI version (`vpdpbusd` in place of AVX2's `vpmaddubsw` + `vpmaddwd`), so this isolates what VNNI gives.
+Outputs are checked equal across paths before timing. Warm steady-state medians of interleaved rounds
+(runtime_methods.Timer), this thread's CPU time, one thread.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/int_paths.py [--rounds 5] [--layers Alex-8,NT-We]
+
+Results go to benchmarks/results/int_paths.json (with the CPU's AVX-512 flags); a table is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from runtime_methods import Timer, geomean, interleaved_medians, make_layer
+
+from deepcompress import atomic
+from deepcompress.hardware.eie_tables import BENCHMARKS
+from deepcompress.runtime import intkernels
+from deepcompress.runtime.int_fc import IntLinear
+
+RESULTS = Path(__file__).resolve().parent / "results" / "int_paths.json"
+PORTABLE_MAX_WEIGHTS = 3_000_000  # the scalar loop takes tens of ms above this: timed on the small layers only
+
+
+def cpu_flags() -> list[str]:
+    """The AVX-512 and AVX2 flags /proc/cpuinfo lists (empty where there is no such file)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return sorted(f for f in flags if f.startswith(("avx512", "avx2")))
+
+
+def layer_paths(layer) -> tuple[dict, dict]:
+    """({path: zero-argument call}, {path: weights}) of the rows layout on each available path; ValueError
+    if two paths give different outputs."""
+    nz, x = make_layer(layer)
+    paths = [p for p in intkernels.available_paths()
+             if p != "portable" or layer.outputs * layer.inputs <= PORTABLE_MAX_WEIGHTS]
+    built = {p: IntLinear(nz, None, "int8", "rows", path=p) for p in paths}
+    outs = {p: f(x) for p, f in built.items()}
+    first = next(iter(outs.values()))
+    if any(not np.array_equal(first, o) for o in outs.values()):
+        raise ValueError(f"{layer.name}: the dispatch paths disagree")
+    return {p: (lambda f=f: f(x)) for p, f in built.items()}, layer.outputs * layer.inputs
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Time every path on every layer; print and write the table."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median)")
+    ap.add_argument("--layers", default="", help="comma-separated subset of the nine layers")
+    args = ap.parse_args(argv)
+    wanted = [s for s in args.layers.split(",") if s]
+    timer, rows, t0 = Timer(time.thread_time), [], time.perf_counter()
+    for layer in BENCHMARKS:
+        if wanted and layer.name not in wanted:
+            continue
+        methods, weights = layer_paths(layer)
+        med = interleaved_medians(timer, methods, args.rounds, caches=("warm",))
+        for path in methods:
+            us = med[(path, "warm")]
+            rows.append({"layer": layer.name, "path": path, "median_us": us, "ns_per_weight": 1e3 * us / weights})
+        print("  ".join(f"{r['layer']} {r['path']} {r['median_us']:.1f} us" for r in rows[-len(methods):]),
+              flush=True)
+    ratios = {r["layer"]: next(q["median_us"] for q in rows if q["layer"] == r["layer"] and q["path"] == "avx2")
+              / r["median_us"] for r in rows if r["path"] == "vnni"}
+    doc = {"command": "benchmarks/int_paths.py " + " ".join(sys.argv[1:] if argv is None else argv),
+           "cpu_flags": cpu_flags(), "paths": list(intkernels.available_paths()), "rounds": args.rounds,
+           "records": rows, "vnni_speedup_over_avx2": ratios,
+           "vnni_geomean_speedup": geomean(ratios.values()) if ratios else None,
+           "wall_s": round(time.perf_counter() - t0, 1)}
+    atomic.write_json(RESULTS, doc)
+    if ratios:
+        print("VNNI over AVX2, rows layout: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items())
+              + f"; geomean {doc['vnni_geomean_speedup']:.2f}x")
+    else:
+        print("no VNNI path on this machine: nothing to compare")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -99,87 +99,64 @@ AVX2 static inline __m256i weights8(const uint8_t *v, const uint8_t *mv, int64_t
     return _mm256_loadu_si256((const __m256i *)(v + 32 * c));
 }
 
-/* acc[r] = sum_j W[r, j] x[j], int8 weights and activations (|values| <= 127), 4 rows at a time.
-   |x| times sign-adjusted weights: vpmaddubsw's pairs stay within 2 * 127 * 127, never saturating. */
-AVX2 void dc_rows8_avx2(const uint8_t *codes, int nibble, const uint8_t *mask, int64_t mstride,
-                        const int8_t *table16, int64_t rows, int64_t chunks, int64_t stride,
-                        const int8_t *x, int32_t *acc) {
-    __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)table16));
-    if (!mstride) mask = 0;  /* no mask */
-    __m256i ones = _mm256_set1_epi16(1);
-    int64_t r = 0;
-    for (; r + 4 <= rows; r += 4) {
-        const uint8_t *p0 = codes + r * stride, *p1 = p0 + stride, *p2 = p1 + stride, *p3 = p2 + stride;
-        const uint8_t *m0 = mask ? mask + r * mstride : 0, *m1 = mask ? m0 + mstride : 0;
-        const uint8_t *m2 = mask ? m1 + mstride : 0, *m3 = mask ? m2 + mstride : 0;
-        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-        for (int64_t c = 0; c < chunks; c++) {
-            __m256i xs = _mm256_loadu_si256((const __m256i *)(x + 32 * c));
-            __m256i xa = _mm256_sign_epi8(xs, xs);
-            __m256i w0 = _mm256_sign_epi8(weights8(p0, m0, c, nibble, table), xs);
-            __m256i w1 = _mm256_sign_epi8(weights8(p1, m1, c, nibble, table), xs);
-            __m256i w2 = _mm256_sign_epi8(weights8(p2, m2, c, nibble, table), xs);
-            __m256i w3 = _mm256_sign_epi8(weights8(p3, m3, c, nibble, table), xs);
-            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_maddubs_epi16(xa, w0), ones));
-            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_maddubs_epi16(xa, w1), ones));
-            a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(_mm256_maddubs_epi16(xa, w2), ones));
-            a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(_mm256_maddubs_epi16(xa, w3), ones));
-        }
-        acc[r] = hsum32(a0); acc[r + 1] = hsum32(a1); acc[r + 2] = hsum32(a2); acc[r + 3] = hsum32(a3);
-    }
-    for (; r < rows; r++) {
-        const uint8_t *p0 = codes + r * stride, *m0 = mask ? mask + r * mstride : 0;
-        __m256i a0 = _mm256_setzero_si256();
-        for (int64_t c = 0; c < chunks; c++) {
-            __m256i xs = _mm256_loadu_si256((const __m256i *)(x + 32 * c));
-            __m256i w0 = _mm256_sign_epi8(weights8(p0, m0, c, nibble, table), xs);
-            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(xs, xs), w0), ones));
-        }
-        acc[r] = hsum32(a0);
-    }
+/* One chunk's contribution to a row's int32 lanes: |x| (xa) times the weights w with x's signs, each lane
+   summing four adjacent products. AVX2: vpmaddubsw's pairs stay within 2 * 127 * 127, never saturating,
+   then vpmaddwd adds the pairs. VNNI: vpdpbusd does both at once on 256-bit registers (AVX512VL). */
+AVX2 static inline __m256i dot_avx2(__m256i acc, __m256i xa, __m256i w, __m256i xs) {
+    __m256i pairs = _mm256_maddubs_epi16(xa, _mm256_sign_epi8(w, xs));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
 }
 
-/* The same sums with AVX-512 VNNI's vpdpbusd on 256-bit registers (AVX512VL): four u8 x s8 products
-   per int32 lane, no intermediate saturation; 4 rows at a time sharing each chunk's |x| and signs, as
-   dc_rows8_avx2. Not faster than dc_rows8_avx2 on the one AVX-512 machine measured (a Zen 4: 0.72-0.76x,
-   geomean of EIE's nine layers, one row or four at a time or two accumulators per row alike;
-   benchmarks/int_paths.py), so intkernels.best_path() keeps AVX2 and this runs only when asked for
-   (path="vnni"). Checked bit for bit there, and through SIMDe's emulation of the intrinsics on machines
-   without AVX-512 (tests/test_simd_emulated.py). */
-VNNI static inline __m256i dot4(__m256i acc, __m256i xa, __m256i w, __m256i xs) {
+VNNI static inline __m256i dot_vnni(__m256i acc, __m256i xa, __m256i w, __m256i xs) {
     return _mm256_dpbusd_epi32(acc, xa, _mm256_sign_epi8(w, xs));
 }
 
+/* The body of dc_rows8_*: acc[r] = sum_j W[r, j] x[j], int8 weights and activations (|values| <= 127),
+   4 rows at a time sharing each chunk's |x|, one DOT (dot_avx2 or dot_vnni) per row and chunk. */
+#define ROWS8_BODY(DOT) \
+    __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)table16)); \
+    if (!mstride) mask = 0; /* no mask */ \
+    int64_t r = 0; \
+    for (; r + 4 <= rows; r += 4) { \
+        const uint8_t *p0 = codes + r * stride, *p1 = p0 + stride, *p2 = p1 + stride, *p3 = p2 + stride; \
+        const uint8_t *m0 = mask ? mask + r * mstride : 0, *m1 = mask ? m0 + mstride : 0; \
+        const uint8_t *m2 = mask ? m1 + mstride : 0, *m3 = mask ? m2 + mstride : 0; \
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0; \
+        for (int64_t c = 0; c < chunks; c++) { \
+            __m256i xs = _mm256_loadu_si256((const __m256i *)(x + 32 * c)); \
+            __m256i xa = _mm256_abs_epi8(xs); \
+            a0 = DOT(a0, xa, weights8(p0, m0, c, nibble, table), xs); \
+            a1 = DOT(a1, xa, weights8(p1, m1, c, nibble, table), xs); \
+            a2 = DOT(a2, xa, weights8(p2, m2, c, nibble, table), xs); \
+            a3 = DOT(a3, xa, weights8(p3, m3, c, nibble, table), xs); \
+        } \
+        acc[r] = hsum32(a0); acc[r + 1] = hsum32(a1); acc[r + 2] = hsum32(a2); acc[r + 3] = hsum32(a3); \
+    } \
+    for (; r < rows; r++) { \
+        const uint8_t *p0 = codes + r * stride, *m0 = mask ? mask + r * mstride : 0; \
+        __m256i a0 = _mm256_setzero_si256(); \
+        for (int64_t c = 0; c < chunks; c++) { \
+            __m256i xs = _mm256_loadu_si256((const __m256i *)(x + 32 * c)); \
+            a0 = DOT(a0, _mm256_abs_epi8(xs), weights8(p0, m0, c, nibble, table), xs); \
+        } \
+        acc[r] = hsum32(a0); \
+    }
+
+AVX2 void dc_rows8_avx2(const uint8_t *codes, int nibble, const uint8_t *mask, int64_t mstride,
+                        const int8_t *table16, int64_t rows, int64_t chunks, int64_t stride,
+                        const int8_t *x, int32_t *acc) {
+    ROWS8_BODY(dot_avx2)
+}
+
+/* The same sums with VNNI. Not faster than dc_rows8_avx2 on the one AVX-512 machine measured (a Zen 4:
+   0.72-0.77x, geomean of EIE's nine layers, one row or four at a time or two accumulators per row alike;
+   benchmarks/int_paths.py), so intkernels.best_path() keeps AVX2 and this runs only when asked for
+   (path="vnni"). Checked bit for bit there, and through SIMDe's emulation of the intrinsics on machines
+   without AVX-512 (tests/test_simd_emulated.py). */
 VNNI void dc_rows8_vnni(const uint8_t *codes, int nibble, const uint8_t *mask, int64_t mstride,
                         const int8_t *table16, int64_t rows, int64_t chunks, int64_t stride,
                         const int8_t *x, int32_t *acc) {
-    __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)table16));
-    if (!mstride) mask = 0;  /* no mask */
-    int64_t r = 0;
-    for (; r + 4 <= rows; r += 4) {
-        const uint8_t *p0 = codes + r * stride, *p1 = p0 + stride, *p2 = p1 + stride, *p3 = p2 + stride;
-        const uint8_t *m0 = mask ? mask + r * mstride : 0, *m1 = mask ? m0 + mstride : 0;
-        const uint8_t *m2 = mask ? m1 + mstride : 0, *m3 = mask ? m2 + mstride : 0;
-        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-        for (int64_t c = 0; c < chunks; c++) {
-            __m256i xs = _mm256_loadu_si256((const __m256i *)(x + 32 * c));
-            __m256i xa = _mm256_abs_epi8(xs);
-            a0 = dot4(a0, xa, weights8(p0, m0, c, nibble, table), xs);
-            a1 = dot4(a1, xa, weights8(p1, m1, c, nibble, table), xs);
-            a2 = dot4(a2, xa, weights8(p2, m2, c, nibble, table), xs);
-            a3 = dot4(a3, xa, weights8(p3, m3, c, nibble, table), xs);
-        }
-        acc[r] = hsum32(a0); acc[r + 1] = hsum32(a1); acc[r + 2] = hsum32(a2); acc[r + 3] = hsum32(a3);
-    }
-    for (; r < rows; r++) {
-        const uint8_t *p0 = codes + r * stride, *m0 = mask ? mask + r * mstride : 0;
-        __m256i a0 = _mm256_setzero_si256();
-        for (int64_t c = 0; c < chunks; c++) {
-            __m256i xs = _mm256_loadu_si256((const __m256i *)(x + 32 * c));
-            a0 = dot4(a0, _mm256_abs_epi8(xs), weights8(p0, m0, c, nibble, table), xs);
-        }
-        acc[r] = hsum32(a0);
-    }
+    ROWS8_BODY(dot_vnni)
 }
 
 /* acc[r] = sum_j W[r, j] x[j], int16 weights and activations (|values| <= 32767), int64 sums.

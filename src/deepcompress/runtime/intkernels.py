@@ -108,7 +108,7 @@ def quads8_scratch(groups: int) -> int:
 
 def best_path() -> str:
     """The dispatch path layers run on unless told otherwise: AVX2 where the CPU has it, else portable. Not
-    VNNI: its row kernel ran 0.74x AVX2's speed on a Zen 4 (benchmarks/results/int_paths.json)."""
+    VNNI: its row kernel ran 0.75x AVX2's speed on a Zen 4 (benchmarks/results/int_paths.json)."""
     return "avx2" if "avx2" in available_paths() else "portable"
 
 

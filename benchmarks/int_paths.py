@@ -6,7 +6,8 @@ Outputs are checked equal across paths before timing. Warm steady-state medians 
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/int_paths.py [--rounds 5] [--layers Alex-8,NT-We]
 
-Results go to benchmarks/results/int_paths.json (with the CPU's AVX-512 flags); a table is printed.
+Results of all nine layers go to benchmarks/results/int_paths.json (with the CPU's AVX-512 flags; a --layers
+subset is only printed); a table is printed.
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ def cpu_flags() -> list[str]:
     return sorted(f for f in flags if f.startswith(("avx512", "avx2")))
 
 
-def layer_paths(layer) -> tuple[dict, dict]:
-    """({path: zero-argument call}, {path: weights}) of the rows layout on each available path; ValueError
-    if two paths give different outputs."""
+def layer_paths(layer) -> tuple[dict, int]:
+    """({path: zero-argument call} of the rows layout on each available path, the layer's weight count);
+    ValueError if two paths give different outputs."""
     nz, x = make_layer(layer)
     paths = [p for p in intkernels.available_paths()
              if p != "portable" or layer.outputs * layer.inputs <= PORTABLE_MAX_WEIGHTS]
@@ -61,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layers", default="", help="comma-separated subset of the nine layers")
     args = ap.parse_args(argv)
     wanted = [s for s in args.layers.split(",") if s]
+    unknown = sorted(set(wanted) - {b.name for b in BENCHMARKS})
+    if unknown:
+        ap.error(f"unknown layer {', '.join(unknown)}; choose from {', '.join(b.name for b in BENCHMARKS)}")
     timer, rows, t0 = Timer(time.thread_time), [], time.perf_counter()
     for layer in BENCHMARKS:
         if wanted and layer.name not in wanted:
@@ -79,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
            "records": rows, "vnni_speedup_over_avx2": ratios,
            "vnni_geomean_speedup": geomean(ratios.values()) if ratios else None,
            "wall_s": round(time.perf_counter() - t0, 1)}
-    atomic.write_json(RESULTS, doc)
+    if not wanted:  # a subset never replaces the nine-layer result
+        atomic.write_json(RESULTS, doc)
     if ratios:
         print("VNNI over AVX2, rows layout: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items())
               + f"; geomean {doc['vnni_geomean_speedup']:.2f}x")

@@ -79,7 +79,6 @@ def test_gelu_matches_the_exact_erf_gelu():
     exact = x.astype(np.float64) / 2 * (1 + erf(x.astype(np.float64) / np.sqrt(2)))
     expected = exact.astype(np.float32)
     np.testing.assert_allclose(gelu_erf(x), expected, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(F.gelu(torch.from_numpy(x)).numpy(), expected, rtol=1e-5, atol=2e-6)  # torch's own error, for the record
     batch = x[:100_000].reshape(4, 25, 1000).copy()
     out = gelu_erf(batch, batch)
     assert out is batch

@@ -41,7 +41,8 @@ Inputs x are padded with zeros to chunks*32 entries.
 #include <simde/x86/avx512.h>
 #define VNNI AVX2
 #else
-#define VNNI __attribute__((target("avx2,avx512f,avx512bw,avx512vl,avx512vnni")))
+/* fma as well: a function inlines only into one whose target has all its features (the AVX2 helpers) */
+#define VNNI __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
 #endif
 
 int dc_features(void) {
@@ -148,11 +149,11 @@ AVX2 void dc_rows8_avx2(const uint8_t *codes, int nibble, const uint8_t *mask, i
     ROWS8_BODY(dot_avx2)
 }
 
-/* The same sums with VNNI. Not faster than dc_rows8_avx2 on the one AVX-512 machine measured (a Zen 4:
-   0.72-0.77x, geomean of EIE's nine layers, one row or four at a time or two accumulators per row alike;
-   benchmarks/int_paths.py), so intkernels.best_path() keeps AVX2 and this runs only when asked for
-   (path="vnni"). Checked bit for bit there, and through SIMDe's emulation of the intrinsics on machines
-   without AVX-512 (tests/test_simd_emulated.py). */
+/* The same sums with VNNI: 1.15-1.29x dc_rows8_avx2's speed on a Zen 4 (EIE's nine layers, geomean 1.24x;
+   benchmarks/int_paths.py). Checked bit for bit there, and through SIMDe's emulation of the intrinsics on
+   machines without AVX-512 (tests/test_simd_emulated.py). Its target includes fma so that the AVX2 helpers
+   (weights8, hsum32) inline: without it GCC called them once per row and chunk, and the kernel ran 0.75x
+   AVX2's speed. */
 VNNI void dc_rows8_vnni(const uint8_t *codes, int nibble, const uint8_t *mask, int64_t mstride,
                         const int8_t *table16, int64_t rows, int64_t chunks, int64_t stride,
                         const int8_t *x, int32_t *acc) {

@@ -5,9 +5,9 @@ quantized weights and a quantized input (quantize.py), so every path gives the s
 
 - 'portable': numba scalar loops (intportable.py), always there.
 - 'avx2': _lut.c with AVX2 (vpshufb table lookup on 4-bit codes, vpmaddubsw / vpmaddwd sums).
-- 'vnni': _lut.c with AVX-512 VNNI (vpdpbusd) for the int8 row kernel, AVX2 for the rest; only when asked
-  for (best_path keeps AVX2: VNNI measured slower on a Zen 4). Checked on a machine without AVX-512 through
-  a SIMDe build of the same source (tests/test_simd_emulated.py).
+- 'vnni': _lut.c with AVX-512 VNNI (vpdpbusd) for the int8 row kernel, AVX2 for the rest. Checked natively
+  on a Zen 4 and, on machines without AVX-512, through a SIMDe build of the same source
+  (tests/test_simd_emulated.py).
 
 The C kernels are an extension module compiled by pip at set-up (setup.py), loaded here with ctypes and
 called from numba without Python in between; the CPU's features are read at run time (cpuid through
@@ -107,9 +107,9 @@ def quads8_scratch(groups: int) -> int:
 
 
 def best_path() -> str:
-    """The dispatch path layers run on unless told otherwise: AVX2 where the CPU has it, else portable. Not
-    VNNI: its row kernel ran 0.75x AVX2's speed on a Zen 4 (benchmarks/results/int_paths.json)."""
-    return "avx2" if "avx2" in available_paths() else "portable"
+    """The fastest dispatch path available here, which layers run on unless told otherwise (VNNI's row
+    kernel ran 1.24x AVX2's speed on a Zen 4: benchmarks/results/int_paths.json)."""
+    return available_paths()[-1]
 
 
 # ---- SIMD kernels through ctypes, called from numba ----

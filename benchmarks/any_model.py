@@ -320,7 +320,7 @@ def _judged(rec: dict) -> dict:
     if rec["metric"] == "loss":
         rec["dense_perplexity"], rec["file_perplexity"] = math.exp(rec["dense"]), math.exp(rec["file"])
     if rec["model"] in LSTM_MODELS:
-        cells = rec["model"] == "austen-words-lstm-cells"
+        cells = set(rec.get("pruned", ())) == set(LSTM_MATRICES)  # only the LSTM's matrices: judged on those
         kept = rec["kept_lstm"] if cells else rec["kept"]
         rec["target"] = (f"file perplexity <= {LSTM_TARGET} x dense with "
                          + ("the four LSTM matrices" if cells else "the model's weights") + " 90% pruned")

@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median)")
     ap.add_argument("--layers", default="", help="comma-separated subset of the nine layers")
     args = ap.parse_args(argv)
+    if args.rounds < 1:
+        ap.error(f"--rounds must be at least 1, got {args.rounds}")
     wanted = [s for s in args.layers.split(",") if s]
     unknown = sorted(set(wanted) - {b.name for b in BENCHMARKS})
     if unknown:

@@ -74,10 +74,11 @@ def judge(doc: dict) -> list[dict]:
     longer = doc["epochs"][-1]["perplexity"]
     for rec in judged:
         rec["dense_trained_as_long_perplexity"] = longer
-        rec["met_against_its_dense_parent"] = any_model._judged(dict(rec))["met"]  # its rule, kept fraction included
-        rec["met"] = rec["met_against_its_dense_parent"] and rec["file_perplexity"] <= any_model.LSTM_TARGET * longer
-        rec["target"] = (any_model._judged(dict(rec))["target"] + ", against its dense parent and against that "
-                         "parent trained as long as the pruned model (benchmarks/lstm_dense_control.py)")
+        own = any_model._judged(dict(rec))  # its own rule, kept fraction included
+        rec["met_against_its_dense_parent"] = own["met"]
+        rec["met"] = own["met"] and rec["file_perplexity"] <= any_model.LSTM_TARGET * longer
+        rec["target"] = (own["target"] + ", against its dense parent and against that parent trained as long as "
+                         "the pruned model (benchmarks/lstm_dense_control.py)")
     if judged:
         atomic.write_json(any_model.RESULTS, records)
     return judged

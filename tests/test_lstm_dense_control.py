@@ -68,7 +68,8 @@ def test_an_unfinished_dense_training_is_refused(tmp_path):
 
 def test_both_word_records_of_the_same_parent_are_judged_each_by_its_own_rule(tmp_path, monkeypatch):
     results = tmp_path / "any_model.json"
-    cells = {**record(89.6, 89.3, kept=0.78), "model": "austen-words-lstm-cells", "kept_lstm": 0.1}
+    cells = {**record(89.6, 89.3, kept=0.78), "model": "austen-words-lstm-cells", "kept_lstm": 0.1,
+             "pruned": list(any_model.LSTM_MATRICES)}
     results.write_text(json.dumps([record(89.6, 129.2), cells]))
     monkeypatch.setattr(any_model, "RESULTS", results)
     every, gates = control.judge(control_doc(89.6, 87.8))

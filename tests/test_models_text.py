@@ -36,3 +36,11 @@ def test_set_dropout_reaches_every_dropout_module_and_the_lstm():
     model.eval()
     x = torch.randint(0, 20, (2, 5))
     assert torch.equal(model(x), model(x))  # evaluation never drops
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.0, 1.5])
+def test_set_dropout_refuses_a_rate_outside_zero_to_one(p):
+    from deepcompress.models_text import CharLSTM, set_dropout
+
+    with pytest.raises(ValueError, match="expected 0 <= p < 1"):
+        set_dropout(CharLSTM(20, 8, 8), p)

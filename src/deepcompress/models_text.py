@@ -31,14 +31,18 @@ class CharLSTM(nn.Module):
 # and the pruning-lstm study's full mode. 10 dense epochs, not 3: a parent still improving made the pruned
 # model look better than it was. Retraining dropout is Han et al.'s D_r = D_o sqrt(C_r / C_o) at 10% kept: at
 # 0.25 the every-matrix model reached perplexity 131 (1.46x dense), at 0.079 119.
-WORD_LSTM = {"length": 35, "embed": 200, "hidden": 200, "dropout": 0.25, "retrain_dropout": 0.079, "epochs": 10,
-             "lr": 2e-3, "batch_size": 32, "retrain_epochs": 5, "retrain_lr": 1e-3}
+WORD_LSTM = {"length": 35, "embed": 200, "hidden": 200, "dropout": 0.25,
+             "retrain_dropout": round(0.25 * 0.1 ** 0.5, 3), "epochs": 10, "lr": 2e-3, "batch_size": 32,
+             "retrain_epochs": 5, "retrain_lr": 1e-3}
 
 LSTM_MATRICES = tuple(f"lstm.weight_{kind}_l{layer}" for layer in (0, 1) for kind in ("ih", "hh"))
 
 
 def set_dropout(model: nn.Module, p: float) -> None:
-    """Set every dropout rate of `model` (dropout modules, recurrent layers' dropout between layers) to p."""
+    """Set every dropout rate of `model` (dropout modules, recurrent layers' dropout between layers) to p;
+    ValueError unless 0 <= p < 1 (the modules' own check, which setting the attribute bypasses)."""
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout rate {p}: expected 0 <= p < 1")
     for m in model.modules():
         if isinstance(m, nn.modules.dropout._DropoutNd):
             m.p = p

@@ -39,25 +39,24 @@ _F_AVX2, _F_VNNI = 1, 2
 SIMD_LIBRARY_ENV = "DEEPCOMPRESS_SIMD_LIBRARY"
 
 
-def _origin() -> str | None:
-    """Path of the extension to load: the built one, or the test build named by SIMD_LIBRARY_ENV."""
+def _origin() -> tuple[str | None, bool]:
+    """(path of the extension to load, whether SIMD_LIBRARY_ENV named it): the built one, or that test build."""
     override = os.environ.get(SIMD_LIBRARY_ENV)
     if override:
         if not os.path.isfile(override):
             raise UserError(f"{SIMD_LIBRARY_ENV}={override}: no such file (a build of _lut.c to load instead "
                             "of the installed one; unset it to use the installed kernels)")
-        return override
+        return override, True
     spec = importlib.util.find_spec("deepcompress.runtime._lut")
-    return None if spec is None else spec.origin
+    return (None if spec is None else spec.origin), False
 
 
 def _load():
-    origin = _origin()
+    origin, override = _origin()
     if origin is None:
         warnings.warn("deepcompress: SIMD kernels not built (no C compiler at set-up?); "
                       "int8/int16 run on the portable kernels", RuntimeWarning, stacklevel=3)
         return None
-    override = bool(os.environ.get(SIMD_LIBRARY_ENV))
     try:
         lib = ctypes.CDLL(origin)
     except OSError as exc:

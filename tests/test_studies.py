@@ -210,25 +210,38 @@ def test_study_command_line_builds_without_torch():
     assert "number-formats" in proc.stdout and "--quick" in proc.stdout
 
 
-@pytest.mark.parametrize("level", ["characters", "words"])
+@pytest.mark.parametrize("level", ["characters", "words", "words-cells"])
 def test_pruning_lstm_zero_is_dense_and_kept_fractions(results, level):
+    from deepcompress.models_text import LSTM_MATRICES
+
     doc, _ = results("pruning-lstm")
-    d = doc["data"] if level == "characters" else doc["data"]["words"]
+    d = doc["data"] if level == "characters" else doc["data"][level]
     assert d["points"]["0.0"]["retrained"] == d["dense_perplexity"] == d["points"]["0.0"]["no_retraining"]
     for step in d["steps"]:  # per-layer targets: each layer rounds to a whole weight, so allow one per layer
         layers = len(step["layers"])
-        assert d["points"][str(step["sparsity"])]["kept"] == pytest.approx(1 - step["sparsity"],
-                                                                           abs=layers / d["dense_weights"])
+        point = d["points"][str(step["sparsity"])]
+        if level == "words-cells":  # the four LSTM matrices pruned, the embedding and output layer not
+            assert step["layers"] == {n: step["sparsity"] if n in LSTM_MATRICES else 0.0 for n in step["layers"]}
+            assert point["kept"] == pytest.approx(1 - step["sparsity"], abs=4 / d["dense_weights"])
+            assert point["kept"] < point["kept_all"] < 1
+            continue
+        assert point["kept"] == point["kept_all"] == pytest.approx(1 - step["sparsity"],
+                                                                   abs=layers / d["dense_weights"])
         if level == "words":  # every matrix pruned to the same fraction
             assert set(step["layers"].values()) == {step["sparsity"]}
     assert [s["sparsity"] for s in d["steps"]] == [0.9, 0.95]
-    who = "CharLSTM" if level == "characters" else "word LSTM"
+    who = {"characters": "CharLSTM", "words": "word LSTM", "words-cells": "word LSTM, LSTM matrices only"}[level]
+    if level == "words-cells":  # the same dense parent and control as the words level
+        words = doc["data"]["words"]
+        assert d["dense_perplexity"] == words["dense_perplexity"]
+        assert [d["points"][k]["dense_trained_as_long"] for k in ("0.9", "0.95")] == \
+            [words["points"][k]["dense_trained_as_long"] for k in ("0.9", "0.95")]
     for key in ("0.9", "0.95"):  # the CPU runtime's file agrees with the pruned model it came from
         p = d["points"][key]
         assert p["file"] == pytest.approx(p["retrained"], rel=0.01)
         # judged against the dense parent and against it trained as many more epochs, the better of the two
         claim = next(c for c in doc["claims"] if c["claim"].startswith(f"{round(100 * float(key))}% pruned")
-                     and who in c["claim"])
+                     and f"({who})" in c["claim"])
         assert claim["agrees"] == (p["retrained"] <= 1.05 * min(d["dense_perplexity"], p["dense_trained_as_long"]))
     assert list(d["texts"]) and all(len(t) == len(d["prompts"]) for t in d["texts"].values())
     assert sum(f"({who})" in c["claim"] for c in doc["claims"]) == 3

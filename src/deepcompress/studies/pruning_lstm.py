@@ -3,8 +3,9 @@ Jane Austen's novels and scored on Persuasion (data_text.py's split by novel): t
 benchmarks/any_model.py (`austen-lstm`: models_text.CharLSTM) and the word-level one (`austen-words-lstm`:
 the same network on a 5,000-word vocabulary, like the talk's NeuralTalk LSTM). Each is pruned to 90% and 95%
 of its weights (characters: per layer, models_text.charlstm_sparsity, the embedding and output layer kept
-denser than the LSTM matrices; words: every matrix to the same fraction), gradually during retraining (Zhu &
-Gupta's schedule); test perplexity dense, pruned and from the .dcz file (8-bit k-means shared weights, run by
+denser than the LSTM matrices; words: every matrix to the same fraction; words-cells: the same word model with
+only its four LSTM matrices pruned, the talk's slide, as any_model.py's austen-words-lstm-cells), gradually
+during retraining (Zhu & Gupta's schedule); test perplexity dense, pruned and from the .dcz file (8-bit k-means shared weights, run by
 the CPU runtime); text generated greedily from the same prompts by the dense model (PyTorch) and by each
 pruned file (CPU runtime)."""
 
@@ -22,12 +23,12 @@ from ..compress import Masks, SharedWeights, write_model
 from ..compress.prune import GradualPruning, TargetSparsity
 from ..compress.pipeline import layer_kinds
 from ..data import Dataset
-from ..models_text import WORD_LSTM, CharLSTM, charlstm_sparsity, sequence_ce, sequence_loss, set_dropout
+from ..models_text import LSTM_MATRICES, WORD_LSTM, CharLSTM, charlstm_sparsity, sequence_ce, sequence_loss, set_dropout
 from ..train import TrainConfig, train
 from .common import pct, pyplot
 
 TITLE = "Pruning an LSTM language model (Jane Austen): perplexity and generated text at 90% and 95% pruned"
-LEVELS = ("characters", "words")
+LEVELS = ("characters", "words", "words-cells")
 # quick: a few thousand tokens, a tiny model, one epoch; full: any_model.py's austen-lstm settings and the
 # word model's models_text.WORD_LSTM (any_model.py's austen-words-lstm)
 SETTINGS = {
@@ -39,9 +40,11 @@ SETTINGS = {
                       "hidden": 32, "epochs": 1, "lr": 2e-3, "batch_size": 4, "retrain_epochs": 1, "every": 4},
     ("words", False): {"train_tokens": None, "test_tokens": None, "vocab": 5000, "every": 50, **WORD_LSTM},
 }
-LABELS = {"characters": "CharLSTM", "words": "word LSTM"}
+SETTINGS.update({("words-cells", quick): SETTINGS["words", quick] for quick in (True, False)})
+LABELS = {"characters": "CharLSTM", "words": "word LSTM", "words-cells": "word LSTM, LSTM matrices only"}
 FILE_META = {"characters": {"model": "austen-lstm", "dataset": "austen"},
-             "words": {"model": "austen-words-lstm", "dataset": "austen-words"}}
+             "words": {"model": "austen-words-lstm", "dataset": "austen-words"},
+             "words-cells": {"model": "austen-words-lstm-cells", "dataset": "austen-words"}}
 ADAM = {"optimizer": "adam", "weight_decay": 0.0}
 RETRAIN_LR = 2e-3
 TARGETS = (0.9, 0.95)  # the 95% model is pruned further from the retrained 90% one
@@ -111,18 +114,33 @@ def write_file(path: Path, model, masks: Masks, example, meta: dict) -> tuple[Sh
     return shared, size
 
 
-def kept_fraction(masks: Masks) -> float:
-    """Weights kept over weights in the masked layers."""
-    return masks.kept() / sum(m.numel() for m in masks.masks.values())
+def kept_fraction(masks: Masks, names=None) -> float:
+    """Weights kept over weights in the masked layers (or in those of them named)."""
+    chosen = [m for n, m in masks.masks.items() if names is None or n in names]
+    return sum(int(m.sum()) for m in chosen) / sum(m.numel() for m in chosen)
+
+
+def level_sparsity(level: str, model, masks: Masks, target: float) -> dict[str, float]:
+    """Each masked layer's fraction to prune for the overall `target` of `level` (words-cells: `target` for
+    the four LSTM matrices, nothing for the embedding and output layer)."""
+    if level == "characters":
+        return charlstm_sparsity(model, target)
+    return {n: target if level == "words" or n in LSTM_MATRICES else 0.0 for n in masks.modules}
+
+
+def pruned_layers(step: dict) -> list[str]:
+    """The layers a pruning step cut."""
+    return [n for n, f in step["layers"].items() if f > 0]
 
 
 def run(bench, study) -> None:
     """Both levels: train dense, prune to 90% / 95% with retraining, write and run the files, generate,
     tabulate, claim. The character model's results are the study's top-level data, the word model's
     are under "words"."""
+    shared = {}  # the word levels' dense model and its control, trained once
     for level in LEVELS:
         s = SETTINGS[level, bench.quick]
-        result = run_level(bench, level)
+        result = run_level(bench, level, shared)
         if level == "characters":
             study.data.update(result)
         else:
@@ -132,22 +150,28 @@ def run(bench, study) -> None:
     _plot(study, {level: study.data if level == "characters" else study.data[level] for level in LEVELS})
 
 
-def run_level(bench, level: str) -> dict:
-    """Dense and pruned perplexities, file sizes and generated texts of one level's model."""
+def run_level(bench, level: str, shared: dict) -> dict:
+    """Dense and pruned perplexities, file sizes and generated texts of one level's model; `shared` keeps the
+    dense model and its control per data set for the next level on the same one."""
     s = SETTINGS[level, bench.quick]
     corpus, data = corpus_data(level, bench.quick)
-    dense = dense_model(bench, level, len(corpus.vocab), data, s)
+    key = FILE_META[level]["dataset"]
+    if key not in shared:
+        shared[key] = {"dense": dense_model(bench, level, len(corpus.vocab), data, s)}
+    dense = shared[key]["dense"]
     dense_ppl = perplexity(dense, data)
     zero = copy.deepcopy(dense)
     zero_masks = Masks(zero)
     zero_masks.prune_global(0.0)
     zero_ppl = perplexity(zero, data)  # nothing pruned, so nothing to retrain
-    points = {0.0: {"kept": kept_fraction(zero_masks), "no_retraining": zero_ppl, "retrained": zero_ppl}}
+    points = {0.0: {"kept": 1.0, "kept_all": 1.0, "no_retraining": zero_ppl, "retrained": zero_ppl}}
     texts = {"dense (PyTorch, float32)": [generate(torch_logits(dense), corpus, p, s["length"]) for p in PROMPTS]}
     steps_done = []
     with tempfile.TemporaryDirectory() as tmp:
         pruned_points(copy.deepcopy(dense), level, corpus, data, s, Path(tmp), points, texts, steps_done)
-    for target, ppl in zip(TARGETS, trained_as_long(dense, data, s)):
+    if "control" not in shared[key]:
+        shared[key]["control"] = trained_as_long(dense, data, s)
+    for target, ppl in zip(TARGETS, shared[key]["control"]):
         points[target]["dense_trained_as_long"] = ppl
     return {"settings": dict(s), "dense_perplexity": dense_ppl,
             "dense_weights": sum(m.numel() for m in zero_masks.masks.values()),
@@ -192,7 +216,7 @@ def pruned_points(model, level: str, corpus, data, s, tmp: Path, points: dict, t
     if "retrain_dropout" in s:
         set_dropout(model, s["retrain_dropout"])
     for target in TARGETS:
-        final = charlstm_sparsity(model, target) if level == "characters" else {n: target for n in masks.modules}
+        final = level_sparsity(level, model, masks, target)
         before = perplexity(pruned_copy(model, masks, final), data)
         steps = int(0.8 * s["retrain_epochs"] * -(-len(data.train_y) // s["batch_size"]))
         hook = GradualPruning(masks, final, total_steps=steps, every=s["every"], initial=start)
@@ -205,7 +229,8 @@ def pruned_points(model, level: str, corpus, data, s, tmp: Path, points: dict, t
         path = tmp / f"lstm-{round(100 * target)}.dcz"
         _, size = write_file(path, shared_model, shared_masks, data.test_x[:1], FILE_META[level])
         runtime_model = load(path)
-        points[target] = {"kept": kept_fraction(masks), "no_retraining": before,
+        points[target] = {"kept": kept_fraction(masks, pruned_layers(steps_done[-1])),
+                          "kept_all": kept_fraction(masks), "no_retraining": before,
                           "retrained": steps_done[-1]["retrained"], "file": file_perplexity(runtime_model, data),
                           "file_bytes": size}
         label = f"{pct(target, 0)} pruned (CPU runtime, .dcz)"
@@ -244,14 +269,15 @@ def _fmt(v) -> str:
 
 def _tables(study, level: str, result: dict, s) -> None:
     points, texts, dense_ppl = result["points"], result["texts"], result["dense_perplexity"]
-    rows = [[pct(float(k), 0), pct(p["kept"], 1), _fmt(p["no_retraining"]), _fmt(p["retrained"]), _fmt(p.get("file")),
+    rows = [[pct(float(k), 0), pct(p["kept"], 1), pct(p["kept_all"], 1), _fmt(p["no_retraining"]), _fmt(p["retrained"]), _fmt(p.get("file")),
              f"{p['retrained'] / dense_ppl:.3f}", _fmt(p.get("dense_trained_as_long")), p.get("file_bytes", "-")]
             for k, p in points.items()]
     vocab = f"{result['vocab']:,}-{level[:-1]} vocabulary, "
-    study.table(f"{LABELS[level]} ({vocab}embed {s['embed']}, hidden {s['hidden']}, 2 layers): test perplexity per "
+    study.table(f"{LABELS[level]} ({vocab}embed {s['embed']}, hidden {s['hidden']}, 2 layers; {PRUNED[level]}): "
+                f"test perplexity per "
                 f"{level[:-1]} on Persuasion (pruned gradually during {s['retrain_epochs']} retraining epoch(s) "
                 f"per target)",
-                ["pruned", "weights kept", "pruned, no retraining", "retrained (PyTorch)",
+                ["pruned", "weights kept (pruned layers)", "weights kept (all)", "pruned, no retraining", "retrained (PyTorch)",
                  f"from the .dcz ({SHARE_BITS}-bit shared, CPU runtime)", "retrained / dense",
                  "dense trained as long (nothing pruned)", "file bytes"], rows)
     study.table(f"{LABELS[level]}: greedy continuations of the same prompts (dense: PyTorch; pruned: the .dcz file "
@@ -261,7 +287,7 @@ def _tables(study, level: str, result: dict, s) -> None:
 
 def _plot(study, results: dict) -> None:
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 4))
+    fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4))
     for ax, (level, result) in zip(np.atleast_1d(axes), results.items()):
         points = result["points"].values()
         kept = [100 * p["kept"] for p in points]
@@ -271,13 +297,14 @@ def _plot(study, results: dict) -> None:
         ax.plot(*zip(*files), "s", label=f".dcz ({SHARE_BITS}-bit shared), CPU runtime")
         ax.axhline(result["dense_perplexity"] * WITHIN, color="grey", lw=0.8, ls=":", label="dense + 5%")
         ax.set_xscale("log")
-        ax.set_xlabel("weights kept (%)")
+        ax.set_xlabel("weights kept in the pruned layers (%)")
         ax.set_ylabel(f"test perplexity per {level[:-1]} (Persuasion)")
-        ax.set_title(f"{LABELS[level]} on Jane Austen")
+        ax.set_title(f"{LABELS[level]} on Jane Austen", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    study.figure(fig, "perplexity_vs_kept.png", "Test perplexity against the fraction of weights kept, "
-                 "characters (left) and words (right): pruned without retraining, retrained, and from the "
+    study.figure(fig, "perplexity_vs_kept.png", "Test perplexity against the fraction of weights kept in the "
+                 "pruned layers: characters (left), words with every matrix pruned (middle) and words with only "
+                 "the LSTM matrices pruned (right); pruned without retraining, retrained, and from the "
                  "compressed file.")
 
 
@@ -306,4 +333,8 @@ def _claims(study, level: str, result: dict, s) -> None:
 
 WHY_NOT = {"characters": "; a character model of hidden 128 has no spare capacity: a dense one with as many "
                          "weights as the pruned one keeps is worse still (benchmarks/lstm_capacity.py)",
-           "words": "; a short retraining on a small model does not recover it"}
+           "words": "; the 5,000 x 200 embedding and output layer hold 76% of the weights and lose most when "
+                    "cut to the same fraction (words-cells prunes only the LSTM matrices)",
+           "words-cells": "; a short retraining on a small model does not recover it"}
+PRUNED = {"characters": "per-layer fractions, the LSTM matrices cut most", "words": "every matrix pruned",
+          "words-cells": "only the four LSTM matrices pruned, the embedding and output layer shared only"}

@@ -54,7 +54,7 @@ def calibrate(timer: rm.Timer, rounds: int, only: tuple = ()) -> dict:
     input density. The COST table of deepcompress.runtime.intpolicy is copied from this. `only`: just
     these layouts."""
     from deepcompress.runtime.intkernels import available_paths
-    from deepcompress.runtime.intpolicy import units_and_bytes
+    from deepcompress.runtime.intpolicy import runs_on, units_and_bytes
     per = {}
     for layer in BENCHMARKS:
         nz, x = make_layer(layer)
@@ -63,7 +63,7 @@ def calibrate(timer: rm.Timer, rounds: int, only: tuple = ()) -> dict:
             for lay in LAYOUTS_FOR[p]:
                 if only and lay not in only:
                     continue
-                for path in available_paths():
+                for path in filter(lambda path: runs_on(lay, path), available_paths()):
                     fc = IntLinear(nz, None, p, lay, path=path)
                     methods[(p, lay, path)] = (lambda fc=fc: fc(x))
         meds = rm.interleaved_medians(timer, methods, rounds, ("warm",))

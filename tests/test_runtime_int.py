@@ -13,7 +13,8 @@ from deepcompress.runtime.int_fc import IntLinear
 from deepcompress.runtime.intcsc import build_abs_csc
 from deepcompress.runtime.intdense import build_rows
 from deepcompress.runtime.intlayouts import INT_BUILDERS
-from deepcompress.runtime.intpolicy import LAYOUTS_FOR
+from deepcompress.runtime.intcodes import packed6_vectors
+from deepcompress.runtime.intpolicy import LAYOUTS_FOR, predicted_ns, runs_on
 from deepcompress.runtime.nonzeros import from_dense
 from deepcompress.runtime.ops import Fc
 from deepcompress.runtime.quantize import (QMAX, quantize_codebook, quantize_into, quantize_vector,
@@ -82,7 +83,7 @@ def test_every_layout_and_path_equals_numpy_reference(book, shape, density, prec
     x = signed_inputs(rng, 4, shape[1])
     ref = reference_forward(nz, bias, x, precision)
     for name in LAYOUTS_FOR[precision]:
-        for path in PATHS:
+        for path in filter(lambda path: runs_on(name, path), PATHS):
             fc = IntLinear(nz, bias, precision, name, path=path)
             assert np.array_equal(fc(x), ref), (name, path)
             assert np.array_equal(fc(x[1]), ref[1]), (name, path)
@@ -259,6 +260,39 @@ def test_row_storage_follows_the_codebook():
     assert kinds == {"k7": "nibble", "k16zero": "nibble", "k16": "masked", "k40": "stored"}
     rows = build_rows(layer(rng, (9, 40), 0.5, "k7"), "int8")
     assert rows.vectors.store.shape == (9, 32) and rows.nbytes().entries == 9 * 32  # 64 columns at 4 bits each
+
+
+def test_packed6_codes_by_hand():
+    codes = np.arange(64, dtype=np.uint8).reshape(2, 32)  # every 6-bit code once
+    keep = np.ones_like(codes, bool)
+    keep[1, 5] = False  # pruned: the spare code, 40 (the codebook's size)
+    v = packed6_vectors(codes, keep, np.arange(-20, 20, dtype=np.int8))
+    assert v.storage == "packed6" and v.store.shape == (2, 24) and v.nibble == 0
+    assert v.table[:40].tolist() == list(range(-20, 20)) and not v.table[40:].any()
+    assert v.store.base.size == 2 * 24 + 8  # readable bytes past the end for the kernel's 32-byte loads
+    bits = np.unpackbits(v.store, axis=1, bitorder="little").reshape(2, 32, 6)  # code i at bits 6i..6i+5
+    got = (bits * (1 << np.arange(6))).sum(-1)
+    want = codes.astype(np.int64)
+    want[1, 5] = 40
+    assert np.array_equal(got, want)
+
+
+def test_rows_packed_codebooks_paths_and_policy():
+    rng = np.random.default_rng(4)
+    with pytest.raises(ValueError, match="at most 63 nonzero values and 0; this codebook has 64"):
+        packed6_vectors(np.zeros((1, 32), np.uint8), np.ones((1, 32), bool), np.arange(1, 65, dtype=np.int8))
+    full = packed6_vectors(np.zeros((1, 32), np.uint8), np.zeros((1, 32), bool), np.arange(-32, 32, dtype=np.int8))
+    assert full.table[full.store[0, 0] & 63] == 0  # 64 values with 0: pruned weights take 0's code
+    nz = layer(rng, (9, 40), 0.5, "k40")
+    with pytest.raises(ValueError, match="int8 kernels only"):
+        INT_BUILDERS["rows-packed"](nz, "int16")
+    if "avx2" in PATHS:
+        with pytest.raises(ValueError, match="runs on the portable and vbmi paths, not 'avx2'"):
+            IntLinear(nz, None, "int8", "rows-packed", path="avx2")
+    # offered only on the vbmi path, only for codebooks the other row layouts store as int8
+    assert "rows-packed" in predicted_ns(nz, "int8", "vbmi", None)
+    assert "rows-packed" not in predicted_ns(nz, "int8", "vnni", None)
+    assert "rows-packed" not in predicted_ns(layer(rng, (9, 40), 0.5, "k16"), "int8", "vbmi", None)
 
 
 def test_paths_and_errors():

@@ -1,6 +1,6 @@
-"""The AVX-512 VNNI kernels, which this machine cannot run natively, give the same integers as the numpy
-reference when their intrinsics are SIMDe's portable implementations (tests/simde_build.py): the integer
-layout tests of test_runtime_int.py run again with that build loaded, on every path it offers."""
+"""The AVX-512 VNNI and VBMI kernels give the same integers as the numpy reference when their intrinsics are
+SIMDe's portable implementations (tests/simde_build.py), so machines without AVX-512 check them too: the
+integer layout tests of test_runtime_int.py run again with that build loaded, on every path it offers."""
 
 from __future__ import annotations
 
@@ -38,13 +38,13 @@ def _python(env, *args, timeout=900):
                           timeout=timeout)
 
 
-def test_the_emulated_build_offers_the_vnni_path(emulated_env):
+def test_the_emulated_build_offers_the_avx512_paths(emulated_env):
     out = _python(emulated_env, "-c", "from deepcompress.runtime import intkernels as k; print(k.available_paths())")
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "('portable', 'avx2', 'vnni')"
+    assert out.stdout.strip() == "('portable', 'avx2', 'vnni', 'vbmi')"
 
 
-def test_every_layout_on_the_vnni_path_equals_the_numpy_reference(emulated_env):
+def test_every_layout_on_the_avx512_paths_equals_the_numpy_reference(emulated_env):
     out = _python(emulated_env, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(TESTS / "test_runtime_int.py"),
                   "-k", "numpy_reference or integer_modes")
     assert out.returncode == 0, out.stdout[-3000:]

@@ -12,6 +12,8 @@ Layouts (built in intdense.py, introwquads.py; listed in intlayouts.py):
     at mask + r*mstride + 4*c is set where the weight is stored and clear where it is pruned (weight 0);
     a clear bit sets bit 7 of the code byte, for which vpshufb yields 0.
   rows, stored weights: row r is `chunks*32` int8 (or int16) weights at w + r*stride.
+  rows, packed 6-bit codes (int8, VBMI): row r, chunk c is 24 bytes at codes + r*stride + 24*c holding the
+    chunk's 32 codes little-endian, code i at bits 6i..6i+5; the buffer has 8 readable bytes past its end.
   cols (int8): column j is coded like a row above (codes + j*stride, mask + j*mstride), or as rows_pad
     int8 weights at w + j*stride, rows_pad a multiple of 32.
   row quads (int8, batches): a row's nonzero int8 weights in quads, 4 column indices (uint16) and the
@@ -30,6 +32,7 @@ Inputs x are padded with zeros to chunks*32 entries.
 
 #define F_AVX2 1
 #define F_VNNI 2
+#define F_VBMI 4
 
 #define AVX2 __attribute__((target("avx2,fma")))
 #define INLINE static inline __attribute__((always_inline))
@@ -40,9 +43,11 @@ Inputs x are padded with zeros to chunks*32 entries.
 #define SIMDE_ENABLE_NATIVE_ALIASES
 #include <simde/x86/avx512.h>
 #define VNNI AVX2
+#define VBMI AVX2
 #else
 /* fma as well: a function inlines only into one whose target has all its features (the AVX2 helpers) */
 #define VNNI __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define VBMI __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")))
 #endif
 
 int dc_features(void) {
@@ -50,10 +55,11 @@ int dc_features(void) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2")) f |= F_AVX2;
 #ifdef DC_EMULATE_AVX512
-    if (f & F_AVX2) f |= F_VNNI;
+    if (f & F_AVX2) f |= F_VNNI | F_VBMI;
 #else
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni")) f |= F_VNNI;
+    if ((f & F_VNNI) && __builtin_cpu_supports("avx512vbmi")) f |= F_VBMI;
 #endif
     return f;
 }
@@ -113,10 +119,9 @@ VNNI static inline __m256i dot_vnni(__m256i acc, __m256i xa, __m256i w, __m256i 
 }
 
 /* The body of dc_rows8_*: acc[r] = sum_j W[r, j] x[j], int8 weights and activations (|values| <= 127),
-   4 rows at a time sharing each chunk's |x|, one DOT (dot_avx2 or dot_vnni) per row and chunk. */
-#define ROWS8_BODY(DOT) \
-    __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)table16)); \
-    if (!mstride) mask = 0; /* no mask */ \
+   4 rows at a time sharing each chunk's |x|, one DOT (dot_avx2 or dot_vnni) per row and chunk of the
+   weights WEIGHTS(p, m, c) gives for chunk c of the row at p (mask m). */
+#define ROWS8_BODY(DOT, WEIGHTS) \
     int64_t r = 0; \
     for (; r + 4 <= rows; r += 4) { \
         const uint8_t *p0 = codes + r * stride, *p1 = p0 + stride, *p2 = p1 + stride, *p3 = p2 + stride; \
@@ -126,10 +131,10 @@ VNNI static inline __m256i dot_vnni(__m256i acc, __m256i xa, __m256i w, __m256i 
         for (int64_t c = 0; c < chunks; c++) { \
             __m256i xs = _mm256_loadu_si256((const __m256i *)(x + 32 * c)); \
             __m256i xa = _mm256_abs_epi8(xs); \
-            a0 = DOT(a0, xa, weights8(p0, m0, c, nibble, table), xs); \
-            a1 = DOT(a1, xa, weights8(p1, m1, c, nibble, table), xs); \
-            a2 = DOT(a2, xa, weights8(p2, m2, c, nibble, table), xs); \
-            a3 = DOT(a3, xa, weights8(p3, m3, c, nibble, table), xs); \
+            a0 = DOT(a0, xa, WEIGHTS(p0, m0, c), xs); \
+            a1 = DOT(a1, xa, WEIGHTS(p1, m1, c), xs); \
+            a2 = DOT(a2, xa, WEIGHTS(p2, m2, c), xs); \
+            a3 = DOT(a3, xa, WEIGHTS(p3, m3, c), xs); \
         } \
         acc[r] = hsum32(a0); acc[r + 1] = hsum32(a1); acc[r + 2] = hsum32(a2); acc[r + 3] = hsum32(a3); \
     } \
@@ -138,15 +143,21 @@ VNNI static inline __m256i dot_vnni(__m256i acc, __m256i xa, __m256i w, __m256i 
         __m256i a0 = _mm256_setzero_si256(); \
         for (int64_t c = 0; c < chunks; c++) { \
             __m256i xs = _mm256_loadu_si256((const __m256i *)(x + 32 * c)); \
-            a0 = DOT(a0, _mm256_abs_epi8(xs), weights8(p0, m0, c, nibble, table), xs); \
+            a0 = DOT(a0, _mm256_abs_epi8(xs), WEIGHTS(p0, m0, c), xs); \
         } \
         acc[r] = hsum32(a0); \
     }
 
+#define CODED(p, m, c) weights8(p, m, c, nibble, table)
+#define CODED_SETUP \
+    __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)table16)); \
+    if (!mstride) mask = 0; /* no mask */
+
 AVX2 void dc_rows8_avx2(const uint8_t *codes, int nibble, const uint8_t *mask, int64_t mstride,
                         const int8_t *table16, int64_t rows, int64_t chunks, int64_t stride,
                         const int8_t *x, int32_t *acc) {
-    ROWS8_BODY(dot_avx2)
+    CODED_SETUP
+    ROWS8_BODY(dot_avx2, CODED)
 }
 
 /* The same sums with VNNI: 1.15-1.29x dc_rows8_avx2's speed on a Zen 4 (EIE's nine layers, geomean 1.24x;
@@ -157,7 +168,38 @@ AVX2 void dc_rows8_avx2(const uint8_t *codes, int nibble, const uint8_t *mask, i
 VNNI void dc_rows8_vnni(const uint8_t *codes, int nibble, const uint8_t *mask, int64_t mstride,
                         const int8_t *table16, int64_t rows, int64_t chunks, int64_t stride,
                         const int8_t *x, int32_t *acc) {
-    ROWS8_BODY(dot_vnni)
+    CODED_SETUP
+    ROWS8_BODY(dot_vnni, CODED)
+}
+
+/* The int8 weights of packed 6-bit chunk c (layout above): vpermb copies bytes 6k..6k+7 into qword k, which
+   then starts with codes 8k..8k+7; vpmultishiftqb takes byte m of qword k from bit 6m; vpermi2b looks each
+   up in the 64-entry table held in two registers, reading only an index's low 6 bits (no mask needed).
+   Reads 32 bytes from the chunk's 24. */
+typedef struct { __m256i lo, hi, spread, shifts; } Packed6;
+
+VBMI static inline __m256i packed6_weights(const uint8_t *p, int64_t c, const Packed6 *t) {
+    __m256i raw = _mm256_loadu_si256((const __m256i *)(p + 24 * c));
+    __m256i codes = _mm256_multishift_epi64_epi8(t->shifts, _mm256_permutexvar_epi8(t->spread, raw));
+    return _mm256_permutex2var_epi8(t->lo, codes, t->hi);
+}
+
+/* The row kernel on packed 6-bit codes (codebooks of 17-64 entries, which the other paths store as int8
+   weights: 0.75 byte a weight instead of 1). benchmarks/wide_codes.py measured it on a Zen 4 against the
+   stored weights and the 4-bit codes. */
+#define PACKED(p, m, c) ((void)(m), packed6_weights(p, c, &t))
+VBMI void dc_rows8_vbmi(const uint8_t *codes, const int8_t *table64, int64_t rows, int64_t chunks, int64_t stride,
+                        const int8_t *x, int32_t *acc) {
+    int8_t spread[32], shifts[32];
+    for (int i = 0; i < 32; i++) {
+        spread[i] = (int8_t)(6 * (i / 8) + i % 8);
+        shifts[i] = (int8_t)(6 * (i % 8));
+    }
+    Packed6 t = {_mm256_loadu_si256((const __m256i *)table64), _mm256_loadu_si256((const __m256i *)(table64 + 32)),
+                 _mm256_loadu_si256((const __m256i *)spread), _mm256_loadu_si256((const __m256i *)shifts)};
+    const uint8_t *mask = 0;
+    int64_t mstride = 0;
+    ROWS8_BODY(dot_vnni, PACKED)
 }
 
 /* acc[r] = sum_j W[r, j] x[j], int16 weights and activations (|values| <= 32767), int64 sums.

@@ -10,7 +10,7 @@ from . import intportable as ip
 from . import inttune
 from .intlayouts import INT_BUILDERS
 from .intpack import padded
-from .intpolicy import LAYOUTS_FOR, choose_int_layout
+from .intpolicy import LAYOUT_PATHS, LAYOUTS_FOR, choose_int_layout, runs_on
 from .layouts import LayerSizes, LayoutBytes
 from .quantize import MAX_COLS_INT8, QMAX, check_precision, int_dtype, quantize_codebook, quantize_into
 
@@ -47,6 +47,9 @@ class IntLinear(LayerSizes):
         if name not in LAYOUTS_FOR[precision]:
             raise ValueError(f"the {name} layout has no {precision} kernels; choose one of "
                              f"{', '.join(LAYOUTS_FOR[precision])}")
+        if not runs_on(name, self.path):
+            raise ValueError(f"the {name} layout runs on the {' and '.join(LAYOUT_PATHS[name])} paths, "
+                             f"not {self.path!r}")
         predicted = "predicted ns: " + ", ".join(f"{k} {v:.0f}" for k, v in self.predicted_ns.items())
         self.why = f"cost model ({predicted})" if layout == "auto" else "asked for by name"
         self.measured_us = {}

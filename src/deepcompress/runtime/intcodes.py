@@ -4,7 +4,9 @@ of 32-entry chunks:
   codebook plus 0 has at most 16 values (<= 15 entries, or an entry that rounds to 0);
 - 4-bit codes plus one mask bit per weight (0.625 B) for 16-entry codebooks without a zero: a clear bit
   means pruned (weight 0);
-- the quantized weights themselves (1 B int8, 2 B int16) for larger codebooks.
+- the quantized weights themselves (1 B int8, 2 B int16) for larger codebooks;
+- 6-bit codes into a 64-entry int8 table (0.75 B), the 'rows-packed' layout's storage for codebooks of up
+  to 64 values with 0 (decoded with AVX-512 VBMI: _lut.c's dc_rows8_vbmi).
 """
 
 from __future__ import annotations
@@ -18,15 +20,15 @@ import numpy as np
 class CodedVectors:
     """n vectors of `length` (a multiple of 32) integer weights in one of three storages (module docstring)."""
 
-    storage: str  # 'nibble', 'masked' or 'stored'
-    store: np.ndarray  # uint8 (n, length/2) codes, or (n, length) integer weights
+    storage: str  # 'nibble', 'masked', 'stored' or 'packed6'
+    store: np.ndarray  # uint8 (n, length/2) or (n, 3 length/4) codes, or (n, length) integer weights
     mask: np.ndarray  # uint8 (n, length/8) bits for 'masked', else (n, 0)
-    table: np.ndarray  # 16 integer weights of the codes (unused for 'stored')
+    table: np.ndarray  # 16 (64 for 'packed6') integer weights of the codes (unused for 'stored')
 
     @property
     def nibble(self) -> int:
         """1 when the vectors are 4-bit codes."""
-        return int(self.storage != "stored")
+        return int(self.storage in ("nibble", "masked"))
 
     @property
     def nbytes(self) -> int:
@@ -46,7 +48,34 @@ def storage_for(q_c: np.ndarray) -> tuple[str, int]:
 
 def bytes_per_weight(storage: str, precision: str) -> float:
     """Bytes a dense layout spends per weight in this storage."""
-    return {"nibble": 0.5, "masked": 0.625}.get(storage, 1.0 if precision == "int8" else 2.0)
+    return {"nibble": 0.5, "masked": 0.625, "packed6": 0.75}.get(storage, 1.0 if precision == "int8" else 2.0)
+
+
+def packed6_zero(q_c: np.ndarray) -> int | None:
+    """The 6-bit code of weight 0 for this quantized codebook (a spare code, or the entry that rounds to 0);
+    None when it has 64 nonzero values and no code is left for 0."""
+    if q_c.size < 64:
+        return int(q_c.size)
+    zeros = np.flatnonzero(q_c == 0)
+    return int(zeros[0]) if zeros.size and q_c.size == 64 else None
+
+
+def packed6_vectors(codes: np.ndarray, keep: np.ndarray, q_c: np.ndarray) -> CodedVectors:
+    """Pack an (n, length) matrix of codebook indices as 6-bit codes (layout in _lut.c: 24 bytes per 32
+    codes, code i at bits 6i..6i+5), with 8 readable bytes past the array for the kernel's 32-byte loads;
+    ValueError when the codebook leaves no code for 0."""
+    zero = packed6_zero(q_c)
+    if zero is None:
+        raise ValueError(f"6-bit codes hold at most 63 nonzero values and 0; this codebook has {q_c.size}")
+    n, length = codes.shape
+    table = np.zeros(64, q_c.dtype)
+    table[:q_c.size] = q_c
+    c = np.where(keep, codes, zero).astype(np.uint32).reshape(n, -1, 4)  # 4 codes = 24 bits = 3 bytes
+    bits = c[..., 0] | c[..., 1] << 6 | c[..., 2] << 12 | c[..., 3] << 18
+    packed = np.stack([bits & 255, bits >> 8 & 255, bits >> 16], axis=-1).astype(np.uint8).reshape(n, -1)
+    buffer = np.zeros(packed.size + 8, np.uint8)
+    buffer[:packed.size] = packed.ravel()
+    return CodedVectors("packed6", buffer[:packed.size].reshape(packed.shape), np.zeros((n, 0), np.uint8), table)
 
 
 def code_vectors(codes: np.ndarray, keep: np.ndarray, q_c: np.ndarray, stored: bool = False) -> CodedVectors:

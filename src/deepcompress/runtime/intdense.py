@@ -5,6 +5,8 @@
   visits rows x nonzero-inputs weights. Best for sparse inputs on moderately sparse weights.
 - 'rows-stored' and 'cols-stored' are the same layouts with the weights stored even where 4-bit codes
   would do: twice the bytes of 4-bit codes, but no lookup (faster when the layer fits the caches).
+- 'rows-packed' (int8): the row layout with 6-bit codes for codebooks of up to 64 values (0.75 B a weight
+  where 'rows' stores 1 B), run by the 'vbmi' path's kernel (or the portable one).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 from ..format.layer import QuantizedLayer
 from . import intkernels as ik
 from . import intportable as ip
-from .intcodes import CodedVectors, code_vectors
+from .intcodes import CodedVectors, code_vectors, packed6_vectors
 from .intpack import CHUNK, PaddedSizes, padded
 from .layouts import LayoutBytes
 from .quantize import quantize_codebook
@@ -57,8 +59,8 @@ class RowsLayout(_DenseCodes):
 
     @property
     def kind(self) -> str:
-        """'rows', or 'rows-stored' when the weights themselves are stored."""
-        return "rows-stored" if self.vectors.storage == "stored" else "rows"
+        """'rows', 'rows-stored' when the weights themselves are stored, 'rows-packed' for 6-bit codes."""
+        return {"stored": "rows-stored", "packed6": "rows-packed"}.get(self.vectors.storage, "rows")
 
     def __post_init__(self):
         # the int16 kernel looks up the low and the high byte of each weight in two byte tables
@@ -72,8 +74,11 @@ class RowsLayout(_DenseCodes):
         chunks = self.padded_in // CHUNK
         if path == "portable":
             return False
+        if v.storage == "packed6":
+            ik.rows8_packed_fused(v.store, v.table, chunks, x, xq, acc, s_w, bias, y, relu)
+            return True
         if self.precision == "int8":
-            ik.rows8_fused(path == "vnni", v.store, v.mask, v.nibble, v.table, chunks, x, xq, acc, s_w, bias, y,
+            ik.rows8_fused(ik.uses_vnni(path), v.store, v.mask, v.nibble, v.table, chunks, x, xq, acc, s_w, bias, y,
                            relu)
             return True
         # stored int16 weights are kept in the kernel's column order: the same permuted input as codes
@@ -89,8 +94,10 @@ class RowsLayout(_DenseCodes):
         chunks = self.padded_in // CHUNK
         if path == "portable":
             return None
+        if v.storage == "packed6":
+            return ik.rows8_packed_fused, (v.store, v.table, chunks, xq, acc, s_w, bias), 3, 7
         if self.precision == "int8":
-            args = (path == "vnni", v.store, v.mask, v.nibble, v.table, chunks, xq, acc, s_w, bias)
+            args = (ik.uses_vnni(path), v.store, v.mask, v.nibble, v.table, chunks, xq, acc, s_w, bias)
             return ik.rows8_fused, args, 6, 10
         if self._xp is None:
             self._xp = np.empty_like(xq)
@@ -101,8 +108,14 @@ class RowsLayout(_DenseCodes):
         """acc = W xq."""
         v = self.vectors
         chunks = self.padded_in // CHUNK
+        if v.storage == "packed6":
+            if path == "portable":
+                ip.rows_packed_portable(v.store, v.table, xq, acc)
+            else:
+                ik.rows8_packed_simd(v.store, v.table, chunks, xq, acc)
+            return
         if path != "portable" and self.precision == "int8":
-            ik.rows8_simd(path == "vnni", v.store, v.mask, v.nibble, v.table, chunks, xq, acc)
+            ik.rows8_simd(ik.uses_vnni(path), v.store, v.mask, v.nibble, v.table, chunks, xq, acc)
             return
         if self.precision == "int16" and v.storage == "stored":
             xq = xq.reshape(chunks, CHUNK)[:, PERM16].reshape(-1)  # weights are kept in this order
@@ -124,6 +137,15 @@ def build_rows(nz: QuantizedLayer, precision: str, stored: bool = False) -> Rows
         v = CodedVectors("stored", np.ascontiguousarray(v.store.reshape(n_rows, -1, CHUNK)[:, :, PERM16]
                                                         .reshape(n_rows, -1)), v.mask, v.table)
     return RowsLayout(nz.matrix_shape, nz.nnz, precision, v)
+
+
+def build_rows_packed(nz: QuantizedLayer, precision: str) -> RowsLayout:
+    """The row layout of `nz` with 6-bit codes (int8; codebooks of up to 64 values with 0)."""
+    if precision != "int8":
+        raise ValueError(f"the rows-packed layout has int8 kernels only, not {precision}")
+    q_c, _ = quantize_codebook(nz.codebook, precision)
+    codes, keep = _dense_codes(nz, nz.matrix_shape[0], padded(nz.matrix_shape[1]), False)
+    return RowsLayout(nz.matrix_shape, nz.nnz, precision, packed6_vectors(codes, keep, q_c))
 
 
 @dataclass

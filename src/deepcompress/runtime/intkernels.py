@@ -5,9 +5,11 @@ quantized weights and a quantized input (quantize.py), so every path gives the s
 
 - 'portable': numba scalar loops (intportable.py), always there.
 - 'avx2': _lut.c with AVX2 (vpshufb table lookup on 4-bit codes, vpmaddubsw / vpmaddwd sums).
-- 'vnni': _lut.c with AVX-512 VNNI (vpdpbusd) for the int8 row kernel, AVX2 for the rest. Checked natively
-  on a Zen 4 and, on machines without AVX-512, through a SIMDe build of the same source
-  (tests/test_simd_emulated.py).
+- 'vnni': _lut.c with AVX-512 VNNI (vpdpbusd) for the int8 row kernel, AVX2 for the rest.
+- 'vbmi': the 'vnni' path plus AVX-512 VBMI, which decodes the 'rows-packed' layout's 6-bit codes (vpermb,
+  vpmultishiftqb, vpermi2b); only that layout differs from 'vnni'.
+The AVX-512 paths are checked natively on a Zen 4 and, on machines without AVX-512, through a SIMDe build of
+the same source (tests/test_simd_emulated.py).
 
 The C kernels are an extension module compiled by pip at set-up (setup.py), loaded here with ctypes and
 called from numba without Python in between; the CPU's features are read at run time (cpuid through
@@ -27,13 +29,13 @@ from ..errors import UserError
 from .intportable import finish, finish_rows, finish_transposed, nonzero_columns, quantize_rows
 from .quantize import quantize_into
 
-PATHS = ("portable", "avx2", "vnni")
+PATHS = ("portable", "avx2", "vnni", "vbmi")
 # every function of the extension (_lut.c, _spmm.c, _csc8.c) the runtime binds
-SYMBOLS = ("dc_features", "dc_rows8_avx2", "dc_rows8_vnni", "dc_rows16_avx2", "dc_cols8_avx2", "dc_blocks8_avx2",
+SYMBOLS = ("dc_features", "dc_rows8_avx2", "dc_rows8_vnni", "dc_rows8_vbmi", "dc_rows16_avx2", "dc_cols8_avx2", "dc_blocks8_avx2",
            "dc_blocks8_scratch", "dc_quads8_avx2", "dc_quads8_scratch", "dc_rowquads8_avx2", "dc_panelquads8_avx2",
            "dc_transpose8_avx2", "dc_quantize8_avx2", "dc_csc_matvec_f32",
            "dc_panel_matmat_f32", "dc_csc8_avx2")
-_F_AVX2, _F_VNNI = 1, 2
+_F_AVX2, _F_VNNI, _F_VBMI = 1, 2, 4
 # a test hook: another build of the extension to load, e.g. tests/simde_build.py's, whose AVX-512 functions
 # run through SIMDe's portable intrinsics on a CPU without AVX-512
 SIMD_LIBRARY_ENV = "DEEPCOMPRESS_SIMD_LIBRARY"
@@ -92,7 +94,14 @@ def available_paths() -> tuple[str, ...]:
         paths.append("avx2")
     if FEATURES & _F_VNNI and FEATURES & _F_AVX2:
         paths.append("vnni")
+        if FEATURES & _F_VBMI:
+            paths.append("vbmi")
     return tuple(paths)
+
+
+def uses_vnni(path: str) -> bool:
+    """Whether `path` sums int8 rows with VNNI (the 'vnni' and 'vbmi' paths)."""
+    return path in ("vnni", "vbmi")
 
 
 def blocks8_scratch(cols: int) -> int:
@@ -118,6 +127,7 @@ if LIB is not None:
     _ROWS = (_P, _INT, _P, _I64, _P, _I64, _I64, _I64, _P, _P)
     _rows8_avx2 = _bind(LIB, "dc_rows8_avx2", *_ROWS)
     _rows8_vnni = _bind(LIB, "dc_rows8_vnni", *_ROWS)
+    _rows8_vbmi = _bind(LIB, "dc_rows8_vbmi", _P, _P, _I64, _I64, _I64, _P, _P)
     _rows16_avx2 = _bind(LIB, "dc_rows16_avx2", *_ROWS)
     _cols8_avx2 = _bind(LIB, "dc_cols8_avx2", _P, _INT, _P, _I64, _P, _I64, _I64, _P, _I64, _P, _P)
     _blocks8_avx2 = _bind(LIB, "dc_blocks8_avx2", _P, _I64, _I64, _P, _I64, _I64, _P, _P)
@@ -140,6 +150,18 @@ if LIB is not None:
         else:
             _rows8_avx2(store.ctypes, nibble, mask.ctypes, mask.shape[1], table.ctypes, store.shape[0], chunks,
                         store.shape[1], x.ctypes, acc.ctypes)
+
+    @njit(cache=False, nogil=True)
+    def rows8_packed_simd(store, table, chunks, x, acc):
+        """dc_rows8_vbmi on a (rows, 24 * chunks) array of packed 6-bit codes (8 readable bytes past its end)."""
+        _rows8_vbmi(store.ctypes, table.ctypes, store.shape[0], chunks, store.shape[1], x.ctypes, acc.ctypes)
+
+    @njit(cache=False, nogil=True)
+    def rows8_packed_fused(store, table, chunks, x, xq, acc, s_w, bias, y, relu=False):
+        """y = W x + b in int8 on the packed 6-bit row layout (quantize_into, rows8_packed_simd, finish)."""
+        s_x = quantize_into(x, 127, xq)
+        rows8_packed_simd(store, table, chunks, xq, acc)
+        finish(acc, s_w * s_x, bias, y, relu)
 
     @njit(cache=False, nogil=True)
     def rows16_simd(store, mask, nibble, tables, chunks, stride, x, acc):

@@ -33,6 +33,14 @@ estimate, not fitted. csc-abs was fitted later on its own (`--calibrate --calibr
 AVX2 path, least for the dense-input NT layers (entries read in one stream), most for VGG-6 (8 MB of
 entries, 18% of its columns visited).
 
+rows-packed (6-bit codes, the 'vbmi' path only, offered for codebooks of 17-64 values, which the other
+row layouts store as int8) is not fitted: its per-unit cost is rows-stored's times 1.38 (its kernel's time
+over the stored-weight kernel's on four shapes that fit the caches, 1.37-1.42x) and its per-byte cost
+rows-stored's (`python benchmarks/wide_codes.py` on a Zen 4; benchmarks/results/wide_codes.json). Past the
+caches its kernel ran 1.40x faster than the stored one (Alex-6's shape, 0.75 against 1 byte a weight), an
+overlap of decoding and memory time this additive model does not express: it predicts the stored layout
+there, so such a layer gets rows-packed only when built with IntLinear(..., layout="rows-packed").
+
 The model's error is up to about 2x on a layer, so where layouts are predicted close together the
 layer times them (inttune.py) instead of trusting the ranking.
 """
@@ -40,19 +48,22 @@ layer times them (inttune.py) instead of trusting the ranking.
 from __future__ import annotations
 
 from ..format.layer import QuantizedLayer
-from .intcodes import bytes_per_weight, storage_for
+from .intcodes import bytes_per_weight, packed6_zero, storage_for
 from .intpack import padded
 from .introwquads import PANEL_COLS
 from .quantize import quantize_codebook
 
 INT_LAYOUTS = ("rows", "rows-stored", "cols", "cols-stored", "csc", "blocks", "quads", "rowquads", "panelquads",
-               "csc-abs")
-# the layouts each precision has (blocks, quads, rowquads, panelquads, csc-abs: int8 only)
+               "csc-abs", "rows-packed")
+# the layouts each precision has (blocks, quads, rowquads, panelquads, csc-abs, rows-packed: int8 only)
 LAYOUTS_FOR = {"int8": INT_LAYOUTS, "int16": INT_LAYOUTS[:5]}
 # units a panelquads row visit (a row's 64 sums loaded and stored per panel) is charged: about one quad step
 PANEL_VISIT_UNITS = 4.0
 CACHE_BYTES = 8 << 20  # what one core keeps of Zen 3's shared 32 MB L3 on a busy machine (best fit of 0.5-16 MB)
-# (ns per unit, ns per byte); runtime_calibration.json. 'vnni' (not measured here) reuses 'avx2'.
+# the dispatch paths a layout runs on where not every path (the others: intkernels.PATHS)
+LAYOUT_PATHS = {"rows-packed": ("portable", "vbmi")}
+# (ns per unit, ns per byte); runtime_calibration.json. 'vnni' and 'vbmi' (not measured here) reuse 'avx2',
+# except rows-packed (module docstring).
 COST = {
     "int8": {"rows": {"portable": (2.2076, 0.0), "avx2": (0.1059, 0.0)},
              "rows-stored": {"portable": (0.4556, 0.0), "avx2": (0.0619, 0.0315)},
@@ -63,7 +74,8 @@ COST = {
              "quads": {"portable": (0.5787, 0.1429), "avx2": (0.0629, 0.1263)},
              "rowquads": {"portable": (2.2, 0.0), "avx2": (0.0545, 0.0678)},
              "panelquads": {"portable": (2.2, 0.0), "avx2": (0.039, 0.0678)},
-             "csc-abs": {"portable": (2.2505, 0.0), "avx2": (0.8425, 0.0)}},
+             "csc-abs": {"portable": (2.2505, 0.0), "avx2": (0.8425, 0.0)},
+             "rows-packed": {"portable": (2.2076, 0.0), "vbmi": (0.0854, 0.0315)}},
     "int16": {"rows": {"portable": (2.1862, 0.0), "avx2": (0.1587, 0.0)},
              "rows-stored": {"portable": (0.5548, 0.0), "avx2": (0.205, 0.007)},
              "cols": {"portable": (2.2393, 0.0), "avx2": (2.2669, 0.0)},
@@ -91,6 +103,8 @@ def layout_bytes(nz: QuantizedLayer, layout: str, precision: str) -> tuple[float
         return 3.0 * (nz.nnz + 1.5 * row_panels) + 4.0 * row_panels, 3.0
     if layout in ("blocks", "quads"):
         return float(-(-n_rows // 64) * 64 * n_cols), 1.0
+    if layout == "rows-packed":
+        return float(n_rows * padded(n_cols)) * 0.75, 0.75
     storage = "stored" if layout.endswith("-stored") else storage_for(quantize_codebook(nz.codebook, precision)[0])[0]
     per_weight = bytes_per_weight(storage, precision)
     if layout.startswith("rows"):
@@ -104,7 +118,7 @@ def units_and_bytes(nz: QuantizedLayer, layout: str, precision: str, act_density
     """(units, bytes) `layout` visits for one input vector (see the module docstring)."""
     n_rows, n_cols = nz.matrix_shape
     d = 1.0 if act_density is None else float(act_density)
-    kind = layout.removesuffix("-stored")
+    kind = layout.removesuffix("-stored").removesuffix("-packed")
     if kind == "rows":
         u = float(n_rows * padded(n_cols))
     elif kind == "cols":
@@ -125,6 +139,22 @@ def units_and_bytes(nz: QuantizedLayer, layout: str, precision: str, act_density
     return u, u * per_unit * max(0.0, 1.0 - CACHE_BYTES / max(total, 1.0))
 
 
+def runs_on(layout: str, path: str) -> bool:
+    """Whether `layout` has kernels on dispatch `path`."""
+    return path in LAYOUT_PATHS.get(layout, (path,))
+
+
+def offered(nz: QuantizedLayer, layout: str, precision: str, path: str) -> bool:
+    """Whether the cost model considers `layout` for `nz` on `path`: it runs there and fits the layer
+    (rowquads: at most 2^16 columns; rows-packed: the vbmi path, codebooks of 17-64 values with 0)."""
+    if layout == "rowquads":
+        return nz.matrix_shape[1] <= 1 << 16
+    if layout == "rows-packed":
+        q_c = quantize_codebook(nz.codebook, precision)[0]
+        return path == "vbmi" and q_c.size > 16 and packed6_zero(q_c) is not None
+    return runs_on(layout, path)
+
+
 def predicted_ns(nz: QuantizedLayer, precision: str, path: str, act_density: float | None,
                  batch: int = 1) -> dict:
     """{layout: predicted ns per input vector} for every int layout of `precision` at this batch size.
@@ -134,9 +164,10 @@ def predicted_ns(nz: QuantizedLayer, precision: str, path: str, act_density: flo
     out = {}
     b = max(int(batch), 1)
     for name in LAYOUTS_FOR[precision]:
-        if name == "rowquads" and nz.matrix_shape[1] > 1 << 16:
+        if not offered(nz, name, precision, path):
             continue
-        per_unit, per_byte = COST[precision][name]["avx2" if path == "vnni" else path]
+        costs = COST[precision][name]
+        per_unit, per_byte = costs.get(path, costs.get("avx2"))
         u, nbytes = units_and_bytes(nz, name, precision, act_density)
         simd = path != "portable"
         if name in ("rowquads", "panelquads") and simd:  # lanes in tiles of 32 samples; weights once per batch

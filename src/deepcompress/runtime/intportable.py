@@ -42,6 +42,19 @@ def rows_portable(store, mask, nibble, table, x, acc):
 
 
 @njit(cache=True, nogil=True)
+def rows_packed_portable(store, table, x, acc):
+    """acc[r] = sum_j W[r, j] x[j] for the packed 6-bit row layout (row r: 3 bytes per 4 codes)."""
+    for r in range(store.shape[0]):
+        s = np.int64(0)
+        for g in range(x.shape[0] // 4):
+            bits = (np.int64(store[r, 3 * g]) | np.int64(store[r, 3 * g + 1]) << 8
+                    | np.int64(store[r, 3 * g + 2]) << 16)
+            for k in range(4):
+                s += np.int64(table[(bits >> (6 * k)) & 63]) * np.int64(x[4 * g + k])
+        acc[r] = s
+
+
+@njit(cache=True, nogil=True)
 def nonzero_columns(x, out):
     """Indices of the nonzero entries of x written to out; returns their count."""
     n = 0

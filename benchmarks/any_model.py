@@ -386,8 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.models or SPECS:
         rec = run_model(name, args.quick, Path(args.work) / ("quick" if args.quick else "full"), args.train_size,
                         args.resume)
-        records = json.loads(out.read_text()) if out.exists() else []  # read late: other runs may have written
-        atomic.write_json(out, [r for r in records if r["model"] != name] + [rec])
+        # read under the lock: lstm_dense_control.py may be judging the same file
+        atomic.update_json(out, lambda records, name=name, rec=rec: [r for r in records if r["model"] != name] + [rec], [])
     print_table([r for r in json.loads(out.read_text()) if r["model"] in (args.models or SPECS)])
     return 0
 

@@ -69,9 +69,19 @@ def judge(doc: dict) -> list[dict]:
     judged against that dense model trained as long too (written back); [] when there are none."""
     if not any_model.RESULTS.is_file():
         return []
-    records = json.loads(any_model.RESULTS.read_text())
-    judged = [r for r in records if r["model"] in JUDGED and same_parent(r, doc)]
-    longer = doc["epochs"][-1]["perplexity"]
+    judged = []
+
+    def mark(records: list) -> list:
+        judged.extend(r for r in records if r["model"] in JUDGED and same_parent(r, doc))
+        _mark(judged, doc["epochs"][-1]["perplexity"])
+        return records
+
+    atomic.update_json(any_model.RESULTS, mark, [])  # under the lock: an any_model.py run may be writing it
+    return judged
+
+
+def _mark(judged: list, longer: float) -> None:
+    """Judge each record against its dense parent and against that parent trained as long (`longer`)."""
     for rec in judged:
         rec["dense_trained_as_long_perplexity"] = longer
         own = any_model._judged(dict(rec))  # its own rule, kept fraction included
@@ -79,9 +89,6 @@ def judge(doc: dict) -> list[dict]:
         rec["met"] = own["met"] and rec["file_perplexity"] <= any_model.LSTM_TARGET * longer
         rec["target"] = (own["target"] + ", against its dense parent and against that parent trained as long as "
                          "the pruned model (benchmarks/lstm_dense_control.py)")
-    if judged:
-        atomic.write_json(any_model.RESULTS, records)
-    return judged
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,6 @@
 """Atomic writes: the file appears whole or not at all, with the mode a plain open() would give it."""
 
+import json
 import os
 
 import pytest
@@ -28,3 +29,24 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
             tmp.write_text("half")
             raise RuntimeError("crash")
     assert path.read_text() == '{\n  "a": 1\n}\n' and sorted(p.name for p in tmp_path.iterdir()) == ["f.json"]
+
+
+def _append_many(path: str, tag: int, times: int) -> None:
+    for i in range(times):
+        atomic.update_json(path, lambda records: records + [[tag, i]], [])
+
+
+def test_update_json_keeps_every_update_of_processes_writing_in_turn(tmp_path):
+    import multiprocessing
+
+    path = tmp_path / "records.json"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_append_many, args=(str(path), tag, 40)) for tag in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    records = json.loads(path.read_text())
+    assert sorted(map(tuple, records)) == [(tag, i) for tag in range(3) for i in range(40)]
+    assert not [f for f in tmp_path.iterdir() if f.name != "records.json"]  # no lock or temporary file left

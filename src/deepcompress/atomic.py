@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import shutil
@@ -92,3 +93,18 @@ def write_bytes(path: str | Path, blob: bytes) -> None:
 def write_json(path: str | Path, obj) -> None:
     """Write `obj` as indented JSON to `path` atomically."""
     write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def update_json(path: str | Path, update, default=None):
+    """Read the JSON at `path` (`default` if there is none), write `update(value)` back atomically, and
+    return it, holding an exclusive lock on the folder throughout, so two processes updating the same
+    file in turn both keep their changes (a read then a write apart lose one)."""
+    path = Path(path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        new = update(json.loads(path.read_text()) if path.exists() else default)
+        write_json(path, new)
+        return new
+    finally:
+        os.close(fd)  # releases the lock

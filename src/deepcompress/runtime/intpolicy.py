@@ -39,7 +39,8 @@ over the stored-weight kernel's on four shapes that fit the caches, 1.37-1.42x) 
 rows-stored's (`python benchmarks/wide_codes.py` on a Zen 4; benchmarks/results/wide_codes.json). Past the
 caches its kernel ran 1.40x faster than the stored one (Alex-6's shape, 0.75 against 1 byte a weight), an
 overlap of decoding and memory time this additive model does not express: it predicts the stored layout
-there, so such a layer gets rows-packed only when built with IntLinear(..., layout="rows-packed").
+there, 1.18x faster than rows-packed, which keeps rows-packed in inttune's shortlist, and the timing picks
+it (Alex-6's shape, 32 values + 0, 70% kept: 2309 against 2538 us).
 
 The model's error is up to about 2x on a layer, so where layouts are predicted close together the
 layer times them (inttune.py) instead of trusting the ranking.

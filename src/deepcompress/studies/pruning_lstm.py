@@ -3,11 +3,11 @@ Jane Austen's novels and scored on Persuasion (data_text.py's split by novel): t
 benchmarks/any_model.py (`austen-lstm`: models_text.CharLSTM) and the word-level one (`austen-words-lstm`:
 the same network on a 5,000-word vocabulary, like the talk's NeuralTalk LSTM). Each is pruned to 90% and 95%
 of its weights (characters: per layer, models_text.charlstm_sparsity, the embedding and output layer kept
-denser than the LSTM matrices; words: every matrix to the same fraction; words-cells: the same word model with
-only its four LSTM matrices pruned, the talk's slide, as any_model.py's austen-words-lstm-cells), gradually
-during retraining (Zhu & Gupta's schedule); test perplexity dense, pruned and from the .dcz file (8-bit k-means shared weights, run by
-the CPU runtime); text generated greedily from the same prompts by the dense model (PyTorch) and by each
-pruned file (CPU runtime)."""
+denser than the LSTM matrices; words: every matrix to the same fraction; words-cells: the same word model
+with only its four LSTM matrices pruned, the talk's slide, as any_model.py's austen-words-lstm-cells),
+gradually during retraining (Zhu & Gupta's schedule); test perplexity dense, pruned and from the .dcz file
+(8-bit k-means shared weights, run by the CPU runtime); text generated greedily from the same prompts by the
+dense model (PyTorch) and by each pruned file (CPU runtime)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ SETTINGS = {
 }
 SETTINGS.update({("words-cells", quick): SETTINGS["words", quick] for quick in (True, False)})
 LABELS = {"characters": "CharLSTM", "words": "word LSTM", "words-cells": "word LSTM, LSTM matrices only"}
+TOKEN = {"characters": "character", "words": "word", "words-cells": "word"}
 FILE_META = {"characters": {"model": "austen-lstm", "dataset": "austen"},
              "words": {"model": "austen-words-lstm", "dataset": "austen-words"},
              "words-cells": {"model": "austen-words-lstm-cells", "dataset": "austen-words"}}
@@ -134,9 +135,9 @@ def pruned_layers(step: dict) -> list[str]:
 
 
 def run(bench, study) -> None:
-    """Both levels: train dense, prune to 90% / 95% with retraining, write and run the files, generate,
-    tabulate, claim. The character model's results are the study's top-level data, the word model's
-    are under "words"."""
+    """Every level of LEVELS: train dense, prune to 90% / 95% with retraining, write and run the files,
+    generate, tabulate, claim. The character model's results are the study's top-level data, the word
+    model's are under "words" and "words-cells"."""
     shared = {}  # the word levels' dense model and its control, trained once
     for level in LEVELS:
         s = SETTINGS[level, bench.quick]
@@ -155,7 +156,7 @@ def run_level(bench, level: str, shared: dict) -> dict:
     dense model and its control per data set for the next level on the same one."""
     s = SETTINGS[level, bench.quick]
     corpus, data = corpus_data(level, bench.quick)
-    key = FILE_META[level]["dataset"]
+    key = (FILE_META[level]["dataset"], repr(sorted(s.items())))
     if key not in shared:
         shared[key] = {"dense": dense_model(bench, level, len(corpus.vocab), data, s)}
     dense = shared[key]["dense"]
@@ -167,9 +168,11 @@ def run_level(bench, level: str, shared: dict) -> dict:
     points = {0.0: {"kept": 1.0, "kept_all": 1.0, "no_retraining": zero_ppl, "retrained": zero_ppl}}
     texts = {"dense (PyTorch, float32)": [generate(torch_logits(dense), corpus, p, s["length"]) for p in PROMPTS]}
     steps_done = []
+    torch.manual_seed(0)  # dropout's draws while retraining: the same whichever levels ran before
     with tempfile.TemporaryDirectory() as tmp:
         pruned_points(copy.deepcopy(dense), level, corpus, data, s, Path(tmp), points, texts, steps_done)
     if "control" not in shared[key]:
+        torch.manual_seed(0)
         shared[key]["control"] = trained_as_long(dense, data, s)
     for target, ppl in zip(TARGETS, shared[key]["control"]):
         points[target]["dense_trained_as_long"] = ppl
@@ -239,8 +242,9 @@ def pruned_points(model, level: str, corpus, data, s, tmp: Path, points: dict, t
 
 def trained_as_long(dense, data, s) -> list[float]:
     """The dense model's test perplexity after as many further epochs as each pruned model of TARGETS had
-    (the same retraining settings, nothing pruned): a dense parent still improving would otherwise make
-    pruning look free (the word model: 0.95x its 3-epoch parent, 1.23x that parent trained as long)."""
+    (the same retraining settings, nothing pruned, so the dense model's own dropout: Han et al.'s rule
+    with nothing pruned): a dense parent still improving would otherwise make pruning look free (the word
+    model: 0.95x its 3-epoch parent, 1.23x that parent trained as long)."""
     model, out = copy.deepcopy(dense), []
     for _ in TARGETS:
         fit(model, data, s["retrain_epochs"], s.get("retrain_lr", RETRAIN_LR), s["batch_size"])
@@ -269,15 +273,15 @@ def _fmt(v) -> str:
 
 def _tables(study, level: str, result: dict, s) -> None:
     points, texts, dense_ppl = result["points"], result["texts"], result["dense_perplexity"]
-    rows = [[pct(float(k), 0), pct(p["kept"], 1), pct(p["kept_all"], 1), _fmt(p["no_retraining"]), _fmt(p["retrained"]), _fmt(p.get("file")),
-             f"{p['retrained'] / dense_ppl:.3f}", _fmt(p.get("dense_trained_as_long")), p.get("file_bytes", "-")]
-            for k, p in points.items()]
-    vocab = f"{result['vocab']:,}-{level[:-1]} vocabulary, "
+    rows = [[pct(float(k), 0), pct(p["kept"], 1), pct(p["kept_all"], 1), _fmt(p["no_retraining"]),
+             _fmt(p["retrained"]), _fmt(p.get("file")), f"{p['retrained'] / dense_ppl:.3f}",
+             _fmt(p.get("dense_trained_as_long")), p.get("file_bytes", "-")] for k, p in points.items()]
+    vocab = f"{result['vocab']:,}-{TOKEN[level]} vocabulary, "
     study.table(f"{LABELS[level]} ({vocab}embed {s['embed']}, hidden {s['hidden']}, 2 layers; {PRUNED[level]}): "
-                f"test perplexity per "
-                f"{level[:-1]} on Persuasion (pruned gradually during {s['retrain_epochs']} retraining epoch(s) "
-                f"per target)",
-                ["pruned", "weights kept (pruned layers)", "weights kept (all)", "pruned, no retraining", "retrained (PyTorch)",
+                f"test perplexity per {TOKEN[level]} on Persuasion (pruned gradually during "
+                f"{s['retrain_epochs']} retraining epoch(s) per target)",
+                ["pruned", "weights kept (pruned layers)", "weights kept (all)", "pruned, no retraining",
+                 "retrained (PyTorch)",
                  f"from the .dcz ({SHARE_BITS}-bit shared, CPU runtime)", "retrained / dense",
                  "dense trained as long (nothing pruned)", "file bytes"], rows)
     study.table(f"{LABELS[level]}: greedy continuations of the same prompts (dense: PyTorch; pruned: the .dcz file "
@@ -298,7 +302,7 @@ def _plot(study, results: dict) -> None:
         ax.axhline(result["dense_perplexity"] * WITHIN, color="grey", lw=0.8, ls=":", label="dense + 5%")
         ax.set_xscale("log")
         ax.set_xlabel("weights kept in the pruned layers (%)")
-        ax.set_ylabel(f"test perplexity per {level[:-1]} (Persuasion)")
+        ax.set_ylabel(f"test perplexity per {TOKEN[level]} (Persuasion)")
         ax.set_title(f"{LABELS[level]} on Jane Austen", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

@@ -387,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         rec = run_model(name, args.quick, Path(args.work) / ("quick" if args.quick else "full"), args.train_size,
                         args.resume)
         # read under the lock: lstm_dense_control.py may be judging the same file
-        atomic.update_json(out, lambda records, name=name, rec=rec: [r for r in records if r["model"] != name] + [rec], [])
+        atomic.update_json(out, lambda old, name=name, rec=rec: [r for r in old if r["model"] != name] + [rec], [])
     print_table([r for r in json.loads(out.read_text()) if r["model"] in (args.models or SPECS)])
     return 0
 

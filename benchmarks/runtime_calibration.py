@@ -22,6 +22,9 @@ from deepcompress.hardware.eie_tables import BENCHMARKS
 from deepcompress.runtime.int_fc import IntLinear
 from deepcompress.runtime.intpolicy import LAYOUTS_FOR
 
+# not fitted on EIE's 4-bit layers, which the cost model never gives it (intpolicy's docstring)
+UNFITTED = ("rows-packed",)
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -62,6 +65,8 @@ def calibrate(timer: rm.Timer, rounds: int, only: tuple = ()) -> dict:
         for p in PRECISIONS:
             for lay in LAYOUTS_FOR[p]:
                 if only and lay not in only:
+                    continue
+                if lay in UNFITTED:
                     continue
                 for path in filter(lambda path: runs_on(lay, path), available_paths()):
                     fc = IntLinear(nz, None, p, lay, path=path)

@@ -53,7 +53,8 @@ CONV_LAYERS = (("LeNet5-conv1", (20, 1, 5, 5), 28, 0), ("LeNet5-conv2", (50, 20,
                ("Alex-conv3", (384, 256, 3, 3), 13, 1))
 CONV_DENSITIES = (0.05, 0.12, 0.35, 0.66)
 LAYOUT_METHODS = {"csc": "deepcompress-csc", "panel": "deepcompress-panel", "grouped": "deepcompress-grouped"}
-from deepcompress.runtime.intpolicy import INT_LAYOUTS, LAYOUTS_FOR  # noqa: E402
+from deepcompress.runtime.intkernels import best_path  # noqa: E402
+from deepcompress.runtime.intpolicy import INT_LAYOUTS, LAYOUTS_FOR, runs_on  # noqa: E402
 # relative error of the integer modes against torch dense fp32 that stops the run (quantization, not bugs)
 INT_TOLERANCE = {"int8": 3e-2, "int16": 1e-3}
 
@@ -72,7 +73,8 @@ def contenders(nz: QuantizedLayer, dense: np.ndarray, x: np.ndarray, threads: in
     for precision in PRECISIONS:
         # the automatic pick (built once: it times candidates, so a second build may pick another), then
         # every int layout at batch 1 (the cost model is checked against them) or the batched ones at batch N
-        layouts = ("auto",) + (LAYOUTS_FOR[precision] if x.ndim == 1 else BATCH_LAYOUTS.get(precision, ()))
+        every = [lay for lay in LAYOUTS_FOR[precision] if runs_on(lay, best_path())]  # rows-packed: VBMI only
+        layouts = ("auto",) + (tuple(every) if x.ndim == 1 else BATCH_LAYOUTS.get(precision, ()))
         for layout in layouts:
             fn, layer = rm.ours_int(nz, x, precision, layout, act_density, 1 if x.ndim == 1 else x.shape[0])
             if layout == "auto":

@@ -2,13 +2,15 @@
 /* Would 6-bit codes decoded with AVX-512 VBMI beat storing int8 weights? The int8 row kernel
    (src/deepcompress/runtime/_lut.c) keeps a layer whose codebook has more than 16 entries (the built-in
    recipes' 5-bit FC layers: 32 centroids and the pruned weights' 0) as int8 weights, 1 byte each. 6-bit
-   codes take 0.75 byte: 16 bytes of low nibbles and 8 bytes of high bit pairs per 32 weights, decoded with
-   vpmultishiftqb (each weight's two high bits moved next to its nibble) and vpermi2b (a 64-entry int8
-   table across two ymm registers). This times one row kernel per storage, alike but for the decode, all
-   summing with vpdpbusd 4 rows at a time (the runtime's dc_rows8_vnni):
+   codes take 0.75 byte. This times one row kernel per storage, alike but for the decode, all summing with
+   vpdpbusd 4 rows at a time (the runtime's dc_rows8_vnni):
    - stored: 32 int8 weights loaded;
    - nibble: 4-bit codes looked up with vpshufb (16-entry codebooks only; for comparison);
-   - wide: 6-bit codes decoded as above.
+   - wide: 6-bit codes as 16 bytes of low nibbles and 8 bytes of high bit pairs per 32 weights, the pairs
+     moved next to their nibbles by vpmultishiftqb, then vpermi2b (a 64-entry int8 table across two ymm
+     registers); the first design, not built into the runtime;
+   - packed: 6-bit codes packed 4 in 3 bytes, decoded by vpermb + vpmultishiftqb + vpermi2b as the runtime's
+     rows-packed layout does (_lut.c dc_rows8_vbmi, the same last-chunk load).
    Random codes, random int8 inputs, thread CPU time, median of reps after warm-up calls, every output
    checked against a scalar int64 reference. Needs AVX-512 VBMI and VNNI; says so and exits 2 without.
 
@@ -61,9 +63,12 @@ VBMI INLINE __m256i w_wide(const uint8_t *p, int64_t c, const Tables *t) {
 
 /* 32 codes packed in 24 bytes, code i at bits 6i..6i+5: vpermb copies bytes 6k..6k+7 into qword k, so qword k
    starts with codes 8k..8k+7; vpmultishiftqb takes byte m of qword k from bit 6m; vpermi2b reads only an
-   index's low 6 bits, so no mask is needed. Reads 32 bytes from the chunk's 24 (the buffer is padded). */
-VBMI INLINE __m256i w_packed(const uint8_t *p, int64_t c, const Tables *t) {
-    __m256i raw = _mm256_loadu_si256((const __m256i *)(p + 24 * c));
+   index's low 6 bits, so no mask is needed. Reads 32 bytes from the chunk's 24, 16 + 8 in a row's last. */
+VBMI INLINE __m256i w_packed(const uint8_t *p, int64_t c, int last, const Tables *t) {
+    const uint8_t *q = p + 24 * c;
+    __m256i raw = last ? _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)q)),
+                                                 _mm_loadl_epi64((const __m128i *)(q + 16)), 1)
+                       : _mm256_loadu_si256((const __m256i *)q);
     __m256i codes = _mm256_multishift_epi64_epi8(t->shifts, _mm256_permutexvar_epi8(t->spread, raw));
     return _mm256_permutex2var_epi8(t->tlo, codes, t->thi);
 }
@@ -88,7 +93,8 @@ VBMI void NAME(const uint8_t *w, int64_t stride, int64_t rows, int64_t chunks, c
 ROWS_KERNEL(rows_stored, w_stored)
 ROWS_KERNEL(rows_nibble, w_nibble)
 ROWS_KERNEL(rows_wide, w_wide)
-ROWS_KERNEL(rows_packed, w_packed)
+#define W_PACKED(p, c, t) w_packed(p, c, c + 1 == chunks, t)
+ROWS_KERNEL(rows_packed, W_PACKED)
 
 typedef void (*Kernel)(const uint8_t *, int64_t, int64_t, int64_t, const Tables *, const int8_t *, int32_t *);
 
@@ -131,7 +137,10 @@ int main(int argc, char **argv) {
     if (argc < 3) { fprintf(stderr, "usage: wide_codes ROWS COLS [REPS]\n"); return 1; }
     int64_t rows = atoll(argv[1]) / 4 * 4, cols = (atoll(argv[2]) + 31) / 32 * 32, chunks = cols / 32;
     int reps = argc > 3 ? atoi(argv[3]) : 21;
-    if (rows < 4 || chunks < 1 || reps < 1) { fprintf(stderr, "wide_codes: need ROWS >= 4, COLS >= 1, REPS >= 1\n"); return 1; }
+    if (rows < 4 || chunks < 1 || reps < 1) {
+        fprintf(stderr, "wide_codes: need ROWS >= 4, COLS >= 1, REPS >= 1\n");
+        return 1;
+    }
     srand(1);
     int8_t table[64];
     for (int i = 0; i < 64; i++) table[i] = (int8_t)(rand() % 255 - 127);
@@ -179,7 +188,9 @@ int main(int argc, char **argv) {
             ref4[r] += (int64_t)table[code[r * cols + j] & 15] * x[j];
         }
     int32_t *acc = calloc(rows, 4);
-    struct { const char *name; Kernel k; const uint8_t *w; int64_t stride; const int64_t *ref; double bytes; } runs[] = {
+    struct {
+        const char *name; Kernel k; const uint8_t *w; int64_t stride; const int64_t *ref; double bytes;
+    } runs[] = {
         {"stored", rows_stored, stored, cols, ref6, (double)rows * cols},
         {"nibble", rows_nibble, nib, cols / 2, ref4, rows * cols / 2.0},
         {"wide", rows_wide, wide, chunks * 24, ref6, rows * chunks * 24.0},

@@ -4,10 +4,12 @@ Two measurements on the same shapes, one thread, this thread's CPU time:
 - kernels: benchmarks/wide_codes.c, compiled here with Python's C compiler: the int8 row kernel on stored
   weights, on 4-bit codes (vpshufb) and on 6-bit codes in two layouts (a nibble plane plus a plane of high
   bit pairs, and packed 4-in-3 bytes), medians of 21 calls, outputs checked against a scalar reference;
-- runtime (the first four shapes): IntLinear on the 'vbmi' path, a random layer whose codebook has 32 values and the pruned weights'
-  0 (the built-in recipes' 5-bit FC layers), 70% of its weights kept (MiniLM's feed-forward layers), a dense
-  signed input: rows-packed against every other int8 layout offered for it, and the cost model's pick;
-  warm steady-state medians of interleaved rounds (runtime_methods.Timer).
+- runtime (the first four shapes): IntLinear on the 'vbmi' path, a random layer whose codebook has 32 values
+  and the pruned weights' 0 (the built-in recipes' 5-bit FC layers), 70% of its weights kept (MiniLM's
+  feed-forward layers), a dense signed input: rows-packed against every other int8 layout offered for it,
+  and the cost model's pick;
+  warm steady-state medians of interleaved rounds (runtime_methods.Timer); on Alex-6's shape, the layout
+  IntLinear picks on its own (the cost model's shortlist, timed as the layer is built: inttune.py).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/wide_codes.py [--rounds 7]
 
@@ -38,10 +40,12 @@ from deepcompress.runtime.intpolicy import choose_int_layout
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "wide_codes.json"
-# (name, rows, cols): LeNet-300-100's first layer, MiniLM's feed-forward pair, two layers past the caches
+# (name, rows, cols): LeNet-300-100's first layer, MiniLM's feed-forward pair, an 8 MB layer, Alex-6 (38 MB
+# as int8 weights, past a 32 MB L3; 28 MB as 6-bit codes, within it) and one twice Alex-6 (past it either way)
 SHAPES = (("LeNet-ip1", 300, 784), ("MiniLM-up", 1536, 384), ("MiniLM-down", 384, 1536),
-          ("2048x4096", 2048, 4096), ("Alex-6", 4096, 9216))
+          ("2048x4096", 2048, 4096), ("Alex-6", 4096, 9216), ("8192x9216", 8192, 9216))
 RUNTIME_SHAPES = SHAPES[:4]  # building every layout of Alex-6's 26 million weights takes minutes
+TUNED_SHAPE = SHAPES[4]  # there only the layouts the tuner shortlists are built: what the runtime picks
 VALUES, KEPT = 32, 0.7
 
 
@@ -92,6 +96,16 @@ def run_runtime(shapes, rounds: int) -> dict:
     return out
 
 
+def run_tuned(shape) -> dict:
+    """The layout IntLinear picks on its own for `shape` on the vbmi path and the shortlist's timings."""
+    name, rows, cols = shape
+    nz, _ = random_layer(rows, cols)
+    fc = IntLinear(nz, None, "int8", path="vbmi")
+    print(f"{name} ({rows}x{cols}), picked on its own: {fc.layout.kind}; "
+          + ", ".join(f"{k} {v:.0f} us" for k, v in fc.measured_us.items()), flush=True)
+    return {"shape": name, "picked": fc.layout.kind, "measured_us": fc.measured_us, "why": fc.why}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run both measurements; print and write them."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -108,9 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name} kernels: " + ", ".join(f"{s} {v['median_us']:.1f} us ({v['ns_per_weight']:.4f} ns/w)"
                                                for s, v in by.items()), flush=True)
     runtime = run_runtime(RUNTIME_SHAPES, args.rounds)
+    tuned = run_tuned(TUNED_SHAPE)
     doc = {"command": "benchmarks/wide_codes.py " + " ".join(sys.argv[1:] if argv is None else argv),
            "cpu_flags": cpu_flags(), "shapes": {n: [r, c] for n, r, c in SHAPES}, "codebook_values": VALUES,
-           "kept": KEPT, "kernels": kernels, "runtime": runtime,
+           "kept": KEPT, "kernels": kernels, "runtime": runtime, "tuned": tuned,
            "packed_over_stored_kernel": {n: by["stored"]["median_us"] / by["packed"]["median_us"]
                                          for n, by in kernels.items()},
            "packed_over_stored_runtime": {n: r["median_us"]["rows-stored"] / r["median_us"]["rows-packed"]

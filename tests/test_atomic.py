@@ -46,7 +46,17 @@ def test_update_json_keeps_every_update_of_processes_writing_in_turn(tmp_path):
         p.start()
     for p in procs:
         p.join(60)
+    for p in procs:  # one still running after a minute failed; leave nothing behind
+        if p.is_alive():
+            p.kill()
+            p.join()
     assert [p.exitcode for p in procs] == [0, 0, 0]
     records = json.loads(path.read_text())
     assert sorted(map(tuple, records)) == [(tag, i) for tag in range(3) for i in range(40)]
     assert not [f for f in tmp_path.iterdir() if f.name != "records.json"]  # no lock or temporary file left
+
+
+def test_update_json_creates_the_folder_and_starts_from_the_default(tmp_path):
+    path = tmp_path / "new" / "deeper" / "records.json"
+    assert atomic.update_json(path, lambda records: records + [1], []) == [1]
+    assert json.loads(path.read_text()) == [1]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
 import os
 import shutil
@@ -98,8 +97,11 @@ def write_json(path: str | Path, obj) -> None:
 def update_json(path: str | Path, update, default=None):
     """Read the JSON at `path` (`default` if there is none), write `update(value)` back atomically, and
     return it, holding an exclusive lock on the folder throughout, so two processes updating the same
-    file in turn both keep their changes (a read then a write apart lose one)."""
+    file in turn both keep their changes (a read then a write apart lose one). POSIX only."""
+    import fcntl  # not on Windows, where nothing else here needs it
+
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path.parent, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

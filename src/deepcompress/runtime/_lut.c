@@ -13,7 +13,7 @@ Layouts (built in intdense.py, introwquads.py; listed in intlayouts.py):
     a clear bit sets bit 7 of the code byte, for which vpshufb yields 0.
   rows, stored weights: row r is `chunks*32` int8 (or int16) weights at w + r*stride.
   rows, packed 6-bit codes (int8, VBMI): row r, chunk c is 24 bytes at codes + r*stride + 24*c holding the
-    chunk's 32 codes little-endian, code i at bits 6i..6i+5; the buffer has 8 readable bytes past its end.
+    chunk's 32 codes little-endian, code i at bits 6i..6i+5.
   cols (int8): column j is coded like a row above (codes + j*stride, mask + j*mstride), or as rows_pad
     int8 weights at w + j*stride, rows_pad a multiple of 32.
   row quads (int8, batches): a row's nonzero int8 weights in quads, 4 column indices (uint16) and the
@@ -175,11 +175,15 @@ VNNI void dc_rows8_vnni(const uint8_t *codes, int nibble, const uint8_t *mask, i
 /* The int8 weights of packed 6-bit chunk c (layout above): vpermb copies bytes 6k..6k+7 into qword k, which
    then starts with codes 8k..8k+7; vpmultishiftqb takes byte m of qword k from bit 6m; vpermi2b looks each
    up in the 64-entry table held in two registers, reading only an index's low 6 bits (no mask needed).
-   Reads 32 bytes from the chunk's 24. */
+   Reads 32 bytes from the chunk's 24, except in a row's last chunk (`last`), which it reads as 16 + 8
+   bytes so that nothing past the array is touched. */
 typedef struct { __m256i lo, hi, spread, shifts; } Packed6;
 
-VBMI static inline __m256i packed6_weights(const uint8_t *p, int64_t c, const Packed6 *t) {
-    __m256i raw = _mm256_loadu_si256((const __m256i *)(p + 24 * c));
+VBMI static inline __m256i packed6_weights(const uint8_t *p, int64_t c, int last, const Packed6 *t) {
+    const uint8_t *q = p + 24 * c;
+    __m256i raw = last ? _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)q)),
+                                                 _mm_loadl_epi64((const __m128i *)(q + 16)), 1)
+                       : _mm256_loadu_si256((const __m256i *)q);
     __m256i codes = _mm256_multishift_epi64_epi8(t->shifts, _mm256_permutexvar_epi8(t->spread, raw));
     return _mm256_permutex2var_epi8(t->lo, codes, t->hi);
 }
@@ -187,7 +191,7 @@ VBMI static inline __m256i packed6_weights(const uint8_t *p, int64_t c, const Pa
 /* The row kernel on packed 6-bit codes (codebooks of 17-64 entries, which the other paths store as int8
    weights: 0.75 byte a weight instead of 1). benchmarks/wide_codes.py measured it on a Zen 4 against the
    stored weights and the 4-bit codes. */
-#define PACKED(p, m, c) ((void)(m), packed6_weights(p, c, &t))
+#define PACKED(p, m, c) ((void)(m), packed6_weights(p, c, c + 1 == chunks, &t))
 VBMI void dc_rows8_vbmi(const uint8_t *codes, const int8_t *table64, int64_t rows, int64_t chunks, int64_t stride,
                         const int8_t *x, int32_t *acc) {
     int8_t spread[32], shifts[32];

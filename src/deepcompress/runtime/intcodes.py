@@ -18,7 +18,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class CodedVectors:
-    """n vectors of `length` (a multiple of 32) integer weights in one of three storages (module docstring)."""
+    """n vectors of `length` (a multiple of 32) integer weights in one of the storages of the module docstring."""
 
     storage: str  # 'nibble', 'masked', 'stored' or 'packed6'
     store: np.ndarray  # uint8 (n, length/2) or (n, 3 length/4) codes, or (n, length) integer weights
@@ -53,7 +53,7 @@ def bytes_per_weight(storage: str, precision: str) -> float:
 
 def packed6_zero(q_c: np.ndarray) -> int | None:
     """The 6-bit code of weight 0 for this quantized codebook (a spare code, or the entry that rounds to 0);
-    None when it has 64 nonzero values and no code is left for 0."""
+    None when no code is left for 0: 64 values none of which is 0, or more than 64."""
     if q_c.size < 64:
         return int(q_c.size)
     zeros = np.flatnonzero(q_c == 0)
@@ -61,21 +61,21 @@ def packed6_zero(q_c: np.ndarray) -> int | None:
 
 
 def packed6_vectors(codes: np.ndarray, keep: np.ndarray, q_c: np.ndarray) -> CodedVectors:
-    """Pack an (n, length) matrix of codebook indices as 6-bit codes (layout in _lut.c: 24 bytes per 32
-    codes, code i at bits 6i..6i+5), with 8 readable bytes past the array for the kernel's 32-byte loads;
+    """Pack an (n, length) matrix of codebook indices (`keep` False where the weight is pruned; length a
+    multiple of 32) as 6-bit codes (layout in _lut.c: 24 bytes per 32 codes, code i at bits 6i..6i+5);
     ValueError when the codebook leaves no code for 0."""
     zero = packed6_zero(q_c)
     if zero is None:
         raise ValueError(f"6-bit codes hold at most 63 nonzero values and 0; this codebook has {q_c.size}")
     n, length = codes.shape
+    if length % 32:
+        raise ValueError(f"coded vectors are whole 32-entry chunks; got length {length}")
     table = np.zeros(64, q_c.dtype)
     table[:q_c.size] = q_c
     c = np.where(keep, codes, zero).astype(np.uint32).reshape(n, -1, 4)  # 4 codes = 24 bits = 3 bytes
     bits = c[..., 0] | c[..., 1] << 6 | c[..., 2] << 12 | c[..., 3] << 18
     packed = np.stack([bits & 255, bits >> 8 & 255, bits >> 16], axis=-1).astype(np.uint8).reshape(n, -1)
-    buffer = np.zeros(packed.size + 8, np.uint8)
-    buffer[:packed.size] = packed.ravel()
-    return CodedVectors("packed6", buffer[:packed.size].reshape(packed.shape), np.zeros((n, 0), np.uint8), table)
+    return CodedVectors("packed6", packed, np.zeros((n, 0), np.uint8), table)
 
 
 def code_vectors(codes: np.ndarray, keep: np.ndarray, q_c: np.ndarray, stored: bool = False) -> CodedVectors:

@@ -72,8 +72,8 @@ class RowsLayout(_DenseCodes):
         """y = W x + b in one compiled call where this layout and path have one (False: not done)."""
         v = self.vectors
         chunks = self.padded_in // CHUNK
-        if path == "portable":
-            return False
+        if path == "portable" or v.storage == "packed6" and path != "vbmi":
+            return False  # matvec's portable kernel runs it
         if v.storage == "packed6":
             ik.rows8_packed_fused(v.store, v.table, chunks, x, xq, acc, s_w, bias, y, relu)
             return True
@@ -92,7 +92,7 @@ class RowsLayout(_DenseCodes):
         """(kernel, args, x index, y index) of `run`'s compiled call (compiled.py), None if it has none."""
         v = self.vectors
         chunks = self.padded_in // CHUNK
-        if path == "portable":
+        if path == "portable" or v.storage == "packed6" and path != "vbmi":
             return None
         if v.storage == "packed6":
             return ik.rows8_packed_fused, (v.store, v.table, chunks, xq, acc, s_w, bias), 3, 7
@@ -108,11 +108,11 @@ class RowsLayout(_DenseCodes):
         """acc = W xq."""
         v = self.vectors
         chunks = self.padded_in // CHUNK
-        if v.storage == "packed6":
-            if path == "portable":
-                ip.rows_packed_portable(v.store, v.table, xq, acc)
-            else:
+        if v.storage == "packed6":  # VBMI's kernel, else the portable one (never an illegal instruction)
+            if path == "vbmi":
                 ik.rows8_packed_simd(v.store, v.table, chunks, xq, acc)
+            else:
+                ip.rows_packed_portable(v.store, v.table, xq, acc)
             return
         if path != "portable" and self.precision == "int8":
             ik.rows8_simd(ik.uses_vnni(path), v.store, v.mask, v.nibble, v.table, chunks, xq, acc)

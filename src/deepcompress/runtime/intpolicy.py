@@ -35,12 +35,11 @@ entries, 18% of its columns visited).
 
 rows-packed (6-bit codes, the 'vbmi' path only, offered for codebooks of 17-64 values, which the other
 row layouts store as int8) is not fitted: its per-unit cost is rows-stored's times 1.38 (its kernel's time
-over the stored-weight kernel's on four shapes that fit the caches, 1.37-1.42x) and its per-byte cost
-rows-stored's (`python benchmarks/wide_codes.py` on a Zen 4; benchmarks/results/wide_codes.json). Past the
-caches its kernel ran 1.40x faster than the stored one (Alex-6's shape, 0.75 against 1 byte a weight), an
-overlap of decoding and memory time this additive model does not express: it predicts the stored layout
-there, 1.18x faster than rows-packed, which keeps rows-packed in inttune's shortlist, and the timing picks
-it (Alex-6's shape, 32 values + 0, 70% kept: 2309 against 2538 us).
+over the stored-weight kernel's on four shapes that fit the caches, 1.37-1.42x in a first run) and its
+per-byte cost rows-stored's (`python benchmarks/wide_codes.py` on a Zen 4; benchmarks/results/wide_codes.json).
+Its kernel beat the stored one only where 6-bit codes fit the L3 and int8 weights did not (Alex-6's shape,
+1.23-1.40x), an effect this additive model does not express: it predicts the stored layout there, 1.18x
+faster, which keeps rows-packed in inttune's shortlist, and the timing picks it.
 
 The model's error is up to about 2x on a layer, so where layouts are predicted close together the
 layer times them (inttune.py) instead of trusting the ranking.
@@ -105,8 +104,11 @@ def layout_bytes(nz: QuantizedLayer, layout: str, precision: str) -> tuple[float
     if layout in ("blocks", "quads"):
         return float(-(-n_rows // 64) * 64 * n_cols), 1.0
     if layout == "rows-packed":
-        return float(n_rows * padded(n_cols)) * 0.75, 0.75
-    storage = "stored" if layout.endswith("-stored") else storage_for(quantize_codebook(nz.codebook, precision)[0])[0]
+        storage = "packed6"
+    elif layout.endswith("-stored"):
+        storage = "stored"
+    else:
+        storage = storage_for(quantize_codebook(nz.codebook, precision)[0])[0]
     per_weight = bytes_per_weight(storage, precision)
     if layout.startswith("rows"):
         return float(n_rows * padded(n_cols)) * per_weight, per_weight
@@ -148,8 +150,8 @@ def runs_on(layout: str, path: str) -> bool:
 def offered(nz: QuantizedLayer, layout: str, precision: str, path: str) -> bool:
     """Whether the cost model considers `layout` for `nz` on `path`: it runs there and fits the layer
     (rowquads: at most 2^16 columns; rows-packed: the vbmi path, codebooks of 17-64 values with 0)."""
-    if layout == "rowquads":
-        return nz.matrix_shape[1] <= 1 << 16
+    if layout == "rowquads" and nz.matrix_shape[1] > 1 << 16:
+        return False
     if layout == "rows-packed":
         q_c = quantize_codebook(nz.codebook, precision)[0]
         return path == "vbmi" and q_c.size > 16 and packed6_zero(q_c) is not None

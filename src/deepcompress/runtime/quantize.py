@@ -86,15 +86,16 @@ def dequantize(acc: np.ndarray, scale: float, bias: np.ndarray) -> np.ndarray:
     return (acc.astype(np.float64) * scale).astype(np.float32) + bias
 
 
-def reference_forward(layer, bias: np.ndarray, x: np.ndarray, precision: str) -> np.ndarray:
+def reference_forward(layer, bias: np.ndarray | None, x: np.ndarray, precision: str) -> np.ndarray:
     """The int8/int16 output of a QuantizedLayer for x (in,) or (N, in), from a dense int64 matrix of
-    quantized weights: the numpy reference every integer kernel must match bit for bit."""
+    quantized weights (bias None: none): the numpy reference every integer kernel must match bit for bit."""
     q_c, s_w = quantize_codebook(layer.codebook, precision)
     rows, cols = layer.rows_cols()
     w = np.zeros(layer.matrix_shape, np.int64)
     w[rows, cols] = q_c[layer.indices]
     x2 = np.atleast_2d(np.asarray(x, np.float32))
     out = np.empty((x2.shape[0], layer.matrix_shape[0]), np.float32)
+    bias = np.zeros(layer.matrix_shape[0], np.float32) if bias is None else bias  # asarray(None) is NaN
     for i, v in enumerate(x2):
         q_x, s_x = quantize_vector(v, precision)
         out[i] = dequantize(w @ q_x.astype(np.int64), s_w * s_x, np.asarray(bias, np.float32))

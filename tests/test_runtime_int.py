@@ -486,3 +486,22 @@ def test_auto_layout_times_the_shortlist_and_keeps_the_fastest(batch, monkeypatc
     assert "timed" in fc.why and np.array_equal(fc(x), reference_forward(nz, bias, x, "int8"))
     untimed = IntLinear(nz, bias, "int8", "auto", 0.5, batch=batch, tune=False)
     assert untimed.measured_us == {} and untimed.layout.kind == min(untimed.predicted_ns, key=untimed.predicted_ns.get)
+
+
+def test_tuner_times_each_candidate_in_its_steady_state(monkeypatch):
+    """Each timed call follows WARM_CALLS untimed calls of the same candidate, in rounds: a layout slow
+    only right after another one (10 units) but fast in its steady state (1) beats one always at 2."""
+    clock, calls = [0.0], []
+
+    def candidate(name, cold, warm):
+        def call(_x):
+            clock[0] += warm if calls and calls[-1] == name else cold
+            calls.append(name)
+        return call
+
+    monkeypatch.setattr(inttune, "CLOCK", lambda: clock[0])
+    cands = {"streams": candidate("streams", 10.0, 1.0), "steady": candidate("steady", 2.0, 2.0)}
+    best, medians = inttune.fastest(cands, np.zeros((1, 4), np.float32), calls=3)
+    assert best == "streams" and medians == {"streams": 1e6, "steady": 2e6}
+    per_round = ["streams"] * (inttune.WARM_CALLS + 1) + ["steady"] * (inttune.WARM_CALLS + 1)
+    assert calls == per_round * 3

@@ -18,7 +18,8 @@ import numpy as np
 
 SHORTLIST_RATIO = 1.5  # the model's error between close layouts (see above)
 SHORTLIST_MAX = 3
-CALLS = 9  # timed calls per candidate after one untimed call; the median is compared
+CALLS = 9  # timed calls per candidate, each after WARM_CALLS untimed ones; the median is compared
+WARM_CALLS = 3
 # this thread's CPU time, not wall time: IntLinear runs on one thread, and on a shared machine a time slice
 # given to another process inside one timed call made a layout look 8x slower (NT-Wd rows-stored 5,626 us
 # against 681 us for blocks, measured at load) and could decide the pick
@@ -49,18 +50,19 @@ def probe_input(n_cols: int, act_density: float | None, batch: int, seed: int = 
 
 def fastest(candidates: dict, x: np.ndarray, calls: int = CALLS) -> tuple[str, dict]:
     """(name of the fastest, {name: median CPU-time microseconds}) of built layers `candidates`
-    {name: layer} called on x (one vector when x has one row): one untimed call each, then `calls`
-    rounds of one timed call each. Rounds, not each candidate's calls back to back: a candidate then
-    runs after the others have used the caches, as a layer runs after other layers (back to back, a
-    layout that streams a few MB looked faster than it was: NT-We int8 rows-stored 119 us against
-    quads 127 us here, 282 against 125 us in the benchmark's interleaved rounds)."""
+    {name: layer} called on x (one vector when x has one row): `calls` rounds, each timing every
+    candidate once after WARM_CALLS untimed calls, the steady state the benchmarks' "warm" measures
+    (runtime_methods.Timer) and the cost model was fitted to. Timed right after the other candidates
+    instead (one call each in turn, the design before session 10), NT-Wd's blocks looked 5% faster than
+    quads (233-472 against 245-509 us) where steady state gives quads 1.26x (94 against 118 us); the
+    rounds still spread a shared machine's drifts over all candidates."""
     arg = x[0] if x.shape[0] == 1 else x
     names = list(candidates)
-    for name in names:
-        candidates[name](arg)
     times = {name: [] for name in names}
     for _ in range(calls):
         for name in names:
+            for _ in range(WARM_CALLS):
+                candidates[name](arg)
             t = CLOCK()
             candidates[name](arg)
             times[name].append(CLOCK() - t)

@@ -26,6 +26,7 @@ class OptionalBuildExt(build_ext):
 setup(
     ext_modules=[Extension("deepcompress.runtime._lut", ["src/deepcompress/runtime/_lut.c", "src/deepcompress/runtime/_spmm.c",
                                                      "src/deepcompress/runtime/_csc8.c"],
+                           depends=["src/deepcompress/runtime/_lut_blocks.h"],
                            extra_compile_args=["-O2", "-std=c11", "-ffp-contract=off"], optional=True)],
     cmdclass={"build_ext": OptionalBuildExt},
 )

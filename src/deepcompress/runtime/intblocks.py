@@ -48,9 +48,10 @@ class BlocksLayout(PaddedSizes):
     def _scratch_len(self) -> int:
         return ik.blocks8_scratch(self.shape[1])
 
-    def _kernels(self):
-        """(one-vector fused, batched fused, SIMD sums) kernels of this layout (the extension's)."""
-        return ik.blocks8_fused, ik.blocks8_batch_fused, ik.blocks8_simd
+    def _kernels(self, path: str):
+        """(one-vector fused, batched fused, SIMD sums) kernels of this layout on `path` (the extension's)."""
+        simd, fused, batch_fused = ik.BLOCK_KERNELS[self.kind, ik.uses_vnni(path)]
+        return fused, batch_fused, simd
 
     def _portable(self, xq, acc):
         ip.blocks_portable(self.store, xq, acc)
@@ -63,14 +64,14 @@ class BlocksLayout(PaddedSizes):
         """y = W x + b in one compiled call where this layout and path have one (False: not done)."""
         if path == "portable":
             return False
-        self._kernels()[0](self.store, x, xq.reshape(1, -1), self._scratch, self._acc2, s_w, bias, y, relu)
+        self._kernels(path)[0](self.store, x, xq.reshape(1, -1), self._scratch, self._acc2, s_w, bias, y, relu)
         return True
 
     def vec_spec(self, xq, acc, s_w, bias, path: str):
         """(kernel, args, x index, y index) of `run`'s compiled call (compiled.py), None if it has none."""
         if path == "portable":
             return None
-        return self._kernels()[0], (self.store, xq.reshape(1, -1), self._scratch, self._acc2, s_w, bias), 1, 6
+        return self._kernels(path)[0], (self.store, xq.reshape(1, -1), self._scratch, self._acc2, s_w, bias), 1, 6
 
     def run_batch(self, x: np.ndarray, s_w: float, bias: np.ndarray, y: np.ndarray, path: str) -> bool:
         """y[i] = W x[i] + b for every row of x (N, in) in one call per BATCH_BLOCK rows (False: no
@@ -82,7 +83,7 @@ class BlocksLayout(PaddedSizes):
         scales = np.empty(step, np.float64)
         scratch = np.empty(step * self._scratch_len(), np.int32)
         acc = np.empty((step, self.acc_rows), np.int32)
-        batch_fused = self._kernels()[1]
+        batch_fused = self._kernels(path)[1]
         for start in range(0, x.shape[0], step):
             m = min(step, x.shape[0] - start)
             batch_fused(self.store, x[start:start + m], xq[:m], scales[:m], scratch, acc[:m], s_w,
@@ -94,7 +95,7 @@ class BlocksLayout(PaddedSizes):
         if path == "portable":
             self._portable(xq, acc)
         else:
-            self._kernels()[2](self.store, xq.reshape(1, -1), self._scratch, acc.reshape(1, -1))
+            self._kernels(path)[2](self.store, xq.reshape(1, -1), self._scratch, acc.reshape(1, -1))
 
 
 def _zero_blocks(nz: QuantizedLayer, precision: str, kind: str, per_block: tuple[int, ...]):
@@ -123,10 +124,6 @@ class QuadsLayout(BlocksLayout):
 
     def _scratch_len(self) -> int:
         return ik.quads8_scratch(self.store.shape[1])
-
-    def _kernels(self):
-        """(one-vector fused, batched fused, SIMD sums) kernels of this layout (the extension's)."""
-        return ik.quads8_fused, ik.quads8_batch_fused, ik.quads8_simd
 
     def _portable(self, xq, acc):
         ip.quads_portable(self.store, xq, acc)

@@ -5,7 +5,7 @@ quantized weights and a quantized input (quantize.py), so every path gives the s
 
 - 'portable': numba scalar loops (intportable.py), always there.
 - 'avx2': _lut.c with AVX2 (vpshufb table lookup on 4-bit codes, vpmaddubsw / vpmaddwd sums).
-- 'vnni': _lut.c with AVX-512 VNNI (vpdpbusd) for the int8 row kernel, AVX2 for the rest.
+- 'vnni': _lut.c with AVX-512 VNNI (vpdpbusd) for the int8 row, blocks and quads kernels, AVX2 for the rest.
 - 'vbmi': the 'vnni' path plus AVX-512 VBMI, which decodes the 'rows-packed' layout's 6-bit codes (vpermb,
   vpmultishiftqb, vpermi2b); only that layout differs from 'vnni'.
 The AVX-512 paths are checked natively on a Zen 4 and, on machines without AVX-512, through a SIMDe build of
@@ -32,7 +32,8 @@ from .quantize import quantize_into
 PATHS = ("portable", "avx2", "vnni", "vbmi")
 # every function of the extension (_lut.c, _spmm.c, _csc8.c) the runtime binds
 SYMBOLS = ("dc_features", "dc_rows8_avx2", "dc_rows8_vnni", "dc_rows8_vbmi", "dc_rows16_avx2", "dc_cols8_avx2",
-           "dc_blocks8_avx2", "dc_blocks8_scratch", "dc_quads8_avx2", "dc_quads8_scratch", "dc_rowquads8_avx2",
+           "dc_blocks8_avx2", "dc_blocks8_vnni", "dc_blocks8_scratch", "dc_quads8_avx2", "dc_quads8_vnni",
+           "dc_quads8_scratch", "dc_rowquads8_avx2",
            "dc_panelquads8_avx2",
            "dc_transpose8_avx2", "dc_quantize8_avx2", "dc_csc_matvec_f32",
            "dc_panel_matmat_f32", "dc_csc8_avx2")
@@ -116,8 +117,9 @@ def quads8_scratch(groups: int) -> int:
 
 
 def best_path() -> str:
-    """The fastest dispatch path available here, which layers run on unless told otherwise (VNNI's row
-    kernel ran 1.24x AVX2's speed on a Zen 4: benchmarks/results/int_paths.json)."""
+    """The fastest dispatch path available here, which layers run on unless told otherwise (VNNI's
+    kernels ran 1.25x (rows), 1.18x (blocks) and 1.12x (quads) AVX2's speed on a Zen 4, geomeans over EIE's
+    nine layers: benchmarks/results/int_paths.json)."""
     return available_paths()[-1]
 
 
@@ -131,9 +133,10 @@ if LIB is not None:
     _rows8_vbmi = _bind(LIB, "dc_rows8_vbmi", _P, _P, _I64, _I64, _I64, _P, _P)
     _rows16_avx2 = _bind(LIB, "dc_rows16_avx2", *_ROWS)
     _cols8_avx2 = _bind(LIB, "dc_cols8_avx2", _P, _INT, _P, _I64, _P, _I64, _I64, _P, _I64, _P, _P)
-    _blocks8_avx2 = _bind(LIB, "dc_blocks8_avx2", _P, _I64, _I64, _P, _I64, _I64, _P, _P)
+    _BLOCKS = (_P, _I64, _I64, _P, _I64, _I64, _P, _P)
+    _blocks8_avx2, _blocks8_vnni = (_bind(LIB, f"dc_blocks8_{isa}", *_BLOCKS) for isa in ("avx2", "vnni"))
     LIB.dc_blocks8_scratch.argtypes, LIB.dc_blocks8_scratch.restype = [_I64], _I64
-    _quads8_avx2 = _bind(LIB, "dc_quads8_avx2", _P, _I64, _I64, _P, _I64, _I64, _P, _P)
+    _quads8_avx2, _quads8_vnni = (_bind(LIB, f"dc_quads8_{isa}", *_BLOCKS) for isa in ("avx2", "vnni"))
     _rowquads8_avx2 = _bind(LIB, "dc_rowquads8_avx2", _P, _I64, _P, _P, _P, _I64, _INT, _P)
     LIB.dc_quads8_scratch.argtypes, LIB.dc_quads8_scratch.restype = [_I64], _I64
     _transpose8_avx2 = _bind(LIB, "dc_transpose8_avx2", _P, _I64, _I64, _I64, _P)
@@ -230,9 +233,10 @@ if LIB is not None:
 
         return simd, fused, batch_fused
 
-    # the 64-row block layout (store (blocks, cols, 64)) and the quad-interleaved one (blocks, groups, 64, 4)
-    blocks8_simd, blocks8_fused, blocks8_batch_fused = _block_kernels(_blocks8_avx2)
-    quads8_simd, quads8_fused, quads8_batch_fused = _block_kernels(_quads8_avx2)
+    # the 64-row block layout (store (blocks, cols, 64)) and the quad-interleaved one (blocks, groups, 64, 4),
+    # by whether the path sums with VNNI
+    BLOCK_KERNELS = {("blocks", False): _block_kernels(_blocks8_avx2), ("blocks", True): _block_kernels(_blocks8_vnni),
+                     ("quads", False): _block_kernels(_quads8_avx2), ("quads", True): _block_kernels(_quads8_vnni)}
 
     @njit(cache=False, nogil=True)
     def rowquads8_simd(row_ptr, qcols, qw, xt, neg, acc):

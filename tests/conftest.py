@@ -22,7 +22,8 @@ from fixtures.make_lenet_dcz import TRAIN_IMAGES, fixture_paths
 
 FIXTURE_MODELS = tuple(TRAIN_IMAGES)
 # The package's modules built on torch: training code, the tensor data loader, decompress (to_torch).
-TORCH_MODULES = ("deepcompress.train", "deepcompress.compress", "deepcompress.parallel", "deepcompress.models",
+TORCH_MODULES = ("deepcompress.train", "deepcompress.train_checkpoints", "deepcompress.compress", "deepcompress.parallel",
+                 "deepcompress.models",
                  "deepcompress.data_torch", "deepcompress.to_torch")
 # Prepended to code run by `without_torch`: any import of torch (or torch.*) raises ImportError.
 BLOCK_TORCH = "import sys; sys.modules['torch'] = None\n"

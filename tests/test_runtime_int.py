@@ -490,7 +490,8 @@ def test_auto_layout_times_the_shortlist_and_keeps_the_fastest(batch, monkeypatc
 
 def test_tuner_times_each_candidate_in_its_steady_state(monkeypatch):
     """Each timed call follows WARM_CALLS untimed calls of the same candidate, in rounds: a layout slow
-    only right after another one (10 units) but fast in its steady state (1) beats one always at 2."""
+    only right after another one (10 us) but fast in its steady state (1 us) beats one always at 2 us;
+    a candidate whose calls take longer than WARM_UNTIL_S gets no warm-up calls after its first round."""
     clock, calls = [0.0], []
 
     def candidate(name, cold, warm):
@@ -500,8 +501,11 @@ def test_tuner_times_each_candidate_in_its_steady_state(monkeypatch):
         return call
 
     monkeypatch.setattr(inttune, "CLOCK", lambda: clock[0])
-    cands = {"streams": candidate("streams", 10.0, 1.0), "steady": candidate("steady", 2.0, 2.0)}
+    cands = {"streams": candidate("streams", 1e-5, 1e-6), "steady": candidate("steady", 2e-6, 2e-6)}
     best, medians = inttune.fastest(cands, np.zeros((1, 4), np.float32), calls=3)
-    assert best == "streams" and medians == {"streams": 1e6, "steady": 2e6}
+    assert best == "streams" and medians == pytest.approx({"streams": 1.0, "steady": 2.0})
     per_round = ["streams"] * (inttune.WARM_CALLS + 1) + ["steady"] * (inttune.WARM_CALLS + 1)
     assert calls == per_round * 3
+    calls.clear()
+    inttune.fastest({"long": candidate("long", 1.0, 1.0)}, np.zeros((1, 4), np.float32), calls=3)
+    assert calls == ["long"] * (inttune.WARM_CALLS + 1 + 2)  # warm-up in the first round only

@@ -326,7 +326,7 @@ static int64_t nonzero_quads(const int8_t *x, int64_t cols, int32_t *idx, uint32
     return groups;
 }
 
-/* int32 entries of one sample's scratch area in dc_blocks8_avx2 */
+/* int32 entries of one sample's scratch area in dc_blocks8_avx2 and dc_blocks8_vnni */
 int64_t dc_blocks8_scratch(int64_t cols) { return 2 * (cols + 4 * PREFETCH_GROUPS + 8); }
 
 /* The nonzero quads of x (4 * groups int8, zero-padded): group indices (then PREFETCH_GROUPS copies of
@@ -352,7 +352,7 @@ static int64_t nonzero_groups(const int8_t *x, int64_t groups, int32_t *gidx, ui
     return m;
 }
 
-/* int32 entries of one sample's scratch area in dc_quads8_avx2 */
+/* int32 entries of one sample's scratch area in dc_quads8_avx2 and dc_quads8_vnni */
 int64_t dc_quads8_scratch(int64_t groups) { return 3 * (groups + PREFETCH_GROUPS) + 8; }
 
 /* The block kernels (dc_blocks8_*, dc_quads8_*) for each instruction set: one source, two builds. */
@@ -367,6 +367,9 @@ int64_t dc_quads8_scratch(int64_t groups) { return 3 * (groups + PREFETCH_GROUPS
 #define BK_MAC(acc, x, w) _mm256_dpbusd_epi32(acc, x, w)
 #define BK_NAME(name) name##_vnni
 #include "_lut_blocks.h"
+#undef BK_TARGET
+#undef BK_MAC
+#undef BK_NAME
 
 /* acc[r * lanes + l] = sum_j W[r, j] xt[j * lanes + l] for a batch held transposed (xt: cols x lanes
    int8, lanes a multiple of 32, |values| <= 127): every row's nonzero weights in quads (zero weights

@@ -2,6 +2,9 @@
 with BK_TARGET (the target attribute), BK_MAC(acc, x, w) (acc + four u8 x s8 products per int32 lane:
 vpmaddubsw + vpmaddwd on AVX2, exact since each pair is at most 2 * 127 * 127; vpdpbusd on AVX-512 VNNI)
 and BK_NAME(name) (the suffixed function name) defined. Not a header to include anywhere else. */
+#if !defined(BK_TARGET) || !defined(BK_MAC) || !defined(BK_NAME)
+#error "_lut_blocks.h needs BK_TARGET, BK_MAC and BK_NAME (see _lut.c)"
+#endif
 
 /* Sums of a 64-row block: acc[v] += (4-column quads q_v of weights) . (|x| quad xq), four int8
    products per int32 lane (BK_MAC). */

@@ -102,17 +102,17 @@ def available_paths() -> tuple[str, ...]:
 
 
 def uses_vnni(path: str) -> bool:
-    """Whether `path` sums int8 rows with VNNI (the 'vnni' and 'vbmi' paths)."""
+    """Whether `path` runs the int8 rows, blocks and quads kernels with VNNI (the 'vnni' and 'vbmi' paths)."""
     return path in ("vnni", "vbmi")
 
 
 def blocks8_scratch(cols: int) -> int:
-    """int32 scratch entries dc_blocks8_avx2 needs per sample (0 without the extension)."""
+    """int32 scratch entries dc_blocks8_* needs per sample (0 without the extension)."""
     return int(LIB.dc_blocks8_scratch(cols)) if LIB is not None else 0
 
 
 def quads8_scratch(groups: int) -> int:
-    """int32 scratch entries dc_quads8_avx2 needs per sample (0 without the extension)."""
+    """int32 scratch entries dc_quads8_* needs per sample (0 without the extension)."""
     return int(LIB.dc_quads8_scratch(groups)) if LIB is not None else 0
 
 
@@ -209,7 +209,7 @@ if LIB is not None:
 
     def _block_kernels(sums):
         """(SIMD sums, one-vector fused, batched fused) kernels of a 64-row block layout whose int32 sums
-        the C function `sums` computes (dc_blocks8_avx2 or dc_quads8_avx2: the same arguments)."""
+        the C function `sums` computes (dc_blocks8_* or dc_quads8_*, avx2 or vnni: the same arguments)."""
 
         @njit(cache=False, nogil=True)
         def simd(store, xq, scratch, acc):

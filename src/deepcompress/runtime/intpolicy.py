@@ -38,8 +38,8 @@ row layouts store as int8) is not fitted: its per-unit cost is rows-stored's tim
 over the stored-weight kernel's on four shapes that fit the caches, 1.37-1.42x in a first run) and its
 per-byte cost rows-stored's (`python benchmarks/wide_codes.py` on a Zen 4; benchmarks/results/wide_codes.json).
 Its kernel beat the stored one only where 6-bit codes fit the L3 and int8 weights did not (Alex-6's shape,
-1.23-1.40x), an effect this additive model does not express: it predicts the stored layout there, 1.18x
-faster, which keeps rows-packed in inttune's shortlist, and the timing picks it.
+1.16-1.40x in three runs), an effect this additive model does not express: it predicts the stored layout
+there, 1.18x faster, which keeps rows-packed in inttune's shortlist, and the timing picks it.
 
 The model's error is up to about 2x on a layer, so where layouts are predicted close together the
 layer times them (inttune.py) instead of trusting the ranking.
@@ -63,7 +63,8 @@ CACHE_BYTES = 8 << 20  # what one core keeps of Zen 3's shared 32 MB L3 on a bus
 # the dispatch paths a layout runs on where not every path (the others: intkernels.PATHS)
 LAYOUT_PATHS = {"rows-packed": ("portable", "vbmi")}
 # (ns per unit, ns per byte); runtime_calibration.json. 'vnni' and 'vbmi' (not measured here) reuse 'avx2',
-# except rows-packed (module docstring).
+# except rows-packed (module docstring); there rows, blocks and quads run 1.12-1.25x faster than on 'avx2'
+# (benchmarks/results/int_paths.json), which the model leaves to inttune's timing of close candidates.
 COST = {
     "int8": {"rows": {"portable": (2.2076, 0.0), "avx2": (0.1059, 0.0)},
              "rows-stored": {"portable": (0.4556, 0.0), "avx2": (0.0619, 0.0315)},

@@ -20,6 +20,7 @@ SHORTLIST_RATIO = 1.5  # the model's error between close layouts (see above)
 SHORTLIST_MAX = 3
 CALLS = 9  # timed calls per candidate, each after WARM_CALLS untimed ones; the median is compared
 WARM_CALLS = 3
+WARM_UNTIL_S = 2e-3  # a candidate whose last call took longer is its own steady state: no warm-up calls
 # this thread's CPU time, not wall time: IntLinear runs on one thread, and on a shared machine a time slice
 # given to another process inside one timed call made a layout look 8x slower (NT-Wd rows-stored 5,626 us
 # against 681 us for blocks, measured at load) and could decide the pick
@@ -51,18 +52,21 @@ def probe_input(n_cols: int, act_density: float | None, batch: int, seed: int = 
 def fastest(candidates: dict, x: np.ndarray, calls: int = CALLS) -> tuple[str, dict]:
     """(name of the fastest, {name: median CPU-time microseconds}) of built layers `candidates`
     {name: layer} called on x (one vector when x has one row): `calls` rounds, each timing every
-    candidate once after WARM_CALLS untimed calls, the steady state the benchmarks' "warm" measures
-    (runtime_methods.Timer) and the cost model was fitted to. Timed right after the other candidates
-    instead (one call each in turn, the design before session 10), NT-Wd's blocks looked 5% faster than
-    quads (233-472 against 245-509 us) where steady state gives quads 1.26x (94 against 118 us); the
-    rounds still spread a shared machine's drifts over all candidates."""
+    candidate once after WARM_CALLS untimed calls (none once its calls take over WARM_UNTIL_S), the
+    steady state of repeated calls that the benchmarks' "warm" measures (runtime_methods.Timer) and the
+    cost model was fitted to; not a layer run right after others flushed the caches. Timed right after
+    the other candidates instead (one call each in turn, the design before session 10), NT-Wd's blocks
+    looked 5% faster than quads (233-472 against 245-509 us) where the benchmark's steady state gave
+    quads 1.41x (117 against 166 us); the rounds still spread a shared machine's drifts over all
+    candidates."""
     arg = x[0] if x.shape[0] == 1 else x
     names = list(candidates)
     times = {name: [] for name in names}
     for _ in range(calls):
         for name in names:
-            for _ in range(WARM_CALLS):
-                candidates[name](arg)
+            if not times[name] or times[name][-1] < WARM_UNTIL_S:
+                for _ in range(WARM_CALLS):
+                    candidates[name](arg)
             t = CLOCK()
             candidates[name](arg)
             times[name].append(CLOCK() - t)

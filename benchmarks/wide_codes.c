@@ -2,21 +2,22 @@
 /* Would 6-bit codes decoded with AVX-512 VBMI beat storing int8 weights? The int8 row kernel
    (src/deepcompress/runtime/_lut.c) keeps a layer whose codebook has more than 16 entries (the built-in
    recipes' 5-bit FC layers: 32 centroids and the pruned weights' 0) as int8 weights, 1 byte each. 6-bit
-   codes take 0.75 byte. This times one row kernel per storage, alike but for the decode, all summing with
-   vpdpbusd 4 rows at a time (the runtime's dc_rows8_vnni):
-   - stored: 32 int8 weights loaded;
-   - nibble: 4-bit codes looked up with vpshufb (16-entry codebooks only; for comparison);
+   codes take 0.75 byte. This times one row kernel per storage, all summing with vpdpbusd 4 rows at a time:
+   - stored: 32 int8 weights loaded (the runtime's dc_rows8_vnni);
+   - nibble: 4-bit codes looked up with vpshufb (dc_rows8_vnni; 16-entry codebooks only, for comparison);
    - wide: 6-bit codes as 16 bytes of low nibbles and 8 bytes of high bit pairs per 32 weights, the pairs
      moved next to their nibbles by vpmultishiftqb, then vpermi2b (a 64-entry int8 table across two ymm
-     registers); the first design, not built into the runtime;
-   - packed: 6-bit codes packed 4 in 3 bytes, decoded by vpermb + vpmultishiftqb + vpermi2b as the runtime's
-     rows-packed layout does (_lut.c dc_rows8_vbmi, the same last-chunk load).
-   Random codes, random int8 inputs, thread CPU time, median of reps after warm-up calls, every output
-   checked against a scalar int64 reference. Needs AVX-512 VBMI and VNNI; says so and exits 2 without.
+     registers); the first design, not built into the runtime, so its kernel is here;
+   - packed: 6-bit codes packed 4 in 3 bytes (the runtime's rows-packed layout, dc_rows8_vbmi).
+   The runtime's kernels come from the built extension (LIB, opened with dlopen; its Python entry point is
+   never called). Random codes, random int8 inputs, thread CPU time, median of reps after warm-up calls,
+   every output checked against a scalar int64 reference. Needs AVX-512 VBMI and VNNI; says so and exits 2
+   without.
 
-   cc -O2 -std=c11 -o /tmp/wide_codes benchmarks/wide_codes.c
-   /tmp/wide_codes ROWS COLS [REPS]     (prints one line per storage: name, bytes, median us, ns/weight)
-   python benchmarks/wide_codes.py      builds it, runs the shapes and writes results/wide_codes.json */
+   cc -O2 -std=c11 -o /tmp/wide_codes benchmarks/wide_codes.c -ldl
+   /tmp/wide_codes LIB ROWS COLS [REPS]   (one line per storage: name, bytes, median us, ns/weight)
+   python benchmarks/wide_codes.py        builds it, runs the shapes and writes results/wide_codes.json */
+#include <dlfcn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,62 +40,60 @@ VBMI INLINE __m256i nibbles(const uint8_t *p) {
     return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), _mm256_set1_epi8(0x0F));
 }
 
-typedef struct { __m256i t16, tlo, thi, ctrl, spread, shifts; } Tables;
-
-VBMI INLINE __m256i w_stored(const uint8_t *p, int64_t c, const Tables *t) {
-    (void)t;
-    return _mm256_loadu_si256((const __m256i *)(p + 32 * c));
-}
-
-VBMI INLINE __m256i w_nibble(const uint8_t *p, int64_t c, const Tables *t) {
-    return _mm256_shuffle_epi8(t->t16, nibbles(p + 16 * c));
-}
+/* the codebook and the wide kernel's shift control, as bytes (each kernel loads what it needs) */
+typedef struct { int8_t table[64], ctrl[32]; } Tables;
 
 /* byte i of the chunk's 8 high bytes' qword, rotated so bits 2i, 2i+1 land in bits 4, 5 (ctrl[i] = 2i - 4
    mod 64); or'ed onto the nibble they give the 6-bit code, looked up in the 64-entry table */
-VBMI INLINE __m256i w_wide(const uint8_t *p, int64_t c, const Tables *t) {
+VBMI INLINE __m256i w_wide(const uint8_t *p, int64_t c, __m256i ctrl, __m256i lo, __m256i hi64) {
     const uint8_t *q = p + 24 * c;
     int64_t h;
     memcpy(&h, q + 16, 8);
-    __m256i hi = _mm256_and_si256(_mm256_multishift_epi64_epi8(t->ctrl, _mm256_set1_epi64x(h)),
+    __m256i hi = _mm256_and_si256(_mm256_multishift_epi64_epi8(ctrl, _mm256_set1_epi64x(h)),
                                   _mm256_set1_epi8(0x30));
-    return _mm256_permutex2var_epi8(t->tlo, _mm256_or_si256(nibbles(q), hi), t->thi);
+    return _mm256_permutex2var_epi8(lo, _mm256_or_si256(nibbles(q), hi), hi64);
 }
 
-/* 32 codes packed in 24 bytes, code i at bits 6i..6i+5: vpermb copies bytes 6k..6k+7 into qword k, so qword k
-   starts with codes 8k..8k+7; vpmultishiftqb takes byte m of qword k from bit 6m; vpermi2b reads only an
-   index's low 6 bits, so no mask is needed. Reads 32 bytes from the chunk's 24, 16 + 8 in a row's last. */
-VBMI INLINE __m256i w_packed(const uint8_t *p, int64_t c, int last, const Tables *t) {
-    const uint8_t *q = p + 24 * c;
-    __m256i raw = last ? _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)q)),
-                                                 _mm_loadl_epi64((const __m128i *)(q + 16)), 1)
-                       : _mm256_loadu_si256((const __m256i *)q);
-    __m256i codes = _mm256_multishift_epi64_epi8(t->shifts, _mm256_permutexvar_epi8(t->spread, raw));
-    return _mm256_permutex2var_epi8(t->tlo, codes, t->thi);
+VBMI void rows_wide(const uint8_t *w, int64_t stride, int64_t rows, int64_t chunks, const Tables *t,
+                    const int8_t *x, int32_t *acc) {
+    __m256i ctrl = _mm256_loadu_si256((const __m256i *)t->ctrl);
+    __m256i lo = _mm256_loadu_si256((const __m256i *)t->table);
+    __m256i hi = _mm256_loadu_si256((const __m256i *)(t->table + 32));
+    for (int64_t r = 0; r + 4 <= rows; r += 4) {
+        const uint8_t *p0 = w + r * stride, *p1 = p0 + stride, *p2 = p1 + stride, *p3 = p2 + stride;
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t c = 0; c < chunks; c++) {
+            __m256i xs = _mm256_loadu_si256((const __m256i *)(x + 32 * c)), xa = _mm256_abs_epi8(xs);
+            a0 = _mm256_dpbusd_epi32(a0, xa, _mm256_sign_epi8(w_wide(p0, c, ctrl, lo, hi), xs));
+            a1 = _mm256_dpbusd_epi32(a1, xa, _mm256_sign_epi8(w_wide(p1, c, ctrl, lo, hi), xs));
+            a2 = _mm256_dpbusd_epi32(a2, xa, _mm256_sign_epi8(w_wide(p2, c, ctrl, lo, hi), xs));
+            a3 = _mm256_dpbusd_epi32(a3, xa, _mm256_sign_epi8(w_wide(p3, c, ctrl, lo, hi), xs));
+        }
+        acc[r] = hsum32(a0); acc[r + 1] = hsum32(a1); acc[r + 2] = hsum32(a2); acc[r + 3] = hsum32(a3);
+    }
 }
 
-#define ROWS_KERNEL(NAME, WEIGHTS)                                                                            \
-VBMI void NAME(const uint8_t *w, int64_t stride, int64_t rows, int64_t chunks, const Tables *t,              \
-               const int8_t *x, int32_t *acc) {                                                               \
-    for (int64_t r = 0; r + 4 <= rows; r += 4) {                                                              \
-        const uint8_t *p0 = w + r * stride, *p1 = p0 + stride, *p2 = p1 + stride, *p3 = p2 + stride;         \
-        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;                                      \
-        for (int64_t c = 0; c < chunks; c++) {                                                                \
-            __m256i xs = _mm256_loadu_si256((const __m256i *)(x + 32 * c)), xa = _mm256_abs_epi8(xs);         \
-            a0 = _mm256_dpbusd_epi32(a0, xa, _mm256_sign_epi8(WEIGHTS(p0, c, t), xs));                        \
-            a1 = _mm256_dpbusd_epi32(a1, xa, _mm256_sign_epi8(WEIGHTS(p1, c, t), xs));                        \
-            a2 = _mm256_dpbusd_epi32(a2, xa, _mm256_sign_epi8(WEIGHTS(p2, c, t), xs));                        \
-            a3 = _mm256_dpbusd_epi32(a3, xa, _mm256_sign_epi8(WEIGHTS(p3, c, t), xs));                        \
-        }                                                                                                     \
-        acc[r] = hsum32(a0); acc[r + 1] = hsum32(a1); acc[r + 2] = hsum32(a2); acc[r + 3] = hsum32(a3);       \
-    }                                                                                                         \
+/* the runtime's kernels (_lut.c), found in the extension at run time */
+typedef void (*Rows8)(const uint8_t *, int, const uint8_t *, int64_t, const int8_t *, int64_t, int64_t, int64_t,
+                      const int8_t *, int32_t *);
+typedef void (*Rows8Packed)(const uint8_t *, const int8_t *, int64_t, int64_t, int64_t, const int8_t *, int32_t *);
+static Rows8 rows8_vnni;
+static Rows8Packed rows8_vbmi;
+
+static void rows_stored(const uint8_t *w, int64_t stride, int64_t rows, int64_t chunks, const Tables *t,
+                        const int8_t *x, int32_t *acc) {
+    rows8_vnni(w, 0, NULL, 0, t->table, rows, chunks, stride, x, acc);
 }
 
-ROWS_KERNEL(rows_stored, w_stored)
-ROWS_KERNEL(rows_nibble, w_nibble)
-ROWS_KERNEL(rows_wide, w_wide)
-#define W_PACKED(p, c, t) w_packed(p, c, c + 1 == chunks, t)
-ROWS_KERNEL(rows_packed, W_PACKED)
+static void rows_nibble(const uint8_t *w, int64_t stride, int64_t rows, int64_t chunks, const Tables *t,
+                        const int8_t *x, int32_t *acc) {
+    rows8_vnni(w, 1, NULL, 0, t->table, rows, chunks, stride, x, acc);
+}
+
+static void rows_packed(const uint8_t *w, int64_t stride, int64_t rows, int64_t chunks, const Tables *t,
+                        const int8_t *x, int32_t *acc) {
+    rows8_vbmi(w, t->table, rows, chunks, stride, x, acc);
+}
 
 typedef void (*Kernel)(const uint8_t *, int64_t, int64_t, int64_t, const Tables *, const int8_t *, int32_t *);
 
@@ -134,15 +133,24 @@ int main(int argc, char **argv) {
         fprintf(stderr, "wide_codes: this CPU lacks AVX-512 VBMI/VNNI; nothing to measure\n");
         return 2;
     }
-    if (argc < 3) { fprintf(stderr, "usage: wide_codes ROWS COLS [REPS]\n"); return 1; }
-    int64_t rows = atoll(argv[1]) / 4 * 4, cols = (atoll(argv[2]) + 31) / 32 * 32, chunks = cols / 32;
-    int reps = argc > 3 ? atoi(argv[3]) : 21;
+    if (argc < 4) { fprintf(stderr, "usage: wide_codes LIB ROWS COLS [REPS]\n"); return 1; }
+    void *lib = dlopen(argv[1], RTLD_LAZY);
+    rows8_vnni = lib ? (Rows8)dlsym(lib, "dc_rows8_vnni") : NULL;
+    rows8_vbmi = lib ? (Rows8Packed)dlsym(lib, "dc_rows8_vbmi") : NULL;
+    if (!rows8_vnni || !rows8_vbmi) {
+        fprintf(stderr, "wide_codes: %s: no dc_rows8_vnni / dc_rows8_vbmi (%s)\n", argv[1],
+                lib ? "old build" : dlerror());
+        return 1;
+    }
+    int64_t rows = atoll(argv[2]) / 4 * 4, cols = (atoll(argv[3]) + 31) / 32 * 32, chunks = cols / 32;
+    int reps = argc > 4 ? atoi(argv[4]) : 21;
     if (rows < 4 || chunks < 1 || reps < 1) {
         fprintf(stderr, "wide_codes: need ROWS >= 4, COLS >= 1, REPS >= 1\n");
         return 1;
     }
     srand(1);
-    int8_t table[64];
+    Tables t;
+    int8_t *table = t.table;
     for (int i = 0; i < 64; i++) table[i] = (int8_t)(rand() % 255 - 127);
     uint8_t *code = malloc(rows * cols);  /* 6-bit codes; their low 4 bits serve the nibble kernel */
     int8_t *x = aligned_alloc(64, cols);
@@ -170,17 +178,7 @@ int main(int argc, char **argv) {
                 for (int b = 0; b < 6; b++)
                     if (k[i] >> b & 1) pk[(6 * i + b) / 8] |= (uint8_t)(1 << ((6 * i + b) % 8));
         }
-    int8_t c6[32], spread[32], shifts[32];
-    for (int i = 0; i < 32; i++) {
-        c6[i] = (int8_t)((2 * i - 4) & 63);
-        spread[i] = (int8_t)(6 * (i / 8) + i % 8);
-        shifts[i] = (int8_t)(6 * (i % 8));
-    }
-    Tables t;
-    __m256i *tv = (__m256i *)&t;  /* set with plain stores: main has no AVX target */
-    memcpy(tv, table, 16); memcpy((char *)tv + 16, table, 16);
-    memcpy(&t.tlo, table, 32); memcpy(&t.thi, table + 32, 32); memcpy(&t.ctrl, c6, 32);
-    memcpy(&t.spread, spread, 32); memcpy(&t.shifts, shifts, 32);
+    for (int i = 0; i < 32; i++) t.ctrl[i] = (int8_t)((2 * i - 4) & 63);
     int64_t *ref6 = calloc(rows, 8), *ref4 = calloc(rows, 8);
     for (int64_t r = 0; r < rows; r++)
         for (int64_t j = 0; j < cols; j++) {

@@ -1,9 +1,10 @@
 """6-bit codes decoded with AVX-512 VBMI (the 'rows-packed' layout) against int8 weights and 4-bit codes.
 
 Two measurements on the same shapes, one thread, this thread's CPU time:
-- kernels: benchmarks/wide_codes.c, compiled here with Python's C compiler: the int8 row kernel on stored
-  weights, on 4-bit codes (vpshufb) and on 6-bit codes in two layouts (a nibble plane plus a plane of high
-  bit pairs, and packed 4-in-3 bytes), medians of 21 calls, outputs checked against a scalar reference;
+- kernels: benchmarks/wide_codes.c, compiled here with Python's C compiler: the runtime's int8 row kernels
+  (from the built extension) on stored weights, on 4-bit codes (vpshufb) and on packed 6-bit codes, and the
+  first 6-bit design (a nibble plane plus a plane of high bit pairs, its kernel in that file), medians of
+  21 calls, outputs checked against a scalar reference;
 - runtime (the first four shapes): IntLinear on the 'vbmi' path, a random layer whose codebook has 32 values
   and the pruned weights' 0 (the built-in recipes' 5-bit FC layers), 70% of its weights kept (MiniLM's
   feed-forward layers), a dense signed input: rows-packed against every other int8 layout offered for it,
@@ -54,10 +55,11 @@ def run_kernels(shapes) -> dict:
     cc = shlex.split(sysconfig.get_config_var("CC") or "cc")
     with tempfile.TemporaryDirectory() as tmp:
         exe = Path(tmp) / "wide_codes"
-        subprocess.run([*cc, "-O2", "-std=c11", "-o", str(exe), str(HERE / "wide_codes.c")], check=True)
+        subprocess.run([*cc, "-O2", "-std=c11", "-o", str(exe), str(HERE / "wide_codes.c"), "-ldl"], check=True)
         out = {}
         for name, rows, cols in shapes:
-            proc = subprocess.run([str(exe), str(rows), str(cols), "21"], capture_output=True, text=True)
+            proc = subprocess.run([str(exe), intkernels.LIB._name, str(rows), str(cols), "21"], capture_output=True,
+                                  text=True)
             if proc.returncode:
                 raise SystemExit(f"wide_codes.c {rows}x{cols}: {proc.stdout}{proc.stderr}".strip())
             out[name] = {s: {"bytes": float(b), "median_us": float(us), "ns_per_weight": float(ns)}

@@ -8,13 +8,11 @@ import numpy as np
 import pytest
 
 from deepcompress import format as dcz
-from deepcompress.runtime import intkernels, inttune, load
+from deepcompress.runtime import intkernels, load
 from deepcompress.runtime.int_fc import IntLinear
 from deepcompress.runtime.intcsc import build_abs_csc
 from deepcompress.runtime.intdense import build_rows
-from deepcompress.runtime.intlayouts import INT_BUILDERS
-from deepcompress.runtime.intcodes import packed6_vectors
-from deepcompress.runtime.intpolicy import LAYOUTS_FOR, predicted_ns, runs_on
+from deepcompress.runtime.intpolicy import LAYOUTS_FOR, runs_on
 from deepcompress.runtime.nonzeros import from_dense
 from deepcompress.runtime.ops import Fc
 from deepcompress.runtime.quantize import (QMAX, quantize_codebook, quantize_into, quantize_vector,
@@ -262,98 +260,6 @@ def test_row_storage_follows_the_codebook():
     assert rows.vectors.store.shape == (9, 32) and rows.nbytes().entries == 9 * 32  # 64 columns at 4 bits each
 
 
-def test_packed6_codes_by_hand():
-    codes = np.arange(64, dtype=np.uint8).reshape(2, 32)  # every 6-bit code once
-    keep = np.ones_like(codes, bool)
-    keep[1, 5] = False  # pruned: the spare code, 40 (the codebook's size)
-    v = packed6_vectors(codes, keep, np.arange(-20, 20, dtype=np.int8))
-    assert v.storage == "packed6" and v.store.shape == (2, 24) and v.nibble == 0
-    assert v.table[:40].tolist() == list(range(-20, 20)) and not v.table[40:].any()
-    bits = np.unpackbits(v.store, axis=1, bitorder="little").reshape(2, 32, 6)  # code i at bits 6i..6i+5
-    got = (bits * (1 << np.arange(6))).sum(-1)
-    want = codes.astype(np.int64)
-    want[1, 5] = 40
-    assert np.array_equal(got, want)
-
-
-def test_rows_packed_codebooks_paths_and_policy():
-    rng = np.random.default_rng(4)
-    with pytest.raises(ValueError, match="at most 63 nonzero values and 0; this codebook has 64"):
-        packed6_vectors(np.zeros((1, 32), np.uint8), np.ones((1, 32), bool), np.arange(1, 65, dtype=np.int8))
-    full = packed6_vectors(np.zeros((1, 32), np.uint8), np.zeros((1, 32), bool), np.arange(-32, 32, dtype=np.int8))
-    assert full.table[full.store[0, 0] & 63] == 0  # 64 values with 0: pruned weights take 0's code
-    nz = layer(rng, (9, 40), 0.5, "k40")
-    with pytest.raises(ValueError, match="int8 kernels only"):
-        INT_BUILDERS["rows-packed"](nz, "int16")
-    if "avx2" in PATHS:
-        with pytest.raises(ValueError, match="runs on the portable and vbmi paths, not 'avx2'"):
-            IntLinear(nz, None, "int8", "rows-packed", path="avx2")
-    # offered only on the vbmi path, only for codebooks the other row layouts store as int8
-    assert "rows-packed" in predicted_ns(nz, "int8", "vbmi", None)
-    assert "rows-packed" not in predicted_ns(nz, "int8", "vnni", None)
-    assert "rows-packed" not in predicted_ns(layer(rng, (9, 40), 0.5, "k16"), "int8", "vbmi", None)
-    no_zero = from_dense(np.arange(1, 65, dtype=np.float32).reshape(1, 64), np.arange(1, 65, dtype=np.float32))
-    assert "rows-packed" not in predicted_ns(no_zero, "int8", "vbmi", None)  # no code left for 0
-    with pytest.raises(ValueError, match="whole 32-entry chunks"):
-        packed6_vectors(np.zeros((1, 40), np.uint8), np.ones((1, 40), bool), np.arange(5, dtype=np.int8))
-
-
-@pytest.mark.parametrize("shape", [(5, 64), (37, 75), (64, 200)])
-def test_rows_packed_with_64_values_one_of_them_zero_equals_numpy_reference(shape):
-    rng = np.random.default_rng(shape[1])
-    book = np.sort(rng.uniform(-1, 1, 64)).astype(np.float32)
-    book[20] = 0.0  # pruned weights take this entry's code, 20: no spare code in 64
-    w = book[rng.integers(0, 64, shape)] * (rng.random(shape) < 0.6)
-    nz = from_dense(w.astype(np.float32), book)
-    x = signed_inputs(rng, 3, shape[1])
-    ref = reference_forward(nz, None, x, "int8")
-    for path in filter(lambda path: runs_on("rows-packed", path), PATHS):
-        fc = IntLinear(nz, None, "int8", "rows-packed", path=path)
-        assert fc.layout.vectors.storage == "packed6"
-        assert np.array_equal(fc(x), ref), path
-        for i in range(x.shape[0]):
-            y = np.empty(shape[0], np.float32)
-            fc.matvec(x[i], y)
-            assert np.array_equal(y, ref[i]), (path, i)
-
-
-GUARD_PAGE = """
-import ctypes, mmap, sys
-import numpy as np
-from deepcompress.runtime import intkernels as ik, intportable as ip
-
-page = mmap.PAGESIZE
-buf = mmap.mmap(-1, 2 * page)
-addr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
-if ctypes.CDLL(None).mprotect(ctypes.c_void_p(addr + page), ctypes.c_size_t(page), 0) != 0:
-    sys.exit(3)  # no guard page to test against
-rows, chunks = 4, 3
-n = rows * 24 * chunks
-store = np.frombuffer(buf, np.uint8, count=n, offset=page - n).reshape(rows, 24 * chunks)  # ends at the guard
-rng = np.random.default_rng(0)
-store[:] = rng.integers(0, 256, store.shape)
-table = rng.integers(-127, 128, 64).astype(np.int8)
-x = rng.integers(-127, 128, 32 * chunks).astype(np.int8)
-acc, ref = np.zeros(rows, np.int32), np.zeros(rows, np.int64)
-ik.rows8_packed_simd(store, table, chunks, x, acc)
-ip.rows_packed_portable(store, table, x, ref)
-print("same" if np.array_equal(acc, ref) else "differ")
-"""
-
-
-@pytest.mark.skipif("vbmi" not in PATHS, reason="rows-packed's kernel needs AVX-512 VBMI")
-def test_rows_packed_kernel_reads_nothing_past_its_array():
-    import subprocess
-    import sys
-
-    # the last chunk's 24 bytes end where a PROT_NONE page begins: a 32-byte load there would fault
-    proc = subprocess.run([sys.executable, "-c", GUARD_PAGE], capture_output=True, text=True, timeout=300)
-    if proc.returncode == 3:
-        pytest.skip("mprotect refused a guard page here")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip() == "same"
-
-
 def test_paths_and_errors():
     nz = layer(np.random.default_rng(1), (5, 8), 0.5, "k7")
     assert PATHS[0] == "portable" and intkernels.best_path() == PATHS[-1]
@@ -459,53 +365,3 @@ def test_without_the_extension_everything_runs_on_the_portable_kernels():
     out = subprocess.run([sys.executable, "-c", _NO_EXTENSION], capture_output=True, text=True, timeout=600,
                          env=env)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
-
-
-def test_tuner_shortlist_and_probe_input():
-    assert inttune.shortlist({"a": 100.0, "b": 149.0, "c": 151.0}) == ["a", "b"]
-    assert inttune.shortlist({"a": 10.0, "b": 11.0, "c": 12.0, "d": 13.0, "e": 90.0}) == ["a", "b", "c"]
-    x = inttune.probe_input(200, 0.35, 3)
-    assert x.shape == (3, 200) and x.dtype == np.float32 and ((x > 0).sum(axis=1) == 70).all() and (x >= 0).all()
-    assert (inttune.probe_input(50, None, 1000) > 0).all() and inttune.probe_input(50, None, 1000).shape == (64, 50)
-
-
-@pytest.mark.parametrize("batch", [1, 40])
-def test_auto_layout_times_the_shortlist_and_keeps_the_fastest(batch, monkeypatch):
-    """With several layouts predicted close, 'auto' builds and times each (inttune) and keeps the one
-    measured fastest; the layer's outputs are the reference's whichever it keeps. tune=False keeps the
-    cost model's own pick untimed."""
-    rng = np.random.default_rng(batch)
-    nz = layer(rng, (130, 300), 0.1, "k16")
-    bias = rng.standard_normal(130).astype(np.float32)
-    x = np.maximum(rng.standard_normal((batch, 300)), 0).astype(np.float32)
-    monkeypatch.setattr(inttune, "SHORTLIST_RATIO", 1e9)  # every layout is "close": all three timed
-    fc = IntLinear(nz, bias, "int8", "auto", 0.5, batch=batch)
-    assert len(fc.measured_us) == inttune.SHORTLIST_MAX
-    assert fc.layout.kind == min(fc.measured_us, key=fc.measured_us.get)
-    assert set(fc.measured_us) == set(sorted(fc.predicted_ns, key=fc.predicted_ns.get)[:inttune.SHORTLIST_MAX])
-    assert "timed" in fc.why and np.array_equal(fc(x), reference_forward(nz, bias, x, "int8"))
-    untimed = IntLinear(nz, bias, "int8", "auto", 0.5, batch=batch, tune=False)
-    assert untimed.measured_us == {} and untimed.layout.kind == min(untimed.predicted_ns, key=untimed.predicted_ns.get)
-
-
-def test_tuner_times_each_candidate_in_its_steady_state(monkeypatch):
-    """Each timed call follows WARM_CALLS untimed calls of the same candidate, in rounds: a layout slow
-    only right after another one (10 us) but fast in its steady state (1 us) beats one always at 2 us;
-    a candidate whose calls take longer than WARM_UNTIL_S gets no warm-up calls after its first round."""
-    clock, calls = [0.0], []
-
-    def candidate(name, cold, warm):
-        def call(_x):
-            clock[0] += warm if calls and calls[-1] == name else cold
-            calls.append(name)
-        return call
-
-    monkeypatch.setattr(inttune, "CLOCK", lambda: clock[0])
-    cands = {"streams": candidate("streams", 1e-5, 1e-6), "steady": candidate("steady", 2e-6, 2e-6)}
-    best, medians = inttune.fastest(cands, np.zeros((1, 4), np.float32), calls=3)
-    assert best == "streams" and medians == pytest.approx({"streams": 1.0, "steady": 2.0})
-    per_round = ["streams"] * (inttune.WARM_CALLS + 1) + ["steady"] * (inttune.WARM_CALLS + 1)
-    assert calls == per_round * 3
-    calls.clear()
-    inttune.fastest({"long": candidate("long", 1.0, 1.0)}, np.zeros((1, 4), np.float32), calls=3)
-    assert calls == ["long"] * (inttune.WARM_CALLS + 1 + 2)  # warm-up in the first round only

@@ -68,12 +68,17 @@ class RowsLayout(_DenseCodes):
         self._xp = None
         self._tables16 = t.view(np.uint8).reshape(16, 2).T.copy() if t.dtype == np.int16 else t
 
+    def _simd(self, path: str) -> bool:
+        """Whether `path` runs this layout's C kernel: 6-bit codes need VBMI's (else matvec's portable
+        kernel runs them, never an illegal instruction), the other storages any path but the portable one."""
+        return path == "vbmi" if self.vectors.storage == "packed6" else path != "portable"
+
     def run(self, x, xq, acc, s_w, bias, y, path: str, relu: bool = False) -> bool:
         """y = W x + b in one compiled call where this layout and path have one (False: not done)."""
         v = self.vectors
         chunks = self.padded_in // CHUNK
-        if path == "portable" or v.storage == "packed6" and path != "vbmi":
-            return False  # matvec's portable kernel runs it
+        if not self._simd(path):
+            return False
         if v.storage == "packed6":
             ik.rows8_packed_fused(v.store, v.table, chunks, x, xq, acc, s_w, bias, y, relu)
             return True
@@ -92,7 +97,7 @@ class RowsLayout(_DenseCodes):
         """(kernel, args, x index, y index) of `run`'s compiled call (compiled.py), None if it has none."""
         v = self.vectors
         chunks = self.padded_in // CHUNK
-        if path == "portable" or v.storage == "packed6" and path != "vbmi":
+        if not self._simd(path):
             return None
         if v.storage == "packed6":
             return ik.rows8_packed_fused, (v.store, v.table, chunks, xq, acc, s_w, bias), 3, 7
@@ -108,8 +113,8 @@ class RowsLayout(_DenseCodes):
         """acc = W xq."""
         v = self.vectors
         chunks = self.padded_in // CHUNK
-        if v.storage == "packed6":  # VBMI's kernel, else the portable one (never an illegal instruction)
-            if path == "vbmi":
+        if v.storage == "packed6":
+            if self._simd(path):
                 ik.rows8_packed_simd(v.store, v.table, chunks, xq, acc)
             else:
                 ip.rows_packed_portable(v.store, v.table, xq, acc)

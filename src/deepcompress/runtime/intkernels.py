@@ -33,10 +33,8 @@ PATHS = ("portable", "avx2", "vnni", "vbmi")
 # every function of the extension (_lut.c, _spmm.c, _csc8.c) the runtime binds
 SYMBOLS = ("dc_features", "dc_rows8_avx2", "dc_rows8_vnni", "dc_rows8_vbmi", "dc_rows16_avx2", "dc_cols8_avx2",
            "dc_blocks8_avx2", "dc_blocks8_vnni", "dc_blocks8_scratch", "dc_quads8_avx2", "dc_quads8_vnni",
-           "dc_quads8_scratch", "dc_rowquads8_avx2",
-           "dc_panelquads8_avx2",
-           "dc_transpose8_avx2", "dc_quantize8_avx2", "dc_csc_matvec_f32",
-           "dc_panel_matmat_f32", "dc_csc8_avx2")
+           "dc_quads8_scratch", "dc_rowquads8_avx2", "dc_panelquads8_avx2", "dc_transpose8_avx2",
+           "dc_quantize8_avx2", "dc_csc_matvec_f32", "dc_panel_matmat_f32", "dc_csc8_avx2")
 _F_AVX2, _F_VNNI, _F_VBMI = 1, 2, 4
 # a test hook: another build of the extension to load, e.g. tests/simde_build.py's, whose AVX-512 functions
 # run through SIMDe's portable intrinsics on a CPU without AVX-512

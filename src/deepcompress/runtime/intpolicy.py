@@ -37,8 +37,8 @@ rows-packed (6-bit codes, the 'vbmi' path only, offered for codebooks of 17-64 v
 row layouts store as int8) is not fitted: its per-unit cost is rows-stored's times 1.38 (its kernel's time
 over the stored-weight kernel's on four shapes that fit the caches, 1.37-1.42x in a first run) and its
 per-byte cost rows-stored's (`python benchmarks/wide_codes.py` on a Zen 4; benchmarks/results/wide_codes.json).
-Its kernel beat the stored one only where 6-bit codes fit the L3 and int8 weights did not (Alex-6's shape,
-1.16-1.40x in three runs), an effect this additive model does not express: it predicts the stored layout
+Its kernel beat the stored one only past the caches (Alex-6's shape, 1.16-1.40x in four runs; twice
+Alex-6, 0.99-1.19x in three), an effect this additive model does not express: it predicts the stored layout
 there, 1.18x faster, which keeps rows-packed in inttune's shortlist, and the timing picks it.
 
 The model's error is up to about 2x on a layer, so where layouts are predicted close together the

@@ -10,7 +10,10 @@ parent still improving makes a pruned model look better than it is.
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/lstm_dense_control.py     # about 15-20 minutes at one thread
     .venv/bin/python benchmarks/lstm_dense_control.py --judge-only         # judge again from the kept results
 
-Results go to benchmarks/results/lstm_dense_control.json; a table is printed.
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/lstm_dense_control.py --model austen-words-lstm-650  # ~1 h
+
+Results go to benchmarks/results/lstm_dense_control.json (lstm_dense_control_650.json for the 650-unit
+model); a table is printed.
 """
 
 from __future__ import annotations
@@ -31,8 +34,11 @@ from deepcompress.train import TrainConfig, load_checkpoint, load_weights, objec
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "lstm_dense_control.json"
-NAME = "austen-words-lstm"  # whose dense checkpoint and retraining settings the control takes
-JUDGED = (NAME, "austen-words-lstm-cells")  # the same dense model, trained the same way, pruned differently
+NAME = "austen-words-lstm"  # the default: whose dense checkpoint and retraining settings the control takes
+# each dense parent: the any_model records compressed from it (the same dense model, pruned differently) and
+# where its control is written
+PARENTS = {NAME: ((NAME, "austen-words-lstm-cells"), RESULTS),
+           "austen-words-lstm-650": (("austen-words-lstm-650",), RESULTS.with_name("lstm_dense_control_650.json"))}
 
 
 def continued(model, data, spec) -> list[dict]:
@@ -46,13 +52,13 @@ def continued(model, data, spec) -> list[dict]:
     return rows
 
 
-def dense_epochs(checkpoint: Path, spec) -> int:
+def dense_epochs(checkpoint: Path, spec, name: str = NAME) -> int:
     """The epochs the dense training in `checkpoint` finished; UserError unless that is all of them (an
     interrupted parent would be continued from the wrong point and the judgement would be wrong)."""
     done = int(load_checkpoint(checkpoint).get("epoch", -1))
     if done != spec.train["epochs"]:
         raise UserError(f"{checkpoint}: the dense training finished {done} of {spec.train['epochs']} epochs; "
-                        f"finish it first (benchmarks/any_model.py {NAME} --resume)")
+                        f"finish it first (benchmarks/any_model.py {name} --resume)")
     return done
 
 
@@ -65,14 +71,15 @@ def same_parent(rec: dict, doc: dict) -> bool:
 
 
 def judge(doc: dict) -> list[dict]:
-    """any_model.json's word-LSTM records (JUDGED) compressed from the checkpoint the control continued, each
-    judged against that dense model trained as long too (written back); [] when there are none."""
+    """any_model.json's records of the control's parent (PARENTS; NAME for a control written before it named
+    its model) compressed from the checkpoint it continued, each judged against that dense model trained as
+    long too (written back); [] when there are none."""
     if not any_model.RESULTS.is_file():
         return []
-    judged = []
+    judged, names = [], PARENTS[doc.get("model", NAME)][0]
 
     def mark(records: list) -> list:
-        judged.extend(r for r in records if r["model"] in JUDGED and same_parent(r, doc))
+        judged.extend(r for r in records if r["model"] in names and same_parent(r, doc))
         _mark(judged, doc["epochs"][-1]["perplexity"])
         return records
 
@@ -96,30 +103,32 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", default="runs/any_model/full", help="any_model.py's --work folder of that run")
     p.add_argument("--judge-only", action="store_true", help="only judge any_model.json from the kept results")
+    p.add_argument("--model", default=NAME, choices=sorted(PARENTS), help="whose dense parent to continue")
     args = p.parse_args(argv)
+    name, (_, results) = args.model, PARENTS[args.model]
     if args.judge_only:
-        if not RESULTS.is_file():
-            p.error(f"--judge-only: {RESULTS} not found; run the control first")
-        judged = judge(json.loads(RESULTS.read_text()))
+        if not results.is_file():
+            p.error(f"--judge-only: {results} not found; run the control first")
+        judged = judge(json.loads(results.read_text()))
         print("\n".join(f"{r['model']}: met {r['met']}" for r in judged) or "no matching word-LSTM record")
         return 0
     torch.set_num_threads(1)
-    spec = any_model.SPECS[NAME]
+    spec = any_model.SPECS[name]
     data, info = any_model.load_data(spec, quick=False)
     model = spec.build(info)
-    checkpoint = Path(args.work) / NAME / "baseline-train.pt"
+    checkpoint = Path(args.work) / name / "baseline-train.pt"
     try:
-        dense_epochs(checkpoint, spec)
-        load_weights(model, checkpoint, NAME)
+        dense_epochs(checkpoint, spec, name)
+        load_weights(model, checkpoint, name)
     except UserError as exc:
         p.error(str(exc))
     t0 = time.perf_counter()
     start = math.exp(score(model, (data.test_x, data.test_y), objective_of(spec.loss, "loss"), batch_size=500))
     rows = continued(model, data, spec)
     doc = {"command": "benchmarks/lstm_dense_control.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "from_checkpoint": str(checkpoint), "checkpoint_perplexity": start, "epochs": rows,
+           "model": name, "from_checkpoint": str(checkpoint), "checkpoint_perplexity": start, "epochs": rows,
            "wall_s": round(time.perf_counter() - t0, 1)}
-    atomic.write_json(RESULTS, doc)
+    atomic.write_json(results, doc)
     judged = judge(doc)
     print(f"dense after {spec.train['epochs']} epochs (the checkpoint): {start:.2f}")
     for rec in judged:

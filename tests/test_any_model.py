@@ -248,3 +248,9 @@ def test_batchnorm1d_on_a_sequence_is_not_folded_into_the_linear_layer():
     model[1].running_mean.uniform_(-1, 1)
     assert fold_batchnorm(model, torch.rand(2, 4, 8)) == []  # BatchNorm1d of (N, 4, 4) normalises axis 1
     assert fold_batchnorm(model, torch.rand(2, 8)) == [("0", "1")]
+
+
+def test_a_model_failing_on_the_example_prints_no_torch_traceback(capfd):
+    with pytest.raises(Exception, match="failed on the example input"):
+        architecture_ops(nn.Sequential(nn.Flatten(), nn.Linear(4, 4)), torch.rand(2, 5))
+    assert "Traceback" not in capfd.readouterr().err  # torch.fx's ShapeProp prints one when a node fails

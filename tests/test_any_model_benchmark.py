@@ -109,3 +109,12 @@ def test_lstm_hidden_refuses_a_size_below_one_or_a_run_without_the_lstm(argv, tm
     with pytest.raises(SystemExit):
         any_model.main([*argv, "--quick", "--out", str(tmp_path / "q.json")])
     assert "--lstm-hidden" in capsys.readouterr().err
+
+
+def test_the_650_unit_word_lstm_prunes_every_matrix_of_a_larger_model():
+    spec = any_model.SPECS["austen-words-lstm-650"]
+    model = spec.build({"vocab": 5001})
+    assert model.lstm.hidden_size == 650 and model.embed.weight.shape == (5001, 650)
+    assert spec.recipe["prune"]["layers"] == any_model.SPECS["austen-words-lstm"].recipe["prune"]["layers"]
+    assert spec.retrain_dropout == pytest.approx(0.5 * 0.1 ** 0.5, abs=1e-3)  # Han et al.'s D_r at 10% kept
+    assert "austen-words-lstm-650" in any_model.LSTM_MODELS and spec.notes["hidden"] == 650

@@ -75,3 +75,14 @@ def test_both_word_records_of_the_same_parent_are_judged_each_by_its_own_rule(tm
     every, gates = control.judge(control_doc(89.6, 87.8))
     assert not every["met"] and gates["met"]  # 129.2 > 1.05 x 87.8; 89.3 <= 1.05 x 87.8 with the gates at 10%
     assert "four LSTM matrices" in gates["target"] and "four LSTM matrices" not in every["target"]
+
+
+def test_a_control_judges_only_the_records_of_the_parent_it_names(tmp_path, monkeypatch):
+    results = tmp_path / "any_model.json"
+    large = {**record(80.0, 83.0), "model": "austen-words-lstm-650"}
+    results.write_text(json.dumps([record(80.0, 83.0), large]))  # the same dense perplexity, another model
+    monkeypatch.setattr(any_model, "RESULTS", results)
+    [rec] = control.judge({**control_doc(80.0, 79.5), "model": "austen-words-lstm-650"})
+    assert rec["model"] == "austen-words-lstm-650" and rec["met"]  # 83.0 <= 1.05 x 79.5
+    assert "dense_trained_as_long_perplexity" not in json.loads(results.read_text())[0]
+    assert control.PARENTS["austen-words-lstm-650"][1] != control.RESULTS  # its own results file

@@ -190,6 +190,19 @@ def test_models_with_other_parameters_are_refused(tiny_data, tmp_path):
     assert not (tmp_path / "prune-1.pt").exists()  # refused before any work
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_a_model_not_in_float32_is_refused_before_any_work(tiny_data, tmp_path, dtype):
+    from torch import nn
+
+    from deepcompress.errors import UserError
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).to(dtype)
+    name = str(dtype).removeprefix("torch.")
+    with pytest.raises(UserError, match=rf"^1.weight: {name} \(2 parameter\(s\) .*call model.float\(\) first"):
+        compress_model(model, tiny_data, RECIPE, tmp_path, progress=False)
+    assert not (tmp_path / "prune-1.pt").exists()
+
+
 def test_batchnorm_is_folded_and_torch_prune_masks_are_applied(tiny_data, tmp_path):
     from torch import nn
     from torch.nn.utils import prune

@@ -61,6 +61,7 @@ def _capture_at(model: nn.Module, example_input: torch.Tensor) -> list[graph.Op]
     example_input = torch.cat([example_input[:1], example_input[:1]]) if len(example_input) < 2 else example_input
     try:
         with torch.no_grad():
+            model(example_input)  # eagerly first: ShapeProp prints a traceback to stderr when a node fails
             _Recording(traced, VALUE).propagate(example_input)
             if _numbers_used_in_arithmetic(traced):
                 _values_at_another_batch(traced, torch.cat([example_input[:1]] * 3))

@@ -350,7 +350,15 @@ STORED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.modules.batchnorm._BatchNorm, nn.L
 
 
 def _check_supported(model: nn.Module) -> None:
-    """Refuse models with learned parameters in modules the file cannot store, naming them."""
+    """Refuse models with learned parameters in modules the file cannot store, or with floating-point
+    parameters or buffers other than float32 (what training, weight sharing and the file use), naming them."""
+    other = [(n, t.dtype) for n, t in (*model.named_parameters(), *model.named_buffers())
+             if t.is_floating_point() and t.dtype != torch.float32]
+    if other:
+        name, dtype = other[0]
+        raise UserError(f"{name}: {str(dtype).removeprefix('torch.')} ({len(other)} parameter(s) or buffer(s) "
+                        f"not float32); deepcompress trains, shares and stores float32 weights: call "
+                        f"model.float() first and give it float32 inputs")
     stored = {id(p) for m in model.modules() if isinstance(m, STORED) for p in m.parameters()}
     stored |= {id(p) for slot in prunable_layers(model).values() for p in slot.parameters()}
     owners = {name: m for name, m in model.named_modules()

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from deepcompress import format as dcz
 from deepcompress.format import graph
@@ -12,6 +13,7 @@ from deepcompress.cli import main
 from deepcompress.hardware.eie import EIEConfig, simulate
 from deepcompress.hardware.model_file import conv_inputs, load_model, read_pass
 from deepcompress.hardware.model_sim import ARCHES, input_vector, simulate_model
+from deepcompress.hardware.netspecs import LayerShape
 
 OPS = [{"op": "conv", "layer": "conv1", "stride": [1, 1], "padding": [1, 1]}, {"op": "relu"},
        {"op": "maxpool", "kernel": 2, "stride": 2}, {"op": "flatten"}, {"op": "fc", "layer": "ip1"}]
@@ -40,7 +42,7 @@ def test_layers_are_the_files_own_and_traced_shapes(model_file):
     for layer, q in zip(layers, originals):
         assert layer.layer.equals(q)  # the file's layer itself: positions and codebook indices, no re-encode
     conv, ip1 = layers[0].shape, layers[1].shape
-    assert (conv.in_hw, conv.kernel, conv.padding, conv.out_hw) == ((8, 8), (3, 3), 1, (8, 8))
+    assert (conv.in_hw, conv.kernel, conv.paddings, conv.out_hw) == ((8, 8), (3, 3), (1, 1, 1, 1), (8, 8))
     assert (ip1.in_channels, ip1.out_channels) == (64, 10)
     assert ip1.weight_density == originals[1].nnz / 640
 
@@ -67,12 +69,25 @@ def test_tracing_stops_with_a_reason(model_file):
     layers = {q.name: q for q in originals}
     forward, note = read_pass({"ops": OPS}, layers)
     assert forward is None and note.startswith("cannot read the forward pass (") and "input_shape" in note
-    assert conv_inputs(forward) == ({}, "")
+    assert conv_inputs(forward) == {}
     forward, note = read_pass({"input_shape": [2, 8, 8], "ops": [{"op": "lstm"}] + OPS}, layers)
     assert forward is None and "lstm" in note
-    forward, _ = read_pass({"input_shape": [2, 8, 8], "ops": [dict(OPS[0], stride=[1, 2])] + OPS[1:2]}, layers)
-    found, note = conv_inputs(forward)
-    assert found == {} and "only equal sides" in note
+
+
+def test_a_conv_of_any_geometry_is_costed_at_torch_s_output_size(model_file):
+    _, originals = model_file
+    layers = {q.name: q for q in originals}
+    conv = dict(OPS[0], stride=[1, 2], padding=[1, 0, 2, 1], dilation=[2, 1])
+    forward, _ = read_pass({"input_shape": [2, 8, 8], "ops": [conv]}, layers)
+    found = conv_inputs(forward)
+    q = layers[conv["layer"]]
+    t = found[conv["layer"]]
+    shape = LayerShape("c", "conv", q.shape[1] * t["groups"], q.shape[0], t["in_hw"], tuple(q.shape[2:]),
+                       t["stride"], t["padding"], t["groups"], 1.0, t["dilation"])
+    x = torch.nn.functional.pad(torch.zeros(1, 2, 8, 8), (2, 1, 1, 0))  # (left, right, top, bottom)
+    out = torch.nn.functional.conv2d(x, torch.zeros(q.shape), stride=(1, 2), dilation=(2, 1))
+    assert shape.out_hw == tuple(out.shape[2:]) and shape.input_values == 2 * 8 * 8
+    assert shape.macs == out[0].numel() * q.shape[1] * q.shape[2] * q.shape[3]
 
 
 def test_simulate_parses_the_forward_pass_once(model_file, monkeypatch):

@@ -57,28 +57,20 @@ def read_pass(meta: dict, layers: dict, input_shape: tuple | None = None) -> tup
         return None, f"cannot read the forward pass ({exc})"
 
 
-def conv_inputs(forward: graph.ForwardPass | None) -> tuple[dict[str, dict], str]:
-    """Input size, stride and padding of each conv op of the parsed forward pass (none without one); and
-    a note naming the convs the cost models cannot take."""
+def conv_inputs(forward: graph.ForwardPass | None) -> dict[str, dict]:
+    """Input size, stride, padding (top, bottom, left, right), dilation and groups of each conv op of the
+    parsed forward pass (none without one); a Conv1d is a conv of height 1."""
     if forward is None:
-        return {}, ""
-    found, notes = {}, []
+        return {}
+    found = {}
     for i, op in enumerate(forward.ops):
-        if isinstance(op, graph.Conv1d) and op.dilation == 1:
-            found[op.layer] = {"in_hw": (1, forward.input_shapes(i)[0][1] + sum(op.padding)), "stride": op.stride,
-                               "padding": 0, "groups": op.groups}
-            continue
         if isinstance(op, graph.Conv1d):
-            notes.append(f"conv1d {op.layer}: dilation {op.dilation} (dilation is not modelled)")
-        if not isinstance(op, graph.Conv):
-            continue
-        if op.stride[0] != op.stride[1] or len(set(op.padding)) != 1 or op.dilation != (1, 1):
-            notes.append(f"conv {op.layer}: stride {list(op.stride)}, padding {list(op.padding)}, dilation "
-                         f"{list(op.dilation)} (only equal sides and no dilation are modelled)")
-            continue
-        found[op.layer] = {"in_hw": tuple(forward.input_shapes(i)[0][1:]), "stride": op.stride[0],
-                           "padding": op.padding[0], "groups": op.groups}
-    return found, "; ".join(notes)
+            found[op.layer] = {"in_hw": (1, forward.input_shapes(i)[0][1]), "stride": (1, op.stride),
+                               "padding": (0, 0, *op.padding), "dilation": (1, op.dilation), "groups": op.groups}
+        elif isinstance(op, graph.Conv):
+            found[op.layer] = {"in_hw": tuple(forward.input_shapes(i)[0][1:]), "stride": tuple(op.stride),
+                               "padding": tuple(op.padding), "dilation": tuple(op.dilation), "groups": op.groups}
+    return found
 
 
 @dataclass(frozen=True)
@@ -150,8 +142,8 @@ def load_model(path, input_shape: tuple | None = None) -> ModelFile:
     if input_shape is not None and forward is None:
         raise UserError(f"{path}: {unreadable}")
     has_conv = any(q.kind == "conv" for q in layers)
-    traced, conv_note = conv_inputs(forward)
-    note = (unreadable or conv_note) if has_conv else ""
+    traced = conv_inputs(forward)
+    note = unreadable if has_conv else ""
     uses = sequence_uses(forward, by_name)
     out = []
     for q in layers:
@@ -164,7 +156,7 @@ def load_model(path, input_shape: tuple | None = None) -> ModelFile:
         elif q.name in traced:
             t = traced[q.name]
             shape = LayerShape(q.name, "conv", q.shape[1] * t["groups"], q.shape[0], t["in_hw"], tuple(q.shape[2:]),
-                               t["stride"], t["padding"], t["groups"], q.density)
+                               t["stride"], t["padding"], t["groups"], q.density, t["dilation"])
             out.append(FileLayer(q, shape))
         else:
             out.append(FileLayer(q, None, f"input size unknown: {note or 'layer not in the forward pass'}"))

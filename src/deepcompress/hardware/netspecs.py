@@ -18,7 +18,9 @@ from .eie_tables import benchmark
 @dataclass(frozen=True)
 class LayerShape:
     """One layer: `in_channels` -> `out_channels` over an `in_hw` input with a `kernel`, `stride`,
-    `padding` and `groups`. An FC layer has in_hw = kernel = (1, 1): in_channels inputs, out_channels outputs."""
+    `padding`, `groups` and `dilation`. An FC layer has in_hw = kernel = (1, 1): in_channels inputs,
+    out_channels outputs. `stride` and `dilation` are one int or (height, width); `padding` one int, or
+    (top, bottom, left, right)."""
 
     name: str
     kind: str
@@ -26,16 +28,20 @@ class LayerShape:
     out_channels: int
     in_hw: tuple[int, int] = (1, 1)
     kernel: tuple[int, int] = (1, 1)
-    stride: int = 1
-    padding: int = 0
+    stride: int | tuple[int, int] = 1
+    padding: int | tuple[int, int, int, int] = 0
     groups: int = 1
     weight_density: float = 1.0
+    dilation: int | tuple[int, int] = 1
 
     def __post_init__(self):
         if self.kind not in ("fc", "conv"):
             raise UserError(f"layer {self.name}: kind must be 'fc' or 'conv', got {self.kind!r}")
-        if min(self.in_channels, self.out_channels, *self.in_hw, *self.kernel, self.stride, self.groups) < 1:
-            raise UserError(f"layer {self.name}: sizes, stride and groups must be positive")
+        if min(self.in_channels, self.out_channels, *self.in_hw, *self.kernel, *self.strides, *self.dilations,
+               self.groups) < 1:
+            raise UserError(f"layer {self.name}: sizes, stride, dilation and groups must be positive")
+        if min(self.paddings) < 0:
+            raise UserError(f"layer {self.name}: padding must not be negative, got {self.padding}")
         if self.in_channels % self.groups or self.out_channels % self.groups:
             raise UserError(f"layer {self.name}: channels must divide into {self.groups} groups")
         if min(self.out_hw) < 1:
@@ -44,9 +50,26 @@ class LayerShape:
             raise UserError(f"layer {self.name}: weight density must lie in [0, 1]")
 
     @property
+    def strides(self) -> tuple[int, int]:
+        """Stride (height, width)."""
+        return _pair(self.stride)
+
+    @property
+    def dilations(self) -> tuple[int, int]:
+        """Dilation (height, width)."""
+        return _pair(self.dilation)
+
+    @property
+    def paddings(self) -> tuple[int, int, int, int]:
+        """Zero padding (top, bottom, left, right)."""
+        return (self.padding,) * 4 if isinstance(self.padding, int) else tuple(self.padding)
+
+    @property
     def out_hw(self) -> tuple[int, int]:
         """Output height and width."""
-        return tuple((n + 2 * self.padding - k) // self.stride + 1 for n, k in zip(self.in_hw, self.kernel))
+        top, bottom, left, right = self.paddings
+        return tuple((n + pad - d * (k - 1) - 1) // s + 1 for n, pad, k, s, d in
+                     zip(self.in_hw, (top + bottom, left + right), self.kernel, self.strides, self.dilations))
 
     @property
     def positions(self) -> int:
@@ -82,6 +105,10 @@ class LayerShape:
 def fc(name: str, inputs: int, outputs: int, weight_density: float = 1.0) -> LayerShape:
     """A fully connected layer of `inputs` x `outputs`."""
     return LayerShape(name, "fc", inputs, outputs, weight_density=weight_density)
+
+
+def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
 
 
 def conv(name: str, cin: int, cout: int, hw: int, k: int, stride: int = 1, pad: int = 0, groups: int = 1) -> LayerShape:

@@ -49,7 +49,8 @@ def _capture_at(model: nn.Module, example_input: torch.Tensor) -> list[graph.Op]
     try:
         traced = torch.fx.symbolic_trace(model)
     except Exception as err:  # fx refuses data-dependent control flow and more; its message says which
-        raise Unsupported(f"cannot capture the forward pass with torch.fx ({type(err).__name__}: {err}); "
+        what = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise Unsupported(f"cannot capture the forward pass with torch.fx ({type(err).__name__}: {what}); "
                           f"make forward() traceable ({WEIGHTS_ONLY_HINT})") from None
     placeholders = [n for n in traced.graph.nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
@@ -135,6 +136,15 @@ def _check_node(node: torch.fx.Node, sources: list, modules: dict, batch: int, w
         refuse(where, "an in-place operation whose input is used again", "use the out-of-place form")
 
 
+def _refuse_tensor_parts(node: torch.fx.Node) -> None:
+    """Refuse a call that returns several tensors (chunk, split, unbind): the file has no op for it."""
+    value = node.meta.get(VALUE)
+    if isinstance(value, (tuple, list)) and any(isinstance(v, torch.Tensor) for v in value):
+        name = getattr(node.target, "__name__", node.target)
+        refuse(f"forward() {node.name}", f"{name}() returning {len(value)} tensors",
+               "the file has no op that splits a tensor: compute each part with its own layer")
+
+
 def _ops_of(traced: torch.fx.GraphModule, modules: dict, batch: int) -> list[graph.Op]:
     index: dict[torch.fx.Node, int] = {}
     ops: list[graph.Op] = []
@@ -148,6 +158,7 @@ def _ops_of(traced: torch.fx.GraphModule, modules: dict, batch: int) -> list[gra
         if seq.take(node, index, lambda n, op, src: _append(n, op, src, index, ops)):
             continue
         if node.op != "call_module" and not node_shape(node):
+            _refuse_tensor_parts(node)
             continue  # an int or a size: only shape arguments of a reshape read it
         if node.op == "get_attr":
             raise Unsupported(f"{node.target}: a parameter or buffer used directly in forward() is not "

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from deepcompress import atomic
 from deepcompress.errors import UserError
@@ -139,3 +140,19 @@ def test_config_refuses_unknown_and_bad_values():
         TrainConfig.from_dict({"epoch": 3})
     with pytest.raises(UserError, match="optimizer"):
         TrainConfig(optimizer="rmsprop")
+
+
+def test_top1_error_takes_class_ids_on_either_axis_or_one_hot_rows():
+    from deepcompress.train import top1_wrong
+
+    gen = torch.Generator().manual_seed(0)
+    out, y = torch.randn(6, 5, generator=gen), torch.randint(0, 5, (6,), generator=gen)
+    ref = (out.argmax(1) != y).float()
+    assert torch.equal(top1_wrong(out, y), ref)
+    assert torch.equal(top1_wrong(out, F.one_hot(y, 5).float()), ref)  # one-hot targets: the same errors
+    seq, ids = torch.randn(3, 4, 7, generator=gen), torch.randint(0, 7, (3, 4), generator=gen)
+    assert torch.equal(top1_wrong(seq, ids), (seq.argmax(-1) != ids).float().mean(1))  # (N, T, V) logits
+    maps, pix = torch.randn(2, 3, 4, 4, generator=gen), torch.randint(0, 3, (2, 4, 4), generator=gen)
+    assert torch.equal(top1_wrong(maps, pix), (maps.argmax(1) != pix).float().flatten(1).mean(1))  # cross_entropy's
+    with pytest.raises(UserError, match=r"targets of shape \(6, 2\) do not fit outputs of shape \(6, 5\)"):
+        top1_wrong(out, torch.zeros(6, 2))

@@ -155,8 +155,9 @@ class Objective:
         return F.cross_entropy(out, y)
 
     def errors(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Each sample's error, 0 for a perfect one (here 1 for a wrong top-1 class, else 0)."""
-        return (out.argmax(1) != y).float()
+        """Each sample's error, 0 for a perfect one: here its fraction of wrong top-1 classes (one per sample,
+        or per position of a sequence). See top1_wrong for the target shapes taken."""
+        return top1_wrong(out, y)
 
     @property
     def key(self) -> str:
@@ -170,6 +171,25 @@ class Objective:
     def error(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2000) -> float:
         """The mean per-sample score of `model` on (x, y), in eval mode."""
         return score(model, (x, y), self, batch_size)
+
+
+def top1_wrong(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per sample, the fraction of positions whose top-1 class is wrong. The classes are out's axis 1, as
+    for F.cross_entropy, with class ids y of out's shape less that axis; or its last axis, with y of out's
+    shape less that one (a sequence model's (N, T, V) logits); or y holds scores or one-hot rows of out's
+    own shape and its top-1 class is the target. UserError for any other y."""
+    if y.shape == out.shape and y.is_floating_point():
+        wrong = out.argmax(-1) != y.argmax(-1)
+    elif y.shape == out.shape[:1] + out.shape[2:]:
+        wrong = out.argmax(1) != y
+    elif y.shape == out.shape[:-1]:
+        wrong = out.argmax(-1) != y
+    else:
+        raise UserError(f"top-1 error: targets of shape {tuple(y.shape)} do not fit outputs of shape "
+                        f"{tuple(out.shape)}; expected class ids {tuple(out.shape[:1] + out.shape[2:])} (or "
+                        f"{tuple(out.shape[:-1])}), or scores {tuple(out.shape)}; for other targets pass "
+                        f"metric=\"loss\"")
+    return wrong.float().reshape(len(wrong), -1).mean(1)
 
 
 class LossObjective(Objective):

@@ -147,6 +147,17 @@ def test_conv_without_forward_pass_is_skipped(tmp_path):
     assert "PARTIAL total: 1 weight layer(s) not costed (c)" in format_layer_records(records)
 
 
+@pytest.mark.parametrize("arch", ARCHES)
+def test_a_weights_only_file_s_total_is_partial(tmp_path, arch):
+    path = tmp_path / "w.dcz"
+    dcz.write(path, [quantized("f", "fc", (3, 5), 0.5, np.random.default_rng(1))], {})  # no forward pass
+    records = simulate_model(path, arch)
+    assert records[-1]["layers_skipped"] == 0 and records[-1]["partial"] and records[-1]["no_forward_pass"]
+    from deepcompress.hardware.report import format_layer_records
+    assert "PARTIAL total: the file has no readable forward pass" in format_layer_records(records)
+    assert not records[0].get("skipped")  # the layer itself is still costed, once
+
+
 @pytest.mark.parametrize("arch", ["eie", "cpu"])
 def test_layer_table_fits_long_names(tmp_path, arch):
     from deepcompress.hardware.report import format_layer_records

@@ -126,6 +126,8 @@ def simulate_model(path, arch: str = "eie", *, eie_config: EIEConfig | None = No
             records.append(_per_sample(_dense_record(layer, arch, diannao_config, batch * layer.steps), 1, batch))
     records += [_matmul_record(work, arch, diannao_config, batch) for work in activation_matmuls(model.forward)]
     total = _total(records, arch, batch, meta)
+    if model.forward is None:  # how often each layer runs, and on what, is unknown: the total is a guess
+        total.update(partial=True, no_forward_pass=True)
     total["not_costed"] = not_costed_ops(model.forward)
     if arch != "eie":
         total["not_costed"].pop("matmul", None)  # costed above

@@ -72,7 +72,10 @@ def format_layer_records(records: list[dict]) -> str:
         lines.append(f"{name}{r['time_us']:>11.2f}{r['energy_j'] * 1e6:>12.3f}"
                      f"{_num(r.get('frames_per_s')):>13}{_num(fpj):>13}  {note}")
     total = records[-1]
-    if total.get("partial"):
+    if total.get("no_forward_pass"):
+        lines.append("PARTIAL total: the file has no readable forward pass (weights only?), so each stored layer "
+                     "is costed once on one input vector; how often it runs and the ops between layers are unknown")
+    if total.get("layers_skipped"):
         matmuls = any(r.get("kind") == "matmul" and r.get("skipped") for r in records)
         what = "layer(s) or matmul(s)" if matmuls else "weight layer(s)"
         lines.append(f"PARTIAL total: {total['layers_skipped']} {what} not costed "

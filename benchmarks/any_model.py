@@ -266,7 +266,7 @@ def simulated(path: Path) -> dict:
     for arch in ARCHES:
         total = simulate_model(model, arch)[-1]
         out[arch] = {k: total.get(k) for k in ("arch", "frames_per_s", "frames_per_j", "partial", "skipped_layers",
-                                               "not_costed")}
+                                               "no_forward_pass", "not_costed")}
     return out
 
 

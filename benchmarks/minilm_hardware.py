@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 RESULTS = ROOT / "benchmarks" / "results" / "minilm.json"
 ARCHES = ("eie", "diannao", "cpu", "gpu")  # fc_inputs reach EIE only; the others cost dense work
-KEYS = ("frames_per_s", "frames_per_j", "time_us", "energy_j", "partial", "skipped_layers", "not_costed")
+KEYS = ("frames_per_s", "frames_per_j", "time_us", "energy_j", "partial", "skipped_layers", "no_forward_pass",
+        "not_costed")
 
 
 def costs(path, x: np.ndarray, max_vectors: int = 16) -> dict:

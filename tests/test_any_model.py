@@ -245,7 +245,7 @@ def test_in_place_forms_that_keep_their_meaning_are_captured(tmp_path):
 @pytest.mark.parametrize("fn, message", [
     (lambda h: h.view(-1, 2), "does not keep the batch"),
     (lambda h: torch.add(h, h, alpha=2), "keyword arguments .alpha."),
-    (lambda h: h + h.sum(), "arithmetic with sum"),
+    (lambda h: h + h.sum(), r"sum_1: an operation whose output is a single number"),
     (lambda h: F.relu(h, inplace=True) + h, "in-place operation whose input is used again"),
 ])
 def test_what_would_compute_differently_is_refused(fn, message):
@@ -266,3 +266,62 @@ def test_a_model_failing_on_the_example_prints_no_torch_traceback(capfd):
     with pytest.raises(Exception, match="failed on the example input"):
         architecture_ops(nn.Sequential(nn.Flatten(), nn.Linear(4, 4)), torch.rand(2, 5))
     assert "Traceback" not in capfd.readouterr().err  # torch.fx's ShapeProp prints one when a node fails
+
+
+class TextCNN(nn.Module):
+    """Kim's sentence CNN on embedded words (N, D, T): Conv1d over time, global max pooling (amax), a classifier."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv1d(6, 5, 3, padding=1), nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.fc(torch.amax(F.relu(self.conv(x)), dim=2))
+
+
+class GlobalMax(nn.Module):
+    """Channel attention as CBAM computes it: global max and average pooling of a feature map."""
+
+    def __init__(self, functional: bool):
+        super().__init__()
+        self.conv, self.fc, self.functional = nn.Conv2d(2, 4, 3), nn.Linear(4, 4), functional
+        self.pool = nn.AdaptiveMaxPool2d(1)
+
+    def forward(self, x):
+        h = self.conv(x)
+        peak = F.adaptive_max_pool2d(h, 1) if self.functional else self.pool(h)
+        gate = torch.sigmoid(self.fc(peak.flatten(1)) + self.fc(h.mean((2, 3))))
+        return h.amax((-2, -1), keepdim=True).flatten(1) * gate
+
+
+@pytest.mark.parametrize("model, x", [
+    (TextCNN(), torch.rand(3, 6, 7) - 0.5),
+    (GlobalMax(False), torch.rand(3, 2, 6, 5) - 0.5),
+    (GlobalMax(True), torch.rand(3, 2, 6, 5) - 0.5),
+])
+def test_global_max_pooling_runs_from_the_file_and_decompresses(tmp_path, model, x):
+    from deepcompress import decompress
+
+    got, expected, path = round_trip(model, x, tmp_path)
+    assert rel_error(got, expected) < REL_TOL
+    assert "amax" in [op["op"] for op in dcz.read(path)[1]["ops"]]
+    with torch.no_grad():
+        assert rel_error(decompress(path)(x).numpy(), expected) < REL_TOL
+
+
+@pytest.mark.parametrize("fn, message", [
+    (lambda h: torch.amax(h), r"forward\(\) amax: an operation whose output is a single number"),
+    (lambda h: h.sum(), r"forward\(\) sum_1: an operation whose output is a single number"),
+    (lambda h: torch.amax(h, dim=0), "does not keep the batch"),
+    (lambda h: F.adaptive_max_pool2d(h.reshape(-1, 1, 4, 4), 2).flatten(1), r"only global max pooling"),
+])
+def test_max_pooling_the_file_cannot_express_is_refused(fn, message):
+    with pytest.raises(Unsupported, match=message):
+        architecture_ops(Lambda(fn), torch.rand(1, 8))
+
+
+def test_max_over_a_dimension_is_refused_pointing_to_amax_and_an_unused_chunk_is_ignored():
+    with pytest.raises(Unsupported, match=r"forward\(\) max_1: max\(\) returning 2 tensors .*use x\.amax\(dim\)"):
+        architecture_ops(Lambda(lambda h: torch.max(h.reshape(-1, 4, 4), 1)[0].flatten(1)), torch.rand(1, 8))
+    ops = architecture_ops(Lambda(lambda h: (h.chunk(2, 1), torch.relu(h))[1]), torch.rand(1, 8))
+    assert [op["op"] for op in ops] == ["fc", "relu"]

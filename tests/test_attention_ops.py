@@ -304,7 +304,7 @@ class MaskedAttention(nn.Module):
                                                                                           r"dtype"),
     (Fn(lambda x, m: m[0](x).unsqueeze(1) @ m[0](x).transpose(1, 2), nn.Linear(8, 8)), (5, 8),
      r"a matrix product of shapes \(2, 1, 5, 8\), \(2, 8, 5\)"),
-    (Fn(lambda x, m: m[0](x) + m[0](x).sum(), nn.Linear(8, 8)), (5, 8), r"arithmetic with sum\w* \(neither a number"),
+    (Fn(lambda x, m: m[0](x) + m[0](x).sum(), nn.Linear(8, 8)), (5, 8), r"sum\w*: an operation whose output is a single number"),
     (Fn(lambda x, m: torch.div(m[0](x), 2, rounding_mode="floor"), nn.Linear(8, 8)), (5, 8),
      r"keyword arguments \(rounding_mode\)"),
     (nn.Sequential(nn.Conv1d(2, 2, 3, padding=1, padding_mode="circular")), (2, 6), "padding_mode='circular'"),

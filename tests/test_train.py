@@ -154,5 +154,18 @@ def test_top1_error_takes_class_ids_on_either_axis_or_one_hot_rows():
     assert torch.equal(top1_wrong(seq, ids), (seq.argmax(-1) != ids).float().mean(1))  # (N, T, V) logits
     maps, pix = torch.randn(2, 3, 4, 4, generator=gen), torch.randint(0, 3, (2, 4, 4), generator=gen)
     assert torch.equal(top1_wrong(maps, pix), (maps.argmax(1) != pix).float().flatten(1).mean(1))  # cross_entropy's
-    with pytest.raises(UserError, match=r"targets of shape \(6, 2\) do not fit outputs of shape \(6, 5\)"):
-        top1_wrong(out, torch.zeros(6, 2))
+    soft = F.one_hot(pix, 3).permute(0, 3, 1, 2).float()  # scores on axis 1, as F.cross_entropy reads them
+    assert torch.equal(top1_wrong(maps, soft), top1_wrong(maps, pix))
+
+
+@pytest.mark.parametrize("out, y, why", [
+    (torch.zeros(6, 5), torch.zeros(6, 2), "expected integer class ids of shape"),
+    (torch.zeros(6, 5), torch.zeros(6), "expected integer class ids"),  # float regression targets
+    (torch.zeros(6, 1), torch.zeros(6, 1), "no class axis of two or more"),  # one logit: nothing to rank
+    (torch.zeros(2, 4, 4), torch.zeros(2, 4, dtype=torch.long), "could be axis 1 or the last axis"),
+])
+def test_top1_error_refuses_targets_it_cannot_read(out, y, why):
+    from deepcompress.train import top1_wrong
+
+    with pytest.raises(UserError, match=why):
+        top1_wrong(out, y)

@@ -167,7 +167,8 @@ def _hardware_rows(hw: dict) -> list[list]:
     rows = []
     for arch, records in hw["arches"].items():
         t = records[-1]
-        note = "partial: " + ", ".join(t["skipped_layers"]) + " not costed" if t["partial"] else ""
+        note = ("partial: no forward pass in the file" if t.get("no_forward_pass") else
+                "partial: " + ", ".join(t["skipped_layers"]) + " not costed" if t["partial"] else "")
         rows.append([PLATFORM_LABELS[arch], "the file" + (f" ({t['arch']})" if t["arch"] != arch else ""),
                      round(t["time_us"], 2), round(t["frames_per_s"]), round(t["frames_per_j"]),
                      round(t.get("frames_per_s_mm2") or 0) or None, note])

@@ -128,7 +128,7 @@ def _apply(op: graph.Op, xs: list, layer: nn.Module | None) -> torch.Tensor:
 
 SCALAR_FNS = {"add": lambda x, v: x + v, "sub": lambda x, v: x - v, "rsub": lambda x, v: v - x,
               "mul": lambda x, v: x * v, "div": lambda x, v: x / v, "rdiv": lambda x, v: v / x}
-ATTN_OPS = (graph.Conv1d, graph.MatMul, graph.Scalar, graph.Sub, graph.Div, graph.Mean)
+ATTN_OPS = (graph.Conv1d, graph.MatMul, graph.Scalar, graph.Sub, graph.Div, graph.Mean, graph.Amax)
 
 
 def _apply_attn(op: graph.Op, xs: list, layer: nn.Module | None) -> torch.Tensor:
@@ -138,8 +138,9 @@ def _apply_attn(op: graph.Op, xs: list, layer: nn.Module | None) -> torch.Tensor
         return F.conv1d(F.pad(x, op.padding), layer.weight, layer.bias, op.stride, 0, op.dilation, op.groups)
     if isinstance(op, graph.Scalar):
         return SCALAR_FNS[op.fn](x, op.value)
-    if isinstance(op, graph.Mean):
-        return x.mean(dim=[d % (x.dim() - 1) + 1 for d in op.dims], keepdim=op.keepdim)
+    if isinstance(op, (graph.Mean, graph.Amax)):
+        dims = [d % (x.dim() - 1) + 1 for d in op.dims]
+        return (x.amax if isinstance(op, graph.Amax) else x.mean)(dim=dims, keepdim=op.keepdim)
     a, b = (_aligned(t, max(xs[0].dim(), xs[1].dim())) for t in xs)
     return {graph.MatMul: torch.matmul, graph.Sub: torch.sub, graph.Div: torch.div}[type(op)](a, b)
 

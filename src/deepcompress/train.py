@@ -175,21 +175,31 @@ class Objective:
 
 def top1_wrong(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per sample, the fraction of positions whose top-1 class is wrong. The classes are out's axis 1, as
-    for F.cross_entropy, with class ids y of out's shape less that axis; or its last axis, with y of out's
-    shape less that one (a sequence model's (N, T, V) logits); or y holds scores or one-hot rows of out's
-    own shape and its top-1 class is the target. UserError for any other y."""
+    for F.cross_entropy: y holds class ids of out's shape less that axis, or scores (one-hot rows) of out's
+    own shape, whose top-1 class is the target; or, for a sequence model's (N, T, V) logits, class ids
+    (N, T) on the last axis. UserError for any other y, for a single output (no classes to rank) and for
+    (N, T, T) logits, where ids (N, T) could mean either axis."""
+    if out.dim() < 2 or out.shape[1] < 2:
+        raise _bad_targets(out, y, "the outputs have no class axis of two or more (axis 1)")
+    on_axis_1 = y.shape == out.shape[:1] + out.shape[2:]
+    on_last = out.dim() > 2 and y.shape == out.shape[:-1]
     if y.shape == out.shape and y.is_floating_point():
-        wrong = out.argmax(-1) != y.argmax(-1)
-    elif y.shape == out.shape[:1] + out.shape[2:]:
-        wrong = out.argmax(1) != y
-    elif y.shape == out.shape[:-1]:
-        wrong = out.argmax(-1) != y
-    else:
-        raise UserError(f"top-1 error: targets of shape {tuple(y.shape)} do not fit outputs of shape "
-                        f"{tuple(out.shape)}; expected class ids {tuple(out.shape[:1] + out.shape[2:])} (or "
-                        f"{tuple(out.shape[:-1])}), or scores {tuple(out.shape)}; for other targets pass "
-                        f"metric=\"loss\"")
+        return _wrong(out.argmax(1) != y.argmax(1))
+    if y.is_floating_point() or not (on_axis_1 or on_last):
+        raise _bad_targets(out, y, "expected integer class ids of shape "
+                           f"{tuple(out.shape[:1] + out.shape[2:])} or scores of shape {tuple(out.shape)}")
+    if on_axis_1 and on_last:
+        raise _bad_targets(out, y, "the classes could be axis 1 or the last axis")
+    return _wrong(out.argmax(1) != y if on_axis_1 else out.argmax(-1) != y)
+
+
+def _wrong(wrong: torch.Tensor) -> torch.Tensor:
     return wrong.float().reshape(len(wrong), -1).mean(1)
+
+
+def _bad_targets(out: torch.Tensor, y: torch.Tensor, why: str) -> UserError:
+    return UserError(f"top-1 error: targets {str(y.dtype).removeprefix('torch.')} {tuple(y.shape)} do not fit "
+                     f"outputs {tuple(out.shape)}: {why}; for other targets pass metric=\"loss\"")
 
 
 class LossObjective(Objective):

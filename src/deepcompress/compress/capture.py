@@ -13,7 +13,7 @@ import torch
 import torch.fx
 import torch.nn.functional as F
 from torch import nn
-from torch.fx.passes.shape_prop import ShapeProp
+from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 
 from ..errors import UserError
 from ..format import graph
@@ -136,13 +136,18 @@ def _check_node(node: torch.fx.Node, sources: list, modules: dict, batch: int, w
         refuse(where, "an in-place operation whose input is used again", "use the out-of-place form")
 
 
+def _is_tensor(node: torch.fx.Node) -> bool:
+    return isinstance(node.meta.get("tensor_meta"), TensorMetadata)
+
+
 def _refuse_tensor_parts(node: torch.fx.Node) -> None:
     """Refuse a call that returns several tensors (chunk, split, unbind): the file has no op for it."""
     value = node.meta.get(VALUE)
-    if isinstance(value, (tuple, list)) and any(isinstance(v, torch.Tensor) for v in value):
+    if node.users and isinstance(value, (tuple, list)) and any(isinstance(v, torch.Tensor) for v in value):
         name = getattr(node.target, "__name__", node.target)
-        refuse(f"forward() {node.name}", f"{name}() returning {len(value)} tensors",
+        fix = (f"for the values use x.a{name}(dim)" if name in ("max", "min") else
                "the file has no op that splits a tensor: compute each part with its own layer")
+        refuse(f"forward() {node.name}", f"{name}() returning {len(value)} tensors", fix)
 
 
 def _ops_of(traced: torch.fx.GraphModule, modules: dict, batch: int) -> list[graph.Op]:
@@ -159,6 +164,9 @@ def _ops_of(traced: torch.fx.GraphModule, modules: dict, batch: int) -> list[gra
             continue
         if node.op != "call_module" and not node_shape(node):
             _refuse_tensor_parts(node)
+            if _is_tensor(node):  # a 0-d tensor: a reduction over the batch too
+                refuse(f"forward() {node.name}", "an operation whose output is a single number (shape ())",
+                       "keep the batch dimension first and reduce only over the other dimensions")
             continue  # an int or a size: only shape arguments of a reshape read it
         if node.op == "get_attr":
             raise Unsupported(f"{node.target}: a parameter or buffer used directly in forward() is not "

@@ -81,6 +81,15 @@ def _adaptive(name: str, m: nn.AdaptiveAvgPool2d, in_hw):
     return graph.AdaptiveAvgPool(tuple(in_hw[i] if s is None else int(s) for i, s in enumerate(size)))
 
 
+def _global_max(name: str, m: nn.AdaptiveMaxPool2d, in_hw):
+    """AdaptiveMaxPool2d to a 1 x 1 output as the file's amax over height and width; other sizes refused."""
+    size = m.output_size if isinstance(m.output_size, (tuple, list)) else (m.output_size, m.output_size)
+    if m.return_indices or tuple(in_hw[i] if s is None else int(s) for i, s in enumerate(size)) != (1, 1):
+        refuse(name, f"AdaptiveMaxPool2d(output_size={m.output_size}, return_indices={m.return_indices})",
+               "only global max pooling (output size 1, no indices) is supported")
+    return graph.Amax((-2, -1), True)
+
+
 def _affine(name: str, m: nn.modules.batchnorm._BatchNorm):
     """A BatchNorm in inference mode as a per-channel affine op."""
     if m.running_mean is None:
@@ -135,6 +144,8 @@ def module_op(name: str, m: nn.Module, in_shape: tuple):
         return _pool(name, m)
     if isinstance(m, nn.AdaptiveAvgPool2d):
         return _adaptive(name, m, in_shape[1:])
+    if isinstance(m, nn.AdaptiveMaxPool2d):
+        return _global_max(name, m, in_shape[1:])
     if isinstance(m, nn.Flatten):
         return graph.Flatten() if (m.start_dim, m.end_dim) == (1, -1) else "reshape"
     if isinstance(m, (nn.Dropout, nn.Identity)):
@@ -150,7 +161,7 @@ def module_op(name: str, m: nn.Module, in_shape: tuple):
 
 
 FUNCTION_MODULES = {F.max_pool2d: nn.MaxPool2d, F.avg_pool2d: nn.AvgPool2d, F.adaptive_avg_pool2d: nn.AdaptiveAvgPool2d,
-                    F.relu6: nn.ReLU6, F.leaky_relu: nn.LeakyReLU, F.gelu: nn.GELU}
+                    F.adaptive_max_pool2d: nn.AdaptiveMaxPool2d, F.relu6: nn.ReLU6, F.leaky_relu: nn.LeakyReLU, F.gelu: nn.GELU}
 ELEMENTWISE = {F.relu: graph.Relu, torch.relu: graph.Relu, torch.sigmoid: graph.Sigmoid, F.sigmoid: graph.Sigmoid,
                torch.tanh: graph.Tanh, F.tanh: graph.Tanh, F.silu: graph.Silu, "relu": graph.Relu,
                "sigmoid": graph.Sigmoid, "tanh": graph.Tanh}
@@ -182,7 +193,9 @@ def call_op(node: torch.fx.Node, where: str, in_shape: tuple):
     if target in MATMUL:
         return _matmul(node, where)
     if target in (torch.mean, "mean"):
-        return _mean(node, where)
+        return _reduce(node, where, graph.Mean)
+    if target in (torch.amax, "amax"):
+        return _reduce(node, where, graph.Amax)
     if target is F.scaled_dot_product_attention:
         return _attention(node, where)
     if target is getattr and node.args[1] == "mT":
@@ -242,15 +255,16 @@ def _matmul(node: torch.fx.Node, where: str):
     return graph.MatMul()
 
 
-def _mean(node: torch.fx.Node, where: str):
+def _reduce(node: torch.fx.Node, where: str, op: type):
+    """x.mean(dims) / x.amax(dims) over per-sample axes as the file's `op` (graph.Mean or graph.Amax)."""
     kwargs = dict(node.kwargs)
     dim = kwargs.pop("dim", node.args[1] if len(node.args) > 1 else None)
     keepdim = kwargs.pop("keepdim", node.args[2] if len(node.args) > 2 else False)
-    if kwargs or dim is None:
-        refuse(where, f"mean over {'all dimensions' if dim is None else 'dims ' + str(dim)}"
-                f"{' with ' + ', '.join(kwargs) if kwargs else ''}", "give the dims to average over (not the batch)")
+    if kwargs or dim is None or dim == () or dim == []:
+        refuse(where, f"{op.name} over {'all dimensions' if dim in (None, (), []) else 'dims ' + str(dim)}"
+                f"{' with ' + ', '.join(kwargs) if kwargs else ''}", "give the dims to reduce (not the batch)")
     dims = dim if isinstance(dim, (list, tuple)) else [dim]
-    return graph.Mean(tuple(_sample_dim(d, where, "mean") for d in dims), bool(keepdim))
+    return op(tuple(_sample_dim(d, where, op.name) for d in dims), bool(keepdim))
 
 
 SDPA_ARGS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")

@@ -122,10 +122,10 @@ Sub.__module__ = Div.__module__ = __name__
 
 
 @dataclass(frozen=True)
-class Mean(Op):
-    """Mean over the per-sample axes `dims`, which are dropped unless `keepdim` (then of size 1)."""
+class Reduce(Op):
+    """A reduction over the per-sample axes `dims`, which are dropped unless `keepdim` (then of size 1)."""
 
-    name: ClassVar[str] = "mean"
+    name: ClassVar[str] = "reduce"
     dims: tuple = (-1,)
     keepdim: bool = False
 
@@ -154,4 +154,18 @@ class Mean(Op):
         return tuple(d for i, d in enumerate(shape) if i not in axes)
 
 
-ATTN_OPS = {cls.name: cls for cls in (Conv1d, MatMul, Scalar, Sub, Div, Mean)}
+@dataclass(frozen=True)
+class Mean(Reduce):
+    """Mean over the per-sample axes `dims`, which are dropped unless `keepdim` (then of size 1)."""
+
+    name: ClassVar[str] = "mean"
+
+
+@dataclass(frozen=True)
+class Amax(Reduce):
+    """Maximum over the per-sample axes `dims` (global max pooling), dropped unless `keepdim`."""
+
+    name: ClassVar[str] = "amax"
+
+
+ATTN_OPS = {cls.name: cls for cls in (Conv1d, MatMul, Scalar, Sub, Div, Mean, Amax)}

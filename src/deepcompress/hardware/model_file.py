@@ -4,7 +4,7 @@ and its shape, with conv layers' input sizes taken from the file's forward pass 
 the same parser the runtime uses). The format package is numpy + stdlib, so this keeps hardware torch-free.
 
 Sequences: an fc layer applied to (..., in) runs once per position (FileLayer.steps per sample); a conv1d
-layer is the 1 x k convolution over its zero-padded length (the padding counted as input values); a
+layer is the 1 x k convolution over its length, with its left and right padding; a
 matrix product between activations has no layer: activation_matmuls lists it as a dense fc workload.
 """
 

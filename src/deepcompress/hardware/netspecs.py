@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, replace
 
 from ..errors import UserError
+from ..format.op_records import pair_of, padding4, pool_out
 from .eie_tables import benchmark
 
 
@@ -19,8 +20,8 @@ from .eie_tables import benchmark
 class LayerShape:
     """One layer: `in_channels` -> `out_channels` over an `in_hw` input with a `kernel`, `stride`,
     `padding`, `groups` and `dilation`. An FC layer has in_hw = kernel = (1, 1): in_channels inputs,
-    out_channels outputs. `stride` and `dilation` are one int or (height, width); `padding` one int, or
-    (top, bottom, left, right)."""
+    out_channels outputs. `stride` and `dilation` are one int or (height, width); `padding` one int,
+    (height, width) or (top, bottom, left, right)."""
 
     name: str
     kind: str
@@ -52,24 +53,24 @@ class LayerShape:
     @property
     def strides(self) -> tuple[int, int]:
         """Stride (height, width)."""
-        return _pair(self.stride)
+        return pair_of(self.stride)
 
     @property
     def dilations(self) -> tuple[int, int]:
         """Dilation (height, width)."""
-        return _pair(self.dilation)
+        return pair_of(self.dilation)
 
     @property
     def paddings(self) -> tuple[int, int, int, int]:
-        """Zero padding (top, bottom, left, right)."""
-        return (self.padding,) * 4 if isinstance(self.padding, int) else tuple(self.padding)
+        """Zero padding (top, bottom, left, right); a pair is (height, width), as in the file's ops."""
+        return padding4(self.padding)
 
     @property
     def out_hw(self) -> tuple[int, int]:
         """Output height and width."""
         top, bottom, left, right = self.paddings
-        return tuple((n + pad - d * (k - 1) - 1) // s + 1 for n, pad, k, s, d in
-                     zip(self.in_hw, (top + bottom, left + right), self.kernel, self.strides, self.dilations))
+        return tuple(pool_out(n, k, s, lo, hi, d) for n, k, s, lo, hi, d in
+                     zip(self.in_hw, self.kernel, self.strides, (top, left), (bottom, right), self.dilations))
 
     @property
     def positions(self) -> int:
@@ -105,10 +106,6 @@ class LayerShape:
 def fc(name: str, inputs: int, outputs: int, weight_density: float = 1.0) -> LayerShape:
     """A fully connected layer of `inputs` x `outputs`."""
     return LayerShape(name, "fc", inputs, outputs, weight_density=weight_density)
-
-
-def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else tuple(value)
 
 
 def conv(name: str, cin: int, cout: int, hw: int, k: int, stride: int = 1, pad: int = 0, groups: int = 1) -> LayerShape:

@@ -38,9 +38,10 @@ def _two(fn):
     return run
 
 
-def _mean(axes: tuple, keepdim: bool):
+def _reduce(axes: tuple, keepdim: bool, largest: bool):
     def run(x):
-        return x.mean(axis=tuple(a + 1 for a in axes), keepdims=keepdim, dtype=np.float32)
+        axis = tuple(a + 1 for a in axes)
+        return x.max(axis=axis, keepdims=keepdim) if largest else x.mean(axis=axis, keepdims=keepdim, dtype=np.float32)
     return run
 
 
@@ -54,6 +55,7 @@ def build_attn_op(op: graph.Op, forward: graph.ForwardPass, i: int, inplace: boo
         return _two(np.subtract)
     if isinstance(op, graph.Div):
         return _two(np.divide)
-    if isinstance(op, graph.Mean):
-        return _mean(op.axes(len(forward.input_shapes(i)[0]), f"op {i} (mean)"), op.keepdim)
+    if isinstance(op, (graph.Mean, graph.Amax)):
+        return _reduce(op.axes(len(forward.input_shapes(i)[0]), f"op {i} ({op.name})"), op.keepdim,
+                       isinstance(op, graph.Amax))
     return None

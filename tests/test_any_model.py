@@ -325,3 +325,31 @@ def test_max_over_a_dimension_is_refused_pointing_to_amax_and_an_unused_chunk_is
         architecture_ops(Lambda(lambda h: torch.max(h.reshape(-1, 4, 4), 1)[0].flatten(1)), torch.rand(1, 8))
     ops = architecture_ops(Lambda(lambda h: (h.chunk(2, 1), torch.relu(h))[1]), torch.rand(1, 8))
     assert [op["op"] for op in ops] == ["fc", "relu"]
+
+
+class MobileTail(nn.Module):
+    """MobileNetV3's activations (hardswish, a hardsigmoid gate) and the PyTorch MNIST example's log_softmax."""
+
+    def __init__(self, functional: bool):
+        super().__init__()
+        self.fc1, self.fc2, self.functional = nn.Linear(8, 16), nn.Linear(16, 16), functional
+        self.hs, self.hg, self.out = nn.Hardswish(), nn.Hardsigmoid(), nn.LogSoftmax(dim=1)
+
+    def forward(self, x):
+        if self.functional:
+            h = F.hardswish(4 * self.fc1(x))
+            return F.log_softmax(h * F.hardsigmoid(self.fc2(h)), dim=-1)
+        h = self.hs(4 * self.fc1(x))
+        return self.out(h * self.hg(self.fc2(h)))
+
+
+@pytest.mark.parametrize("functional", [False, True])
+def test_hardswish_hardsigmoid_and_log_softmax_run_from_the_file(tmp_path, functional):
+    from deepcompress import decompress
+
+    x = torch.rand(5, 8) * 4 - 2  # inputs on both sides of the -3 / 3 corners after the 4x scale
+    got, expected, path = round_trip(MobileTail(functional), x, tmp_path)
+    assert rel_error(got, expected) < REL_TOL
+    assert {"hardswish", "hardsigmoid", "log_softmax"} <= {op["op"] for op in dcz.read(path)[1]["ops"]}
+    with torch.no_grad():
+        assert rel_error(decompress(path)(x).numpy(), expected) < REL_TOL

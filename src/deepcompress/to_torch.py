@@ -82,7 +82,7 @@ def _pool(op: graph.Pool, x: torch.Tensor) -> torch.Tensor:
 
 
 ACTIVATIONS = {graph.Relu: F.relu, graph.Relu6: F.relu6, graph.Sigmoid: torch.sigmoid, graph.Tanh: torch.tanh,
-               graph.Silu: F.silu}
+               graph.Silu: F.silu, graph.Hardswish: F.hardswish, graph.Hardsigmoid: F.hardsigmoid}
 
 
 def _apply(op: graph.Op, xs: list, layer: nn.Module | None) -> torch.Tensor:
@@ -104,6 +104,7 @@ def _apply(op: graph.Op, xs: list, layer: nn.Module | None) -> torch.Tensor:
         graph.LeakyRelu: lambda: F.leaky_relu(x, op.negative_slope),
         graph.Gelu: lambda: F.gelu(x, approximate=op.approximate),
         graph.Softmax: lambda: F.softmax(x, dim=op.dim % (x.dim() - 1) + 1),
+        graph.LogSoftmax: lambda: F.log_softmax(x, dim=op.dim % (x.dim() - 1) + 1),
         graph.AdaptiveAvgPool: lambda: F.adaptive_avg_pool2d(x, op.output_size),
         graph.Flatten: lambda: x.flatten(1),
         graph.Reshape: lambda: x.reshape(x.shape[0], *op.shape),

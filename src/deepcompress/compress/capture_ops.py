@@ -118,7 +118,7 @@ def _sample_dim(dim, where: str, what: str) -> int:
 ATTENTION_MODULES = (nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerEncoder,
                      nn.TransformerDecoderLayer, nn.TransformerDecoder, nn.Transformer)
 ACTIVATIONS = {nn.ReLU: graph.Relu, nn.ReLU6: graph.Relu6, nn.Sigmoid: graph.Sigmoid, nn.Tanh: graph.Tanh,
-               nn.SiLU: graph.Silu}
+               nn.SiLU: graph.Silu, nn.Hardswish: graph.Hardswish, nn.Hardsigmoid: graph.Hardsigmoid}
 
 
 def module_op(name: str, m: nn.Module, in_shape: tuple):
@@ -138,8 +138,9 @@ def module_op(name: str, m: nn.Module, in_shape: tuple):
         return graph.LeakyRelu(float(m.negative_slope))
     if isinstance(m, nn.GELU):
         return graph.Gelu(m.approximate)
-    if isinstance(m, nn.Softmax):
-        return graph.Softmax(_sample_dim(m.dim, name, 'softmax'))
+    if isinstance(m, (nn.Softmax, nn.LogSoftmax)):
+        op = graph.Softmax if isinstance(m, nn.Softmax) else graph.LogSoftmax
+        return op(_sample_dim(m.dim, name, op.name))
     if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
         return _pool(name, m)
     if isinstance(m, nn.AdaptiveAvgPool2d):
@@ -161,9 +162,11 @@ def module_op(name: str, m: nn.Module, in_shape: tuple):
 
 
 FUNCTION_MODULES = {F.max_pool2d: nn.MaxPool2d, F.avg_pool2d: nn.AvgPool2d, F.adaptive_avg_pool2d: nn.AdaptiveAvgPool2d,
-                    F.adaptive_max_pool2d: nn.AdaptiveMaxPool2d, F.relu6: nn.ReLU6, F.leaky_relu: nn.LeakyReLU, F.gelu: nn.GELU}
+                    F.adaptive_max_pool2d: nn.AdaptiveMaxPool2d, F.relu6: nn.ReLU6, F.leaky_relu: nn.LeakyReLU,
+                    F.gelu: nn.GELU}
 ELEMENTWISE = {F.relu: graph.Relu, torch.relu: graph.Relu, torch.sigmoid: graph.Sigmoid, F.sigmoid: graph.Sigmoid,
-               torch.tanh: graph.Tanh, F.tanh: graph.Tanh, F.silu: graph.Silu, "relu": graph.Relu,
+               torch.tanh: graph.Tanh, F.tanh: graph.Tanh, F.silu: graph.Silu, F.hardswish: graph.Hardswish,
+               F.hardsigmoid: graph.Hardsigmoid, "relu": graph.Relu,
                "sigmoid": graph.Sigmoid, "tanh": graph.Tanh}
 ARITHMETIC = {operator.add: "add", torch.add: "add", "add": "add", operator.iadd: "add",
               operator.sub: "sub", torch.sub: "sub", "sub": "sub", operator.isub: "sub",
@@ -204,9 +207,10 @@ def call_op(node: torch.fx.Node, where: str, in_shape: tuple):
         return "reshape"
     if target in ("contiguous",) or (target in (F.dropout,) and not kwargs.get("training", False)):
         return SKIP
-    if target in (F.softmax, torch.softmax, "softmax"):
+    if target in (F.softmax, torch.softmax, "softmax", F.log_softmax, torch.log_softmax, "log_softmax"):
         dim = kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
-        return graph.Softmax(_sample_dim(dim, where, 'softmax'))
+        op = graph.Softmax if target in (F.softmax, torch.softmax, "softmax") else graph.LogSoftmax
+        return op(_sample_dim(dim, where, op.name))
     if target in (torch.cat, torch.concat):
         dim = kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
         return graph.Concat(_sample_dim(dim, where, 'concatenation'))

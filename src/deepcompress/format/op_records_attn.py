@@ -154,18 +154,10 @@ class Reduce(Op):
         return tuple(d for i, d in enumerate(shape) if i not in axes)
 
 
-@dataclass(frozen=True)
-class Mean(Reduce):
-    """Mean over the per-sample axes `dims`, which are dropped unless `keepdim` (then of size 1)."""
-
-    name: ClassVar[str] = "mean"
-
-
-@dataclass(frozen=True)
-class Amax(Reduce):
-    """Maximum over the per-sample axes `dims` (global max pooling), dropped unless `keepdim`."""
-
-    name: ClassVar[str] = "amax"
+Mean = _named("Mean", Reduce, "mean", "Mean over the per-sample axes `dims`, dropped unless `keepdim` (then size 1).")
+Amax = _named("Amax", Reduce, "amax", "Maximum over the per-sample axes `dims` (global max pooling), dropped unless "
+              "`keepdim`.")
+Mean.__module__ = Amax.__module__ = __name__
 
 
 ATTN_OPS = {cls.name: cls for cls in (Conv1d, MatMul, Scalar, Sub, Div, Mean, Amax)}

@@ -59,13 +59,15 @@ class Gelu(Activation):
 
 
 Silu = _named("Silu", Activation, "silu", "x * sigmoid(x).")
+Hardswish = _named("Hardswish", Activation, "hardswish", "x * min(max(x + 3, 0), 6) / 6.")
+Hardsigmoid = _named("Hardsigmoid", Activation, "hardsigmoid", "min(max(x + 3, 0), 6) / 6.")
 
 
 @dataclass(frozen=True)
-class Softmax(Op):
-    """exp(x) / sum(exp(x)) along the per-sample axis `dim` (max subtracted first)."""
+class AlongAxis(Op):
+    """A function along the per-sample axis `dim`; the output has the input's shape."""
 
-    name: ClassVar[str] = "softmax"
+    name: ClassVar[str] = "along_axis"
     dim: int = -1
 
     @classmethod
@@ -81,6 +83,13 @@ class Softmax(Op):
     def out_shape(self, shape, layers, where):
         _axis(self.dim, len(shape), where)
         return shape
+
+
+Softmax = _named("Softmax", AlongAxis, "softmax",
+                 "exp(x) / sum(exp(x)) along the per-sample axis `dim` (max subtracted first).")
+LogSoftmax = _named("LogSoftmax", AlongAxis, "log_softmax",
+                    "x - log(sum(exp(x))) along the per-sample axis `dim` (max subtracted first).")
+Softmax.__module__ = LogSoftmax.__module__ = __name__
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,10 @@ def _activation(op: graph.Op):
         return lambda x, out: _gelu(x, out, op.approximate)
     if isinstance(op, graph.Silu):
         return lambda x, out: np.multiply(x, _sigmoid(x), out=out)
+    if isinstance(op, graph.Hardsigmoid):
+        return lambda x, out: np.divide(np.clip(x + np.float32(3), 0.0, 6.0), np.float32(6), out=out)
+    if isinstance(op, graph.Hardswish):
+        return lambda x, out: np.divide(x * np.clip(x + np.float32(3), 0.0, 6.0), np.float32(6), out=out)
     raise ModelError(f"activation {op.name!r} has no runtime function")
 
 
@@ -216,6 +220,13 @@ def _softmax(axis: int, last: bool, inplace: bool):
     return run
 
 
+def _log_softmax(axis: int):
+    def run(x):
+        shifted = np.subtract(x, x.max(axis=axis, keepdims=True), dtype=np.float32)
+        return shifted - np.log(exp_nonpositive(shifted.copy()).sum(axis=axis, keepdims=True, dtype=np.float32))
+    return run
+
+
 def _binary(fn):
     def run(a, b):
         ndim = max(a.ndim, b.ndim)
@@ -260,6 +271,8 @@ def build_op(op: graph.Op, layers: dict, forward: graph.ForwardPass, i: int, inp
         return lambda x: np.ascontiguousarray(x.transpose(0, *(d + 1 for d in op.dims)))
     if isinstance(op, graph.Softmax):
         return _softmax(op.dim % len(in_shape) + 1, op.dim % len(in_shape) == len(in_shape) - 1, inplace)
+    if isinstance(op, graph.LogSoftmax):
+        return _log_softmax(op.dim % len(in_shape) + 1)
     if isinstance(op, graph.Affine):
         scale, shift = _per_channel(op.scale, len(in_shape) + 1), _per_channel(op.shift, len(in_shape) + 1)
         return lambda x: x * scale + shift

@@ -353,3 +353,18 @@ def test_hardswish_hardsigmoid_and_log_softmax_run_from_the_file(tmp_path, funct
     assert {"hardswish", "hardsigmoid", "log_softmax"} <= {op["op"] for op in dcz.read(path)[1]["ops"]}
     with torch.no_grad():
         assert rel_error(decompress(path)(x).numpy(), expected) < REL_TOL
+
+
+@pytest.mark.parametrize("fn, message", [
+    (lambda h: F.log_softmax(h, dim=1, dtype=torch.float16), r"log_softmax with dtype=torch\.float16 is not supported"),
+    (lambda h: torch.softmax(h, 1, torch.float64), r"softmax with dtype=torch\.float64 is not supported"),
+    (lambda h: F.adaptive_max_pool2d(h.reshape(-1, 1, 4, 4), 1, True)[0].flatten(1), "pooling indices are not"),
+])
+def test_what_the_file_would_compute_in_another_dtype_or_with_indices_is_refused(fn, message):
+    with pytest.raises(Unsupported, match=message):
+        architecture_ops(Lambda(fn), torch.rand(1, 8))
+
+
+def test_softmax_in_float32_given_explicitly_is_captured():
+    ops = architecture_ops(Lambda(lambda h: F.softmax(h, dim=1, dtype=torch.float32)), torch.rand(1, 8))
+    assert [op["op"] for op in ops] == ["fc", "softmax"]

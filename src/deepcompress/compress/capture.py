@@ -145,7 +145,8 @@ def _refuse_tensor_parts(node: torch.fx.Node) -> None:
     value = node.meta.get(VALUE)
     if node.users and isinstance(value, (tuple, list)) and any(isinstance(v, torch.Tensor) for v in value):
         name = getattr(node.target, "__name__", node.target)
-        fix = (f"for the values use x.a{name}(dim)" if name in ("max", "min") else
+        fix = ("for the values use x.amax(dim)" if name == "max" else
+               "pooling indices are not supported" if "with_indices" in str(name) else
                "the file has no op that splits a tensor: compute each part with its own layer")
         refuse(f"forward() {node.name}", f"{name}() returning {len(value)} tensors", fix)
 

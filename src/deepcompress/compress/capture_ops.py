@@ -173,6 +173,8 @@ ARITHMETIC = {operator.add: "add", torch.add: "add", "add": "add", operator.iadd
               operator.mul: "mul", torch.mul: "mul", "mul": "mul", operator.imul: "mul",
               operator.truediv: "div", torch.div: "div", "div": "div", operator.itruediv: "div",
               torch.true_divide: "div", "true_divide": "div"}
+ALONG_AXIS = {F.softmax: graph.Softmax, torch.softmax: graph.Softmax, "softmax": graph.Softmax,
+              F.log_softmax: graph.LogSoftmax, torch.log_softmax: graph.LogSoftmax, "log_softmax": graph.LogSoftmax}
 TWO_TENSORS = {"add": graph.Add, "sub": graph.Sub, "mul": graph.Mul, "div": graph.Div}
 IN_PLACE = (operator.iadd, operator.isub, operator.imul, operator.itruediv)
 MATMUL = (operator.matmul, torch.matmul, torch.bmm, "matmul", "bmm")
@@ -207,10 +209,8 @@ def call_op(node: torch.fx.Node, where: str, in_shape: tuple):
         return "reshape"
     if target in ("contiguous",) or (target in (F.dropout,) and not kwargs.get("training", False)):
         return SKIP
-    if target in (F.softmax, torch.softmax, "softmax", F.log_softmax, torch.log_softmax, "log_softmax"):
-        dim = kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
-        op = graph.Softmax if target in (F.softmax, torch.softmax, "softmax") else graph.LogSoftmax
-        return op(_sample_dim(dim, where, op.name))
+    if target in ALONG_AXIS:
+        return _along_axis(node, where, ALONG_AXIS[target])
     if target in (torch.cat, torch.concat):
         dim = kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
         return graph.Concat(_sample_dim(dim, where, 'concatenation'))
@@ -257,6 +257,18 @@ def _matmul(node: torch.fx.Node, where: str):
                 "multiply two activations of equal rank of at least 3 (batch, ..., rows, columns); a weight "
                 "matrix belongs in an nn.Linear")
     return graph.MatMul()
+
+
+def _along_axis(node: torch.fx.Node, where: str, op: type):
+    """softmax / log_softmax over one per-sample axis; a dtype other than float32 is refused (the file
+    computes in float32)."""
+    kwargs = {k: v for k, v in node.kwargs.items() if k != "_stacklevel"}
+    dim = kwargs.pop("dim", node.args[1] if len(node.args) > 1 else None)
+    dtypes = [v for v in (*node.args[2:], kwargs.pop("dtype", None)) if isinstance(v, torch.dtype)]
+    if kwargs or any(d != torch.float32 for d in dtypes):
+        what = ", ".join([*kwargs, *(f"dtype={d}" for d in dtypes if d != torch.float32)])
+        refuse(where, f"{op.name} with {what}", "the file computes in float32: call it without those arguments")
+    return op(_sample_dim(dim, where, op.name))
 
 
 def _reduce(node: torch.fx.Node, where: str, op: type):

@@ -223,7 +223,7 @@ def _softmax(axis: int, last: bool, inplace: bool):
 def _log_softmax(axis: int):
     def run(x):
         shifted = np.subtract(x, x.max(axis=axis, keepdims=True), dtype=np.float32)
-        return shifted - np.log(exp_nonpositive(shifted.copy()).sum(axis=axis, keepdims=True, dtype=np.float32))
+        return shifted - np.log(exp_nonpositive(shifted).sum(axis=axis, keepdims=True, dtype=np.float32))
     return run
 
 

@@ -368,3 +368,40 @@ def test_what_the_file_would_compute_in_another_dtype_or_with_indices_is_refused
 def test_softmax_in_float32_given_explicitly_is_captured():
     ops = architecture_ops(Lambda(lambda h: F.softmax(h, dim=1, dtype=torch.float32)), torch.rand(1, 8))
     assert [op["op"] for op in ops] == ["fc", "softmax"]
+
+
+class PaddedConvs(nn.Module):
+    """TF-style "same" padding as EfficientNet ports write it: ZeroPad2d / F.pad before a stride-2 conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.pad, self.conv = nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(2, 3, 3, stride=2)
+        self.conv2, self.conv1d = nn.Conv2d(3, 3, 3, padding=1, groups=3), nn.Conv1d(3, 2, 3)
+
+    def forward(self, x):
+        h = F.relu(self.conv(self.pad(x)))
+        h = self.conv2(F.pad(h, (1, 2, 0, 1)))  # added to the conv's own padding
+        return self.conv1d(F.pad(h.flatten(2), (2, 0))).flatten(1)
+
+
+def test_zero_padding_before_a_convolution_is_merged_into_its_padding(tmp_path):
+    from deepcompress import decompress
+
+    x = torch.rand(3, 2, 9, 8) - 0.5
+    got, expected, path = round_trip(PaddedConvs(), x, tmp_path)
+    assert rel_error(got, expected) < REL_TOL
+    ops = dcz.read(path)[1]["ops"]
+    assert [op["op"] for op in ops if op["op"] in ("conv", "conv1d")] == ["conv", "conv", "conv1d"]
+    assert [op["padding"] for op in ops if op["op"] in ("conv", "conv1d")] == [[0, 1, 0, 1], [1, 2, 2, 3], [2, 0]]
+    with torch.no_grad():
+        assert rel_error(decompress(path)(x).numpy(), expected) < REL_TOL
+
+
+@pytest.mark.parametrize("fn, message", [
+    (lambda h: F.pad(h, (1, 1)) * 2, r"zero padding \[1, 1\] read by mul .*merges zero padding into the Conv1d"),
+    (lambda h: F.pad(h, (1, 1), value=1.0), r"F\.pad with mode='constant', value=1\.0"),
+    (lambda h: F.pad(h.reshape(-1, 1, 4, 4), (0, 0, -1, 0)).flatten(1), r"zero padding \[0, 0, -1, 0\]"),
+])
+def test_padding_the_file_cannot_merge_is_refused(fn, message):
+    with pytest.raises(Unsupported, match=message):
+        architecture_ops(Lambda(fn), torch.rand(1, 8))

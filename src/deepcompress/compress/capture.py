@@ -19,7 +19,7 @@ from ..errors import UserError
 from ..format import graph
 from .capture_length import another_length, length_free, check_variable_axes
 from .capture_ops import (ARITHMETIC, IN_PLACE, OTHER_BATCH_VALUE, SKIP, VALUE, WEIGHTS_ONLY_HINT, Unsupported,
-                          call_op, module_op, node_shape, refuse, tensor_inputs)
+                          call_op, module_op, node_shape, refuse, tensor_inputs, zero_padding)
 from .capture_seq import SequenceCapture
 
 __all__ = ["Unsupported", "capture", "check_variable_axes"]
@@ -153,6 +153,7 @@ def _refuse_tensor_parts(node: torch.fx.Node) -> None:
 
 def _ops_of(traced: torch.fx.GraphModule, modules: dict, batch: int) -> list[graph.Op]:
     index: dict[torch.fx.Node, int] = {}
+    pads: dict[torch.fx.Node, tuple] = {}  # zero padding merged into the convolutions reading it
     ops: list[graph.Op] = []
     seq = SequenceCapture(modules, refuse)
     for node in traced.graph.nodes:
@@ -178,8 +179,14 @@ def _ops_of(traced: torch.fx.GraphModule, modules: dict, batch: int) -> list[gra
         in_shape = node_shape(sources[0])[1:] if sources else ()
         where = node.target if node.op == "call_module" else f"forward() {node.name}"
         _check_node(node, sources, modules, batch, where)
+        pad = zero_padding(node, modules, where)
+        if pad is not None:  # merged into the convolutions that read it
+            index[node], pads[node] = index[sources[0]], pad
+            continue
         op = (module_op(node.target, modules[node.target], in_shape) if node.op == "call_module"
               else call_op(node, where, in_shape))
+        if sources and sources[0] in pads:
+            op = dataclasses.replace(op, padding=tuple(a + b for a, b in zip(op.padding, pads[sources[0]])))
         if op == SKIP:
             index[node] = index[sources[0]]
             continue

@@ -43,6 +43,31 @@ def conv_padding(module: nn.Conv2d) -> tuple:
     return (ph, ph, pw, pw)
 
 
+ZERO_PADS = (nn.ZeroPad1d, nn.ZeroPad2d)
+
+
+def zero_padding(node: torch.fx.Node, modules: dict, where: str) -> tuple | None:
+    """The padding a ZeroPad1d/2d or F.pad(x, pad) with zeros adds before the convolutions that alone read
+    it, in the file's order ((left, right), or (top, bottom, left, right)); None for any other node.
+    Zero padding read by anything else, or cropping, is refused: the file has no padding op."""
+    if node.op == "call_module" and isinstance(modules[node.target], ZERO_PADS):
+        pad = tuple(modules[node.target].padding)
+    elif node.op == "call_function" and node.target is F.pad:
+        pad = tuple(node.args[1] if len(node.args) > 1 else node.kwargs.get("pad", ()))
+        mode = node.kwargs.get("mode", node.args[2] if len(node.args) > 2 else "constant")
+        value = node.kwargs.get("value", node.args[3] if len(node.args) > 3 else None)
+        if mode != "constant" or value not in (None, 0):
+            refuse(where, f"F.pad with mode={mode!r}, value={value!r}", "pad with zeros right before a convolution")
+    else:
+        return None
+    conv = nn.Conv1d if len(pad) == 2 else nn.Conv2d
+    readers = [u for u in node.users if u.op == "call_module" and type(modules[u.target]) is conv]
+    if len(pad) not in (2, 4) or min(pad) < 0 or not node.users or len(readers) != len(node.users):
+        refuse(where, f"zero padding {list(pad)} read by {', '.join(sorted(u.name for u in node.users)) or 'nothing'}",
+               f"the file merges zero padding into the {conv.__name__} that alone reads it; it has no padding op")
+    return pad if len(pad) == 2 else (pad[2], pad[3], pad[0], pad[1])
+
+
 def _conv(name: str, m: nn.Conv2d):
     if m.padding_mode != "zeros":
         refuse(name, f"Conv2d(padding_mode={m.padding_mode!r})", "use zero padding")

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from deepcompress import format as dcz
-from deepcompress.compress.export import file_shape
+from deepcompress.compress.export import architecture_ops, file_shape
+from deepcompress.runtime import load
 from deepcompress.data import Dataset, load_arrays
 from fixtures.make_lenet_dcz import TRAIN_IMAGES, fixture_paths
 
@@ -133,3 +134,34 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+REL_TOL = 1e-5  # runtime vs torch on the same decoded weights
+
+
+def round_trip(model: nn.Module, x: torch.Tensor, tmp_path, seed: int = 0):
+    """Write the model (weights shared, forward pass captured) and return (runtime output, torch output, path)."""
+    model.eval()
+    layers = shared_layers(model, np.random.default_rng(seed))
+    meta = {"input_shape": list(x.shape[1:]), "ops": architecture_ops(model, x[:1])}
+    path = tmp_path / "model.dcz"
+    dcz.write(path, layers, meta)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    return load(path)(x.numpy()), expected, path
+
+
+def rel_error(got, ref) -> float:
+    """Norm-wise relative error."""
+    return float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-30))
+
+
+class Lambda(nn.Module):
+    """A linear layer then `fn(h)`: small models for the corner cases a review found."""
+
+    def __init__(self, fn, out: int = 16):
+        super().__init__()
+        self.fc, self.fn = nn.Linear(8, out), fn
+
+    def forward(self, x):
+        return self.fn(self.fc(x))

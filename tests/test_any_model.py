@@ -2,7 +2,6 @@
 runtime and compared with PyTorch on the same (decoded) weights; everything the file cannot describe is
 refused with one line naming the module."""
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,30 +11,8 @@ from deepcompress import format as dcz
 from deepcompress.compress.capture import Unsupported
 from deepcompress.compress.export import architecture_ops
 from deepcompress.hardware.model_sim import simulate_model
-from deepcompress.runtime import load
 
-from conftest import shared_layers
-
-REL_TOL = 1e-5
-
-
-
-
-def round_trip(model: nn.Module, x: torch.Tensor, tmp_path, seed: int = 0):
-    """Write the model (weights shared, forward pass captured) and return (runtime output, torch output, path)."""
-    model.eval()
-    layers = shared_layers(model, np.random.default_rng(seed))
-    meta = {"input_shape": list(x.shape[1:]), "ops": architecture_ops(model, x[:1])}
-    path = tmp_path / "model.dcz"
-    dcz.write(path, layers, meta)
-    with torch.no_grad():
-        expected = model(x).numpy()
-    return load(path)(x.numpy()), expected, path
-
-
-def rel_error(got, ref) -> float:
-    """Norm-wise relative error."""
-    return float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-30))
+from conftest import REL_TOL, Lambda, rel_error, round_trip
 
 
 class Residual(nn.Module):
@@ -200,17 +177,6 @@ def test_decompressed_module_reproduces_the_runtime(tmp_path, model, shape):
     assert rel_error(back, got) < REL_TOL and rel_error(back, expected) < REL_TOL
 
 
-class Lambda(nn.Module):
-    """A linear layer then `fn(h)`: small models for the corner cases a review found."""
-
-    def __init__(self, fn, out: int = 16):
-        super().__init__()
-        self.fc, self.fn = nn.Linear(8, out), fn
-
-    def forward(self, x):
-        return self.fn(self.fc(x))
-
-
 @pytest.mark.parametrize("fn", [
     lambda h: torch.relu(h.reshape(-1, 4, 4)).reshape(-1, 16) + h,   # a view read twice: no in-place relu
     lambda h: torch.relu(torch.flatten(h, 1)) + torch.flatten(h, 1),
@@ -266,142 +232,3 @@ def test_a_model_failing_on_the_example_prints_no_torch_traceback(capfd):
     with pytest.raises(Exception, match="failed on the example input"):
         architecture_ops(nn.Sequential(nn.Flatten(), nn.Linear(4, 4)), torch.rand(2, 5))
     assert "Traceback" not in capfd.readouterr().err  # torch.fx's ShapeProp prints one when a node fails
-
-
-class TextCNN(nn.Module):
-    """Kim's sentence CNN on embedded words (N, D, T): Conv1d over time, global max pooling (amax), a classifier."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv, self.fc = nn.Conv1d(6, 5, 3, padding=1), nn.Linear(5, 3)
-
-    def forward(self, x):
-        return self.fc(torch.amax(F.relu(self.conv(x)), dim=2))
-
-
-class GlobalMax(nn.Module):
-    """Channel attention as CBAM computes it: global max and average pooling of a feature map."""
-
-    def __init__(self, functional: bool):
-        super().__init__()
-        self.conv, self.fc, self.functional = nn.Conv2d(2, 4, 3), nn.Linear(4, 4), functional
-        self.pool = nn.AdaptiveMaxPool2d(1)
-
-    def forward(self, x):
-        h = self.conv(x)
-        peak = F.adaptive_max_pool2d(h, 1) if self.functional else self.pool(h)
-        gate = torch.sigmoid(self.fc(peak.flatten(1)) + self.fc(h.mean((2, 3))))
-        return h.amax((-2, -1), keepdim=True).flatten(1) * gate
-
-
-@pytest.mark.parametrize("model, x", [
-    (TextCNN(), torch.rand(3, 6, 7) - 0.5),
-    (GlobalMax(False), torch.rand(3, 2, 6, 5) - 0.5),
-    (GlobalMax(True), torch.rand(3, 2, 6, 5) - 0.5),
-])
-def test_global_max_pooling_runs_from_the_file_and_decompresses(tmp_path, model, x):
-    from deepcompress import decompress
-
-    got, expected, path = round_trip(model, x, tmp_path)
-    assert rel_error(got, expected) < REL_TOL
-    assert "amax" in [op["op"] for op in dcz.read(path)[1]["ops"]]
-    with torch.no_grad():
-        assert rel_error(decompress(path)(x).numpy(), expected) < REL_TOL
-
-
-@pytest.mark.parametrize("fn, message", [
-    (lambda h: torch.amax(h), r"forward\(\) amax: an operation whose output is a single number"),
-    (lambda h: h.sum(), r"forward\(\) sum_1: an operation whose output is a single number"),
-    (lambda h: torch.amax(h, dim=0), "does not keep the batch"),
-    (lambda h: F.adaptive_max_pool2d(h.reshape(-1, 1, 4, 4), 2).flatten(1), r"only global max pooling"),
-])
-def test_max_pooling_the_file_cannot_express_is_refused(fn, message):
-    with pytest.raises(Unsupported, match=message):
-        architecture_ops(Lambda(fn), torch.rand(1, 8))
-
-
-def test_max_over_a_dimension_is_refused_pointing_to_amax_and_an_unused_chunk_is_ignored():
-    with pytest.raises(Unsupported, match=r"forward\(\) max_1: max\(\) returning 2 tensors .*use x\.amax\(dim\)"):
-        architecture_ops(Lambda(lambda h: torch.max(h.reshape(-1, 4, 4), 1)[0].flatten(1)), torch.rand(1, 8))
-    ops = architecture_ops(Lambda(lambda h: (h.chunk(2, 1), torch.relu(h))[1]), torch.rand(1, 8))
-    assert [op["op"] for op in ops] == ["fc", "relu"]
-
-
-class MobileTail(nn.Module):
-    """MobileNetV3's activations (hardswish, a hardsigmoid gate) and the PyTorch MNIST example's log_softmax."""
-
-    def __init__(self, functional: bool):
-        super().__init__()
-        self.fc1, self.fc2, self.functional = nn.Linear(8, 16), nn.Linear(16, 16), functional
-        self.hs, self.hg, self.out = nn.Hardswish(), nn.Hardsigmoid(), nn.LogSoftmax(dim=1)
-
-    def forward(self, x):
-        if self.functional:
-            h = F.hardswish(4 * self.fc1(x))
-            return F.log_softmax(h * F.hardsigmoid(self.fc2(h)), dim=-1)
-        h = self.hs(4 * self.fc1(x))
-        return self.out(h * self.hg(self.fc2(h)))
-
-
-@pytest.mark.parametrize("functional", [False, True])
-def test_hardswish_hardsigmoid_and_log_softmax_run_from_the_file(tmp_path, functional):
-    from deepcompress import decompress
-
-    x = torch.rand(5, 8) * 4 - 2  # inputs on both sides of the -3 / 3 corners after the 4x scale
-    got, expected, path = round_trip(MobileTail(functional), x, tmp_path)
-    assert rel_error(got, expected) < REL_TOL
-    assert {"hardswish", "hardsigmoid", "log_softmax"} <= {op["op"] for op in dcz.read(path)[1]["ops"]}
-    with torch.no_grad():
-        assert rel_error(decompress(path)(x).numpy(), expected) < REL_TOL
-
-
-@pytest.mark.parametrize("fn, message", [
-    (lambda h: F.log_softmax(h, dim=1, dtype=torch.float16), r"log_softmax with dtype=torch\.float16 is not supported"),
-    (lambda h: torch.softmax(h, 1, torch.float64), r"softmax with dtype=torch\.float64 is not supported"),
-    (lambda h: F.adaptive_max_pool2d(h.reshape(-1, 1, 4, 4), 1, True)[0].flatten(1), "pooling indices are not"),
-])
-def test_what_the_file_would_compute_in_another_dtype_or_with_indices_is_refused(fn, message):
-    with pytest.raises(Unsupported, match=message):
-        architecture_ops(Lambda(fn), torch.rand(1, 8))
-
-
-def test_softmax_in_float32_given_explicitly_is_captured():
-    ops = architecture_ops(Lambda(lambda h: F.softmax(h, dim=1, dtype=torch.float32)), torch.rand(1, 8))
-    assert [op["op"] for op in ops] == ["fc", "softmax"]
-
-
-class PaddedConvs(nn.Module):
-    """TF-style "same" padding as EfficientNet ports write it: ZeroPad2d / F.pad before a stride-2 conv."""
-
-    def __init__(self):
-        super().__init__()
-        self.pad, self.conv = nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(2, 3, 3, stride=2)
-        self.conv2, self.conv1d = nn.Conv2d(3, 3, 3, padding=1, groups=3), nn.Conv1d(3, 2, 3)
-
-    def forward(self, x):
-        h = F.relu(self.conv(self.pad(x)))
-        h = self.conv2(F.pad(h, (1, 2, 0, 1)))  # added to the conv's own padding
-        return self.conv1d(F.pad(h.flatten(2), (2, 0))).flatten(1)
-
-
-def test_zero_padding_before_a_convolution_is_merged_into_its_padding(tmp_path):
-    from deepcompress import decompress
-
-    x = torch.rand(3, 2, 9, 8) - 0.5
-    got, expected, path = round_trip(PaddedConvs(), x, tmp_path)
-    assert rel_error(got, expected) < REL_TOL
-    ops = dcz.read(path)[1]["ops"]
-    assert [op["op"] for op in ops if op["op"] in ("conv", "conv1d")] == ["conv", "conv", "conv1d"]
-    assert [op["padding"] for op in ops if op["op"] in ("conv", "conv1d")] == [[0, 1, 0, 1], [1, 2, 2, 3], [2, 0]]
-    with torch.no_grad():
-        assert rel_error(decompress(path)(x).numpy(), expected) < REL_TOL
-
-
-@pytest.mark.parametrize("fn, message", [
-    (lambda h: F.pad(h, (1, 1)) * 2, r"zero padding \[1, 1\] read by mul .*merges zero padding into the Conv1d"),
-    (lambda h: F.pad(h, (1, 1), value=1.0), r"F\.pad with mode='constant', value=1\.0"),
-    (lambda h: F.pad(h.reshape(-1, 1, 4, 4), (0, 0, -1, 0)).flatten(1), r"zero padding \[0, 0, -1, 0\]"),
-])
-def test_padding_the_file_cannot_merge_is_refused(fn, message):
-    with pytest.raises(Unsupported, match=message):
-        architecture_ops(Lambda(fn), torch.rand(1, 8))

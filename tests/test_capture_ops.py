@@ -1,6 +1,7 @@
 """The capture's newer op mappings, each run from the file and through decompress against PyTorch, and what
-they refuse: global max pooling (amax), hardswish / hardsigmoid / log_softmax, split-like calls, dtypes,
-and zero padding merged into the convolution that reads it."""
+they refuse: global max pooling (amax), hardswish / hardsigmoid / log_softmax, ELU / softplus / mish /
+PReLU, group and instance normalisation, multi-tensor calls, dtypes, and zero padding merged into the
+convolution that reads it."""
 
 import pytest
 import torch
@@ -151,3 +152,72 @@ def test_zero_padding_before_a_convolution_is_merged_into_its_padding(tmp_path):
 def test_padding_the_file_cannot_merge_is_refused(fn, message):
     with pytest.raises(Unsupported, match=message):
         architecture_ops(Lambda(fn), torch.rand(1, 8))
+
+
+class ConvAround(nn.Module):
+    """Conv, the module under test, conv (2-D, or 1-D with `one_d`), then an optional pooling."""
+
+    def __init__(self, mid: nn.Module, pool: nn.Module | None = None, one_d: bool = False):
+        super().__init__()
+        conv = nn.Conv1d if one_d else nn.Conv2d
+        self.c1, self.mid, self.c2, self.pool = conv(3, 8, 3, padding=1), mid, conv(8, 4, 3), pool or nn.Identity()
+
+    def forward(self, x):
+        return self.pool(self.c2(self.mid(self.c1(x)))).flatten(1)
+
+
+def randomised(m: nn.Module) -> nn.Module:
+    """m with its per-channel parameters drawn away from their defaults (so a mix-up of channels shows)."""
+    with torch.no_grad():
+        for p in m.parameters():
+            p.uniform_(-0.5, 1.5)
+    return m
+
+
+def _stats(m: nn.InstanceNorm2d) -> nn.InstanceNorm2d:
+    m.running_mean.uniform_(-1, 1)
+    m.running_var.uniform_(0.5, 2)
+    return m
+
+
+@pytest.mark.parametrize("mid, pool, one_d, op", [
+    (nn.ELU(0.7), None, False, "elu"),
+    (nn.Softplus(2.0, 3.0), None, False, "softplus"),  # both sides of the threshold
+    (nn.Mish(), None, False, "mish"),
+    (randomised(nn.PReLU(8)), None, False, "prelu"),
+    (randomised(nn.PReLU()), None, True, "prelu"),
+    (randomised(nn.GroupNorm(2, 8)), None, False, "group_norm"),
+    (randomised(nn.GroupNorm(1, 8)), None, True, "group_norm"),
+    (nn.InstanceNorm2d(8), None, False, "group_norm"),
+    (randomised(nn.InstanceNorm1d(8, affine=True)), None, True, "group_norm"),
+    (_stats(nn.InstanceNorm2d(8, track_running_stats=True)), None, False, "affine"),
+    (nn.ReLU(), nn.AdaptiveAvgPool1d(1), True, "mean"),
+    (nn.ReLU(), nn.AdaptiveMaxPool1d(1), True, "amax"),
+])
+def test_more_activations_norms_and_pools_run_from_the_file(tmp_path, mid, pool, one_d, op):
+    from deepcompress import decompress
+    from deepcompress.runtime import load
+
+    x = torch.randn(4, 3, 9) * 2 if one_d else torch.randn(4, 3, 7, 6) * 2
+    got, expected, path = round_trip(ConvAround(mid, pool, one_d), x, tmp_path)
+    assert rel_error(got, expected) < REL_TOL
+    assert op in [o["op"] for o in dcz.read(path)[1]["ops"]]
+    assert rel_error(load(path, precision="int8")(x.numpy()), expected) < REL_TOL  # convolutions stay fp32
+    with torch.no_grad():
+        assert rel_error(decompress(path)(x).numpy(), expected) < REL_TOL
+
+
+@pytest.mark.parametrize("fn, op", [(lambda h: F.elu(h, 0.5), "elu"), (F.softplus, "softplus"), (F.mish, "mish"),
+                                    (lambda h: F.adaptive_max_pool1d(h.reshape(-1, 2, 8), 1).flatten(1), "amax")])
+def test_the_functional_forms_are_captured_alike(tmp_path, fn, op):
+    x = torch.rand(3, 8) * 8 - 4
+    got, expected, path = round_trip(Lambda(fn), x, tmp_path)
+    assert rel_error(got, expected) < REL_TOL
+    assert op in [o["op"] for o in dcz.read(path)[1]["ops"]]
+
+
+def test_pooling_1d_to_another_size_is_refused_and_unflatten_is_a_reshape():
+    with pytest.raises(Unsupported, match=r"fn\.1: AdaptiveAvgPool1d\(output_size=2\) is not supported; only global"):
+        architecture_ops(Lambda(nn.Sequential(nn.Unflatten(1, (2, 8)), nn.AdaptiveAvgPool1d(2))), torch.rand(1, 8))
+    ops = architecture_ops(Lambda(nn.Sequential(nn.Unflatten(1, (2, 8)), nn.AdaptiveAvgPool1d(1))), torch.rand(1, 8))
+    assert [op["op"] for op in ops] == ["fc", "reshape", "mean"]

@@ -68,7 +68,9 @@ def test_old_spellings_parse_to_the_same_records():
 
 @pytest.mark.parametrize("op", [
     graph.Fc(layer="a"), graph.Conv(layer="b", stride=(2, 1), padding=(0, 3)), graph.Relu(), graph.Flatten(),
-    graph.MaxPool((3, 3), (2, 2)), graph.MaxPool((2, 3), (1, 3)),
+    graph.MaxPool((3, 3), (2, 2)), graph.MaxPool((2, 3), (1, 3)), graph.LeakyRelu(0.2), graph.Elu(0.5),
+    graph.Softplus(2.0, 3.0), graph.Mish(), graph.Prelu((0.1, -0.2)), graph.GroupNorm(2, (1.0,) * 4, (0.5,) * 4, 1e-3),
+    graph.Slice(-1, 2, None), graph.Slice(0, -3, -1),
 ])
 def test_emit_then_parse_is_the_identity(op):
     assert graph.parse_op(json.loads(json.dumps(op.emit())), 0) == op
@@ -88,3 +90,26 @@ def test_shapes_are_inferred_for_every_op():
     meta["ops"][-1] = {"op": "fc", "layer": "g"}
     with pytest.raises(graph.GraphError, match=r"op 4 \(fc\): layer 'g' takes 36 inputs, gets shape \(16,\)"):
         graph.parse_forward(meta, layers)
+
+
+@pytest.mark.parametrize("record, message", [
+    ({"op": "elu", "alpha": "1"}, r"op 0 \(elu\): alpha must be a finite number, got '1'"),
+    ({"op": "leaky_relu", "negative_slope": float("nan")}, "negative_slope must be a finite number"),
+    ({"op": "softplus", "beta": 0}, r"beta must be > 0, got 0\.0"),
+    ({"op": "prelu", "slope": []}, "slope must be a nonempty list"),
+    ({"op": "group_norm", "groups": 3, "weight": [1, 1], "bias": [0, 0]}, r"a multiple of groups \(3\)"),
+    ({"op": "group_norm", "groups": 0, "weight": [1], "bias": [0]}, "groups must be a positive integer, got 0"),
+])
+def test_a_malformed_activation_or_norm_record_is_refused_naming_the_field(record, message):
+    with pytest.raises(graph.GraphError, match=message):
+        graph.parse_op(record, 0)
+
+
+@pytest.mark.parametrize("record, shape, message", [
+    ({"op": "prelu", "slope": [0.1, 0.2]}, [3, 4], r"2 slopes, input \(3, 4\)"),
+    ({"op": "group_norm", "groups": 2, "weight": [1] * 4, "bias": [0] * 4}, [4], "with at least one axis after"),
+    ({"op": "group_norm", "groups": 2, "weight": [1] * 4, "bias": [0] * 4}, [6, 5], r"normalises 4 channels"),
+])
+def test_per_channel_records_check_the_channels_they_read(record, shape, message):
+    with pytest.raises(graph.GraphError, match=message):
+        graph.parse_forward({"input_shape": shape, "ops": [record]}, {})

@@ -46,6 +46,23 @@ class TinyEncoder(nn.Module):
         return self.out(x.mean(1))
 
 
+class FusedQkvEncoder(nn.Module):
+    """Token ids (N, T) -> embedding -> self-attention with one fused qkv projection split by chunk(3) and
+    scaled_dot_product_attention -> the first position plus the mean of the last two (x[:, 0], x[:, -2:])."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb, self.qkv, self.out = nn.Embedding(VOCAB, DIM), nn.Linear(DIM, 3 * DIM), nn.Linear(DIM, 3)
+
+    def forward(self, ids):
+        x = self.emb(ids)
+        n, t, _ = x.shape
+        q, k, v = self.qkv(x).chunk(3, dim=-1)  # fx unpacks into names, but cannot iterate a chunk
+        q, k, v = (a.reshape(n, t, HEADS, DIM // HEADS).transpose(1, 2) for a in (q, k, v))
+        x = x + F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(n, t, DIM)
+        return self.out(x[:, 0] + x[:, -2:].mean(1))
+
+
 class CharModel(nn.Module):
     """Token ids (N, T) -> embedding -> LSTM -> per-position logits (N, T, V)."""
 
@@ -75,7 +92,7 @@ def written(model: nn.Module, path, length: int = 6) -> None:
                 example_input=ids(1, length), variable_axes=(1,))
 
 
-@pytest.mark.parametrize("make", [TinyEncoder, CharModel])
+@pytest.mark.parametrize("make", [TinyEncoder, FusedQkvEncoder, CharModel])
 def test_a_file_runs_at_lengths_other_than_the_captured_one(tmp_path, make):
     torch.manual_seed(0)
     model = make()
@@ -129,8 +146,22 @@ class LengthSizedLayer(nn.Module):
         return self.mix(self.emb(x).transpose(1, 2))
 
 
+class HalfSequence(nn.Module):
+    """The first half of the sequence, by chunk or by a bound computed from the length."""
+
+    def __init__(self, chunk: bool):
+        super().__init__()
+        self.emb, self.chunk = nn.Embedding(VOCAB, DIM), chunk
+
+    def forward(self, x):
+        e = self.emb(x)
+        return (e.chunk(2, 1)[0] if self.chunk else e[:, : e.shape[1] // 2]).mean(1)
+
+
 @pytest.mark.parametrize("model, message", [
     (LengthAsNumber(), r"variable_axes \[1\]: op 2 \(scalar\) depends on the input's length"),
+    (HalfSequence(True), r"variable_axes \[1\]: op 1 \(slice\) depends on the input's length"),
+    (HalfSequence(False), r"variable_axes \[1\]: op 1 \(slice\) depends on the input's length"),
     (LengthSizedLayer(), r"variable_axes \[1\]: the model fails at another length"),
 ])
 def test_what_depends_on_the_length_is_refused(model, message):

@@ -82,7 +82,8 @@ def _pool(op: graph.Pool, x: torch.Tensor) -> torch.Tensor:
 
 
 ACTIVATIONS = {graph.Relu: F.relu, graph.Relu6: F.relu6, graph.Sigmoid: torch.sigmoid, graph.Tanh: torch.tanh,
-               graph.Silu: F.silu, graph.Hardswish: F.hardswish, graph.Hardsigmoid: F.hardsigmoid}
+               graph.Silu: F.silu, graph.Hardswish: F.hardswish, graph.Hardsigmoid: F.hardsigmoid,
+               graph.Mish: F.mish}
 
 
 def _apply(op: graph.Op, xs: list, layer: nn.Module | None) -> torch.Tensor:
@@ -98,11 +99,17 @@ def _apply(op: graph.Op, xs: list, layer: nn.Module | None) -> torch.Tensor:
         return _run_recurrent(op, layer, x)
     if isinstance(op, graph.Select):
         return x.select(op.dim % (x.dim() - 1) + 1, op.index)
+    if isinstance(op, graph.Slice):
+        return x[(slice(None),) * (op.dim % (x.dim() - 1) + 1) + (slice(op.start, op.stop),)]
     if type(op) in ACTIVATIONS:
         return ACTIVATIONS[type(op)](x)
     simple = {
         graph.LeakyRelu: lambda: F.leaky_relu(x, op.negative_slope),
         graph.Gelu: lambda: F.gelu(x, approximate=op.approximate),
+        graph.Elu: lambda: F.elu(x, op.alpha),
+        graph.Softplus: lambda: F.softplus(x, op.beta, op.threshold),
+        graph.Prelu: lambda: F.prelu(x, torch.tensor(op.slope)),
+        graph.GroupNorm: lambda: F.group_norm(x, op.groups, torch.tensor(op.weight), torch.tensor(op.bias), op.eps),
         graph.Softmax: lambda: F.softmax(x, dim=op.dim % (x.dim() - 1) + 1),
         graph.LogSoftmax: lambda: F.log_softmax(x, dim=op.dim % (x.dim() - 1) + 1),
         graph.AdaptiveAvgPool: lambda: F.adaptive_avg_pool2d(x, op.output_size),

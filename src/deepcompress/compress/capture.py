@@ -8,6 +8,7 @@ the module's name and what to do, never written half-described.
 from __future__ import annotations
 
 import dataclasses
+import operator
 
 import torch
 import torch.fx
@@ -20,6 +21,7 @@ from ..format import graph
 from .capture_length import another_length, length_free, check_variable_axes
 from .capture_ops import (ARITHMETIC, IN_PLACE, OTHER_BATCH_VALUE, SKIP, VALUE, WEIGHTS_ONLY_HINT, Unsupported,
                           call_op, module_op, node_shape, refuse, tensor_inputs, zero_padding)
+from .capture_index import NARROWS, Parts
 from .capture_seq import SequenceCapture
 
 __all__ = ["Unsupported", "capture", "check_variable_axes"]
@@ -50,8 +52,10 @@ def _capture_at(model: nn.Module, example_input: torch.Tensor) -> list[graph.Op]
         traced = torch.fx.symbolic_trace(model)
     except Exception as err:  # fx refuses data-dependent control flow and more; its message says which
         what = str(err).splitlines()[0] if str(err) else type(err).__name__
+        fix = ("unpack a chunk / split into names (q, k, v = x.chunk(3, -1)) instead of iterating over it"
+               if "cannot be iterated" in what else "make forward() traceable")
         raise Unsupported(f"cannot capture the forward pass with torch.fx ({type(err).__name__}: {what}); "
-                          f"make forward() traceable ({WEIGHTS_ONLY_HINT})") from None
+                          f"{fix} ({WEIGHTS_ONLY_HINT})") from None
     placeholders = [n for n in traced.graph.nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
         raise Unsupported(f"the model takes {len(placeholders)} inputs; the file describes models of one input "
@@ -102,9 +106,11 @@ class _Numbers(torch.fx.Interpreter):
 
 
 def _numbers_used_in_arithmetic(traced: torch.fx.GraphModule) -> bool:
-    """Whether forward() computes a number (from sizes) that arithmetic on tensors or attention reads."""
+    """Whether forward() computes a number (from sizes) that arithmetic on tensors, attention or indexing
+    reads."""
     return any(isinstance(n.meta.get(VALUE), (int, float)) and any(
-        u.target in ARITHMETIC or u.target is F.scaled_dot_product_attention for u in n.users)
+        u.target in ARITHMETIC or u.target in NARROWS or u.target in (F.scaled_dot_product_attention,
+                                                                      operator.getitem) for u in n.users)
         for n in traced.graph.nodes)
 
 
@@ -141,13 +147,14 @@ def _is_tensor(node: torch.fx.Node) -> bool:
 
 
 def _refuse_tensor_parts(node: torch.fx.Node) -> None:
-    """Refuse a call that returns several tensors (chunk, split, unbind): the file has no op for it."""
+    """Refuse a call that returns several tensors (max over a dim, sort, topk; chunk and split are
+    capture_index.Parts'): the file has no op for it."""
     value = node.meta.get(VALUE)
     if node.users and isinstance(value, (tuple, list)) and any(isinstance(v, torch.Tensor) for v in value):
         name = getattr(node.target, "__name__", node.target)
         fix = ("for the values use x.amax(dim)" if name == "max" else
                "pooling indices are not supported" if "with_indices" in str(name) else
-               "the file has no op that splits a tensor: compute each part with its own layer")
+               "the file has no op for it")
         refuse(f"forward() {node.name}", f"{name}() returning {len(value)} tensors", fix)
 
 
@@ -155,7 +162,7 @@ def _ops_of(traced: torch.fx.GraphModule, modules: dict, batch: int) -> list[gra
     index: dict[torch.fx.Node, int] = {}
     pads: dict[torch.fx.Node, tuple] = {}  # zero padding merged into the convolutions reading it
     ops: list[graph.Op] = []
-    seq = SequenceCapture(modules, refuse)
+    seq, parts = SequenceCapture(modules, refuse), Parts()
     for node in traced.graph.nodes:
         if node.op == "placeholder":
             index[node] = graph.INPUT
@@ -163,6 +170,8 @@ def _ops_of(traced: torch.fx.GraphModule, modules: dict, batch: int) -> list[gra
         if node.op == "output":
             return _finish(node, index, ops)
         if seq.take(node, index, lambda n, op, src: _append(n, op, src, index, ops)):
+            continue
+        if parts.take(node, lambda n, op, source: _append(n, op, (_known(source, n, index),), index, ops)):
             continue
         if node.op != "call_module" and not node_shape(node):
             _refuse_tensor_parts(node)
@@ -191,13 +200,20 @@ def _ops_of(traced: torch.fx.GraphModule, modules: dict, batch: int) -> list[gra
             index[node] = index[sources[0]]
             continue
         if isinstance(op, list):
-            index[node] = _expand(op, index, ops)
+            index[node] = _expand(op, index, ops, sources[0] if sources else None)
             continue
         if op == "reshape":
             out = node_shape(node)[1:]
             op = graph.Flatten() if len(out) == 1 else graph.Reshape(tuple(out))
         _append(node, op, tuple(index[s] for s in sources), index, ops)
     raise Unsupported("the traced graph has no output")
+
+
+def _known(source: torch.fx.Node, node: torch.fx.Node, index: dict) -> int:
+    """The op index of the value `node` reads; Unsupported if the file does not hold that value."""
+    if source not in index:
+        raise Unsupported(f"{node.name}: reads a value the file cannot describe ({WEIGHTS_ONLY_HINT})")
+    return index[source]
 
 
 def _append(node: torch.fx.Node, op: graph.Op, src: tuple, index: dict, ops: list) -> None:
@@ -208,12 +224,13 @@ def _append(node: torch.fx.Node, op: graph.Op, src: tuple, index: dict, ops: lis
     ops.append(op)
 
 
-def _expand(chain: list, index: dict, ops: list) -> int:
-    """Append a node's chain of (op, inputs) (an input: a graph node, or an earlier op of the chain);
-    the index of its last op."""
+def _expand(chain: list, index: dict, ops: list, source: torch.fx.Node | None) -> int:
+    """Append a node's chain of (op, inputs) (an input: a graph node, an earlier op of the chain, or None
+    for the node's first input `source`); the index of its last op."""
     base = len(ops)
     for op, refs in chain:
-        src = tuple(index[r] if isinstance(r, torch.fx.Node) else base + r for r in refs)
+        src = tuple(index[source if r is None else r] if r is None or isinstance(r, torch.fx.Node) else base + r
+                    for r in refs)
         ops.append(op if src == (len(ops) - 1,) and op.arity == 1 else _with_inputs(op, src))
     return len(ops) - 1
 

@@ -124,6 +124,39 @@ def _affine(name: str, m: nn.modules.batchnorm._BatchNorm):
     return graph.Affine(tuple(scale.detach().tolist()), tuple(shift.detach().tolist()))
 
 
+def _norm(name: str, m: nn.Module):
+    """GroupNorm, or InstanceNorm1d/2d (a group per channel; with running statistics a per-channel affine,
+    as BatchNorm in inference mode)."""
+    if isinstance(m, nn.GroupNorm):
+        groups, channels, affine = m.num_groups, m.num_channels, m.affine
+    elif m.track_running_stats:
+        return _affine(name, m)
+    else:
+        groups = channels = m.num_features
+        affine = m.affine
+    weight = m.weight.detach().tolist() if affine else [1.0] * channels
+    bias = m.bias.detach().tolist() if affine else [0.0] * channels
+    return graph.GroupNorm(groups, tuple(weight), tuple(bias), float(m.eps))
+
+
+def _one_d_pool(name: str, m: nn.Module):
+    """AdaptiveAvgPool1d(1) / AdaptiveMaxPool1d(1) as the mean / amax over the last axis; other sizes refused."""
+    size = m.output_size[0] if isinstance(m.output_size, (tuple, list)) else m.output_size
+    if size != 1 or getattr(m, "return_indices", False):
+        refuse(name, f"{type(m).__name__}(output_size={m.output_size})", "only global pooling (output size 1, no "
+               "indices) is supported")
+    return (graph.Mean if isinstance(m, nn.AdaptiveAvgPool1d) else graph.Amax)((-1,), True)
+
+
+def glu(where: str, dim, in_shape: tuple) -> list:
+    """GLU over `dim` of the batched tensor: the first half times the sigmoid of the second, as a chain
+    of slices, sigmoid and mul reading the node's input (None)."""
+    axis = _sample_dim(dim, where, "GLU")
+    half = in_shape[axis] // 2  # even: PyTorch refuses to halve an odd axis, so the model ran
+    return [(graph.Slice(axis, 0, half), (None,)), (graph.Slice(axis, half, None), (None,)),
+            (graph.Sigmoid(), (1,)), (graph.Mul(), (0, 2))]
+
+
 def _layernorm(name: str, m: nn.LayerNorm):
     if len(m.normalized_shape) != 1:
         refuse(name, f"LayerNorm over {tuple(m.normalized_shape)}", "normalise over the last dimension only")
@@ -143,7 +176,9 @@ def _sample_dim(dim, where: str, what: str) -> int:
 ATTENTION_MODULES = (nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerEncoder,
                      nn.TransformerDecoderLayer, nn.TransformerDecoder, nn.Transformer)
 ACTIVATIONS = {nn.ReLU: graph.Relu, nn.ReLU6: graph.Relu6, nn.Sigmoid: graph.Sigmoid, nn.Tanh: graph.Tanh,
-               nn.SiLU: graph.Silu, nn.Hardswish: graph.Hardswish, nn.Hardsigmoid: graph.Hardsigmoid}
+               nn.SiLU: graph.Silu, nn.Hardswish: graph.Hardswish, nn.Hardsigmoid: graph.Hardsigmoid,
+               nn.Mish: graph.Mish}
+INSTANCE_NORMS = (nn.InstanceNorm1d, nn.InstanceNorm2d)
 
 
 def module_op(name: str, m: nn.Module, in_shape: tuple):
@@ -163,6 +198,14 @@ def module_op(name: str, m: nn.Module, in_shape: tuple):
         return graph.LeakyRelu(float(m.negative_slope))
     if isinstance(m, nn.GELU):
         return graph.Gelu(m.approximate)
+    if isinstance(m, nn.ELU):
+        return graph.Elu(float(m.alpha))
+    if isinstance(m, nn.Softplus):
+        return graph.Softplus(float(m.beta), float(m.threshold))
+    if isinstance(m, nn.PReLU):
+        return graph.Prelu(tuple(m.weight.detach().reshape(-1).tolist()))
+    if isinstance(m, nn.GLU):
+        return glu(name, m.dim, in_shape)
     if isinstance(m, (nn.Softmax, nn.LogSoftmax)):
         op = graph.Softmax if isinstance(m, nn.Softmax) else graph.LogSoftmax
         return op(_sample_dim(m.dim, name, op.name))
@@ -174,12 +217,18 @@ def module_op(name: str, m: nn.Module, in_shape: tuple):
         return _global_max(name, m, in_shape[1:])
     if isinstance(m, nn.Flatten):
         return graph.Flatten() if (m.start_dim, m.end_dim) == (1, -1) else "reshape"
+    if isinstance(m, nn.Unflatten):
+        return "reshape"
     if isinstance(m, (nn.Dropout, nn.Identity)):
         return SKIP
     if isinstance(m, nn.modules.batchnorm._BatchNorm):
         return _affine(name, m)
     if isinstance(m, nn.LayerNorm):
         return _layernorm(name, m)
+    if isinstance(m, (nn.GroupNorm, *INSTANCE_NORMS)):
+        return _norm(name, m)
+    if isinstance(m, (nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d)):
+        return _one_d_pool(name, m)
     if isinstance(m, nn.Embedding):
         return embedding_op(name, m, refuse)
     refuse(name, f"{type(m).__name__} ({m!r})" if len(repr(m)) < 80 else type(m).__name__,
@@ -188,10 +237,11 @@ def module_op(name: str, m: nn.Module, in_shape: tuple):
 
 FUNCTION_MODULES = {F.max_pool2d: nn.MaxPool2d, F.avg_pool2d: nn.AvgPool2d, F.adaptive_avg_pool2d: nn.AdaptiveAvgPool2d,
                     F.adaptive_max_pool2d: nn.AdaptiveMaxPool2d, F.relu6: nn.ReLU6, F.leaky_relu: nn.LeakyReLU,
-                    F.gelu: nn.GELU}
+                    F.gelu: nn.GELU, F.elu: nn.ELU, F.softplus: nn.Softplus, F.glu: nn.GLU,
+                    F.adaptive_avg_pool1d: nn.AdaptiveAvgPool1d, F.adaptive_max_pool1d: nn.AdaptiveMaxPool1d}
 ELEMENTWISE = {F.relu: graph.Relu, torch.relu: graph.Relu, torch.sigmoid: graph.Sigmoid, F.sigmoid: graph.Sigmoid,
                torch.tanh: graph.Tanh, F.tanh: graph.Tanh, F.silu: graph.Silu, F.hardswish: graph.Hardswish,
-               F.hardsigmoid: graph.Hardsigmoid, "relu": graph.Relu,
+               F.hardsigmoid: graph.Hardsigmoid, F.mish: graph.Mish, "relu": graph.Relu,
                "sigmoid": graph.Sigmoid, "tanh": graph.Tanh}
 ARITHMETIC = {operator.add: "add", torch.add: "add", "add": "add", operator.iadd: "add",
               operator.sub: "sub", torch.sub: "sub", "sub": "sub", operator.isub: "sub",

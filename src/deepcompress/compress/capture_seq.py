@@ -131,7 +131,8 @@ class SequenceCapture:
         return self._select(node, src, key, index, emit)
 
     def _select(self, node, src, key, index, emit) -> bool:
-        """x[k] of a time-major tensor, or x[:, k] (x[:, k, :]) of a batch-first one, as a select op."""
+        """x[k] of a time-major tensor as a select op, or x[key] of a batch-first one as select and
+        slice ops (capture_index.index_ops)."""
         where = f"forward() {node.name}"
         if src in self.time_major:
             keys = key if isinstance(key, tuple) else (key,)
@@ -142,12 +143,10 @@ class SequenceCapture:
             return True
         if not _shape(src):
             return False
-        keys = key if isinstance(key, tuple) else (key,)
-        ints = [i for i, k in enumerate(keys) if _is_int(k)]
-        if (len(keys) < 2 or keys[0] != slice(None) or len(ints) != 1
-                or not all(k == slice(None) for i, k in enumerate(keys) if i != ints[0])):
-            self.refuse(where, f"indexing with {key!r}", "select one position of one axis, as x[:, -1]")
-        emit(node, graph.Select(ints[0] - 1, keys[ints[0]]), (index[src],))
+        from .capture_index import index_ops  # it imports capture_ops, which imports this module
+        for op in index_ops(node, key, len(_shape(src))):
+            emit(node, op, (index[src],))
+            src = node
         return True
 
     def _swaps_batch_and_time(self, node: torch.fx.Node) -> bool:

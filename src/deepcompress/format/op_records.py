@@ -312,12 +312,13 @@ Permute = _int_list_op("Permute", "permute", "dims", "Per-sample axis permutatio
 # the other records build on the classes above, so they are imported (and registered) last
 from .op_records_pool import Pool, MaxPool, AvgPool, AdaptiveAvgPool  # noqa: E402
 from .op_records_elementwise import (  # noqa: E402
-    Activation, Relu, Relu6, LeakyRelu, Sigmoid, Tanh, Gelu, Silu, Hardswish, Hardsigmoid, Softmax, LogSoftmax,
-    Affine, LayerNorm, Binary, Add, Mul, Concat)
+    Activation, Relu, Relu6, LeakyRelu, Sigmoid, Tanh, Gelu, Silu, Hardswish, Hardsigmoid, Elu, Softplus, Mish,
+    Prelu, Softmax, LogSoftmax, Affine, LayerNorm, GroupNorm, Binary, Add, Mul, Concat)
 
 OPS = {cls.name: cls for cls in (Fc, Conv, MaxPool, AvgPool, AdaptiveAvgPool, Flatten, Reshape, Permute, Relu,
-                                 Relu6, LeakyRelu, Sigmoid, Tanh, Gelu, Silu, Hardswish, Hardsigmoid, Softmax,
-                                 LogSoftmax, Affine, LayerNorm, Add, Mul, Concat)}
+                                 Relu6, LeakyRelu, Sigmoid, Tanh, Gelu, Silu, Hardswish, Hardsigmoid, Elu,
+                                 Softplus, Mish, Prelu, Softmax, LogSoftmax, Affine, LayerNorm, GroupNorm, Add,
+                                 Mul, Concat)}
 
 from .op_records_attn import ATTN_OPS  # noqa: E402
 OPS.update(ATTN_OPS)

@@ -1,11 +1,12 @@
 """Op records that act element-wise or along one axis: activations, softmax, per-channel affine,
-layer normalisation, add / mul of two inputs with broadcasting, and concatenation; registered in
+layer and group normalisation, add / mul of two inputs with broadcasting, and concatenation; registered in
 op_records.OPS. What each computes is specified in docs/FORMAT.md, section 4.1.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, make_dataclass
 from typing import ClassVar
 
 from .op_records import GraphError, Op, _axis, _floats, _named
@@ -20,20 +21,27 @@ Relu = _named("Relu", Activation, "relu", "max(x, 0).")
 Relu6 = _named("Relu6", Activation, "relu6", "min(max(x, 0), 6).")
 
 
-@dataclass(frozen=True)
-class LeakyRelu(Activation):
-    """x if x >= 0 else negative_slope * x."""
+def _number(value, key: str, where: str) -> float:
+    """A finite JSON number as a float; GraphError naming `key` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise GraphError(f"{where}: {key} must be a finite number, got {value!r}")
+    return float(value)
 
-    name: ClassVar[str] = "leaky_relu"
-    negative_slope: float = 0.01
 
-    @classmethod
+def _one_number(cls_name: str, name: str, key: str, default: float, doc: str) -> type:
+    """An activation record with one numeric parameter `key` (default `default`)."""
     def build(cls, args, where):
-        slope = _floats([args.get("negative_slope", 0.01)], "negative_slope", where)[0]
-        return cls(slope, inputs=args.get("inputs"))
+        return cls(_number(args.get(key, default), key, where), inputs=args.get("inputs"))
 
     def params(self) -> dict:
-        return {"negative_slope": self.negative_slope}
+        return {key: getattr(self, key)}
+    return make_dataclass(cls_name, [(key, float, default)], bases=(Activation,), frozen=True,
+                          namespace={"name": name, "__doc__": doc, "__module__": __name__,
+                                     "build": classmethod(build), "params": params})
+
+
+LeakyRelu = _one_number("LeakyRelu", "leaky_relu", "negative_slope", 0.01, "x if x >= 0 else negative_slope * x.")
+Elu = _one_number("Elu", "elu", "alpha", 1.0, "x if x > 0 else alpha * (exp(x) - 1).")
 
 
 Sigmoid = _named("Sigmoid", Activation, "sigmoid", "1 / (1 + exp(-x)).")
@@ -61,6 +69,49 @@ class Gelu(Activation):
 Silu = _named("Silu", Activation, "silu", "x * sigmoid(x).")
 Hardswish = _named("Hardswish", Activation, "hardswish", "x * min(max(x + 3, 0), 6) / 6.")
 Hardsigmoid = _named("Hardsigmoid", Activation, "hardsigmoid", "min(max(x + 3, 0), 6) / 6.")
+Mish = _named("Mish", Activation, "mish", "x * tanh(softplus(x)).")
+
+
+@dataclass(frozen=True)
+class Softplus(Activation):
+    """log(1 + exp(beta * x)) / beta, or x where beta * x > threshold (PyTorch's softplus)."""
+
+    name: ClassVar[str] = "softplus"
+    beta: float = 1.0
+    threshold: float = 20.0
+
+    @classmethod
+    def build(cls, args, where):
+        beta, threshold = (_number(args.get(k, d), k, where) for k, d in (("beta", 1.0), ("threshold", 20.0)))
+        if beta <= 0:
+            raise GraphError(f"{where}: beta must be > 0, got {beta}")
+        return cls(beta, threshold, inputs=args.get("inputs"))
+
+    def params(self) -> dict:
+        return {"beta": self.beta, "threshold": self.threshold}
+
+
+@dataclass(frozen=True)
+class Prelu(Activation):
+    """x if x >= 0 else slope[c] * x, channel = per-sample axis 0 (one slope: every channel)."""
+
+    name: ClassVar[str] = "prelu"
+    slope: tuple = ()
+
+    @classmethod
+    def build(cls, args, where):
+        slope = _floats(args.get("slope"), "slope", where)
+        if not slope:
+            raise GraphError(f"{where}: slope must be a nonempty list of numbers")
+        return cls(slope, inputs=args.get("inputs"))
+
+    def params(self) -> dict:
+        return {"slope": list(self.slope)}
+
+    def out_shape(self, shape, layers, where):
+        if len(self.slope) != 1 and (not shape or shape[0] != len(self.slope)):
+            raise GraphError(f"{where}: {len(self.slope)} slopes, input {tuple(shape)}")
+        return shape
 
 
 @dataclass(frozen=True)
@@ -141,6 +192,40 @@ class LayerNorm(Op):
     def out_shape(self, shape, layers, where):
         if not shape or shape[-1] != len(self.weight):
             raise GraphError(f"{where}: normalises {len(self.weight)} values, input {tuple(shape)}")
+        return shape
+
+
+@dataclass(frozen=True)
+class GroupNorm(Op):
+    """Channels (per-sample axis 0) in `groups` groups; each group of each sample normalised over its
+    channels and the axes after them, (x - mean) / sqrt(var + eps) (biased variance), then per channel
+    * weight[c] + bias[c] (torch.nn.GroupNorm; InstanceNorm is groups = channels)."""
+
+    name: ClassVar[str] = "group_norm"
+    groups: int = 1
+    weight: tuple = ()
+    bias: tuple = ()
+    eps: float = 1e-5
+
+    @classmethod
+    def build(cls, args, where):
+        groups = args.get("groups")
+        weight, bias = _floats(args.get("weight"), "weight", where), _floats(args.get("bias"), "bias", where)
+        eps = _number(args.get("eps", 1e-5), "eps", where)
+        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+            raise GraphError(f"{where}: groups must be a positive integer, got {groups!r}")
+        if len(weight) != len(bias) or not weight or len(weight) % groups or eps <= 0:
+            raise GraphError(f"{where}: weight and bias must be of equal length, a multiple of groups "
+                             f"({groups}), and eps > 0")
+        return cls(groups, weight, bias, eps, inputs=args.get("inputs"))
+
+    def params(self) -> dict:
+        return {"groups": self.groups, "weight": list(self.weight), "bias": list(self.bias), "eps": self.eps}
+
+    def out_shape(self, shape, layers, where):
+        if len(shape) < 2 or shape[0] != len(self.weight):
+            raise GraphError(f"{where}: normalises {len(self.weight)} channels with at least one axis after "
+                             f"them, input {tuple(shape)}")
         return shape
 
 

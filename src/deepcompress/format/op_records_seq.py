@@ -1,5 +1,6 @@
 """Op records for sequence models: `embedding` (integer token ids -> vectors), `lstm` and `gru` (PyTorch's
-nn.LSTM / nn.GRU over a (T, I) sequence, zero initial state), `select` (one index of an axis, as x[:, -1]).
+nn.LSTM / nn.GRU over a (T, I) sequence, zero initial state), `select` (one index of an axis, as x[:, -1])
+and `slice` (a range of an axis, as x[:, 1:], or one part of a chunk / split).
 What each computes is specified in docs/FORMAT.md section 4.1; they are registered in op_records.OPS.
 
 A recurrent op names a prefix `layer`; its weights are the file's fc-kind layers named as PyTorch names
@@ -159,6 +160,7 @@ class Select(Op):
     name: ClassVar[str] = "select"
     dim: int = 0
     index: int = 0
+    split_of: int | None = None  # capture only, not stored: see Slice
 
     @classmethod
     def build(cls, args, where):
@@ -178,7 +180,41 @@ class Select(Op):
         return tuple(shape[:axis]) + tuple(shape[axis + 1:])
 
 
-SEQ_OPS = {cls.name: cls for cls in (Embedding, Lstm, Gru, Select)}
+@dataclass(frozen=True)
+class Slice(Op):
+    """Positions start .. stop - 1 of per-sample axis `dim`, the axis kept (Python's slice rules: negative
+    counts from the end, `stop` None is the axis's end); at least one position."""
+
+    name: ClassVar[str] = "slice"
+    dim: int = 0
+    start: int = 0
+    stop: int | None = None
+    # capture only, never stored: the length of the axis a chunk / split cut, so that two captures at
+    # different sequence lengths differ when the split axis holds the length (capture_length.length_free)
+    split_of: int | None = None
+
+    @classmethod
+    def build(cls, args, where):
+        dim, start, stop = args.get("dim", 0), args.get("start", 0), args.get("stop")
+        for key, value in (("dim", dim), ("start", start), ("stop", 0 if stop is None else stop)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise GraphError(f"{where}: {key} must be an integer{' or null' if key == 'stop' else ''}, "
+                                 f"got {value!r}")
+        return cls(dim, start, stop, inputs=args.get("inputs"))
+
+    def params(self) -> dict:
+        return {"dim": self.dim, "start": self.start, "stop": self.stop}
+
+    def out_shape(self, shape, layers, where):
+        axis = _axis(self.dim, len(shape), where)
+        size = len(range(*slice(self.start, self.stop).indices(shape[axis])))
+        if size < 1:
+            raise GraphError(f"{where}: positions {self.start}..{self.stop} of axis {self.dim} of "
+                             f"{tuple(shape)} are empty")
+        return tuple(shape[:axis]) + (size,) + tuple(shape[axis + 1:])
+
+
+SEQ_OPS = {cls.name: cls for cls in (Embedding, Lstm, Gru, Select, Slice)}
 
 
 def parse_input_dtype(meta: dict) -> str:

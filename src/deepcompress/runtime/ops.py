@@ -66,7 +66,42 @@ def _activation(op: graph.Op):
         return lambda x, out: np.divide(np.clip(x + np.float32(3), 0.0, 6.0), np.float32(6), out=out)
     if isinstance(op, graph.Hardswish):
         return lambda x, out: np.divide(x * np.clip(x + np.float32(3), 0.0, 6.0), np.float32(6), out=out)
+    if isinstance(op, graph.Elu):
+        alpha = np.float32(op.alpha)
+        return lambda x, out: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))).astype(np.float32, copy=False)
+    if isinstance(op, graph.Softplus):
+        return lambda x, out: _softplus(x, np.float32(op.beta), np.float32(op.threshold))
+    if isinstance(op, graph.Mish):
+        return lambda x, out: np.multiply(x, np.tanh(_softplus(x, np.float32(1), np.float32(20))), out=out)
     raise ModelError(f"activation {op.name!r} has no runtime function")
+
+
+def _softplus(x, beta, threshold):
+    bx = x * beta
+    soft = np.log1p(np.exp(np.minimum(bx, threshold))) / beta  # the minimum: no overflow where x is kept
+    return np.where(bx > threshold, x, soft).astype(np.float32, copy=False)
+
+
+def _prelu(op: graph.Prelu, ndim: int):
+    slope = _per_channel(op.slope, ndim) if len(op.slope) > 1 else np.float32(op.slope[0])
+    return lambda x: np.where(x >= 0, x, x * slope).astype(np.float32, copy=False)
+
+
+def _group_norm(op: graph.GroupNorm, ndim: int):
+    weight, bias = _per_channel(op.weight, ndim), _per_channel(op.bias, ndim)
+
+    def run(x):
+        g = x.reshape(x.shape[0], op.groups, -1)
+        mean = g.mean(axis=2, keepdims=True, dtype=np.float64)
+        var = np.square(g - mean).mean(axis=2, keepdims=True)
+        normed = ((g - mean) / np.sqrt(var + op.eps)).astype(np.float32).reshape(x.shape)
+        return normed * weight + bias
+    return run
+
+
+def _slice(op: graph.Slice, ndim: int):
+    index = (slice(None),) * (op.dim % (ndim - 1) + 1) + (slice(op.start, op.stop),)
+    return lambda x: np.ascontiguousarray(x[index])  # a copy: an in-place op after it must not write x
 
 
 def _pad_to_windows(x, kernel, stride, padding, out_hw, fill):
@@ -257,8 +292,14 @@ def build_op(op: graph.Op, layers: dict, forward: graph.ForwardPass, i: int, inp
         conv = SparseConv2d(layer, layer.shape, layer.bias, (1, op.stride), (0, 0, *op.padding), threads=threads,
                             dilation=(1, op.dilation), groups=op.groups)
         return Conv(conv, op.layer, where, one_d=True)
+    if isinstance(op, graph.Prelu):
+        return _prelu(op, len(in_shape) + 1)
     if isinstance(op, graph.Activation):
         return Elementwise(_activation(op), inplace)
+    if isinstance(op, graph.GroupNorm):
+        return _group_norm(op, len(in_shape) + 1)
+    if isinstance(op, graph.Slice):
+        return _slice(op, len(in_shape) + 1)
     if isinstance(op, graph.Pool):
         return Pool(op, in_shape, forward.outputs[i])
     if isinstance(op, graph.AdaptiveAvgPool):

@@ -1,0 +1,95 @@
+"""Indexing and splitting captured as the file's slice / select ops (x[:, 1:], x[..., :k], narrow, and each
+part of chunk / split / tensor_split / unbind / GLU), run from the file and through decompress against
+PyTorch; what they cannot express refused; the slice record's own checks."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from deepcompress import decompress
+from deepcompress import format as dcz
+from deepcompress.compress.capture import Unsupported
+from deepcompress.compress.export import architecture_ops
+from deepcompress.format import graph
+from deepcompress.hardware.model_file import load_model
+from deepcompress.hardware.model_sim import simulate_model
+
+from conftest import REL_TOL, Lambda, rel_error, round_trip
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def weighted_thirds(h):
+    q, k, v = h.chunk(3, dim=-1)  # the fused qkv projection's split
+    return q * k + 2 * v
+
+
+def glu_by_hand(h):
+    a, b = torch.split(h, [9, 9], dim=1)
+    return a * torch.sigmoid(b)
+
+
+@pytest.mark.parametrize("fn, ops", [
+    (weighted_thirds, ["fc", "slice", "slice", "slice", "mul", "scalar", "add"]),
+    (glu_by_hand, ["fc", "slice", "slice", "sigmoid", "mul"]),
+    (lambda h: F.glu(h, -1), ["fc", "slice", "slice", "sigmoid", "mul"]),
+    (torch.nn.GLU(1), ["fc", "slice", "slice", "sigmoid", "mul"]),  # a module: Lambda's submodule
+    (lambda h: torch.split(h, [4, 8, 6], dim=1)[1].relu(), ["fc", "slice", "relu"]),
+    (lambda h: torch.tensor_split(h, 3, dim=1)[2], ["fc", "slice"]),
+    (lambda h: h[:, 2:10], ["fc", "slice"]),
+    (lambda h: h[..., :-3] * 2, ["fc", "slice", "scalar"]),
+    (lambda h: h[:, : h.shape[1] // 2], ["fc", "slice"]),  # a bound computed from a size
+    (lambda h: h.narrow(1, 3, 5), ["fc", "slice"]),
+    (lambda h: h.narrow(-1, -3, 3), ["fc", "slice"]),  # to the end: start + length is 0
+    (lambda h: (lambda p: p[0] + p[2])(h.reshape(-1, 3, 6).unbind(1)), ["fc", "reshape", "select", "select", "add"]),
+    (lambda h: h.reshape(-1, 3, 6)[:, 1, 2:], ["fc", "reshape", "slice", "select"]),
+    (lambda h: h.reshape(-1, 3, 6)[:, -1:, 1][:, 0], ["fc", "reshape", "slice", "select", "select"]),
+])
+def test_indexing_and_splitting_run_from_the_file_and_decompress(tmp_path, fn, ops):
+    x = torch.rand(4, 8) - 0.5
+    got, expected, path = round_trip(Lambda(fn, out=18), x, tmp_path)
+    assert got.shape == expected.shape
+    assert rel_error(got, expected) < REL_TOL
+    assert [op["op"] for op in dcz.read(path)[1]["ops"]] == ops
+    with torch.no_grad():
+        assert rel_error(decompress(path)(x).numpy(), expected) < REL_TOL
+
+
+def test_slices_are_listed_as_not_costed_by_the_hardware_models(tmp_path):
+    path = round_trip(Lambda(weighted_thirds, out=18), torch.rand(2, 8), tmp_path)[2]
+    total = simulate_model(load_model(path), "eie")[-1]
+    assert total["not_costed"]["slice"] == 3 and not total["partial"]
+
+
+@pytest.mark.parametrize("fn, message", [
+    (lambda h: h[:, ::2], r"the slice slice\(None, None, 2\) .*slice with step 1"),
+    (lambda h: h[1:], r"indexing with slice\(1, None, None\) .*keep the whole batch"),
+    (lambda h: h[:, None], r"indexing with .*use unsqueeze for new axes"),
+    (lambda h: h[:, [0, 2]], r"indexing with .*index with integers and slices"),
+    (lambda h: h.chunk(2, 0)[0], r"chunk\(\) over dim 0 .*split an axis other than the batch"),
+    (lambda h: h[:, 20:], r"positions 20\.\.None of axis 0 of \(18,\) are empty"),
+    (lambda h: torch.sort(h, 1)[0], r"sort\(\) returning 2 tensors is not supported; the file has no op for it"),
+    (lambda h: sum(p for p in h.chunk(2, 1)), r"Proxy object cannot be iterated.*; unpack a chunk / split into names"),
+])
+def test_indexing_the_file_cannot_express_is_refused(fn, message):
+    with pytest.raises((Unsupported, graph.GraphError), match=message):
+        ops = architecture_ops(Lambda(fn, out=18), torch.rand(1, 8))
+        graph.parse_forward({"input_shape": [8], "ops": ops}, {"fc": dcz.QuantizedLayer.from_labels(
+            "fc", "fc", torch.zeros(18, 8, dtype=torch.int64).numpy(), torch.ones(1).numpy())})
+
+
+@pytest.mark.parametrize("record, message", [
+    ({"op": "slice", "dim": 0, "start": 1.5}, "start must be an integer"),
+    ({"op": "slice", "dim": 0, "start": 0, "stop": "end"}, "stop must be an integer or null"),
+    ({"op": "slice", "dim": 2, "start": 0}, "dim 2 is not an axis of a 1-d per-sample shape"),
+    ({"op": "slice", "dim": 0, "start": 5, "stop": 2}, "positions 5..2 of axis 0 of \\(8,\\) are empty"),
+])
+def test_a_malformed_slice_record_is_refused_naming_the_field(record, message):
+    with pytest.raises(graph.GraphError, match=message):
+        graph.parse_forward({"input_shape": [8], "ops": [record]}, {})
+
+
+def test_a_slice_record_round_trips_with_an_open_end():
+    op = graph.parse_op({"op": "slice", "dim": -1, "start": -3, "stop": None}, 0)
+    assert op == graph.Slice(-1, -3, None) and op.out_shape((4, 8), {}, "op 0") == (4, 3)
+    assert graph.parse_op(op.emit(), 0) == op

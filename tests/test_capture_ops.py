@@ -1,6 +1,6 @@
 """The capture's newer op mappings, each run from the file and through decompress against PyTorch, and what
 they refuse: global max pooling (amax), hardswish / hardsigmoid / log_softmax, ELU / softplus / mish /
-PReLU, group and instance normalisation, multi-tensor calls, dtypes, and zero padding merged into the
+PReLU, group and instance normalisation, nearest upsampling, multi-tensor calls, dtypes, and zero padding merged into the
 convolution that reads it."""
 
 import pytest
@@ -221,3 +221,44 @@ def test_pooling_1d_to_another_size_is_refused_and_unflatten_is_a_reshape():
         architecture_ops(Lambda(nn.Sequential(nn.Unflatten(1, (2, 8)), nn.AdaptiveAvgPool1d(2))), torch.rand(1, 8))
     ops = architecture_ops(Lambda(nn.Sequential(nn.Unflatten(1, (2, 8)), nn.AdaptiveAvgPool1d(1))), torch.rand(1, 8))
     assert [op["op"] for op in ops] == ["fc", "reshape", "mean"]
+
+
+class UpsampleBetween(nn.Module):
+    """A conv, nearest upsampling (a module, or F.interpolate in `fn`), a conv: a U-Net / FPN decoder step."""
+
+    def __init__(self, up: nn.Module | None = None, fn=None):
+        super().__init__()
+        self.c1, self.up, self.c2, self.fn = nn.Conv2d(2, 3, 3), up or nn.Identity(), nn.Conv2d(3, 2, 3), fn
+
+    def forward(self, x):
+        h = self.c1(x)
+        return self.c2(self.fn(h) if self.fn else self.up(h)).flatten(1)
+
+
+@pytest.mark.parametrize("model, scale", [
+    (UpsampleBetween(nn.Upsample(scale_factor=2)), [2, 2]),
+    (UpsampleBetween(nn.Upsample(scale_factor=(3, 2.0))), [3, 2]),
+    (UpsampleBetween(nn.Upsample(size=(10, 12))), [2, 2]),
+    (UpsampleBetween(nn.Upsample(scale_factor=3, mode="nearest-exact")), [3, 3]),
+    (UpsampleBetween(fn=lambda h: F.interpolate(h, size=(15, 18), mode="nearest")), [3, 3]),
+])
+def test_nearest_upsampling_by_whole_factors_runs_from_the_file(tmp_path, model, scale):
+    from deepcompress import decompress
+
+    x = torch.randn(3, 2, 7, 8)
+    got, expected, path = round_trip(model, x, tmp_path)
+    assert rel_error(got, expected) < REL_TOL
+    assert [op.get("scale") for op in dcz.read(path)[1]["ops"] if op["op"] == "upsample"] == [scale]
+    with torch.no_grad():
+        assert rel_error(decompress(path)(x).numpy(), expected) < REL_TOL
+
+
+@pytest.mark.parametrize("model, message", [
+    (UpsampleBetween(nn.Upsample(scale_factor=1.5)), r"up: Upsample\(size=None, scale_factor=1\.5\) .*whole factors"),
+    (UpsampleBetween(nn.Upsample(scale_factor=2, mode="bilinear")), r"up: Upsample\(mode='bilinear'\)"),
+    (UpsampleBetween(fn=lambda h: F.interpolate(h, scale_factor=2, mode="bilinear", antialias=True)),
+     r"forward\(\) interpolate: interpolate\(antialias=True\) is not supported"),
+])
+def test_other_upsampling_is_refused(model, message):
+    with pytest.raises(Unsupported, match=message):
+        architecture_ops(model, torch.randn(1, 2, 7, 8))

@@ -70,7 +70,7 @@ def test_old_spellings_parse_to_the_same_records():
     graph.Fc(layer="a"), graph.Conv(layer="b", stride=(2, 1), padding=(0, 3)), graph.Relu(), graph.Flatten(),
     graph.MaxPool((3, 3), (2, 2)), graph.MaxPool((2, 3), (1, 3)), graph.LeakyRelu(0.2), graph.Elu(0.5),
     graph.Softplus(2.0, 3.0), graph.Mish(), graph.Prelu((0.1, -0.2)), graph.GroupNorm(2, (1.0,) * 4, (0.5,) * 4, 1e-3),
-    graph.Slice(-1, 2, None), graph.Slice(0, -3, -1),
+    graph.Slice(-1, 2, None), graph.Slice(0, -3, -1), graph.Upsample((2, 3)),
 ])
 def test_emit_then_parse_is_the_identity(op):
     assert graph.parse_op(json.loads(json.dumps(op.emit())), 0) == op

@@ -113,6 +113,7 @@ def _apply(op: graph.Op, xs: list, layer: nn.Module | None) -> torch.Tensor:
         graph.Softmax: lambda: F.softmax(x, dim=op.dim % (x.dim() - 1) + 1),
         graph.LogSoftmax: lambda: F.log_softmax(x, dim=op.dim % (x.dim() - 1) + 1),
         graph.AdaptiveAvgPool: lambda: F.adaptive_avg_pool2d(x, op.output_size),
+        graph.Upsample: lambda: F.interpolate(x, scale_factor=op.scale, mode="nearest"),
         graph.Flatten: lambda: x.flatten(1),
         graph.Reshape: lambda: x.reshape(x.shape[0], *op.shape),
         graph.Permute: lambda: x.permute(0, *(d + 1 for d in op.dims)),

@@ -115,6 +115,24 @@ def _global_max(name: str, m: nn.AdaptiveMaxPool2d, in_hw):
     return graph.Amax((-2, -1), True)
 
 
+def _upsample(name: str, m: nn.Upsample, in_shape: tuple):
+    """Upsample (F.interpolate) in "nearest" mode by whole factors of a (C, H, W) sample ("nearest-exact"
+    picks the same pixels at whole factors); else refused."""
+    if m.mode not in ("nearest", "nearest-exact") or len(in_shape) != 3:
+        refuse(name, f"Upsample(mode={m.mode!r}) of a sample of shape {tuple(in_shape)}",
+               "the file upsamples (C, H, W) maps in 'nearest' mode by whole factors")
+    if m.size is not None:
+        size = graph.pair_of(m.size)
+        scale = tuple(o // i if o % i == 0 else 0 for o, i in zip(size, in_shape[1:]))
+    else:
+        factors = m.scale_factor if isinstance(m.scale_factor, (tuple, list)) else (m.scale_factor,) * 2
+        scale = tuple(int(f) if float(f) == int(f) and f >= 1 else 0 for f in factors)
+    if 0 in scale:
+        refuse(name, f"Upsample(size={m.size}, scale_factor={m.scale_factor}) of {tuple(in_shape)}",
+               "upsample by whole factors")
+    return graph.Upsample(scale)
+
+
 def _affine(name: str, m: nn.modules.batchnorm._BatchNorm):
     """A BatchNorm in inference mode as a per-channel affine op."""
     if m.running_mean is None:
@@ -229,6 +247,8 @@ def module_op(name: str, m: nn.Module, in_shape: tuple):
         return _norm(name, m)
     if isinstance(m, (nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d)):
         return _one_d_pool(name, m)
+    if isinstance(m, nn.Upsample):
+        return _upsample(name, m, in_shape)
     if isinstance(m, nn.Embedding):
         return embedding_op(name, m, refuse)
     refuse(name, f"{type(m).__name__} ({m!r})" if len(repr(m)) < 80 else type(m).__name__,
@@ -264,6 +284,10 @@ def call_op(node: torch.fx.Node, where: str, in_shape: tuple):
     kwargs = dict(node.kwargs)
     if target in FUNCTION_MODULES:
         return module_op(where, FUNCTION_MODULES[target](*node.args[1:], **kwargs), in_shape)
+    if target is F.interpolate:
+        if kwargs.pop("antialias", False):
+            refuse(where, "interpolate(antialias=True)", "upsample in 'nearest' mode")
+        return _upsample(where, nn.Upsample(*node.args[1:], **kwargs), in_shape)
     if target in ELEMENTWISE:
         return ELEMENTWISE[target]()
     if target in ARITHMETIC:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .op_records import (  # noqa: F401 - the op records are part of this module's interface
-    GraphError, Op, LayerOp, Fc, Conv, Pool, MaxPool, AvgPool, AdaptiveAvgPool, Flatten, IntListOp,
+    GraphError, Op, LayerOp, Fc, Conv, Pool, MaxPool, AvgPool, AdaptiveAvgPool, Upsample, Flatten, IntListOp,
     Reshape, Permute, Activation, Relu, Relu6, LeakyRelu, Sigmoid, Tanh, Gelu, Silu, Hardswish, Hardsigmoid,
     Elu, Softplus, Mish, Prelu, Softmax, LogSoftmax, Affine, LayerNorm, GroupNorm, Binary, Add, Mul, Concat, OPS, pair_of, padding4, parse_op, pool_out)
 from .op_records_seq import (  # noqa: F401

@@ -310,13 +310,13 @@ Permute = _int_list_op("Permute", "permute", "dims", "Per-sample axis permutatio
 
 
 # the other records build on the classes above, so they are imported (and registered) last
-from .op_records_pool import Pool, MaxPool, AvgPool, AdaptiveAvgPool  # noqa: E402
+from .op_records_pool import Pool, MaxPool, AvgPool, AdaptiveAvgPool, Upsample  # noqa: E402
 from .op_records_elementwise import (  # noqa: E402
     Activation, Relu, Relu6, LeakyRelu, Sigmoid, Tanh, Gelu, Silu, Hardswish, Hardsigmoid, Elu, Softplus, Mish,
     Prelu, Softmax, LogSoftmax, Affine, LayerNorm, GroupNorm, Binary, Add, Mul, Concat)
 
-OPS = {cls.name: cls for cls in (Fc, Conv, MaxPool, AvgPool, AdaptiveAvgPool, Flatten, Reshape, Permute, Relu,
-                                 Relu6, LeakyRelu, Sigmoid, Tanh, Gelu, Silu, Hardswish, Hardsigmoid, Elu,
+OPS = {cls.name: cls for cls in (Fc, Conv, MaxPool, AvgPool, AdaptiveAvgPool, Upsample, Flatten, Reshape, Permute,
+                                 Relu, Relu6, LeakyRelu, Sigmoid, Tanh, Gelu, Silu, Hardswish, Hardsigmoid, Elu,
                                  Softplus, Mish, Prelu, Softmax, LogSoftmax, Affine, LayerNorm, GroupNorm, Add,
                                  Mul, Concat)}
 

@@ -1,5 +1,5 @@
-"""Op records of 2-D window pooling (max and average, with padding and ceil mode) and adaptive average
-pooling, over per-sample (C, H, W) inputs; registered in op_records.OPS. What each computes is specified in
+"""Op records of 2-D window pooling (max and average, with padding and ceil mode), adaptive average
+pooling and nearest-neighbour upsampling by whole factors, over per-sample (C, H, W) inputs; registered in op_records.OPS. What each computes is specified in
 docs/FORMAT.md, section 4.1.
 """
 
@@ -99,3 +99,23 @@ class AdaptiveAvgPool(Op):
         if len(shape) != 3:
             raise GraphError(f"{where}: needs a (C, H, W) input, gets {tuple(shape)}")
         return (shape[0], *self.output_size)
+
+
+@dataclass(frozen=True)
+class Upsample(Op):
+    """Nearest-neighbour upsampling by whole factors: output (c, i, j) is input (c, i // sh, j // sw)."""
+
+    name: ClassVar[str] = "upsample"
+    scale: tuple = (2, 2)
+
+    @classmethod
+    def build(cls, args, where):
+        return cls(_pair(args.get("scale", 2), "scale", where, 1), inputs=args.get("inputs"))
+
+    def params(self) -> dict:
+        return {"scale": list(self.scale)}
+
+    def out_shape(self, shape, layers, where):
+        if len(shape) != 3:
+            raise GraphError(f"{where}: needs a (C, H, W) input, gets {tuple(shape)}")
+        return (shape[0], shape[1] * self.scale[0], shape[2] * self.scale[1])

@@ -304,6 +304,9 @@ def build_op(op: graph.Op, layers: dict, forward: graph.ForwardPass, i: int, inp
         return Pool(op, in_shape, forward.outputs[i])
     if isinstance(op, graph.AdaptiveAvgPool):
         return AdaptiveAvgPool(op.output_size)
+    if isinstance(op, graph.Upsample):
+        sh, sw = op.scale
+        return lambda x: x.repeat(sh, axis=2).repeat(sw, axis=3)
     if isinstance(op, graph.Flatten):
         return lambda x: x.reshape(x.shape[0], -1)
     if isinstance(op, graph.Reshape):

@@ -341,3 +341,8 @@ def test_compress_command_takes_a_users_model_file(tmp_path, capsys):
     assert main(["compress", "--model", f"{tmp_path / 'net.py'}:nope", "--data-dir", str(tmp_path / "idx"),
                  "--checkpoint", str(tmp_path / "net.pt"), "--recipe", str(recipe), "--out", str(out)]) == 1
     assert "defines no function 'nope'" in capsys.readouterr().err
+    (tmp_path / "bad.py").write_text("def build():\n    size = 3\n    return {}[size]\n")
+    assert main(["compress", "--model", f"{tmp_path / 'bad.py'}:build", "--data-dir", str(tmp_path / "idx"),
+                 "--checkpoint", str(tmp_path / "net.pt"), "--recipe", str(recipe), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"build() failed at {tmp_path / 'bad.py'}:3 (KeyError: 3)" in err and "Traceback" not in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import traceback
 from pathlib import Path
 
 from torch import nn
@@ -80,10 +81,21 @@ def _user_model(name: str) -> nn.Module:
     build = getattr(module, func, None)
     if not callable(build):
         raise UserError(f"--model {name}: {path} defines no function {func!r}")
-    model = build()
+    try:
+        model = build()
+    except Exception as exc:  # likewise, with the line of the user's file it failed at
+        raise UserError(f"--model {name}: {func}() failed{_where_in(exc, path)} ({type(exc).__name__}: "
+                        f"{exc})") from None
     if not isinstance(model, nn.Module):
         raise UserError(f"--model {name}: {func}() returned {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def _where_in(exc: BaseException, path: str) -> str:
+    """' at FILE:LINE' for the last frame of exc's traceback in the file `path` ('' if none is)."""
+    target = Path(path).resolve()
+    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).resolve() == target]
+    return f" at {path}:{lines[-1]}" if lines else ""
 
 
 def count_parameters(model: nn.Module) -> int:

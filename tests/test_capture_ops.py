@@ -191,6 +191,7 @@ def _stats(m: nn.InstanceNorm2d) -> nn.InstanceNorm2d:
     (nn.InstanceNorm2d(8), None, False, "group_norm"),
     (randomised(nn.InstanceNorm1d(8, affine=True)), None, True, "group_norm"),
     (_stats(nn.InstanceNorm2d(8, track_running_stats=True)), None, False, "affine"),
+    (nn.InstanceNorm1d(5), None, True, "group_norm"),  # PyTorch ignores num_features without affine
     (nn.ReLU(), nn.AdaptiveAvgPool1d(1), True, "mean"),
     (nn.ReLU(), nn.AdaptiveMaxPool1d(1), True, "amax"),
 ])
@@ -207,7 +208,7 @@ def test_more_activations_norms_and_pools_run_from_the_file(tmp_path, mid, pool,
         assert rel_error(decompress(path)(x).numpy(), expected) < REL_TOL
 
 
-@pytest.mark.parametrize("fn, op", [(lambda h: F.elu(h, 0.5), "elu"), (F.softplus, "softplus"), (F.mish, "mish"),
+@pytest.mark.parametrize("fn, op", [(lambda h: F.elu(h, 0.5), "elu"), (randomised(nn.GroupNorm(4, 16)), "group_norm"), (F.softplus, "softplus"), (F.mish, "mish"),
                                     (lambda h: F.adaptive_max_pool1d(h.reshape(-1, 2, 8), 1).flatten(1), "amax")])
 def test_the_functional_forms_are_captured_alike(tmp_path, fn, op):
     x = torch.rand(3, 8) * 8 - 4

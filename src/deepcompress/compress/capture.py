@@ -19,8 +19,9 @@ from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 from ..errors import UserError
 from ..format import graph
 from .capture_length import another_length, length_free, check_variable_axes
-from .capture_ops import (ARITHMETIC, IN_PLACE, OTHER_BATCH_VALUE, SKIP, VALUE, WEIGHTS_ONLY_HINT, Unsupported,
+from .capture_ops import (ARITHMETIC, OTHER_BATCH_VALUE, SKIP, VALUE, WEIGHTS_ONLY_HINT, Unsupported,
                           call_op, module_op, node_shape, refuse, tensor_inputs, zero_padding)
+from .capture_alias import clobbers_a_later_read, writes_its_input
 from .capture_index import NARROWS, Parts
 from .capture_seq import SequenceCapture
 
@@ -66,8 +67,9 @@ def _capture_at(model: nn.Module, example_input: torch.Tensor) -> list[graph.Op]
     example_input = torch.cat([example_input[:1], example_input[:1]]) if len(example_input) < 2 else example_input
     try:
         with torch.no_grad():
-            model(example_input)  # eagerly first: ShapeProp prints a traceback to stderr when a node fails
-            _Recording(traced, VALUE).propagate(example_input)
+            # eagerly first: ShapeProp prints a traceback to stderr when a node fails
+            eager = model(example_input.clone())  # a clone: forward() may write into its input
+            traced_out = _Recording(traced, VALUE).propagate(example_input.clone())
             if _numbers_used_in_arithmetic(traced):
                 _values_at_another_batch(traced, torch.cat([example_input[:1]] * 3))
     except Exception as err:  # the user's model failed on the example: say so, with its own message
@@ -76,7 +78,23 @@ def _capture_at(model: nn.Module, example_input: torch.Tensor) -> list[graph.Op]
                         f"({type(cause).__name__}: {str(cause).splitlines()[0]})") from None
     finally:
         model.train(was_training)
+    _check_trace_agrees(eager, traced_out)
     return _ops_of(traced, dict(model.named_modules()), len(example_input))
+
+
+def _check_trace_agrees(eager, traced) -> None:
+    """Refuse a trace whose output differs from the model's own on the example: torch.fx records
+    `a += b` as `a + b`, so a write into a view, or into a tensor also named elsewhere, is lost."""
+    if not (isinstance(eager, torch.Tensor) and isinstance(traced, torch.Tensor)):
+        return  # several outputs: refused when the ops are built
+    same = eager.shape == traced.shape and (
+        torch.allclose(eager, traced, rtol=1e-5, atol=1e-6, equal_nan=True) if eager.is_floating_point()
+        else torch.equal(eager, traced))
+    if not same:
+        raise Unsupported("torch.fx's trace of forward() computes other values than the model on the example "
+                          "input: an in-place write (+=, *=, ...) into a view (a slice, a chunk's part, a "
+                          "reshape) or into a tensor also named elsewhere is lost in the trace; write it out of "
+                          f"place (y = x + b) ({WEIGHTS_ONLY_HINT})")
 
 
 class _Recording(ShapeProp):
@@ -124,22 +142,16 @@ def _values_at_another_batch(traced: torch.fx.GraphModule, example: torch.Tensor
         pass
 
 
-def _writes_its_input(node: torch.fx.Node, modules: dict) -> bool:
-    """Whether the node overwrites its first argument (inplace=True activations, +=, *=)."""
-    if node.op == "call_module":
-        return bool(getattr(modules[node.target], "inplace", False))
-    return node.target in IN_PLACE or bool(node.kwargs.get("inplace", False))
-
-
-def _check_node(node: torch.fx.Node, sources: list, modules: dict, batch: int, where: str) -> None:
+def _check_node(node: torch.fx.Node, sources: list, modules: dict, batch: int, where: str, order: dict) -> None:
     """Refuse what the file would compute differently: an op whose output does not keep the batch as its
-    first axis, or an in-place op whose input is read again elsewhere."""
+    first axis, or an in-place op whose input's memory is read after it (capture_alias)."""
     shape = node_shape(node)
     if shape and shape[0] != batch:
         refuse(where, f"an operation whose output {tuple(shape)} does not keep the batch ({batch}) as its "
                        "first dimension", "keep the batch dimension first and separate")
-    if sources and _writes_its_input(node, modules) and len(sources[0].users) > 1:
-        refuse(where, "an in-place operation whose input is used again", "use the out-of-place form")
+    if sources and writes_its_input(node, modules) and clobbers_a_later_read(node, modules, order):
+        refuse(where, "an in-place operation whose input (or a view of it) is used again",
+               "use the out-of-place form")
 
 
 def _is_tensor(node: torch.fx.Node) -> bool:
@@ -163,6 +175,7 @@ def _ops_of(traced: torch.fx.GraphModule, modules: dict, batch: int) -> list[gra
     pads: dict[torch.fx.Node, tuple] = {}  # zero padding merged into the convolutions reading it
     ops: list[graph.Op] = []
     seq, parts = SequenceCapture(modules, refuse), Parts()
+    order = {n: i for i, n in enumerate(traced.graph.nodes)}
     for node in traced.graph.nodes:
         if node.op == "placeholder":
             index[node] = graph.INPUT
@@ -187,7 +200,7 @@ def _ops_of(traced: torch.fx.GraphModule, modules: dict, batch: int) -> list[gra
             raise Unsupported(f"{node.name}: reads a value the file cannot describe ({WEIGHTS_ONLY_HINT})")
         in_shape = node_shape(sources[0])[1:] if sources else ()
         where = node.target if node.op == "call_module" else f"forward() {node.name}"
-        _check_node(node, sources, modules, batch, where)
+        _check_node(node, sources, modules, batch, where, order)
         pad = zero_padding(node, modules, where)
         if pad is not None:  # merged into the convolutions that read it
             index[node], pads[node] = index[sources[0]], pad

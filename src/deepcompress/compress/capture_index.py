@@ -10,7 +10,7 @@ import torch
 import torch.fx
 
 from ..format import graph
-from .capture_ops import VALUE, _number, node_shape, refuse
+from .capture_ops import VALUE, _number, _sample_dim, node_shape, refuse
 
 SPLITS = {"chunk", "split", "split_with_sizes", "tensor_split", torch.chunk, torch.split, torch.tensor_split}
 UNBINDS = {"unbind", torch.unbind}
@@ -27,16 +27,12 @@ class Parts:
     def take(self, node: torch.fx.Node, emit) -> bool:
         """Handle the node if it is a split-like call or reads one of its parts; False leaves it to the
         caller. `emit(node, op, source_node)` appends an op reading that node's value."""
-        if node.op in ("call_method", "call_function") and (node.target in SPLITS or node.target in UNBINDS):
+        calling = node.op in ("call_method", "call_function")
+        if calling and (node.target in SPLITS or node.target in UNBINDS):
             self._record(node)
             return True
-        if node.op in ("call_method", "call_function") and node.target in NARROWS:
-            dim, start, length = (list(node.args[1:]) + [node.kwargs.get(k) for k in ("dim", "start", "length")])[:3]
-            start, length = (_int(v, f"forward() {node.name}") for v in (start, length))
-            axis = _sample_axis(dim, node)
-            size = node_shape(node.args[0])[axis % (len(node_shape(node.args[0])) - 1) + 1]
-            start = start % size  # narrow counts a negative start from the end; start + length must not wrap
-            emit(node, graph.Slice(axis, start, start + length), node.args[0])
+        if calling and node.target in NARROWS:
+            emit(node, _narrow(node), node.args[0])
             return True
         if node.op == "call_function" and node.target is operator.getitem and node.args[0] in self.calls:
             source, dim, bounds, unbind = self.calls[node.args[0]]
@@ -48,30 +44,44 @@ class Parts:
             if stop <= start:
                 refuse(f"forward() {node.name}", f"an empty part of {node.args[0].name}")
             whole = bounds[-1][1]
-            emit(node, graph.Select(dim, start, whole) if unbind else graph.Slice(dim, start, stop, whole), source)
+            emit(node, graph.Select(dim, start, split_of=whole) if unbind
+                 else graph.Slice(dim, start, stop, split_of=whole), source)
             return True
         return False
 
     def _record(self, node: torch.fx.Node) -> None:
         """The call's source, per-sample axis and each part's (start, stop), from the parts ShapeProp saw."""
-        parts = node.meta.get(VALUE)
+        where = f"forward() {node.name}"
+        whole = [u.name for u in node.users if u.target is not operator.getitem]
+        if whole:
+            refuse(where, f"using all the parts of {node.name} at once (in {', '.join(whole)})",
+                   "take the parts by index (a, b = x.chunk(2, dim))")
         unbind = node.target in UNBINDS
-        default = node.args[1] if unbind and len(node.args) > 1 else node.args[2] if len(node.args) > 2 else 0
-        dim = _sample_axis(node.kwargs.get("dim", default), node)
+        args = dict(zip(("dim",) if unbind else ("sections", "dim"), node.args[1:]))
         source = node.args[0]
-        ndim = len(node_shape(source))
-        sizes = [1 if unbind else tuple(p.shape)[dim % (ndim - 1) + 1] for p in parts]
+        dim = _sample_axis({**args, **node.kwargs}.get("dim", 0), node, source)
+        axis = dim % (len(node_shape(source)) - 1) + 1
+        sizes = [1 if unbind else tuple(p.shape)[axis] for p in node.meta.get(VALUE)]
         starts = [sum(sizes[:i]) for i in range(len(sizes))]
         self.calls[node] = (source, dim, [(s, s + n) for s, n in zip(starts, sizes)], unbind)
 
 
-def _sample_axis(dim, node: torch.fx.Node) -> int:
-    """A dimension of the batched tensor as a per-sample axis; the batch itself refused."""
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim == 0 or (
-            dim < 0 and dim == -len(node_shape(node.args[0]))):
-        refuse(f"forward() {node.name}", f"{getattr(node.target, '__name__', node.target)}() over dim {dim!r}",
-               "split an axis other than the batch")
-    return dim - 1 if dim > 0 else dim
+def _narrow(node: torch.fx.Node) -> graph.Slice:
+    """x.narrow(dim, start, length) as a slice (a negative start counts from the end, as narrow does)."""
+    where = f"forward() {node.name}"
+    args = {**dict(zip(("dim", "start", "length"), node.args[1:])), **node.kwargs}
+    source = node.args[0]
+    dim = _sample_axis(args.get("dim"), node, source)
+    start, length = (_int(args.get(k), where) for k in ("start", "length"))
+    start %= node_shape(source)[dim % (len(node_shape(source)) - 1) + 1]  # so that start + length cannot wrap
+    return graph.Slice(dim, start, start + length, computed=any(
+        isinstance(args.get(k), torch.fx.Node) for k in ("start", "length")))
+
+
+def _sample_axis(dim, node: torch.fx.Node, source: torch.fx.Node) -> int:
+    """A dimension of the batched `source` as a per-sample axis; the batch itself refused."""
+    what = f"{getattr(node.target, '__name__', node.target)}()"
+    return _sample_dim(0 if dim == -len(node_shape(source)) else dim, f"forward() {node.name}", what)
 
 
 def _int(value, where: str) -> int | None:
@@ -84,30 +94,42 @@ def _int(value, where: str) -> int | None:
     return int(number)
 
 
-def index_ops(node: torch.fx.Node, key, ndim: int) -> list[graph.Op]:
-    """x[key] on a batch-first tensor of `ndim` axes as select / slice ops, applied in order (the
-    selects last, from the highest axis down, so earlier axis numbers still hold)."""
+def index_ops(node: torch.fx.Node, key, shape: tuple) -> list[graph.Op]:
+    """x[key] on a batch-first tensor of `shape` as select / slice ops, applied in order (the selects
+    last, from the highest axis down, so earlier axis numbers still hold); [] when it keeps everything."""
     where = f"forward() {node.name}"
     keys = list(key) if isinstance(key, tuple) else [key]
     if sum(k is Ellipsis for k in keys) > 1 or any(k is None or isinstance(k, (list, torch.Tensor)) or (
             isinstance(k, torch.fx.Node) and not isinstance(k.meta.get(VALUE), int)) for k in keys):
         refuse(where, f"indexing with {key!r}", "index with integers and slices (use unsqueeze for new axes)")
+    computed = [isinstance(k, torch.fx.Node) for k in keys]
     keys = [_int(k, where) if isinstance(k, torch.fx.Node) else k for k in keys]
     if Ellipsis in keys:
+        computed.insert(keys.index(Ellipsis), False)  # the ellipsis's own place, expanded below
+        computed[keys.index(Ellipsis):keys.index(Ellipsis) + 2] = [False] * (len(shape) - len(keys) + 1)
         at = keys.index(Ellipsis)
-        keys[at:at + 1] = [slice(None)] * (ndim - len(keys) + 1)
-    if not keys or keys[0] != slice(None) or len(keys) > ndim:
+        keys[at:at + 1] = [slice(None)] * (len(shape) - len(keys) + 1)
+    if not keys or keys[0] != slice(None) or len(keys) > len(shape):
         refuse(where, f"indexing with {key!r}", "keep the whole batch: index as x[:, ...]")
     slices, selects = [], []
     for axis, k in enumerate(keys[1:]):
         if isinstance(k, slice):
-            if _int(k.step, where) not in (None, 1):
-                refuse(where, f"the slice {k} (of {key!r})", "slice with step 1")
-            start, stop = _int(k.start, where), _int(k.stop, where)
-            if (start, stop) != (None, None):
-                slices.append(graph.Slice(axis, start or 0, stop))
+            slices += _slice_of(k, axis, shape[axis + 1], key, where)
         elif isinstance(k, int) and not isinstance(k, bool):
-            selects.append(graph.Select(axis, k))
+            selects.append(graph.Select(axis, k, computed=computed[axis + 1]))
         else:
             refuse(where, f"indexing with {key!r}", "index with integers and slices")
     return slices + selects[::-1]
+
+
+def _slice_of(k: slice, axis: int, size: int, key, where: str) -> list[graph.Slice]:
+    """One slice of an index as a Slice op of per-sample `axis` ([] when it keeps the whole axis)."""
+    if _int(k.step, where) not in (None, 1):
+        refuse(where, f"the slice {k} (of {key!r})", "slice with step 1")
+    start, stop = _int(k.start, where), _int(k.stop, where)
+    if not len(range(*slice(start, stop).indices(size))):
+        refuse(where, f"the empty slice {k} of an axis of {size}")
+    if (start, stop) == (None, None):
+        return []
+    computed = isinstance(k.start, torch.fx.Node) or isinstance(k.stop, torch.fx.Node)
+    return [graph.Slice(axis, start or 0, stop, computed=computed)]

@@ -42,6 +42,7 @@ def length_free(ops: list, other: list, axes: tuple) -> list[graph.Op]:
                           f"({len(ops)} and {len(other)}); the file holds one pass for every length")
     out = []
     for i, (a, b) in enumerate(zip(ops, other)):
+        _check_indexing(a, b, f"{where}: op {i} ({a.name})")
         if a == b:
             out.append(a)
             continue
@@ -52,6 +53,20 @@ def length_free(ops: list, other: list, axes: tuple) -> list[graph.Op]:
                               f"(with one length-holding entry) see the length")
         out.append(dataclasses.replace(a, shape=tuple(-1 if k == entry else d for k, d in enumerate(a.shape))))
     return out
+
+
+def _check_indexing(a: graph.Op, b: graph.Op, where: str) -> None:
+    """Refuse a slice / select whose bounds forward() computed from sizes (they may depend on the length
+    in ways two lengths do not show: T // 4 is 1 at 5 and 6), or a chunk / split of the variable axis."""
+    if not isinstance(a, (graph.Slice, graph.Select)):
+        return
+    if a.computed:
+        raise Unsupported(f"{where}: an index computed from sizes (x.size() / x.shape) with a variable length "
+                          "is not supported; write the bound as a number, or use chunk / split on an axis of "
+                          "fixed length")
+    if a.split_of != b.split_of:
+        raise Unsupported(f"{where}: a chunk / split / unbind of the variable-length axis is not supported: its "
+                          "parts' bounds depend on the length")
 
 
 def _length_entry(a: graph.Op, b: graph.Op) -> int | None:

@@ -142,15 +142,16 @@ def _affine(name: str, m: nn.modules.batchnorm._BatchNorm):
     return graph.Affine(tuple(scale.detach().tolist()), tuple(shift.detach().tolist()))
 
 
-def _norm(name: str, m: nn.Module):
-    """GroupNorm, or InstanceNorm1d/2d (a group per channel; with running statistics a per-channel affine,
-    as BatchNorm in inference mode)."""
+def _norm(name: str, m: nn.Module, in_shape: tuple):
+    """GroupNorm, or InstanceNorm1d/2d (a group per channel of the input: without affine parameters
+    PyTorch ignores num_features; with running statistics a per-channel affine, as BatchNorm in inference
+    mode)."""
     if isinstance(m, nn.GroupNorm):
         groups, channels, affine = m.num_groups, m.num_channels, m.affine
     elif m.track_running_stats:
         return _affine(name, m)
     else:
-        groups = channels = m.num_features
+        groups = channels = in_shape[0]
         affine = m.affine
     weight = m.weight.detach().tolist() if affine else [1.0] * channels
     bias = m.bias.detach().tolist() if affine else [0.0] * channels
@@ -244,7 +245,7 @@ def module_op(name: str, m: nn.Module, in_shape: tuple):
     if isinstance(m, nn.LayerNorm):
         return _layernorm(name, m)
     if isinstance(m, (nn.GroupNorm, *INSTANCE_NORMS)):
-        return _norm(name, m)
+        return _norm(name, m, in_shape)
     if isinstance(m, (nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d)):
         return _one_d_pool(name, m)
     if isinstance(m, nn.Upsample):

@@ -144,7 +144,10 @@ class SequenceCapture:
         if not _shape(src):
             return False
         from .capture_index import index_ops  # it imports capture_ops, which imports this module
-        for op in index_ops(node, key, len(_shape(src))):
+        ops = index_ops(node, key, _shape(src))
+        if not ops:  # x[:, :] or x[...]: the value itself
+            index[node] = index[src]
+        for op in ops:
             emit(node, op, (index[src],))
             src = node
         return True

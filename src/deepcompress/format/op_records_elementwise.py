@@ -198,7 +198,7 @@ class LayerNorm(Op):
 @dataclass(frozen=True)
 class GroupNorm(Op):
     """Channels (per-sample axis 0) in `groups` groups; each group of each sample normalised over its
-    channels and the axes after them, (x - mean) / sqrt(var + eps) (biased variance), then per channel
+    channels and the axes after them (if any), (x - mean) / sqrt(var + eps) (biased variance), then per channel
     * weight[c] + bias[c] (torch.nn.GroupNorm; InstanceNorm is groups = channels)."""
 
     name: ClassVar[str] = "group_norm"
@@ -223,9 +223,8 @@ class GroupNorm(Op):
         return {"groups": self.groups, "weight": list(self.weight), "bias": list(self.bias), "eps": self.eps}
 
     def out_shape(self, shape, layers, where):
-        if len(shape) < 2 or shape[0] != len(self.weight):
-            raise GraphError(f"{where}: normalises {len(self.weight)} channels with at least one axis after "
-                             f"them, input {tuple(shape)}")
+        if not shape or shape[0] != len(self.weight):
+            raise GraphError(f"{where}: normalises {len(self.weight)} channels, input {tuple(shape)}")
         return shape
 
 

@@ -11,7 +11,7 @@ that order, each layer's bias (if stored) the matching b_ih / b_hh.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from .op_records import GraphError, LayerOp, Op, _axis, _bool, _int
@@ -160,7 +160,8 @@ class Select(Op):
     name: ClassVar[str] = "select"
     dim: int = 0
     index: int = 0
-    split_of: int | None = None  # capture only, not stored: see Slice
+    split_of: int | None = field(default=None, kw_only=True)  # capture only, never stored: see Slice
+    computed: bool = field(default=False, kw_only=True)
 
     @classmethod
     def build(cls, args, where):
@@ -189,9 +190,11 @@ class Slice(Op):
     dim: int = 0
     start: int = 0
     stop: int | None = None
-    # capture only, never stored: the length of the axis a chunk / split cut, so that two captures at
-    # different sequence lengths differ when the split axis holds the length (capture_length.length_free)
-    split_of: int | None = None
+    # capture only, never stored, compared by capture_length.length_free: `split_of` is the length of the
+    # axis a chunk / split cut (two captures at different lengths then differ when that axis holds the
+    # length); `computed` marks bounds forward() computed from sizes, which may depend on the length
+    split_of: int | None = field(default=None, kw_only=True)
+    computed: bool = field(default=False, kw_only=True)
 
     @classmethod
     def build(cls, args, where):

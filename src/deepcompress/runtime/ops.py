@@ -77,6 +77,7 @@ def _activation(op: graph.Op):
 
 
 def _softplus(x, beta, threshold):
+    """PyTorch's softplus: log(1 + exp(beta x)) / beta, x itself where beta x > threshold."""
     bx = x * beta
     soft = np.log1p(np.exp(np.minimum(bx, threshold))) / beta  # the minimum: no overflow where x is kept
     return np.where(bx > threshold, x, soft).astype(np.float32, copy=False)
@@ -100,6 +101,7 @@ def _group_norm(op: graph.GroupNorm, ndim: int):
 
 
 def _slice(op: graph.Slice, ndim: int):
+    """The positions op.start .. op.stop - 1 of its axis of a batch of `ndim` axes, copied."""
     index = (slice(None),) * (op.dim % (ndim - 1) + 1) + (slice(op.start, op.stop),)
     return lambda x: np.ascontiguousarray(x[index])  # a copy: an in-place op after it must not write x
 

@@ -144,3 +144,34 @@ def test_a_write_the_trace_cannot_see_is_caught_by_running_both(fn):
     with pytest.raises(Unsupported, match=r"torch\.fx's trace of forward\(\) computes other values than the "
                                           r"model on the example input"):
         architecture_ops(Lambda(fn, out=18), torch.rand(1, 8))
+
+
+class _Shared(torch.nn.Module):
+    """Two parts of one chunk, an in-place activation on the first: the second does not share its memory."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.act = torch.nn.Linear(8, 18), torch.nn.SiLU(inplace=True)
+
+    def forward(self, x):
+        a, b = self.fc(x).chunk(2, -1)
+        return self.act(a) * b
+
+
+def _dropout_then_in_place(h):
+    y = F.dropout(h, 0.1, training=False)  # in eval the same tensor
+    return h + F.relu(y, inplace=True)
+
+
+def _shape_read_then_in_place(h):
+    n = h.shape[0]  # reading .shape reads no memory
+    return F.relu(h, inplace=True).reshape(n, -1)
+
+
+def test_in_place_writes_that_touch_nothing_read_later_are_captured_and_dropout_aliases(tmp_path):
+    x = torch.rand(4, 8) - 0.5
+    for model in (_Shared(), Lambda(_shape_read_then_in_place, out=18)):
+        got, expected, _ = round_trip(model, x, tmp_path)
+        assert rel_error(got, expected) < REL_TOL
+    with pytest.raises(Unsupported, match=r"in-place operation whose input \(or a view of it\) is used again"):
+        architecture_ops(Lambda(_dropout_then_in_place, out=18), torch.rand(1, 8))

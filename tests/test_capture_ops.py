@@ -217,6 +217,11 @@ def test_the_functional_forms_are_captured_alike(tmp_path, fn, op):
     assert op in [o["op"] for o in dcz.read(path)[1]["ops"]]
 
 
+def test_instance_norm_on_a_sample_it_would_read_as_unbatched_is_refused():
+    with pytest.raises(Unsupported, match=r"fn: InstanceNorm1d on a sample of shape \(16,\) .*batch of 3-d inputs"):
+        architecture_ops(Lambda(nn.InstanceNorm1d(16)), torch.rand(1, 8))
+
+
 def test_pooling_1d_to_another_size_is_refused_and_unflatten_is_a_reshape():
     with pytest.raises(Unsupported, match=r"fn\.1: AdaptiveAvgPool1d\(output_size=2\) is not supported; only global"):
         architecture_ops(Lambda(nn.Sequential(nn.Unflatten(1, (2, 8)), nn.AdaptiveAvgPool1d(2))), torch.rand(1, 8))
@@ -236,17 +241,32 @@ class UpsampleBetween(nn.Module):
         return self.c2(self.fn(h) if self.fn else self.up(h)).flatten(1)
 
 
+class UNetStep(nn.Module):
+    """A U-Net decoder step: a strided conv, upsampled to the size of the skip connection, concatenated."""
+
+    def __init__(self, size_of):
+        super().__init__()
+        self.down, self.merge, self.size_of = nn.Conv2d(2, 3, 3, 2, 1), nn.Conv2d(5, 2, 3), size_of
+
+    def forward(self, x):
+        up = F.interpolate(self.down(x), size=self.size_of(x, x))
+        return self.merge(torch.cat([x, up], 1)).flatten(1)
+
+
 @pytest.mark.parametrize("model, scale", [
     (UpsampleBetween(nn.Upsample(scale_factor=2)), [2, 2]),
     (UpsampleBetween(nn.Upsample(scale_factor=(3, 2.0))), [3, 2]),
     (UpsampleBetween(nn.Upsample(size=(10, 12))), [2, 2]),
     (UpsampleBetween(nn.Upsample(scale_factor=3, mode="nearest-exact")), [3, 3]),
     (UpsampleBetween(fn=lambda h: F.interpolate(h, size=(15, 18), mode="nearest")), [3, 3]),
+    (UpsampleBetween(fn=lambda h: F.interpolate(h, None, 2, "nearest", None, None, False)), [2, 2]),
+    (UNetStep(lambda h, skip: skip.shape[2:]), [2, 2]),  # the size of the skip connection
+    (UNetStep(lambda h, skip: (skip.size(2), skip.size(3))), [2, 2]),
 ])
 def test_nearest_upsampling_by_whole_factors_runs_from_the_file(tmp_path, model, scale):
     from deepcompress import decompress
 
-    x = torch.randn(3, 2, 7, 8)
+    x = torch.randn(3, 2, 8, 8) if isinstance(model, UNetStep) else torch.randn(3, 2, 7, 8)
     got, expected, path = round_trip(model, x, tmp_path)
     assert rel_error(got, expected) < REL_TOL
     assert [op.get("scale") for op in dcz.read(path)[1]["ops"] if op["op"] == "upsample"] == [scale]

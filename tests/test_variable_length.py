@@ -63,6 +63,19 @@ class FusedQkvEncoder(nn.Module):
         return self.out(x[:, 0] + x[:, -2:].mean(1))
 
 
+class FeatureHalves(nn.Module):
+    """Halves of the feature axis by bounds computed from its (fixed) size, and the last two positions."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb, self.out = nn.Embedding(VOCAB, DIM), nn.Linear(DIM // 2, 3)
+
+    def forward(self, ids):
+        x = self.emb(ids)
+        d = x.shape[-1] // 2
+        return self.out((x[..., :d] * x[..., d:])[:, -2:].mean(1))
+
+
 class CharModel(nn.Module):
     """Token ids (N, T) -> embedding -> LSTM -> per-position logits (N, T, V)."""
 
@@ -92,7 +105,7 @@ def written(model: nn.Module, path, length: int = 6) -> None:
                 example_input=ids(1, length), variable_axes=(1,))
 
 
-@pytest.mark.parametrize("make", [TinyEncoder, FusedQkvEncoder, CharModel])
+@pytest.mark.parametrize("make", [TinyEncoder, FusedQkvEncoder, FeatureHalves, CharModel])
 def test_a_file_runs_at_lengths_other_than_the_captured_one(tmp_path, make):
     torch.manual_seed(0)
     model = make()
@@ -161,7 +174,7 @@ class HalfSequence(nn.Module):
 @pytest.mark.parametrize("model, message", [
     (LengthAsNumber(), r"variable_axes \[1\]: op 2 \(scalar\) depends on the input's length"),
     (HalfSequence(True), r"variable_axes \[1\]: op 1 \(slice\): a chunk / split / unbind of the variable-length"),
-    (HalfSequence(False), r"variable_axes \[1\]: op 1 \(slice\): an index computed from sizes"),
+    (HalfSequence(False), r"variable_axes \[1\]: op 1 \(slice\): an index of the variable-length axis computed from sizes"),
     (LengthSizedLayer(), r"variable_axes \[1\]: the model fails at another length"),
 ])
 def test_what_depends_on_the_length_is_refused(model, message):

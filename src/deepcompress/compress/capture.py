@@ -78,8 +78,9 @@ def _capture_at(model: nn.Module, example_input: torch.Tensor) -> list[graph.Op]
                         f"({type(cause).__name__}: {str(cause).splitlines()[0]})") from None
     finally:
         model.train(was_training)
+    ops = _ops_of(traced, dict(model.named_modules()), len(example_input))  # what it cannot express first
     _check_trace_agrees(eager, traced_out)
-    return _ops_of(traced, dict(model.named_modules()), len(example_input))
+    return ops
 
 
 def _check_trace_agrees(eager, traced) -> None:
@@ -125,10 +126,11 @@ class _Numbers(torch.fx.Interpreter):
 
 def _numbers_used_in_arithmetic(traced: torch.fx.GraphModule) -> bool:
     """Whether forward() computes a number (from sizes) that arithmetic on tensors, attention or indexing
-    reads."""
+    reads, or an upsampling size."""
     return any(isinstance(n.meta.get(VALUE), (int, float)) and any(
         u.target in ARITHMETIC or u.target in NARROWS or u.target in (F.scaled_dot_product_attention,
-                                                                      operator.getitem) for u in n.users)
+                                                                      operator.getitem, F.interpolate)
+        for u in n.users)
         for n in traced.graph.nodes)
 
 

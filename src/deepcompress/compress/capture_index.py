@@ -44,8 +44,8 @@ class Parts:
             if stop <= start:
                 refuse(f"forward() {node.name}", f"an empty part of {node.args[0].name}")
             whole = bounds[-1][1]
-            emit(node, graph.Select(dim, start, split_of=whole) if unbind
-                 else graph.Slice(dim, start, stop, split_of=whole), source)
+            emit(node, graph.Select(dim, start, axis_size=whole, origin="part") if unbind
+                 else graph.Slice(dim, start, stop, axis_size=whole, origin="part"), source)
             return True
         return False
 
@@ -73,9 +73,10 @@ def _narrow(node: torch.fx.Node) -> graph.Slice:
     source = node.args[0]
     dim = _sample_axis(args.get("dim"), node, source)
     start, length = (_int(args.get(k), where) for k in ("start", "length"))
-    start %= node_shape(source)[dim % (len(node_shape(source)) - 1) + 1]  # so that start + length cannot wrap
-    return graph.Slice(dim, start, start + length, computed=any(
-        isinstance(args.get(k), torch.fx.Node) for k in ("start", "length")))
+    size = node_shape(source)[dim % (len(node_shape(source)) - 1) + 1]
+    start %= size  # so that start + length cannot wrap
+    computed = any(isinstance(args.get(k), torch.fx.Node) for k in ("start", "length"))
+    return graph.Slice(dim, start, start + length, axis_size=size, origin="computed" if computed else "index")
 
 
 def _sample_axis(dim, node: torch.fx.Node, source: torch.fx.Node) -> int:
@@ -116,7 +117,8 @@ def index_ops(node: torch.fx.Node, key, shape: tuple) -> list[graph.Op]:
         if isinstance(k, slice):
             slices += _slice_of(k, axis, shape[axis + 1], key, where)
         elif isinstance(k, int) and not isinstance(k, bool):
-            selects.append(graph.Select(axis, k, computed=computed[axis + 1]))
+            selects.append(graph.Select(axis, k, axis_size=shape[axis + 1],
+                                        origin="computed" if computed[axis + 1] else "index"))
         else:
             refuse(where, f"indexing with {key!r}", "index with integers and slices")
     return slices + selects[::-1]
@@ -132,4 +134,4 @@ def _slice_of(k: slice, axis: int, size: int, key, where: str) -> list[graph.Sli
     if (start, stop) == (None, None):
         return []
     computed = isinstance(k.start, torch.fx.Node) or isinstance(k.stop, torch.fx.Node)
-    return [graph.Slice(axis, start or 0, stop, computed=computed)]
+    return [graph.Slice(axis, start or 0, stop, axis_size=size, origin="computed" if computed else "index")]

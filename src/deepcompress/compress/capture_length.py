@@ -43,6 +43,8 @@ def length_free(ops: list, other: list, axes: tuple) -> list[graph.Op]:
     out = []
     for i, (a, b) in enumerate(zip(ops, other)):
         _check_indexing(a, b, f"{where}: op {i} ({a.name})")
+        if isinstance(a, (graph.Slice, graph.Select)):  # literal bounds: the same at any length
+            a, b = (dataclasses.replace(op, axis_size=None) for op in (a, b))
         if a == b:
             out.append(a)
             continue
@@ -56,17 +58,16 @@ def length_free(ops: list, other: list, axes: tuple) -> list[graph.Op]:
 
 
 def _check_indexing(a: graph.Op, b: graph.Op, where: str) -> None:
-    """Refuse a slice / select whose bounds forward() computed from sizes (they may depend on the length
-    in ways two lengths do not show: T // 4 is 1 at 5 and 6), or a chunk / split of the variable axis."""
-    if not isinstance(a, (graph.Slice, graph.Select)):
+    """Refuse a slice / select of the variable-length axis whose bounds forward() computed from sizes
+    (they may depend on the length in ways two lengths do not show: T // 4 is 1 at 5 and 6), or that is
+    a part of a chunk / split of that axis. Literal bounds (x[:, 1:], x[:, -1]) keep their meaning."""
+    if not isinstance(a, (graph.Slice, graph.Select)) or a.axis_size == b.axis_size or a.origin == "index":
         return
-    if a.computed:
-        raise Unsupported(f"{where}: an index computed from sizes (x.size() / x.shape) with a variable length "
-                          "is not supported; write the bound as a number, or use chunk / split on an axis of "
-                          "fixed length")
-    if a.split_of != b.split_of:
-        raise Unsupported(f"{where}: a chunk / split / unbind of the variable-length axis is not supported: its "
-                          "parts' bounds depend on the length")
+    if a.origin == "computed":
+        raise Unsupported(f"{where}: an index of the variable-length axis computed from sizes (x.size() / "
+                          "x.shape) is not supported; write the bound as a number")
+    raise Unsupported(f"{where}: a chunk / split / unbind of the variable-length axis is not supported: its "
+                      "parts' bounds depend on the length")
 
 
 def _length_entry(a: graph.Op, b: graph.Op) -> int | None:

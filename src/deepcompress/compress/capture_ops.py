@@ -115,22 +115,39 @@ def _global_max(name: str, m: nn.AdaptiveMaxPool2d, in_hw):
     return graph.Amax((-2, -1), True)
 
 
-def _upsample(name: str, m: nn.Upsample, in_shape: tuple):
-    """Upsample (F.interpolate) in "nearest" mode by whole factors of a (C, H, W) sample ("nearest-exact"
-    picks the same pixels at whole factors); else refused."""
-    if m.mode not in ("nearest", "nearest-exact") or len(in_shape) != 3:
-        refuse(name, f"Upsample(mode={m.mode!r}) of a sample of shape {tuple(in_shape)}",
+def _upsample(where: str, label: str, mode: str, size, scale_factor, in_shape: tuple):
+    """Upsampling (nn.Upsample, F.interpolate: `label`) in "nearest" mode by whole factors of a (C, H, W)
+    sample ("nearest-exact" picks the same pixels at whole factors); else refused."""
+    if mode not in ("nearest", "nearest-exact") or len(in_shape) != 3:
+        refuse(where, f"{label}(mode={mode!r}) of a sample of shape {tuple(in_shape)}",
                "the file upsamples (C, H, W) maps in 'nearest' mode by whole factors")
-    if m.size is not None:
-        size = graph.pair_of(m.size)
+    if size is not None:
+        size = graph.pair_of(size)
         scale = tuple(o // i if o % i == 0 else 0 for o, i in zip(size, in_shape[1:]))
     else:
-        factors = m.scale_factor if isinstance(m.scale_factor, (tuple, list)) else (m.scale_factor,) * 2
+        factors = scale_factor if isinstance(scale_factor, (tuple, list)) else (scale_factor,) * 2
         scale = tuple(int(f) if float(f) == int(f) and f >= 1 else 0 for f in factors)
     if 0 in scale:
-        refuse(name, f"Upsample(size={m.size}, scale_factor={m.scale_factor}) of {tuple(in_shape)}",
+        refuse(where, f"{label}(size={size}, scale_factor={scale_factor}) of {tuple(in_shape)}",
                "upsample by whole factors")
     return graph.Upsample(scale)
+
+
+INTERPOLATE_ARGS = ("size", "scale_factor", "mode", "align_corners", "recompute_scale_factor", "antialias")
+
+
+def _interpolate(node: torch.fx.Node, where: str, in_shape: tuple):
+    """F.interpolate as an upsample op; a size read from another tensor's shape (a U-Net's skip
+    connection: size=skip.shape[2:]) is taken from the example."""
+    args = {**dict(zip(INTERPOLATE_ARGS, node.args[1:])), **node.kwargs}
+    if args.get("antialias"):
+        refuse(where, "interpolate(antialias=True)", "upsample in 'nearest' mode")
+    size = args.get("size")
+    if isinstance(size, torch.fx.Node):
+        size = size.meta.get(VALUE)
+    elif isinstance(size, (tuple, list)):
+        size = [int(_number(v, where)) for v in size]
+    return _upsample(where, "interpolate", args.get("mode", "nearest"), size, args.get("scale_factor"), in_shape)
 
 
 def _affine(name: str, m: nn.modules.batchnorm._BatchNorm):
@@ -148,6 +165,9 @@ def _norm(name: str, m: nn.Module, in_shape: tuple):
     mode)."""
     if isinstance(m, nn.GroupNorm):
         groups, channels, affine = m.num_groups, m.num_channels, m.affine
+    elif len(in_shape) != m._get_no_batch_dim():  # PyTorch reads one dimension fewer as one unbatched sample
+        refuse(name, f"{type(m).__name__} on a sample of shape {tuple(in_shape)}",
+               f"give it a batch of {m._get_no_batch_dim() + 1}-d inputs")
     elif m.track_running_stats:
         return _affine(name, m)
     else:
@@ -249,7 +269,7 @@ def module_op(name: str, m: nn.Module, in_shape: tuple):
     if isinstance(m, (nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d)):
         return _one_d_pool(name, m)
     if isinstance(m, nn.Upsample):
-        return _upsample(name, m, in_shape)
+        return _upsample(name, type(m).__name__, m.mode, m.size, m.scale_factor, in_shape)
     if isinstance(m, nn.Embedding):
         return embedding_op(name, m, refuse)
     refuse(name, f"{type(m).__name__} ({m!r})" if len(repr(m)) < 80 else type(m).__name__,
@@ -286,9 +306,7 @@ def call_op(node: torch.fx.Node, where: str, in_shape: tuple):
     if target in FUNCTION_MODULES:
         return module_op(where, FUNCTION_MODULES[target](*node.args[1:], **kwargs), in_shape)
     if target is F.interpolate:
-        if kwargs.pop("antialias", False):
-            refuse(where, "interpolate(antialias=True)", "upsample in 'nearest' mode")
-        return _upsample(where, nn.Upsample(*node.args[1:], **kwargs), in_shape)
+        return _interpolate(node, where, in_shape)
     if target in ELEMENTWISE:
         return ELEMENTWISE[target]()
     if target in ARITHMETIC:

@@ -160,8 +160,8 @@ class Select(Op):
     name: ClassVar[str] = "select"
     dim: int = 0
     index: int = 0
-    split_of: int | None = field(default=None, kw_only=True)  # capture only, never stored: see Slice
-    computed: bool = field(default=False, kw_only=True)
+    axis_size: int | None = field(default=None, kw_only=True)  # capture only, never stored: see Slice
+    origin: str = field(default="index", kw_only=True)
 
     @classmethod
     def build(cls, args, where):
@@ -190,11 +190,12 @@ class Slice(Op):
     dim: int = 0
     start: int = 0
     stop: int | None = None
-    # capture only, never stored, compared by capture_length.length_free: `split_of` is the length of the
-    # axis a chunk / split cut (two captures at different lengths then differ when that axis holds the
-    # length); `computed` marks bounds forward() computed from sizes, which may depend on the length
-    split_of: int | None = field(default=None, kw_only=True)
-    computed: bool = field(default=False, kw_only=True)
+    # capture only, never stored, read by capture_length.length_free: the length of the axis indexed (two
+    # captures at different lengths differ there when that axis holds the length), and where the bounds
+    # came from: "index" (numbers in the code), "computed" (from sizes), "part" (of a chunk / split), the
+    # last two depending on the length when the axis does
+    axis_size: int | None = field(default=None, kw_only=True)
+    origin: str = field(default="index", kw_only=True)
 
     @classmethod
     def build(cls, args, where):

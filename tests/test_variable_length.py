@@ -63,6 +63,17 @@ class FusedQkvEncoder(nn.Module):
         return self.out(x[:, 0] + x[:, -2:].mean(1))
 
 
+class Narrowed(nn.Module):
+    """The first three positions by narrow: PyTorch refuses shorter sequences, a slice would clip."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(VOCAB, DIM)
+
+    def forward(self, x):
+        return self.emb(x).narrow(1, 0, 3).mean(1)
+
+
 class FeatureHalves(nn.Module):
     """Halves of the feature axis by bounds computed from its (fixed) size, and the last two positions."""
 
@@ -174,6 +185,7 @@ class HalfSequence(nn.Module):
 @pytest.mark.parametrize("model, message", [
     (LengthAsNumber(), r"variable_axes \[1\]: op 2 \(scalar\) depends on the input's length"),
     (HalfSequence(True), r"variable_axes \[1\]: op 1 \(slice\): a chunk / split / unbind of the variable-length"),
+    (Narrowed(), r"variable_axes \[1\]: op 1 \(slice\): narrow\(\) of the variable-length axis is not supported"),
     (HalfSequence(False), r"variable_axes \[1\]: op 1 \(slice\): an index of the variable-length axis computed from sizes"),
     (LengthSizedLayer(), r"variable_axes \[1\]: the model fails at another length"),
 ])

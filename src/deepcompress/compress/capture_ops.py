@@ -196,7 +196,8 @@ def glu(where: str, dim, in_shape: tuple) -> list:
             (graph.Sigmoid(), (1,)), (graph.Mul(), (0, 2))]
 
 
-def _layernorm(name: str, m: nn.LayerNorm):
+def layernorm_op(name: str, m: nn.LayerNorm) -> graph.LayerNorm:
+    """A LayerNorm over the last axis as the file's op; others refused."""
     if len(m.normalized_shape) != 1:
         refuse(name, f"LayerNorm over {tuple(m.normalized_shape)}", "normalise over the last dimension only")
     n = m.normalized_shape[0]
@@ -212,8 +213,7 @@ def _sample_dim(dim, where: str, what: str) -> int:
     return dim - 1 if dim > 0 else dim
 
 
-ATTENTION_MODULES = (nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerEncoder,
-                     nn.TransformerDecoderLayer, nn.TransformerDecoder, nn.Transformer)
+ATTENTION_MODULES = (nn.TransformerDecoderLayer, nn.TransformerDecoder, nn.Transformer)  # cross-attention
 ACTIVATIONS = {nn.ReLU: graph.Relu, nn.ReLU6: graph.Relu6, nn.Sigmoid: graph.Sigmoid, nn.Tanh: graph.Tanh,
                nn.SiLU: graph.Silu, nn.Hardswish: graph.Hardswish, nn.Hardsigmoid: graph.Hardsigmoid,
                nn.Mish: graph.Mish}
@@ -229,8 +229,9 @@ def module_op(name: str, m: nn.Module, in_shape: tuple):
     if isinstance(m, nn.Conv1d):
         return _conv1d(name, m)
     if isinstance(m, ATTENTION_MODULES):
-        refuse(name, type(m).__name__, "write attention with Linear layers, torch.matmul (or @) and softmax "
-                "(docs/API.md)")
+        refuse(name, type(m).__name__, "the file describes self-attention only (nn.MultiheadAttention, "
+               "nn.TransformerEncoder, batch_first=True): write cross-attention with Linear layers, torch.matmul "
+               "(or @) and softmax (docs/API.md)")
     if type(m) in ACTIVATIONS:
         return ACTIVATIONS[type(m)]()
     if isinstance(m, nn.LeakyReLU):
@@ -263,7 +264,7 @@ def module_op(name: str, m: nn.Module, in_shape: tuple):
     if isinstance(m, nn.modules.batchnorm._BatchNorm):
         return _affine(name, m)
     if isinstance(m, nn.LayerNorm):
-        return _layernorm(name, m)
+        return layernorm_op(name, m)
     if isinstance(m, (nn.GroupNorm, *INSTANCE_NORMS)):
         return _norm(name, m, in_shape)
     if isinstance(m, (nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d)):

@@ -1,7 +1,8 @@
 """The weight matrices of sequence modules as layers for pruning, weight sharing and export: an
 nn.Embedding's table, and each nn.LSTM / nn.GRU layer's input-to-hidden and hidden-to-hidden matrix
 (PyTorch's weight_ih_l{k} and weight_hh_l{k}, `_reverse` for the backward direction), each with its
-bias. A `WeightSlot` looks like a Linear to the code that prunes and shares weights: `.weight`, `.bias`
+bias; and an nn.MultiheadAttention's packed input projection (in_proj_weight, with in_proj_bias: its
+out_proj is a Linear). A `WeightSlot` looks like a Linear to the code that prunes and shares weights: `.weight`, `.bias`
 (None when absent), `.parameters()`.
 """
 
@@ -45,8 +46,12 @@ class WeightSlot:
 
 
 def sequence_slots(name: str, module: nn.Module) -> dict[str, WeightSlot]:
-    """The module's weight slots by layer name ({} for a module that is not an Embedding, LSTM or GRU);
-    an LSTM's projection (proj_size) has none: capture refuses it."""
+    """The module's weight slots by layer name ({} for a module that is not an Embedding, LSTM, GRU or
+    MultiheadAttention); an LSTM's projection (proj_size) has none, nor attention with kdim/vdim: capture
+    refuses both."""
+    if isinstance(module, nn.MultiheadAttention) and module._qkv_same_embed_dim:
+        bias = "in_proj_bias" if module.in_proj_bias is not None else None
+        return {f"{name}.in_proj_weight": WeightSlot(module, "in_proj_weight", bias)}
     if isinstance(module, nn.Embedding):
         pad = () if module.padding_idx is None else (module.padding_idx % module.num_embeddings,)
         return {name: WeightSlot(module, "weight", None, pad)}

@@ -282,13 +282,13 @@ class MaskedAttention(nn.Module):
 
     def forward(self, x):
         q = self.q(x)
-        return F.scaled_dot_product_attention(q, q, q, is_causal=True)
+        return F.scaled_dot_product_attention(q, q, q, attn_mask=q[:, :, :5] * 0.0)
 
 
 @pytest.mark.parametrize("model, shape, message", [
     (nn.Sequential(nn.TransformerEncoderLayer(8, 2)), (5, 8), r"^0.self_attn: nn.MultiheadAttention\(batch_first="
                                                               r"False\) is not supported"),
-    (MaskedAttention(), (5, 8), r"scaled_dot_product_attention with a mask, is_causal"),
+    (MaskedAttention(), (5, 8), r"scaled_dot_product_attention with a mask, dropout_p"),
     (Fn(lambda x, m: m[0](x) / x.size(0), nn.Linear(8, 8)), (5, 8), r"a number that depends on the batch size"),
     (Fn(lambda x, m: m[0](x).mean(dim=1, dtype=torch.float32), nn.Linear(8, 8)), (5, 8), r"mean over dims 1 with "
                                                                                           r"dtype"),

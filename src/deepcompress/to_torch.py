@@ -137,7 +137,8 @@ def _apply(op: graph.Op, xs: list, layer: nn.Module | None) -> torch.Tensor:
 
 SCALAR_FNS = {"add": lambda x, v: x + v, "sub": lambda x, v: x - v, "rsub": lambda x, v: v - x,
               "mul": lambda x, v: x * v, "div": lambda x, v: x / v, "rdiv": lambda x, v: v / x}
-ATTN_OPS = (graph.Conv1d, graph.MatMul, graph.Scalar, graph.Sub, graph.Div, graph.Mean, graph.Amax)
+ATTN_OPS = (graph.Conv1d, graph.MatMul, graph.Scalar, graph.Sub, graph.Div, graph.Mean, graph.Amax,
+            graph.CausalMask)
 
 
 def _apply_attn(op: graph.Op, xs: list, layer: nn.Module | None) -> torch.Tensor:
@@ -147,6 +148,9 @@ def _apply_attn(op: graph.Op, xs: list, layer: nn.Module | None) -> torch.Tensor
         return F.conv1d(F.pad(x, op.padding), layer.weight, layer.bias, op.stride, 0, op.dilation, op.groups)
     if isinstance(op, graph.Scalar):
         return SCALAR_FNS[op.fn](x, op.value)
+    if isinstance(op, graph.CausalMask):
+        above = torch.ones(x.shape[-2], x.shape[-1], dtype=torch.bool, device=x.device).triu(1)
+        return x.masked_fill(above, float("-inf"))
     if isinstance(op, (graph.Mean, graph.Amax)):
         dims = [d % (x.dim() - 1) + 1 for d in op.dims]
         return (x.amax if isinstance(op, graph.Amax) else x.mean)(dim=dims, keepdim=op.keepdim)

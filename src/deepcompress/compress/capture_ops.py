@@ -406,11 +406,15 @@ SDPA_ARGS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "sc
 
 
 def _attention(node: torch.fx.Node, where: str) -> list:
-    """F.scaled_dot_product_attention without mask or dropout as ops: softmax(q k^T * scale) v."""
+    """F.scaled_dot_product_attention without mask tensor or dropout as ops: softmax(q k^T * scale) v, the
+    scores above the diagonal set to -inf first with is_causal."""
     args = {**dict(zip(SDPA_ARGS, node.args)), **node.kwargs}
-    if args.get("attn_mask") is not None or args.get("is_causal") or args.get("dropout_p") or args.get("enable_gqa"):
-        refuse(where, "scaled_dot_product_attention with a mask, is_causal, dropout_p or enable_gqa",
-                "the file's attention takes no mask (models of one input) and no dropout")
+    if args.get("attn_mask") is not None or args.get("dropout_p") or args.get("enable_gqa"):
+        refuse(where, "scaled_dot_product_attention with a mask, dropout_p or enable_gqa",
+                "the file's attention takes no mask tensor (models of one input; is_causal=True is supported) "
+                "and no dropout")
+    if not isinstance(args.get("is_causal", False), bool):
+        refuse(where, f"scaled_dot_product_attention(is_causal={args['is_causal']!r})", "pass True or False")
     q, k, v = args["query"], args["key"], args["value"]
     shapes = [node_shape(t) for t in (q, k, v)]
     if len({len(s) for s in shapes}) != 1 or len(shapes[0]) < 3:
@@ -420,8 +424,11 @@ def _attention(node: torch.fx.Node, where: str) -> list:
     dims[-2], dims[-1] = dims[-1], dims[-2]
     scale = 1.0 / math.sqrt(shapes[0][-1]) if args.get("scale") is None else _number(args["scale"], where)
     # (op, inputs): a node is a value of the graph, an integer an earlier op of this list
-    return [(graph.Permute(tuple(dims)), (k,)), (graph.MatMul(), (q, 0)), (graph.Scalar("mul", scale), (1,)),
-            (graph.Softmax(-1), (2,)), (graph.MatMul(), (3, v))]
+    scores = [(graph.Permute(tuple(dims)), (k,)), (graph.MatMul(), (q, 0)), (graph.Scalar("mul", scale), (1,))]
+    if args.get("is_causal"):
+        scores.append((graph.CausalMask(), (2,)))
+    n = len(scores)
+    return scores + [(graph.Softmax(-1), (n - 1,)), (graph.MatMul(), (n, v))]
 
 
 def _permute(node, where: str, ndim: int):

@@ -26,7 +26,7 @@ from .op_records import (  # noqa: F401 - the op records are part of this module
     Elu, Softplus, Mish, Prelu, Softmax, LogSoftmax, Affine, LayerNorm, GroupNorm, Binary, Add, Mul, Concat, OPS, pair_of, padding4, parse_op, pool_out)
 from .op_records_seq import (  # noqa: F401
     Embedding, Recurrent, Lstm, Gru, Select, Slice, check_dtype, parse_input_dtype, weight_names)
-from .op_records_attn import Amax, Conv1d, MatMul, Mean, Scalar, Sub, Div  # noqa: F401 - likewise
+from .op_records_attn import Amax, CausalMask, Conv1d, MatMul, Mean, Scalar, Sub, Div  # noqa: F401 - likewise
 
 INPUT = -1  # the index that names the model's input in "inputs"
 

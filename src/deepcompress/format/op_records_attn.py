@@ -160,4 +160,17 @@ Amax = _named("Amax", Reduce, "amax", "Maximum over the per-sample axes `dims` (
 Mean.__module__ = Amax.__module__ = __name__
 
 
-ATTN_OPS = {cls.name: cls for cls in (Conv1d, MatMul, Scalar, Sub, Div, Mean, Amax)}
+@dataclass(frozen=True)
+class CausalMask(Op):
+    """Attention scores (..., L, S) with every position j > i of each L x S matrix set to -inf, so that
+    softmax gives them weight 0 (PyTorch's is_causal: the lower triangle, aligned at the top left, kept)."""
+
+    name: ClassVar[str] = "causal_mask"
+
+    def out_shape(self, shape, layers, where):
+        if len(shape) < 2:
+            raise GraphError(f"{where}: causal_mask needs scores of at least 2 axes (..., L, S), gets {tuple(shape)}")
+        return tuple(shape)
+
+
+ATTN_OPS = {cls.name: cls for cls in (Conv1d, MatMul, Scalar, Sub, Div, Mean, Amax, CausalMask)}

@@ -1,5 +1,5 @@
 """The runtime ops of format/op_records_attn.py that hold no weights: matrix products between activations,
-arithmetic with a number, subtraction and division, and the mean over axes, on float32 batches (N, ...).
+arithmetic with a number, subtraction and division, the mean over axes and the causal mask, on float32 batches (N, ...).
 The 1-D convolution runs as a height-1 2-D one (ops.Conv). What each op computes: docs/FORMAT.md 4.1.1.
 """
 
@@ -38,6 +38,12 @@ def _two(fn):
     return run
 
 
+def _causal_mask(x: np.ndarray) -> np.ndarray:
+    """x (N, ..., L, S) with positions j > i of each L x S matrix set to -inf (a new array)."""
+    above = np.triu(np.ones(x.shape[-2:], dtype=bool), 1)
+    return np.where(above, np.float32(-np.inf), x)
+
+
 def _reduce(axes: tuple, keepdim: bool, largest: bool):
     def run(x):
         axis = tuple(a + 1 for a in axes)
@@ -55,6 +61,8 @@ def build_attn_op(op: graph.Op, forward: graph.ForwardPass, i: int, inplace: boo
         return _two(np.subtract)
     if isinstance(op, graph.Div):
         return _two(np.divide)
+    if isinstance(op, graph.CausalMask):
+        return _causal_mask
     if isinstance(op, (graph.Mean, graph.Amax)):
         return _reduce(op.axes(len(forward.input_shapes(i)[0]), f"op {i} ({op.name})"), op.keepdim,
                        isinstance(op, graph.Amax))

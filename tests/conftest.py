@@ -165,3 +165,33 @@ class Lambda(nn.Module):
 
     def forward(self, x):
         return self.fn(self.fc(x))
+
+
+def write_pruned(model: nn.Module, path, example: torch.Tensor, variable_axes: tuple = ()) -> nn.Module:
+    """`model` (eval mode) with every layer pruned to 50% and weight-shared to 4 bits in place, written to
+    `path` by write_model with its forward pass captured on `example`; returns the model."""
+    from deepcompress.compress.export import write_model
+    from deepcompress.compress.prune import Masks, TargetSparsity
+    from deepcompress.compress.quantize import SharedWeights
+
+    model.eval()
+    masks = Masks(model)
+    masks.prune({name: TargetSparsity(0.5) for name in masks.modules})
+    shared = SharedWeights(model, masks, {name: 4 for name in masks.modules})
+    write_model(path, model, shared, dict.fromkeys(masks.modules, "auto"), shared.bits(), {"model": "test"},
+                example_input=example, variable_axes=variable_axes)
+    return model
+
+
+def assert_runs_like_torch(model: nn.Module, path, inputs, tol: float = 1e-5) -> None:
+    """The CPU runtime and decompress() of the file at `path` compute what `model` computes on each input
+    (norm-wise relative error below `tol`)."""
+    from deepcompress import decompress
+    from deepcompress.runtime import load
+
+    runtime, back = load(path), decompress(path)
+    for x in inputs:
+        with torch.no_grad():
+            expected, again = model(x).numpy(), back(x).numpy()
+        for got in (runtime(x.numpy()), again):
+            assert np.linalg.norm(got - expected) <= tol * max(np.linalg.norm(expected), 1e-30)

@@ -11,13 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepcompress import decompress
-from deepcompress.compress.export import architecture_ops, write_model
-from deepcompress.compress.prune import Masks, TargetSparsity
-from deepcompress.compress.quantize import SharedWeights
+from deepcompress.compress.export import architecture_ops
 from deepcompress.format import graph
 from deepcompress.runtime import load
 from deepcompress.runtime.ops_attn import build_attn_op
+
+from conftest import assert_runs_like_torch, write_pruned
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -53,16 +52,10 @@ class CausalBlock(nn.Module):
 
 
 def written(path, length: int = 6) -> nn.Module:
-    """The block pruned to 50% per layer, shared to 4 bits, written with a variable length (captured at
-    `length`)."""
+    """The block pruned and shared (conftest.write_pruned), written with a variable length captured at
+    `length`."""
     torch.manual_seed(0)
-    model = CausalBlock().eval()
-    masks = Masks(model)
-    masks.prune({name: TargetSparsity(0.5) for name in masks.modules})
-    shared = SharedWeights(model, masks, {name: 4 for name in masks.modules})
-    write_model(path, model, shared, dict.fromkeys(masks.modules, "auto"), shared.bits(), {"model": "gpt"},
-                example_input=torch.randn(1, length, WIDTH), variable_axes=(1,))
-    return model
+    return write_pruned(CausalBlock(), path, torch.randn(1, length, WIDTH), variable_axes=(1,))
 
 
 @pytest.mark.parametrize("shape", [(3, 5, 5), (2, 4, 6), (1, 2, 7, 3), (1, 1, 1)])
@@ -87,12 +80,7 @@ def test_the_mask_sits_between_the_scale_and_the_softmax():
 
 def test_a_gpt_block_runs_from_the_file_like_torch_at_any_length(tmp_path):
     model = written(tmp_path / "gpt.dcz")
-    runtime, back = load(tmp_path / "gpt.dcz"), decompress(tmp_path / "gpt.dcz")
-    for length in (6, 1, 11):
-        x = torch.randn(2, length, WIDTH)
-        with torch.no_grad():
-            expected, again = model(x).numpy(), back(x).numpy()
-        assert rel_error(runtime(x.numpy()), expected) < REL_TOL and rel_error(again, expected) < REL_TOL
+    assert_runs_like_torch(model, tmp_path / "gpt.dcz", [torch.randn(2, length, WIDTH) for length in (6, 1, 11)])
 
 
 def test_no_position_sees_later_tokens(tmp_path):

@@ -9,16 +9,16 @@ import pytest
 import torch
 from torch import nn
 
-from deepcompress import decompress
 from deepcompress import format as dcz
 from deepcompress.compress import compress_model
 from deepcompress.compress.capture import Unsupported
-from deepcompress.compress.export import architecture_ops, write_model
-from deepcompress.compress.prune import Masks, TargetSparsity, prunable_layers
-from deepcompress.compress.quantize import SharedWeights
+from deepcompress.compress.export import architecture_ops
+from deepcompress.compress.prune import prunable_layers
 from deepcompress.data import Dataset
 from deepcompress.hardware.model_sim import simulate_model
 from deepcompress.runtime import load
+
+from conftest import assert_runs_like_torch, write_pruned
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -61,15 +61,9 @@ def layer(**kwargs) -> nn.TransformerEncoderLayer:
 
 
 def written(model: nn.Module, path, length: int = 5) -> nn.Module:
-    """The model pruned to 50% per layer, weight-shared to 4 bits and written with a variable length."""
+    """The model pruned and shared (conftest.write_pruned), written with a variable length."""
     torch.manual_seed(1)
-    model.eval()
-    masks = Masks(model)
-    masks.prune({name: TargetSparsity(0.5) for name in masks.modules})
-    shared = SharedWeights(model, masks, {name: 4 for name in masks.modules})
-    write_model(path, model, shared, dict.fromkeys(masks.modules, "auto"), shared.bits(), {"model": "t"},
-                example_input=torch.randn(1, length, WIDTH), variable_axes=(1,))
-    return model
+    return write_pruned(model, path, torch.randn(1, length, WIDTH), variable_axes=(1,))
 
 
 BODIES = {
@@ -88,12 +82,7 @@ BODIES = {
 def test_runs_from_the_file_like_torch_at_any_length(tmp_path, body):
     torch.manual_seed(0)
     model = written(Classifier(BODIES[body]()), tmp_path / "m.dcz")
-    runtime, back = load(tmp_path / "m.dcz"), decompress(tmp_path / "m.dcz")
-    for length in (5, 1, 12):
-        x = torch.randn(3, length, WIDTH)
-        with torch.no_grad():
-            expected, again = model(x).numpy(), back(x).numpy()
-        assert rel_error(runtime(x.numpy()), expected) < REL_TOL and rel_error(again, expected) < REL_TOL
+    assert_runs_like_torch(model, tmp_path / "m.dcz", [torch.randn(3, length, WIDTH) for length in (5, 1, 12)])
 
 
 def test_the_packed_projection_is_one_pruned_layer_and_the_ops_match_hand_written_attention(tmp_path):

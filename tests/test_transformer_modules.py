@@ -66,6 +66,22 @@ def written(model: nn.Module, path, length: int = 5) -> nn.Module:
     return write_pruned(model, path, torch.randn(1, length, WIDTH), variable_axes=(1,))
 
 
+def tied(encoder: nn.TransformerEncoder) -> nn.TransformerEncoder:
+    """ALBERT-style: every layer the first one (one set of weights, named once)."""
+    for i in range(1, len(encoder.layers)):
+        encoder.layers[i] = encoder.layers[0]
+    return encoder
+
+
+class ByKeyword(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.enc = layer()
+
+    def forward(self, x):
+        return self.enc(src=x)
+
+
 BODIES = {
     "attention": lambda: SelfAttention(),
     "attention-no-bias": lambda: SelfAttention(heads=2, bias=False),
@@ -75,6 +91,11 @@ BODIES = {
     "encoder-with-norm": lambda: nn.TransformerEncoder(layer(), 2, norm=nn.LayerNorm(WIDTH),
                                                        enable_nested_tensor=False),
     "encoder": lambda: nn.TransformerEncoder(layer(norm_first=True), 2, enable_nested_tensor=False),
+    "identity-norm": lambda: nn.TransformerEncoder(layer(activation=torch.relu), 1, norm=nn.Identity(),
+                                                   enable_nested_tensor=False),
+    "tied-layers": lambda: tied(nn.TransformerEncoder(layer(), 3, enable_nested_tensor=False)),
+    "called-by-keyword": lambda: ByKeyword(),
+    "output-as-index-minus-2": lambda: Uses(lambda a, x: a(x, x, x)[-2]),
 }
 
 
@@ -136,6 +157,26 @@ def test_hardware_models_cost_the_projections_and_list_the_matmuls(tmp_path):
     assert not simulate_model(tmp_path / "m.dcz", "cpu")[-1]["partial"]
 
 
+def test_a_model_pruned_with_torch_prune_is_read_through_its_masks(tmp_path):
+    from torch.nn.utils import prune
+
+    torch.manual_seed(0)
+    x = torch.randn(40, 5, WIDTH)
+    data = Dataset("toy", x[:32], (x[:32, 0, 0] > 0).long(), x[32:], (x[32:, 0, 0] > 0).long())
+    model = Classifier(SelfAttention())
+    prune.l1_unstructured(model.body.attn, "in_proj_weight", 0.6)
+    attn = "body.attn.in_proj_weight"
+    recipe = {"prune": {"iterations": 1, "layers": {attn: 0.7}, "retrain": {"epochs": 1, "batch_size": 16}},
+              "quantize": {"fc_bits": 4}}
+    outcome = compress_model(model, data, recipe, tmp_path, progress=False, example_input=x[:1])
+    assert not hasattr(model.body.attn, "in_proj_weight_orig")
+    layers, _ = dcz.read(outcome["file"])
+    assert {layer.name: layer.density for layer in layers}[attn] == pytest.approx(0.3, abs=0.01)
+    with torch.no_grad():
+        expected = model.eval()(data.test_x).numpy()
+    assert rel_error(load(outcome["file"])(data.test_x.numpy()), expected) < REL_TOL
+
+
 class Uses(nn.Module):
     """fn(self.attn, x) with an nn.MultiheadAttention of the given settings."""
 
@@ -145,6 +186,12 @@ class Uses(nn.Module):
 
     def forward(self, x):
         return self.fn(self.attn, x)
+
+
+def swapped(encoder_layer: nn.TransformerEncoderLayer, activation: nn.Module) -> nn.TransformerEncoderLayer:
+    """The layer with its activation replaced after construction (PyTorch's fast path keeps the old one)."""
+    encoder_layer.activation = activation
+    return encoder_layer
 
 
 class Decoder(nn.Module):
@@ -158,7 +205,7 @@ class Decoder(nn.Module):
 
 @pytest.mark.parametrize("model, message", [
     (Uses(lambda a, x: a(x, x, x)[0], batch_first=False), r"^attn: nn.MultiheadAttention\(batch_first=False\) .*"
-                                                          r"construct it with batch_first=True"),
+                                                          r"construct the nn.MultiheadAttention with batch_first=True"),
     (Uses(lambda a, x: a(x, x * 2, x * 2)[0]), r"different query, key and value \(cross-attention\)"),
     (Uses(lambda a, x: a(x, x, x, key_padding_mask=x[:, :, 0] * 0.0)[0]), r"^attn: nn.MultiheadAttention with a "
                                                                           r"mask or is_causal"),
@@ -169,6 +216,10 @@ class Decoder(nn.Module):
     (Uses(lambda a, x: a(x, x, x)[0], add_bias_kv=True), r"add_bias_kv=True or add_zero_attn=True"),
     (Uses(lambda a, x: a(x, x, x)[0], add_zero_attn=True), r"add_bias_kv=True or add_zero_attn=True"),
     (nn.Sequential(layer(activation=nn.GELU(approximate="tanh"))), r"activation=GELU\(approximate='tanh'\)"),
+    (nn.Sequential(swapped(layer(), nn.GELU())), r"^0: TransformerEncoderLayer whose activation was replaced by "
+                                                r"GELU\(approximate='none'\) after it was built"),
+    (nn.Sequential(nn.TransformerEncoder(layer(), 1, norm=nn.RMSNorm(WIDTH), enable_nested_tensor=False)),
+     r"^0.norm: RMSNorm as a transformer's norm is not supported; use nn.LayerNorm"),
     (nn.Sequential(layer(activation=nn.SiLU())), r"activation=SiLU\(\)"),
     (Decoder(), r"^dec: TransformerDecoderLayer is not supported; the file describes self-attention only"),
 ])

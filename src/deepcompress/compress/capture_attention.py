@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import operator
 
+import torch
 import torch.fx
 import torch.nn.functional as F
 from torch import nn
@@ -44,49 +45,74 @@ class Chain:
         return self.add(graph.Permute((1, 0, 2)), self.add(graph.Reshape((length, heads, dim)), part))
 
 
-def self_attention(chain: Chain, source, name: str, m: nn.MultiheadAttention, in_shape: tuple) -> int:
-    """Append self-attention of `source` (per-sample (T, E)) with module `m` called `name`; the output's
-    position."""
+def self_attention(chain: Chain, source, m: nn.MultiheadAttention, in_shape: tuple, name_of) -> int:
+    """Append self-attention of `source` (per-sample (T, E)) with module `m`; the output's position.
+    `name_of(module)` is a module's name in the model (its first, for a module used under several)."""
     length, width = in_shape
     heads, dim = m.num_heads, m.head_dim
-    packed = chain.add(graph.Fc(layer=f"{name}.in_proj_weight"), source)
+    packed = chain.add(graph.Fc(layer=f"{name_of(m)}.in_proj_weight"), source)
     q, k, v = (chain.heads(packed, i * width, length, heads, dim) for i in range(3))
     scores = chain.add(graph.MatMul(), q, chain.add(graph.Permute((0, 2, 1)), k))
     weights = chain.add(graph.Softmax(-1), chain.add(graph.Scalar("mul", 1.0 / math.sqrt(dim)), scores))
     context = chain.add(graph.Permute((1, 0, 2)), chain.add(graph.MatMul(), weights, v))
-    return chain.add(graph.Fc(layer=f"{name}.out_proj"), chain.add(graph.Reshape((length, width)), context))
+    return chain.add(graph.Fc(layer=name_of(m.out_proj)), chain.add(graph.Reshape((length, width)), context))
 
 
-def encoder_layer(chain: Chain, source, name: str, m: nn.TransformerEncoderLayer, in_shape: tuple) -> int:
+RELU = (F.relu, torch.relu)
+FAST_PATH_ACTIVATION = {"relu": 1, "gelu": 2}  # TransformerEncoderLayer.activation_relu_or_gelu
+
+
+def _activation(name: str, m: nn.TransformerEncoderLayer) -> graph.Op:
+    """The encoder layer's activation as an op: ReLU or exact GELU, as both of PyTorch's paths compute it."""
+    act = m.activation
+    if act in RELU or isinstance(act, nn.ReLU):
+        kind, op = "relu", graph.Relu()
+    elif act is F.gelu or (isinstance(act, nn.GELU) and act.approximate == "none"):
+        kind, op = "gelu", graph.Gelu("none")
+    else:  # GELU(approximate="tanh"): PyTorch's inference fast path computes exact GELU, its training path not
+        refuse(name, f"TransformerEncoderLayer(activation={act!r})", "use activation='relu' or 'gelu'")
+    fast = getattr(m, "activation_relu_or_gelu", 0)  # 0: the fast path is off and the activation itself runs
+    if fast and fast != FAST_PATH_ACTIVATION[kind]:
+        refuse(name, f"TransformerEncoderLayer whose activation was replaced by {act!r} after it was built",
+               "PyTorch's inference fast path still computes the one it was built with: pass activation= "
+               "when constructing it")
+    return op
+
+
+def _norm(name: str, m: nn.Module | None) -> graph.Op | None:
+    """An encoder's norm module as a layernorm op (None for none or Identity); others refused."""
+    if m is None or isinstance(m, nn.Identity):
+        return None
+    if not isinstance(m, nn.LayerNorm):
+        refuse(name, f"{type(m).__name__} as a transformer's norm", "use nn.LayerNorm (or no norm)")
+    return layernorm_op(name, m)
+
+
+def encoder_layer(chain: Chain, source, m: nn.TransformerEncoderLayer, in_shape: tuple, name_of) -> int:
     """Append an nn.TransformerEncoderLayer (post- or pre-norm) reading `source`; the output's position."""
-    def attend(x):
-        return self_attention(chain, x, f"{name}.self_attn", m.self_attn, in_shape)
+    name = name_of(m)
+    activation = _activation(name, m)
 
     def feed_forward(x):
-        hidden = activation_op(chain.add(graph.Fc(layer=f"{name}.linear1"), x))
-        return chain.add(graph.Fc(layer=f"{name}.linear2"), hidden)
+        hidden = chain.add(activation, chain.add(graph.Fc(layer=name_of(m.linear1)), x))
+        return chain.add(graph.Fc(layer=name_of(m.linear2)), hidden)
 
-    def activation_op(x):
-        act = m.activation
-        if act is F.relu or isinstance(act, nn.ReLU):
-            return chain.add(graph.Relu(), x)
-        if act is F.gelu or (isinstance(act, nn.GELU) and act.approximate == "none"):
-            return chain.add(graph.Gelu("none"), x)
-        # PyTorch's inference fast path computes exact GELU even for GELU(approximate="tanh"), its training
-        # path the tanh form: which one the model means is not clear, so neither is written
-        refuse(name, f"TransformerEncoderLayer(activation={act!r})", "use activation='relu' or 'gelu'")
+    def norm(module, x):
+        op = _norm(name_of(module), module)
+        return x if op is None else chain.add(op, x)
 
-    def norm(module_name, x):
-        return chain.add(layernorm_op(f"{name}.{module_name}", getattr(m, module_name)), x)
+    def attend(x):
+        return self_attention(chain, x, m.self_attn, in_shape, name_of)
 
     if m.norm_first:
-        mid = chain.add(graph.Add(), source, attend(norm("norm1", source)))
-        return chain.add(graph.Add(), mid, feed_forward(norm("norm2", mid)))
-    mid = norm("norm1", chain.add(graph.Add(), source, attend(source)))
-    return norm("norm2", chain.add(graph.Add(), mid, feed_forward(mid)))
+        mid = chain.add(graph.Add(), source, attend(norm(m.norm1, source)))
+        return chain.add(graph.Add(), mid, feed_forward(norm(m.norm2, mid)))
+    mid = norm(m.norm1, chain.add(graph.Add(), source, attend(source)))
+    return norm(m.norm2, chain.add(graph.Add(), mid, feed_forward(mid)))
 
 
 ENCODERS = (nn.TransformerEncoderLayer, nn.TransformerEncoder)
+ENCODER_ARGS = ("src", "mask", "src_key_padding_mask", "is_causal")
 
 
 class AttentionCapture:
@@ -96,7 +122,14 @@ class AttentionCapture:
 
     def __init__(self, modules: dict):
         self.modules = modules
+        self.names = {}  # a module's first name (named_modules lists a shared module once)
+        for name, module in modules.items():
+            self.names.setdefault(id(module), name)
         self.calls: dict[torch.fx.Node, tuple[list, torch.fx.Node]] = {}  # attention call -> (chain, query)
+
+    def name_of(self, module: nn.Module) -> str:
+        """The module's name in the model."""
+        return self.names[id(module)]
 
     def take(self, node: torch.fx.Node, expand) -> bool:
         """Handle the node if it is one of those calls or reads one's output; False leaves it to the caller.
@@ -109,7 +142,8 @@ class AttentionCapture:
             expand(node, *self._encoder_call(node, module))
             return True
         if node.op == "call_function" and node.target is operator.getitem and node.args[0] in self.calls:
-            if node.args[1] == 0:
+            key = node.args[1]
+            if key in (0, -2):
                 if node.users:
                     expand(node, *self.calls[node.args[0]])
             elif node.users:
@@ -131,22 +165,23 @@ class AttentionCapture:
                    "only self-attention, attn(x, x, x), is supported")
         _no_mask(name, "nn.MultiheadAttention", args, ("key_padding_mask", "attn_mask", "is_causal"))
         chain = Chain()
-        self_attention(chain, None, name, m, _sequence_shape(name, m, query))
+        self_attention(chain, None, m, _sequence_shape(name, "nn.MultiheadAttention", m, query), self.name_of)
         return chain.ops, query
 
     def _encoder_call(self, node: torch.fx.Node, m: nn.Module) -> tuple[list, torch.fx.Node]:
-        name, source = node.target, node.args[0]
-        _no_mask(name, type(m).__name__, {**dict(zip(("src", "mask", "src_key_padding_mask", "is_causal"), node.args)),
-                        **node.kwargs}, ("mask", "src_mask", "src_key_padding_mask", "is_causal"))
+        name, what = node.target, type(m).__name__
+        args = {**dict(zip(ENCODER_ARGS, node.args)), **node.kwargs}
+        _no_mask(name, what, args, ("mask", "src_mask", "src_key_padding_mask", "is_causal"))
+        source = args.get("src")
         layers = m.layers if isinstance(m, nn.TransformerEncoder) else [m]
-        prefix = f"{name}.layers." if isinstance(m, nn.TransformerEncoder) else ""
         chain, out = Chain(), None
-        for i, layer in enumerate(layers):
-            layer_name = f"{prefix}{i}" if prefix else name
-            shape = _sequence_shape(f"{layer_name}.self_attn", layer.self_attn, source)
-            out = encoder_layer(chain, out, layer_name, layer, shape)
-        if getattr(m, "norm", None) is not None:
-            chain.add(layernorm_op(f"{name}.norm", m.norm), out)
+        for layer in layers:
+            shape = _sequence_shape(self.name_of(layer), type(layer).__name__, layer.self_attn, source)
+            out = encoder_layer(chain, out, layer, shape, self.name_of)
+        if isinstance(m, nn.TransformerEncoder):
+            op = _norm(f"{name}.norm", m.norm)
+            if op is not None:
+                chain.add(op, out)
         return chain.ops, source
 
 
@@ -155,14 +190,15 @@ def _no_mask(name: str, what: str, args: dict, keys: tuple) -> None:
         refuse(name, f"{what} with a mask or is_causal", "the file's attention takes no mask (models of one input)")
 
 
-def _sequence_shape(name: str, m: nn.MultiheadAttention, source) -> tuple:
-    """The per-sample (T, E) shape of the batch-first sequence attention `m` reads; refused otherwise."""
+def _sequence_shape(name: str, what: str, m: nn.MultiheadAttention, source) -> tuple:
+    """The per-sample (T, E) shape of the batch-first sequence attention `m` (in module `what`) reads;
+    refused otherwise."""
     if not m.batch_first:
-        refuse(name, "nn.MultiheadAttention(batch_first=False)",
-               "the file's tensors keep the batch first: construct it with batch_first=True")
+        refuse(name, f"{what}(batch_first=False)",
+               f"the file's tensors keep the batch first: construct the {what} with batch_first=True")
     if m.bias_k is not None or m.add_zero_attn:
         refuse(name, "nn.MultiheadAttention(add_bias_kv=True or add_zero_attn=True)", "construct it without them")
     shape = node_shape(source)
     if len(shape) != 3:  # PyTorch reads (L, E) as one unbatched sequence: the batch would be attended over
-        refuse(name, f"nn.MultiheadAttention on a {len(shape)}-d input", "give it a batch of sequences (N, T, E)")
+        refuse(name, f"{what} on a {len(shape)}-d input", "give it a batch of sequences (N, T, E)")
     return shape[1:]

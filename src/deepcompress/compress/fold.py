@@ -13,14 +13,15 @@ from torch.nn.utils import prune
 
 
 def apply_torch_prune(model: nn.Module) -> list[str]:
-    """Make every torch.nn.utils.prune reparametrisation permanent (weight = weight_orig * weight_mask);
-    returns the names of the parameters it changed."""
+    """Make every torch.nn.utils.prune reparametrisation permanent (weight = weight_orig * weight_mask, and
+    so for any parameter: an LSTM's weight_ih_l0, an attention's in_proj_weight); returns the names of the
+    parameters it changed."""
     done = []
     for name, module in model.named_modules():
-        for param in ("weight", "bias"):
-            if hasattr(module, f"{param}_orig"):
-                prune.remove(module, param)
-                done.append(f"{name}.{param}" if name else param)
+        hooks = [h for h in module._forward_pre_hooks.values() if isinstance(h, prune.BasePruningMethod)]
+        for param in dict.fromkeys(h._tensor_name for h in hooks):
+            prune.remove(module, param)
+            done.append(f"{name}.{param}" if name else param)
     return done
 
 

@@ -366,7 +366,7 @@ def _check_supported(model: nn.Module) -> None:
     if owners:
         listed = ", ".join(f"{n or 'the model'} ({type(m).__name__})" for n, m in list(owners.items())[:5])
         raise UserError(f"{listed}: parameters the .dcz file cannot store (it stores Linear, Conv2d, Embedding, "
-                        f"LSTM and GRU weights, BatchNorm and LayerNorm)")
+                        f"LSTM, GRU and MultiheadAttention weights, BatchNorm and LayerNorm)")
 
 
 def _reloaded(model: nn.Module, path: Path) -> nn.Module:

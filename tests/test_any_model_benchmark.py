@@ -118,3 +118,21 @@ def test_the_650_unit_word_lstm_prunes_every_matrix_of_a_larger_model():
     assert spec.recipe["prune"]["layers"] == any_model.SPECS["austen-words-lstm"].recipe["prune"]["layers"]
     assert spec.retrain_dropout == pytest.approx(0.5 * 0.1 ** 0.5, abs=1e-3)  # Han et al.'s D_r at 10% kept
     assert "austen-words-lstm-650" in any_model.LSTM_MODELS and spec.notes["hidden"] == 650
+
+
+def test_the_sensitivity_records_keep_a_tenth_of_the_word_models_weights():
+    sizes = {"embed": 5001 * 650, "out": 5001 * 650, **dict.fromkeys(any_model.LSTM_MATRICES, 4 * 650 * 650)}
+    for name in ("austen-words-lstm-650-layers", "austen-words-lstm-650-layers-long"):
+        layers = any_model.SPECS[name].recipe["prune"]["layers"]
+        assert set(layers) == set(sizes) and name in any_model.LSTM_MODELS
+        assert sum((1 - layers[n]) * sizes[n] for n in sizes) <= 0.1 * sum(sizes.values())
+
+
+def test_the_transformer_prunes_layers_its_encoder_has():
+    from deepcompress.compress.prune import prunable_layers
+
+    spec = any_model.SPECS["mnist-transformer"]
+    model = spec.build({})
+    assert set(spec.recipe["prune"]["layers"]) == set(prunable_layers(model))
+    ops = [op["op"] for op in any_model.architecture_ops(model, torch.zeros(1, 1, 28, 28))]
+    assert ops.count("fc") == 9 and ops[:3] == ["reshape", "permute", "conv1d"]

@@ -243,3 +243,11 @@ class MaskedEncoder(nn.Module):
 def test_an_encoder_called_with_a_mask_is_refused():
     with pytest.raises(Unsupported, match=r"^enc: TransformerEncoder with a mask or is_causal"):
         architecture_ops(MaskedEncoder(), torch.rand(2, 5, WIDTH))
+
+
+def test_a_layer_named_by_its_prefix_suggests_the_packed_projection():
+    from deepcompress.recipes.schema import suggestion
+
+    known = ["attn.in_proj_weight", "attn.out_proj", "head"]
+    assert suggestion("attn.in_proj", known) == " (did you mean 'attn.in_proj_weight'?)"
+    assert suggestion("attn.out_prj", known) == " (did you mean 'attn.out_proj'?)"

@@ -86,9 +86,11 @@ class OneOf:
 
 
 def suggestion(key: str, known: Iterable[str]) -> str:
-    """" (did you mean 'x'?)" for the closest of `known`, or the list of `known` when none is close."""
+    """" (did you mean 'x'?)" for the closest of `known` (one that starts with `key` first: 'attn.in_proj'
+    means 'attn.in_proj_weight', not the closer-spelled 'attn.out_proj'), or the list of `known` when none
+    is close."""
     known = list(known)
-    close = difflib.get_close_matches(key, known, n=1)
+    close = [k for k in known if key and k.startswith(key)][:1] or difflib.get_close_matches(key, known, n=1)
     if close:
         return f" (did you mean {close[0]!r}?)"
     return f" (expected one of: {', '.join(known)})" if known else ""

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..format import graph
-from .capture_ops import layernorm_op, node_shape, refuse
+from .capture_base import node_shape, refuse
+from .capture_layers import layernorm_op
 
 MHA_ARGS = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask", "average_attn_weights",
             "is_causal")

@@ -10,7 +10,7 @@ import torch
 import torch.fx
 
 from ..format import graph
-from .capture_ops import VALUE, _number, _sample_dim, node_shape, refuse
+from .capture_base import VALUE, node_shape, number_value, refuse, sample_dim
 
 SPLITS = {"chunk", "split", "split_with_sizes", "tensor_split", torch.chunk, torch.split, torch.tensor_split}
 UNBINDS = {"unbind", torch.unbind}
@@ -82,14 +82,14 @@ def _narrow(node: torch.fx.Node) -> graph.Slice:
 def _sample_axis(dim, node: torch.fx.Node, source: torch.fx.Node) -> int:
     """A dimension of the batched `source` as a per-sample axis; the batch itself refused."""
     what = f"{getattr(node.target, '__name__', node.target)}()"
-    return _sample_dim(0 if dim == -len(node_shape(source)) else dim, f"forward() {node.name}", what)
+    return sample_dim(0 if dim == -len(node_shape(source)) else dim, f"forward() {node.name}", what)
 
 
 def _int(value, where: str) -> int | None:
     """An index or bound: None, a Python int, or one forward() computed from sizes (not the batch's)."""
     if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         return value
-    number = _number(value, where)
+    number = number_value(value, where)
     if number != int(number):
         refuse(where, f"the index {number}", "index with integers")
     return int(number)

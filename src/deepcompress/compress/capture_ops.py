@@ -11,22 +11,13 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import UserError
 from ..format import graph
+from .capture_base import (  # noqa: F401 - capture.py imports the shared names from here too
+    OTHER_BATCH_VALUE, SKIP, VALUE, WEIGHTS_ONLY_HINT, Unsupported, node_shape, number_value, refuse, sample_dim,
+    tensor_inputs)
+from .capture_layers import (INSTANCE_NORMS, adaptive_op, affine_op, global_max_op, interpolate_op, layernorm_op,
+                             norm_op, one_d_pool_op, pool_op, upsample_op)
 from .capture_seq import embedding_op
-
-SKIP = "skip"  # a node that passes its input through unchanged at inference (dropout, contiguous)
-VALUE, OTHER_BATCH_VALUE = "deepcompress_value", "deepcompress_value_batch3"  # node.meta keys of numbers
-WEIGHTS_ONLY_HINT = "or write weights only (weights_only=True)"
-
-
-class Unsupported(UserError):
-    """A part of the model the file's forward pass cannot express."""
-
-
-def refuse(where: str, what: str, fix: str = "") -> None:
-    """Raise Unsupported: `what` at `where` is not supported, with the fix and the weights-only way out."""
-    raise Unsupported(f"{where}: {what} is not supported{'; ' + fix if fix else ''} ({WEIGHTS_ONLY_HINT})")
 
 
 def conv_padding(module: nn.Conv2d) -> tuple:
@@ -88,136 +79,19 @@ def _conv1d(name: str, m: nn.Conv1d):
     return graph.Conv1d(layer=name, stride=m.stride[0], padding=padding, dilation=m.dilation[0], groups=m.groups)
 
 
-def _pool(name: str, m):
-    if isinstance(m, nn.MaxPool2d):
-        if graph.pair_of(m.dilation) != (1, 1) or m.return_indices:
-            refuse(name, f"MaxPool2d(dilation={m.dilation}, return_indices={m.return_indices})")
-        cls, extra = graph.MaxPool, {}
-    else:
-        if m.divisor_override:
-            refuse(name, f"AvgPool2d(divisor_override={m.divisor_override})")
-        cls, extra = graph.AvgPool, {"count_include_pad": m.count_include_pad}
-    return cls(graph.pair_of(m.kernel_size), graph.pair_of(m.stride or m.kernel_size), graph.pair_of(m.padding),
-               m.ceil_mode, **extra)
-
-
-def _adaptive(name: str, m: nn.AdaptiveAvgPool2d, in_hw):
-    size = m.output_size if isinstance(m.output_size, (tuple, list)) else (m.output_size, m.output_size)
-    return graph.AdaptiveAvgPool(tuple(in_hw[i] if s is None else int(s) for i, s in enumerate(size)))
-
-
-def _global_max(name: str, m: nn.AdaptiveMaxPool2d, in_hw):
-    """AdaptiveMaxPool2d to a 1 x 1 output as the file's amax over height and width; other sizes refused."""
-    size = m.output_size if isinstance(m.output_size, (tuple, list)) else (m.output_size, m.output_size)
-    if m.return_indices or tuple(in_hw[i] if s is None else int(s) for i, s in enumerate(size)) != (1, 1):
-        refuse(name, f"AdaptiveMaxPool2d(output_size={m.output_size}, return_indices={m.return_indices})",
-               "only global max pooling (output size 1, no indices) is supported")
-    return graph.Amax((-2, -1), True)
-
-
-def _upsample(where: str, label: str, mode: str, size, scale_factor, in_shape: tuple):
-    """Upsampling (nn.Upsample, F.interpolate: `label`) in "nearest" mode by whole factors of a (C, H, W)
-    sample ("nearest-exact" picks the same pixels at whole factors); else refused."""
-    if mode not in ("nearest", "nearest-exact") or len(in_shape) != 3:
-        refuse(where, f"{label}(mode={mode!r}) of a sample of shape {tuple(in_shape)}",
-               "the file upsamples (C, H, W) maps in 'nearest' mode by whole factors")
-    if size is not None:
-        size = graph.pair_of(size)
-        scale = tuple(o // i if o % i == 0 else 0 for o, i in zip(size, in_shape[1:]))
-    else:
-        factors = scale_factor if isinstance(scale_factor, (tuple, list)) else (scale_factor,) * 2
-        scale = tuple(int(f) if float(f) == int(f) and f >= 1 else 0 for f in factors)
-    if 0 in scale:
-        refuse(where, f"{label}(size={size}, scale_factor={scale_factor}) of {tuple(in_shape)}",
-               "upsample by whole factors")
-    return graph.Upsample(scale)
-
-
-INTERPOLATE_ARGS = ("size", "scale_factor", "mode", "align_corners", "recompute_scale_factor", "antialias")
-
-
-def _interpolate(node: torch.fx.Node, where: str, in_shape: tuple):
-    """F.interpolate as an upsample op; a size read from another tensor's shape (a U-Net's skip
-    connection: size=skip.shape[2:]) is taken from the example."""
-    args = {**dict(zip(INTERPOLATE_ARGS, node.args[1:])), **node.kwargs}
-    if args.get("antialias"):
-        refuse(where, "interpolate(antialias=True)", "upsample in 'nearest' mode")
-    size = args.get("size")
-    if isinstance(size, torch.fx.Node):
-        size = size.meta.get(VALUE)
-    elif isinstance(size, (tuple, list)):
-        size = [int(_number(v, where)) for v in size]
-    return _upsample(where, "interpolate", args.get("mode", "nearest"), size, args.get("scale_factor"), in_shape)
-
-
-def _affine(name: str, m: nn.modules.batchnorm._BatchNorm):
-    """A BatchNorm in inference mode as a per-channel affine op."""
-    if m.running_mean is None:
-        refuse(name, "BatchNorm without running statistics (track_running_stats=False)")
-    scale = (m.weight if m.affine else 1.0) / torch.sqrt(m.running_var + m.eps)
-    shift = (m.bias if m.affine else 0.0) - m.running_mean * scale
-    return graph.Affine(tuple(scale.detach().tolist()), tuple(shift.detach().tolist()))
-
-
-def _norm(name: str, m: nn.Module, in_shape: tuple):
-    """GroupNorm, or InstanceNorm1d/2d (a group per channel of the input: without affine parameters
-    PyTorch ignores num_features; with running statistics a per-channel affine, as BatchNorm in inference
-    mode)."""
-    if isinstance(m, nn.GroupNorm):
-        groups, channels, affine = m.num_groups, m.num_channels, m.affine
-    elif len(in_shape) != m._get_no_batch_dim():  # PyTorch reads one dimension fewer as one unbatched sample
-        refuse(name, f"{type(m).__name__} on a sample of shape {tuple(in_shape)}",
-               f"give it a batch of {m._get_no_batch_dim() + 1}-d inputs")
-    elif m.track_running_stats:
-        return _affine(name, m)
-    else:
-        groups = channels = in_shape[0]
-        affine = m.affine
-    weight = m.weight.detach().tolist() if affine else [1.0] * channels
-    bias = m.bias.detach().tolist() if affine else [0.0] * channels
-    return graph.GroupNorm(groups, tuple(weight), tuple(bias), float(m.eps))
-
-
-def _one_d_pool(name: str, m: nn.Module):
-    """AdaptiveAvgPool1d(1) / AdaptiveMaxPool1d(1) as the mean / amax over the last axis; other sizes refused."""
-    size = m.output_size[0] if isinstance(m.output_size, (tuple, list)) else m.output_size
-    if size != 1 or getattr(m, "return_indices", False):
-        refuse(name, f"{type(m).__name__}(output_size={m.output_size})", "only global pooling (output size 1, no "
-               "indices) is supported")
-    return (graph.Mean if isinstance(m, nn.AdaptiveAvgPool1d) else graph.Amax)((-1,), True)
-
-
 def glu(where: str, dim, in_shape: tuple) -> list:
     """GLU over `dim` of the batched tensor: the first half times the sigmoid of the second, as a chain
     of slices, sigmoid and mul reading the node's input (None)."""
-    axis = _sample_dim(dim, where, "GLU")
+    axis = sample_dim(dim, where, "GLU")
     half = in_shape[axis] // 2  # even: PyTorch refuses to halve an odd axis, so the model ran
     return [(graph.Slice(axis, 0, half), (None,)), (graph.Slice(axis, half, None), (None,)),
             (graph.Sigmoid(), (1,)), (graph.Mul(), (0, 2))]
-
-
-def layernorm_op(name: str, m: nn.LayerNorm) -> graph.LayerNorm:
-    """A LayerNorm over the last axis as the file's op; others refused."""
-    if len(m.normalized_shape) != 1:
-        refuse(name, f"LayerNorm over {tuple(m.normalized_shape)}", "normalise over the last dimension only")
-    n = m.normalized_shape[0]
-    weight = m.weight.detach().tolist() if m.weight is not None else [1.0] * n
-    bias = m.bias.detach().tolist() if m.bias is not None else [0.0] * n
-    return graph.LayerNorm(tuple(weight), tuple(bias), float(m.eps))
-
-
-def _sample_dim(dim, where: str, what: str) -> int:
-    """A dimension of the batched tensor as a per-sample axis (negative ones count from the end)."""
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim == 0:
-        refuse(where, f"{what} over dim {dim!r}", "give an integer dim other than the batch dimension")
-    return dim - 1 if dim > 0 else dim
 
 
 ATTENTION_MODULES = (nn.TransformerDecoderLayer, nn.TransformerDecoder, nn.Transformer)  # cross-attention
 ACTIVATIONS = {nn.ReLU: graph.Relu, nn.ReLU6: graph.Relu6, nn.Sigmoid: graph.Sigmoid, nn.Tanh: graph.Tanh,
                nn.SiLU: graph.Silu, nn.Hardswish: graph.Hardswish, nn.Hardsigmoid: graph.Hardsigmoid,
                nn.Mish: graph.Mish}
-INSTANCE_NORMS = (nn.InstanceNorm1d, nn.InstanceNorm2d)
 
 
 def module_op(name: str, m: nn.Module, in_shape: tuple):
@@ -248,13 +122,13 @@ def module_op(name: str, m: nn.Module, in_shape: tuple):
         return glu(name, m.dim, in_shape)
     if isinstance(m, (nn.Softmax, nn.LogSoftmax)):
         op = graph.Softmax if isinstance(m, nn.Softmax) else graph.LogSoftmax
-        return op(_sample_dim(m.dim, name, op.name))
+        return op(sample_dim(m.dim, name, op.name))
     if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
-        return _pool(name, m)
+        return pool_op(name, m)
     if isinstance(m, nn.AdaptiveAvgPool2d):
-        return _adaptive(name, m, in_shape[1:])
+        return adaptive_op(name, m, in_shape[1:])
     if isinstance(m, nn.AdaptiveMaxPool2d):
-        return _global_max(name, m, in_shape[1:])
+        return global_max_op(name, m, in_shape[1:])
     if isinstance(m, nn.Flatten):
         return graph.Flatten() if (m.start_dim, m.end_dim) == (1, -1) else "reshape"
     if isinstance(m, nn.Unflatten):
@@ -262,15 +136,15 @@ def module_op(name: str, m: nn.Module, in_shape: tuple):
     if isinstance(m, (nn.Dropout, nn.Identity)):
         return SKIP
     if isinstance(m, nn.modules.batchnorm._BatchNorm):
-        return _affine(name, m)
+        return affine_op(name, m)
     if isinstance(m, nn.LayerNorm):
         return layernorm_op(name, m)
     if isinstance(m, (nn.GroupNorm, *INSTANCE_NORMS)):
-        return _norm(name, m, in_shape)
+        return norm_op(name, m, in_shape)
     if isinstance(m, (nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d)):
-        return _one_d_pool(name, m)
+        return one_d_pool_op(name, m)
     if isinstance(m, nn.Upsample):
-        return _upsample(name, type(m).__name__, m.mode, m.size, m.scale_factor, in_shape)
+        return upsample_op(name, type(m).__name__, m.mode, m.size, m.scale_factor, in_shape)
     if isinstance(m, nn.Embedding):
         return embedding_op(name, m, refuse)
     refuse(name, f"{type(m).__name__} ({m!r})" if len(repr(m)) < 80 else type(m).__name__,
@@ -307,7 +181,7 @@ def call_op(node: torch.fx.Node, where: str, in_shape: tuple):
     if target in FUNCTION_MODULES:
         return module_op(where, FUNCTION_MODULES[target](*node.args[1:], **kwargs), in_shape)
     if target is F.interpolate:
-        return _interpolate(node, where, in_shape)
+        return interpolate_op(node, where, in_shape)
     if target in ELEMENTWISE:
         return ELEMENTWISE[target]()
     if target in ARITHMETIC:
@@ -332,25 +206,11 @@ def call_op(node: torch.fx.Node, where: str, in_shape: tuple):
         return _along_axis(node, where, ALONG_AXIS[target])
     if target in (torch.cat, torch.concat):
         dim = kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
-        return graph.Concat(_sample_dim(dim, where, 'concatenation'))
+        return graph.Concat(sample_dim(dim, where, 'concatenation'))
     if target in (torch.permute, "permute", "transpose", torch.transpose):
         return _permute(node, where, len(in_shape) + 1)
     refuse(where, f"{getattr(target, '__name__', target)!r} in forward()",
             "express it with supported modules (docs/API.md)")
-
-
-def _number(arg, where: str) -> float:
-    """A Python number, or one computed in forward() from sizes that do not depend on the batch."""
-    if isinstance(arg, (int, float)) and not isinstance(arg, bool):
-        return float(arg)
-    value = arg.meta.get(VALUE) if isinstance(arg, torch.fx.Node) else None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if arg.meta.get(OTHER_BATCH_VALUE) != value:
-            refuse(where, f"a number that depends on the batch size ({arg.name})",
-                    "compute it from the other dimensions")
-        return float(value)
-    refuse(where, f"arithmetic with {getattr(arg, 'name', repr(arg))} (neither a number nor a tensor with the "
-            "batch first)")
 
 
 def _arithmetic(node: torch.fx.Node, where: str, fn: str):
@@ -363,8 +223,8 @@ def _arithmetic(node: torch.fx.Node, where: str, fn: str):
         return TWO_TENSORS[fn]()
     first, second = node.args[:2]
     if tensors and first is tensors[0]:
-        return graph.Scalar(fn, _number(second, where))
-    return graph.Scalar({"sub": "rsub", "div": "rdiv"}.get(fn, fn), _number(first, where))
+        return graph.Scalar(fn, number_value(second, where))
+    return graph.Scalar({"sub": "rsub", "div": "rdiv"}.get(fn, fn), number_value(first, where))
 
 
 def _matmul(node: torch.fx.Node, where: str):
@@ -387,7 +247,7 @@ def _along_axis(node: torch.fx.Node, where: str, op: type):
     if kwargs or any(d != torch.float32 for d in dtypes):
         what = ", ".join([*kwargs, *(f"dtype={d}" for d in dtypes if d != torch.float32)])
         refuse(where, f"{op.name} with {what}", "the file computes in float32: call it without those arguments")
-    return op(_sample_dim(dim, where, op.name))
+    return op(sample_dim(dim, where, op.name))
 
 
 def _reduce(node: torch.fx.Node, where: str, op: type):
@@ -399,7 +259,7 @@ def _reduce(node: torch.fx.Node, where: str, op: type):
         refuse(where, f"{op.name} over {'all dimensions' if dim in (None, (), []) else 'dims ' + str(dim)}"
                 f"{' with ' + ', '.join(kwargs) if kwargs else ''}", "give the dims to reduce (not the batch)")
     dims = dim if isinstance(dim, (list, tuple)) else [dim]
-    return op(tuple(_sample_dim(d, where, op.name) for d in dims), bool(keepdim))
+    return op(tuple(sample_dim(d, where, op.name) for d in dims), bool(keepdim))
 
 
 SDPA_ARGS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
@@ -422,7 +282,7 @@ def _attention(node: torch.fx.Node, where: str) -> list:
                 "give query, key and value of equal rank (batch, ..., length, features)")
     dims = list(range(len(shapes[0]) - 1))
     dims[-2], dims[-1] = dims[-1], dims[-2]
-    scale = 1.0 / math.sqrt(shapes[0][-1]) if args.get("scale") is None else _number(args["scale"], where)
+    scale = 1.0 / math.sqrt(shapes[0][-1]) if args.get("scale") is None else number_value(args["scale"], where)
     # (op, inputs): a node is a value of the graph, an integer an earlier op of this list
     scores = [(graph.Permute(tuple(dims)), (k,)), (graph.MatMul(), (q, 0)), (graph.Scalar("mul", scale), (1,))]
     if args.get("is_causal"):
@@ -442,21 +302,3 @@ def _permute(node, where: str, ndim: int):
     if dims[0] != 0:
         refuse(where, "a permutation that moves the batch dimension")
     return graph.Permute(tuple(d - 1 for d in dims[1:]))
-
-
-def tensor_inputs(node: torch.fx.Node) -> list[torch.fx.Node]:
-    """The node's arguments that hold tensors, in order (a tensor used twice appears twice)."""
-    found = []
-
-    def visit(arg: torch.fx.Node) -> torch.fx.Node:
-        if node_shape(arg) or arg.op == "placeholder":
-            found.append(arg)
-        return arg
-    torch.fx.node.map_arg((node.args, node.kwargs), visit)
-    return found
-
-
-def node_shape(node: torch.fx.Node) -> tuple:
-    """The shape ShapeProp recorded for the node's tensor (() when it is not a tensor)."""
-    meta = node.meta.get("tensor_meta")
-    return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else ()

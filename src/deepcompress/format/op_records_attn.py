@@ -6,18 +6,11 @@ its OPS; what each computes is specified in docs/FORMAT.md section 4.1.1.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
 from .op_records import Binary, GraphError, LayerOp, Op, _axis, _bool, _int, _named, pool_out
-
-
-def _number(value, key: str, where: str) -> float:
-    """A finite JSON number as a float."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise GraphError(f"{where}: {key} must be a finite number, got {value!r}")
-    return float(value)
+from .op_records_elementwise import _number
 
 
 def _sides(value, where: str) -> tuple[int, int]:

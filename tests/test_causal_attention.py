@@ -107,3 +107,21 @@ def test_onnx_export_keeps_the_mask_at_any_length(tmp_path):
         x = np.random.default_rng(length).standard_normal((2, length, WIDTH)).astype(np.float32)
         got = session.run(["output"], {"input": x})[0]
         assert rel_error(got, load(tmp_path / "gpt.dcz")(x)) < REL_TOL
+
+
+class ComputedCausal(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.q = nn.Linear(WIDTH, WIDTH)
+
+    def forward(self, x):
+        q = self.q(x)
+        return F.scaled_dot_product_attention(q, q, q, is_causal=x.size(1) > 1)
+
+
+def test_is_causal_computed_in_forward_is_refused_in_one_line():
+    from deepcompress.compress.capture import Unsupported
+
+    with pytest.raises(Unsupported, match=r"is_causal computed in forward\(\) \(gt\) is not supported; pass a Python "
+                                          r"True or False"):
+        architecture_ops(ComputedCausal(), torch.zeros(2, 5, WIDTH))

@@ -19,8 +19,9 @@ from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 from ..errors import UserError
 from ..format import graph
 from .capture_length import another_length, length_free, check_variable_axes
-from .capture_ops import (ARITHMETIC, OTHER_BATCH_VALUE, SKIP, VALUE, WEIGHTS_ONLY_HINT, Unsupported,
-                          call_op, module_op, node_shape, refuse, tensor_inputs, zero_padding)
+from .capture_base import (OTHER_BATCH_VALUE, SKIP, VALUE, WEIGHTS_ONLY_HINT, Unsupported, node_shape, refuse,
+                           tensor_inputs)
+from .capture_ops import ARITHMETIC, call_op, module_op, zero_padding
 from .capture_alias import clobbers_a_later_read, writes_its_input
 from .capture_attention import AttentionCapture
 from .capture_index import NARROWS, Parts
@@ -141,7 +142,7 @@ def _values_at_another_batch(traced: torch.fx.GraphModule, example: torch.Tensor
     stay unrecorded, so they are refused as batch-dependent."""
     try:
         _Numbers(traced).run(example)
-    except Exception:  # it ran on batch 2, so it hard-codes the batch: _number refuses what it reads
+    except Exception:  # it ran on batch 2, so it hard-codes the batch: number_value refuses what it reads
         pass
 
 

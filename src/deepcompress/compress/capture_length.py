@@ -9,7 +9,7 @@ import torch
 
 from ..errors import UserError
 from ..format import graph
-from .capture_ops import Unsupported
+from .capture_base import Unsupported
 
 
 def check_variable_axes(axes, ndim: int) -> tuple:

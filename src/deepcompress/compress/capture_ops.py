@@ -12,9 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..format import graph
-from .capture_base import (  # noqa: F401 - capture.py imports the shared names from here too
-    OTHER_BATCH_VALUE, SKIP, VALUE, WEIGHTS_ONLY_HINT, Unsupported, node_shape, number_value, refuse, sample_dim,
-    tensor_inputs)
+from .capture_base import SKIP, node_shape, number_value, refuse, sample_dim, tensor_inputs
 from .capture_layers import (INSTANCE_NORMS, adaptive_op, affine_op, global_max_op, interpolate_op, layernorm_op,
                              norm_op, one_d_pool_op, pool_op, upsample_op)
 from .capture_seq import embedding_op
@@ -273,8 +271,11 @@ def _attention(node: torch.fx.Node, where: str) -> list:
         refuse(where, "scaled_dot_product_attention with a mask, dropout_p or enable_gqa",
                 "the file's attention takes no mask tensor (models of one input; is_causal=True is supported) "
                 "and no dropout")
-    if not isinstance(args.get("is_causal", False), bool):
-        refuse(where, f"scaled_dot_product_attention(is_causal={args['is_causal']!r})", "pass True or False")
+    causal = args.get("is_causal", False)
+    if not isinstance(causal, bool):
+        what = (f"is_causal computed in forward() ({causal.name})" if isinstance(causal, torch.fx.Node)
+                else f"is_causal={causal!r}")
+        refuse(where, f"scaled_dot_product_attention with {what}", "pass a Python True or False")
     q, k, v = args["query"], args["key"], args["value"]
     shapes = [node_shape(t) for t in (q, k, v)]
     if len({len(s) for s in shapes}) != 1 or len(shapes[0]) < 3:

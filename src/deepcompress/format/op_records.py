@@ -38,6 +38,13 @@ def _floats(value, key: str, where: str) -> tuple:
     return tuple(float(v) for v in value)
 
 
+def _number(value, key: str, where: str) -> float:
+    """A finite JSON number as a float; GraphError naming `key` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise GraphError(f"{where}: {key} must be a finite number, got {value!r}")
+    return float(value)
+
+
 def _bool(value, key: str, where: str) -> bool:
     if not isinstance(value, bool):
         raise GraphError(f"{where}: {key} must be true or false, got {value!r}")

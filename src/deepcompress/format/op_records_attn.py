@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .op_records import Binary, GraphError, LayerOp, Op, _axis, _bool, _int, _named, pool_out
-from .op_records_elementwise import _number
+from .op_records import Binary, GraphError, LayerOp, Op, _axis, _bool, _int, _named, _number, pool_out
 
 
 def _sides(value, where: str) -> tuple[int, int]:

@@ -5,11 +5,10 @@ op_records.OPS. What each computes is specified in docs/FORMAT.md, section 4.1.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, make_dataclass
 from typing import ClassVar
 
-from .op_records import GraphError, Op, _axis, _floats, _named
+from .op_records import GraphError, Op, _axis, _floats, _named, _number
 
 
 @dataclass(frozen=True)
@@ -19,13 +18,6 @@ class Activation(Op):
 
 Relu = _named("Relu", Activation, "relu", "max(x, 0).")
 Relu6 = _named("Relu6", Activation, "relu6", "min(max(x, 0), 6).")
-
-
-def _number(value, key: str, where: str) -> float:
-    """A finite JSON number as a float; GraphError naming `key` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise GraphError(f"{where}: {key} must be a finite number, got {value!r}")
-    return float(value)
 
 
 def _one_number(cls_name: str, name: str, key: str, default: float, doc: str) -> type:

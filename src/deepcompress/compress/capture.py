@@ -186,7 +186,7 @@ def _ops_of(traced: torch.fx.GraphModule, modules: dict, batch: int) -> list[gra
             continue
         if node.op == "output":
             return _finish(node, index, ops)
-        if attention.take(node, lambda n, chain, source: index.__setitem__(n, _expand(chain, index, ops, source))):
+        if attention.take(node, lambda n, chain, source: _expand_as(n, chain, source, index, ops)):
             continue
         if seq.take(node, index, lambda n, op, src: _append(n, op, src, index, ops)):
             continue
@@ -252,6 +252,11 @@ def _expand(chain: list, index: dict, ops: list, source: torch.fx.Node | None) -
                     for r in refs)
         ops.append(op if src == (len(ops) - 1,) and op.arity == 1 else _with_inputs(op, src))
     return len(ops) - 1
+
+
+def _expand_as(node: torch.fx.Node, chain: list, source: torch.fx.Node, index: dict, ops: list) -> None:
+    """Append a chain of (op, inputs) reading `source` as the value of `node`."""
+    index[node] = _expand(chain, index, ops, source)
 
 
 def _with_inputs(op: graph.Op, src: tuple) -> graph.Op:

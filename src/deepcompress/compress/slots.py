@@ -2,8 +2,8 @@
 nn.Embedding's table, and each nn.LSTM / nn.GRU layer's input-to-hidden and hidden-to-hidden matrix
 (PyTorch's weight_ih_l{k} and weight_hh_l{k}, `_reverse` for the backward direction), each with its
 bias; and an nn.MultiheadAttention's packed input projection (in_proj_weight, with in_proj_bias: its
-out_proj is a Linear). A `WeightSlot` looks like a Linear to the code that prunes and shares weights: `.weight`, `.bias`
-(None when absent), `.parameters()`.
+out_proj is a Linear). A `WeightSlot` looks like a Linear to the code that prunes and shares weights:
+`.weight`, `.bias` (None when absent), `.parameters()`.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 import any_model
+import any_model_specs
 from deepcompress import atomic
 from deepcompress.data_text import austen_corpus_named, lm_dataset
 from deepcompress.models_text import LSTM_MATRICES, sequence_loss
@@ -67,7 +68,7 @@ def sensitivity(model, x, y, layers=LAYERS, fractions=KEPT) -> dict[str, dict[fl
     """For each layer and kept fraction, the validation loss with that layer alone cut to the fraction."""
     curves = {}
     for name in layers:
-        weight = any_model._weight(model, name)
+        weight = any_model_specs.layer_weight(model, name)
         saved = weight.detach().clone()
         curves[name] = {}
         for kept in fractions:
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     dense = mean_loss(model, x, y)
     print(f"{args.model}: dense validation perplexity {math.exp(dense):.2f} ({len(x)} windows)", flush=True)
     curves = sensitivity(model, x, y)
-    sizes = {n: any_model._weight(model, n).numel() for n in LAYERS}
+    sizes = {n: any_model_specs.layer_weight(model, n).numel() for n in LAYERS}
     choice = allocate(curves, sizes, args.budget)
     kept = sum(choice[n] * sizes[n] for n in LAYERS) / sum(sizes.values())
     print(f"allocation for {args.budget:.0%} kept: " + ", ".join(f"{n} {choice[n]:.2f}" for n in LAYERS)

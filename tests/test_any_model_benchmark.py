@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import any_model  # noqa: E402
 
+from deepcompress import models_text  # noqa: E402
 from deepcompress.data import Dataset  # noqa: E402
+from deepcompress.data_text import WORD_VOCAB  # noqa: E402
 from deepcompress.train import TrainConfig, train  # noqa: E402
 
 
@@ -39,8 +42,8 @@ def test_quick_needs_an_output_other_than_the_results():
 def test_numpy_sequence_cross_entropy_equals_torch():
     gen = torch.Generator().manual_seed(0)
     logits, y = 3 * torch.randn(4, 7, 11, generator=gen), torch.randint(0, 11, (4, 7), generator=gen)
-    got = any_model.sequence_ce(logits.numpy(), y.numpy())
-    assert got.mean() == pytest.approx(any_model.sequence_loss(logits, y).item(), rel=1e-6)
+    got = models_text.sequence_ce(logits.numpy(), y.numpy())
+    assert got.mean() == pytest.approx(models_text.sequence_loss(logits, y).item(), rel=1e-6)
 
 
 def test_char_lstm_trains_on_its_loss(tmp_path):
@@ -50,9 +53,9 @@ def test_char_lstm_trains_on_its_loss(tmp_path):
     y = torch.stack([text[i + 1:i + 17] for i in range(0, 288, 16)])
     data = Dataset("toy", x, y, x[:4], y[:4])
     torch.manual_seed(0)
-    model = any_model.CharLSTM(8, embed=8, hidden=16)
+    model = models_text.CharLSTM(8, embed=8, hidden=16)
     result = train(model, data, TrainConfig(epochs=8, batch_size=6, optimizer="adam", lr=0.03, weight_decay=0),
-                   progress=False, verbose=False, loss=any_model.sequence_loss, metric="loss")
+                   progress=False, verbose=False, loss=models_text.sequence_loss, metric="loss")
     assert np.exp(result.history[0]["test_loss"]) > 2 * np.exp(result.test_loss) and np.exp(result.test_loss) < 3
 
 
@@ -75,7 +78,7 @@ def test_the_word_lstm_prunes_every_matrix_to_a_tenth_and_resumes_from_its_run_f
     assert "skipped" not in rec, rec.get("skipped")
     assert rec["runtime"] == pytest.approx(rec["file"], rel=1e-4) and rec["kept"] == pytest.approx(0.1, abs=1e-3)
     layers = {r["name"]: r for r in json.loads((tmp_path / "austen-words-lstm" / "results.json").read_text())["layers"]}
-    assert layers["embed"]["weights"] == any_model.WORD_VOCAB * any_model.WORD_LSTM["embed"]
+    assert layers["embed"]["weights"] == WORD_VOCAB * models_text.WORD_LSTM["embed"]
     assert all(r["nonzeros"] <= 0.1 * r["weights"] + 1 for r in layers.values())
     dense = tmp_path / "austen-words-lstm" / "baseline-train.pt"
     written = dense.stat().st_mtime_ns
@@ -93,7 +96,21 @@ def test_the_cells_variant_prunes_only_the_four_lstm_matrices(tmp_path):
     layers = {r["name"]: r for r in json.loads((tmp_path / "austen-words-lstm-cells" / "results.json").read_text())["layers"]}
     assert rec["kept_lstm"] == pytest.approx(0.1, abs=1e-3) and rec["kept"] > 0.7
     assert layers["embed"]["nonzeros"] == layers["embed"]["weights"] and layers["out"]["nonzeros"] == layers["out"]["weights"]
-    assert "four LSTM matrices" in rec["target"] and rec["retrain_dropout"] == any_model.WORD_LSTM["retrain_dropout"]
+    assert "four LSTM matrices" in rec["target"] and rec["retrain_dropout"] == models_text.WORD_LSTM["retrain_dropout"]
+
+
+def test_the_distill_variant_retrains_towards_the_dense_models_top_words(tmp_path, monkeypatch):
+    from deepcompress.data_text import austen_folder
+
+    if not (austen_folder() / "Rdata.rdb").is_file():
+        pytest.skip("Jane Austen's novels not installed: run `deepcompress data fetch austen`")
+    small = replace(any_model.SPECS["austen-words-lstm"], distill={"k": 4, "weight": 0.5})  # 200 units: fast
+    monkeypatch.setitem(any_model.SPECS, "austen-words-lstm", small)
+    rec = any_model.run_model("austen-words-lstm", quick=True, out_dir=tmp_path)
+    assert rec["distill"] == {"k": 4, "weight": 0.5} and rec["kept"] == pytest.approx(0.1, abs=1e-3)
+    assert rec["runtime"] == pytest.approx(rec["file"], rel=1e-4)  # scored on the test labels, not the packing
+    big = any_model.SPECS["austen-words-lstm-650-layers-distill"]
+    assert big.distill["k"] == 32 and big.retrain_dropout == 0.5
 
 
 def test_lstm_hidden_option_builds_and_records_that_size(monkeypatch):
@@ -121,8 +138,8 @@ def test_the_650_unit_word_lstm_prunes_every_matrix_of_a_larger_model():
 
 
 def test_the_sensitivity_records_keep_a_tenth_of_the_word_models_weights():
-    sizes = {"embed": 5001 * 650, "out": 5001 * 650, **dict.fromkeys(any_model.LSTM_MATRICES, 4 * 650 * 650)}
-    for name in ("austen-words-lstm-650-layers", "austen-words-lstm-650-layers-long"):
+    sizes = {"embed": 5001 * 650, "out": 5001 * 650, **dict.fromkeys(models_text.LSTM_MATRICES, 4 * 650 * 650)}
+    for name in [n for n in any_model.SPECS if n.startswith("austen-words-lstm-650-layers")]:
         layers = any_model.SPECS[name].recipe["prune"]["layers"]
         assert set(layers) == set(sizes) and name in any_model.LSTM_MODELS
         assert sum((1 - layers[n]) * sizes[n] for n in sizes) <= 0.1 * sum(sizes.values())

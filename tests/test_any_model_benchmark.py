@@ -110,7 +110,7 @@ def test_the_distill_variant_retrains_towards_the_dense_models_top_words(tmp_pat
     assert rec["distill"] == {"k": 4, "weight": 0.5} and rec["kept"] == pytest.approx(0.1, abs=1e-3)
     assert rec["runtime"] == pytest.approx(rec["file"], rel=1e-4)  # scored on the test labels, not the packing
     big = any_model.SPECS["austen-words-lstm-650-layers-distill"]
-    assert big.distill["k"] == 32 and big.retrain_dropout == 0.5
+    assert big.distill["k"] == 32 and big.recipe == any_model.SPECS["austen-words-lstm-650-layers-long"].recipe
 
 
 def test_lstm_hidden_option_builds_and_records_that_size(monkeypatch):

@@ -15,33 +15,60 @@ from deepcompress.errors import UserError
 from deepcompress.train import objective_of
 
 
-def _top_k_reference(teacher_out: torch.Tensor, k: int) -> torch.Tensor:
-    """The teacher's softmax with all but its k largest classes zeroed, renormalised."""
-    probs = torch.softmax(teacher_out, -1)
-    kept = torch.zeros_like(probs).scatter(-1, probs.topk(k, -1).indices, 1.0) * probs
-    return kept / kept.sum(-1, keepdim=True)
+def _coarsened_cross_entropy(out: torch.Tensor, teacher_out: torch.Tensor, k: int) -> torch.Tensor:
+    """The cross-entropy between teacher and student over k + 1 outcomes (the teacher's top k classes, and
+    all the others together), averaged over outputs; in float64, written out from the definition."""
+    p, q = torch.softmax(teacher_out.double(), -1), torch.softmax(out.double(), -1)
+    top = p.topk(k, -1).indices
+    p_top, q_top = p.gather(-1, top), q.gather(-1, top)
+    rest = (1 - p_top.sum(-1)) * torch.log((1 - q_top.sum(-1)).clamp(min=1e-300)) if k < p.shape[-1] else 0
+    return -((p_top * q_top.log()).sum(-1) + rest).mean()
 
 
-@pytest.mark.parametrize("shape", [(6, 7), (4, 5, 7)])  # a classifier's (N, C), a sequence model's (N, T, C)
-@pytest.mark.parametrize("k", [7, 3, 1])
-def test_the_mixed_loss_is_pytorchs_cross_entropy_with_label_and_probability_targets(shape, k):
-    g = torch.Generator().manual_seed(k)
+def _packed(shape, k, seed):
+    g = torch.Generator().manual_seed(seed)
     out, teacher_out = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
     labels = torch.randint(0, shape[-1], shape[:-1], generator=g)
-    top = teacher_out.topk(k, -1)
-    y = pack(labels, top.indices, torch.softmax(top.values, -1))
-    obj = SoftTargets(objective_of(lambda o, t: F.cross_entropy(o.reshape(-1, o.shape[-1]), t.reshape(-1))),
-                      0.3, k)
+    top = torch.softmax(teacher_out, -1).topk(k, -1)
+    return out, teacher_out, labels, pack(labels, top.indices, top.values)
+
+
+def _last_axis_ce(o, t):
+    return F.cross_entropy(o.reshape(-1, o.shape[-1]), t.reshape(-1))
+
+
+@pytest.mark.parametrize("shape", [(6, 8), (4, 5, 8)])  # a classifier's (N, C), a sequence model's (N, T, C)
+def test_with_every_class_kept_the_loss_is_pytorchs_cross_entropy_with_probability_targets(shape):
+    out, teacher_out, labels, y = _packed(shape, 8, 0)
     flat = out.reshape(-1, shape[-1])
     want = 0.7 * F.cross_entropy(flat, labels.reshape(-1)) + 0.3 * F.cross_entropy(
-        flat, _top_k_reference(teacher_out, k).reshape(-1, shape[-1]))
-    assert torch.allclose(obj.loss(out, y), want, atol=1e-6)
+        flat, torch.softmax(teacher_out, -1).reshape(-1, shape[-1]))
+    assert torch.allclose(SoftTargets(objective_of(_last_axis_ce), 0.3, 8).loss(out, y), want, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(6, 8), (4, 5, 8)])
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_with_the_top_k_kept_the_rest_of_the_teachers_probability_is_one_more_outcome(shape, k):
+    out, teacher_out, labels, y = _packed(shape, k, k)
+    want = 0.6 * _last_axis_ce(out, labels) + 0.4 * _coarsened_cross_entropy(out, teacher_out, k)
+    assert torch.allclose(SoftTargets(objective_of(_last_axis_ce), 0.4, k).loss(out, y), want.float(), atol=1e-6)
+
+
+def test_the_soft_loss_does_not_push_the_student_out_of_the_classes_below_the_top_k():
+    """A student that already matches the teacher is at the minimum: no gradient on any class (renormalising
+    the top k would push the lower classes' probability towards 0)."""
+    teacher_out = torch.randn(3, 10)
+    out = teacher_out.clone().requires_grad_()
+    top = torch.softmax(teacher_out, -1).topk(4, -1)
+    y = pack(torch.zeros(3, dtype=torch.long), top.indices, top.values)
+    SoftTargets(objective_of(), 1.0, 4).loss(out, y).backward()
+    assert out.grad.abs().max() < 1e-6
 
 
 def test_plain_labels_are_scored_by_the_base_objective_alone():
     out, labels = torch.randn(8, 5), torch.randint(0, 5, (8,))
-    ids, probs = soft_targets(nn.Identity(), torch.randn(8, 5), 2)
-    obj = SoftTargets(objective_of(), 0.5, 2)
+    ids, probs = soft_targets(nn.Identity(), torch.randn(8, 5), 3)
+    obj = SoftTargets(objective_of(), 0.5, 3)
     assert obj.metric == "error"
     assert torch.equal(obj.loss(out, labels), F.cross_entropy(out, labels))
     assert torch.equal(obj.errors(out, pack(labels, ids, probs)), obj.errors(out, labels))
@@ -54,9 +81,8 @@ def test_soft_targets_are_the_teachers_top_classes_in_eval_mode():
     x = torch.randn(10, 4)
     ids, probs = soft_targets(teacher, x, 3, batch_size=4)
     assert teacher.training  # restored
-    want = teacher[0](x).detach().topk(3, -1)
-    assert torch.equal(ids, want.indices)
-    assert torch.allclose(probs, torch.softmax(want.values, -1)) and torch.allclose(probs.sum(-1), torch.ones(10))
+    want = torch.softmax(teacher[0](x).detach(), -1).topk(3, -1)
+    assert torch.equal(ids, want.indices) and torch.allclose(probs, want.values)  # as they are, not renormalised
 
 
 def test_with_soft_targets_packs_the_training_set_and_leaves_the_test_set():
@@ -75,6 +101,21 @@ def test_refusals_name_the_problem():
         pack(torch.zeros(3, dtype=torch.long), torch.zeros(3, 4, 2, dtype=torch.long), torch.rand(3, 4, 2))
     with pytest.raises(UserError, match="weight"):
         SoftTargets(objective_of(), 1.5, 2)
+    for k in (0, 2.0, True):
+        with pytest.raises(UserError, match="whole number"):
+            soft_targets(nn.Linear(4, 6), torch.randn(2, 4), k)
+    with pytest.raises(UserError, match="empty"):
+        soft_targets(nn.Linear(4, 6), torch.randn(0, 4), 2)
+    with pytest.raises(UserError, match="Dataset of tensors"):
+        with_soft_targets((range(3), range(3)), nn.Linear(4, 6), 2)
+
+
+def test_a_k_other_than_the_packings_or_one_that_mimics_class_scores_is_refused():
+    out, _, labels, y = _packed((6, 8), 2, 0)
+    with pytest.raises(UserError, match="same k"):
+        SoftTargets(objective_of(), 0.5, 3).loss(out, y)
+    with pytest.raises(UserError, match="as many as the 5 classes"):  # a one-hot (6, 5) would read as packed
+        SoftTargets(objective_of(), 0.5, 2).loss(torch.randn(6, 5), F.one_hot(labels % 5, 5).float())
 
 
 def test_compress_model_retrains_towards_the_teacher(tmp_path):

@@ -1,7 +1,7 @@
 """Twelve models the package did not define (seven of them the word LSTM, at two sizes, compressed seven
 ways), end to end: trained dense, compressed with compress_model, run from the .dcz file with the CPU
-runtime, simulated on EIE, DianNao, a CPU and a GPU; the test score from the file next to the dense one. Results go to
-benchmarks/results/any_model.json; a table is printed.
+runtime, simulated on EIE, DianNao, a CPU and a GPU; the test score from the file next to the dense one.
+Results go to benchmarks/results/any_model.json; a table is printed.
 
     fashion-resnet   CNN with BatchNorm and a residual block, Fashion-MNIST
     mnist-separable  depthwise-separable (MobileNet-style) CNN, MNIST

@@ -132,3 +132,33 @@ def test_compress_model_retrains_towards_the_teacher(tmp_path):
     outcome = compress_model(student, data, recipe, tmp_path / "run", example_input=x[:1], progress=False,
                              objective=SoftTargets(objective_of(), 0.5, 3))
     assert outcome["metric"] == "error" and 0 <= outcome["test_error"] <= 0.25
+
+
+def test_positions_with_a_negative_label_are_skipped_as_cross_entropy_skips_them():
+    """Padding (label -100, F.cross_entropy's ignore_index) adds nothing to either term of the mean."""
+    out, teacher_out, labels, y = _packed((4, 6, 8), 3, 7)
+    keep = torch.rand(4, 6, generator=torch.Generator().manual_seed(1)) < 0.6
+    y[..., 0] = torch.where(keep, labels, torch.full_like(labels, -100)).float()
+    want = 0.6 * F.cross_entropy(out[keep], labels[keep]) + 0.4 * _coarsened_cross_entropy(
+        out[keep], teacher_out[keep], 3)
+    assert torch.allclose(SoftTargets(objective_of(_last_axis_ce), 0.4, 3).loss(out, y), want.float(), atol=1e-6)
+
+
+def _toy_run(tmp_path, weight, resume, nudge=0.0):
+    torch.manual_seed(0)
+    x = torch.randn(200, 10)
+    teacher = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 4))
+    y = teacher(x).argmax(1).detach()
+    data = with_soft_targets(Dataset("toy", x[:150], y[:150], x[150:], y[150:]), teacher, 2)
+    data.train_y[..., 3:] += nudge  # the teacher's probabilities a few ulps off, as another thread count gives
+    recipe = {"prune": {"iterations": 1, "layers": {"0": 0.5}, "retrain": {"epochs": 1, "batch_size": 50}},
+              "quantize": {"fc_bits": 5}}
+    return compress_model(teacher, data, recipe, tmp_path / "run", example_input=x[:1], progress=False,
+                          resume=resume, objective=SoftTargets(objective_of(), weight, 2))
+
+
+def test_a_resumed_run_must_distill_alike_but_not_to_the_last_bit(tmp_path):
+    _toy_run(tmp_path, 0.5, resume=False)
+    with pytest.raises(UserError, match="objective soft targets weight = 0.5, this run has 0.9"):
+        _toy_run(tmp_path, 0.9, resume=True)
+    assert _toy_run(tmp_path, 0.5, resume=True, nudge=1e-7)["metric"] == "error"

@@ -82,7 +82,8 @@ def with_soft_targets(data, teacher: nn.Module, k: int):
 class SoftTargets(Objective):
     """`base`'s objective mixed with the teacher's, for targets packed by `pack` with the same k:
     (1 - weight) x base loss on the labels + weight x the cross-entropy against the teacher's top-k
-    probabilities and the rest of its probability on all other classes together (mean over outputs).
+    probabilities and the rest of its probability on all other classes together (mean over the outputs
+    whose label is a class: a negative label, as F.cross_entropy's ignore_index -100, marks one to skip).
     Plain labels (the test set) get `base` alone, so it scores as `base` does. `base` must take labels
     for outputs with the classes on the last axis (as F.cross_entropy does for (N, C))."""
 
@@ -119,7 +120,21 @@ class SoftTargets(Objective):
         if self.k < out.shape[-1]:  # the teacher's remaining probability on the student's remaining classes
             rest = torch.logsumexp(out.scatter(-1, ids, float("-inf")), dim=-1) - logz.squeeze(-1)
             soft = soft - (1 - probs.sum(-1)).clamp(min=0) * rest
-        return (1 - self.weight) * self.base.loss(out, labels) + self.weight * soft.mean()
+        # a negative label is no class but a position to skip (F.cross_entropy's ignore_index, -100): padding
+        soft = soft[labels >= 0]
+        soft = soft.mean() if soft.numel() else out.sum() * 0.0
+        return (1 - self.weight) * self.base.loss(out, labels) + self.weight * soft
+
+    def settings(self) -> dict:
+        """k and the weight, and what the base objective adds."""
+        return {"soft targets k": self.k, "soft targets weight": self.weight, **self.base.settings()}
+
+    def data_targets(self, y: torch.Tensor) -> torch.Tensor:
+        """The labels of packed targets: the teacher's part follows from the model and inputs the run
+        identity already hashes, and its float sums can differ in the last bit at another thread count."""
+        if y.is_floating_point() and y.dim() >= 1 and y.shape[-1] == 1 + 2 * self.k:
+            return self.base.data_targets(y[..., 0].long())
+        return self.base.data_targets(y)
 
     def errors(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """`base`'s per-sample errors against the labels."""

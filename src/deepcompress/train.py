@@ -172,6 +172,16 @@ class Objective:
         """The mean per-sample score of `model` on (x, y), in eval mode."""
         return score(model, (x, y), self, batch_size)
 
+    def settings(self) -> dict:
+        """What, besides the model and the data, changes what training with this objective computes; a
+        compression run resumes only with the same settings (none here)."""
+        return {}
+
+    def data_targets(self, y: torch.Tensor) -> torch.Tensor:
+        """The part of training targets `y` that comes from the data set, which a resumable run fingerprints
+        (here all of it; a distillation objective leaves out what the model computed)."""
+        return y
+
 
 def top1_wrong(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per sample, the fraction of positions whose top-1 class is wrong. The classes are out's axis 1, as

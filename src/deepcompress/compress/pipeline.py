@@ -271,7 +271,7 @@ def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Pat
     run.out.mkdir(parents=True, exist_ok=True)
     if run.team.writes:  # the other ranks would see the stages.json the writer is about to record
         check_fresh(run.out, resume, overwrite)
-    check_resumable(run.out, run_identity(model, data, cfg, meta), resume, run.team.writes)
+    check_resumable(run.out, run_identity(model, data, cfg, meta, obj), resume, run.team.writes)
     t0 = time.perf_counter()
     run.note("baseline", model)
     masks = prune_stage(model, cfg.prune, run)

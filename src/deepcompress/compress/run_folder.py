@@ -15,6 +15,7 @@ from torch import nn
 
 from .. import atomic
 from ..errors import UserError
+from ..train import Objective
 from .recipe import Recipe
 
 
@@ -22,13 +23,15 @@ IDENTITY_FILE = "stages.json"
 STAGE_FILES = ("baseline-train.pt", "prune-*.pt", "quantize-train.pt", IDENTITY_FILE)
 
 
-def run_identity(model: nn.Module, data, recipe: Recipe, meta: dict | None) -> dict:
+def run_identity(model: nn.Module, data, recipe: Recipe, meta: dict | None, objective: Objective) -> dict:
     """What the stages a run saves are made from, as flat keys: the [prune] and [quantize] settings, the
-    model (name, a hash of its starting weights) and the data (name, sizes, a hash of the labels and of
-    every 97th training image). [encode] is left out: a changed [encode] re-encodes from the same stages."""
+    objective's settings, the model (name, a hash of its starting weights) and the data (name, sizes, a hash
+    of the labels and of every 97th training image). [encode] is left out: a changed [encode] re-encodes from
+    the same stages."""
     identity: dict = {}
     for table in ("prune", "quantize"):
         _flatten(asdict(getattr(recipe, table)), table, identity)
+    identity.update({f"objective {key}": value for key, value in objective.settings().items()})
     identity["model name"] = (meta or {}).get("model") or type(model).__name__
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
@@ -41,7 +44,7 @@ def run_identity(model: nn.Module, data, recipe: Recipe, meta: dict | None) -> d
     if train_x is not None and train_y is not None:
         identity["data training samples"] = len(train_y)
         identity["data test samples"] = len(getattr(data, "test_y", ()))
-        digest = hashlib.sha256(_bytes(train_y))
+        digest = hashlib.sha256(_bytes(objective.data_targets(torch.as_tensor(train_y))))
         digest.update(_bytes(train_x[::97]))
         identity["data fingerprint (sha256)"] = digest.hexdigest()[:16]
     return json.loads(json.dumps(identity))  # as it reads back from the file

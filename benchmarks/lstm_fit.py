@@ -1,0 +1,78 @@
+"""How well each stage of a word-LSTM record fits its training windows, next to its test score: the dense
+model, the model at the end of pruning, and after centroid fine-tuning, all with dropout off.
+
+A pruned model that is worse on the test text can be worse on the training text too (it lacks capacity or
+training) or only on the test text (it generalises worse); training losses logged while dropout is on cannot
+tell the two apart when the dense and the pruned model were trained at different dropout rates.
+
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/lstm_fit.py austen-words-lstm-650-layers-long \
+        austen-words-lstm-650-layers-distill            # about 3 minutes a record
+
+Each record's checkpoints are read from its run folder (--work, as benchmarks/any_model.py wrote them).
+Results go to benchmarks/results/lstm_fit.json; a table is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import any_model
+from deepcompress import atomic
+from deepcompress.errors import UserError
+from deepcompress.train import load_weights
+from lstm_sensitivity import mean_loss
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "lstm_fit.json"
+STAGES = (("dense", "baseline-train.pt"), ("pruned", "prune-gradual-train.pt"),
+          ("fine-tuned", "quantize-train.pt"))
+
+
+def record_fit(name: str, run_dir: Path, windows: int) -> dict:
+    """Eval-mode perplexity of each stage checkpoint of record `name` on its first `windows` training and
+    test windows; {stage: {"train": .., "test": ..}} for the stages whose checkpoint exists."""
+    spec = any_model.SPECS[name]
+    data, info = any_model.load_data(spec, quick=False)
+    found = [(stage, run_dir / file) for stage, file in STAGES if (run_dir / file).is_file()]
+    if not found:
+        raise UserError(f"{run_dir}: none of {', '.join(f for _, f in STAGES)}; run benchmarks/any_model.py "
+                        f"{name} first")
+    fit = {}
+    for stage, path in found:
+        model = spec.build(info)
+        load_weights(model, path, name)
+        fit[stage] = {part: math.exp(mean_loss(model, x[:windows], y[:windows])) for part, x, y in
+                      (("train", data.train_x, data.train_y), ("test", data.test_x, data.test_y))}
+    return fit
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure each record named, print a table, write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", choices=sorted(any_model.LSTM_MODELS), metavar="MODEL")
+    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "any_model" / "full",
+                        help="folder holding each record's run folder")
+    parser.add_argument("--windows", type=int, default=1600, help="training and test windows each (1600)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    t0, records = time.perf_counter(), {}
+    print(f"{'record':40s} {'stage':11s} {'train':>8s} {'test':>8s}")
+    for name in args.models:
+        try:
+            records[name] = record_fit(name, args.work / name, args.windows)
+        except UserError as e:
+            print(f"lstm_fit: {e}", file=sys.stderr)
+            return 2
+        for stage, p in records[name].items():
+            print(f"{name:40s} {stage:11s} {p['train']:8.2f} {p['test']:8.2f}", flush=True)
+    atomic.write_json(args.out, {"windows": args.windows, "dropout": "off (eval mode)",
+                                 "perplexity": records, "wall_s": round(time.perf_counter() - t0, 1)})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -32,11 +32,10 @@ STAGES = (("dense", "baseline-train.pt"), ("pruned", "prune-gradual-train.pt"),
           ("fine-tuned", "quantize-train.pt"))
 
 
-def record_fit(name: str, run_dir: Path, windows: int) -> dict:
-    """Eval-mode perplexity of each stage checkpoint of record `name` on its first `windows` training and
+def record_fit(name: str, spec, data, info: dict, run_dir: Path, windows: int) -> dict:
+    """Eval-mode perplexity of each stage checkpoint of record `name` (`spec`, its data set `data` and what
+    building its model needs, `info`, as any_model.load_data gives them) on the first `windows` training and
     test windows; {stage: {"train": .., "test": ..}} for the stages whose checkpoint exists."""
-    spec = any_model.SPECS[name]
-    data, info = any_model.load_data(spec, quick=False)
     found = [(stage, run_dir / file) for stage, file in STAGES if (run_dir / file).is_file()]
     if not found:
         raise UserError(f"{run_dir}: none of {', '.join(f for _, f in STAGES)}; run benchmarks/any_model.py "
@@ -63,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'record':40s} {'stage':11s} {'train':>8s} {'test':>8s}")
     for name in args.models:
         try:
-            records[name] = record_fit(name, args.work / name, args.windows)
+            spec = any_model.SPECS[name]
+            records[name] = record_fit(name, spec, *any_model.load_data(spec, quick=False), args.work / name,
+                                       args.windows)
         except UserError as e:
             print(f"lstm_fit: {e}", file=sys.stderr)
             return 2

@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import any_model  # noqa: E402
 import any_model_specs  # noqa: E402
 import lstm_fit  # noqa: E402
 
@@ -25,14 +24,11 @@ TINY = {**WORD_LSTM, "embed": 8, "hidden": 12, "dropout": 0.5}
 
 
 @pytest.fixture
-def tiny_record(monkeypatch):
-    """A word-LSTM record with a 12-unit model and random windows in place of the novels."""
+def tiny_record():
+    """A word-LSTM record with a 12-unit model, and random windows in place of the novels."""
     g = torch.Generator().manual_seed(0)
     data = Dataset("tiny", *(torch.randint(0, VOCAB, (n, 7), generator=g) for n in (20, 20, 16, 16)))
-    spec = any_model_specs.words_lstm_spec(("embed", "out", *LSTM_MATRICES), TINY)
-    monkeypatch.setitem(any_model.SPECS, "tiny", spec)
-    monkeypatch.setattr(any_model, "load_data", lambda s, quick: (data, {"vocab": VOCAB}))
-    return spec, data
+    return any_model_specs.words_lstm_spec(("embed", "out", *LSTM_MATRICES), TINY), data
 
 
 def _reference(model, x, y) -> float:
@@ -49,7 +45,7 @@ def test_each_stage_matches_pytorch_with_dropout_off(tiny_record, tmp_path):
         torch.manual_seed(seed)
         models[stage] = spec.build({"vocab": VOCAB})
         torch.save({"model": models[stage].state_dict()}, tmp_path / file)
-    fit = lstm_fit.record_fit("tiny", tmp_path, windows=12)
+    fit = lstm_fit.record_fit("tiny", spec, data, {"vocab": VOCAB}, tmp_path, windows=12)
     assert set(fit) == {"dense", "pruned"}  # no quantize-train.pt: that stage is left out
     for stage, model in models.items():
         assert fit[stage]["train"] == pytest.approx(_reference(model, data.train_x[:12], data.train_y[:12]),
@@ -60,5 +56,6 @@ def test_each_stage_matches_pytorch_with_dropout_off(tiny_record, tmp_path):
 
 
 def test_a_folder_without_checkpoints_is_refused(tiny_record, tmp_path):
+    spec, data = tiny_record
     with pytest.raises(UserError, match="none of baseline-train.pt.*run benchmarks/any_model.py tiny"):
-        lstm_fit.record_fit("tiny", tmp_path, windows=4)
+        lstm_fit.record_fit("tiny", spec, data, {"vocab": VOCAB}, tmp_path, windows=4)

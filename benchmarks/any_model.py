@@ -152,8 +152,9 @@ def run_model(name: str, quick: bool, out_dir: Path, train_size: int | None = No
     recipe = quick_recipe(spec.recipe) if quick else spec.recipe
     objective = objective_of(spec.loss, spec.metric)
     if spec.distill:  # the dense model just trained is the teacher; its top-k ride in the training targets
-        data = with_soft_targets(data, copy.deepcopy(model), spec.distill["k"])
-        objective = SoftTargets(objective, spec.distill["weight"], spec.distill["k"])
+        teacher = copy.deepcopy(model)
+        data = with_soft_targets(data, teacher, spec.distill["k"])
+        objective = SoftTargets(objective, spec.distill["weight"], spec.distill["k"], teacher=teacher)
     hooks = None
     if spec.retrain_dropout == FOLLOW_KEPT:
         hooks = DropoutFollowsKept(spec.notes["dropout"], tuple(spec.recipe["prune"]["layers"]))

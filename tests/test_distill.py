@@ -3,6 +3,7 @@ probability targets, the packing, the refusals, and retraining through compress_
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -134,7 +135,7 @@ def test_compress_model_retrains_towards_the_teacher(tmp_path):
     assert outcome["metric"] == "error" and 0 <= outcome["test_error"] <= 0.25
 
 
-def test_positions_with_a_negative_label_are_skipped_as_cross_entropy_skips_them():
+def test_positions_labelled_minus_100_are_skipped_as_cross_entropy_skips_them():
     """Padding (label -100, F.cross_entropy's ignore_index) adds nothing to either term of the mean."""
     out, teacher_out, labels, y = _packed((4, 6, 8), 3, 7)
     keep = torch.rand(4, 6, generator=torch.Generator().manual_seed(1)) < 0.6
@@ -142,23 +143,46 @@ def test_positions_with_a_negative_label_are_skipped_as_cross_entropy_skips_them
     want = 0.6 * F.cross_entropy(out[keep], labels[keep]) + 0.4 * _coarsened_cross_entropy(
         out[keep], teacher_out[keep], 3)
     assert torch.allclose(SoftTargets(objective_of(_last_axis_ce), 0.4, 3).loss(out, y), want.float(), atol=1e-6)
+    y[..., 0] = -100  # a batch of padding alone: no loss and no gradient, not 0 / 0
+    out.requires_grad_(True)
+    loss = SoftTargets(objective_of(_last_axis_ce), 0.4, 3).loss(out, y)
+    loss.backward()
+    assert float(loss.detach()) == 0.0 and not out.grad.any()
 
 
-def _toy_run(tmp_path, weight, resume, nudge=0.0):
+def _toy_run(tmp_path, weight, resume, nudge=0.0, teacher_seed=0, name_teacher=True):
     torch.manual_seed(0)
     x = torch.randn(200, 10)
+    model = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 4))
+    torch.manual_seed(teacher_seed)
     teacher = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 4))
-    y = teacher(x).argmax(1).detach()
+    y = model(x).argmax(1).detach()
     data = with_soft_targets(Dataset("toy", x[:150], y[:150], x[150:], y[150:]), teacher, 2)
     data.train_y[..., 3:] += nudge  # the teacher's probabilities a few ulps off, as another thread count gives
     recipe = {"prune": {"iterations": 1, "layers": {"0": 0.5}, "retrain": {"epochs": 1, "batch_size": 50}},
               "quantize": {"fc_bits": 5}}
-    return compress_model(teacher, data, recipe, tmp_path / "run", example_input=x[:1], progress=False,
-                          resume=resume, objective=SoftTargets(objective_of(), weight, 2))
+    objective = SoftTargets(objective_of(), weight, 2, teacher=teacher if name_teacher else None)
+    return compress_model(model, data, recipe, tmp_path / "run", example_input=x[:1], progress=False,
+                          resume=resume, objective=objective)
 
 
 def test_a_resumed_run_must_distill_alike_but_not_to_the_last_bit(tmp_path):
     _toy_run(tmp_path, 0.5, resume=False)
     with pytest.raises(UserError, match="objective soft targets weight = 0.5, this run has 0.9"):
         _toy_run(tmp_path, 0.9, resume=True)
+    with pytest.raises(UserError, match=r"objective soft targets teacher \(sha256\) = "):
+        _toy_run(tmp_path, 0.5, resume=True, teacher_seed=1)
     assert _toy_run(tmp_path, 0.5, resume=True, nudge=1e-7)["metric"] == "error"
+
+
+def test_without_the_teacher_a_resumed_run_checks_the_packed_targets_whole(tmp_path):
+    _toy_run(tmp_path, 0.5, resume=False, name_teacher=False)
+    with pytest.raises(UserError, match="data fingerprint"):  # another teacher's probabilities
+        _toy_run(tmp_path, 0.5, resume=True, teacher_seed=1, name_teacher=False)
+
+
+def test_a_weight_of_any_number_type_is_taken_and_a_non_number_refused():
+    assert SoftTargets(objective_of(), np.float32(0.25), 2).settings()["soft targets weight"] == 0.25
+    assert SoftTargets(objective_of(), torch.tensor(0.5), 2).weight == 0.5
+    with pytest.raises(UserError, match="weight must be a number, got 'half'"):
+        SoftTargets(objective_of(), "half", 2)

@@ -20,7 +20,6 @@ import torch
 from conftest import write_idx_folder
 from deepcompress import atomic
 from deepcompress.cli import main
-from deepcompress.errors import UserError, usable_cores
 from deepcompress.models import build_model
 from deepcompress.train import Diverged, TrainConfig, TrainHook, load_checkpoint, train
 
@@ -308,43 +307,6 @@ def test_a_batch_larger_than_the_data_warns_and_trains(idx, tmp_path, capsys):
             "of them") in err
 
 
-@pytest.mark.parametrize("command", ["train", "compress"])
-def test_far_too_many_workers_are_refused(idx, recipe, tmp_path, capsys, command):
-    many = 4 * usable_cores() + 1
-    argv = (_train(idx, tmp_path / "r") if command == "train" else _compress(idx, recipe, tmp_path / "r"))
-    code, _, err = _cli([*argv, "--workers", str(many)], capsys)
-    assert code == 1 and _one_error_line(err, command) == (
-        f"--workers {many}: this machine has {usable_cores()} cores; at most {4 * usable_cores()} (4 per core) "
-        f"make sense")
-
-
-def test_main_job_refuses_far_too_many_threads_before_any_work(tmp_path, capsys):
-    many = 4 * usable_cores() + 1
-    code, _, err = _cli(["main", "--threads", many, "--data-dir", tmp_path / "no-data", "--runs", tmp_path / "r"],
-                        capsys)
-    assert code == 1 and _one_error_line(err, "main") == (
-        f"--threads {many}: this machine has {usable_cores()} cores; at most {4 * usable_cores()} (4 per core) "
-        f"make sense")
-    assert not (tmp_path / "r").exists()
-
-
-def test_worker_counts_below_one_are_refused():
-    from deepcompress.errors import check_parallelism
-
-    with pytest.raises(UserError, match="must be at least 1"):
-        check_parallelism("--workers", 0)
-
-
-def test_more_workers_than_cores_print_one_warning(capsys):
-    from deepcompress.errors import check_parallelism
-
-    check_parallelism("--workers", usable_cores())
-    assert capsys.readouterr().err == ""
-    check_parallelism("--threads", usable_cores() + 1)
-    assert capsys.readouterr().err == (f"warning: --threads {usable_cores() + 1} exceeds the {usable_cores()} "
-                                       f"cores here; they will take turns (slower, same result)\n")
-
-
 # ---- what a finished compress run leaves, and how it logs ---------------------------------------------------
 
 def test_stage_files_keep_what_resume_needs_and_resume_reencodes_the_same_file(idx, recipe, tmp_path, capsys):
@@ -402,12 +364,3 @@ def test_sensitivity_measures_on_the_test_set_and_says_so(idx, tmp_path, capsys)
     assert record["curves"]["ip1"][0] == [0.0, evaluate(model, data.test_x, data.test_y)]
     assert stdout.splitlines()[0] == ("sensitivity of lenet-300-100: error measured on the mnist test set "
                                       "(64 images the baseline was not trained on)")
-
-
-def test_run_refuses_absurd_thread_counts_in_one_line(capsys):
-    from deepcompress import cli
-
-    fixture = Path(__file__).parent / "data" / "lenet-300-100-mnist.dcz"
-    assert cli.main(["run", str(fixture), "--threads", "1000"]) != 0
-    err = capsys.readouterr().err
-    assert f"--threads 1000: this machine has {usable_cores()} cores" in err and "Traceback" not in err

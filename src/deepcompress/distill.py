@@ -13,7 +13,8 @@ packed after the label into the training targets, and `SoftTargets` unpacks them
 plain labels, so scores stay comparable with the dense model's.
 
     data = with_soft_targets(data, dense_model, k=32)
-    compress_model(model, data, recipe, out, objective=SoftTargets(objective_of(loss, metric), 0.5, 32))
+    objective = SoftTargets(objective_of(loss, metric), 0.5, 32, teacher=dense_model)
+    compress_model(model, data, recipe, out, objective=objective)
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .compress.run_folder import weights_digest
 from .errors import UserError
 from .train import Objective
+
+IGNORE_INDEX = -100  # F.cross_entropy's default: a label that marks a position to skip (padding)
 
 
 def _check_k(k) -> None:
@@ -83,15 +87,22 @@ class SoftTargets(Objective):
     """`base`'s objective mixed with the teacher's, for targets packed by `pack` with the same k:
     (1 - weight) x base loss on the labels + weight x the cross-entropy against the teacher's top-k
     probabilities and the rest of its probability on all other classes together (mean over the outputs
-    whose label is a class: a negative label, as F.cross_entropy's ignore_index -100, marks one to skip).
-    Plain labels (the test set) get `base` alone, so it scores as `base` does. `base` must take labels
-    for outputs with the classes on the last axis (as F.cross_entropy does for (N, C))."""
+    whose label is not IGNORE_INDEX, -100, which F.cross_entropy skips too). Plain labels (the test set) get
+    `base` alone, so it scores as `base` does. `base` must take labels for outputs with the classes on the
+    last axis (as F.cross_entropy does for (N, C)). Given the `teacher` that packed the targets, a resumed
+    compression run checks the teacher's weights instead of its float outputs (which can differ in the last
+    bit at another thread count); without it, the packed targets are checked whole."""
 
-    def __init__(self, base: Objective, weight: float, k: int):
+    def __init__(self, base: Objective, weight: float, k: int, teacher: nn.Module | None = None):
         _check_k(k)
+        try:
+            weight = float(weight)
+        except (TypeError, ValueError):
+            raise UserError(f"SoftTargets: weight must be a number, got {weight!r}") from None
         if not 0 <= weight <= 1:
             raise UserError(f"SoftTargets: need 0 <= weight <= 1; got weight {weight}")
         self.base, self.weight, self.k = base, weight, k
+        self.teacher = None if teacher is None else weights_digest(teacher)
         self.metric = base.metric
 
     def _packed(self, out: torch.Tensor, y: torch.Tensor) -> bool:
@@ -120,19 +131,22 @@ class SoftTargets(Objective):
         if self.k < out.shape[-1]:  # the teacher's remaining probability on the student's remaining classes
             rest = torch.logsumexp(out.scatter(-1, ids, float("-inf")), dim=-1) - logz.squeeze(-1)
             soft = soft - (1 - probs.sum(-1)).clamp(min=0) * rest
-        # a negative label is no class but a position to skip (F.cross_entropy's ignore_index, -100): padding
-        soft = soft[labels >= 0]
-        soft = soft.mean() if soft.numel() else out.sum() * 0.0
-        return (1 - self.weight) * self.base.loss(out, labels) + self.weight * soft
+        kept = labels != IGNORE_INDEX
+        if not kept.any():  # all padding: nothing to learn (F.cross_entropy's mean would be 0 / 0)
+            return out.sum() * 0.0
+        return (1 - self.weight) * self.base.loss(out, labels) + self.weight * soft[kept].mean()
 
     def settings(self) -> dict:
-        """k and the weight, and what the base objective adds."""
-        return {"soft targets k": self.k, "soft targets weight": self.weight, **self.base.settings()}
+        """What the base objective's settings, k, the weight and (if given) the teacher's weights hash."""
+        own = {"soft targets k": self.k, "soft targets weight": self.weight}
+        if self.teacher:
+            own["soft targets teacher (sha256)"] = self.teacher
+        return {**self.base.settings(), **own}
 
     def data_targets(self, y: torch.Tensor) -> torch.Tensor:
-        """The labels of packed targets: the teacher's part follows from the model and inputs the run
-        identity already hashes, and its float sums can differ in the last bit at another thread count."""
-        if y.is_floating_point() and y.dim() >= 1 and y.shape[-1] == 1 + 2 * self.k:
+        """With the teacher given, the labels of packed targets (the teacher's part follows from its weights
+        and the inputs, both hashed); else the packed targets whole."""
+        if self.teacher and y.is_floating_point() and y.dim() >= 1 and y.shape[-1] == 1 + 2 * self.k:
             return self.base.data_targets(y[..., 0].long())
         return self.base.data_targets(y)
 

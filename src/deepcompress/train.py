@@ -178,8 +178,8 @@ class Objective:
         return {}
 
     def data_targets(self, y: torch.Tensor) -> torch.Tensor:
-        """The part of training targets `y` that comes from the data set, which a resumable run fingerprints
-        (here all of it; a distillation objective leaves out what the model computed)."""
+        """The part of training targets `y` that a resumable run fingerprints: here all of it (SoftTargets
+        given its teacher leaves out what the teacher computed, and hashes the teacher instead)."""
         return y
 
 

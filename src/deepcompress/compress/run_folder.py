@@ -33,11 +33,7 @@ def run_identity(model: nn.Module, data, recipe: Recipe, meta: dict | None, obje
         _flatten(asdict(getattr(recipe, table)), table, identity)
     identity.update({f"objective {key}": value for key, value in objective.settings().items()})
     identity["model name"] = (meta or {}).get("model") or type(model).__name__
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
-        digest.update(_bytes(tensor))
-    identity["model starting weights (sha256)"] = digest.hexdigest()[:16]
+    identity["model starting weights (sha256)"] = weights_digest(model)
     identity["data name"] = getattr(data, "name", None)
     data = getattr(data, "data", data)  # batches over a Dataset: fingerprint the Dataset itself
     train_x, train_y = getattr(data, "train_x", None), getattr(data, "train_y", None)
@@ -48,6 +44,15 @@ def run_identity(model: nn.Module, data, recipe: Recipe, meta: dict | None, obje
         digest.update(_bytes(train_x[::97]))
         identity["data fingerprint (sha256)"] = digest.hexdigest()[:16]
     return json.loads(json.dumps(identity))  # as it reads back from the file
+
+
+def weights_digest(model: nn.Module) -> str:
+    """A short hash of the model's state_dict: names, shapes, dtypes and values."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(_bytes(tensor))
+    return digest.hexdigest()[:16]
 
 
 def _bytes(array) -> bytes:
@@ -65,8 +70,8 @@ def _flatten(table: dict, name: str, into: dict) -> None:
 
 
 def check_resumable(out: Path, identity: dict, resume: bool, writes: bool = True) -> None:
-    """Refuse to resume from stages in `out` made with another recipe, model or data, naming the first
-    setting that differs; then (`writes`) record `identity` as what this run's stages are made from."""
+    """Refuse to resume from stages in `out` made with another recipe, objective, model or data, naming the
+    first setting that differs; then (`writes`) record `identity` as what this run's stages are made from."""
     path = out / IDENTITY_FILE
     if resume and path.exists():
         try:
@@ -77,7 +82,7 @@ def check_resumable(out: Path, identity: dict, resume: bool, writes: bool = True
             if made_with.get(key) != identity.get(key):
                 raise UserError(f"--resume: the stages in {out} were made with {key} = "
                                 f"{made_with.get(key, '(unset)')!r}, this run has {identity.get(key, '(unset)')!r}; "
-                                f"resume with the same recipe, model and data, or use another --out")
+                                f"resume with the same recipe, objective, model and data, or use another --out")
     if writes:
         atomic.write_json(path, identity)
 

@@ -1,5 +1,7 @@
 """How well each stage of a word-LSTM record fits its training windows, next to its test score: the dense
-model, the model at the end of pruning, and after centroid fine-tuning, all with dropout off.
+model, the model at the end of pruning, and after centroid fine-tuning, all with dropout off; and how much
+of each model's probability its top k words hold, and how often the word that came is outside them (what
+distillation from the top k, deepcompress.distill, keeps of the dense model).
 
 A pruned model that is worse on the test text can be worse on the training text too (it lacks capacity or
 training) or only on the test text (it generalises worse); training losses logged while dropout is on cannot
@@ -20,33 +22,54 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 import any_model
 from deepcompress import atomic
 from deepcompress.errors import UserError
+from deepcompress.models_text import sequence_loss
 from deepcompress.train import load_weights
-from lstm_sensitivity import mean_loss
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "lstm_fit.json"
 STAGES = (("dense", "baseline-train.pt"), ("pruned", "prune-gradual-train.pt"),
           ("fine-tuned", "quantize-train.pt"))
+TOP_K = (32, 64, 128)
+
+
+@torch.no_grad()
+def fit(model, x: torch.Tensor, y: torch.Tensor, batch: int = 200) -> dict:
+    """In eval mode on windows (x, y): perplexity, and per k of TOP_K the mean probability the model's top k
+    words hold and the fraction of positions whose word is outside them."""
+    model.eval()
+    loss, mass, outside = 0.0, dict.fromkeys(TOP_K, 0.0), dict.fromkeys(TOP_K, 0.0)
+    for i in range(0, len(x), batch):
+        out, target = model(x[i:i + batch]), y[i:i + batch]
+        loss += float(sequence_loss(out, target)) * len(target)
+        top = torch.softmax(out, -1).topk(max(TOP_K), -1)
+        for k in TOP_K:
+            mass[k] += float(top.values[..., :k].sum(-1).mean()) * len(target)
+            outside[k] += float((top.indices[..., :k] != target.unsqueeze(-1)).all(-1).double().mean()) * len(target)
+    n = len(x)
+    return {"perplexity": math.exp(loss / n), "top_k_mass": {k: v / n for k, v in mass.items()},
+            "outside_top_k": {k: v / n for k, v in outside.items()}}
 
 
 def record_fit(name: str, spec, data, info: dict, run_dir: Path, windows: int) -> dict:
     """Eval-mode perplexity of each stage checkpoint of record `name` (`spec`, its data set `data` and what
     building its model needs, `info`, as any_model.load_data gives them) on the first `windows` training and
-    test windows; {stage: {"train": .., "test": ..}} for the stages whose checkpoint exists."""
+    test windows; {stage: {"train": fit(..), "test": fit(..)}} for the stages whose checkpoint exists."""
     found = [(stage, run_dir / file) for stage, file in STAGES if (run_dir / file).is_file()]
     if not found:
         raise UserError(f"{run_dir}: none of {', '.join(f for _, f in STAGES)}; run benchmarks/any_model.py "
                         f"{name} first")
-    fit = {}
+    numbers = {}
     for stage, path in found:
         model = spec.build(info)
         load_weights(model, path, name)
-        fit[stage] = {part: math.exp(mean_loss(model, x[:windows], y[:windows])) for part, x, y in
-                      (("train", data.train_x, data.train_y), ("test", data.test_x, data.test_y))}
-    return fit
+        numbers[stage] = {part: fit(model, x[:windows], y[:windows]) for part, x, y in
+                          (("train", data.train_x, data.train_y), ("test", data.test_x, data.test_y))}
+    return numbers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     t0, records = time.perf_counter(), {}
-    print(f"{'record':40s} {'stage':11s} {'train':>8s} {'test':>8s}")
+    print(f"{'record':40s} {'stage':11s} {'train':>8s} {'test':>8s}   top-32 mass, word outside: train; test")
     for name in args.models:
         try:
             spec = any_model.SPECS[name]
@@ -69,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"lstm_fit: {e}", file=sys.stderr)
             return 2
         for stage, p in records[name].items():
-            print(f"{name:40s} {stage:11s} {p['train']:8.2f} {p['test']:8.2f}", flush=True)
+            train, test = p["train"], p["test"]
+            print(f"{name:40s} {stage:11s} {train['perplexity']:8.2f} {test['perplexity']:8.2f}   "
+                  f"{train['top_k_mass'][32]:.3f} {train['outside_top_k'][32]:.3f}; "
+                  f"{test['top_k_mass'][32]:.3f} {test['outside_top_k'][32]:.3f}", flush=True)
     atomic.write_json(args.out, {"windows": args.windows, "dropout": "off (eval mode)",
                                  "perplexity": records, "wall_s": round(time.perf_counter() - t0, 1)})
     return 0

@@ -1,5 +1,6 @@
-"""benchmarks/lstm_fit.py: each stage's perplexity equals PyTorch's cross-entropy of that checkpoint with
-dropout off, on the windows asked for; stages without a checkpoint are left out; an empty folder is refused."""
+"""benchmarks/lstm_fit.py: each stage's perplexity, top-k mass and words outside the top k equal a float64
+reference of that checkpoint with dropout off, on the windows asked for; stages without a checkpoint are left
+out; an empty folder is refused."""
 
 from __future__ import annotations
 
@@ -31,28 +32,37 @@ def tiny_record():
     return any_model_specs.words_lstm_spec(("embed", "out", *LSTM_MATRICES), TINY), data
 
 
-def _reference(model, x, y) -> float:
+def _reference(model, x, y) -> tuple[float, dict, dict]:
+    """Perplexity, top-k mass and how often the word is outside the top k, from one batch in float64."""
     model.eval()
     with torch.no_grad():
-        logits = model(x)
-    return math.exp(float(F.cross_entropy(logits.reshape(-1, VOCAB), y.reshape(-1))))
+        logits = model(x).double()
+    p = torch.softmax(logits, -1)
+    ranks = (p > p.gather(-1, y.unsqueeze(-1))).sum(-1)  # how many words the model ranks above the one that came
+    mass = {k: float(p.sort(-1, descending=True).values[..., :k].sum(-1).mean()) for k in lstm_fit.TOP_K}
+    outside = {k: float((ranks >= k).double().mean()) for k in lstm_fit.TOP_K}
+    return math.exp(float(F.cross_entropy(logits.reshape(-1, VOCAB), y.reshape(-1)))), mass, outside
 
 
-def test_each_stage_matches_pytorch_with_dropout_off(tiny_record, tmp_path):
+def test_each_stage_matches_a_float64_reference_with_dropout_off(tiny_record, tmp_path, monkeypatch):
     spec, data = tiny_record
+    monkeypatch.setattr(lstm_fit, "TOP_K", (1, 3, 8))  # of the 30 words
     models = {}
     for seed, (stage, file) in zip((1, 2), lstm_fit.STAGES[:2]):
         torch.manual_seed(seed)
         models[stage] = spec.build({"vocab": VOCAB})
         torch.save({"model": models[stage].state_dict()}, tmp_path / file)
-    fit = lstm_fit.record_fit("tiny", spec, data, {"vocab": VOCAB}, tmp_path, windows=12)
-    assert set(fit) == {"dense", "pruned"}  # no quantize-train.pt: that stage is left out
+    numbers = lstm_fit.record_fit("tiny", spec, data, {"vocab": VOCAB}, tmp_path, windows=12)
+    assert set(numbers) == {"dense", "pruned"}  # no quantize-train.pt: that stage is left out
     for stage, model in models.items():
-        assert fit[stage]["train"] == pytest.approx(_reference(model, data.train_x[:12], data.train_y[:12]),
-                                                    rel=1e-5)
-        assert fit[stage]["test"] == pytest.approx(_reference(model, data.test_x[:12], data.test_y[:12]),
-                                                   rel=1e-5)
-    assert fit["dense"]["train"] != pytest.approx(fit["pruned"]["train"], rel=1e-3)
+        for part, x, y in (("train", data.train_x, data.train_y), ("test", data.test_x, data.test_y)):
+            perplexity, mass, outside = _reference(model, x[:12], y[:12])
+            got = numbers[stage][part]
+            assert got["perplexity"] == pytest.approx(perplexity, rel=1e-5)
+            assert got["top_k_mass"] == pytest.approx(mass, rel=1e-5)
+            assert got["outside_top_k"] == pytest.approx(outside, abs=1e-9)
+    assert numbers["dense"]["train"]["perplexity"] != pytest.approx(numbers["pruned"]["train"]["perplexity"],
+                                                                    rel=1e-3)
 
 
 def test_a_folder_without_checkpoints_is_refused(tiny_record, tmp_path):

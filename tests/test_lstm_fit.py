@@ -1,6 +1,7 @@
 """benchmarks/lstm_fit.py: each stage's perplexity, top-k mass and words outside the top k equal a float64
 reference of that checkpoint with dropout off, on the windows asked for; stages without a checkpoint are left
-out; an empty folder is refused."""
+out; an empty folder is refused. benchmarks/lstm_restart.py: a restart at learning rate 0 scores as the
+model does, and the model passed in is left as it was."""
 
 from __future__ import annotations
 
@@ -69,3 +70,19 @@ def test_a_folder_without_checkpoints_is_refused(tiny_record, tmp_path):
     spec, data = tiny_record
     with pytest.raises(UserError, match="none of baseline-train.pt.*run benchmarks/any_model.py tiny"):
         lstm_fit.record_fit("tiny", spec, data, {"vocab": VOCAB}, tmp_path, windows=4)
+
+
+def test_a_restart_at_learning_rate_zero_changes_nothing_and_leaves_the_model(tiny_record):
+    import lstm_restart
+
+    spec, data = tiny_record
+    torch.manual_seed(3)
+    model = spec.build({"vocab": VOCAB})
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    still = lstm_restart.restart(model, data, lr=0.0, dropout=0.3, steps=5, every=2, windows=8)
+    assert [s for s, _ in still] == [0, 2, 4, 5]
+    assert all(p == pytest.approx(_reference(model, data.test_x[:8], data.test_y[:8])[0], rel=1e-6)
+               for _, p in still)
+    moved = lstm_restart.restart(model, data, lr=0.05, dropout=0.3, steps=5, every=5, windows=8)
+    assert moved[0] == still[0] and moved[-1][1] != pytest.approx(still[-1][1], rel=1e-4)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

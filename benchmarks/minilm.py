@@ -167,7 +167,7 @@ def compress_setting(model: MiniLM, tokenizer, recipe: Recipe, out: Path, window
     data = distill_data(model, tokenizer, replace(recipe.distill, max_windows=windows))
     student = copy.deepcopy(model)
     meta = {"model": "all-MiniLM-L6-v2", "text_model": TEXT_MODEL}
-    outcome = compress_model(student, data, recipe, out, objective=CosineDistill(), progress=False, meta=meta,
+    outcome = compress_model(student, data, recipe, out, objective=CosineDistill(model), progress=False, meta=meta,
                              example_input=data.test_x[:1], variable_axes=(2,), overwrite=True,
                              command="python benchmarks/minilm.py")
     return student, outcome

@@ -222,6 +222,30 @@ def test_compress_model_distils_when_given_the_objective(tmp_path):
     assert outcome["test_error"] == pytest.approx(errors["quantized"], abs=1e-5)  # the file is the quantized model
 
 
+def _cosine_run(tmp_path, teacher_seed: int, resume: bool, nudge: float = 0.0, name_teacher: bool = True):
+    torch.manual_seed(teacher_seed)
+    teacher = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 6))
+    x = torch.randn(128, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y = teacher(x) + nudge  # the teacher's outputs a few ulps off, as another thread count gives
+    torch.manual_seed(0)
+    student = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 6))
+    recipe = {"prune": {"layers": {"0": 0.5}, "retrain": {"epochs": 1, "batch_size": 32}}, "quantize": {"fc_bits": 4}}
+    return compress_model(student, Dataset("distill", x[:96], y[:96], x[96:], y[96:]), recipe, tmp_path / "run",
+                          objective=CosineDistill(teacher if name_teacher else None), progress=False,
+                          example_input=x[:1], resume=resume)
+
+
+def test_a_resumed_distillation_checks_the_teacher_not_the_last_bit_of_its_outputs(tmp_path):
+    _cosine_run(tmp_path, 0, resume=False)
+    assert _cosine_run(tmp_path, 0, resume=True, nudge=1e-7)["metric"] == "error"
+    with pytest.raises(UserError, match=r"objective teacher \(sha256\) = "):
+        _cosine_run(tmp_path, 1, resume=True)
+    _cosine_run(tmp_path / "b", 0, resume=False, name_teacher=False)  # without the teacher: the targets whole
+    with pytest.raises(UserError, match="data fingerprint"):
+        _cosine_run(tmp_path / "b", 0, resume=True, nudge=1e-7, name_teacher=False)
+
+
 def test_the_sensitivity_setting_takes_each_linear_width_from_the_recipe():
     bench = _bench()
     model = bench.quick_model()

@@ -45,5 +45,5 @@ def compress_minilm(out: str | Path, recipe: Recipe | None = None, *, resume: bo
     data = distill_data(teacher, load_tokenizer(), recipe.distill)
     meta = {"model": TEXT_MODEL, "text_model": TEXT_MODEL, "dataset": NAME}
     return compress_model(copy.deepcopy(teacher), data, recipe, out, meta=meta, resume=resume, overwrite=overwrite,
-                          progress=progress, objective=CosineDistill(), example_input=data.test_x[:1],
+                          progress=progress, objective=CosineDistill(teacher), example_input=data.test_x[:1],
                           variable_axes=(TOKEN_AXIS,), command=command or "compress_minilm(...)")

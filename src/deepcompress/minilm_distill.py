@@ -12,7 +12,7 @@ sentence embeddings, halved, so it is what the evaluations (cosine similarities)
 pooled vector's scale.
 
     data = distill_data(teacher, tokenizer, recipe.distill)   # a Dataset of windows and teacher states
-    compress_model(student, data, recipe, "out/", objective=CosineDistill(), example_input=data.test_x[:1])
+    compress_model(student, data, recipe, "out/", objective=CosineDistill(teacher), example_input=data.test_x[:1])
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from torch import nn
 
 from . import text_eval
 from .compress.recipe import DistillStage
+from .compress.run_folder import weights_digest
 from .data import Dataset
 from .errors import UserError
 from .minilm_text import positions_of
@@ -90,7 +91,20 @@ def cosine_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
 
 class CosineDistill(Objective):
     """Distillation as a training objective: the loss is `cosine_loss`, each sample's error is 1 - its
-    cosine similarity to the teacher's output (targets y are the teacher's pooled states)."""
+    cosine similarity to the teacher's output (targets y are the teacher's pooled states). Given the
+    `teacher` that computed them, a resumed compression run checks the teacher's weights instead of its
+    float outputs (which can differ in the last bit at another thread count)."""
+
+    def __init__(self, teacher: nn.Module | None = None):
+        self.teacher = None if teacher is None else weights_digest(teacher)
+
+    def settings(self) -> dict:
+        """The teacher's weights hash, if given."""
+        return {"teacher (sha256)": self.teacher} if self.teacher else {}
+
+    def data_targets(self, y: torch.Tensor) -> torch.Tensor:
+        """Nothing with the teacher given (every target is its output); else the targets."""
+        return y[:0] if self.teacher else y
 
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Mean 1 - cosine similarity."""

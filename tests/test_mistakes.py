@@ -130,7 +130,7 @@ def test_compress_resume_refuses_other_recipe_data_or_model_naming_the_setting(i
     code, _, err = _cli(_compress(idx, changed, out, "--resume"), capsys)
     assert code == 1 and _one_error_line(err, "compress") == (
         f"--resume: the stages in {out} were made with recipe [prune.layers] ip1 = 0.9, this run has 0.5; "
-        f"resume with the same recipe, model and data, or use another --out")
+        f"resume with the same recipe, objective, model and data, or use another --out")
     other_data = tmp_path / "idx2"
     other_data.mkdir()
     write_idx_folder(other_data, n_train=256, n_test=64, seed=1)

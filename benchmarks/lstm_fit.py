@@ -38,16 +38,16 @@ TOP_K = (32, 64, 128)
 
 
 @torch.no_grad()
-def fit(model, x: torch.Tensor, y: torch.Tensor, batch: int = 200) -> dict:
-    """In eval mode on windows (x, y): perplexity, and per k of TOP_K the mean probability the model's top k
+def fit(model, x: torch.Tensor, y: torch.Tensor, ks: tuple = TOP_K, batch: int = 200) -> dict:
+    """In eval mode on windows (x, y): perplexity, and per k of `ks` the mean probability the model's top k
     words hold and the fraction of positions whose word is outside them."""
     model.eval()
-    loss, mass, outside = 0.0, dict.fromkeys(TOP_K, 0.0), dict.fromkeys(TOP_K, 0.0)
+    loss, mass, outside = 0.0, dict.fromkeys(ks, 0.0), dict.fromkeys(ks, 0.0)
     for i in range(0, len(x), batch):
         out, target = model(x[i:i + batch]), y[i:i + batch]
         loss += float(sequence_loss(out, target)) * len(target)
-        top = torch.softmax(out, -1).topk(max(TOP_K), -1)
-        for k in TOP_K:
+        top = torch.softmax(out, -1).topk(max(ks), -1)
+        for k in ks:
             mass[k] += float(top.values[..., :k].sum(-1).mean()) * len(target)
             outside[k] += float((top.indices[..., :k] != target.unsqueeze(-1)).all(-1).double().mean()) * len(target)
     n = len(x)
@@ -55,7 +55,7 @@ def fit(model, x: torch.Tensor, y: torch.Tensor, batch: int = 200) -> dict:
             "outside_top_k": {k: v / n for k, v in outside.items()}}
 
 
-def record_fit(name: str, spec, data, info: dict, run_dir: Path, windows: int) -> dict:
+def record_fit(name: str, spec, data, info: dict, run_dir: Path, windows: int, ks: tuple = TOP_K) -> dict:
     """Eval-mode perplexity of each stage checkpoint of record `name` (`spec`, its data set `data` and what
     building its model needs, `info`, as any_model.load_data gives them) on the first `windows` training and
     test windows; {stage: {"train": fit(..), "test": fit(..)}} for the stages whose checkpoint exists."""
@@ -67,7 +67,7 @@ def record_fit(name: str, spec, data, info: dict, run_dir: Path, windows: int) -
     for stage, path in found:
         model = spec.build(info)
         load_weights(model, path, name)
-        numbers[stage] = {part: fit(model, x[:windows], y[:windows]) for part, x, y in
+        numbers[stage] = {part: fit(model, x[:windows], y[:windows], ks) for part, x, y in
                           (("train", data.train_x, data.train_y), ("test", data.test_x, data.test_y))}
     return numbers
 

@@ -105,9 +105,14 @@ class SoftTargets(Objective):
         self.teacher = None if teacher is None else weights_digest(teacher)
         self.metric = base.metric
 
+    @property
+    def _width(self) -> int:
+        """Numbers per output in targets packed with this k: the label, k ids, k probabilities."""
+        return 1 + 2 * self.k
+
     def _packed(self, out: torch.Tensor, y: torch.Tensor) -> bool:
         """Whether `y` holds packed targets (else plain labels or targets of base's own kind)."""
-        width = 1 + 2 * self.k
+        width = self._width
         if not y.is_floating_point() or y.shape[:-1] != out.shape[:-1] or y.dim() != out.dim():
             return False
         if out.shape[-1] == width:
@@ -137,7 +142,7 @@ class SoftTargets(Objective):
         return (1 - self.weight) * self.base.loss(out, labels) + self.weight * soft[kept].mean()
 
     def settings(self) -> dict:
-        """What the base objective's settings, k, the weight and (if given) the teacher's weights hash."""
+        """The base objective's settings, k, the weight and (if given) a hash of the teacher's weights."""
         own = {"soft targets k": self.k, "soft targets weight": self.weight}
         if self.teacher:
             own["soft targets teacher (sha256)"] = self.teacher
@@ -146,7 +151,7 @@ class SoftTargets(Objective):
     def data_targets(self, y: torch.Tensor) -> torch.Tensor:
         """With the teacher given, the labels of packed targets (the teacher's part follows from its weights
         and the inputs, both hashed); else the packed targets whole."""
-        if self.teacher and y.is_floating_point() and y.dim() >= 1 and y.shape[-1] == 1 + 2 * self.k:
+        if self.teacher and y.is_floating_point() and y.dim() >= 1 and y.shape[-1] == self._width:
             return self.base.data_targets(y[..., 0].long())
         return self.base.data_targets(y)
 

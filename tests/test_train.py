@@ -158,6 +158,17 @@ def test_top1_error_takes_class_ids_on_either_axis_or_one_hot_rows():
     assert torch.equal(top1_wrong(maps, soft), top1_wrong(maps, pix))
 
 
+def test_top1_error_leaves_padded_positions_out():
+    from deepcompress.train import top1_wrong
+
+    gen = torch.Generator().manual_seed(1)
+    seq, ids = torch.randn(3, 5, 7, generator=gen), torch.randint(0, 7, (3, 5), generator=gen)
+    ids[0, 3:], ids[2] = -100, -100  # a short sequence, and one of padding alone
+    want = [(seq[0, :3].argmax(-1) != ids[0, :3]).float().mean(), (seq[1].argmax(-1) != ids[1]).float().mean(), 0]
+    assert torch.allclose(top1_wrong(seq, ids), torch.tensor(want))
+    assert torch.allclose(top1_wrong(seq.transpose(1, 2), ids), torch.tensor(want))  # classes on axis 1
+
+
 @pytest.mark.parametrize("out, y, why", [
     (torch.zeros(6, 5), torch.zeros(6, 2), "expected integer class ids of shape"),
     (torch.zeros(6, 5), torch.zeros(6), "expected integer class ids"),  # float regression targets

@@ -27,9 +27,7 @@ from torch import nn
 
 from .compress.run_folder import weights_digest
 from .errors import UserError
-from .train import Objective
-
-IGNORE_INDEX = -100  # F.cross_entropy's default: a label that marks a position to skip (padding)
+from .train import IGNORE_INDEX, Objective
 
 
 def _check_k(k) -> None:

@@ -21,10 +21,12 @@ from tqdm import tqdm
 
 from .batches import Batches, as_batches
 from .errors import UserError
+from .fingerprint import loss_fingerprint
 from .recipes.schema import Table
 from .train_checkpoints import load_checkpoint, load_weights, restore, save_checkpoint  # noqa: F401 (re-exported)
 
 SCHEDULES = ("constant", "step", "cosine")
+IGNORE_INDEX = -100  # F.cross_entropy's default: a class id that marks a position to skip (padding)
 METRICS = ("error", "loss")
 OPTIMIZERS = ("sgd", "adam")
 # An upper bound that no real run reaches (LeNet-300-100 takes 30 epochs); larger values are typing mistakes.
@@ -188,7 +190,8 @@ def top1_wrong(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     for F.cross_entropy: y holds class ids of out's shape less that axis, or scores (one-hot rows) of out's
     own shape, whose top-1 class is the target; or, for a sequence model's (N, T, V) logits, class ids
     (N, T) on the last axis. UserError for any other y, for a single output (no classes to rank) and for
-    (N, T, T) logits, where ids (N, T) could mean either axis."""
+    (N, T, T) logits, where ids (N, T) could mean either axis. Positions labelled IGNORE_INDEX (-100,
+    padding, which F.cross_entropy skips too) are not counted."""
     if out.dim() < 2 or out.shape[1] < 2:
         raise _bad_targets(out, y, "the outputs have no class axis of two or more (axis 1)")
     on_axis_1 = y.shape == out.shape[:1] + out.shape[2:]
@@ -200,11 +203,14 @@ def top1_wrong(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
                            f"{tuple(out.shape[:1] + out.shape[2:])} or scores of shape {tuple(out.shape)}")
     if on_axis_1 and on_last:
         raise _bad_targets(out, y, "the classes could be axis 1 or the last axis")
-    return _wrong(out.argmax(1) != y if on_axis_1 else out.argmax(-1) != y)
+    return _wrong(out.argmax(1) != y if on_axis_1 else out.argmax(-1) != y, y != IGNORE_INDEX)
 
 
-def _wrong(wrong: torch.Tensor) -> torch.Tensor:
-    return wrong.float().reshape(len(wrong), -1).mean(1)
+def _wrong(wrong: torch.Tensor, counted: torch.Tensor | None = None) -> torch.Tensor:
+    """Per sample, the wrong fraction of its `counted` positions (all by default; 0 where none counts)."""
+    wrong = wrong.reshape(len(wrong), -1)
+    counted = torch.ones_like(wrong) if counted is None else counted.reshape(len(wrong), -1)
+    return (wrong & counted).sum(1) / counted.sum(1).clamp(min=1)
 
 
 def _bad_targets(out: torch.Tensor, y: torch.Tensor, why: str) -> UserError:
@@ -222,6 +228,10 @@ class LossObjective(Objective):
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The user's loss of the batch."""
         return self.fn(out, y)
+
+    def settings(self) -> dict:
+        """The loss function's name and a hash of its code and settings: a run resumes only with the same."""
+        return loss_fingerprint(self.fn)
 
 
 def objective_of(loss=None, metric: str | None = None) -> Objective:

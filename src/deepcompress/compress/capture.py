@@ -25,6 +25,7 @@ from .capture_ops import ARITHMETIC, call_op, module_op, zero_padding
 from .capture_alias import clobbers_a_later_read, writes_its_input
 from .capture_attention import AttentionCapture
 from .capture_index import NARROWS, Parts
+from .capture_param import parameter_op
 from .capture_seq import SequenceCapture
 
 __all__ = ["Unsupported", "capture", "check_variable_axes"]
@@ -192,15 +193,15 @@ def _ops_of(traced: torch.fx.GraphModule, modules: dict, batch: int) -> list[gra
             continue
         if parts.take(node, lambda n, op, source: _append(n, op, (_known(source, n, index),), index, ops)):
             continue
+        if node.op == "get_attr":  # a parameter forward() reads itself
+            _append(node, parameter_op(node, modules, batch), (), index, ops)
+            continue
         if node.op != "call_module" and not node_shape(node):
             _refuse_tensor_parts(node)
             if _is_tensor(node):  # a 0-d tensor: a reduction over the batch too
                 refuse(f"forward() {node.name}", "an operation whose output is a single number (shape ())",
                        "keep the batch dimension first and reduce only over the other dimensions")
             continue  # an int or a size: only shape arguments of a reshape read it
-        if node.op == "get_attr":
-            raise Unsupported(f"{node.target}: a parameter or buffer used directly in forward() is not "
-                              f"supported; use it through a module ({WEIGHTS_ONLY_HINT})")
         sources = tensor_inputs(node)
         if any(s not in index for s in sources):
             raise Unsupported(f"{node.name}: reads a value the file cannot describe ({WEIGHTS_ONLY_HINT})")

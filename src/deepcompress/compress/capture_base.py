@@ -48,7 +48,7 @@ def tensor_inputs(node: torch.fx.Node) -> list[torch.fx.Node]:
     found = []
 
     def visit(arg: torch.fx.Node) -> torch.fx.Node:
-        if node_shape(arg) or arg.op == "placeholder":
+        if node_shape(arg) or arg.op in ("placeholder", "get_attr"):  # get_attr: a parameter, maybe 0-d
             found.append(arg)
         return arg
     torch.fx.node.map_arg((node.args, node.kwargs), visit)

@@ -16,13 +16,17 @@ from ..format import graph
 from .capture import capture
 from .prune import prunable_layers
 from .quantize import SharedWeights
+from .slots import ParameterSlot
 
 KIND = {nn.Linear: "fc", nn.Conv2d: "conv", nn.Conv1d: "conv"}
 
 
 def file_shape(module: nn.Module) -> tuple:
     """The shape a layer's weights have in the file: a Conv1d's (out, in, k) is stored as the conv layer
-    (out, in, 1, k); other layers keep theirs."""
+    (out, in, 1, k), a parameter used directly as a 2-D matrix (slots.ParameterSlot); other layers keep
+    theirs."""
+    if isinstance(module, ParameterSlot):
+        return module.file_shape
     shape = tuple(module.weight.shape)
     return (*shape[:2], 1, shape[2]) if isinstance(module, nn.Conv1d) else shape
 

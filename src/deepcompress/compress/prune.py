@@ -21,7 +21,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..train import TrainHook
-from .slots import sequence_slots
+from .slots import parameter_slots, sequence_slots
 
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
@@ -29,13 +29,15 @@ PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
 def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
     """The model's Linear and Conv2d layers by qualified name, in definition order, and the weight slots
     of its Embedding, LSTM and GRU modules (compress/slots.py: an Embedding under its own name, an LSTM's
-    matrices as NAME.weight_ih_l0, NAME.weight_hh_l0, ...)."""
+    matrices as NAME.weight_ih_l0, NAME.weight_hh_l0, ...) and the parameters its own modules hold directly
+    (NAME.ATTR)."""
     found = {}
     for name, m in model.named_modules():
         if isinstance(m, PRUNABLE):
             found[name] = m
         else:
             found.update(sequence_slots(name, m))
+            found.update(parameter_slots(name, m))
     return found
 
 

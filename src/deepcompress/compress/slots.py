@@ -8,6 +8,8 @@ out_proj is a Linear). A `WeightSlot` looks like a Linear to the code that prune
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -64,3 +66,26 @@ def sequence_slots(name: str, module: nn.Module) -> dict[str, WeightSlot]:
             bias = attr.replace("weight", "bias") if module.bias else None
             slots[qualified] = WeightSlot(module, attr, bias)
     return slots
+
+
+class ParameterSlot(WeightSlot):
+    """A parameter registered directly on a module that is not PyTorch's own (`self.pos = nn.Parameter(...)`),
+    which forward() reads itself; the file stores it as a 2-D fc-kind layer (`file_shape`)."""
+
+    def __init__(self, module: nn.Module, attr: str):
+        super().__init__(module, attr)
+
+    @property
+    def file_shape(self) -> tuple:
+        """(rows, columns) of its values in the file: its last axis is the columns (1 x 1 for a number)."""
+        shape = tuple(self.weight.shape)
+        return (math.prod(shape[:-1]), shape[-1]) if shape else (1, 1)
+
+
+def parameter_slots(name: str, module: nn.Module) -> dict[str, ParameterSlot]:
+    """The slots of the parameters registered directly on `module` (named NAME.ATTR, or ATTR at the top),
+    unless it is one of PyTorch's modules, whose parameters their own ops read."""
+    if type(module).__module__.startswith("torch."):
+        return {}
+    return {f"{name}.{attr}" if name else attr: ParameterSlot(module, attr)
+            for attr, p in module.named_parameters(recurse=False) if p is not None}

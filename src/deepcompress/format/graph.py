@@ -25,7 +25,7 @@ from .op_records import (  # noqa: F401 - the op records are part of this module
     Reshape, Permute, Activation, Relu, Relu6, LeakyRelu, Sigmoid, Tanh, Gelu, Silu, Hardswish, Hardsigmoid,
     Elu, Softplus, Mish, Prelu, Softmax, LogSoftmax, Affine, LayerNorm, GroupNorm, Binary, Add, Mul, Concat, OPS, pair_of, padding4, parse_op, pool_out)
 from .op_records_seq import (  # noqa: F401
-    Embedding, Recurrent, Lstm, Gru, Select, Slice, check_dtype, parse_input_dtype, weight_names)
+    Embedding, Parameter, Recurrent, Lstm, Gru, Select, Slice, check_dtype, parse_input_dtype, weight_names)
 from .op_records_attn import Amax, CausalMask, Conv1d, MatMul, Mean, Scalar, Sub, Div  # noqa: F401 - likewise
 
 INPUT = -1  # the index that names the model's input in "inputs"
@@ -99,6 +99,8 @@ class ForwardPass:
 
 def _sources(op: Op, i: int, where: str) -> tuple:
     if op.inputs is None:
+        if op.arity == 0:
+            return ()
         if op.arity != 1:
             raise GraphError(f"{where}: a {op.name} op must list its inputs")
         return (i - 1,)
@@ -142,11 +144,21 @@ def _infer(ops: list, input_shape: tuple, input_dtype: str, layers: dict) -> tup
         where = f"op {i} ({op.name})"
         src = _sources(op, i, where)
         check_dtype(op, src, input_dtype, where)
+        _check_parameter_reads(op, [records[j] if j != INPUT else None for j in src], where)
         shapes = [input_shape if j == INPUT else outputs[j] for j in src]
         records.append(op)
         sources.append(src)
         outputs.append(tuple(op.infer(shapes, layers, where)))
     return tuple(records), tuple(sources), tuple(outputs), input_dtype
+
+
+def _check_parameter_reads(op: Op, sources: list, where: str) -> None:
+    """A parameter's value (batch 1) is read only by add, mul, sub or div with a value that has the batch,
+    which broadcasts it; GraphError for any other reader."""
+    held = [isinstance(s, Parameter) for s in sources]
+    if any(held) and (not isinstance(op, Binary) or all(held)):
+        raise GraphError(f"{where}: reads a parameter op's value; only add, mul, sub and div with another "
+                         "op's value may")
 
 
 def emit_ops(ops) -> list[dict]:

@@ -79,7 +79,7 @@ def pool_out(size: int, kernel: int, stride: int, pad_lo: int, pad_hi: int, dila
 @dataclass(frozen=True)
 class Op:
     """Base of the op records: `name` is the JSON "op" value, `arity` how many inputs it takes (None: two
-    or more); dataclass fields are its parameters; `inputs` (keyword-only) says where they come from."""
+    or more; 0: none, a value the file holds); dataclass fields are its parameters; `inputs` (keyword-only) says where they come from."""
 
     name: ClassVar[str] = ""
     arity: ClassVar[int | None] = 1
@@ -109,8 +109,8 @@ class Op:
     def _parse_inputs(cls, value, where: str) -> tuple:
         if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             raise GraphError(f"{where}: inputs must be a list of op indices (-1: the model's input)")
-        wanted = cls.arity or 2
-        if len(value) != wanted if cls.arity else len(value) < wanted:
+        wanted = 2 if cls.arity is None else cls.arity
+        if len(value) != wanted if cls.arity is not None else len(value) < wanted:
             raise GraphError(f"{where}: takes {'at least ' if cls.arity is None else ''}{wanted} input(s), "
                              f"inputs lists {len(value)}")
         return tuple(value)

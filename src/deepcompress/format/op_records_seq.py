@@ -1,4 +1,5 @@
-"""Op records for sequence models: `embedding` (integer token ids -> vectors), `lstm` and `gru` (PyTorch's
+"""Op records for sequence models: `embedding` (integer token ids -> vectors), `parameter` (a value the
+model holds, as a learned position table, read without an input), `lstm` and `gru` (PyTorch's
 nn.LSTM / nn.GRU over a (T, I) sequence, zero initial state), `select` (one index of an axis, as x[:, -1])
 and `slice` (a range of an axis, as x[:, 1:], or one part of a chunk / split).
 What each computes is specified in docs/FORMAT.md section 4.1; they are registered in op_records.OPS.
@@ -11,6 +12,7 @@ that order, each layer's bias (if stored) the matching b_ih / b_hh.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -47,6 +49,36 @@ class Embedding(LayerOp):
         if self.padding_idx is not None and self.padding_idx >= vocab:
             raise GraphError(f"{where}: padding_idx {self.padding_idx} is not a row of {self.layer!r} ({vocab} rows)")
         return (*shape, dim)
+
+
+@dataclass(frozen=True)
+class Parameter(LayerOp):
+    """A value the model holds and its forward() uses directly (a learned position table, a layer-scale
+    vector): the fc-kind layer's weights, row-major, as one sample of per-sample `shape`. It takes no
+    input; its value has batch 1, which element-wise ops broadcast over the other input's batch."""
+
+    name: ClassVar[str] = "parameter"
+    kind: ClassVar[str] = "fc"
+    arity: ClassVar[int | None] = 0
+    shape: tuple = ()
+
+    @classmethod
+    def build(cls, args, where):
+        shape = args.get("shape", [])
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1
+                                                  for d in shape):
+            raise GraphError(f"{where}: shape must be a list of positive integers, got {shape!r}")
+        return super().build({**args, "shape": tuple(shape), "inputs": args.get("inputs", ())}, where)
+
+    def params(self) -> dict:
+        return {**super().params(), "shape": list(self.shape)}
+
+    def infer(self, shapes, layers, where):
+        rows, cols = self.weight(layers, where).shape
+        if rows * cols != math.prod(self.shape):
+            raise GraphError(f"{where}: shape {list(self.shape)} holds {math.prod(self.shape)} values, layer "
+                             f"{self.layer!r} ({rows} x {cols}) {rows * cols}")
+        return self.shape
 
 
 def weight_names(prefix: str, num_layers: int, bidirectional: bool) -> list[tuple[str, str]]:
@@ -218,7 +250,7 @@ class Slice(Op):
         return tuple(shape[:axis]) + (size,) + tuple(shape[axis + 1:])
 
 
-SEQ_OPS = {cls.name: cls for cls in (Embedding, Lstm, Gru, Select, Slice)}
+SEQ_OPS = {cls.name: cls for cls in (Embedding, Parameter, Lstm, Gru, Select, Slice)}
 
 
 def parse_input_dtype(meta: dict) -> str:

@@ -100,11 +100,15 @@ def activation_matmuls(forward: graph.ForwardPass | None) -> list[MatmulWork]:
 def sequence_uses(forward: graph.ForwardPass | None, layers: dict) -> dict[str, dict]:
     """Per layer the parsed forward pass uses more than once per sample, or not as a matrix product:
     "steps" (matrix-vector products per sample), "role" ("w_ih" or "w_hh" of an LSTM/GRU), or "note" (an
-    embedding: not costed). Empty when there is no pass (read_pass says why) or no such use."""
+    embedding or a parameter: not costed). Empty when there is no pass (read_pass says why) or no such use."""
     if forward is None:
         return {}
     uses = {}
     for i, op in enumerate(forward.ops):
+        if isinstance(op, graph.Parameter):
+            uses[op.layer] = {"note": f"parameter: {math.prod(op.shape)} value(s) the model holds, read by "
+                                      "element-wise arithmetic, not a matrix product; not costed"}
+            continue
         shape = forward.input_shapes(i)[0]
         if isinstance(op, graph.Embedding):
             uses[op.layer] = {"note": f"embedding: a table lookup (one row of {layers[op.layer].shape[1]} values "

@@ -278,6 +278,9 @@ def build_op(op: graph.Op, layers: dict, forward: graph.ForwardPass, i: int, inp
     its input. `shared` (one dict for every op of the pass) lets the records of one LSTM/GRU call share
     its run."""
     where = f"op {i} ({op.name})"
+    if isinstance(op, graph.Parameter):  # it has no input
+        from .recurrent import build_sequence_op
+        return build_sequence_op(op, layers, forward, i, batch, threads, precision, where, shared)
     in_shape = forward.input_shapes(i)[0]
     if isinstance(op, graph.Fc):
         layer = layers[op.layer]

@@ -38,6 +38,18 @@ class Embedding:
         return self.table[ids]
 
 
+class ParameterValue:
+    """A parameter op's value: the decoded layer as one sample (1, *shape), a fresh copy per call so that
+    an op allowed to write into its input never changes the stored value."""
+
+    def __init__(self, layer, shape: tuple):
+        self.value = np.ascontiguousarray(layer.to_dense(), np.float32).reshape(1, *shape)
+
+    def __call__(self) -> np.ndarray:
+        """The value, batch 1."""
+        return self.value.copy()
+
+
 def _product(layer, x: np.ndarray) -> np.ndarray:
     """layer(x) for x (N, in); one sample goes to the matvec kernel without the batched path's padding."""
     if x.shape[0] == 1 and layer.threads == 1:
@@ -165,10 +177,12 @@ def _same_call(forward: graph.ForwardPass, i: int) -> list[int]:
 
 def build_sequence_op(op: graph.Op, layers: dict, forward: graph.ForwardPass, i: int, batch: int, threads: int,
                       precision: str, where: str, shared: dict | None = None):
-    """The runnable op of an embedding, lstm, gru or select record. Records of one LSTM/GRU call share
+    """The runnable op of an embedding, parameter, lstm, gru or select record. Records of one LSTM/GRU call share
     its run through `shared` (one dict for all the pass's ops; without it each record runs the call)."""
     if isinstance(op, graph.Embedding):
         return Embedding(layers[op.layer], where)  # a lookup: the same in every precision
+    if isinstance(op, graph.Parameter):
+        return ParameterValue(layers[op.layer], op.shape)  # likewise
     if isinstance(op, graph.Recurrent):
         steps = forward.input_shapes(i)[0][0]
         same = _same_call(forward, i)

@@ -1,0 +1,49 @@
+"""A parameter that forward() reads itself, as the file's `parameter` op: `x + self.pos` (a learned position
+table), `self.gamma * x` (layer scale), `x * self.scale + self.shift`. The value has batch 1 and is read only
+by +, -, *, / with a tensor that has the batch, so the file computes what PyTorch's broadcasting does;
+every other use (slicing it, concatenating it, a matrix product) is refused, naming the parameter."""
+
+from __future__ import annotations
+
+import torch.fx
+
+from ..format import graph
+from .capture_base import node_shape, refuse, tensor_inputs
+from .capture_ops import ARITHMETIC
+
+USE = "the file reads a parameter only in +, -, *, / with a tensor that has the batch (x + self.pos, self.gamma * x)"
+
+
+def parameter_op(node: torch.fx.Node, modules: dict, batch: int) -> graph.Parameter:
+    """The `parameter` op of get_attr `node` (its layer: the parameter's qualified name); Unsupported for a
+    buffer, a parameter of one of PyTorch's modules, or a use the file cannot express."""
+    prefix, _, attr = node.target.rpartition(".")
+    owner = modules.get(prefix)
+    where = f"forward() {node.target}"
+    if owner is None or attr not in dict(owner.named_parameters(recurse=False)):
+        refuse(where, "a buffer (or another tensor attribute) used directly in forward()",
+               "register it as a parameter (nn.Parameter(value, requires_grad=False)) or use it through a module")
+    if type(owner).__module__.startswith("torch."):
+        refuse(where, f"a parameter of {type(owner).__name__} used directly in forward()", "call the module instead")
+    shapes = {_sample_shape(node, user, batch, where) for user in node.users}
+    if len(shapes) != 1:
+        refuse(where, f"a parameter broadcast to {len(shapes)} different shapes", USE)
+    return graph.Parameter(layer=node.target, shape=shapes.pop())
+
+
+def _sample_shape(node: torch.fx.Node, user: torch.fx.Node, batch: int, where: str) -> tuple:
+    """The parameter's per-sample shape as `user` (+, -, *, / with a batched tensor) broadcasts it."""
+    sources = tensor_inputs(user)
+    others = [s for s in sources if s is not node]
+    target = user.target if user.op in ("call_function", "call_method") else None
+    if target not in ARITHMETIC or len(sources) != 2 or len(others) != 1:
+        refuse(where, f"a parameter read by {user.name}", USE)
+    other, shape, out = node_shape(others[0]), node_shape(node), node_shape(user)
+    if not other or other[0] != batch or not out or out[0] != batch:
+        refuse(where, f"a parameter combined in {user.name} with a value that does not have the batch first", USE)
+    if len(shape) < len(out):
+        return shape
+    if shape[0] != 1:
+        refuse(where, f"a parameter of shape {tuple(shape)} whose first axis lines up with the batch",
+               "give it a leading axis of 1 (or none): it is the same for every sample")
+    return shape[1:]

@@ -233,3 +233,70 @@ def test_a_layer_scale_model_runs_at_any_length_of_a_variable_axis(tmp_path):
                          variable_axes=(1,))
     gen = torch.Generator().manual_seed(4)
     assert_runs_like_torch(model, tmp_path / "m.dcz", [torch.randn(3, t, 8, generator=gen) for t in (1, 4, 11)])
+
+
+def test_global_pruning_and_the_sensitivity_scans_leave_parameters_alone():
+    from deepcompress.compress.prune import Masks, matrix_layers
+
+    torch.manual_seed(0)
+    model = Positions()
+    with torch.no_grad():
+        model.blocks[0].gamma.fill_(1e-4)  # far below every Linear weight: a global cut would take it whole
+    Masks(model).prune_global(0.5)
+    assert bool((model.blocks[0].gamma == 1e-4).all()) and float(model.alpha) == pytest.approx(1.7)
+    assert set(matrix_layers(model)) == set(prunable_layers(model)) - {"pos", "alpha", "blocks.0.gamma",
+                                                                      "blocks.1.gamma"}
+
+
+class MyEmbedding(nn.Embedding):
+    pass
+
+
+class Tied(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb, self.a, self.b = MyEmbedding(10, 4), Block(4), Block(4)
+        self.b.gamma = self.a.gamma  # one parameter on two modules
+
+
+def test_each_parameter_is_one_layer():
+    layers = prunable_layers(Tied())
+    assert "emb" in layers and "emb.weight" not in layers  # a subclass of PyTorch's module: its own slot
+    assert "a.gamma" in layers and "b.gamma" not in layers
+
+
+def test_a_weights_only_file_does_not_take_parameters_a_module_reads_itself(tmp_path):
+    from deepcompress.compress import compress_model
+    from deepcompress.data import Dataset
+
+    x = torch.randn(40, 5, 6)
+    y = torch.zeros(40, dtype=torch.long)
+    with pytest.raises(UserError, match=r"the model \(Positions\), blocks.0 \(Block\), .*parameters the .dcz file "
+                                        r"cannot store .* with the forward pass, parameters a module reads itself"):
+        compress_model(Positions(), Dataset("toy", x, y, x, y), {"prune": {"layers": {"stem": 0.5}},
+                                                                 "quantize": {"fc_bits": 5}},
+                       tmp_path / "run", weights_only=True, progress=False)
+
+
+class Listed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scales, self.fc = nn.ParameterList([nn.Parameter(torch.ones(4))]), nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc(x * self.scales[0])
+
+
+def test_a_parameter_list_is_refused_with_what_to_do():
+    with pytest.raises(Unsupported, match=r"scales.0: a parameter read from a ParameterList is not supported; "
+                                          r"register it on the module itself"):
+        capture(Listed(), torch.zeros(2, 4))
+
+
+def test_a_parameter_layer_with_a_bias_is_refused():
+    layer = dcz.QuantizedLayer.from_labels("g", "fc", np.zeros((1, 8), np.int64), np.array([0.5], np.float32),
+                                           bias=np.zeros(1, np.float32))
+    meta = {"input_shape": [8], "ops": [{"op": "parameter", "layer": "g", "shape": [8]},
+                                        {"op": "mul", "inputs": [-1, 0]}]}
+    with pytest.raises(graph.GraphError, match="layer 'g' has a bias; a parameter's layer holds its values alone"):
+        graph.parse_forward(meta, {"g": layer})

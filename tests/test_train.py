@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from deepcompress import atomic
 from deepcompress.errors import UserError
 from deepcompress.models import build_model
-from deepcompress.train import TrainConfig, TrainHook, evaluate, learning_rate, load_checkpoint, train
+from deepcompress.train import TrainConfig, TrainHook, evaluate, learning_rate, load_checkpoint, score, train
 
 FAST = dict(epochs=3, batch_size=32, lr=0.05, schedule="cosine", seed=3)
 
@@ -164,9 +164,12 @@ def test_top1_error_leaves_padded_positions_out():
     gen = torch.Generator().manual_seed(1)
     seq, ids = torch.randn(3, 5, 7, generator=gen), torch.randint(0, 7, (3, 5), generator=gen)
     ids[0, 3:], ids[2] = -100, -100  # a short sequence, and one of padding alone
-    want = [(seq[0, :3].argmax(-1) != ids[0, :3]).float().mean(), (seq[1].argmax(-1) != ids[1]).float().mean(), 0]
-    assert torch.allclose(top1_wrong(seq, ids), torch.tensor(want))
-    assert torch.allclose(top1_wrong(seq.transpose(1, 2), ids), torch.tensor(want))  # classes on axis 1
+    want = torch.tensor([(seq[0, :3].argmax(-1) != ids[0, :3]).float().mean(),
+                         (seq[1].argmax(-1) != ids[1]).float().mean(), float("nan")])  # nan: nothing to score
+    torch.testing.assert_close(top1_wrong(seq, ids), want, equal_nan=True)
+    torch.testing.assert_close(top1_wrong(seq.transpose(1, 2), ids), want, equal_nan=True)  # classes on axis 1
+    model = torch.nn.Identity()  # score() leaves the sample of padding alone out of the mean
+    assert score(model, (seq, ids)) == pytest.approx(float(want[:2].mean()))
 
 
 @pytest.mark.parametrize("out, y, why", [

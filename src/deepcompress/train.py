@@ -99,7 +99,7 @@ class BatchShard:
         return loss
 
     def totals(self, values: list[float]) -> list[float]:
-        """An epoch's sums (loss, errors, samples) over all processes."""
+        """An epoch's sums (loss, errors, samples, scored samples) over all processes."""
         return values
 
 
@@ -207,10 +207,17 @@ def top1_wrong(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def _wrong(wrong: torch.Tensor, counted: torch.Tensor | None = None) -> torch.Tensor:
-    """Per sample, the wrong fraction of its `counted` positions (all by default; 0 where none counts)."""
+    """Per sample, the wrong fraction of its `counted` positions (all by default; NaN where none counts)."""
     wrong = wrong.reshape(len(wrong), -1)
     counted = torch.ones_like(wrong) if counted is None else counted.reshape(len(wrong), -1)
-    return (wrong & counted).sum(1) / counted.sum(1).clamp(min=1)
+    return (wrong & counted).sum(1) / counted.sum(1)
+
+
+def error_sum(errors: torch.Tensor) -> tuple[float, int]:
+    """The sum of per-sample errors and how many samples were scored (a sample of padding alone, NaN, is
+    not: it would count as right)."""
+    scored = ~errors.isnan()
+    return errors[scored].sum().item(), int(scored.sum())
 
 
 def _bad_targets(out: torch.Tensor, y: torch.Tensor, why: str) -> UserError:
@@ -256,8 +263,11 @@ def score(model: nn.Module, data, obj: Objective | None = None, batch_size: int 
     pairs = _chunks(*data, batch_size) if _tensor_pair(data) else as_batches(data).test(batch_size)
     for x, y in pairs:
         out = model(x)
-        total += obj.errors(out, y).sum().item() if obj.metric == "error" else obj.loss(out, y).item() * len(y)
-        seen += len(y)
+        if obj.metric == "error":
+            errors, scored = error_sum(obj.errors(out, y))
+            total, seen = total + errors, seen + scored
+        else:
+            total, seen = total + obj.loss(out, y).item() * len(y), seen + len(y)
     model.train(was_training)
     return total / max(seen, 1)
 
@@ -278,7 +288,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 def _run_epoch(model, opt, batches: Batches, cfg, epoch, hooks, progress, shard, obj: Objective) -> dict:
     model.train()
-    total_loss, wrong, seen = 0.0, 0, 0
+    total_loss, wrong, seen, scored = 0.0, 0.0, 0, 0
     bar = tqdm(batches.train_epoch(epoch, cfg.batch_size, cfg.seed), total=batches.steps_per_epoch(cfg.batch_size),
                desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=None if progress else True, leave=False, unit="batch")
     for step, (xb, yb) in enumerate(bar, 1):
@@ -301,13 +311,15 @@ def _run_epoch(model, opt, batches: Batches, cfg, epoch, hooks, progress, shard,
                 raise Diverged(f"the training loss became {value} in epoch {epoch + 1}, batch "
                                f"{step} (lr {opt.param_groups[0]['lr']:g})")
             total_loss += value * len(yb)
-            wrong += obj.errors(out.detach(), yb).sum().item() if obj.metric == "error" else 0
+            if obj.metric == "error":
+                errors, count = error_sum(obj.errors(out.detach(), yb))
+                wrong, scored = wrong + errors, scored + count
             seen += len(yb)
             bar.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
-    total_loss, wrong, seen = shard.totals([total_loss, wrong, seen])
+    total_loss, wrong, seen, scored = shard.totals([total_loss, wrong, seen, scored])
     metrics = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": total_loss / max(seen, 1)}
     if obj.metric == "error":
-        metrics["train_error"] = wrong / max(seen, 1)
+        metrics["train_error"] = wrong / max(scored, 1)
     return metrics
 
 

@@ -6,6 +6,7 @@ every other use (slicing it, concatenating it, a matrix product) is refused, nam
 from __future__ import annotations
 
 import torch.fx
+from torch import nn
 
 from ..format import graph
 from .capture_base import node_shape, refuse, tensor_inputs
@@ -23,6 +24,9 @@ def parameter_op(node: torch.fx.Node, modules: dict, batch: int) -> graph.Parame
     if owner is None or attr not in dict(owner.named_parameters(recurse=False)):
         refuse(where, "a buffer (or another tensor attribute) used directly in forward()",
                "register it as a parameter (nn.Parameter(value, requires_grad=False)) or use it through a module")
+    if isinstance(owner, (nn.ParameterList, nn.ParameterDict)):
+        refuse(where, f"a parameter read from a {type(owner).__name__}",
+               "register it on the module itself (self.scale0 = nn.Parameter(...))")
     if type(owner).__module__.startswith("torch."):
         refuse(where, f"a parameter of {type(owner).__name__} used directly in forward()", "call the module instead")
     shapes = {_sample_shape(node, user, batch, where) for user in node.users}

@@ -30,8 +30,8 @@ from ..train import BatchShard, Objective, TrainConfig, TrainHook, load_checkpoi
 from .export import architecture_ops, example_of, load_into, write_model
 from .fold import apply_torch_prune, fold_batchnorm
 from .report import results_record, write_report
-from .prune import (GradualPruning, L1Penalty, Masks, StdThreshold, TargetSparsity, polynomial_sparsity,
-                    prunable_layers)
+from .prune import (GradualPruning, L1Penalty, Masks, StdThreshold, TargetSparsity, matrix_layers,
+                    polynomial_sparsity, prunable_layers)
 from .quantize import SharedWeights
 from .recipe import PruneStage, QuantizeStage, Recipe, as_recipe
 from .run_folder import check_fresh, check_resumable, run_identity
@@ -262,7 +262,7 @@ def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Pat
     obj = objective or objective_of(loss, metric)
     dataset = data.get("name") if isinstance(data, Mapping) else getattr(data, "name", None)
     apply_torch_prune(model)
-    cfg = checked_recipe(model, recipe, dataset)  # before the data is read: a mistake costs nothing
+    cfg = checked_recipe(model, recipe, dataset, weights_only)  # before the data is read: a mistake costs nothing
     data = as_batches(data)
     example = None if weights_only else example_of(meta or {}, _example(meta or {}, data, example_input))
     if example is not None:
@@ -293,10 +293,12 @@ def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Pat
     return outcome
 
 
-def checked_recipe(model: nn.Module, recipe: Recipe | dict, dataset: str | None) -> Recipe:
+def checked_recipe(model: nn.Module, recipe: Recipe | dict, dataset: str | None,
+                   weights_only: bool = False) -> Recipe:
     """`recipe` checked for compressing `model` (it has [prune] and [quantize], names only the model's
-    layers, and the model has only layers the file can store), as data set `dataset` sees it."""
-    _check_supported(model)
+    layers, and the model has only layers the file can store, `weights_only` or with its forward pass), as
+    data set `dataset` sees it."""
+    _check_supported(model, weights_only)
     known = DATASETS if dataset is None else (*DATASETS, dataset)
     recipe = as_recipe(recipe, datasets=known)
     recipe.require(("prune", "quantize"), "compressing needs [prune] and [quantize] ([encode] is optional)")
@@ -349,9 +351,11 @@ def checked_file_model(path: Path, sample: torch.Tensor) -> nn.Module:
 STORED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.modules.batchnorm._BatchNorm, nn.LayerNorm)
 
 
-def _check_supported(model: nn.Module) -> None:
+def _check_supported(model: nn.Module, weights_only: bool = False) -> None:
     """Refuse models with learned parameters in modules the file cannot store, or with floating-point
-    parameters or buffers other than float32 (what training, weight sharing and the file use), naming them."""
+    parameters or buffers other than float32 (what training, weight sharing and the file use), naming them.
+    A parameter a module reads itself is stored only with the forward pass, whose `parameter` op says
+    what it is (a weights-only file would leave a reader to take it for a matrix)."""
     other = [(n, t.dtype) for n, t in (*model.named_parameters(), *model.named_buffers())
              if t.is_floating_point() and t.dtype != torch.float32]
     if other:
@@ -360,13 +364,15 @@ def _check_supported(model: nn.Module) -> None:
                         f"not float32); deepcompress trains, shares and stores float32 weights: call "
                         f"model.float() first and give it float32 inputs")
     stored = {id(p) for m in model.modules() if isinstance(m, STORED) for p in m.parameters()}
-    stored |= {id(p) for slot in prunable_layers(model).values() for p in slot.parameters()}
+    stored |= {id(p) for slot in (matrix_layers if weights_only else prunable_layers)(model).values()
+               for p in slot.parameters()}
     owners = {name: m for name, m in model.named_modules()
               if any(id(p) not in stored for p in m.parameters(recurse=False))}
     if owners:
         listed = ", ".join(f"{n or 'the model'} ({type(m).__name__})" for n, m in list(owners.items())[:5])
         raise UserError(f"{listed}: parameters the .dcz file cannot store (it stores Linear, Conv2d, Embedding, "
-                        f"LSTM, GRU and MultiheadAttention weights, BatchNorm and LayerNorm)")
+                        f"LSTM, GRU and MultiheadAttention weights, BatchNorm and LayerNorm, and, with the "
+                        f"forward pass, parameters a module reads itself with + - * /)")
 
 
 def _reloaded(model: nn.Module, path: Path) -> nn.Module:

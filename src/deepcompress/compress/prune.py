@@ -21,7 +21,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..train import TrainHook
-from .slots import parameter_slots, sequence_slots
+from .slots import ParameterSlot, parameter_slots, sequence_slots
 
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
@@ -31,14 +31,20 @@ def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
     of its Embedding, LSTM and GRU modules (compress/slots.py: an Embedding under its own name, an LSTM's
     matrices as NAME.weight_ih_l0, NAME.weight_hh_l0, ...) and the parameters its own modules hold directly
     (NAME.ATTR)."""
-    found = {}
+    found, seen = {}, set()
     for name, m in model.named_modules():
         if isinstance(m, PRUNABLE):
             found[name] = m
         else:
             found.update(sequence_slots(name, m))
-            found.update(parameter_slots(name, m))
+            found.update(parameter_slots(name, m, seen))
     return found
+
+
+def matrix_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """prunable_layers without the parameters a module reads itself (a layer-scale vector, a temperature):
+    what global pruning and the sensitivity scans consider."""
+    return {n: m for n, m in prunable_layers(model).items() if not isinstance(m, ParameterSlot)}
 
 
 def _kth_magnitude(values: torch.Tensor, fraction: float) -> float:
@@ -113,11 +119,13 @@ class Masks(TrainHook):
         self.apply()
 
     def prune_global(self, sparsity: float) -> None:
-        """Prune to `sparsity` overall with one magnitude threshold shared by all layers."""
+        """Prune to `sparsity` overall with one magnitude threshold shared by all layers (not the parameters
+        a module reads itself: a layer-scale vector of small values would be cut whole)."""
         _check_fraction("the model", sparsity)
-        weights = torch.cat([m.weight.detach().flatten() for m in self.modules.values()])
+        matrices = {n: m for n, m in self.modules.items() if not isinstance(m, ParameterSlot)}
+        weights = torch.cat([m.weight.detach().flatten() for m in matrices.values()])
         cut = _kth_magnitude(weights, sparsity)
-        for name, module in self.modules.items():
+        for name, module in matrices.items():
             self.masks[name] &= module.weight.detach().abs() > cut
         self.masks = self.agree(self.masks)
         self.apply()

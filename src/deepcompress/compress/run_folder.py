@@ -80,9 +80,12 @@ def check_resumable(out: Path, identity: dict, resume: bool, writes: bool = True
             raise UserError(f"{path}: unreadable ({exc}); remove it to resume without the check") from None
         for key in [*identity, *(k for k in made_with if k not in identity)]:
             if made_with.get(key) != identity.get(key):
+                older = (" (those stages were made before deepcompress recorded a user's loss function)"
+                         if key.startswith("objective loss") and key not in made_with else "")
                 raise UserError(f"--resume: the stages in {out} were made with {key} = "
-                                f"{made_with.get(key, '(unset)')!r}, this run has {identity.get(key, '(unset)')!r}; "
-                                f"resume with the same recipe, objective, model and data, or use another --out")
+                                f"{made_with.get(key, '(unset)')!r}, this run has {identity.get(key, '(unset)')!r}"
+                                f"{older}; resume with the same recipe, objective, model and data, or use another "
+                                f"--out")
     if writes:
         atomic.write_json(path, identity)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from torch import nn
 
 from ..train import evaluate
-from .prune import Masks, TargetSparsity, prunable_layers
+from .prune import Masks, TargetSparsity, matrix_layers
 from .quantize import SharedWeights
 
 DEFAULT_GRID = (0.0, 0.3, 0.5, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99)
@@ -26,7 +26,7 @@ def sensitivity(model: nn.Module, x, y, grid=DEFAULT_GRID, error=evaluate) -> di
     `error(model, x, y)` is the measure (default: top-1 classification error; a distillation run passes
     its distance to the teacher, e.g. deepcompress.minilm_distill.cosine_error)."""
     curves = {}
-    for name in prunable_layers(model):
+    for name in matrix_layers(model):
         points = []
         for sparsity in grid:
             trial = copy.deepcopy(model)
@@ -51,7 +51,7 @@ def bits_sensitivity(model: nn.Module, x, y, widths=DEFAULT_BITS, error=evaluate
     centroids, no pruning, no fine-tuning); the first point, (32, error), is the model unchanged."""
     base = error(model, x, y)
     curves = {}
-    for name in prunable_layers(model):
+    for name in matrix_layers(model):
         points = [(UNQUANTIZED, base)]
         for bits in widths:
             trial = copy.deepcopy(model)

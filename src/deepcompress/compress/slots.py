@@ -69,11 +69,9 @@ def sequence_slots(name: str, module: nn.Module) -> dict[str, WeightSlot]:
 
 
 class ParameterSlot(WeightSlot):
-    """A parameter registered directly on a module that is not PyTorch's own (`self.pos = nn.Parameter(...)`),
-    which forward() reads itself; the file stores it as a 2-D fc-kind layer (`file_shape`)."""
-
-    def __init__(self, module: nn.Module, attr: str):
-        super().__init__(module, attr)
+    """A parameter registered directly on a user's own module (`self.pos = nn.Parameter(...)`), which
+    forward() reads itself; the file stores it as a 2-D fc-kind layer (`file_shape`). Only a recipe that
+    names it prunes it."""
 
     @property
     def file_shape(self) -> tuple:
@@ -81,11 +79,19 @@ class ParameterSlot(WeightSlot):
         shape = tuple(self.weight.shape)
         return (math.prod(shape[:-1]), shape[-1]) if shape else (1, 1)
 
+    def __repr__(self) -> str:
+        return f"ParameterSlot({type(self.module).__name__}.{self.weight_name})"
 
-def parameter_slots(name: str, module: nn.Module) -> dict[str, ParameterSlot]:
-    """The slots of the parameters registered directly on `module` (named NAME.ATTR, or ATTR at the top),
-    unless it is one of PyTorch's modules, whose parameters their own ops read."""
-    if type(module).__module__.startswith("torch."):
+
+def parameter_slots(name: str, module: nn.Module, seen: set) -> dict[str, ParameterSlot]:
+    """The slots of the parameters registered directly on `module` (named NAME.ATTR, or ATTR at the top)
+    whose id is not in `seen` (a parameter tied to two modules is one layer; `seen` gains them), unless the
+    module is, or derives from, one of PyTorch's modules, whose own ops read its parameters."""
+    if any(c.__module__.startswith("torch.") for c in type(module).__mro__ if c not in (nn.Module, object)):
         return {}
-    return {f"{name}.{attr}" if name else attr: ParameterSlot(module, attr)
-            for attr, p in module.named_parameters(recurse=False) if p is not None}
+    slots = {}
+    for attr, p in module.named_parameters(recurse=False):
+        if id(p) not in seen:
+            seen.add(id(p))
+            slots[f"{name}.{attr}" if name else attr] = ParameterSlot(module, attr)
+    return slots

@@ -74,7 +74,10 @@ class Parameter(LayerOp):
         return {**super().params(), "shape": list(self.shape)}
 
     def infer(self, shapes, layers, where):
-        rows, cols = self.weight(layers, where).shape
+        layer = self.weight(layers, where)
+        if getattr(layer, "bias", None) is not None:
+            raise GraphError(f"{where}: layer {self.layer!r} has a bias; a parameter's layer holds its values alone")
+        rows, cols = layer.shape
         if rows * cols != math.prod(self.shape):
             raise GraphError(f"{where}: shape {list(self.shape)} holds {math.prod(self.shape)} values, layer "
                              f"{self.layer!r} ({rows} x {cols}) {rows * cols}")

@@ -51,11 +51,11 @@ class RankShard(BatchShard):
         return loss if scale == 1.0 else loss * scale
 
     def totals(self, values: list[float]) -> list[float]:
-        """Sum the epoch's loss, error and sample counts over all ranks."""
+        """Sum the epoch's loss, error and sample counts over all ranks (the errors are sums of per-sample
+        fractions, so not whole numbers)."""
         t = torch.tensor(values, dtype=torch.float64)
         dist.all_reduce(t, group=self.group)
-        loss, wrong, seen = t.tolist()
-        return [loss, int(wrong), int(seen)]
+        return [v if i < 2 else int(v) for i, v in enumerate(t.tolist())]
 
 
 @dataclass

@@ -79,13 +79,18 @@ def test_the_stored_values_are_the_pruned_and_shared_parameters(tmp_path):
     assert int((model.pos != 0).sum()) == model.pos.numel() // 2  # pruned like any layer: half kept
 
 
-class Cls(nn.Module):
+class ExpandedSum(nn.Module):
     def __init__(self):
         super().__init__()
         self.cls, self.fc = nn.Parameter(torch.zeros(1, 1, 4)), nn.Linear(4, 4)
 
     def forward(self, x):
-        return self.fc(torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1))
+        return self.fc(self.cls.expand(x.shape[0], -1, -1) + x)
+
+
+class ExpandedFixed(ExpandedSum):
+    def forward(self, x):
+        return self.fc(torch.cat([self.cls.expand(2, -1, -1), x], dim=1))  # the example's batch, hard-coded
 
 
 class Sliced(nn.Module):
@@ -144,7 +149,8 @@ class Product(nn.Module):
 
 
 @pytest.mark.parametrize("model, shape, why", [
-    (Cls(), (2, 3, 4), r"forward\(\) cls: a parameter read by expand"),
+    (ExpandedSum(), (2, 3, 4), r"forward\(\) cls: a parameter expanded to the batch and read by add"),
+    (ExpandedFixed(), (2, 3, 4), r"forward\(\) cls: a parameter read by expand"),
     (Sliced(), (2, 3, 4), r"forward\(\) pos: a parameter read by getitem"),
     (PerSample(), (2, 4), r"forward\(\) w: a parameter of shape \(2, 4\) whose first axis lines up with the batch"),
     (Buffered(), (2, 3, 4), r"forward\(\) pe: a buffer .* register it as a parameter"),
@@ -174,10 +180,11 @@ def test_a_parameter_record_is_checked_against_its_layer():
     meta["ops"][0] = {"op": "parameter", "layer": "pos", "shape": [5, 8]}
     fp = graph.parse_forward(meta, {"pos": layer})
     assert fp.inputs == ((), (-1, 0)) and fp.outputs == ((5, 8), (5, 8))
-    for reader in ({"op": "relu", "inputs": [0]}, {"op": "concat", "dim": 0, "inputs": [-1, 0]},
+    for reader in ({"op": "relu", "inputs": [0]}, {"op": "concat", "dim": 0, "inputs": [0, 0]},
                    {"op": "add", "inputs": [0, 0]}):
         meta["ops"][1] = reader
-        with pytest.raises(graph.GraphError, match=r"op 1 \(\w+\): reads a parameter op's value; only add, mul"):
+        with pytest.raises(graph.GraphError, match=r"op 1 \(\w+\): reads a parameter op's value; only add, mul, "
+                                                   r"sub, div and concat with another op's value may"):
             graph.parse_forward(meta, {"pos": layer})
 
 
@@ -211,7 +218,8 @@ def test_the_integer_runtimes_read_parameters_too(tmp_path, precision, tol):
     assert np.linalg.norm(got - want) <= tol * np.linalg.norm(want)
 
 
-def test_onnx_export_holds_the_parameters(tmp_path):
+@pytest.mark.parametrize("net, shape", [("Positions", (5, 6)), ("TinyViT", (1, 8, 8))])
+def test_onnx_export_holds_the_parameters(tmp_path, net, shape):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     import onnxruntime as ort
@@ -219,9 +227,9 @@ def test_onnx_export_holds_the_parameters(tmp_path):
     from deepcompress.onnx_export import export_onnx
 
     torch.manual_seed(0)
-    model = write_pruned(Positions(), tmp_path / "m.dcz", torch.zeros(1, 5, 6))
+    model = write_pruned(globals()[net](), tmp_path / "m.dcz", torch.zeros(1, *shape))
     out = export_onnx(tmp_path / "m.dcz", tmp_path / "m.onnx")
-    x = _inputs()[-1]
+    x = torch.randn(3, *shape, generator=torch.Generator().manual_seed(1))  # another batch than exported with
     got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(["output"], {"input": x.numpy()})[0]
     want = model(x).detach().numpy()
     assert np.linalg.norm(got - want) <= 1e-5 * np.linalg.norm(want)
@@ -300,3 +308,31 @@ def test_a_parameter_layer_with_a_bias_is_refused():
                                         {"op": "mul", "inputs": [-1, 0]}]}
     with pytest.raises(graph.GraphError, match="layer 'g' has a bias; a parameter's layer holds its values alone"):
         graph.parse_forward(meta, {"g": layer})
+
+
+class TinyViT(nn.Module):
+    """A vision transformer as timm writes one: 4 x 4 patches of an 8 x 8 image by a strided Conv2d, a class
+    token joined in front, learned positions, an encoder layer, the class token's output to the head."""
+
+    def __init__(self, dim: int = 16):
+        super().__init__()
+        self.patch = nn.Conv2d(1, dim, 4, stride=4)
+        self.cls = nn.Parameter(torch.randn(1, 1, dim))
+        self.pos = nn.Parameter(torch.randn(1, 5, dim))
+        self.encoder = nn.TransformerEncoderLayer(dim, 2, 32, dropout=0.0, batch_first=True, norm_first=True)
+        self.norm, self.head = nn.LayerNorm(dim), nn.Linear(dim, 3)
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.pos
+        return self.head(self.norm(self.encoder(x))[:, 0])
+
+
+def test_a_vision_transformer_with_a_class_token_runs_like_torch_from_the_file(tmp_path):
+    torch.manual_seed(5)
+    model = write_pruned(TinyViT(), tmp_path / "vit.dcz", torch.zeros(1, 1, 8, 8))
+    meta = dcz.read(tmp_path / "vit.dcz")[1]
+    concat = next(op for op in meta["ops"] if op["op"] == "concat")
+    assert meta["ops"][concat["inputs"][0]] == {"op": "parameter", "layer": "cls", "shape": [1, 16], "inputs": []}
+    gen = torch.Generator().manual_seed(6)
+    assert_runs_like_torch(model, tmp_path / "vit.dcz", [torch.randn(n, 1, 8, 8, generator=gen) for n in (1, 3)])

@@ -138,7 +138,7 @@ def _apply(op: graph.Op, xs: list, layer: nn.Module | None) -> torch.Tensor:
                                + torch.tensor(op.shift).reshape(-1, *[1] * (x.dim() - 2))),
         graph.LayerNorm: lambda: F.layer_norm(x, (len(op.weight),), torch.tensor(op.weight), torch.tensor(op.bias),
                                               op.eps),
-        graph.Concat: lambda: torch.cat(xs, dim=op.dim % (x.dim() - 1) + 1),
+        graph.Concat: lambda: _concat(xs, op.dim % (x.dim() - 1) + 1),
     }
     if type(op) in simple:
         return simple[type(op)]()
@@ -173,6 +173,12 @@ def _apply_attn(op: graph.Op, xs: list, layer: nn.Module | None) -> torch.Tensor
         return (x.amax if isinstance(op, graph.Amax) else x.mean)(dim=dims, keepdim=op.keepdim)
     a, b = (_aligned(t, max(xs[0].dim(), xs[1].dim())) for t in xs)
     return {graph.MatMul: torch.matmul, graph.Sub: torch.sub, graph.Div: torch.div}[type(op)](a, b)
+
+
+def _concat(xs: list, dim: int) -> torch.Tensor:
+    """torch.cat along `dim`; a parameter's value (batch 1) expanded to the others' batch first."""
+    batch = max(t.shape[0] for t in xs)
+    return torch.cat([t.expand(batch, *t.shape[1:]) for t in xs], dim=dim)
 
 
 def _aligned(t: torch.Tensor, ndim: int) -> torch.Tensor:

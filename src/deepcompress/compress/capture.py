@@ -25,7 +25,7 @@ from .capture_ops import ARITHMETIC, call_op, module_op, zero_padding
 from .capture_alias import clobbers_a_later_read, writes_its_input
 from .capture_attention import AttentionCapture
 from .capture_index import NARROWS, Parts
-from .capture_param import parameter_op
+from .capture_param import is_batch_expand, parameter_op
 from .capture_seq import SequenceCapture
 
 __all__ = ["Unsupported", "capture", "check_variable_axes"]
@@ -129,10 +129,10 @@ class _Numbers(torch.fx.Interpreter):
 
 def _numbers_used_in_arithmetic(traced: torch.fx.GraphModule) -> bool:
     """Whether forward() computes a number (from sizes) that arithmetic on tensors, attention or indexing
-    reads, or an upsampling size."""
+    reads, or an upsampling or expand size."""
     return any(isinstance(n.meta.get(VALUE), (int, float)) and any(
         u.target in ARITHMETIC or u.target in NARROWS or u.target in (F.scaled_dot_product_attention,
-                                                                      operator.getitem, F.interpolate)
+                                                                      operator.getitem, F.interpolate, "expand")
         for u in n.users)
         for n in traced.graph.nodes)
 
@@ -195,6 +195,9 @@ def _ops_of(traced: torch.fx.GraphModule, modules: dict, batch: int) -> list[gra
             continue
         if node.op == "get_attr":  # a parameter forward() reads itself
             _append(node, parameter_op(node, modules, batch), (), index, ops)
+            continue
+        if is_batch_expand(node):  # the parameter itself: concatenation broadcasts it over the batch
+            index[node] = index[node.args[0]]
             continue
         if node.op != "call_module" and not node_shape(node):
             _refuse_tensor_parts(node)

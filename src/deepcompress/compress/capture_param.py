@@ -1,18 +1,22 @@
 """A parameter that forward() reads itself, as the file's `parameter` op: `x + self.pos` (a learned position
-table), `self.gamma * x` (layer scale), `x * self.scale + self.shift`. The value has batch 1 and is read only
-by +, -, *, / with a tensor that has the batch, so the file computes what PyTorch's broadcasting does;
-every other use (slicing it, concatenating it, a matrix product) is refused, naming the parameter."""
+table), `self.gamma * x` (layer scale), `x * self.scale + self.shift`, and a class token joined to the
+sequence, `torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1)`. The value has batch 1 and is read
+only by +, -, *, / with a tensor that has the batch, or, expanded to the batch, by torch.cat, so the file
+computes what PyTorch's broadcasting does; every other use (slicing it, a matrix product) is refused,
+naming the parameter."""
 
 from __future__ import annotations
 
+import torch
 import torch.fx
 from torch import nn
 
 from ..format import graph
-from .capture_base import node_shape, refuse, tensor_inputs
+from .capture_base import OTHER_BATCH_VALUE, VALUE, node_shape, refuse, tensor_inputs
 from .capture_ops import ARITHMETIC
 
-USE = "the file reads a parameter only in +, -, *, / with a tensor that has the batch (x + self.pos, self.gamma * x)"
+USE = ("the file reads a parameter only in +, -, *, / with a tensor that has the batch (x + self.pos, "
+       "self.gamma * x) or expanded to the batch in torch.cat (self.cls.expand(x.shape[0], -1, -1))")
 
 
 def parameter_op(node: torch.fx.Node, modules: dict, batch: int) -> graph.Parameter:
@@ -37,6 +41,8 @@ def parameter_op(node: torch.fx.Node, modules: dict, batch: int) -> graph.Parame
 
 def _sample_shape(node: torch.fx.Node, user: torch.fx.Node, batch: int, where: str) -> tuple:
     """The parameter's per-sample shape as `user` (+, -, *, / with a batched tensor) broadcasts it."""
+    if is_batch_expand(user):
+        return _expanded_shape(node, user, where)
     sources = tensor_inputs(user)
     others = [s for s in sources if s is not node]
     target = user.target if user.op in ("call_function", "call_method") else None
@@ -50,4 +56,25 @@ def _sample_shape(node: torch.fx.Node, user: torch.fx.Node, batch: int, where: s
     if shape[0] != 1:
         refuse(where, f"a parameter of shape {tuple(shape)} whose first axis lines up with the batch",
                "give it a leading axis of 1 (or none): it is the same for every sample")
+    return shape[1:]
+
+
+def is_batch_expand(node: torch.fx.Node) -> bool:
+    """Whether `node` is `param.expand(B, ...)` of a parameter, B the batch size forward() read (the value
+    it stands for: the parameter itself, which concatenation broadcasts over the batch)."""
+    if node.op != "call_method" or node.target != "expand" or len(node.args) < 2:
+        return False
+    source, size = node.args[0], node.args[1]
+    return (isinstance(source, torch.fx.Node) and source.op == "get_attr" and isinstance(size, torch.fx.Node)
+            and size.meta.get(VALUE) == node_shape(node)[0] and size.meta.get(OTHER_BATCH_VALUE) == 3)
+
+
+def _expanded_shape(node: torch.fx.Node, expand: torch.fx.Node, where: str) -> tuple:
+    """The per-sample shape of a parameter that `expand` broadcasts to the batch for torch.cat."""
+    shape, sizes = node_shape(node), expand.args[2:]
+    if len(sizes) != len(shape) - 1 or shape[0] != 1 or any(s not in (-1, d) for s, d in zip(sizes, shape[1:])):
+        refuse(where, f"expanding a parameter of shape {tuple(shape)} other than to the batch", USE)
+    readers = [u for u in expand.users if u.target not in (torch.cat, torch.concat)]
+    if readers:
+        refuse(where, f"a parameter expanded to the batch and read by {readers[0].name}", USE)
     return shape[1:]

@@ -153,12 +153,12 @@ def _infer(ops: list, input_shape: tuple, input_dtype: str, layers: dict) -> tup
 
 
 def _check_parameter_reads(op: Op, sources: list, where: str) -> None:
-    """A parameter's value (batch 1) is read only by add, mul, sub or div with a value that has the batch,
-    which broadcasts it; GraphError for any other reader."""
+    """A parameter's value (batch 1) is read only by add, mul, sub, div or concat with a value that has the
+    batch, over which they broadcast it; GraphError for any other reader."""
     held = [isinstance(s, Parameter) for s in sources]
-    if any(held) and (not isinstance(op, Binary) or all(held)):
-        raise GraphError(f"{where}: reads a parameter op's value; only add, mul, sub and div with another "
-                         "op's value may")
+    if any(held) and (not isinstance(op, (Binary, Concat)) or all(held)):
+        raise GraphError(f"{where}: reads a parameter op's value; only add, mul, sub, div and concat with "
+                         "another op's value may")
 
 
 def emit_ops(ops) -> list[dict]:

@@ -271,6 +271,14 @@ def _binary(fn):
     return run
 
 
+def _concat(axis: int):
+    """Inputs joined along `axis`; a parameter's value (batch 1) broadcast to the others' batch first."""
+    def run(*xs):
+        batch = max(len(x) for x in xs)
+        return np.concatenate([np.broadcast_to(x, (batch, *x.shape[1:])) for x in xs], axis=axis)
+    return run
+
+
 def build_op(op: graph.Op, layers: dict, forward: graph.ForwardPass, i: int, inplace: bool, batch: int,
              threads: int = 1, precision: str = "fp32", shared: dict | None = None):
     """The runnable op for record i of the pass, its layer prepared for `batch`-sized inputs and run on
@@ -332,8 +340,7 @@ def build_op(op: graph.Op, layers: dict, forward: graph.ForwardPass, i: int, inp
     if isinstance(op, graph.Mul):
         return _binary(np.multiply)
     if isinstance(op, graph.Concat):
-        axis = op.dim % len(in_shape) + 1
-        return lambda *xs: np.concatenate(xs, axis=axis)
+        return _concat(op.dim % len(in_shape) + 1)
     if isinstance(op, (graph.Embedding, graph.Recurrent, graph.Select)):
         from .recurrent import build_sequence_op  # it imports this module's helpers
         return build_sequence_op(op, layers, forward, i, batch, threads, precision, where, shared)

@@ -110,7 +110,11 @@ def _apply(op: graph.Op, xs: list, layer: nn.Module | None) -> torch.Tensor:
         top, bottom, left, right = op.padding
         padded = F.pad(x, (left, right, top, bottom)) if any(op.padding) else x
         return F.conv2d(padded, layer.weight, layer.bias, op.stride, 0, op.dilation, op.groups)
-    if isinstance(op, (graph.Fc, graph.Embedding)):
+    if isinstance(op, (graph.Fc, graph.Embedding)):  # one module for a layer both ops read (tied weights)
+        if isinstance(op, graph.Fc) and isinstance(layer, nn.Embedding):
+            return F.linear(x, layer.weight)
+        if isinstance(op, graph.Embedding) and isinstance(layer, nn.Linear):
+            return F.embedding(x, layer.weight)
         return layer(x)
     if isinstance(op, graph.Recurrent):
         return _run_recurrent(op, layer, x)

@@ -27,6 +27,7 @@ from .capture_attention import AttentionCapture
 from .capture_index import NARROWS, Parts
 from .capture_param import is_batch_expand, parameter_op
 from .capture_seq import SequenceCapture
+from .slots import weight_layers
 
 __all__ = ["Unsupported", "capture", "check_variable_axes"]
 
@@ -83,7 +84,26 @@ def _capture_at(model: nn.Module, example_input: torch.Tensor) -> list[graph.Op]
         model.train(was_training)
     ops = _ops_of(traced, dict(model.named_modules()), len(example_input))  # what it cannot express first
     _check_trace_agrees(eager, traced_out)
-    return ops
+    return _untied(ops, model)
+
+
+def _untied(ops: list[graph.Op], model: nn.Module) -> list[graph.Op]:
+    """The ops with each layer op whose weight is tied to an earlier layer's (an output layer sharing the
+    embedding's table) reading that layer, which the file stores once; Unsupported for a tied layer with a
+    bias of its own, since a file layer holds one bias."""
+    layers, tied = weight_layers(model)
+    out = []
+    for op in ops:
+        if isinstance(op, graph.LayerOp) and op.layer in tied:
+            holder = layers[tied[op.layer]]
+            bias = getattr(model.get_submodule(op.layer), "bias", None)
+            if bias is not None and bias is not holder.bias:
+                raise Unsupported(f"{op.layer}: its weight is tied to {tied[op.layer]} but its bias is its own; "
+                                  f"the file stores a tied weight once, with one bias: drop {op.layer}'s bias or "
+                                  f"untie the weights ({WEIGHTS_ONLY_HINT})")
+            op = dataclasses.replace(op, layer=tied[op.layer])
+        out.append(op)
+    return out
 
 
 def _check_trace_agrees(eager, traced) -> None:

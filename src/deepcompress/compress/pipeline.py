@@ -33,6 +33,7 @@ from .report import results_record, write_report
 from .prune import (GradualPruning, L1Penalty, Masks, StdThreshold, TargetSparsity, matrix_layers,
                     polynomial_sparsity, prunable_layers)
 from .quantize import SharedWeights
+from .slots import weight_layers
 from .recipe import PruneStage, QuantizeStage, Recipe, as_recipe
 from .run_folder import check_fresh, check_resumable, run_identity
 
@@ -302,7 +303,8 @@ def checked_recipe(model: nn.Module, recipe: Recipe | dict, dataset: str | None,
     known = DATASETS if dataset is None else (*DATASETS, dataset)
     recipe = as_recipe(recipe, datasets=known)
     recipe.require(("prune", "quantize"), "compressing needs [prune] and [quantize] ([encode] is optional)")
-    recipe.check_layers(prunable_layers(model))
+    layers, tied = weight_layers(model)
+    recipe.check_layers(layers, tied=tied)
     return recipe.for_dataset(dataset)
 
 

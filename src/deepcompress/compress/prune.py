@@ -21,24 +21,15 @@ from torch import nn
 
 from ..errors import UserError
 from ..train import TrainHook
-from .slots import ParameterSlot, parameter_slots, sequence_slots
-
-PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
+from .slots import ParameterSlot, weight_layers
 
 
 def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
     """The model's Linear and Conv2d layers by qualified name, in definition order, and the weight slots
     of its Embedding, LSTM and GRU modules (compress/slots.py: an Embedding under its own name, an LSTM's
     matrices as NAME.weight_ih_l0, NAME.weight_hh_l0, ...) and the parameters its own modules hold directly
-    (NAME.ATTR)."""
-    found, seen = {}, set()
-    for name, m in model.named_modules():
-        if isinstance(m, PRUNABLE):
-            found[name] = m
-        else:
-            found.update(sequence_slots(name, m))
-            found.update(parameter_slots(name, m, seen))
-    return found
+    (NAME.ATTR); a weight tied to an earlier layer's (slots.weight_layers) is that layer."""
+    return weight_layers(model)[0]
 
 
 def matrix_layers(model: nn.Module) -> dict[str, nn.Module]:

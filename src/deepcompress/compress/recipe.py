@@ -227,17 +227,19 @@ class Recipe:
                 raise UserError(f"{f'recipe {self.file}' if self.file else 'the recipe'} has no [{name}] table; "
                                 f"{purpose}")
 
-    def check_layers(self, layers: Iterable[str], model: str = "the model") -> None:
-        """Refuse a [STAGE.layers] entry, in the recipe or a data-set override, naming none of `layers`."""
-        layers = list(layers)
+    def check_layers(self, layers: Iterable[str], model: str = "the model", tied: dict | None = None) -> None:
+        """Refuse a [STAGE.layers] entry, in the recipe or a data-set override, naming none of `layers` (or
+        a layer whose weight is tied to another's: `tied` maps it to the layer to name instead)."""
+        layers, tied = list(layers), tied or {}
         variants = [("", self)] + [(f".dataset.{d}", r) for d, r in self.datasets.items()]
         for place, recipe in variants:
             for name in LAYER_TABLES:
                 settings = getattr(recipe, name)
                 unknown = [n for n in (settings.layers if settings else ()) if n not in layers]
                 if unknown:
-                    raise self.where(f"{name}{place}.layers").error(
-                        f"{model} has no layer {unknown[0]!r}{suggestion(unknown[0], layers)}")
+                    hint = (f" of its own: its weight is tied to {tied[unknown[0]]!r}; name {tied[unknown[0]]!r}"
+                            if unknown[0] in tied else suggestion(unknown[0], layers))
+                    raise self.where(f"{name}{place}.layers").error(f"{model} has no layer {unknown[0]!r}{hint}")
 
 
 def _override_names(tables: dict, where: Where, allowed: list[str]) -> list[str]:

@@ -83,15 +83,33 @@ class ParameterSlot(WeightSlot):
         return f"ParameterSlot({type(self.module).__name__}.{self.weight_name})"
 
 
-def parameter_slots(name: str, module: nn.Module, seen: set) -> dict[str, ParameterSlot]:
-    """The slots of the parameters registered directly on `module` (named NAME.ATTR, or ATTR at the top)
-    whose id is not in `seen` (a parameter tied to two modules is one layer; `seen` gains them), unless the
-    module is, or derives from, one of PyTorch's modules, whose own ops read its parameters."""
+def parameter_slots(name: str, module: nn.Module) -> dict[str, ParameterSlot]:
+    """The slots of the parameters registered directly on `module` (named NAME.ATTR, or ATTR at the top),
+    unless the module is, or derives from, one of PyTorch's modules, whose own ops read its parameters."""
     if any(c.__module__.startswith("torch.") for c in type(module).__mro__ if c not in (nn.Module, object)):
         return {}
-    slots = {}
-    for attr, p in module.named_parameters(recurse=False):
-        if id(p) not in seen:
-            seen.add(id(p))
-            slots[f"{name}.{attr}" if name else attr] = ParameterSlot(module, attr)
-    return slots
+    return {f"{name}.{attr}" if name else attr: ParameterSlot(module, attr)
+            for attr, _ in module.named_parameters(recurse=False)}
+
+
+PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+
+def weight_layers(model: nn.Module) -> tuple[dict, dict[str, str]]:
+    """The model's weight layers by name, in definition order (Linear/Conv modules, sequence slots,
+    parameter slots), each weight tensor once, and the tied names: {name: the layer holding its weight}
+    for a module whose weight is an earlier layer's (an output layer tied to the embedding, as GPT-2 does)."""
+    found, tied, holder = {}, {}, {}
+    for name, m in model.named_modules():
+        if isinstance(m, PRUNABLE):
+            candidates = {name: m}
+        else:
+            candidates = {**sequence_slots(name, m), **parameter_slots(name, m)}
+        for layer_name, layer in candidates.items():
+            key = id(layer.weight)
+            if key in holder:
+                tied[layer_name] = holder[key]
+            else:
+                holder[key] = layer_name
+                found[layer_name] = layer
+    return found, tied

@@ -100,17 +100,18 @@ def activation_matmuls(forward: graph.ForwardPass | None) -> list[MatmulWork]:
 def sequence_uses(forward: graph.ForwardPass | None, layers: dict) -> dict[str, dict]:
     """Per layer the parsed forward pass uses more than once per sample, or not as a matrix product:
     "steps" (matrix-vector products per sample), "role" ("w_ih" or "w_hh" of an LSTM/GRU), or "note" (an
-    embedding or a parameter: not costed). Empty when there is no pass (read_pass says why) or no such use."""
+    embedding or a parameter: not costed; an embedding table an fc op also reads, tied, is costed as that). Empty when there is no pass (read_pass says why) or no such use."""
     if forward is None:
         return {}
     uses = {}
+    products = {op.layer for op in forward.ops if isinstance(op, graph.Fc)}  # also read as a matrix (tied)
     for i, op in enumerate(forward.ops):
         if isinstance(op, graph.Parameter):
             uses[op.layer] = {"note": f"parameter: {math.prod(op.shape)} value(s) the model holds, read by "
                                       "element-wise arithmetic, not a matrix product; not costed"}
             continue
         shape = forward.input_shapes(i)[0]
-        if isinstance(op, graph.Embedding):
+        if isinstance(op, graph.Embedding) and op.layer not in products:
             uses[op.layer] = {"note": f"embedding: a table lookup (one row of {layers[op.layer].shape[1]} values "
                                       f"read per token), not a matrix product; not costed"}
         elif isinstance(op, graph.Recurrent):

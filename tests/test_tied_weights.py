@@ -1,0 +1,73 @@
+"""A weight tied to another layer's (an output layer sharing the embedding's table, as GPT-2 and many
+language models do) is one layer: pruned and shared once, stored once, read by both ops from the file;
+a recipe naming the tied name, or a tied layer with a bias of its own, is refused with what to do."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from conftest import assert_runs_like_torch
+from deepcompress import format as dcz
+from deepcompress.compress import compress_model
+from deepcompress.compress.capture import Unsupported, capture
+from deepcompress.compress.prune import prunable_layers
+from deepcompress.data import Dataset
+from deepcompress.errors import UserError
+from deepcompress.hardware.model_sim import simulate_model
+
+VOCAB, WIDTH = 50, 16
+
+
+class TiedLM(nn.Module):
+    def __init__(self, head_bias: bool = False):
+        super().__init__()
+        self.wte, self.fc = nn.Embedding(VOCAB, WIDTH), nn.Linear(WIDTH, WIDTH)
+        self.lm_head = nn.Linear(WIDTH, VOCAB, bias=head_bias)
+        self.lm_head.weight = self.wte.weight
+
+    def forward(self, idx):
+        return self.lm_head(torch.relu(self.fc(self.wte(idx))))
+
+
+def _loss(out, y):
+    return F.cross_entropy(out.reshape(-1, VOCAB), y.reshape(-1))
+
+
+def _run(tmp_path, layers):
+    torch.manual_seed(0)
+    model, x = TiedLM(), torch.randint(0, VOCAB, (300, 6))
+    y = torch.randint(0, VOCAB, (300, 6))
+    recipe = {"prune": {"iterations": 1, "layers": layers, "retrain": {"epochs": 1, "batch_size": 50}},
+              "quantize": {"fc_bits": 4}}
+    out = compress_model(model, Dataset("toy", x[:200], y[:200], x[200:], y[200:]), recipe, tmp_path / "run",
+                         example_input=x[:1], progress=False, loss=_loss)
+    return model, x, out
+
+
+def test_a_tied_output_layer_is_the_embedding_s_layer_in_the_file(tmp_path):
+    model, x, out = _run(tmp_path, {"wte": 0.5})
+    assert list(prunable_layers(model)) == ["wte", "fc"]
+    layers, meta = dcz.read(tmp_path / "run" / "model.dcz")
+    assert [layer.name for layer in layers] == ["wte", "fc"]  # stored once
+    assert [op["layer"] for op in meta["ops"] if "layer" in op] == ["wte", "fc", "wte"]
+    assert model.lm_head.weight is model.wte.weight and float((model.wte.weight != 0).float().mean()) == 0.5
+    stored = layers[0].to_dense()
+    np.testing.assert_array_equal(stored, model.wte.weight.detach().numpy())
+    assert_runs_like_torch(model, tmp_path / "run" / "model.dcz", [x[:1], x[:5]])
+    total = simulate_model(tmp_path / "run" / "model.dcz", "eie")[-1]
+    assert not total["partial"]  # the table costed as the output layer's product, the lookups being reads
+
+
+def test_a_recipe_naming_the_tied_layer_is_told_which_to_name(tmp_path):
+    with pytest.raises(UserError, match=r"the model has no layer 'lm_head' of its own: its weight is tied to 'wte'; "
+                                        r"name 'wte'"):
+        _run(tmp_path, {"lm_head": 0.5})
+
+
+def test_a_tied_layer_with_its_own_bias_is_refused():
+    with pytest.raises(Unsupported, match="lm_head: its weight is tied to wte but its bias is its own"):
+        capture(TiedLM(head_bias=True), torch.zeros(2, 6, dtype=torch.long))

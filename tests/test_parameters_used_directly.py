@@ -166,11 +166,16 @@ def test_uses_the_file_cannot_express_are_refused_naming_the_parameter(model, sh
 
 def test_a_parameter_record_is_checked_against_its_layer():
     layer = dcz.QuantizedLayer.from_labels("pos", "fc", np.zeros((5, 8), np.int64), np.array([0.5], np.float32))
-    meta = {"input_shape": [5, 8], "ops": [{"op": "parameter", "layer": "pos", "shape": [4, 8]},
+    meta = {"input_shape": [5, 8], "ops": [{"op": "parameter", "layer": "pos", "shape": [6, 8]},
                                            {"op": "add", "inputs": [-1, 0]}]}
-    with pytest.raises(graph.GraphError, match=r"op 0 \(parameter\): shape \[4, 8\] holds 32 values, layer 'pos' "
-                                               r"\(5 x 8\) 40"):
-        graph.parse_forward(meta, {"pos": layer})
+    for shape in ([6, 8], [3, 5]):  # more values than the layer holds; not whole rows
+        meta["ops"][0]["shape"] = shape
+        with pytest.raises(graph.GraphError, match=rf"op 0 \(parameter\): shape \[{shape[0]}, {shape[1]}\] holds "
+                                                   rf"{shape[0] * shape[1]} values, not whole rows of layer 'pos' "
+                                                   r"\(5 x 8\)"):
+            graph.parse_forward(meta, {"pos": layer})
+    meta["ops"][0]["shape"] = [4, 8]  # the first four rows: positions 0..3 of a longer table
+    assert graph.parse_forward({**meta, "input_shape": [4, 8]}, {"pos": layer}).outputs == ((4, 8), (4, 8))
     meta["ops"][0] = {"op": "parameter", "layer": "pos", "shape": [5, 8], "inputs": [-1]}
     with pytest.raises(graph.GraphError, match=r"takes 0 input\(s\), inputs lists 1"):
         graph.parse_forward(meta, {"pos": layer})

@@ -71,3 +71,53 @@ def test_a_recipe_naming_the_tied_layer_is_told_which_to_name(tmp_path):
 def test_a_tied_layer_with_its_own_bias_is_refused():
     with pytest.raises(Unsupported, match="lm_head: its weight is tied to wte but its bias is its own"):
         capture(TiedLM(head_bias=True), torch.zeros(2, 6, dtype=torch.long))
+
+
+class TinyGPT(nn.Module):
+    """GPT-2's layout at toy size: token and position embeddings (positions looked up at torch.arange(t),
+    as nanoGPT does), a block, a final LayerNorm, the output layer tied to the token embedding."""
+
+    def __init__(self, length: int = 6):
+        super().__init__()
+        self.wte, self.wpe = nn.Embedding(VOCAB, WIDTH), nn.Embedding(length + 4, WIDTH)
+        self.block = nn.TransformerEncoderLayer(WIDTH, 2, 32, dropout=0.0, batch_first=True, norm_first=True)
+        self.ln_f, self.lm_head = nn.LayerNorm(WIDTH), nn.Linear(WIDTH, VOCAB, bias=False)
+        self.lm_head.weight = self.wte.weight
+
+    def forward(self, idx):
+        t = idx.size(1)
+        pos = torch.arange(0, t, dtype=torch.long, device=idx.device)
+        x = self.wte(idx) + self.wpe(pos)
+        return self.lm_head(self.ln_f(self.block(x)))
+
+
+def test_a_gpt_with_positions_from_arange_and_a_tied_head_runs_like_torch_from_the_file(tmp_path):
+    from conftest import write_pruned
+
+    torch.manual_seed(7)
+    model = write_pruned(TinyGPT(), tmp_path / "gpt.dcz", torch.zeros(1, 6, dtype=torch.long))
+    layers, meta = dcz.read(tmp_path / "gpt.dcz")
+    assert "lm_head" not in {layer.name for layer in layers}
+    assert {"op": "parameter", "layer": "wpe", "shape": [6, WIDTH], "inputs": []} in meta["ops"]
+    gen = torch.Generator().manual_seed(8)
+    assert_runs_like_torch(model, tmp_path / "gpt.dcz", [torch.randint(0, VOCAB, (n, 6), generator=gen)
+                                                          for n in (1, 3)])
+
+
+class BatchPositions(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.wpe, self.fc = nn.Embedding(8, 4), nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc(x + self.wpe(torch.arange(x.shape[0])).unsqueeze(1))  # one row per sample: the batch
+
+
+def test_positions_counted_over_the_batch_are_refused():
+    with pytest.raises(Unsupported, match="a number that depends on the batch size"):
+        capture(BatchPositions(), torch.zeros(2, 3, 4))
+
+
+def test_positions_from_arange_fix_the_length():
+    with pytest.raises(Unsupported, match=r"variable_axes \[1\]: op 1 \(parameter\) depends on the input's length"):
+        capture(TinyGPT(), torch.zeros(1, 6, dtype=torch.long), variable_axes=(1,))

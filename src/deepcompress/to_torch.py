@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -19,11 +20,12 @@ from .format import graph
 
 
 class Held(nn.Module):
-    """A parameter op's value, one sample (1, *shape), as a parameter; calling it returns it."""
+    """A parameter op's value (the layer's values, or its first rows), one sample (1, *shape), as a
+    parameter; calling it returns it."""
 
     def __init__(self, values: torch.Tensor, shape: tuple):
         super().__init__()
-        self.value = nn.Parameter(values.reshape(1, *shape))
+        self.value = nn.Parameter(values.reshape(-1)[:math.prod(shape)].reshape(1, *shape))
 
     def forward(self) -> torch.Tensor:
         """The value (batch 1: arithmetic broadcasts it over the batch)."""

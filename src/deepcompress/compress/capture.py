@@ -25,7 +25,7 @@ from .capture_ops import ARITHMETIC, call_op, module_op, zero_padding
 from .capture_alias import clobbers_a_later_read, writes_its_input
 from .capture_attention import AttentionCapture
 from .capture_index import NARROWS, Parts
-from .capture_param import is_batch_expand, parameter_op
+from .capture_param import is_batch_expand, is_position_ids, is_positions, parameter_op, position_op
 from .capture_seq import SequenceCapture
 from .slots import weight_layers
 
@@ -152,7 +152,8 @@ def _numbers_used_in_arithmetic(traced: torch.fx.GraphModule) -> bool:
     reads, or an upsampling or expand size."""
     return any(isinstance(n.meta.get(VALUE), (int, float)) and any(
         u.target in ARITHMETIC or u.target in NARROWS or u.target in (F.scaled_dot_product_attention,
-                                                                      operator.getitem, F.interpolate, "expand")
+                                                                      operator.getitem, F.interpolate, "expand",
+                                                                      torch.arange)
         for u in n.users)
         for n in traced.graph.nodes)
 
@@ -207,6 +208,11 @@ def _ops_of(traced: torch.fx.GraphModule, modules: dict, batch: int) -> list[gra
             continue
         if node.op == "output":
             return _finish(node, index, ops)
+        if is_position_ids(node, modules):  # torch.arange(t): read only by the position lookup below
+            continue
+        if is_positions(node, modules):  # wpe(torch.arange(t)): the table's first t rows
+            _append(node, position_op(node, batch), (), index, ops)
+            continue
         if attention.take(node, lambda n, chain, source: _expand_as(n, chain, source, index, ops)):
             continue
         if seq.take(node, index, lambda n, op, src: _append(n, op, src, index, ops)):

@@ -1,6 +1,7 @@
 """A parameter that forward() reads itself, as the file's `parameter` op: `x + self.pos` (a learned position
 table), `self.gamma * x` (layer scale), `x * self.scale + self.shift`, and a class token joined to the
-sequence, `torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1)`. The value has batch 1 and is read
+sequence, `torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1)`; and learned positions looked up
+with `self.wpe(torch.arange(t))` (GPT-2, BERT), the first t rows of the table. The value has batch 1 and is read
 only by +, -, *, / with a tensor that has the batch, or, expanded to the batch, by torch.cat, so the file
 computes what PyTorch's broadcasting does; every other use (slicing it, a matrix product) is refused,
 naming the parameter."""
@@ -12,7 +13,7 @@ import torch.fx
 from torch import nn
 
 from ..format import graph
-from .capture_base import OTHER_BATCH_VALUE, VALUE, node_shape, refuse, tensor_inputs
+from .capture_base import OTHER_BATCH_VALUE, VALUE, node_shape, number_value, refuse, tensor_inputs
 from .capture_ops import ARITHMETIC
 
 USE = ("the file reads a parameter only in +, -, *, / with a tensor that has the batch (x + self.pos, "
@@ -37,6 +38,46 @@ def parameter_op(node: torch.fx.Node, modules: dict, batch: int) -> graph.Parame
     if len(shapes) != 1:
         refuse(where, f"a parameter broadcast to {len(shapes)} different shapes", USE)
     return graph.Parameter(layer=node.target, shape=shapes.pop())
+
+
+def position_op(node: torch.fx.Node, batch: int) -> graph.Parameter:
+    """The `parameter` op of an Embedding looked up at torch.arange(t) (is_positions): its table's first t
+    rows, as its readers broadcast them."""
+    where = f"{node.target}(torch.arange(...))"
+    ids = node.args[0] if node.args[0].target is torch.arange else node.args[0].args[0]
+    position_count(ids, where)  # refuses a count that depends on the batch size
+    shapes = {_sample_shape(node, user, batch, where) for user in node.users}
+    if len(shapes) != 1:
+        refuse(where, f"positions broadcast to {len(shapes)} different shapes", USE)
+    return graph.Parameter(layer=node.target, shape=shapes.pop())
+
+
+def is_positions(node: torch.fx.Node, modules: dict) -> bool:
+    """Whether `node` calls an nn.Embedding on position ids, torch.arange(t) (or its .unsqueeze(0))."""
+    return (node.op == "call_module" and isinstance(modules.get(node.target), nn.Embedding) and len(node.args) == 1
+            and isinstance(node.args[0], torch.fx.Node) and _arange_ids(node.args[0]))
+
+
+def is_position_ids(node: torch.fx.Node, modules: dict) -> bool:
+    """Whether `node` is torch.arange(t) or torch.arange(0, t), or its .unsqueeze(0), read only on the way
+    to Embedding modules (a value without the batch, skipped: the lookup becomes a parameter op)."""
+    return _arange_ids(node) and bool(node.users) and all(
+        is_positions(u, modules) or is_position_ids(u, modules) for u in node.users)
+
+
+def _arange_ids(node: torch.fx.Node) -> bool:
+    """torch.arange(t), torch.arange(0, t) (any dtype and device), or the .unsqueeze(0) of one."""
+    if node.op == "call_method" and node.target == "unsqueeze" and node.args[1:] == (0,):
+        source = node.args[0]
+        return isinstance(source, torch.fx.Node) and source.target is torch.arange and _arange_ids(source)
+    return (node.target is torch.arange and len(node.args) in (1, 2) and (len(node.args) == 1 or node.args[0] == 0)
+            and node.kwargs.get("start", 0) == 0 and node.kwargs.get("step", 1) == 1)
+
+
+def position_count(node: torch.fx.Node, where: str) -> int:
+    """How many positions torch.arange(t) (or arange(0, t)) makes: t, a number from sizes or a constant."""
+    end = node.args[-1] if node.args else node.kwargs.get("end")
+    return int(number_value(end, where))
 
 
 def _sample_shape(node: torch.fx.Node, user: torch.fx.Node, batch: int, where: str) -> tuple:

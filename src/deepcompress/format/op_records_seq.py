@@ -54,8 +54,9 @@ class Embedding(LayerOp):
 @dataclass(frozen=True)
 class Parameter(LayerOp):
     """A value the model holds and its forward() uses directly (a learned position table, a layer-scale
-    vector): the fc-kind layer's weights, row-major, as one sample of per-sample `shape`. It takes no
-    input; its value has batch 1, which element-wise ops broadcast over the other input's batch."""
+    vector): the fc-kind layer's weights, row-major, as one sample of per-sample `shape`, or its first rows
+    when `shape` holds fewer values (positions 0..t-1 of a longer table). It takes no input; its value has
+    batch 1, which element-wise ops and concatenation broadcast over the other input's batch."""
 
     name: ClassVar[str] = "parameter"
     kind: ClassVar[str] = "fc"
@@ -78,9 +79,10 @@ class Parameter(LayerOp):
         if getattr(layer, "bias", None) is not None:
             raise GraphError(f"{where}: layer {self.layer!r} has a bias; a parameter's layer holds its values alone")
         rows, cols = layer.shape
-        if rows * cols != math.prod(self.shape):
-            raise GraphError(f"{where}: shape {list(self.shape)} holds {math.prod(self.shape)} values, layer "
-                             f"{self.layer!r} ({rows} x {cols}) {rows * cols}")
+        size = math.prod(self.shape)
+        if size > rows * cols or size % cols:
+            raise GraphError(f"{where}: shape {list(self.shape)} holds {size} values, not whole rows of layer "
+                             f"{self.layer!r} ({rows} x {cols})")
         return self.shape
 
 

@@ -11,6 +11,7 @@ One LSTM/GRU call whose sequence output and final states are all used is several
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import numpy as np
@@ -39,11 +40,13 @@ class Embedding:
 
 
 class ParameterValue:
-    """A parameter op's value: the decoded layer as one sample (1, *shape), a fresh copy per call so that
-    an op allowed to write into its input never changes the stored value."""
+    """A parameter op's value: the decoded layer (its first rows, if `shape` holds fewer values) as one
+    sample (1, *shape), a fresh copy per call so that an op allowed to write into its input never changes
+    the stored value."""
 
     def __init__(self, layer, shape: tuple):
-        self.value = np.ascontiguousarray(layer.to_dense(), np.float32).reshape(1, *shape)
+        values = np.ascontiguousarray(layer.to_dense(), np.float32).reshape(-1)
+        self.value = values[:math.prod(shape)].reshape(1, *shape)
 
     def __call__(self) -> np.ndarray:
         """The value, batch 1."""

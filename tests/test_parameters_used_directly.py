@@ -88,6 +88,17 @@ class ExpandedSum(nn.Module):
         return self.fc(self.cls.expand(x.shape[0], -1, -1) + x)
 
 
+class TwoTokens(ExpandedSum):
+    def __init__(self):
+        super().__init__()
+        self.dist = nn.Parameter(torch.zeros(1, 1, 4))
+
+    def forward(self, x):
+        b = x.shape[0]
+        tokens = torch.cat([self.cls.expand(b, -1, -1), self.dist.expand(b, -1, -1)], dim=1)  # no batch yet
+        return self.fc(torch.cat([tokens, x], dim=1))
+
+
 class ExpandedFixed(ExpandedSum):
     def forward(self, x):
         return self.fc(torch.cat([self.cls.expand(2, -1, -1), x], dim=1))  # the example's batch, hard-coded
@@ -150,6 +161,7 @@ class Product(nn.Module):
 
 @pytest.mark.parametrize("model, shape, why", [
     (ExpandedSum(), (2, 3, 4), r"forward\(\) cls: a parameter expanded to the batch and read by add"),
+    (TwoTokens(), (2, 3, 4), r"forward\(\) cls: a parameter expanded to the batch and read by cat "),
     (ExpandedFixed(), (2, 3, 4), r"forward\(\) cls: a parameter read by expand"),
     (Sliced(), (2, 3, 4), r"forward\(\) pos: a parameter read by getitem"),
     (PerSample(), (2, 4), r"forward\(\) w: a parameter of shape \(2, 4\) whose first axis lines up with the batch"),

@@ -69,7 +69,7 @@ def test_a_recipe_naming_the_tied_layer_is_told_which_to_name(tmp_path):
 
 
 def test_a_tied_layer_with_its_own_bias_is_refused():
-    with pytest.raises(Unsupported, match="lm_head: its weight is tied to wte but its bias is its own"):
+    with pytest.raises(UserError, match="lm_head: its weight is tied to wte but not its bias"):
         capture(TiedLM(head_bias=True), torch.zeros(2, 6, dtype=torch.long))
 
 
@@ -121,3 +121,92 @@ def test_positions_counted_over_the_batch_are_refused():
 def test_positions_from_arange_fix_the_length():
     with pytest.raises(Unsupported, match=r"variable_axes \[1\]: op 1 \(parameter\) depends on the input's length"):
         capture(TinyGPT(), torch.zeros(1, 6, dtype=torch.long), variable_axes=(1,))
+
+
+class DecoderTied(nn.Module):
+    """PyTorch's word_language_model: the decoder Linear (with a bias) tied to the encoder Embedding."""
+
+    def __init__(self, decoder_first: bool = False):
+        super().__init__()
+        if decoder_first:  # the Linear holds the weight, the Embedding reads it
+            self.decoder, self.encoder = nn.Linear(WIDTH, VOCAB), nn.Embedding(VOCAB, WIDTH)
+            self.encoder.weight = self.decoder.weight
+        else:
+            self.encoder, self.decoder = nn.Embedding(VOCAB, WIDTH), nn.Linear(WIDTH, VOCAB)
+            self.decoder.weight = self.encoder.weight
+
+    def forward(self, idx):
+        return self.decoder(torch.tanh(self.encoder(idx)))
+
+
+def test_a_tied_decoder_with_its_own_bias_is_refused_before_any_work_even_weights_only(tmp_path):
+    x = torch.randint(0, VOCAB, (20, 6))
+    for weights_only in (False, True):
+        with pytest.raises(UserError, match="decoder: its weight is tied to encoder but not its bias"):
+            compress_model(DecoderTied(), Dataset("toy", x, x, x, x), {"prune": {"layers": {"encoder": 0.5}},
+                                                                     "quantize": {"fc_bits": 4}},
+                           tmp_path / f"run{weights_only}", weights_only=weights_only, example_input=x[:1],
+                           progress=False, loss=_loss)
+
+
+def test_an_embedding_reading_a_linear_s_weight_keeps_the_linear_s_bias_in_decompress(tmp_path):
+    from conftest import write_pruned
+
+    torch.manual_seed(9)
+    model = DecoderTied(decoder_first=True)
+    with torch.no_grad():
+        model.decoder.bias.fill_(0.5)
+    model = write_pruned(model, tmp_path / "m.dcz", torch.zeros(1, 6, dtype=torch.long))
+    assert_runs_like_torch(model, tmp_path / "m.dcz", [torch.randint(0, VOCAB, (3, 6))])
+
+
+class TiedRecurrent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc, self.rnn = nn.Linear(WIDTH, 4 * WIDTH, bias=False), nn.LSTM(WIDTH, WIDTH, batch_first=True)
+        self.rnn.weight_ih_l0 = self.fc.weight
+
+    def forward(self, x):
+        return self.rnn(x)[0] + self.fc(x)[..., :WIDTH]
+
+
+class MaxNormPositions(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.wpe, self.fc = nn.Embedding(8, 4, max_norm=0.5), nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc(x + self.wpe(torch.arange(x.shape[1])))
+
+
+class ShiftedPositions(MaxNormPositions):
+    def forward(self, x):
+        return self.fc(x + self.wpe(torch.arange(2, 2 + x.shape[1])))
+
+
+@pytest.mark.parametrize("model, shape, why", [
+    (TiedRecurrent(), (2, 3, WIDTH), "rnn.weight_ih_l0: its weight is tied to fc; the file cannot tie a recurrent"),
+    (MaxNormPositions(), (2, 3, 4), r"wpe: Embedding\(max_norm=0.5\) is not supported"),
+    (ShiftedPositions(), (2, 3, 4), r"torch.arange\(\) other than position ids read by an nn.Embedding is not "
+                                    r"supported; look positions up as self.wpe\(torch.arange\(t\)\)"),
+])
+def test_ties_and_positions_the_file_cannot_hold_are_refused(model, shape, why):
+    with pytest.raises(UserError, match=why):
+        capture(model, torch.zeros(*shape))
+
+
+def test_batchnorm_does_not_fold_into_a_weight_two_convolutions_share():
+    from deepcompress.compress.fold import foldable_pairs
+
+    class Trident(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.c2 = nn.Conv2d(2, 2, 3, padding=1), nn.Conv2d(2, 2, 3, padding=2, dilation=2)
+            self.c2.weight = self.c1.weight
+            self.b1, self.b2, self.c3 = nn.BatchNorm2d(2), nn.BatchNorm2d(2), nn.Conv2d(2, 2, 1)
+            self.b3 = nn.BatchNorm2d(2)
+
+        def forward(self, x):
+            return self.b1(self.c1(x)) + self.b2(self.c2(x)) + self.b3(self.c3(x))
+
+    assert foldable_pairs(Trident().eval()) == [("c3", "b3")]

@@ -204,7 +204,8 @@ class Decompressed(nn.Module):
         except graph.GraphError as err:
             raise UserError(f"cannot rebuild the model: {err}") from None
         self.weights = nn.ModuleDict()
-        for op in self.forward_pass.ops:
+        # a layer an fc op reads (tied to an embedding) becomes an nn.Linear, with the bias the file holds
+        for op in sorted(self.forward_pass.ops, key=lambda o: not isinstance(o, graph.Fc)):
             key = _key(op)
             if key is not None and key not in self.weights:
                 self.weights[key] = (_recurrent(op, by_name) if isinstance(op, graph.Recurrent)

@@ -19,7 +19,7 @@ from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 from ..errors import UserError
 from ..format import graph
 from .capture_length import another_length, length_free, check_variable_axes
-from .capture_base import (OTHER_BATCH_VALUE, SKIP, VALUE, WEIGHTS_ONLY_HINT, Unsupported, node_shape, refuse,
+from .capture_base import (OTHER_BATCH, OTHER_BATCH_VALUE, SKIP, VALUE, WEIGHTS_ONLY_HINT, Unsupported, node_shape, refuse,
                            tensor_inputs)
 from .capture_ops import ARITHMETIC, call_op, module_op, zero_padding
 from .capture_alias import clobbers_a_later_read, writes_its_input
@@ -27,7 +27,7 @@ from .capture_attention import AttentionCapture
 from .capture_index import NARROWS, Parts
 from .capture_param import is_batch_expand, is_position_ids, is_positions, parameter_op, position_op
 from .capture_seq import SequenceCapture
-from .slots import weight_layers
+from .slots import check_ties, weight_layers
 
 __all__ = ["Unsupported", "capture", "check_variable_axes"]
 
@@ -75,7 +75,7 @@ def _capture_at(model: nn.Module, example_input: torch.Tensor) -> list[graph.Op]
             eager = model(example_input.clone())  # a clone: forward() may write into its input
             traced_out = _Recording(traced, VALUE).propagate(example_input.clone())
             if _numbers_used_in_arithmetic(traced):
-                _values_at_another_batch(traced, torch.cat([example_input[:1]] * 3))
+                _values_at_another_batch(traced, torch.cat([example_input[:1]] * OTHER_BATCH))
     except Exception as err:  # the user's model failed on the example: say so, with its own message
         cause = err.__cause__ or err
         raise UserError(f"the model failed on the example input of shape {tuple(example_input.shape)} "
@@ -89,21 +89,11 @@ def _capture_at(model: nn.Module, example_input: torch.Tensor) -> list[graph.Op]
 
 def _untied(ops: list[graph.Op], model: nn.Module) -> list[graph.Op]:
     """The ops with each layer op whose weight is tied to an earlier layer's (an output layer sharing the
-    embedding's table) reading that layer, which the file stores once; Unsupported for a tied layer with a
-    bias of its own, since a file layer holds one bias."""
-    layers, tied = weight_layers(model)
-    out = []
-    for op in ops:
-        if isinstance(op, graph.LayerOp) and op.layer in tied:
-            holder = layers[tied[op.layer]]
-            bias = getattr(model.get_submodule(op.layer), "bias", None)
-            if bias is not None and bias is not holder.bias:
-                raise Unsupported(f"{op.layer}: its weight is tied to {tied[op.layer]} but its bias is its own; "
-                                  f"the file stores a tied weight once, with one bias: drop {op.layer}'s bias or "
-                                  f"untie the weights ({WEIGHTS_ONLY_HINT})")
-            op = dataclasses.replace(op, layer=tied[op.layer])
-        out.append(op)
-    return out
+    embedding's table) reading that layer, which the file stores once (slots.check_ties refuses the rest)."""
+    check_ties(model)
+    tied = weight_layers(model)[1]
+    return [dataclasses.replace(op, layer=tied[op.layer]) if isinstance(op, graph.LayerOp) and op.layer in tied
+            else op for op in ops]
 
 
 def _check_trace_agrees(eager, traced) -> None:
@@ -210,8 +200,11 @@ def _ops_of(traced: torch.fx.GraphModule, modules: dict, batch: int) -> list[gra
             return _finish(node, index, ops)
         if is_position_ids(node, modules):  # torch.arange(t): read only by the position lookup below
             continue
+        if node.target is torch.arange:
+            refuse(f"forward() {node.name}", "torch.arange() other than position ids read by an nn.Embedding",
+                   "look positions up as self.wpe(torch.arange(t)) or torch.arange(0, t).unsqueeze(0)")
         if is_positions(node, modules):  # wpe(torch.arange(t)): the table's first t rows
-            _append(node, position_op(node, batch), (), index, ops)
+            _append(node, position_op(node, modules, batch), (), index, ops)
             continue
         if attention.take(node, lambda n, chain, source: _expand_as(n, chain, source, index, ops)):
             continue

@@ -10,6 +10,7 @@ from ..errors import UserError
 
 SKIP = "skip"  # a node that passes its input through unchanged at inference (dropout, contiguous)
 VALUE, OTHER_BATCH_VALUE = "deepcompress_value", "deepcompress_value_batch3"  # node.meta keys of numbers
+OTHER_BATCH = 3  # the batch forward() runs at a second time, to tell numbers that depend on the batch
 WEIGHTS_ONLY_HINT = "or write weights only (weights_only=True)"
 
 

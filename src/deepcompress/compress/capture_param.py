@@ -13,8 +13,9 @@ import torch.fx
 from torch import nn
 
 from ..format import graph
-from .capture_base import OTHER_BATCH_VALUE, VALUE, node_shape, number_value, refuse, tensor_inputs
+from .capture_base import OTHER_BATCH, OTHER_BATCH_VALUE, VALUE, node_shape, number_value, refuse, tensor_inputs
 from .capture_ops import ARITHMETIC
+from .capture_seq import embedding_op
 
 USE = ("the file reads a parameter only in +, -, *, / with a tensor that has the batch (x + self.pos, "
        "self.gamma * x) or expanded to the batch in torch.cat (self.cls.expand(x.shape[0], -1, -1))")
@@ -40,12 +41,13 @@ def parameter_op(node: torch.fx.Node, modules: dict, batch: int) -> graph.Parame
     return graph.Parameter(layer=node.target, shape=shapes.pop())
 
 
-def position_op(node: torch.fx.Node, batch: int) -> graph.Parameter:
+def position_op(node: torch.fx.Node, modules: dict, batch: int) -> graph.Parameter:
     """The `parameter` op of an Embedding looked up at torch.arange(t) (is_positions): its table's first t
     rows, as its readers broadcast them."""
     where = f"{node.target}(torch.arange(...))"
     ids = node.args[0] if node.args[0].target is torch.arange else node.args[0].args[0]
-    position_count(ids, where)  # refuses a count that depends on the batch size
+    check_position_count(ids, where)
+    embedding_op(node.target, modules[node.target], refuse)  # what inference cannot keep (max_norm, ...)
     shapes = {_sample_shape(node, user, batch, where) for user in node.users}
     if len(shapes) != 1:
         refuse(where, f"positions broadcast to {len(shapes)} different shapes", USE)
@@ -74,10 +76,9 @@ def _arange_ids(node: torch.fx.Node) -> bool:
             and node.kwargs.get("start", 0) == 0 and node.kwargs.get("step", 1) == 1)
 
 
-def position_count(node: torch.fx.Node, where: str) -> int:
-    """How many positions torch.arange(t) (or arange(0, t)) makes: t, a number from sizes or a constant."""
-    end = node.args[-1] if node.args else node.kwargs.get("end")
-    return int(number_value(end, where))
+def check_position_count(node: torch.fx.Node, where: str) -> None:
+    """Refuse torch.arange(t) whose t depends on the batch size (a constant or a length is fine)."""
+    number_value(node.args[-1], where)
 
 
 def _sample_shape(node: torch.fx.Node, user: torch.fx.Node, batch: int, where: str) -> tuple:
@@ -107,7 +108,7 @@ def is_batch_expand(node: torch.fx.Node) -> bool:
         return False
     source, size = node.args[0], node.args[1]
     return (isinstance(source, torch.fx.Node) and source.op == "get_attr" and isinstance(size, torch.fx.Node)
-            and size.meta.get(VALUE) == node_shape(node)[0] and size.meta.get(OTHER_BATCH_VALUE) == 3)
+            and size.meta.get(VALUE) == node_shape(node)[0] and size.meta.get(OTHER_BATCH_VALUE) == OTHER_BATCH)
 
 
 def _expanded_shape(node: torch.fx.Node, expand: torch.fx.Node, where: str) -> tuple:
@@ -115,7 +116,8 @@ def _expanded_shape(node: torch.fx.Node, expand: torch.fx.Node, where: str) -> t
     shape, sizes = node_shape(node), expand.args[2:]
     if len(sizes) != len(shape) - 1 or shape[0] != 1 or any(s not in (-1, d) for s, d in zip(sizes, shape[1:])):
         refuse(where, f"expanding a parameter of shape {tuple(shape)} other than to the batch", USE)
-    readers = [u for u in expand.users if u.target not in (torch.cat, torch.concat)]
+    readers = [u for u in expand.users if u.target not in (torch.cat, torch.concat)
+               or all(is_batch_expand(s) for s in tensor_inputs(u))]  # a cat of parameters alone has no batch
     if readers:
         refuse(where, f"a parameter expanded to the batch and read by {readers[0].name}", USE)
     return shape[1:]

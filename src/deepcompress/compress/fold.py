@@ -34,8 +34,8 @@ def _calls(graph: torch.fx.Graph) -> dict[str, int]:
 
 
 def foldable_pairs(model: nn.Module, example: torch.Tensor | None = None) -> list[tuple[str, str]]:
-    """(layer, batchnorm) names where a Conv2d or Linear feeds only a BatchNorm in inference mode, each
-    called once; a Linear only when its output is (batch, features) on `example` (BatchNorm1d of a 3-D
+    """(layer, batchnorm) names where a Conv2d or Linear whose weight no other module shares feeds only a
+    BatchNorm in inference mode, each called once; a Linear only when its output is (batch, features) on `example` (BatchNorm1d of a 3-D
     tensor normalises another axis), so without an example only convolutions fold. Empty when torch.fx
     cannot trace the model (capture then says why)."""
     try:
@@ -50,6 +50,8 @@ def foldable_pairs(model: nn.Module, example: torch.Tensor | None = None) -> lis
             ShapeProp(traced).propagate(torch.as_tensor(example))
         model.train(was_training)
     modules, calls = dict(model.named_modules()), _calls(graph)
+    weights = [id(m.weight) for m in modules.values() if isinstance(getattr(m, "weight", None), torch.Tensor)]
+    tied = {w for w in weights if weights.count(w) > 1}  # folding would change every layer sharing it
     pairs = []
     for node in graph.nodes:
         if node.op != "call_module" or not isinstance(modules[node.target], _BatchNorm):
@@ -57,6 +59,7 @@ def foldable_pairs(model: nn.Module, example: torch.Tensor | None = None) -> lis
         src = node.args[0]
         if (isinstance(src, torch.fx.Node) and src.op == "call_module"
                 and isinstance(modules[src.target], (nn.Conv2d, nn.Linear)) and len(src.users) == 1
+                and id(modules[src.target].weight) not in tied
                 and calls[src.target] == 1 and calls[node.target] == 1
                 and modules[node.target].running_mean is not None and _folds_along_features(src, modules)):
             pairs.append((src.target, node.target))

@@ -33,7 +33,7 @@ from .report import results_record, write_report
 from .prune import (GradualPruning, L1Penalty, Masks, StdThreshold, TargetSparsity, matrix_layers,
                     polynomial_sparsity, prunable_layers)
 from .quantize import SharedWeights
-from .slots import weight_layers
+from .slots import check_ties, weight_layers
 from .recipe import PruneStage, QuantizeStage, Recipe, as_recipe
 from .run_folder import check_fresh, check_resumable, run_identity
 
@@ -300,6 +300,7 @@ def checked_recipe(model: nn.Module, recipe: Recipe | dict, dataset: str | None,
     layers, and the model has only layers the file can store, `weights_only` or with its forward pass), as
     data set `dataset` sees it."""
     _check_supported(model, weights_only)
+    check_ties(model)
     known = DATASETS if dataset is None else (*DATASETS, dataset)
     recipe = as_recipe(recipe, datasets=known)
     recipe.require(("prune", "quantize"), "compressing needs [prune] and [quantize] ([encode] is optional)")

@@ -13,6 +13,7 @@ import math
 import torch
 from torch import nn
 
+from ..errors import UserError
 from ..format.graph import weight_names
 
 
@@ -99,7 +100,13 @@ def weight_layers(model: nn.Module) -> tuple[dict, dict[str, str]]:
     """The model's weight layers by name, in definition order (Linear/Conv modules, sequence slots,
     parameter slots), each weight tensor once, and the tied names: {name: the layer holding its weight}
     for a module whose weight is an earlier layer's (an output layer tied to the embedding, as GPT-2 does)."""
-    found, tied, holder = {}, {}, {}
+    found, ties = _layers_and_ties(model)
+    return found, {name: holder for name, (holder, _) in ties.items()}
+
+
+def _layers_and_ties(model: nn.Module) -> tuple[dict, dict[str, tuple[str, object]]]:
+    """weight_layers, with each tied name's own layer (module or slot) next to its holder's name."""
+    found, ties, holder = {}, {}, {}
     for name, m in model.named_modules():
         if isinstance(m, PRUNABLE):
             candidates = {name: m}
@@ -108,8 +115,24 @@ def weight_layers(model: nn.Module) -> tuple[dict, dict[str, str]]:
         for layer_name, layer in candidates.items():
             key = id(layer.weight)
             if key in holder:
-                tied[layer_name] = holder[key]
+                ties[layer_name] = (holder[key], layer)
             else:
                 holder[key] = layer_name
                 found[layer_name] = layer
-    return found, tied
+    return found, ties
+
+
+def check_ties(model: nn.Module) -> None:
+    """Refuse a tie the file cannot store once: a tied Linear or Conv whose bias is not its holder's (a file
+    layer holds one bias, which every fc or conv op reading it adds), or a tied recurrent or attention
+    matrix (their ops name their matrices themselves)."""
+    found, ties = _layers_and_ties(model)
+    for name, (holder, layer) in ties.items():
+        if isinstance(layer, ParameterSlot):
+            continue  # forward() reads it by the holder's name
+        if isinstance(layer, WeightSlot) and not isinstance(layer.module, nn.Embedding):
+            raise UserError(f"{name}: its weight is tied to {holder}; the file cannot tie a recurrent or "
+                            "attention matrix: untie the weights")
+        if not isinstance(layer, WeightSlot) and layer.bias is not found[holder].bias:
+            raise UserError(f"{name}: its weight is tied to {holder} but not its bias; the file stores a tied "
+                            f"weight once, with one bias: give both the same bias (or none) or untie the weights")

@@ -100,7 +100,8 @@ def activation_matmuls(forward: graph.ForwardPass | None) -> list[MatmulWork]:
 def sequence_uses(forward: graph.ForwardPass | None, layers: dict) -> dict[str, dict]:
     """Per layer the parsed forward pass uses more than once per sample, or not as a matrix product:
     "steps" (matrix-vector products per sample), "role" ("w_ih" or "w_hh" of an LSTM/GRU), or "note" (an
-    embedding or a parameter: not costed; an embedding table an fc op also reads, tied, is costed as that). Empty when there is no pass (read_pass says why) or no such use."""
+    embedding or a parameter: not costed; an embedding table an fc op also reads, tied, is costed as
+    that). Empty when there is no pass (read_pass says why) or no such use."""
     if forward is None:
         return {}
     uses = {}

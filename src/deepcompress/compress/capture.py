@@ -19,7 +19,7 @@ from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 from ..errors import UserError
 from ..format import graph
 from .capture_length import another_length, length_free, check_variable_axes
-from .capture_base import (OTHER_BATCH, OTHER_BATCH_VALUE, SKIP, VALUE, WEIGHTS_ONLY_HINT, Unsupported, node_shape, refuse,
+from .capture_base import (OTHER_BATCH_VALUE, SKIP, VALUE, WEIGHTS_ONLY_HINT, Unsupported, node_shape, refuse,
                            tensor_inputs)
 from .capture_ops import ARITHMETIC, call_op, module_op, zero_padding
 from .capture_alias import clobbers_a_later_read, writes_its_input
@@ -75,7 +75,7 @@ def _capture_at(model: nn.Module, example_input: torch.Tensor) -> list[graph.Op]
             eager = model(example_input.clone())  # a clone: forward() may write into its input
             traced_out = _Recording(traced, VALUE).propagate(example_input.clone())
             if _numbers_used_in_arithmetic(traced):
-                _values_at_another_batch(traced, torch.cat([example_input[:1]] * OTHER_BATCH))
+                _values_at_another_batch(traced, torch.cat([example_input[:1]] * (len(example_input) + 1)))
     except Exception as err:  # the user's model failed on the example: say so, with its own message
         cause = err.__cause__ or err
         raise UserError(f"the model failed on the example input of shape {tuple(example_input.shape)} "
@@ -149,8 +149,8 @@ def _numbers_used_in_arithmetic(traced: torch.fx.GraphModule) -> bool:
 
 
 def _values_at_another_batch(traced: torch.fx.GraphModule, example: torch.Tensor) -> None:
-    """Record the numbers forward() computes on a batch of 3: one that differs from its batch-2 value
-    depends on the batch size. A model that fails here hard-codes its batch; the numbers it computed
+    """Record the numbers forward() computes on `example`, a batch one larger than the captured one: a
+    number that differs from its value there depends on the batch size. A model that fails here hard-codes its batch; the numbers it computed
     stay unrecorded, so they are refused as batch-dependent."""
     try:
         _Numbers(traced).run(example)

@@ -9,8 +9,9 @@ import torch.fx
 from ..errors import UserError
 
 SKIP = "skip"  # a node that passes its input through unchanged at inference (dropout, contiguous)
-VALUE, OTHER_BATCH_VALUE = "deepcompress_value", "deepcompress_value_batch3"  # node.meta keys of numbers
-OTHER_BATCH = 3  # the batch forward() runs at a second time, to tell numbers that depend on the batch
+# node.meta keys of numbers: at the example's batch, and at one more (forward() runs twice, so a number that
+# depends on the batch differs between them)
+VALUE, OTHER_BATCH_VALUE = "deepcompress_value", "deepcompress_value_batch3"
 WEIGHTS_ONLY_HINT = "or write weights only (weights_only=True)"
 
 

@@ -13,7 +13,7 @@ import torch.fx
 from torch import nn
 
 from ..format import graph
-from .capture_base import OTHER_BATCH, OTHER_BATCH_VALUE, VALUE, node_shape, number_value, refuse, tensor_inputs
+from .capture_base import OTHER_BATCH_VALUE, VALUE, node_shape, number_value, refuse, tensor_inputs
 from .capture_ops import ARITHMETIC
 from .capture_seq import embedding_op
 
@@ -108,7 +108,7 @@ def is_batch_expand(node: torch.fx.Node) -> bool:
         return False
     source, size = node.args[0], node.args[1]
     return (isinstance(source, torch.fx.Node) and source.op == "get_attr" and isinstance(size, torch.fx.Node)
-            and size.meta.get(VALUE) == node_shape(node)[0] and size.meta.get(OTHER_BATCH_VALUE) == OTHER_BATCH)
+            and size.meta.get(VALUE) == node_shape(node)[0] and size.meta.get(OTHER_BATCH_VALUE) == node_shape(node)[0] + 1)
 
 
 def _expanded_shape(node: torch.fx.Node, expand: torch.fx.Node, where: str) -> tuple:

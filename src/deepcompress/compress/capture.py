@@ -27,7 +27,7 @@ from .capture_attention import AttentionCapture
 from .capture_index import NARROWS, Parts
 from .capture_param import is_batch_expand, is_position_ids, is_positions, parameter_op, position_op
 from .capture_seq import SequenceCapture
-from .slots import check_ties, weight_layers
+from .slots import check_ties
 
 __all__ = ["Unsupported", "capture", "check_variable_axes"]
 
@@ -90,8 +90,7 @@ def _capture_at(model: nn.Module, example_input: torch.Tensor) -> list[graph.Op]
 def _untied(ops: list[graph.Op], model: nn.Module) -> list[graph.Op]:
     """The ops with each layer op whose weight is tied to an earlier layer's (an output layer sharing the
     embedding's table) reading that layer, which the file stores once (slots.check_ties refuses the rest)."""
-    check_ties(model)
-    tied = weight_layers(model)[1]
+    tied = check_ties(model)
     return [dataclasses.replace(op, layer=tied[op.layer]) if isinstance(op, graph.LayerOp) and op.layer in tied
             else op for op in ops]
 
@@ -150,8 +149,8 @@ def _numbers_used_in_arithmetic(traced: torch.fx.GraphModule) -> bool:
 
 def _values_at_another_batch(traced: torch.fx.GraphModule, example: torch.Tensor) -> None:
     """Record the numbers forward() computes on `example`, a batch one larger than the captured one: a
-    number that differs from its value there depends on the batch size. A model that fails here hard-codes its batch; the numbers it computed
-    stay unrecorded, so they are refused as batch-dependent."""
+    number that differs from its value there depends on the batch size. A model that fails here hard-codes
+    its batch; the numbers it computed stay unrecorded, so they are refused as batch-dependent."""
     try:
         _Numbers(traced).run(example)
     except Exception:  # it ran on batch 2, so it hard-codes the batch: number_value refuses what it reads

@@ -1,8 +1,8 @@
 """A parameter that forward() reads itself, as the file's `parameter` op: `x + self.pos` (a learned position
 table), `self.gamma * x` (layer scale), `x * self.scale + self.shift`, and a class token joined to the
-sequence, `torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1)`; and learned positions looked up
-with `self.wpe(torch.arange(t))` (GPT-2, BERT), the first t rows of the table. The value has batch 1 and is read
-only by +, -, *, / with a tensor that has the batch, or, expanded to the batch, by torch.cat, so the file
+sequence, `torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1)`; and learned positions looked
+up with `self.wpe(torch.arange(t))` (GPT-2, BERT), the first t rows of the table. The value has batch 1
+and is read only by +, -, *, / with a tensor that has the batch, or, expanded to the batch, by torch.cat, so the file
 computes what PyTorch's broadcasting does; every other use (slicing it, a matrix product) is refused,
 naming the parameter."""
 
@@ -35,9 +35,14 @@ def parameter_op(node: torch.fx.Node, modules: dict, batch: int) -> graph.Parame
                "register it on the module itself (self.scale0 = nn.Parameter(...))")
     if type(owner).__module__.startswith("torch."):
         refuse(where, f"a parameter of {type(owner).__name__} used directly in forward()", "call the module instead")
+    return _held(node, batch, where)
+
+
+def _held(node: torch.fx.Node, batch: int, where: str) -> graph.Parameter:
+    """The `parameter` op of layer `node.target` in the one per-sample shape every reader of `node` gives it."""
     shapes = {_sample_shape(node, user, batch, where) for user in node.users}
     if len(shapes) != 1:
-        refuse(where, f"a parameter broadcast to {len(shapes)} different shapes", USE)
+        refuse(where, f"a value broadcast to {len(shapes)} different shapes", USE)
     return graph.Parameter(layer=node.target, shape=shapes.pop())
 
 
@@ -48,10 +53,7 @@ def position_op(node: torch.fx.Node, modules: dict, batch: int) -> graph.Paramet
     ids = node.args[0] if node.args[0].target is torch.arange else node.args[0].args[0]
     check_position_count(ids, where)
     embedding_op(node.target, modules[node.target], refuse)  # what inference cannot keep (max_norm, ...)
-    shapes = {_sample_shape(node, user, batch, where) for user in node.users}
-    if len(shapes) != 1:
-        refuse(where, f"positions broadcast to {len(shapes)} different shapes", USE)
-    return graph.Parameter(layer=node.target, shape=shapes.pop())
+    return _held(node, batch, where)
 
 
 def is_positions(node: torch.fx.Node, modules: dict) -> bool:
@@ -107,8 +109,9 @@ def is_batch_expand(node: torch.fx.Node) -> bool:
     if node.op != "call_method" or node.target != "expand" or len(node.args) < 2:
         return False
     source, size = node.args[0], node.args[1]
+    batch = node_shape(node)[0]
     return (isinstance(source, torch.fx.Node) and source.op == "get_attr" and isinstance(size, torch.fx.Node)
-            and size.meta.get(VALUE) == node_shape(node)[0] and size.meta.get(OTHER_BATCH_VALUE) == node_shape(node)[0] + 1)
+            and size.meta.get(VALUE) == batch and size.meta.get(OTHER_BATCH_VALUE) == batch + 1)
 
 
 def _expanded_shape(node: torch.fx.Node, expand: torch.fx.Node, where: str) -> tuple:

@@ -35,8 +35,9 @@ def _calls(graph: torch.fx.Graph) -> dict[str, int]:
 
 def foldable_pairs(model: nn.Module, example: torch.Tensor | None = None) -> list[tuple[str, str]]:
     """(layer, batchnorm) names where a Conv2d or Linear whose weight no other module shares feeds only a
-    BatchNorm in inference mode, each called once; a Linear only when its output is (batch, features) on `example` (BatchNorm1d of a 3-D
-    tensor normalises another axis), so without an example only convolutions fold. Empty when torch.fx
+    BatchNorm in inference mode, each called once; a Linear only when its output is (batch, features) on
+    `example` (BatchNorm1d of a 3-D tensor normalises another axis), so without an example only
+    convolutions fold. Empty when torch.fx
     cannot trace the model (capture then says why)."""
     try:
         traced = torch.fx.symbolic_trace(model)

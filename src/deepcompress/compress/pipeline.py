@@ -33,7 +33,7 @@ from .report import results_record, write_report
 from .prune import (GradualPruning, L1Penalty, Masks, StdThreshold, TargetSparsity, matrix_layers,
                     polynomial_sparsity, prunable_layers)
 from .quantize import SharedWeights
-from .slots import check_ties, weight_layers
+from .slots import check_ties
 from .recipe import PruneStage, QuantizeStage, Recipe, as_recipe
 from .run_folder import check_fresh, check_resumable, run_identity
 
@@ -263,7 +263,7 @@ def compress_model(model: nn.Module, data, recipe: Recipe | dict, out: str | Pat
     obj = objective or objective_of(loss, metric)
     dataset = data.get("name") if isinstance(data, Mapping) else getattr(data, "name", None)
     apply_torch_prune(model)
-    cfg = checked_recipe(model, recipe, dataset, weights_only)  # before the data is read: a mistake costs nothing
+    cfg = checked_recipe(model, recipe, dataset, weights_only)  # before the data is read: costs nothing
     data = as_batches(data)
     example = None if weights_only else example_of(meta or {}, _example(meta or {}, data, example_input))
     if example is not None:
@@ -300,12 +300,11 @@ def checked_recipe(model: nn.Module, recipe: Recipe | dict, dataset: str | None,
     layers, and the model has only layers the file can store, `weights_only` or with its forward pass), as
     data set `dataset` sees it."""
     _check_supported(model, weights_only)
-    check_ties(model)
+    tied = check_ties(model)
     known = DATASETS if dataset is None else (*DATASETS, dataset)
     recipe = as_recipe(recipe, datasets=known)
     recipe.require(("prune", "quantize"), "compressing needs [prune] and [quantize] ([encode] is optional)")
-    layers, tied = weight_layers(model)
-    recipe.check_layers(layers, tied=tied)
+    recipe.check_layers(prunable_layers(model), tied=tied)
     return recipe.for_dataset(dataset)
 
 

@@ -29,7 +29,7 @@ def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
     of its Embedding, LSTM and GRU modules (compress/slots.py: an Embedding under its own name, an LSTM's
     matrices as NAME.weight_ih_l0, NAME.weight_hh_l0, ...) and the parameters its own modules hold directly
     (NAME.ATTR); a weight tied to an earlier layer's (slots.weight_layers) is that layer."""
-    return weight_layers(model)[0]
+    return weight_layers(model)
 
 
 def matrix_layers(model: nn.Module) -> dict[str, nn.Module]:

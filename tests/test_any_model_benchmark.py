@@ -14,6 +14,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import any_model  # noqa: E402
+import any_model_specs  # noqa: E402
 
 from deepcompress import models_text  # noqa: E402
 from deepcompress.data import Dataset  # noqa: E402
@@ -153,3 +154,25 @@ def test_the_transformer_prunes_layers_its_encoder_has():
     assert set(spec.recipe["prune"]["layers"]) == set(prunable_layers(model))
     ops = [op["op"] for op in any_model.architecture_ops(model, torch.zeros(1, 1, 28, 28))]
     assert ops.count("fc") == 9 and ops[:3] == ["reshape", "permute", "conv1d"]
+
+
+def test_the_tied_1000_unit_word_lstm_prunes_its_one_table_and_every_lstm_matrix_to_a_tenth_in_all():
+    from deepcompress.compress.prune import matrix_layers
+
+    spec = any_model.SPECS["austen-words-lstm-1000-tied"]
+    model = spec.build({"vocab": 5001})
+    assert model.out.weight is model.embed.weight and model.lstm.hidden_size == 1000
+    layers = spec.recipe["prune"]["layers"]
+    sizes = {n: w.numel() for n, w in ((n, any_model_specs.layer_weight(model, n)) for n in matrix_layers(model))}
+    assert set(layers) == set(sizes) == {"embed", *models_text.LSTM_MATRICES}  # the bias is no matrix
+    assert sum((1 - layers[n]) * sizes[n] for n in sizes) <= 0.1 * sum(sizes.values())
+    assert spec.recipe["quantize"]["layers"] == {"out_bias": 8} and "austen-words-lstm-1000-tied" in any_model.LSTM_MODELS
+
+
+def test_dense_only_trains_the_dense_model_and_records_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(any_model.SPECS["mnist-separable"], "quick_sizes", (200, 100))
+    out = tmp_path / "q.json"
+    assert any_model.main(["mnist-separable", "--quick", "--dense-only", "--out", str(out),
+                           "--work", str(tmp_path / "w")]) == 0
+    run = tmp_path / "w" / "quick" / "mnist-separable"
+    assert (run / "baseline-train.pt").is_file() and not (run / "model.dcz").exists() and not out.exists()

@@ -211,3 +211,31 @@ def test_batchnorm_does_not_fold_into_a_weight_two_convolutions_share():
             return self.b1(self.c1(x)) + self.b2(self.c2(x)) + self.b3(self.c3(x))
 
     assert foldable_pairs(Trident().eval()) == [("c3", "b3")]
+
+
+def test_the_tied_word_lstm_keeps_its_output_bias_as_a_parameter_and_runs_like_torch(tmp_path):
+    """models_text.CharLSTM(tie=True), as PyTorch's word_language_model ties it but with the output bias a
+    parameter of its own: the tied table is stored once, the bias as a layer read by a `parameter` op."""
+    from deepcompress.models_text import CharLSTM, sequence_loss
+    torch.manual_seed(0)
+    model, x = CharLSTM(VOCAB, embed=WIDTH, hidden=WIDTH, tie=True), torch.randint(0, VOCAB, (300, 6))
+    with torch.no_grad():
+        model.out_bias.uniform_(-1, 1)  # trained biases are not zero; check the file adds them
+    recipe = {"prune": {"iterations": 1, "layers": {"embed": 0.5, "lstm.weight_hh_l0": 0.5},
+                        "retrain": {"epochs": 1, "batch_size": 50}},
+              "quantize": {"fc_bits": 4, "layers": {"out_bias": 8}}}
+    y = torch.randint(0, VOCAB, (300, 6))
+    compress_model(model, Dataset("toy", x[:200], y[:200], x[200:], y[200:]), recipe, tmp_path / "run",
+                   example_input=x[:1], progress=False, loss=sequence_loss)
+    layers, meta = dcz.read(tmp_path / "run" / "model.dcz")
+    names = [layer.name for layer in layers]
+    assert "out" not in names and names.count("embed") == 1 and "out_bias" in names
+    assert [op["op"] for op in meta["ops"]] == ["embedding", "lstm", "fc", "parameter", "add"]
+    assert model.out.weight is model.embed.weight and model.out.bias is None
+    assert_runs_like_torch(model, tmp_path / "run" / "model.dcz", [x[:1], x[:4]])
+
+
+def test_tying_needs_the_embedding_as_wide_as_the_hidden_state():
+    from deepcompress.models_text import CharLSTM
+    with pytest.raises(ValueError, match="as wide as the hidden state; got 8 and 16"):
+        CharLSTM(VOCAB, embed=8, hidden=16, tie=True)

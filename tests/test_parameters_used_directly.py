@@ -180,14 +180,19 @@ def test_a_parameter_record_is_checked_against_its_layer():
     layer = dcz.QuantizedLayer.from_labels("pos", "fc", np.zeros((5, 8), np.int64), np.array([0.5], np.float32))
     meta = {"input_shape": [5, 8], "ops": [{"op": "parameter", "layer": "pos", "shape": [6, 8]},
                                            {"op": "add", "inputs": [-1, 0]}]}
-    for shape in ([6, 8], [3, 5]):  # more values than the layer holds; not whole rows
+    for shape in ([6, 8], [3, 5], [4, 8]):  # more values than the layer holds; not whole rows; fewer
         meta["ops"][0]["shape"] = shape
         with pytest.raises(graph.GraphError, match=rf"op 0 \(parameter\): shape \[{shape[0]}, {shape[1]}\] holds "
-                                                   rf"{shape[0] * shape[1]} values, not whole rows of layer 'pos' "
-                                                   r"\(5 x 8\)"):
+                                                   rf"{shape[0] * shape[1]} values; layer 'pos' \(5 x 8\) gives 40 "
+                                                   r"\(its values\)"):
             graph.parse_forward(meta, {"pos": layer})
-    meta["ops"][0]["shape"] = [4, 8]  # the first four rows: positions 0..3 of a longer table
+    meta["ops"][0]["rows"] = 4  # the first four rows, said so: positions 0..3 of a longer table
     assert graph.parse_forward({**meta, "input_shape": [4, 8]}, {"pos": layer}).outputs == ((4, 8), (4, 8))
+    for rows, why in ((3, r"holds 32 values; layer 'pos' \(5 x 8\) gives 24 \(its first 3 rows\)"),
+                      (6, r"rows 6 is more than the 5 rows of layer 'pos'"), (0, "rows")):
+        meta["ops"][0]["rows"] = rows
+        with pytest.raises(graph.GraphError, match=why):
+            graph.parse_forward({**meta, "input_shape": [4, 8]}, {"pos": layer})
     meta["ops"][0] = {"op": "parameter", "layer": "pos", "shape": [5, 8], "inputs": [-1]}
     with pytest.raises(graph.GraphError, match=r"takes 0 input\(s\), inputs lists 1"):
         graph.parse_forward(meta, {"pos": layer})

@@ -98,7 +98,7 @@ def test_a_gpt_with_positions_from_arange_and_a_tied_head_runs_like_torch_from_t
     model = write_pruned(TinyGPT(), tmp_path / "gpt.dcz", torch.zeros(1, 6, dtype=torch.long))
     layers, meta = dcz.read(tmp_path / "gpt.dcz")
     assert "lm_head" not in {layer.name for layer in layers}
-    assert {"op": "parameter", "layer": "wpe", "shape": [6, WIDTH], "inputs": []} in meta["ops"]
+    assert {"op": "parameter", "layer": "wpe", "shape": [6, WIDTH], "rows": 6, "inputs": []} in meta["ops"]
     gen = torch.Generator().manual_seed(8)
     assert_runs_like_torch(model, tmp_path / "gpt.dcz", [torch.randint(0, VOCAB, (n, 6), generator=gen)
                                                           for n in (1, 3)])

@@ -20,7 +20,7 @@ from .format import graph
 
 
 class Held(nn.Module):
-    """A parameter op's value (the layer's values, or its first rows), one sample (1, *shape), as a
+    """A parameter op's value (the layer's values, or its first `rows` rows), one sample (1, *shape), as a
     parameter; calling it returns it."""
 
     def __init__(self, values: torch.Tensor, shape: tuple):

@@ -8,6 +8,9 @@ naming the parameter."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import torch
 import torch.fx
 from torch import nn
@@ -53,7 +56,8 @@ def position_op(node: torch.fx.Node, modules: dict, batch: int) -> graph.Paramet
     ids = node.args[0] if node.args[0].target is torch.arange else node.args[0].args[0]
     check_position_count(ids, where)
     embedding_op(node.target, modules[node.target], refuse)  # what inference cannot keep (max_norm, ...)
-    return _held(node, batch, where)
+    op = _held(node, batch, where)
+    return dataclasses.replace(op, rows=math.prod(op.shape) // modules[node.target].embedding_dim)
 
 
 def is_positions(node: torch.fx.Node, modules: dict) -> bool:

@@ -54,14 +54,15 @@ class Embedding(LayerOp):
 @dataclass(frozen=True)
 class Parameter(LayerOp):
     """A value the model holds and its forward() uses directly (a learned position table, a layer-scale
-    vector): the fc-kind layer's weights, row-major, as one sample of per-sample `shape`, or its first rows
-    when `shape` holds fewer values (positions 0..t-1 of a longer table). It takes no input; its value has
+    vector): the fc-kind layer's weights, row-major, as one sample of per-sample `shape`; with `rows`, the
+    layer's first `rows` rows only (positions 0..t-1 of a longer table). It takes no input; its value has
     batch 1, which element-wise ops and concatenation broadcast over the other input's batch."""
 
     name: ClassVar[str] = "parameter"
     kind: ClassVar[str] = "fc"
     arity: ClassVar[int | None] = 0
     shape: tuple = ()
+    rows: int | None = None
 
     @classmethod
     def build(cls, args, where):
@@ -69,20 +70,26 @@ class Parameter(LayerOp):
         if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1
                                                   for d in shape):
             raise GraphError(f"{where}: shape must be a list of positive integers, got {shape!r}")
-        return super().build({**args, "shape": tuple(shape), "inputs": args.get("inputs", ())}, where)
+        args = {**args, "shape": tuple(shape), "inputs": args.get("inputs", ())}
+        if args.get("rows") is not None:
+            args["rows"] = _int(args["rows"], "rows", where, 1)
+        return super().build(args, where)
 
     def params(self) -> dict:
-        return {**super().params(), "shape": list(self.shape)}
+        return {**super().params(), "shape": list(self.shape), **({} if self.rows is None else {"rows": self.rows})}
 
     def infer(self, shapes, layers, where):
         layer = self.weight(layers, where)
         if getattr(layer, "bias", None) is not None:
             raise GraphError(f"{where}: layer {self.layer!r} has a bias; a parameter's layer holds its values alone")
         rows, cols = layer.shape
-        size = math.prod(self.shape)
-        if size > rows * cols or size % cols:
-            raise GraphError(f"{where}: shape {list(self.shape)} holds {size} values, not whole rows of layer "
-                             f"{self.layer!r} ({rows} x {cols})")
+        if self.rows is not None and self.rows > rows:
+            raise GraphError(f"{where}: rows {self.rows} is more than the {rows} rows of layer {self.layer!r}")
+        read = rows if self.rows is None else self.rows
+        if math.prod(self.shape) != read * cols:
+            what = f"its first {read} rows" if self.rows is not None else "its values"
+            raise GraphError(f"{where}: shape {list(self.shape)} holds {math.prod(self.shape)} values; layer "
+                             f"{self.layer!r} ({rows} x {cols}) gives {read * cols} ({what})")
         return self.shape
 
 

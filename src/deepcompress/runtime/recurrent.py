@@ -40,7 +40,7 @@ class Embedding:
 
 
 class ParameterValue:
-    """A parameter op's value: the decoded layer (its first rows, if `shape` holds fewer values) as one
+    """A parameter op's value: the decoded layer (its first `rows` rows, if the op says) as one
     sample (1, *shape), a fresh copy per call so that an op allowed to write into its input never changes
     the stored value."""
 

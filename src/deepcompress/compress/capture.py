@@ -27,6 +27,7 @@ from .capture_attention import AttentionCapture
 from .capture_index import NARROWS, Parts
 from .capture_param import is_batch_expand, is_position_ids, is_positions, parameter_op, position_op
 from .capture_seq import SequenceCapture
+from .capture_trace import trace_forward
 from .slots import check_ties
 
 __all__ = ["Unsupported", "capture", "check_variable_axes"]
@@ -39,28 +40,21 @@ def capture(model: nn.Module, example_input: torch.Tensor, variable_axes: tuple 
     pass is captured at a second length too, and a reshape that holds the length infers it (-1)."""
     example_input = torch.as_tensor(example_input)
     axes = check_variable_axes(variable_axes, example_input.dim())
-    ops = _capture_at(model, example_input)
+    ops = _capture_at(model, example_input, axes)
     if not axes:
         return ops
     shorter = another_length(example_input, axes)
     try:
-        other = _capture_at(model, shorter)
+        other = _capture_at(model, shorter, axes)
     except UserError as err:
         raise Unsupported(f"variable_axes {list(axes)}: the model fails at another length (an input of "
                           f"shape {tuple(shorter.shape)}: {err})") from None
     return length_free(ops, other, axes)
 
 
-def _capture_at(model: nn.Module, example_input: torch.Tensor) -> list[graph.Op]:
+def _capture_at(model: nn.Module, example_input: torch.Tensor, variable_axes: tuple) -> list[graph.Op]:
     """capture() at the example's own shape."""
-    try:
-        traced = torch.fx.symbolic_trace(model)
-    except Exception as err:  # fx refuses data-dependent control flow and more; its message says which
-        what = str(err).splitlines()[0] if str(err) else type(err).__name__
-        fix = ("unpack a chunk / split into names (q, k, v = x.chunk(3, -1)) instead of iterating over it"
-               if "cannot be iterated" in what else "make forward() traceable")
-        raise Unsupported(f"cannot capture the forward pass with torch.fx ({type(err).__name__}: {what}); "
-                          f"{fix} ({WEIGHTS_ONLY_HINT})") from None
+    traced = trace_forward(model, example_input, variable_axes)
     placeholders = [n for n in traced.graph.nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
         raise Unsupported(f"the model takes {len(placeholders)} inputs; the file describes models of one input "
@@ -288,8 +282,10 @@ def _with_inputs(op: graph.Op, src: tuple) -> graph.Op:
 def _finish(node: torch.fx.Node, index: dict, ops: list) -> list[graph.Op]:
     out = node.args[0]
     if not isinstance(out, torch.fx.Node) or out not in index:
+        fix = (": wrap the model in a module whose forward returns the tensor alone (model(x)[0] for nanoGPT's "
+               "(logits, loss))" if isinstance(out, (tuple, list)) else "")
         raise Unsupported(f"the model returns {type(out).__name__}; the file describes models with one "
-                          f"tensor output ({WEIGHTS_ONLY_HINT})")
+                          f"tensor output{fix} ({WEIGHTS_ONLY_HINT})")
     if not ops or index[out] != len(ops) - 1:
         raise Unsupported(f"the model's output ({out.name}) is not its last operation ({WEIGHTS_ONLY_HINT})")
     return ops

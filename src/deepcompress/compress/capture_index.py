@@ -99,7 +99,7 @@ def index_ops(node: torch.fx.Node, key, shape: tuple) -> list[graph.Op]:
     """x[key] on a batch-first tensor of `shape` as select / slice ops, applied in order (the selects
     last, from the highest axis down, so earlier axis numbers still hold); [] when it keeps everything."""
     where = f"forward() {node.name}"
-    keys = list(key) if isinstance(key, tuple) else [key]
+    keys = [_run_as_slice(k) for k in (list(key) if isinstance(key, tuple) else [key])]
     if sum(k is Ellipsis for k in keys) > 1 or any(k is None or isinstance(k, (list, torch.Tensor)) or (
             isinstance(k, torch.fx.Node) and not isinstance(k.meta.get(VALUE), int)) for k in keys):
         refuse(where, f"indexing with {key!r}", "index with integers and slices (use unsqueeze for new axes)")
@@ -122,6 +122,16 @@ def index_ops(node: torch.fx.Node, key, shape: tuple) -> list[graph.Op]:
         else:
             refuse(where, f"indexing with {key!r}", "index with integers and slices")
     return slices + selects[::-1]
+
+
+def _run_as_slice(k):
+    """A list of consecutive integers of one sign (nanoGPT's x[:, [-1], :]) as the slice that keeps the same
+    positions and the axis; any other key as it is."""
+    if not (isinstance(k, list) and k and all(isinstance(i, int) and not isinstance(i, bool) for i in k)):
+        return k
+    if k != list(range(k[0], k[0] + len(k))) or (k[0] < 0) != (k[-1] < 0):
+        return k
+    return slice(k[0], k[-1] + 1 if k[-1] != -1 else None)
 
 
 def _slice_of(k: slice, axis: int, size: int, key, where: str) -> list[graph.Slice]:

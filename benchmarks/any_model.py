@@ -268,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.models or SPECS:
         rec = run_model(name, args.quick, Path(args.work) / ("quick" if args.quick else "full"), args.train_size,
                         args.resume, args.dense_only)
-        if rec is None:
+        if args.dense_only:  # nothing recorded: a model capture refuses is only reported
+            print(f"{name}: skipped, {rec['skipped']}" if rec else f"{name}: dense model trained", flush=True)
             continue
         # read under the lock: lstm_dense_control.py may be judging the same file
         atomic.update_json(out, lambda old, name=name, rec=rec: [r for r in old if r["model"] != name] + [rec], [])

@@ -28,7 +28,8 @@ LSTM_MODELS = ("austen-lstm", "austen-words-lstm", "austen-words-lstm-cells", "a
 # from benchmarks/results/lstm_sensitivity.json (austen-words-lstm-650's dense checkpoint, 1,600 windows)
 SENSITIVITY_SPARSITY = {"embed": 0.9, "out": 0.85, "lstm.weight_ih_l0": 0.9, "lstm.weight_hh_l0": 0.98,
                         "lstm.weight_ih_l1": 0.9, "lstm.weight_hh_l1": 0.93}
-# the tied 1,000-unit model: per-matrix rates in the proportions the 650-unit model's sensitivity chose
+# the tied 1,000-unit model, before its own sensitivity is measured: rates ordered as the 650-unit model's
+# sensitivity ordered them (the output layer, now the tied table, kept most; weight_hh_l0 least)
 TIED_SPARSITY = {"embed": 0.85, "lstm.weight_ih_l0": 0.9, "lstm.weight_hh_l0": 0.95, "lstm.weight_ih_l1": 0.9,
                  "lstm.weight_hh_l1": 0.92}
 FOLLOW_KEPT = "follows kept"  # Spec.retrain_dropout: Han et al.'s rule applied at every pruning step

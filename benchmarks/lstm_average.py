@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     """Probe each learning rate, print the curves, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--record", default="austen-words-lstm-650-layers-distill-64-long",
-                        choices=sorted(any_model.LSTM_MODELS))
+                        choices=sorted(m for m in any_model.LSTM_MODELS if m.startswith("austen-words-lstm-650-layers")))
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "any_model" / "full")
     parser.add_argument("--lr", type=float, nargs="+", default=[3e-4])
     parser.add_argument("--ema", type=float, default=None, help="exponential decay per step (default: uniform)")

@@ -155,3 +155,64 @@ def test_a_list_of_positions_with_gaps_is_refused():
 
     with pytest.raises(Unsupported, match=r"indexing with .*\[0, 2\].* index with integers and slices"):
         capture(Gather(), torch.randn(2, 5, 3))
+
+
+def test_lists_on_two_axes_pair_up_and_are_refused():
+    class Paired(nn.Module):
+        def forward(self, x):
+            return x[:, [0, 1], [0, 1]]  # a gather of two elements, not a 2 x 2 block
+
+    with pytest.raises(Unsupported, match=r"indexing with .*\[0, 1\], \[0, 1\]"):
+        capture(Paired(), torch.randn(2, 4, 3))
+
+
+class PositionalOnly(nn.Module):
+    def forward(self, x, flag=False, /):
+        return torch.relu(x) if flag else x
+
+
+class TupleDefault(nn.Module):
+    def forward(self, x, cache=()):
+        return x * 2
+
+
+class OnLengthAsIndex(nn.Module):
+    def forward(self, x):
+        if x.size()[x.size(1) - 5] > 2:  # which axis it reads depends on the length
+            return torch.relu(x)
+        return x
+
+
+@pytest.mark.parametrize("model, axes, why", [
+    (PositionalOnly(), (), r"cannot be used as inputs to control flow"),
+    (TupleDefault(), (), r"forward\(\) argument 'cache' has a default of type tuple; .* wrap the model"),
+    (OnLengthAsIndex(), (1,), r"on the length of variable axis 1"),
+])
+def test_arguments_that_are_not_fixed_and_shapes_read_through_the_length_are_refused(model, axes, why):
+    with pytest.raises(Unsupported, match=why):
+        capture(model, torch.ones(2, 6, 3), variable_axes=axes)
+
+
+def test_size_with_a_dim_keyword_is_decided_like_a_position():
+    class SizeDim(nn.Module):
+        def forward(self, x):
+            return torch.relu(x) if x.size(dim=1) > 4 else x
+
+    assert [op.name for op in capture(SizeDim(), torch.ones(1, 6, 3))] == ["relu"]
+    with pytest.raises(Unsupported, match=r"the model's output \(x\) is not its last operation"):
+        capture(SizeDim(), torch.ones(1, 3, 3))  # the identity at that length: the file holds no op
+
+
+def test_batchnorm_folding_follows_the_branch_forward_runs_at_its_defaults():
+    from deepcompress.compress.fold import foldable_pairs
+
+    class Features(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)
+
+        def forward(self, x, feats=None):
+            y = self.conv(x)
+            return self.bn(y) + y if feats is None else self.bn(y)  # y read twice: the conv cannot fold
+
+    assert foldable_pairs(Features().eval(), torch.rand(1, 1, 5, 5)) == []

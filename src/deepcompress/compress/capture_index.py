@@ -99,7 +99,9 @@ def index_ops(node: torch.fx.Node, key, shape: tuple) -> list[graph.Op]:
     """x[key] on a batch-first tensor of `shape` as select / slice ops, applied in order (the selects
     last, from the highest axis down, so earlier axis numbers still hold); [] when it keeps everything."""
     where = f"forward() {node.name}"
-    keys = [_run_as_slice(k) for k in (list(key) if isinstance(key, tuple) else [key])]
+    keys = list(key) if isinstance(key, tuple) else [key]
+    if sum(isinstance(k, list) for k in keys) == 1:  # lists on two axes pair up (a gather), slices would not
+        keys = [_run_as_slice(k) for k in keys]
     if sum(k is Ellipsis for k in keys) > 1 or any(k is None or isinstance(k, (list, torch.Tensor)) or (
             isinstance(k, torch.fx.Node) and not isinstance(k.meta.get(VALUE), int)) for k in keys):
         refuse(where, f"indexing with {key!r}", "index with integers and slices (use unsqueeze for new axes)")

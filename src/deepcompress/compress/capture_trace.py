@@ -32,12 +32,14 @@ _FIXED_CHECKS = {torch.fx._symbolic_trace._assert_is_none, torch._assert}
 class _ShapeTracer(torch.fx.Tracer):
     """A tracer that decides `if` / `assert` on the input's shape at the example's shape."""
 
-    def __init__(self, shape: torch.Size, variable_axes: tuple):
+    def __init__(self, shape: torch.Size | None, variable_axes: tuple):
         super().__init__()
         self.shape, self.variable_axes = shape, variable_axes
 
     def to_bool(self, obj: torch.fx.Proxy) -> bool:
-        value, axes = _shape_value(obj.node, self.shape)
+        value, axes = _shape_value(obj.node, self.shape) if self.shape is not None else (None, None)
+        if not isinstance(value, (bool, int, float)):
+            raise _value_flow()
         where = f"forward() {obj.node.name}"
         if 0 in axes:
             raise Unsupported(f"{where}: an if or assert on the batch size; the file runs at any batch "
@@ -55,29 +57,35 @@ def _shape_value(node: torch.fx.Node, shape: torch.Size) -> tuple:
     def arg(a):
         return _shape_value(a, shape) if isinstance(a, torch.fx.Node) else (a, frozenset())
 
-    if node.op == "placeholder":
+    if node.op == "placeholder" and node.prev.op == "root":  # the input; other arguments are not shapes
         return _Input(shape), frozenset()
     if node.op == "call_method" and node.target == "size" or (node.op == "call_function" and node.target is getattr
                                                            and node.args[1:] == ("shape",)):
         source, _ = arg(node.args[0])
-        if isinstance(source, _Input):
-            if node.op == "call_method" and len(node.args) == 2:
-                axis = node.args[1] % len(shape)
+        dim = None if node.op != "call_method" else node.args[1] if len(node.args) == 2 else node.kwargs.get("dim")
+        if isinstance(source, _Input) and (dim is None or isinstance(dim, int)):
+            if dim is not None:
+                axis = dim % len(shape)
                 return shape[axis], frozenset({axis})
             return tuple(shape), frozenset(range(len(shape)))
     if node.op == "call_method" and node.target in ("dim", "ndimension") and isinstance(arg(node.args[0])[0], _Input):
         return len(shape), frozenset()
     if node.op == "call_function" and node.target is operator.getitem:
-        (sizes, axes), (i, _) = arg(node.args[0]), arg(node.args[1])
+        (sizes, axes), (i, index_axes) = arg(node.args[0]), arg(node.args[1])
         if isinstance(sizes, tuple) and isinstance(i, int) and len(sizes) == len(shape):
-            return sizes[i], frozenset({i % len(shape)})
+            return sizes[i], frozenset({i % len(shape)}) | index_axes
     if node.op == "call_function" and node.target in _NUMBER_OPS and not node.kwargs:
         values = [arg(a) for a in node.args]
         if all(not isinstance(v, _Input) for v, _ in values):
             return node.target(*(v for v, _ in values)), frozenset().union(*(a for _, a in values))
-    raise Unsupported("cannot capture the forward pass with torch.fx (TraceError: symbolically traced variables "
-                      "cannot be used as inputs to control flow); make forward() traceable "
-                      f"({WEIGHTS_ONLY_HINT})")
+    raise _value_flow()
+
+
+def _value_flow() -> Unsupported:
+    """torch.fx's refusal of control flow that a shape does not decide."""
+    return Unsupported("cannot capture the forward pass with torch.fx (TraceError: symbolically traced variables "
+                       "cannot be used as inputs to control flow); make forward() traceable "
+                       f"({WEIGHTS_ONLY_HINT})")
 
 
 class _Input:
@@ -87,18 +95,21 @@ class _Input:
         self.shape = shape
 
 
-def trace_forward(model: nn.Module, example_input: torch.Tensor, variable_axes: tuple = ()) -> torch.fx.GraphModule:
+def trace_forward(model: nn.Module, example_input: torch.Tensor | None, variable_axes: tuple = ()
+                  ) -> torch.fx.GraphModule:
     """model's forward pass traced with torch.fx for inputs shaped like `example_input`: arguments after the
-    first fixed at their defaults (a second argument without one is refused), control flow on the input's
-    shape decided at that shape. Unsupported for what torch.fx cannot trace, with its reason."""
+    first fixed at their defaults (a second argument without one is left an input, for the caller to
+    refuse), control flow on the input's shape decided at that shape (without an example, refused).
+    Unsupported for what torch.fx cannot trace, with its reason."""
     fixed = _defaults_after_input(model)
-    tracer = _ShapeTracer(example_input.shape, variable_axes)
+    tracer = _ShapeTracer(None if example_input is None else example_input.shape, variable_axes)
     try:
         graph = tracer.trace(model, concrete_args=fixed or None)
     except Unsupported:
         raise
     except Exception as err:  # fx refuses data-dependent control flow and more; its message says which
-        _check_runs(model, example_input)  # or the model's own check failed at this shape: its message
+        if example_input is not None:
+            _check_runs(model, example_input)  # or the model's own check failed at this shape: its message
         what = str(err).splitlines()[0] if str(err) else type(err).__name__
         fix = ("unpack a chunk / split into names (q, k, v = x.chunk(3, -1)) instead of iterating over it"
                if "cannot be iterated" in what else "make forward() traceable")
@@ -124,13 +135,21 @@ def _check_runs(model: nn.Module, example_input: torch.Tensor) -> None:
 
 def _defaults_after_input(model: nn.Module) -> dict:
     """{name: default} of forward()'s parameters after the first; a later parameter without a default
-    (a second input) is left to the caller, which counts the inputs."""
+    (a second input) is left to the caller, which counts the inputs. Unsupported for a default that is not
+    None, a number, a string or a boolean (torch.fx would take a tuple's or a tensor's parts for inputs)."""
     try:
         params = list(inspect.signature(model.forward).parameters.values())[1:]
     except (TypeError, ValueError):
         return {}
-    return {p.name: p.default for p in params
-            if p.default is not inspect.Parameter.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    fixed = {p.name: p.default for p in params
+             if p.default is not inspect.Parameter.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    for name, value in fixed.items():
+        if value is not None and not isinstance(value, (bool, int, float, str)):
+            raise Unsupported(f"forward() argument {name!r} has a default of type {type(value).__name__}; the file "
+                              "describes the model called with its input alone, fixing later arguments at "
+                              "defaults that are None, numbers, strings or booleans: give it one of those, or wrap "
+                              f"the model in a module whose forward takes the input alone ({WEIGHTS_ONLY_HINT})")
+    return fixed
 
 
 def _drop_fixed_arguments(graph: torch.fx.Graph) -> None:
@@ -138,9 +157,10 @@ def _drop_fixed_arguments(graph: torch.fx.Graph) -> None:
     they keep those values (the file has no such argument to check)."""
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     for node in placeholders[1:]:
-        if node.args == ():  # no default: a real second input, counted and refused by the caller
+        checks = _checks_of(node)
+        if not checks:  # not fixed (no default, or positional-only): an input, counted and refused by the caller
             continue
-        for check in _checks_of(node):
+        for check in checks:
             graph.erase_node(check)
         if not node.users:
             graph.erase_node(node)

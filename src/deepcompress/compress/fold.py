@@ -11,6 +11,8 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils import prune
 
+from .capture_trace import trace_forward
+
 
 def apply_torch_prune(model: nn.Module) -> list[str]:
     """Make every torch.nn.utils.prune reparametrisation permanent (weight = weight_orig * weight_mask, and
@@ -39,8 +41,8 @@ def foldable_pairs(model: nn.Module, example: torch.Tensor | None = None) -> lis
     `example` (BatchNorm1d of a 3-D tensor normalises another axis), so without an example only
     convolutions fold. Empty when torch.fx
     cannot trace the model (capture then says why)."""
-    try:
-        traced = torch.fx.symbolic_trace(model)
+    try:  # traced as capture traces it: with forward()'s defaults, so on the branch the model runs
+        traced = trace_forward(model, None if example is None else torch.as_tensor(example))
     except Exception:  # an untraceable model is refused, with fx's reason, when its forward pass is captured
         return []
     graph = traced.graph

@@ -192,7 +192,7 @@ SPECS = {
     # averaging the weights at the final mask help); Zhu & Gupta's large-sparse point: a wider model, its
     # embedding tied to the output layer (models_text.WORD_LSTM_TIED), every matrix pruned, 9.9% of its 21M
     # weights kept (the tied matrix 15%: as an output layer it was the most sensitive), with -distill-64's
-    # retraining. The dense model takes about 100 minutes here: `--dense-only` trains it in a sitting of its own
+    # retraining. The dense model takes 100-120 minutes here: `--dense-only` trains it in a sitting of its own
     "austen-words-lstm-1000-tied": replace(words_lstm_spec(
         TIED_SPARSITY, {**WORD_LSTM_TIED, "retrain_epochs": 10, "finetune_epochs": 0}),
         distill={"k": 64, "weight": 0.9}),

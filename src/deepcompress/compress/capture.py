@@ -27,7 +27,7 @@ from .capture_attention import AttentionCapture
 from .capture_index import NARROWS, Parts
 from .capture_param import is_batch_expand, is_position_ids, is_positions, parameter_op, position_op
 from .capture_seq import SequenceCapture
-from .capture_trace import trace_forward
+from .capture_trace import failed_on_example, trace_forward
 from .slots import check_ties
 
 __all__ = ["Unsupported", "capture", "check_variable_axes"]
@@ -71,9 +71,7 @@ def _capture_at(model: nn.Module, example_input: torch.Tensor, variable_axes: tu
             if _numbers_used_in_arithmetic(traced):
                 _values_at_another_batch(traced, torch.cat([example_input[:1]] * (len(example_input) + 1)))
     except Exception as err:  # the user's model failed on the example: say so, with its own message
-        cause = err.__cause__ or err
-        raise UserError(f"the model failed on the example input of shape {tuple(example_input.shape)} "
-                        f"({type(cause).__name__}: {str(cause).splitlines()[0]})") from None
+        raise failed_on_example(example_input, err) from None
     finally:
         model.train(was_training)
     ops = _ops_of(traced, dict(model.named_modules()), len(example_input))  # what it cannot express first

@@ -127,10 +127,17 @@ def _check_runs(model: nn.Module, example_input: torch.Tensor) -> None:
         with torch.no_grad():
             model(example_input.clone())
     except Exception as err:
-        raise UserError(f"the model failed on the example input of shape {tuple(example_input.shape)} "
-                        f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+        raise failed_on_example(example_input, err) from None
     finally:
         model.train(was_training)
+
+
+def failed_on_example(example_input: torch.Tensor, err: Exception) -> UserError:
+    """The error saying the user's model failed on the example input, with its own first line."""
+    cause = err.__cause__ or err
+    first = str(cause).splitlines()[0] if str(cause) else ""
+    return UserError(f"the model failed on the example input of shape {tuple(example_input.shape)} "
+                     f"({type(cause).__name__}: {first})")
 
 
 def _defaults_after_input(model: nn.Module) -> dict:

@@ -64,14 +64,27 @@ class FusedQkvEncoder(nn.Module):
 
 
 class Narrowed(nn.Module):
-    """The first three positions by narrow: PyTorch refuses shorter sequences, a slice would clip."""
+    """The first three positions by narrow or a list: PyTorch refuses shorter sequences, a slice would
+    clip."""
+
+    def __init__(self, listed: bool = False):
+        super().__init__()
+        self.emb, self.listed = nn.Embedding(VOCAB, DIM), listed
+
+    def forward(self, x):
+        e = self.emb(x)
+        return (e[:, [0, 1, 2]] if self.listed else e.narrow(1, 0, 3)).mean(1)
+
+
+class LastByList(nn.Module):
+    """nanoGPT's last position kept as an axis, x[:, [-1], :]: the same at every length."""
 
     def __init__(self):
         super().__init__()
-        self.emb = nn.Embedding(VOCAB, DIM)
+        self.emb, self.out = nn.Embedding(VOCAB, DIM), nn.Linear(DIM, VOCAB)
 
     def forward(self, x):
-        return self.emb(x).narrow(1, 0, 3).mean(1)
+        return self.out(self.emb(x)[:, [-1], :])
 
 
 class FeatureHalves(nn.Module):
@@ -116,7 +129,7 @@ def written(model: nn.Module, path, length: int = 6) -> None:
                 example_input=ids(1, length), variable_axes=(1,))
 
 
-@pytest.mark.parametrize("make", [TinyEncoder, FusedQkvEncoder, FeatureHalves, CharModel])
+@pytest.mark.parametrize("make", [TinyEncoder, FusedQkvEncoder, FeatureHalves, CharModel, LastByList])
 def test_a_file_runs_at_lengths_other_than_the_captured_one(tmp_path, make):
     torch.manual_seed(0)
     model = make()
@@ -186,6 +199,8 @@ class HalfSequence(nn.Module):
     (LengthAsNumber(), r"variable_axes \[1\]: op 2 \(scalar\) depends on the input's length"),
     (HalfSequence(True), r"variable_axes \[1\]: op 1 \(slice\): a chunk / split / unbind of the variable-length"),
     (Narrowed(), r"variable_axes \[1\]: op 1 \(slice\): narrow\(\) of the variable-length axis is not supported"),
+    (Narrowed(listed=True), r"variable_axes \[1\]: op 1 \(slice\): indexing the variable-length axis with a "
+                            r"list of several positions is not supported"),
     (HalfSequence(False), r"variable_axes \[1\]: op 1 \(slice\): an index of the variable-length axis computed from sizes"),
     (LengthSizedLayer(), r"variable_axes \[1\]: the model fails at another length"),
 ])

@@ -100,27 +100,28 @@ def index_ops(node: torch.fx.Node, key, shape: tuple) -> list[graph.Op]:
     last, from the highest axis down, so earlier axis numbers still hold); [] when it keeps everything."""
     where = f"forward() {node.name}"
     keys = list(key) if isinstance(key, tuple) else [key]
+    # a list of several positions: PyTorch refuses too short an axis where a slice would clip
+    listed = [isinstance(k, list) and len(k) > 1 for k in keys]
     if sum(isinstance(k, list) for k in keys) == 1:  # lists on two axes pair up (a gather), slices would not
         keys = [_run_as_slice(k) for k in keys]
     if sum(k is Ellipsis for k in keys) > 1 or any(k is None or isinstance(k, (list, torch.Tensor)) or (
             isinstance(k, torch.fx.Node) and not isinstance(k.meta.get(VALUE), int)) for k in keys):
         refuse(where, f"indexing with {key!r}", "index with integers and slices (use unsqueeze for new axes)")
-    computed = [isinstance(k, torch.fx.Node) for k in keys]
+    origins = ["computed" if isinstance(k, torch.fx.Node) else "list" if many else "index"
+               for k, many in zip(keys, listed)]
     keys = [_int(k, where) if isinstance(k, torch.fx.Node) else k for k in keys]
     if Ellipsis in keys:
-        computed.insert(keys.index(Ellipsis), False)  # the ellipsis's own place, expanded below
-        computed[keys.index(Ellipsis):keys.index(Ellipsis) + 2] = [False] * (len(shape) - len(keys) + 1)
         at = keys.index(Ellipsis)
+        origins[at:at + 1] = ["index"] * (len(shape) - len(keys) + 1)
         keys[at:at + 1] = [slice(None)] * (len(shape) - len(keys) + 1)
     if not keys or keys[0] != slice(None) or len(keys) > len(shape):
         refuse(where, f"indexing with {key!r}", "keep the whole batch: index as x[:, ...]")
     slices, selects = [], []
     for axis, k in enumerate(keys[1:]):
         if isinstance(k, slice):
-            slices += _slice_of(k, axis, shape[axis + 1], key, where)
+            slices += _slice_of(k, axis, shape[axis + 1], key, where, origins[axis + 1])
         elif isinstance(k, int) and not isinstance(k, bool):
-            selects.append(graph.Select(axis, k, axis_size=shape[axis + 1],
-                                        origin="computed" if computed[axis + 1] else "index"))
+            selects.append(graph.Select(axis, k, axis_size=shape[axis + 1], origin=origins[axis + 1]))
         else:
             refuse(where, f"indexing with {key!r}", "index with integers and slices")
     return slices + selects[::-1]
@@ -136,8 +137,9 @@ def _run_as_slice(k):
     return slice(k[0], k[-1] + 1 if k[-1] != -1 else None)
 
 
-def _slice_of(k: slice, axis: int, size: int, key, where: str) -> list[graph.Slice]:
-    """One slice of an index as a Slice op of per-sample `axis` ([] when it keeps the whole axis)."""
+def _slice_of(k: slice, axis: int, size: int, key, where: str, origin: str) -> list[graph.Slice]:
+    """One slice of an index as a Slice op of per-sample `axis` ([] when it keeps the whole axis); `origin`
+    says where its bounds came from (see graph.Slice)."""
     if _int(k.step, where) not in (None, 1):
         refuse(where, f"the slice {k} (of {key!r})", "slice with step 1")
     start, stop = _int(k.start, where), _int(k.stop, where)
@@ -145,5 +147,6 @@ def _slice_of(k: slice, axis: int, size: int, key, where: str) -> list[graph.Sli
         refuse(where, f"the empty slice {k} of an axis of {size}")
     if (start, stop) == (None, None):
         return []
-    computed = isinstance(k.start, torch.fx.Node) or isinstance(k.stop, torch.fx.Node)
-    return [graph.Slice(axis, start or 0, stop, axis_size=size, origin="computed" if computed else "index")]
+    if isinstance(k.start, torch.fx.Node) or isinstance(k.stop, torch.fx.Node):
+        origin = "computed"
+    return [graph.Slice(axis, start or 0, stop, axis_size=size, origin=origin)]

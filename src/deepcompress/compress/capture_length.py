@@ -66,6 +66,9 @@ def _check_indexing(a: graph.Op, b: graph.Op, where: str) -> None:
     if a.origin == "narrow":  # PyTorch refuses a sequence shorter than start + length; a slice would clip
         raise Unsupported(f"{where}: narrow() of the variable-length axis is not supported; slice it "
                           "(x[:, start:stop]) if shorter sequences may give fewer positions")
+    if a.origin == "list":  # likewise for x[:, [0, 1, 2]]
+        raise Unsupported(f"{where}: indexing the variable-length axis with a list of several positions is "
+                          "not supported; slice it (x[:, start:stop]) if shorter sequences may give fewer")
     if a.origin == "computed":
         raise Unsupported(f"{where}: an index of the variable-length axis computed from sizes (x.size() / "
                           "x.shape) is not supported; write the bound as a number")

@@ -237,7 +237,8 @@ class Slice(Op):
     # capture only, never stored, read by capture_length.length_free: the length of the axis indexed (two
     # captures at different lengths differ there when that axis holds the length), and where the bounds
     # came from: "index" (numbers in the code), "computed" (from sizes), "part" (of a chunk / split),
-    # "narrow" (which PyTorch refuses on too short an axis), the last three refused when the axis varies
+    # "narrow" and "list" (x[:, [0, 1]]), which PyTorch refuses on too short an axis, the last four refused
+    # when the axis varies
     axis_size: int | None = field(default=None, kw_only=True)
     origin: str = field(default="index", kw_only=True)
 

@@ -189,7 +189,9 @@ def test_a_parameter_record_is_checked_against_its_layer():
     meta["ops"][0]["rows"] = 4  # the first four rows, said so: positions 0..3 of a longer table
     assert graph.parse_forward({**meta, "input_shape": [4, 8]}, {"pos": layer}).outputs == ((4, 8), (4, 8))
     for rows, why in ((3, r"holds 32 values; layer 'pos' \(5 x 8\) gives 24 \(its first 3 rows\)"),
-                      (6, r"rows 6 is more than the 5 rows of layer 'pos'"), (0, "rows")):
+                      (6, r"rows 6 is more than the 5 rows of layer 'pos'"),
+                      *((bad, rf"op 0 \(parameter\): rows must be a positive integer \(how many leading rows of "
+                              rf"layer 'pos' to read\) or absent, got {bad!r}") for bad in (0, 2.5, True, "4"))):
         meta["ops"][0]["rows"] = rows
         with pytest.raises(graph.GraphError, match=why):
             graph.parse_forward({**meta, "input_shape": [4, 8]}, {"pos": layer})

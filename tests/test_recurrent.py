@@ -199,6 +199,22 @@ def test_padding_row_stays_zero_through_weight_sharing(tmp_path):
     assert decompress(tmp_path / "m.dcz").weights["emb"].padding_idx == 0
 
 
+def test_a_padding_row_holding_values_is_kept_as_forward_reads_it(tmp_path):
+    """A tied output layer or loaded weights can fill the padding row; the lookup returns it as it is."""
+    torch.manual_seed(0)
+    model = FinalState(nn.LSTM, "h")
+    with torch.no_grad():
+        model.emb.weight[0] = torch.linspace(-1, 1, 6)
+    compress_and_write(model, ids(), tmp_path / "m.dcz", sparsity=0.0)
+    table = dcz.read(tmp_path / "m.dcz")[0][0].to_dense()
+    assert np.count_nonzero(table) == VOCAB * 6
+    x = ids()
+    x[:, 0] = 0
+    with torch.no_grad():
+        expected = model(x).numpy()
+    np.testing.assert_allclose(load(tmp_path / "m.dcz")(x.numpy()), expected, rtol=1e-5, atol=1e-6)
+
+
 def test_pruning_masks_of_gate_matrices_hold_through_training():
     torch.manual_seed(0)
     model = LanguageModel(nn.GRU, 2)

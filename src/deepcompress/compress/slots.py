@@ -38,7 +38,8 @@ class WeightSlot:
         return iter([self.weight] + ([self.bias] if self.bias is not None else []))
 
     def initial_mask(self) -> torch.Tensor:
-        """What pruning keeps from the start: everything but rows that must stay zero (padding_idx)."""
+        """What pruning keeps from the start: everything but rows that must stay zero (an all-zero
+        padding_idx row)."""
         mask = torch.ones_like(self.weight, dtype=torch.bool)
         for row in self.zero_rows:
             mask[row] = False
@@ -57,6 +58,9 @@ def sequence_slots(name: str, module: nn.Module) -> dict[str, WeightSlot]:
         return {f"{name}.in_proj_weight": WeightSlot(module, "in_proj_weight", bias)}
     if isinstance(module, nn.Embedding):
         pad = () if module.padding_idx is None else (module.padding_idx % module.num_embeddings,)
+        # the row gets no gradient through the lookup, but a tied output layer (or loaded weights) can fill
+        # it, and forward() returns it as it is: only a row that is zero now stays zero
+        pad = tuple(row for row in pad if not module.weight[row].any())
         return {name: WeightSlot(module, "weight", None, pad)}
     if type(module) not in (nn.LSTM, nn.GRU):
         return {}

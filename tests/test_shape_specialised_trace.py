@@ -216,3 +216,27 @@ def test_batchnorm_folding_follows_the_branch_forward_runs_at_its_defaults():
             return self.bn(y) + y if feats is None else self.bn(y)  # y read twice: the conv cannot fold
 
     assert foldable_pairs(Features().eval(), torch.rand(1, 1, 5, 5)) == []
+
+
+def test_len_of_the_input_shape_is_its_rank_and_len_of_the_input_is_refused():
+    class ByRank(nn.Module):
+        def forward(self, x):
+            flat = x.flatten(1) if len(x.shape) == 3 else x
+            return torch.relu(flat) if len(x.size()) == 3 else torch.sigmoid(flat)
+
+    class ByBatch(nn.Module):
+        def forward(self, x):
+            return x * len(x)
+
+    class OfAValue(nn.Module):
+        def forward(self, x):
+            return x * len(x.flatten(1))
+
+    x = torch.randn(2, 6, 3)
+    assert [op.name for op in capture(ByRank(), x)] == ["flatten", "relu"]
+    assert [op.name for op in capture(ByRank(), x.flatten(1))] == ["sigmoid"]
+    with pytest.raises(Unsupported, match=r"forward\(\) x: len\(\) of the input is the batch size"):
+        capture(ByBatch(), x)
+    with pytest.raises(Unsupported, match=r"forward\(\) flatten: len\(\) of a traced value other than the input's "
+                                          r"shape; read the input's rank instead"):
+        capture(OfAValue(), x)

@@ -3,8 +3,8 @@ a file of that shape can still describe exactly.
 
 - Arguments after the input that have defaults (nanoGPT's `targets=None`) are fixed at their defaults: the
   file describes the model called with its one input.
-- Control flow on the input's shape (nanoGPT's `assert t <= block_size`) is decided at the example's
-  shape, which the file fixes. A branch on the batch size or on a variable axis is refused: the file runs
+- Control flow on the input's shape (nanoGPT's `assert t <= block_size`, `if len(x.shape) == 3`) is
+  decided at the example's shape, which the file fixes. A branch on the batch size or on a variable axis is refused: the file runs
   at other batches and lengths, where the branch could go the other way. A branch on values is refused as
   torch.fx refuses it.
 
@@ -50,10 +50,46 @@ class _ShapeTracer(torch.fx.Tracer):
                               f"where it could go the other way: fix the length ({WEIGHTS_ONLY_HINT})")
         return bool(value)
 
+    def proxy(self, node: torch.fx.Node) -> torch.fx.Proxy:
+        return _ShapeProxy(node, self)
 
-def _shape_value(node: torch.fx.Node, shape: torch.Size) -> tuple:
-    """(value, axes of the input read) of a node that only a shape decides; Unsupported otherwise, with
-    torch.fx's own reason (control flow on values)."""
+
+class _ShapeLen:
+    """len() of a proxy: the input's rank when it holds the input's shape (`len(x.shape)`)."""
+
+    def __len__(self) -> int:
+        shape = self.tracer.shape
+        value, _ = (None, None) if shape is None else _shape_value(self.node, shape, refuse=False)
+        if isinstance(value, tuple):
+            return len(value)
+        where = f"forward() {self.node.name}"
+        if isinstance(value, _Input):
+            raise Unsupported(f"{where}: len() of the input is the batch size; the file runs at any batch "
+                              f"({WEIGHTS_ONLY_HINT})")
+        raise Unsupported(f"{where}: len() of a traced value other than the input's shape; read the input's "
+                          f"rank instead (len(x.shape) or x.dim(), x the input) ({WEIGHTS_ONLY_HINT})")
+
+
+class _ShapeProxy(_ShapeLen, torch.fx.Proxy):
+    """The tracer's proxies, their attributes (x.shape) with the same len()."""
+
+    def __getattr__(self, k: str) -> torch.fx.proxy.Attribute:
+        return _ShapeAttribute(self, k)
+
+
+class _ShapeAttribute(_ShapeLen, torch.fx.proxy.Attribute):
+    pass
+
+
+def _shape_value(node: torch.fx.Node, shape: torch.Size, refuse: bool = True) -> tuple:
+    """(value, axes of the input read) of a node that only a shape decides; otherwise Unsupported, with
+    torch.fx's own reason (control flow on values), or (None, None) when not `refuse`."""
+    if not refuse:
+        try:
+            return _shape_value(node, shape)
+        except Unsupported:
+            return None, None
+
     def arg(a):
         return _shape_value(a, shape) if isinstance(a, torch.fx.Node) else (a, frozenset())
 

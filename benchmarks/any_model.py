@@ -154,7 +154,7 @@ def run_model(name: str, quick: bool, out_dir: Path, train_size: int | None = No
     t0 = time.perf_counter()
     if spec.train is not None:
         cfg = TrainConfig(**{**spec.train, "epochs": 1, "batch_size": QUICK_BATCH} if quick else spec.train)
-        train(model, data, cfg, checkpoint=run_dir / "baseline-train.pt", resume=resume, progress=False,
+        train(model, data, cfg, checkpoint=run_dir / "baseline-train.pt", resume=resume, progress=True,
               verbose=True, loss=spec.loss, metric=spec.metric)
     if dense_only:
         return None
@@ -169,7 +169,7 @@ def run_model(name: str, quick: bool, out_dir: Path, train_size: int | None = No
         hooks = DropoutFollowsKept(spec.notes["dropout"], tuple(spec.recipe["prune"]["layers"]))
     elif spec.retrain_dropout is not None:
         set_dropout(model, spec.retrain_dropout)
-    outcome = compress_model(model, data, recipe, run_dir, example_input=example, progress=False,
+    outcome = compress_model(model, data, recipe, run_dir, example_input=example, progress=True,
                              objective=objective, meta={"model": name, "dataset": spec.dataset},
                              resume=resume, overwrite=not resume, hooks=hooks,  # a rerun measures afresh
                              command=f"benchmarks/any_model.py {name}" + (" --quick" if quick else "")

@@ -251,7 +251,8 @@ def test_conv_op_parameters_checked(tmp_path):
     layers, meta = conv_model(np.random.default_rng(0))
     for bad, message in (({"stride": [1, 0]}, "stride must be an integer >= 1"),
                          ({"padding": -1}, "padding must be an integer >= 0"), ({"dilaton": 2}, "unknown key .dilaton."),
-                         ({"stride": "1"}, "must be an integer")):
+                         ({"stride": "1"}, "must be an integer"),
+                         ({"groups": 0}, r"groups must be an integer >= 1, got 0$")):
         ops = [dict(meta["ops"][0], **bad)] + meta["ops"][1:]
         with pytest.raises(ModelError, match=message):
             load(_write(tmp_path, layers, dict(meta, ops=ops)))

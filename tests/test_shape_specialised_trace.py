@@ -232,11 +232,16 @@ def test_len_of_the_input_shape_is_its_rank_and_len_of_the_input_is_refused():
         def forward(self, x):
             return x * len(x.flatten(1))
 
+    class OfAnAttribute(nn.Module):
+        def forward(self, x):
+            return x * len(x.mT.shape)
+
     x = torch.randn(2, 6, 3)
     assert [op.name for op in capture(ByRank(), x)] == ["flatten", "relu"]
     assert [op.name for op in capture(ByRank(), x.flatten(1))] == ["sigmoid"]
     with pytest.raises(Unsupported, match=r"forward\(\) x: len\(\) of the input is the batch size"):
         capture(ByBatch(), x)
-    with pytest.raises(Unsupported, match=r"forward\(\) flatten: len\(\) of a traced value other than the input's "
-                                          r"shape; read the input's rank instead"):
-        capture(OfAValue(), x)
+    for model in (OfAValue(), OfAnAttribute()):
+        with pytest.raises(Unsupported, match=r"forward\(\) \w+: len\(\) of a traced value other than the input's "
+                                              r"shape; len\(\) of a tensor is its first axis's size"):
+            capture(model, x)

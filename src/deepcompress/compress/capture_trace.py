@@ -55,7 +55,11 @@ class _ShapeTracer(torch.fx.Tracer):
 
 
 class _ShapeLen:
-    """len() of a proxy: the input's rank when it holds the input's shape (`len(x.shape)`)."""
+    """len() of a proxy: the input's rank when it holds the input's shape (`len(x.shape)`); its attributes
+    alike."""
+
+    def __getattr__(self, k: str) -> torch.fx.proxy.Attribute:
+        return _ShapeAttribute(self, k)
 
     def __len__(self) -> int:
         shape = self.tracer.shape
@@ -66,19 +70,17 @@ class _ShapeLen:
         if isinstance(value, _Input):
             raise Unsupported(f"{where}: len() of the input is the batch size; the file runs at any batch "
                               f"({WEIGHTS_ONLY_HINT})")
-        raise Unsupported(f"{where}: len() of a traced value other than the input's shape; read the input's "
-                          f"rank instead (len(x.shape) or x.dim(), x the input) ({WEIGHTS_ONLY_HINT})")
+        raise Unsupported(f"{where}: len() of a traced value other than the input's shape; len() of a tensor is "
+                          "its first axis's size: use x.shape[i] or x.size(i) for an axis other than the batch, "
+                          f"len(x.shape) or x.dim() for the input's rank ({WEIGHTS_ONLY_HINT})")
 
 
 class _ShapeProxy(_ShapeLen, torch.fx.Proxy):
-    """The tracer's proxies, their attributes (x.shape) with the same len()."""
-
-    def __getattr__(self, k: str) -> torch.fx.proxy.Attribute:
-        return _ShapeAttribute(self, k)
+    """The tracer's proxies."""
 
 
 class _ShapeAttribute(_ShapeLen, torch.fx.proxy.Attribute):
-    pass
+    """Their attributes (x.shape, x.mT.shape)."""
 
 
 def _shape_value(node: torch.fx.Node, shape: torch.Size, refuse: bool = True) -> tuple:

@@ -14,19 +14,21 @@ class GraphError(ValueError):
     """The forward pass is malformed or does not fit the file's layers; the message names the op."""
 
 
-def _int(value, key: str, where: str, minimum: int) -> int:
+def _int(value, key: str, where: str, minimum: int, expected: str = "") -> int:
+    """`value` if it is an integer >= minimum; GraphError saying so (`expected` in place of that) if not."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise GraphError(f"{where}: {key} must be an integer >= {minimum} or a pair of them, got {value!r}")
+        raise GraphError(f"{where}: {key} must be {expected or f'an integer >= {minimum}'}, got {value!r}")
     return value
 
 
 def _pair(value, key: str, where: str, minimum: int) -> tuple[int, int]:
     """(height, width) from v or [h, w], each an integer >= minimum."""
+    expected = f"an integer >= {minimum} or a pair of them"
     if isinstance(value, (list, tuple)):
         if len(value) != 2:
-            raise GraphError(f"{where}: {key} must be an integer or a pair, got {value!r}")
-        return _int(value[0], key, where, minimum), _int(value[1], key, where, minimum)
-    value = _int(value, key, where, minimum)
+            raise GraphError(f"{where}: {key} must be {expected}, got {value!r}")
+        return tuple(_int(v, key, where, minimum, expected) for v in value)
+    value = _int(value, key, where, minimum, expected)
     return value, value
 
 

@@ -63,12 +63,11 @@ def _check_indexing(a: graph.Op, b: graph.Op, where: str) -> None:
     a part of a chunk / split of that axis. Literal bounds (x[:, 1:], x[:, -1]) keep their meaning."""
     if not isinstance(a, (graph.Slice, graph.Select)) or a.axis_size == b.axis_size or a.origin == "index":
         return
-    if a.origin == "narrow":  # PyTorch refuses a sequence shorter than start + length; a slice would clip
-        raise Unsupported(f"{where}: narrow() of the variable-length axis is not supported; slice it "
-                          "(x[:, start:stop]) if shorter sequences may give fewer positions")
-    if a.origin == "list":  # likewise for x[:, [0, 1, 2]]
-        raise Unsupported(f"{where}: indexing the variable-length axis with a list of several positions is "
-                          "not supported; slice it (x[:, start:stop]) if shorter sequences may give fewer")
+    clipped = {"narrow": "narrow() of the variable-length axis",
+               "list": "indexing the variable-length axis with a list of several positions"}
+    if a.origin in clipped:  # PyTorch refuses a sequence too short for them; a slice would clip
+        raise Unsupported(f"{where}: {clipped[a.origin]} is not supported; slice it (x[:, start:stop]) if "
+                          "shorter sequences may give fewer positions")
     if a.origin == "computed":
         raise Unsupported(f"{where}: an index of the variable-length axis computed from sizes (x.size() / "
                           "x.shape) is not supported; write the bound as a number")

@@ -4,9 +4,9 @@ a file of that shape can still describe exactly.
 - Arguments after the input that have defaults (nanoGPT's `targets=None`) are fixed at their defaults: the
   file describes the model called with its one input.
 - Control flow on the input's shape (nanoGPT's `assert t <= block_size`, `if len(x.shape) == 3`) is
-  decided at the example's shape, which the file fixes. A branch on the batch size or on a variable axis is refused: the file runs
-  at other batches and lengths, where the branch could go the other way. A branch on values is refused as
-  torch.fx refuses it.
+  decided at the example's shape, which the file fixes. A branch on the batch size or on a variable axis
+  is refused: the file runs at other batches and lengths, where the branch could go the other way. A
+  branch on values is refused as torch.fx refuses it.
 
     traced = trace_forward(model, example_input, variable_axes=())   # a torch.fx.GraphModule
 """
@@ -62,8 +62,10 @@ class _ShapeLen:
         return _ShapeAttribute(self, k)
 
     def __len__(self) -> int:
-        shape = self.tracer.shape
-        value, _ = (None, None) if shape is None else _shape_value(self.node, shape, refuse=False)
+        try:
+            value = _shape_value(self.node, self.tracer.shape)[0] if self.tracer.shape is not None else None
+        except Unsupported:  # not decided by the shape: refused below with what len() means
+            value = None
         if isinstance(value, tuple):
             return len(value)
         where = f"forward() {self.node.name}"
@@ -83,15 +85,9 @@ class _ShapeAttribute(_ShapeLen, torch.fx.proxy.Attribute):
     """Their attributes (x.shape, x.mT.shape)."""
 
 
-def _shape_value(node: torch.fx.Node, shape: torch.Size, refuse: bool = True) -> tuple:
-    """(value, axes of the input read) of a node that only a shape decides; otherwise Unsupported, with
-    torch.fx's own reason (control flow on values), or (None, None) when not `refuse`."""
-    if not refuse:
-        try:
-            return _shape_value(node, shape)
-        except Unsupported:
-            return None, None
-
+def _shape_value(node: torch.fx.Node, shape: torch.Size) -> tuple:
+    """(value, axes of the input read) of a node that only a shape decides; Unsupported otherwise, with
+    torch.fx's own reason (control flow on values)."""
     def arg(a):
         return _shape_value(a, shape) if isinstance(a, torch.fx.Node) else (a, frozenset())
 

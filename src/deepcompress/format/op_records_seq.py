@@ -71,10 +71,9 @@ class Parameter(LayerOp):
                                                   for d in shape):
             raise GraphError(f"{where}: shape must be a list of positive integers, got {shape!r}")
         args = {**args, "shape": tuple(shape), "inputs": args.get("inputs", ())}
-        rows = args.get("rows")
-        if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 1):
-            raise GraphError(f"{where}: rows must be a positive integer (how many leading rows of layer "
-                             f"{args.get('layer')!r} to read) or absent, got {rows!r}")
+        if args.get("rows") is not None:
+            args["rows"] = _int(args["rows"], "rows", where, 1, "a positive integer (how many leading rows of "
+                                f"layer {args.get('layer')!r} to read) or absent")
         return super().build(args, where)
 
     def params(self) -> dict:

@@ -156,17 +156,18 @@ def test_the_transformer_prunes_layers_its_encoder_has():
     assert ops.count("fc") == 9 and ops[:3] == ["reshape", "permute", "conv1d"]
 
 
-def test_the_tied_1000_unit_word_lstm_prunes_its_one_table_and_every_lstm_matrix_to_a_tenth_in_all():
+@pytest.mark.parametrize("name, hidden", [("austen-words-lstm-1000-tied", 1000), ("austen-words-lstm-650-tied", 650)])
+def test_the_tied_word_lstms_prune_their_one_table_and_every_lstm_matrix_to_a_tenth_in_all(name, hidden):
     from deepcompress.compress.prune import matrix_layers
 
-    spec = any_model.SPECS["austen-words-lstm-1000-tied"]
+    spec = any_model.SPECS[name]
     model = spec.build({"vocab": 5001})
-    assert model.out.weight is model.embed.weight and model.lstm.hidden_size == 1000
+    assert model.out.weight is model.embed.weight and model.lstm.hidden_size == hidden
     layers = spec.recipe["prune"]["layers"]
     sizes = {n: w.numel() for n, w in ((n, any_model_specs.layer_weight(model, n)) for n in matrix_layers(model))}
     assert set(layers) == set(sizes) == {"embed", *models_text.LSTM_MATRICES}  # the bias is no matrix
     assert sum((1 - layers[n]) * sizes[n] for n in sizes) <= 0.1 * sum(sizes.values())
-    assert spec.recipe["quantize"]["layers"] == {"out_bias": 8} and "austen-words-lstm-1000-tied" in any_model.LSTM_MODELS
+    assert spec.recipe["quantize"]["layers"] == {"out_bias": 8} and name in any_model.LSTM_MODELS
 
 
 def test_dense_only_trains_the_dense_model_and_records_nothing(tmp_path, monkeypatch):

@@ -81,4 +81,4 @@ def test_simulate_cli_takes_real_inputs_and_a_length(tmp_path, capsys):
     assert main(["simulate", LENET, "--data", "mnist", "--text", "a cat"]) == 1
     assert "give --data or --text, not both" in capsys.readouterr().err
     assert main(["simulate", str(path), "--data", str(tmp_path / "test.npz")]) == 1
-    assert "input must be integer token ids" in capsys.readouterr().err
+    assert "test.npz: the model takes integer token ids; x is float32" in capsys.readouterr().err

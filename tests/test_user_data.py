@@ -172,8 +172,39 @@ def test_run_data_takes_a_npz_file_and_an_idx_folder(tmp_path, capsys):
     assert code == 0 and res["test"]["error"] == pytest.approx(expected) and res["dataset"] == str(folder)
 
 
+def test_run_data_evaluates_a_language_model_per_position_as_perplexity_and_simulate_reads_its_ids(tmp_path,
+                                                                                                     capsys):
+    from deepcompress.data import Dataset
+    from deepcompress.models_text import CharLSTM, sequence_loss
+
+    torch.manual_seed(0)
+    model = CharLSTM(12, embed=8, hidden=8)
+    x, y = torch.randint(0, 12, (60, 5)), torch.randint(0, 12, (60, 5))
+    recipe = {"prune": {"iterations": 1, "layers": {"lstm.weight_ih_l0": 0.5},
+                        "retrain": {"epochs": 1, "batch_size": 20}}, "quantize": {"fc_bits": 4}}
+    compress_model(model, Dataset("toy", x[:40], y[:40], x[40:], y[40:]), recipe, tmp_path / "run",
+                   example_input=x[:1], progress=False, loss=sequence_loss)
+    path = str(tmp_path / "run" / "model.dcz")
+    logits = decompress(path).eval()(x[40:]).detach()
+    expected = float(F.cross_entropy(logits.reshape(-1, 12), y[40:].reshape(-1)))  # the reference: PyTorch
+    write_npz(tmp_path / "lm.npz", x[40:].numpy().astype(np.int32), y[40:].numpy())
+    capsys.readouterr()  # what compress_model printed
+    code = main(["run", path, "--data", str(tmp_path / "lm.npz"), "--latency-images", "2", "--json"])
+    ev = json.loads(capsys.readouterr().out)["test"]
+    assert code == 0 and ev["labels"] == 100 and ev["images"] == 20
+    assert ev["cross_entropy"] == pytest.approx(expected, rel=1e-5)
+    assert ev["perplexity"] == pytest.approx(np.exp(expected), rel=1e-5)
+    assert ev["error"] == pytest.approx(float((logits.argmax(-1) != y[40:]).float().mean()))
+    assert main(["simulate", path, "--arch", "eie", "--data", str(tmp_path / "lm.npz"), "--samples", "2"]) == 0
+    assert "real inputs" in capsys.readouterr().out
+    write_npz(tmp_path / "float.npz", x[40:].numpy() + 0.5, y[40:].numpy())
+    assert main(["run", path, "--data", str(tmp_path / "float.npz")]) != 0
+    assert "float.npz: the model takes integer token ids; x is float32" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("make,message", [
     (lambda p: write_npz(p / "a.npz", np.zeros((3, 4)), np.zeros(3)), "y integer labels"),
+    (lambda p: write_npz(p / "a.npz", np.zeros((3, 4)), np.zeros((3, 5), int)), "a label per position"),
     (lambda p: write_npz(p / "a.npz", np.zeros((3, 4)), np.zeros(2, int)), "must be \\(N, ...\\) and \\(N,\\)"),
     (lambda p: np.savez(p / "a.npz", images=np.zeros((3, 4))), "needs arrays named x and y"),
     (lambda p: np.savez(p / "a.npz", x=np.array([{}] * 3, dtype=object), y=np.zeros(3, int)), "not a readable"),

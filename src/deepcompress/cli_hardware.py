@@ -180,11 +180,13 @@ def _file_inputs(args) -> tuple:
 
 def _with_inputs(args, x, load_model, what: str) -> tuple:
     """The file at the inputs' shape, the FC inputs the CPU runtime sees on them, the title note."""
+    from .data import as_model_input
     from .runtime import load
 
     if args.length:
         raise UserError("--length is taken from the inputs with --data or --text")
     model = load(args.file)
+    x = as_model_input(x, model.forward.input_dtype, args.data or "--text")
     inputs = model.fc_inputs(x)  # first: the runtime names what is wrong with the inputs
     shape = tuple(x.shape[1:])
     return load_model(args.file, shape if shape != model.input_shape else None), inputs, what

@@ -7,10 +7,11 @@ file, when present), the batch-1 latency and the throughput at batch N, and each
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
-from .data import DATASETS, load_test_set
+from .data import DATASETS, as_model_input, load_test_set
 from .errors import UserError, check_parallelism
 
 
@@ -21,7 +22,7 @@ def compression_report(path: Path) -> dict | None:
         rec = json.loads(report.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(rec, dict) or "test_error" not in rec:
+    if not isinstance(rec, dict) or not ({"test_error", "test_loss"} & set(rec)):
         return None
     rec["describes_this_file"] = rec.get("file_bytes") in (None, path.stat().st_size)
     rec["path"] = str(report)
@@ -41,8 +42,9 @@ def run_file(path: Path, data: str | None, data_dir: str | None, batch: int, lat
     made_for = model1.meta.get("dataset", "mnist")
     if data is None and made_for not in DATASETS:
         raise UserError(f"the file was made for data set {made_for!r}; pass --data ({', '.join(DATASETS)}, "
-                        f"a folder or a .npz file)")
+                        f"a folder or a .npz file; for a language model x (N, T) token ids, y (N, T) next ids)")
     name, x, y = load_test_set(data or made_for, folder=data_dir)
+    x = as_model_input(x, model1.forward.input_dtype, name)
     if tuple(x.shape[1:]) != model1.input_shape:
         raise UserError(f"{path}: the model takes inputs of shape {model1.input_shape}, "
                         f"{name} inputs are {tuple(x.shape[1:])}")
@@ -59,26 +61,36 @@ def run_file(path: Path, data: str | None, data_dir: str | None, batch: int, lat
         # the report's error is the fp32 one: an int8/int16 run is compared with it only in the output
         comparable = (report["describes_this_file"] and report.get("dataset", name) == name
                       and precision == "fp32")
-        out["report"] = {"path": report["path"], "test_error": report["test_error"], "comparable": comparable,
-                         "matches": comparable and round(report["test_error"] * ev["images"]) == ev["wrong"]}
+        out["report"] = {"path": report["path"], "comparable": comparable, **_report_match(report, ev, comparable)}
     return out
+
+
+# results.json's loss is the decoded PyTorch model's, in float32 through other kernels than the runtime's
+LOSS_RTOL = 1e-4
+
+
+def _report_match(report: dict, ev: dict, comparable: bool) -> dict:
+    """The report's score (test_error, or a language model's test_loss) and whether this run gives it."""
+    if "test_loss" in report and "cross_entropy" in ev:
+        loss = report["test_loss"]
+        return {"test_loss": loss, "matches": comparable and abs(ev["cross_entropy"] - loss) <= LOSS_RTOL * abs(loss)}
+    if "test_error" not in report:  # a loss-scored report, evaluated here with a label per sample
+        return {"matches": False, "comparable": False}
+    return {"test_error": report["test_error"],
+            "matches": comparable and round(report["test_error"] * ev["labels"]) == ev["wrong"]}
 
 
 def print_text(res: dict) -> None:
     """The human-readable form of run_file's result."""
     ev, lat = res["test"], res["latency_batch1"]
-    print(f"{res['file']}: {res['model']} on the {res['dataset']} test set ({ev['images']:,} images)")
+    per_position = "perplexity" in ev
+    what = f"{ev['images']:,} sequences, {ev['labels']:,} positions" if per_position else f"{ev['images']:,} images"
+    print(f"{res['file']}: {res['model']} on the {res['dataset']} test set ({what})")
     line = f"  test error  {100 * ev['error']:.2f}% ({ev['wrong']} wrong)"
-    rep = res.get("report")
-    if rep is None:
-        line += "; no compression report (results.json) beside the file"
-    elif res.get("precision", "fp32") != "fp32":
-        line += f" in {res['precision']}; compression report (fp32) {100 * rep['test_error']:.2f}%"
-    elif not rep["comparable"]:
-        line += f"; {rep['path']} describes another file or data set ({100 * rep['test_error']:.2f}%)"
-    else:
-        line += f"; compression report {100 * rep['test_error']:.2f}%: {'match' if rep['matches'] else 'MISMATCH'}"
-    print(line)
+    if per_position:
+        line = (f"  perplexity  {ev['perplexity']:.3f} ({ev['cross_entropy']:.4f} nats a position); next-token "
+                f"error {100 * ev['error']:.2f}%")
+    print(line + _report_note(res))
     print(f"  latency     batch 1: median {lat['median_us']:.1f} us per image (p10 {lat['p10_us']:.1f}, "
           f"p90 {lat['p90_us']:.1f}) over {lat['images']} images")
     print(f"  throughput  batch {res['batch']}: {ev['images_per_s']:,.0f} images/s "
@@ -92,6 +104,24 @@ def print_text(res: dict) -> None:
               f"pointers, codebook {r['bytes']['codebook']} B); {r['why']}")
     if not res["batch1_agrees_with_batchN"]:
         print("  warning: batch-1 and batch-N predictions differ on some images", file=sys.stderr)
+
+
+def _report_note(res: dict) -> str:
+    """How the compression report beside the file compares with this run."""
+    rep = res.get("report")
+    if rep is None:
+        return "; no compression report (results.json) beside the file"
+    if "test_loss" in rep:
+        score = f"perplexity {math.exp(rep['test_loss']):.3f}"
+    elif "test_error" in rep:
+        score = f"{100 * rep['test_error']:.2f}%"
+    else:
+        return f"; {rep['path']} scores a loss, and this test set has a label per sample: not compared"
+    if res.get("precision", "fp32") != "fp32":
+        return f" in {res['precision']}; compression report (fp32) {score}"
+    if not rep["comparable"]:
+        return f"; {rep['path']} describes another file or data set ({score})"
+    return f"; compression report {score}: {'match' if rep['matches'] else 'MISMATCH'}"
 
 
 def _limit_threads(threads: int) -> None:

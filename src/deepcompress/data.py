@@ -269,10 +269,11 @@ TEST_IDX = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
 def load_test_set(spec: str, folder: str | Path | None = None) -> tuple[str, np.ndarray, np.ndarray]:
-    """The test set `spec` names, as (name, inputs float32, labels int64), for evaluating a model.
+    """The test set `spec` names, as (name, inputs float32 or int64, labels int64), for evaluating a model.
 
     `spec` is a data set ("mnist", "fashion-mnist" or "fashion"; `folder` as in load_arrays), a .npz file
-    with arrays `x` (N, *input shape, used as given) and `y` (N,) integer labels, or a folder holding
+    with arrays `x` (N, *input shape, used as given; integers kept as int64, for as_model_input) and `y`
+    (N,) integer labels or (N, T) a label per position (a language model), or a folder holding
     test.npz or the IDX pair t10k-images-idx3-ubyte + t10k-labels-idx1-ubyte (plain or .gz; uint8 images
     (N, H, W) scaled to [0, 1] and shaped (N, 1, H, W)).
     """
@@ -313,9 +314,20 @@ def _idx_pair(folder: Path) -> tuple[np.ndarray, np.ndarray]:
 def _checked_pair(source: str, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if x.dtype.kind not in "uif" or y.dtype.kind not in "ui":
         raise DataError(f"{source}: x must be numeric and y integer labels, got {x.dtype} and {y.dtype}")
-    if x.ndim < 2 or y.shape != (len(x),) or len(x) == 0:
-        raise DataError(f"{source}: x {x.shape} and y {y.shape} must be (N, ...) and (N,) with N > 0")
-    return np.ascontiguousarray(x, dtype=np.float32), y.astype(np.int64)
+    per_position = x.ndim >= 2 and y.shape == x.shape[:2]  # a language model: a label per token
+    if x.ndim < 2 or not (y.shape == (len(x),) or per_position) or len(x) == 0:
+        raise DataError(f"{source}: x {x.shape} and y {y.shape} must be (N, ...) and (N,) (a label per sample), "
+                        f"or (N, T, ...) and (N, T) (a label per position), with N > 0")
+    return np.ascontiguousarray(x, dtype=np.int64 if x.dtype.kind in "ui" else np.float32), y.astype(np.int64)
+
+
+def as_model_input(x: np.ndarray, input_dtype: str, source: str) -> np.ndarray:
+    """Test inputs in the type a file's model takes: int64 token ids (integer x only), else float32."""
+    if input_dtype == "int64":
+        if x.dtype.kind not in "ui":
+            raise DataError(f"{source}: the model takes integer token ids; x is {x.dtype}")
+        return x
+    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 def _images(x: np.ndarray) -> np.ndarray:

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .runtime.measure import sequence_ce  # noqa: F401  (the runtime's side of sequence_loss; imported from here)
+
 
 class CharLSTM(nn.Module):
     """Embedding(V, E) -> LSTM(E, H, num_layers=2, batch_first=True) -> Linear(H, V): next-token logits

@@ -197,6 +197,8 @@ def test_run_data_evaluates_a_language_model_per_position_as_perplexity_and_simu
     assert ev["error"] == pytest.approx(float((logits.argmax(-1) != y[40:]).float().mean()))
     assert main(["simulate", path, "--arch", "eie", "--data", str(tmp_path / "lm.npz"), "--samples", "2"]) == 0
     assert "real inputs" in capsys.readouterr().out
+    assert main(["simulate", path, "--arch", "eie", "--text", "a cat"]) == 1
+    assert "--text tokenizes for the MiniLM sentence encoder and this file is not one" in capsys.readouterr().err
     write_npz(tmp_path / "float.npz", x[40:].numpy() + 0.5, y[40:].numpy())
     assert main(["run", path, "--data", str(tmp_path / "float.npz")]) != 0
     assert "float.npz: the model takes integer token ids; x is float32" in capsys.readouterr().err

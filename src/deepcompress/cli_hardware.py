@@ -161,9 +161,14 @@ def _file_inputs(args) -> tuple:
     if args.data and args.text:
         raise UserError("give --data or --text, not both")
     if args.text:
+        from . import format as dcz
+        from .cli_text import is_text_model
         from .minilm_text import load_tokenizer, positions_of
         import numpy as np
 
+        if not is_text_model(dcz.read(args.file)[1]):
+            raise UserError(f"{args.file}: --text tokenizes for the MiniLM sentence encoder and this file is not "
+                            f"one; pass its inputs with --data FILE.npz (x: token ids for a language model)")
         x = positions_of(np.array([load_tokenizer().encode(args.text).ids], dtype=np.int64))
         return _with_inputs(args, x, load_model, f" ({x.shape[-1]} tokens of --text)")
     if args.data:

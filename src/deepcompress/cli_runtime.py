@@ -91,9 +91,10 @@ def print_text(res: dict) -> None:
         line = (f"  perplexity  {ev['perplexity']:.3f} ({ev['cross_entropy']:.4f} nats a position); next-token "
                 f"error {100 * ev['error']:.2f}%")
     print(line + _report_note(res))
-    print(f"  latency     batch 1: median {lat['median_us']:.1f} us per image (p10 {lat['p10_us']:.1f}, "
-          f"p90 {lat['p90_us']:.1f}) over {lat['images']} images")
-    print(f"  throughput  batch {res['batch']}: {ev['images_per_s']:,.0f} images/s "
+    unit = "sequence" if per_position else "image"
+    print(f"  latency     batch 1: median {lat['median_us']:.1f} us per {unit} (p10 {lat['p10_us']:.1f}, "
+          f"p90 {lat['p90_us']:.1f}) over {lat['images']} {unit}s")
+    print(f"  throughput  batch {res['batch']}: {ev['images_per_s']:,.0f} {unit}s/s "
           f"({ev['seconds']:.3f} s for the test set)")
     for r, layout_n in zip(res["layers"], res["layers_batchN"]):
         shape = "x".join(map(str, r["shape"]))

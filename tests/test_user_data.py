@@ -202,6 +202,17 @@ def test_run_data_evaluates_a_language_model_per_position_as_perplexity_and_simu
     write_npz(tmp_path / "float.npz", x[40:].numpy() + 0.5, y[40:].numpy())
     assert main(["run", path, "--data", str(tmp_path / "float.npz")]) != 0
     assert "float.npz: the model takes integer token ids; x is float32" in capsys.readouterr().err
+    write_npz(tmp_path / "per-sample.npz", x[40:].numpy(), y[40:, 0].numpy())  # a label per sequence
+    assert main(["run", path, "--data", str(tmp_path / "per-sample.npz")]) != 0
+    assert "scores each of (5,) positions, so y must be (20, 5)" in capsys.readouterr().err
+
+
+def test_run_data_refuses_a_label_per_position_for_a_model_that_scores_each_sample_once(tmp_path, capsys):
+    dcz_path = str(Path(__file__).parent / "data" / "lenet-300-100-mnist.dcz")
+    rng = np.random.default_rng(0)  # 28 images and 28 labels each: numpy would broadcast the answers silently
+    write_npz(tmp_path / "t.npz", rng.random((28, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, (28, 1)))
+    assert main(["run", dcz_path, "--data", str(tmp_path / "t.npz"), "--batch", "28"]) != 0
+    assert "one class per sample, so y must be (28,)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("make,message", [

@@ -48,6 +48,11 @@ def run_file(path: Path, data: str | None, data_dir: str | None, batch: int, lat
     if tuple(x.shape[1:]) != model1.input_shape:
         raise UserError(f"{path}: the model takes inputs of shape {model1.input_shape}, "
                         f"{name} inputs are {tuple(x.shape[1:])}")
+    scores = tuple(model1(x[:1]).shape[1:-1])  # per sample: the positions that each get a class
+    if scores != tuple(y.shape[1:]):
+        raise UserError(f"{name}: labels y of shape {tuple(y.shape)} do not fit the model's outputs: it scores "
+                        + (f"each of {scores} positions" if scores else "one class per sample")
+                        + f", so y must be {(len(y), *scores)}")
     ev = evaluate(model_n, x, y, batch)
     lat = latency(model1, x, latency_images)
     # batch 1 (sparse-input layouts) and batch N must classify the same images alike
